@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal declarations shared by the nsm_native translation units.
+//
+// Contract for every exported function: syscall failures are thrown as
+// Node-style errors (see errors.h); nothing here ever leaves a thread in a
+// network namespace other than the one it started in.
+#pragma once
+
+#include <napi.h>
+
+namespace nsm {
+
+// netns.cc
+bool InitNetns(Napi::Env env);  // opens the home-netns fd; false + pending error on failure
+Napi::Value WithNetns(const Napi::CallbackInfo& info);
+Napi::Value CreateNetns(const Napi::CallbackInfo& info);
+Napi::Value DeleteNetns(const Napi::CallbackInfo& info);
+
+// tun.cc
+Napi::Value OpenTun(const Napi::CallbackInfo& info);
+
+// notify.cc
+Napi::Value SdNotify(const Napi::CallbackInfo& info);
+
+}  // namespace nsm

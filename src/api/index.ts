@@ -1,0 +1,82 @@
+/**
+ * The NSM wire API: message types generated from proto/ (src/api/gen, never edited by hand)
+ * and the runtime definitions loaded from the same .proto files.
+ *
+ * Messages are plain objects with proto field names (keepCase): `network_service`, `nextHop`,
+ * `MTU`. Chain elements work on the permissive (input) types, where every field is optional;
+ * decoded messages always carry every field (proto-loader `defaults: true`).
+ */
+import path from 'node:path';
+import * as protoLoader from '@grpc/proto-loader';
+import * as grpc from '@grpc/grpc-js';
+import type { ProtoGrpcType as NsType } from './gen/networkservice';
+import type { ProtoGrpcType as RegType } from './gen/registry';
+import type { ProtoGrpcType as HealthType } from './gen/health';
+
+export type { Connection } from './gen/connection/Connection';
+export type { Mechanism } from './gen/connection/Mechanism';
+export type { Path } from './gen/connection/Path';
+export type { PathSegment } from './gen/connection/PathSegment';
+export type { ConnectionEvent } from './gen/connection/ConnectionEvent';
+export type { MonitorScopeSelector } from './gen/connection/MonitorScopeSelector';
+export type { ConnectionContext } from './gen/connectioncontext/ConnectionContext';
+export type { IPContext } from './gen/connectioncontext/IPContext';
+export type { Route } from './gen/connectioncontext/Route';
+export type { IpNeighbor } from './gen/connectioncontext/IpNeighbor';
+export type { NetworkServiceRequest } from './gen/networkservice/NetworkServiceRequest';
+export type { Timestamp } from './gen/google/protobuf/Timestamp';
+export type { NetworkService } from './gen/registry/NetworkService';
+export type { NetworkServiceEndpoint } from './gen/registry/NetworkServiceEndpoint';
+export type { NetworkServiceQuery } from './gen/registry/NetworkServiceQuery';
+export type { NetworkServiceEndpointQuery } from './gen/registry/NetworkServiceEndpointQuery';
+export type { NetworkServiceResponse } from './gen/registry/NetworkServiceResponse';
+export type { NetworkServiceEndpointResponse } from './gen/registry/NetworkServiceEndpointResponse';
+export type { Match } from './gen/registry/Match';
+export type { Destination } from './gen/registry/Destination';
+
+/** Proto-loader options shared by the runtime and the generator (scripts/gen-proto.mjs). */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+/** proto/ sits two levels above both src/api and dist/api. */
+const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
+
+function load(files: string[]): protoLoader.PackageDefinition {
+  return protoLoader.loadSync(files, {
+    ...LOADER_OPTIONS,
+    includeDirs: ['networkservice', 'registry', 'grpc'].map((d) => path.join(PROTO_ROOT, d)),
+  });
+}
+
+let cached: { ns: NsType; reg: RegType; health: HealthType; defs: protoLoader.PackageDefinition } | undefined;
+
+/** Loads the .proto files once and returns the grpc-js service constructors and message types. */
+export function api(): { ns: NsType; reg: RegType; health: HealthType; defs: protoLoader.PackageDefinition } {
+  if (!cached) {
+    const defs = load(['networkservice.proto', 'connection.proto', 'registry.proto', 'health.proto']);
+    const loaded = grpc.loadPackageDefinition(defs);
+    cached = {
+      ns: loaded as unknown as NsType,
+      reg: loaded as unknown as RegType,
+      health: loaded as unknown as HealthType,
+      defs,
+    };
+  }
+  return cached;
+}
+
+/** Connection states as sent on the wire (proto enum names). */
+export const State = { UP: 'UP', DOWN: 'DOWN', REFRESH_REQUESTED: 'REFRESH_REQUESTED', RESELECT_REQUESTED: 'RESELECT_REQUESTED' } as const;
+export const EventType = { INITIAL_STATE_TRANSFER: 'INITIAL_STATE_TRANSFER', UPDATE: 'UPDATE', DELETE: 'DELETE' } as const;
+
+/** Normalises an enum value that may arrive as its name or its number. */
+export function stateName(s: unknown): keyof typeof State {
+  const names = ['UP', 'DOWN', 'REFRESH_REQUESTED', 'RESELECT_REQUESTED'] as const;
+  if (typeof s === 'number') return names[s] ?? 'UP';
+  return (names as readonly string[]).includes(s as string) ? (s as keyof typeof State) : 'UP';
+}

@@ -1,0 +1,37 @@
+/**
+ * Global setup: records what exists before the suite and fails the run if the suite leaves
+ * network namespaces, wireguard-go processes or agent processes behind.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, existsSync } from 'node:fs';
+
+function netns(): string[] {
+  return existsSync('/run/netns') ? readdirSync('/run/netns').sort() : [];
+}
+function procs(pattern: RegExp): string[] {
+  try {
+    return execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => pattern.test(l))
+      .map((l) => l.trim());
+  } catch {
+    return [];
+  }
+}
+const WATCHED = /wireguard-go|nsm-agent.* run|dist\/agent\/main\.js run|etcd --name nsmt/;
+
+let before: { ns: Set<string>; procs: Set<string> };
+
+export function setup(): void {
+  before = { ns: new Set(netns()), procs: new Set(procs(WATCHED)) };
+}
+
+export function teardown(): void {
+  const leakedNs = netns().filter((n) => !before.ns.has(n));
+  const leakedProcs = procs(WATCHED).filter((p) => !before.procs.has(p) && !/\bps -eo\b/.test(p));
+  if (leakedNs.length || leakedProcs.length) {
+    throw new Error(
+      `the test suite leaked: namespaces [${leakedNs.join(', ')}] processes [${leakedProcs.join('; ')}]`,
+    );
+  }
+}
