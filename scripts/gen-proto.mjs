@@ -12,12 +12,13 @@ rmSync(out, { recursive: true, force: true });
 const bin = path.join(root, 'node_modules/.bin/proto-loader-gen-types');
 execFileSync(bin, [
   // file names first: yargs treats everything after -I as more include dirs
-  'connection.proto', 'connectioncontext.proto', 'networkservice.proto', 'registry.proto', 'health.proto',
+  'connection.proto', 'connectioncontext.proto', 'networkservice.proto', 'registry.proto', 'health.proto', 'agent.proto',
   '--keepCase', '--longs=String', '--enums=String', '--defaults', '--oneofs',
   '--grpcLib=@grpc/grpc-js', '--outDir', out,
   '-I', path.join(root, 'proto/networkservice'),
   '-I', path.join(root, 'proto/registry'),
   '-I', path.join(root, 'proto/grpc'),
+  '-I', path.join(root, 'proto/agent'),
 ], { stdio: 'inherit', cwd: root });
 
 // The generator writes absolute proto paths into comments; make them relative so the output

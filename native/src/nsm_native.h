@@ -12,6 +12,7 @@ namespace nsm {
 
 // netns.cc
 bool InitNetns(Napi::Env env);  // opens the home-netns fd; false + pending error on failure
+int HomeNetnsFd();              // that fd (owned by the addon, never closed)
 Napi::Value WithNetns(const Napi::CallbackInfo& info);
 Napi::Value CreateNetns(const Napi::CallbackInfo& info);
 Napi::Value DeleteNetns(const Napi::CallbackInfo& info);

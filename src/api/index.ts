@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ProtoGrpcType as NsType } from './gen/networkservice';
 import type { ProtoGrpcType as RegType } from './gen/registry';
 import type { ProtoGrpcType as HealthType } from './gen/health';
+import type { ProtoGrpcType as AgentType } from './gen/agent';
 
 export type { Connection } from './gen/connection/Connection';
 export type { Mechanism } from './gen/connection/Mechanism';
@@ -49,21 +50,23 @@ const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
 function load(files: string[]): protoLoader.PackageDefinition {
   return protoLoader.loadSync(files, {
     ...LOADER_OPTIONS,
-    includeDirs: ['networkservice', 'registry', 'grpc'].map((d) => path.join(PROTO_ROOT, d)),
+    includeDirs: ['networkservice', 'registry', 'grpc', 'agent'].map((d) => path.join(PROTO_ROOT, d)),
   });
 }
 
-let cached: { ns: NsType; reg: RegType; health: HealthType; defs: protoLoader.PackageDefinition } | undefined;
+type Loaded = { ns: NsType; reg: RegType; health: HealthType; agent: AgentType; defs: protoLoader.PackageDefinition };
+let cached: Loaded | undefined;
 
 /** Loads the .proto files once and returns the grpc-js service constructors and message types. */
-export function api(): { ns: NsType; reg: RegType; health: HealthType; defs: protoLoader.PackageDefinition } {
+export function api(): Loaded {
   if (!cached) {
-    const defs = load(['networkservice.proto', 'connection.proto', 'registry.proto', 'health.proto']);
+    const defs = load(['networkservice.proto', 'connection.proto', 'registry.proto', 'health.proto', 'agent.proto']);
     const loaded = grpc.loadPackageDefinition(defs);
     cached = {
       ns: loaded as unknown as NsType,
       reg: loaded as unknown as RegType,
       health: loaded as unknown as HealthType,
+      agent: loaded as unknown as AgentType,
       defs,
     };
   }

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+// Typed surface of build/Release/nsm_native.node. Loaded only by
+// src/sys/native.ts; everything else goes through src/sys.
+//
+// Errors thrown by these functions are Node-style errno errors:
+//   { message: "ENOENT: no such file or directory, setns '/run/netns/x'",
+//     code: 'ENOENT', errno: -2, syscall: 'setns', path?: string }
+// Bad argument types throw TypeError with code 'ERR_INVALID_ARG_TYPE'.
+
+/** A Node-style errno error as thrown by the addon. */
+export interface NativeErrnoError extends Error {
+  code: string;
+  /** Negative errno, as in Node's fs errors. */
+  errno: number;
+  syscall: string;
+  path?: string;
+}
+
+export interface TunFlags {
+  /** IFF_TAP instead of IFF_TUN. */
+  tap?: boolean;
+  /** IFF_MULTI_QUEUE: open the same name again to get more queues. */
+  multiQueue?: boolean;
+  /** Open /dev/net/tun with O_NONBLOCK. */
+  nonBlocking?: boolean;
+}
+
+export interface TunHandle {
+  /** Owned by the caller; close it with fs.closeSync to drop the queue. */
+  fd: number;
+  /** Name the kernel gave the device (resolves patterns like "tun%d"). */
+  name: string;
+}
+
+export interface NsmNative {
+  /**
+   * setns(fd, CLONE_NEWNET) on the calling thread, run `fn` synchronously,
+   * then switch back (to the home ns for an outermost call, to the enclosing
+   * call's ns when nested) before returning or rethrowing. Aborts the process
+   * if switching back fails. Anything `fn` schedules asynchronously runs in
+   * the home ns; sockets `fn` creates stay bound to the target ns.
+   */
+  withNetns<T>(fd: number, fn: () => T): T;
+  /**
+   * Like `ip netns add`: make the parent directory a shared mount, create
+   * `path` (EEXIST if present) and bind-mount a new empty netns onto it. The
+   * unshare happens on a short-lived helper thread. Blocks about 1 ms.
+   */
+  createNetns(path: string): void;
+  /** umount2(MNT_DETACH) + unlink, like `ip netns del`. */
+  deleteNetns(path: string): void;
+  /** Create/attach a TUN or TAP (always IFF_NO_PI) in the calling thread's netns. */
+  openTun(name: string, flags?: TunFlags): TunHandle;
+  /** Send `state` to $NOTIFY_SOCKET; false if the variable is unset or empty. */
+  sdNotify(state: string): boolean;
+  /**
+   * fd of the netns the process was in when the addon loaded (the "home" ns
+   * outermost withNetns calls return to). Owned by the addon: never close it.
+   */
+  readonly homeNetnsFd: number;
+}
+
+declare const native: NsmNative;
+export = native;

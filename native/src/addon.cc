@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: Apache-2.0
+// Module registration. The surface is typed in native/index.d.ts; the only
+// JS consumer is src/sys/native.ts.
+#include "nsm_native.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  if (!nsm::InitNetns(env)) return exports;  // pending exception fails the require()
+  exports.Set("withNetns", Napi::Function::New(env, nsm::WithNetns, "withNetns"));
+  exports.Set("createNetns", Napi::Function::New(env, nsm::CreateNetns, "createNetns"));
+  exports.Set("deleteNetns", Napi::Function::New(env, nsm::DeleteNetns, "deleteNetns"));
+  exports.Set("openTun", Napi::Function::New(env, nsm::OpenTun, "openTun"));
+  exports.Set("sdNotify", Napi::Function::New(env, nsm::SdNotify, "sdNotify"));
+  exports.Set("homeNetnsFd", Napi::Number::New(env, nsm::HomeNetnsFd()));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(nsm_native, Init)

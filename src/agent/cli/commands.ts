@@ -1,0 +1,176 @@
+/**
+ * The client commands: they talk to a running agent over its unix socket and print
+ * tables, or JSON with --json.
+ */
+import { readFileSync } from 'node:fs';
+import type { NetworkService, NetworkServiceEndpoint } from '../../api';
+import { fromTimestamp } from '../../api/time';
+import { AgentError } from '../../core/errors';
+import { localClients, streamAll, unaryCall, LocalClients } from '../client';
+import { parseManifests } from '../manifest';
+import { age, table } from './format';
+
+export interface StatusView {
+  name: string;
+  version: string;
+  started: number | undefined;
+  registry: string;
+  listen: string[];
+  identity: string;
+  endpoints: { name: string; services: string[]; cidr: string; netns: string; url: string; labels: Record<string, string>; connections: number }[];
+  connections: ConnectionView[];
+}
+
+export interface ConnectionView {
+  id: string;
+  clientId: string;
+  service: string;
+  endpoint: string;
+  state: string;
+  mechanism: string;
+  netns: string;
+  interface: string;
+  srcIps: string[];
+  dstIps: string[];
+  origin: string;
+  created: number | undefined;
+  path: { name: string; id: string; expires: number | undefined }[];
+}
+
+function viewConnection(s: any): ConnectionView {
+  const c = s.connection ?? {};
+  const segs = c.path?.path_segments ?? [];
+  return {
+    id: c.id,
+    clientId: segs[0]?.id ?? c.id,
+    service: c.network_service,
+    endpoint: c.network_service_endpoint_name,
+    state: c.state,
+    mechanism: c.mechanism?.type ?? '',
+    netns: s.netns,
+    interface: s.interface,
+    srcIps: c.context?.ip_context?.src_ip_addrs ?? [],
+    dstIps: c.context?.ip_context?.dst_ip_addrs ?? [],
+    origin: s.origin,
+    created: fromTimestamp(s.created),
+    path: segs.map((p: any) => ({ name: p.name, id: p.id, expires: fromTimestamp(p.expires) })),
+  };
+}
+
+async function withClients<T>(socket: string, fn: (c: LocalClients) => Promise<T>): Promise<T> {
+  const c = localClients(socket);
+  try {
+    return await fn(c);
+  } catch (err) {
+    const e = AgentError.from(err);
+    if (e.code === 'UNAVAILABLE') throw new AgentError('UNAVAILABLE', `cannot reach the agent at ${socket}: ${e.message}`);
+    throw e;
+  } finally {
+    c.close();
+  }
+}
+
+export async function getStatus(socket: string): Promise<StatusView> {
+  return withClients(socket, async (c) => {
+    const s = await unaryCall<any>(c.agent, 'Status', {});
+    return {
+      name: s.name,
+      version: s.version,
+      started: fromTimestamp(s.started),
+      registry: s.registry,
+      listen: s.listen,
+      identity: s.identity,
+      endpoints: s.endpoints,
+      connections: (s.connections ?? []).map(viewConnection),
+    };
+  });
+}
+
+export function printStatus(s: StatusView): string {
+  const out = [
+    `agent ${s.name} (nsm-agent ${s.version}), up ${s.started ? age(s.started) : '?'}`,
+    `identity: ${s.identity}`,
+    `registry: ${s.registry}`,
+    `listening: ${s.listen.join(', ')}`,
+    '',
+    'ENDPOINTS',
+    table(
+      ['NAME', 'SERVICES', 'CIDR', 'NETNS', 'CONNECTIONS'],
+      s.endpoints.map((e) => [e.name, e.services.join(','), e.cidr, e.netns, String(e.connections)]),
+    ),
+    '',
+    'CONNECTIONS',
+    table(
+      ['ID', 'SERVICE', 'ENDPOINT', 'STATE', 'MECH', 'NETNS', 'IF', 'ADDRESS', 'PEER', 'AGE'],
+      s.connections.map((c) => [
+        c.clientId,
+        c.service,
+        c.endpoint,
+        c.state,
+        c.mechanism,
+        c.netns,
+        c.interface,
+        c.srcIps.join(','),
+        c.dstIps.join(','),
+        c.created ? age(c.created) : '',
+      ]),
+    ),
+  ];
+  return out.join('\n');
+}
+
+export async function connect(socket: string, url: string, netns: string, id?: string): Promise<ConnectionView> {
+  return withClients(socket, async (c) => viewConnection(await unaryCall<any>(c.agent, 'Connect', { url, netns, id: id ?? '' }, 30_000)));
+}
+
+export async function disconnect(socket: string, id: string): Promise<void> {
+  await withClients(socket, (c) => unaryCall(c.agent, 'Disconnect', { id }));
+}
+
+export async function services(socket: string): Promise<NetworkService[]> {
+  return withClients(socket, async (c) => {
+    const res = await streamAll<any>(c.ns, 'Find', { network_service: {}, watch: false });
+    return res.filter((r) => !r.deleted).map((r) => r.network_service);
+  });
+}
+
+export function printServices(list: NetworkService[]): string {
+  return table(
+    ['NAME', 'PAYLOAD', 'MATCHES'],
+    list.map((s) => [s.name ?? '', s.payload ?? '', String(s.matches?.length ?? 0)]),
+  );
+}
+
+export async function endpoints(socket: string): Promise<NetworkServiceEndpoint[]> {
+  return withClients(socket, async (c) => {
+    const res = await streamAll<any>(c.nse, 'Find', { network_service_endpoint: {}, watch: false });
+    return res.filter((r) => !r.deleted).map((r) => r.network_service_endpoint);
+  });
+}
+
+export function printEndpoints(list: NetworkServiceEndpoint[]): string {
+  return table(
+    ['NAME', 'SERVICES', 'URL', 'LABELS', 'EXPIRES'],
+    list.map((e) => {
+      const exp = fromTimestamp(e.expiration_time);
+      const labels = Object.values(e.network_service_labels ?? {})
+        .flatMap((l) => Object.entries(l.labels ?? {}).map(([k, v]) => `${k}=${v}`));
+      return [e.name ?? '', (e.network_service_names ?? []).join(','), e.url ?? '', [...new Set(labels)].join(','), exp ? `in ${age(Date.now(), exp)}` : ''];
+    }),
+  );
+}
+
+export async function apply(socket: string, file: string): Promise<NetworkService[]> {
+  let text: string;
+  try {
+    text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new AgentError('INVALID_ARGUMENT', `${file}: cannot read: ${(err as Error).message}`);
+  }
+  const list = parseManifests(text, file);
+  return withClients(socket, async (c) => {
+    const out: NetworkService[] = [];
+    for (const ns of list) out.push(await unaryCall<NetworkService>(c.ns, 'Register', ns));
+    return out;
+  });
+}

@@ -1,0 +1,166 @@
+/**
+ * agent.yaml: read, validated against AGENT_SCHEMA and a few semantic rules, and filled with
+ * defaults. Every error names the file, the key (dotted path) and what is wrong; the caller
+ * exits non-zero before touching the host.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import Ajv, { ErrorObject } from 'ajv';
+import YAML from 'yaml';
+import { AGENT_SCHEMA } from './schema';
+import { parseDuration } from './duration';
+import { parsePrefix } from '../../networkservice/ipam/cidr';
+
+export interface EndpointConfig {
+  name: string;
+  services: string[];
+  labels: Record<string, string>;
+  cidr: string;
+  /** A namespace name, a path, or 'host'. */
+  netns: string;
+  payload: 'IP' | 'ETHERNET';
+  /** Endpoint-side interface name; generated per connection when absent. */
+  interface?: string;
+  excludedPrefixes: string[];
+}
+
+export interface ConnectionConfig {
+  url: string;
+  netns: string;
+  id?: string;
+}
+
+export interface AgentConfig {
+  /** Where it was read from ('<defaults>' when no file was given). */
+  file: string;
+  name: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  stateDir: string;
+  listen: { unix: string; tcp?: string };
+  tunnelIP: string;
+  maxTokenLifetimeMs: number;
+  identity: { source: 'spiffe' | 'files' | 'dev'; socket?: string; files?: unknown; dev?: unknown };
+  registry: { url: string; listen: string; store: 'memory' | 'etcd'; etcd: string[]; expirationMs: number };
+  policy: { service: string; allow: string[] }[];
+  endpoints: EndpointConfig[];
+  connections: ConnectionConfig[];
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly file: string,
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`${file}: ${key || '(top level)'}: ${reason}`);
+  }
+}
+
+export const DEFAULT_SOCKET = '/run/nsm-agent/agent.sock';
+
+function defaultName(): string {
+  const h = os.hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-');
+  return h.replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'nsm-agent';
+}
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+const validate = ajv.compile(AGENT_SCHEMA);
+
+function keyOf(err: ErrorObject): string {
+  const parts = err.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (err.keyword === 'additionalProperties') parts.push(String(err.params['additionalProperty']));
+  if (err.keyword === 'required') parts.push(String(err.params['missingProperty']));
+  return parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i ? `.${p}` : p)).join('');
+}
+
+function reasonOf(err: ErrorObject): string {
+  switch (err.keyword) {
+    case 'additionalProperties':
+      return 'unknown key';
+    case 'required':
+      return 'is required';
+    case 'enum':
+      return `must be one of ${(err.params['allowedValues'] as unknown[]).join(', ')}`;
+    case 'pattern':
+      return 'has an invalid format';
+    default:
+      return err.message ?? 'is invalid';
+  }
+}
+
+/** Validates a parsed document; throws ConfigError. `file` is used in messages only. */
+export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
+  const raw = (doc ?? {}) as Record<string, any>;
+  if (!validate(raw)) {
+    const err = validate.errors?.[0];
+    throw new ConfigError(file, err ? keyOf(err) : '', err ? reasonOf(err) : 'invalid');
+  }
+  const lifetime = parseDuration(raw.maxTokenLifetime ?? '10m');
+  if (lifetime === undefined) throw new ConfigError(file, 'maxTokenLifetime', 'must be a positive duration');
+  const expiration = parseDuration(raw.registry?.expiration ?? '1m');
+  if (expiration === undefined) throw new ConfigError(file, 'registry.expiration', 'must be a positive duration');
+
+  const names = new Set<string>();
+  const endpoints: EndpointConfig[] = (raw.endpoints ?? []).map((e: any, i: number) => {
+    const key = `endpoints[${i}]`;
+    if (names.has(e.name)) throw new ConfigError(file, `${key}.name`, `duplicate endpoint name ${e.name}`);
+    names.add(e.name);
+    const pools = String(e.cidr).split(',').map((s) => s.trim());
+    for (const p of pools) {
+      if (!parsePrefix(p) || !p.includes('/')) throw new ConfigError(file, `${key}.cidr`, `${p} is not a CIDR prefix`);
+    }
+    for (const [j, p] of (e.excludedPrefixes ?? []).entries()) {
+      if (!parsePrefix(p)) throw new ConfigError(file, `${key}.excludedPrefixes[${j}]`, `${p} is not a CIDR prefix`);
+    }
+    return {
+      name: e.name,
+      services: e.services,
+      labels: e.labels ?? {},
+      cidr: e.cidr,
+      netns: e.netns ?? 'host',
+      payload: e.payload ?? 'IP',
+      interface: e.interface,
+      excludedPrefixes: e.excludedPrefixes ?? [],
+    };
+  });
+
+  return {
+    file,
+    name: raw.name ?? defaultName(),
+    logLevel: raw.logLevel ?? 'info',
+    stateDir: raw.stateDir ?? '/var/lib/nsm-agent',
+    listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp },
+    tunnelIP: raw.tunnelIP ?? 'auto',
+    maxTokenLifetimeMs: lifetime,
+    identity: { source: raw.identity?.source ?? 'dev', ...raw.identity },
+    registry: {
+      url: raw.registry?.url ?? 'embedded',
+      listen: raw.registry?.listen ?? '0.0.0.0:5002',
+      store: raw.registry?.store ?? 'memory',
+      etcd: raw.registry?.etcd ?? [],
+      expirationMs: expiration,
+    },
+    policy: raw.policy ?? [],
+    endpoints,
+    connections: (raw.connections ?? []).map((c: any) => ({ url: c.url, netns: c.netns ?? 'host', id: c.id })),
+  };
+}
+
+/** Reads and validates a file; a missing file, bad YAML or bad values all throw ConfigError. */
+export function loadConfig(file?: string): AgentConfig {
+  if (!file) return parseConfig({});
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, '', `cannot read: ${(err as Error).message}`);
+  }
+  const parsed = YAML.parseDocument(text, { uniqueKeys: true });
+  const first = parsed.errors[0];
+  if (first) {
+    const line = first.linePos?.[0];
+    throw new ConfigError(file, line ? `line ${line.line}` : '', `invalid YAML: ${first.message.split('\n')[0]}`);
+  }
+  return parseConfig(parsed.toJS(), file);
+}

@@ -1,0 +1,92 @@
+/**
+ * The JSON schema of agent.yaml: the keys are the user-facing contract
+ * (shared/design/architecture.md §3). Unknown keys are errors, so a typo is never ignored.
+ */
+const duration = { type: 'string', pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h))+$' };
+const labels = { type: 'object', additionalProperties: { type: 'string' } };
+const ifname = { type: 'string', minLength: 1, maxLength: 15, pattern: '^[^\\s/:]+$' };
+const hostPort = { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^\\s:\\[\\]]*):\\d{1,5}$' };
+
+export const AGENT_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },
+    logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
+    stateDir: { type: 'string', minLength: 1 },
+    listen: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        unix: { type: 'string', minLength: 1 },
+        tcp: hostPort,
+      },
+    },
+    tunnelIP: { type: 'string', minLength: 1 },
+    maxTokenLifetime: duration,
+    identity: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        source: { enum: ['spiffe', 'files', 'dev'] },
+        socket: { type: 'string' },
+        files: { type: 'object' },
+        dev: { type: 'object' },
+      },
+    },
+    registry: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        url: { type: 'string', pattern: '^(embedded|tcp://.+|unix://.+|[^@\\s]+@[^@\\s]+)$' },
+        listen: hostPort,
+        store: { enum: ['memory', 'etcd'] },
+        etcd: { type: 'array', items: { type: 'string' } },
+        expiration: duration,
+      },
+    },
+    policy: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['service', 'allow'],
+        properties: {
+          service: { type: 'string', minLength: 1 },
+          allow: { type: 'array', items: { type: 'string' } },
+        },
+      },
+    },
+    endpoints: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'services', 'cidr'],
+        properties: {
+          name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },
+          services: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+          labels,
+          cidr: { type: 'string', minLength: 1 },
+          netns: { type: 'string', minLength: 1 },
+          payload: { enum: ['IP', 'ETHERNET'] },
+          interface: ifname,
+          excludedPrefixes: { type: 'array', items: { type: 'string' } },
+        },
+      },
+    },
+    connections: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['url'],
+        properties: {
+          url: { type: 'string', minLength: 1 },
+          netns: { type: 'string', minLength: 1 },
+          id: { type: 'string', minLength: 1 },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,54 @@
+/**
+ * Turns an incoming gRPC call into a Ctx: the call's deadline and cancellation, and the
+ * caller's NSM token from the `nsm-client-token` / `nsm-client-token-expires` headers.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { Ctx } from '../../core/ctx';
+import { AgentError } from '../../core/errors';
+import { INCOMING_TOKEN } from '../../networkservice/updatetoken';
+
+interface AnyCall {
+  metadata: grpc.Metadata;
+  getDeadline(): grpc.Deadline;
+  on(event: 'cancelled', fn: () => void): unknown;
+  removeListener(event: 'cancelled', fn: () => void): unknown;
+  cancelled?: boolean;
+}
+
+/** Reads the caller's token; headers must appear at most once each. */
+export function tokenFromMetadata(md: grpc.Metadata): { token: string; expires: number } | undefined {
+  const tokens = md.get('nsm-client-token');
+  const expires = md.get('nsm-client-token-expires');
+  if (tokens.length === 0) return undefined;
+  if (tokens.length > 1 || expires.length > 1) {
+    throw new AgentError('UNAUTHENTICATED', 'nsm-client-token headers must appear exactly once');
+  }
+  const at = Date.parse(String(expires[0] ?? ''));
+  if (!Number.isFinite(at)) throw new AgentError('UNAUTHENTICATED', 'nsm-client-token-expires is not an RFC 3339 time');
+  return { token: String(tokens[0]), expires: at };
+}
+
+/** A Ctx for one call; call the returned cleanup when the call is finished. */
+export function callCtx(base: Ctx, call: AnyCall): [Ctx, () => void] {
+  const ac = new AbortController();
+  const onCancel = () => ac.abort(new AgentError('CANCELLED', 'the caller cancelled the call'));
+  call.on('cancelled', onCancel);
+  if (call.cancelled) onCancel();
+  let [ctx, cancelSignal] = base.withSignal(ac.signal);
+  const d = call.getDeadline();
+  const deadline = d instanceof Date ? d.getTime() : d;
+  let cancelTimeout = () => {};
+  if (Number.isFinite(deadline) && deadline > 0) {
+    [ctx, cancelTimeout] = ctx.withTimeout(deadline - ctx.clock.now());
+  }
+  const token = tokenFromMetadata(call.metadata);
+  if (token) ctx = ctx.with(INCOMING_TOKEN, token);
+  return [
+    ctx,
+    () => {
+      cancelTimeout();
+      cancelSignal();
+      call.removeListener('cancelled', onCancel);
+    },
+  ];
+}

@@ -1,0 +1,46 @@
+/**
+ * nsmagent.v1.Agent, the CLI's control API, served on the unix socket only.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { api } from '../../api';
+import { toTimestamp } from '../../api/time';
+import { Ctx } from '../../core/ctx';
+import { toStatus } from '../../core/errors';
+import type { Agent } from '../agent';
+import { callCtx } from './call-ctx';
+
+function handle<Req, Res>(base: () => Ctx, fn: (ctx: Ctx, req: Req) => Promise<Res>) {
+  return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+    const [ctx, done] = callCtx(base(), call);
+    fn(ctx, call.request).then(
+      (res) => {
+        done();
+        cb(null, res);
+      },
+      (err) => {
+        done();
+        cb(toStatus(err));
+      },
+    );
+  };
+}
+
+export function addControl(server: grpc.Server, agent: Agent, base: () => Ctx): void {
+  server.addService(api().agent.nsmagent.v1.Agent.service, {
+    Status: handle(base, async () => agent.status()),
+    Connect: handle<{ url: string; netns: string; id: string }, unknown>(base, async (_ctx, req) => {
+      const held = await agent.connect(req.url, req.netns || 'host', req.id || undefined);
+      return {
+        connection: held.conn,
+        origin: 'agent',
+        created: toTimestamp(held.created),
+        netns: held.netns,
+        interface: held.ifname,
+      };
+    }),
+    Disconnect: handle<{ id: string }, unknown>(base, async (_ctx, req) => {
+      await agent.disconnect(req.id);
+      return {};
+    }),
+  });
+}

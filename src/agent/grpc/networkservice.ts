@@ -1,0 +1,61 @@
+/**
+ * Serves networkservice.NetworkService and connection.MonitorConnection from a server chain
+ * and a monitor hub. Chain errors become gRPC statuses here and nowhere else.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { api, Connection, ConnectionEvent, MonitorScopeSelector, NetworkServiceRequest } from '../../api';
+import { Ctx } from '../../core/ctx';
+import { toStatus } from '../../core/errors';
+import type { NetworkServiceServer } from '../../core/networkservice';
+import { callCtx } from './call-ctx';
+
+export interface MonitorSource {
+  subscribe(selector: MonitorScopeSelector, onEvent: (e: ConnectionEvent) => void): () => void;
+}
+
+function unary<Req, Res>(base: () => Ctx, fn: (ctx: Ctx, req: Req) => Promise<Res>) {
+  return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+    let ctx: Ctx;
+    let done: () => void;
+    try {
+      [ctx, done] = callCtx(base(), call);
+    } catch (err) {
+      cb(toStatus(err));
+      return;
+    }
+    fn(ctx, call.request).then(
+      (res) => {
+        done();
+        cb(null, res);
+      },
+      (err) => {
+        done();
+        const st = toStatus(err);
+        ctx.log.debug('call failed', { code: grpc.status[st.code], error: st.details });
+        cb(st);
+      },
+    );
+  };
+}
+
+export function addNetworkService(server: grpc.Server, chain: NetworkServiceServer, base: () => Ctx): void {
+  server.addService(api().ns.networkservice.NetworkService.service, {
+    Request: unary<NetworkServiceRequest, Connection>(base, (ctx, req) => chain.request(ctx, req)),
+    Close: unary<Connection, object>(base, async (ctx, conn) => {
+      await chain.close(ctx, conn);
+      return {};
+    }),
+  });
+}
+
+export function addMonitor(server: grpc.Server, hub: MonitorSource): void {
+  server.addService(api().ns.connection.MonitorConnection.service, {
+    MonitorConnections: (call: grpc.ServerWritableStream<MonitorScopeSelector, ConnectionEvent>) => {
+      const unsubscribe = hub.subscribe(call.request, (event) => {
+        if (!call.cancelled) call.write(event);
+      });
+      call.on('cancelled', unsubscribe);
+      call.on('error', unsubscribe);
+    },
+  });
+}

@@ -1,0 +1,142 @@
+/**
+ * nsm-agent's command line. `run` is the daemon; the other commands are clients of a running
+ * agent on its unix socket (--socket, NSM_AGENT_SOCKET, default /run/nsm-agent/agent.sock).
+ * Exit codes: 0 ok, 1 failure reported by the agent or the kernel, 2 usage or configuration error.
+ */
+import { parseArgs } from 'node:util';
+import { AgentError } from '../core/errors';
+import { ConfigError } from './config';
+import { socketPath } from './client';
+import * as cmd from './cli/commands';
+import { VERSION } from './version';
+
+const USAGE = `usage: nsm-agent <command> [options]
+
+  run [--config FILE] [--cleanup-on-exit]   run the agent in the foreground (systemd runs this)
+  status [--json]                           identity, registry, endpoints and connections
+  connect URL [--netns NAME | --netns-path PATH] [--id ID] [--json]
+                                            request a network service, e.g. kernel://icmp-responder/nsm-1
+  disconnect ID                             close a connection
+  services [--json]                         network services in the registry
+  endpoints [--json]                        network service endpoints in the registry
+  apply -f FILE                             register NetworkService manifests (networkservicemesh.io/v1)
+  demo [--keep]                             a small mesh on this machine: connect, ping, show, remove
+  version
+
+  --socket PATH   the agent's socket (default: $NSM_AGENT_SOCKET or /run/nsm-agent/agent.sock)`;
+
+class UsageError extends Error {}
+
+interface Parsed {
+  values: Record<string, string | boolean | undefined> & { socket?: string; json?: boolean };
+  positionals: string[];
+}
+
+function parse(args: string[], options: Record<string, { type: 'string' | 'boolean'; short?: string }>): Parsed {
+  try {
+    return parseArgs({ args, options: { socket: { type: 'string' }, json: { type: 'boolean' }, ...options }, allowPositionals: true }) as Parsed;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+
+function print(json: boolean | undefined, value: unknown, text: () => string): void {
+  process.stdout.write((json ? JSON.stringify(value, null, 2) : text()) + '\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run': {
+      const { values } = parse(rest, { config: { type: 'string', short: 'c' }, 'cleanup-on-exit': { type: 'boolean' } });
+      const { runDaemon } = await import('./daemon');
+      return runDaemon({ configFile: str(values['config']), socket: values.socket, cleanupOnExit: !!values['cleanup-on-exit'] });
+    }
+    case 'status': {
+      const { values } = parse(rest, {});
+      const s = await cmd.getStatus(socketPath(values.socket));
+      print(values.json, s, () => cmd.printStatus(s));
+      return 0;
+    }
+    case 'connect': {
+      const { values, positionals } = parse(rest, { netns: { type: 'string' }, 'netns-path': { type: 'string' }, id: { type: 'string' } });
+      const url = positionals[0];
+      if (!url || positionals.length > 1) throw new UsageError('connect needs exactly one URL');
+      if (values['netns'] && values['netns-path']) throw new UsageError('give --netns or --netns-path, not both');
+      const netns = str(values['netns-path']) ?? str(values['netns']) ?? 'host';
+      const c = await cmd.connect(socketPath(values.socket), url, netns, str(values['id']));
+      print(values.json, c, () => `${c.clientId}: ${c.service} via ${c.endpoint}, ${c.interface} in ${c.netns} ${c.srcIps.join(',')} -> ${c.dstIps.join(',')} ${c.state}`);
+      return 0;
+    }
+    case 'disconnect': {
+      const { values, positionals } = parse(rest, {});
+      const id = positionals[0];
+      if (!id || positionals.length > 1) throw new UsageError('disconnect needs exactly one connection id');
+      await cmd.disconnect(socketPath(values.socket), id);
+      return 0;
+    }
+    case 'services': {
+      const { values } = parse(rest, {});
+      const list = await cmd.services(socketPath(values.socket));
+      print(values.json, list, () => cmd.printServices(list));
+      return 0;
+    }
+    case 'endpoints': {
+      const { values } = parse(rest, {});
+      const list = await cmd.endpoints(socketPath(values.socket));
+      print(values.json, list, () => cmd.printEndpoints(list));
+      return 0;
+    }
+    case 'apply': {
+      const { values, positionals } = parse(rest, { file: { type: 'string', short: 'f' } });
+      const file = str(values['file']);
+      if (!file || positionals.length) throw new UsageError('apply needs -f FILE');
+      const list = await cmd.apply(socketPath(values.socket), file);
+      for (const ns of list) process.stdout.write(`networkservice/${ns.name} registered\n`);
+      return 0;
+    }
+    case 'demo': {
+      const { values } = parse(rest, { keep: { type: 'boolean' } });
+      const { runDemo } = await import('./demo');
+      return runDemo({ keep: !!values['keep'] });
+    }
+    case 'version':
+    case '--version':
+      process.stdout.write(`nsm-agent ${VERSION}\n`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return command ? 0 : 2;
+    default:
+      throw new UsageError(`unknown command ${command}`);
+  }
+}
+
+/** Runs a command and sets the exit code; the entry point of bin/nsm-agent. */
+export function cli(argv: string[]): void {
+  main(argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      if (err instanceof UsageError) {
+        process.stderr.write(`nsm-agent: ${err.message}\n\n${USAGE}\n`);
+        process.exitCode = 2;
+      } else if (err instanceof ConfigError) {
+        process.stderr.write(`nsm-agent: configuration error: ${err.message}\n`);
+        process.exitCode = 2;
+      } else {
+        const e = AgentError.from(err);
+        process.stderr.write(`nsm-agent: ${e.message} (${e.code})\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}
+
+if (require.main === module) cli(process.argv.slice(2));

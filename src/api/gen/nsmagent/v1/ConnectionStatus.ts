@@ -1,0 +1,20 @@
+// Original file: proto/agent/agent.proto
+
+import type { Connection as _connection_Connection, Connection__Output as _connection_Connection__Output } from '../../connection/Connection';
+import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from '../../google/protobuf/Timestamp';
+
+export interface ConnectionStatus {
+  'connection'?: (_connection_Connection | null);
+  'origin'?: (string);
+  'created'?: (_google_protobuf_Timestamp | null);
+  'netns'?: (string);
+  'interface'?: (string);
+}
+
+export interface ConnectionStatus__Output {
+  'connection': (_connection_Connection__Output | null);
+  'origin': (string);
+  'created': (_google_protobuf_Timestamp__Output | null);
+  'netns': (string);
+  'interface': (string);
+}

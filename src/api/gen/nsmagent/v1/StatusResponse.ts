@@ -1,0 +1,27 @@
+// Original file: proto/agent/agent.proto
+
+import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from '../../google/protobuf/Timestamp';
+import type { EndpointStatus as _nsmagent_v1_EndpointStatus, EndpointStatus__Output as _nsmagent_v1_EndpointStatus__Output } from '../../nsmagent/v1/EndpointStatus';
+import type { ConnectionStatus as _nsmagent_v1_ConnectionStatus, ConnectionStatus__Output as _nsmagent_v1_ConnectionStatus__Output } from '../../nsmagent/v1/ConnectionStatus';
+
+export interface StatusResponse {
+  'name'?: (string);
+  'version'?: (string);
+  'started'?: (_google_protobuf_Timestamp | null);
+  'registry'?: (string);
+  'listen'?: (string)[];
+  'identity'?: (string);
+  'endpoints'?: (_nsmagent_v1_EndpointStatus)[];
+  'connections'?: (_nsmagent_v1_ConnectionStatus)[];
+}
+
+export interface StatusResponse__Output {
+  'name': (string);
+  'version': (string);
+  'started': (_google_protobuf_Timestamp__Output | null);
+  'registry': (string);
+  'listen': (string)[];
+  'identity': (string);
+  'endpoints': (_nsmagent_v1_EndpointStatus__Output)[];
+  'connections': (_nsmagent_v1_ConnectionStatus__Output)[];
+}

@@ -1,0 +1,67 @@
+/**
+ * The KERNEL mechanism's parameters: `name` (interface name, at most 15 characters) and
+ * `inodeURL` (the namespace as a file:// URL to a namespace file: /run/netns/NAME,
+ * /proc/PID/ns/net). Validation errors are AgentErrors the caller sees as gRPC statuses.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Mechanism } from '../../api';
+import { AgentError } from '../../core/errors';
+import { CLS, MAX_IFNAME, PARAM, TYPE } from '../common';
+
+const IFNAME_RE = /^[^\s/:%]+$/;
+
+export function validateIfName(name: string): string {
+  if (!name) throw new AgentError('INVALID_INTERFACE_NAME', 'interface name must not be empty');
+  if (Buffer.byteLength(name) > MAX_IFNAME) {
+    throw new AgentError('INVALID_INTERFACE_NAME', `interface name ${name} is longer than ${MAX_IFNAME} characters`);
+  }
+  if (!IFNAME_RE.test(name) || name === '.' || name === '..') {
+    throw new AgentError('INVALID_INTERFACE_NAME', `interface name ${JSON.stringify(name)} contains invalid characters`);
+  }
+  return name;
+}
+
+const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+/** NSM's default name: the first ten characters of the service, a dash, random characters, 15 in all. */
+export function defaultIfName(service: string): string {
+  const head = service.replace(/[^\w.-]/g, '').slice(0, 10) || 'nsm';
+  const bytes = randomBytes(MAX_IFNAME - head.length - 1);
+  return `${head}-${[...bytes].map((b) => ALPHABET[b % ALPHABET.length]).join('')}`;
+}
+
+/** The namespace file path from an inodeURL (file:///run/netns/x -> /run/netns/x). */
+export function netnsFromInodeURL(url: string): string {
+  if (!url) throw new AgentError('INVALID_ARGUMENT', 'the KERNEL mechanism needs an inodeURL parameter');
+  if (url.startsWith('file://')) {
+    const path = decodeURIComponent(url.slice('file://'.length));
+    if (!path.startsWith('/')) throw new AgentError('INVALID_ARGUMENT', `inodeURL ${url} is not an absolute file URL`);
+    return path;
+  }
+  if (url.startsWith('inode://')) {
+    throw new AgentError('INVALID_ARGUMENT', `inodeURL ${url} needs file descriptor passing, which this socket does not do; send a file:// URL`);
+  }
+  throw new AgentError('INVALID_ARGUMENT', `inodeURL ${url} must be a file:// URL`);
+}
+
+export interface KernelSide {
+  /** Namespace file path. */
+  netns: string;
+  ifname: string;
+}
+
+export function kernelSide(mech: Mechanism | null | undefined): KernelSide {
+  const params = mech?.parameters ?? {};
+  return {
+    ifname: validateIfName(params[PARAM.NAME] ?? ''),
+    netns: netnsFromInodeURL(params[PARAM.INODE_URL] ?? ''),
+  };
+}
+
+export function kernelMechanism(side: { netns: string; ifname: string }): Mechanism {
+  return {
+    cls: CLS.LOCAL,
+    type: TYPE.KERNEL,
+    parameters: { [PARAM.NAME]: side.ifname, [PARAM.INODE_URL]: `file://${side.netns}` },
+  };
+}

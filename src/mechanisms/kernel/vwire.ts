@@ -1,0 +1,160 @@
+/**
+ * The local vWire: one veth pair straight between the client's and the endpoint's namespaces,
+ * each end named as requested, with MTU, addresses, routes and (payload IP) permanent
+ * neighbours from the IP context, as NSM's connectioncontextkernel does on each side.
+ * Packets never pass through the agent. Creation is all-or-nothing: a failure half-way
+ * deletes the pair (deleting one end removes both, with their addresses and routes).
+ */
+import type { IPContext } from '../../api';
+import * as sys from '../../sys';
+import { AgentError } from '../../core/errors';
+import { parsePrefix, contains, parseIp } from '../../networkservice/ipam/cidr';
+
+export interface VethSide {
+  netns: sys.Netns;
+  ifname: string;
+}
+
+export interface SideConfig {
+  /** Addresses for this end (CIDR). */
+  addrs: string[];
+  /** Addresses of the other end (CIDR); reached on-link. */
+  peers: string[];
+  /** Routes in this namespace; an empty nextHop means the first peer address of the family. */
+  routes: { prefix?: string; nextHop?: string }[];
+}
+
+/** The two sides' configuration from an IP context, NSC (client) side first. */
+export function sidesOf(ipc: IPContext | null | undefined): { client: SideConfig; endpoint: SideConfig } {
+  const src = ipc?.src_ip_addrs ?? [];
+  const dst = ipc?.dst_ip_addrs ?? [];
+  return {
+    client: { addrs: src, peers: dst, routes: ipc?.src_routes ?? [] },
+    endpoint: { addrs: dst, peers: src, routes: ipc?.dst_routes ?? [] },
+  };
+}
+
+function ipOf(cidr: string): string {
+  return cidr.split('/')[0] ?? '';
+}
+
+function familyOf(ip: string): 4 | 6 {
+  return ip.includes(':') ? 6 : 4;
+}
+
+/** Random locally administered unicast MAC, so neighbours can be set without asking the kernel. */
+function randomMac(): string {
+  const b = Buffer.from(Array.from({ length: 6 }, () => Math.floor(Math.random() * 256)));
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+async function configureSide(
+  side: VethSide,
+  index: number,
+  cfg: SideConfig,
+  peerMac: string,
+  payloadIp: boolean,
+): Promise<void> {
+  const rtnl = sys.Rtnl.for(side.netns);
+  const own = cfg.addrs.map((a) => parsePrefix(a)).filter((p) => !!p);
+  const ops: Promise<unknown>[] = [];
+  if (cfg.addrs.some((a) => familyOf(ipOf(a)) === 6)) {
+    sys.setSysctl(side.netns, `net.ipv6.conf.${side.ifname}.disable_ipv6`, '0');
+  }
+  for (const a of cfg.addrs) ops.push(sys.addAddress(rtnl, index, a, { noDad: familyOf(ipOf(a)) === 6 }));
+  await Promise.all(ops);
+  const routes: Promise<unknown>[] = [];
+  const linked = new Set<string>();
+  for (const peer of cfg.peers) {
+    const ip = parseIp(ipOf(peer));
+    if (!ip) continue;
+    if (own.some((p) => contains(p, ip.family, ip.value))) continue;
+    const host = `${ipOf(peer)}/${ip.family === 4 ? 32 : 128}`;
+    linked.add(host);
+    routes.push(sys.replaceRoute(rtnl, { dst: host, index, scope: 'link' }));
+  }
+  for (const r of cfg.routes) {
+    if (!r.prefix || linked.has(r.prefix)) continue;
+    const fam = familyOf(ipOf(r.prefix));
+    const via = r.nextHop || cfg.peers.map(ipOf).find((p) => familyOf(p) === fam);
+    if (!via) continue;
+    routes.push(sys.replaceRoute(rtnl, { dst: r.prefix, index, via, onlink: true }));
+  }
+  if (payloadIp) {
+    for (const peer of cfg.peers) {
+      routes.push(sys.replaceNeighbor(rtnl, { index, ip: ipOf(peer), mac: peerMac, permanent: true }));
+    }
+  }
+  await Promise.all(routes);
+}
+
+export interface VethPair {
+  client: VethSide;
+  endpoint: VethSide;
+}
+
+/**
+ * Creates and configures the pair. Throws AgentError; nothing is left behind on failure.
+ * Both ends must not exist yet (an existing name fails with ALREADY_EXISTS).
+ */
+export async function createVethPair(
+  pair: VethPair,
+  ipc: IPContext | null | undefined,
+  opts: { mtu?: number; payloadIp: boolean },
+): Promise<void> {
+  const host = sys.Rtnl.for(sys.hostNetns());
+  const macs = { client: randomMac(), endpoint: randomMac() };
+  let created: { a: sys.LinkInfo; b: sys.LinkInfo };
+  try {
+    created = await sys.createVethPair(
+      host,
+      { name: pair.client.ifname, ns: pair.client.netns, mtu: opts.mtu || undefined, mac: macs.client, up: true },
+      { name: pair.endpoint.ifname, ns: pair.endpoint.netns, mtu: opts.mtu || undefined, mac: macs.endpoint, up: true },
+    );
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'EEXIST') {
+      throw new AgentError('ALREADY_EXISTS', `interface ${pair.client.ifname} or ${pair.endpoint.ifname} already exists`, { cause: err });
+    }
+    throw AgentError.wrap(err, 'create veth pair', 'DATAPLANE');
+  }
+  try {
+    const sides = sidesOf(ipc);
+    await Promise.all([
+      configureSide(pair.client, created.a.index, sides.client, macs.endpoint, opts.payloadIp),
+      configureSide(pair.endpoint, created.b.index, sides.endpoint, macs.client, opts.payloadIp),
+    ]);
+  } catch (err) {
+    await deleteVethEnd(pair.client).catch(() => {});
+    throw AgentError.wrap(err, `configure veth ${pair.client.ifname}`, 'DATAPLANE');
+  }
+}
+
+/** Deletes the pair through one of its ends; a missing end (or namespace) is not an error. */
+export async function deleteVethEnd(side: VethSide): Promise<boolean> {
+  const rtnl = sys.Rtnl.for(side.netns);
+  const link = await sys.getLink(rtnl, side.ifname);
+  if (!link) return false;
+  await sys.deleteLink(rtnl, link.index);
+  return true;
+}
+
+/** True if the client end still exists. */
+export async function vethExists(side: VethSide): Promise<boolean> {
+  return !!(await sys.getLink(sys.Rtnl.for(side.netns), side.ifname));
+}
+
+export function requireNetns(path: string): sys.Netns {
+  try {
+    return sys.openNetns(path);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOENT' || code === 'EINVAL') {
+      throw new AgentError('NETNS_NOT_FOUND', `network namespace ${path} does not exist`, { cause: err });
+    }
+    throw AgentError.wrap(err, `open network namespace ${path}`, 'DATAPLANE');
+  }
+}
+
+export { AgentError };

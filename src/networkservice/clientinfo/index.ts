@@ -1,0 +1,1 @@
+export { clientInfoServer, clientInfoServer as newServer, type ClientInfo } from './server';

@@ -1,0 +1,2 @@
+export { connectServer, DOWNSTREAM } from './server';
+export type { ConnectOptions, DownstreamSlot } from './server';

@@ -1,0 +1,96 @@
+/**
+ * discover server (NSM common/discover): finds who can serve the request, from the registry.
+ *
+ * Request:
+ * - a client URL already in the Ctx: nothing to discover, continue;
+ * - network_service_endpoint_name set (a refresh, or a caller that chose): that endpoint's URL
+ *   becomes the client URL (NOT_FOUND "network service endpoint X is not found" if it is gone
+ *   or expired);
+ * - otherwise: find the network service (SERVICE_NOT_FOUND "network service X is not found"),
+ *   copy its payload into the connection, find its endpoints, drop expired ones (ctx.clock),
+ *   keep those matchEndpoint selects with the request labels, and put them in the Ctx as
+ *   candidates (NO_CANDIDATES "network service endpoint candidates not found for X" if none).
+ * Close: the client URL of network_service_endpoint_name, if it can still be found; Close goes
+ * on either way.
+ *
+ * Placement: after clientinfo (labels) and before roundrobin.
+ */
+import type { Connection, NetworkService, NetworkServiceEndpoint } from '../../api';
+import { fromTimestamp } from '../../api/time';
+import type { Ctx } from '../../core/ctx';
+import { AgentError } from '../../core/errors';
+import { NetworkServiceServer, nextServer } from '../../core/networkservice';
+import { findAll, NseRegistry, NsRegistry } from '../../core/registry';
+import { clientURL, parseClientURL, withClientURL } from '../clienturl';
+import { withCandidates } from './context';
+import { matchEndpoint } from './match';
+
+function expired(ctx: Ctx, nse: NetworkServiceEndpoint): boolean {
+  const exp = fromTimestamp(nse.expiration_time);
+  return exp !== undefined && exp <= ctx.clock.now();
+}
+
+async function findEndpoint(ctx: Ctx, reg: NseRegistry, name: string, live: boolean): Promise<NetworkServiceEndpoint> {
+  const found = await findAll(reg.find(ctx, { network_service_endpoint: { name }, watch: false }));
+  const nse = found
+    .map((r) => r.network_service_endpoint)
+    .find((e): e is NetworkServiceEndpoint => !!e && e.name === name && !(live && expired(ctx, e)));
+  if (!nse) throw new AgentError('NOT_FOUND', `network service endpoint ${name} is not found`);
+  return nse;
+}
+
+async function findService(ctx: Ctx, reg: NsRegistry, conn: Connection): Promise<NetworkService> {
+  const name = conn.network_service ?? '';
+  const query = conn.payload ? { name, payload: conn.payload } : { name };
+  const found = await findAll(reg.find(ctx, { network_service: query, watch: false }));
+  const ns = found.map((r) => r.network_service).find((s): s is NetworkService => !!s && s.name === name);
+  if (!ns) throw new AgentError('SERVICE_NOT_FOUND', `network service ${name} is not found`);
+  return ns;
+}
+
+export function discoverServer(nsRegistry: NsRegistry, nseRegistry: NseRegistry): NetworkServiceServer {
+  return {
+    async request(ctx, req) {
+      if (clientURL(ctx)) return nextServer(ctx).request(ctx, req);
+      const conn = req.connection ?? {};
+
+      const nseName = conn.network_service_endpoint_name;
+      if (nseName) {
+        const nse = await findEndpoint(ctx, nseRegistry, nseName, true);
+        const next = withClientURL(ctx, parseClientURL(nse.url ?? ''));
+        return nextServer(next).request(next, req);
+      }
+
+      const service = conn.network_service ?? '';
+      if (!service) throw new AgentError('INVALID_ARGUMENT', 'network service must not be empty');
+      const ns = await findService(ctx, nsRegistry, conn);
+      const found = await findAll(
+        nseRegistry.find(ctx, { network_service_endpoint: { network_service_names: [service] }, watch: false }),
+      );
+      const live = found
+        .map((r) => r.network_service_endpoint)
+        .filter((e): e is NetworkServiceEndpoint => !!e && (e.network_service_names ?? []).includes(service))
+        .filter((e) => !expired(ctx, e));
+      const endpoints = matchEndpoint(conn.labels ?? {}, ns, live);
+      if (endpoints.length === 0) {
+        throw new AgentError('NO_CANDIDATES', `network service endpoint candidates not found for ${service}`);
+      }
+      const withPayload: Connection = ns.payload ? { ...conn, payload: ns.payload } : conn;
+      const next = withCandidates(ctx, { networkService: ns, endpoints });
+      return nextServer(next).request(next, { ...req, connection: withPayload });
+    },
+
+    async close(ctx, conn) {
+      const nseName = conn.network_service_endpoint_name;
+      if (clientURL(ctx) || !nseName) return nextServer(ctx).close(ctx, conn);
+      let next = ctx;
+      try {
+        const nse = await findEndpoint(ctx, nseRegistry, nseName, false);
+        next = withClientURL(ctx, parseClientURL(nse.url ?? ''));
+      } catch (err) {
+        ctx.log.warn('discover: endpoint of a closing connection not found', { id: conn.id, endpoint: nseName, err });
+      }
+      return nextServer(next).close(next, conn);
+    },
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * IPv4/IPv6 prefixes as bigints, for address pools. Text forms follow Node's net module
+ * (IPv6 printed compressed, lower-case).
+ */
+import net from 'node:net';
+
+export interface Prefix {
+  readonly family: 4 | 6;
+  /** The address as written (not masked), as a number. */
+  readonly addr: bigint;
+  readonly bits: number;
+}
+
+const WIDTH = { 4: 32, 6: 128 } as const;
+
+export function parseIp(text: string): { family: 4 | 6; value: bigint } | undefined {
+  const family = net.isIP(text);
+  if (family === 4) {
+    const value = text.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
+    return { family, value };
+  }
+  if (family === 6) {
+    if (text.includes('.')) return undefined; // embedded IPv4 forms are not used for pools
+    const [head = '', tail = ''] = text.split('::');
+    const h = head ? head.split(':') : [];
+    const t = text.includes('::') ? (tail ? tail.split(':') : []) : [];
+    const groups = text.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+    const value = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+    return { family, value };
+  }
+  return undefined;
+}
+
+export function formatIp(family: 4 | 6, value: bigint): string {
+  if (family === 4) {
+    return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 255n)).join('.');
+  }
+  const groups = Array.from({ length: 8 }, (_, i) => ((value >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
+  // compress the longest run of zero groups (length >= 2), as RFC 5952 says
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen && j - i >= 2) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+/** Parses "a.b.c.d/n" or "x::y/n"; a bare address is a host prefix. Undefined if invalid. */
+export function parsePrefix(text: string): Prefix | undefined {
+  const [ip = '', len, extra] = text.trim().split('/');
+  if (extra !== undefined) return undefined;
+  const parsed = parseIp(ip);
+  if (!parsed) return undefined;
+  const width = WIDTH[parsed.family];
+  const bits = len === undefined ? width : /^\d+$/.test(len) ? Number(len) : NaN;
+  if (!(bits >= 0 && bits <= width)) return undefined;
+  return { family: parsed.family, addr: parsed.value, bits };
+}
+
+export function width(p: Pick<Prefix, 'family'>): number {
+  return WIDTH[p.family];
+}
+
+/** First address of the prefix (masked). */
+export function networkOf(p: Prefix): bigint {
+  const host = width(p) - p.bits;
+  return (p.addr >> BigInt(host)) << BigInt(host);
+}
+
+export function sizeOf(p: Prefix): bigint {
+  return 1n << BigInt(width(p) - p.bits);
+}
+
+export function contains(p: Prefix, family: 4 | 6, value: bigint): boolean {
+  if (p.family !== family) return false;
+  const start = networkOf(p);
+  return value >= start && value < start + sizeOf(p);
+}
+
+export function overlaps(a: Prefix, b: Prefix): boolean {
+  if (a.family !== b.family) return false;
+  const as = networkOf(a);
+  const bs = networkOf(b);
+  return as < bs + sizeOf(b) && bs < as + sizeOf(a);
+}
+
+export function formatPrefix(p: Prefix): string {
+  return `${formatIp(p.family, p.addr)}/${p.bits}`;
+}
+
+/** The host prefix (/32 or /128) of an address. */
+export function hostPrefix(family: 4 | 6, value: bigint): string {
+  return `${formatIp(family, value)}/${WIDTH[family]}`;
+}

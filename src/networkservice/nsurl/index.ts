@@ -1,0 +1,1 @@
+export { parseNsURL, parseNsURL as parseNSURL, mechanismOf, checkInterfaceName, type NsURL } from './nsurl';

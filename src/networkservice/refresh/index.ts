@@ -1,0 +1,1 @@
+export { refreshClient, refreshClient as newClient, refreshAfter, REFRESH_RETRY_MS } from './client';

@@ -1,0 +1,1 @@
+export { roundRobinServer, roundRobinServer as newServer } from './server';

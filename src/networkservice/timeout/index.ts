@@ -1,0 +1,1 @@
+export { timeoutServer, timeoutServer as newServer } from './server';

@@ -1,0 +1,2 @@
+export { Serial, raceAbort, abortError } from './serial';
+export { clone, protoEqual, connectionOf, segmentsOf, indexOf, currentSegment, prevSegment } from './proto';

@@ -1,0 +1,60 @@
+/**
+ * Helpers for proto-loader messages (plain objects). Proto3 cannot tell an unset field from its
+ * default, and the same message may arrive decoded (every field present) or hand-built (fields
+ * missing), so comparisons treat undefined, null, '', 0, false, [] and {} as "unset".
+ */
+import type { Connection, NetworkServiceRequest, PathSegment } from '../../api';
+
+/** A deep copy, so the copy can be changed without touching the caller's object. */
+export function clone<T>(v: T): T {
+  return structuredClone(v);
+}
+
+function isUnset(v: unknown): boolean {
+  if (v === undefined || v === null || v === '' || v === 0 || v === false) return true;
+  if (Array.isArray(v)) return v.length === 0;
+  if (typeof v === 'object') return Object.values(v as object).every(isUnset);
+  return false;
+}
+
+/** Deep equality with proto3 default semantics (an unset field equals its default). */
+export function protoEqual(a: unknown, b: unknown): boolean {
+  if (isUnset(a) && isUnset(b)) return true;
+  if (isUnset(a) !== isUnset(b)) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    return a.every((x, i) => protoEqual(x, b[i]));
+  }
+  if (typeof a === 'object' && typeof b === 'object') {
+    const ao = a as Record<string, unknown>;
+    const bo = b as Record<string, unknown>;
+    const keys = new Set([...Object.keys(ao), ...Object.keys(bo)]);
+    for (const k of keys) if (!protoEqual(ao[k], bo[k])) return false;
+    return true;
+  }
+  return String(a) === String(b);
+}
+
+/** The request's connection, never undefined. */
+export function connectionOf(req: NetworkServiceRequest): Connection {
+  return req.connection ?? {};
+}
+
+export function segmentsOf(conn: Connection | null | undefined): PathSegment[] {
+  return conn?.path?.path_segments ?? [];
+}
+
+export function indexOf(conn: Connection | null | undefined): number {
+  return conn?.path?.index ?? 0;
+}
+
+/** The segment at path.index (this hop's own segment after updatepath). */
+export function currentSegment(conn: Connection | null | undefined): PathSegment | undefined {
+  return segmentsOf(conn)[indexOf(conn)];
+}
+
+/** The segment before path.index (the caller's segment), if any. */
+export function prevSegment(conn: Connection | null | undefined): PathSegment | undefined {
+  const i = indexOf(conn);
+  return i > 0 ? segmentsOf(conn)[i - 1] : undefined;
+}

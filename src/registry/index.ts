@@ -1,0 +1,20 @@
+/** The NSM registry: stores, elements, server, gRPC glue and client elements. */
+export { matchNs, matchNse } from './match';
+export type { RegistryStore, RecordStore, StoreEvent } from './store/store';
+export type { MemoryStoreOptions } from './store/memory';
+export { MemoryStore, memoryNsRegistry, memoryNseRegistry } from './store/memory';
+export { storeNsRegistry, storeNseRegistry } from './store/elements';
+export { setPayloadNsRegistry } from './common/setpayload';
+export type { ClientInfo } from './common/clientinfo';
+export { clientInfoNseRegistry } from './common/clientinfo';
+export { setRegistrationTimeNseRegistry } from './common/setregistrationtime';
+export type { ExpireOptions } from './common/expire';
+export { expireNseRegistry, DEFAULT_EXPIRATION_MS } from './common/expire';
+export type { RefreshOptions } from './common/refresh';
+export { refreshNseClient } from './common/refresh';
+export type { RegistryServer, RegistryServerOptions } from './server';
+export { newRegistryServer } from './server';
+export { addRegistryServices, REGISTRY_SERVICE_NAMES } from './grpc';
+export { grpcNsRegistry, grpcNseRegistry, newRegistryClients, REGISTRY_CHANNEL_OPTIONS } from './client';
+export type { RegistryPath } from './path';
+export { REGISTRY_PATH, emptyPath, formatPath, pathFromMetadata } from './path';

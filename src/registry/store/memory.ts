@@ -1,0 +1,152 @@
+/**
+ * The in-memory RegistryStore (one process; gone on restart, as upstream registry-memory), and
+ * the memory NS/NSE registries: the store elements over a fresh memory store, to be used as the
+ * last element of a registry chain.
+ *
+ * Watchers get a bounded buffer each (`watchBuffer` events beyond the initial snapshot,
+ * default 64; upstream's channel holds 10 but blocks writers when full). A watcher that
+ * overflows is ended with AgentError UNAVAILABLE once it has read what was already queued;
+ * writers never wait for it.
+ */
+import type { NetworkService, NetworkServiceEndpoint } from '../../api';
+import type { NsRegistry, NseRegistry } from '../../core/registry';
+import { AgentError } from '../../core/errors';
+import { RecordStore, RegistryStore, StoreEvent } from './store';
+import { storeNsRegistry, storeNseRegistry } from './elements';
+
+export { matchNs, matchNse } from '../match';
+
+export const DEFAULT_WATCH_BUFFER = 64;
+
+export interface MemoryStoreOptions {
+  /** Live events a watcher may have unread before it is ended with an error. */
+  watchBuffer?: number;
+}
+
+export class MemoryStore implements RegistryStore {
+  readonly ns: RecordStore<NetworkService>;
+  readonly nse: RecordStore<NetworkServiceEndpoint>;
+  constructor(opts: MemoryStoreOptions = {}) {
+    const buffer = opts.watchBuffer ?? DEFAULT_WATCH_BUFFER;
+    this.ns = new MemoryRecords<NetworkService>('network service', buffer);
+    this.nse = new MemoryRecords<NetworkServiceEndpoint>('network service endpoint', buffer);
+  }
+}
+
+/** The NS store element over a new memory store (or the given one). */
+export function memoryNsRegistry(store: RegistryStore = new MemoryStore()): NsRegistry {
+  return storeNsRegistry(store.ns);
+}
+/** The NSE store element over a new memory store (or the given one). */
+export function memoryNseRegistry(store: RegistryStore = new MemoryStore()): NseRegistry {
+  return storeNseRegistry(store.nse);
+}
+
+const copy = <T>(v: T): T => structuredClone(v);
+
+/** One watcher's queue: the snapshot, then at most `limit` unread live events. */
+class Watcher<T> {
+  readonly queue: StoreEvent<T>[];
+  private snapshotLeft: number;
+  failed: AgentError | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(snapshot: StoreEvent<T>[], private readonly limit: number) {
+    this.queue = snapshot;
+    this.snapshotLeft = snapshot.length;
+  }
+
+  /** False when the watcher has overflowed (and is now failed). */
+  offer(ev: StoreEvent<T>, what: string): boolean {
+    if (this.queue.length - this.snapshotLeft >= this.limit) {
+      this.failed = new AgentError('UNAVAILABLE', `${what} watch: consumer fell more than ${this.limit} events behind`);
+      this.notify();
+      return false;
+    }
+    this.queue.push(ev);
+    this.notify();
+    return true;
+  }
+
+  take(): StoreEvent<T> | undefined {
+    const ev = this.queue.shift();
+    if (ev && this.snapshotLeft > 0) this.snapshotLeft--;
+    return ev;
+  }
+
+  waitForChange(): Promise<void> {
+    return new Promise((resolve) => (this.wake = resolve));
+  }
+
+  notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+}
+
+class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
+  private readonly records = new Map<string, T>();
+  private readonly watchers = new Set<Watcher<T>>();
+
+  constructor(
+    private readonly what: string,
+    private readonly buffer: number,
+  ) {}
+
+  async get(name: string): Promise<T | undefined> {
+    const r = this.records.get(name);
+    return r && copy(r);
+  }
+
+  async put(record: T): Promise<void> {
+    const r = copy(record);
+    this.records.set(r.name ?? '', r);
+    this.emit({ type: 'put', record: r });
+  }
+
+  async delete(name: string): Promise<T | undefined> {
+    const r = this.records.get(name);
+    if (!r) return undefined;
+    this.records.delete(name);
+    this.emit({ type: 'delete', record: r });
+    return copy(r);
+  }
+
+  async list(): Promise<T[]> {
+    return [...this.records.values()].map(copy);
+  }
+
+  async *watch(signal: AbortSignal): AsyncIterable<StoreEvent<T>> {
+    if (signal.aborted) return;
+    // Snapshot and subscription happen in one synchronous step: no change can fall between.
+    const w = new Watcher<T>(
+      [...this.records.values()].map((r) => ({ type: 'put' as const, record: copy(r) })),
+      this.buffer,
+    );
+    this.watchers.add(w);
+    const onAbort = () => w.notify();
+    signal.addEventListener('abort', onAbort);
+    try {
+      for (;;) {
+        if (signal.aborted) return;
+        const ev = w.take();
+        if (ev) {
+          yield ev;
+          continue;
+        }
+        if (w.failed) throw w.failed;
+        await w.waitForChange();
+      }
+    } finally {
+      this.watchers.delete(w);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private emit(ev: StoreEvent<T>): void {
+    for (const w of this.watchers) {
+      if (!w.offer({ type: ev.type, record: copy(ev.record) }, this.what)) this.watchers.delete(w);
+    }
+  }
+}

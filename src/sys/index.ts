@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Kernel-access layer: network namespaces, rtnetlink (links, addresses,
+ * routes, neighbours), sysctls, TUN and sd_notify. This directory is the only
+ * place that loads the native addon and the `netlink` package; the rest of
+ * the agent uses these typed functions. Linux only; most operations need
+ * CAP_NET_ADMIN, namespace switching also CAP_SYS_ADMIN.
+ *
+ * Every failure is a {@link SysError} with a stable errno `code`.
+ */
+export { SysError, errnoCode } from './errors';
+export type { IpFamily } from './ip';
+export { formatIp, formatMac, parseCidr, parseIp, parseMac } from './ip';
+export type { Netns } from './netns';
+export {
+  NETNS_RUN_DIR,
+  createNetns,
+  deleteNetns,
+  hostNetns,
+  listNetns,
+  netnsPath,
+  openNetns,
+  sameNetns,
+  withNetns,
+} from './netns';
+export { Rtnl } from './rtnl';
+export type { LinkInfo } from './link';
+export {
+  deleteLink,
+  getLink,
+  listLinks,
+  moveLink,
+  renameLink,
+  setLinkAlias,
+  setLinkUp,
+  setMtu,
+  validateIfName,
+} from './link';
+export type { VethEnd, VethPair } from './veth';
+export { createVethPair } from './veth';
+export type { VxlanSpec } from './vxlan';
+export { createVxlan } from './vxlan';
+export type { AddressInfo, AddressOptions } from './addr';
+export { addAddress, delAddress, listAddresses } from './addr';
+export type { RouteInfo, RouteScope, RouteSelector, RouteSpec } from './route';
+export { delRoute, listRoutes, replaceRoute } from './route';
+export type { NeighborInfo, NeighborSpec } from './neigh';
+export { delNeighbor, listNeighbors, replaceNeighbor } from './neigh';
+export { getSysctl, setSysctl, sysctlPath } from './sysctl';
+export type { TunFlags, TunHandle } from './tun';
+export { openTun } from './tun';
+export { sdNotify } from './notify';

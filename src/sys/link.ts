@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Generic link (network interface) operations over rtnetlink. Each function
+ * is exactly one netlink request in the namespace of the given {@link Rtnl}.
+ * Links are addressed by ifindex, which is only meaningful within that
+ * namespace.
+ */
+import { AttrStream, FlagsGet, parseAttributes, putString, putU32, rt } from 'netlink';
+import { invalidArgument, SysError } from './errors';
+import { formatMac } from './ip';
+import type { Netns } from './netns';
+import type { Rtnl } from './rtnl';
+
+/** What callers usually need to know about a link. */
+export interface LinkInfo {
+  index: number;
+  name: string;
+  mtu: number;
+  /** Administratively up (IFF_UP). */
+  up: boolean;
+  /** Lower layer up (IFF_LOWER_UP): for veth, both ends are up. */
+  carrier: boolean;
+  /** Link-layer address; absent for L3 devices such as tun. */
+  mac?: string;
+  /** IFLA_INFO_KIND, e.g. 'veth', 'vxlan', 'tun'; absent for physical/lo. */
+  kind?: string;
+  alias?: string;
+}
+
+// Attribute numbers from <linux/if_link.h>, for the parts the netlink package
+// leaves as raw buffers.
+export const IFLA = {
+  ADDRESS: 1,
+  IFNAME: 3,
+  MTU: 4,
+  LINKINFO: 18,
+  IFALIAS: 20,
+  NET_NS_FD: 28,
+  EXT_MASK: 29,
+} as const;
+export const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
+const RTEXT_FILTER_SKIP_STATS = 1 << 3; // replies without the large stats blocks
+const IFNAMSIZ = 16;
+
+/**
+ * Throws SysError EINVAL unless `name` is a valid interface name: 1..15 bytes,
+ * not '.' or '..', without '/', ':' or whitespace (the kernel's rules).
+ */
+export function validateIfName(name: string, syscall = 'RTM_NEWLINK'): void {
+  const bytes = Buffer.byteLength(name);
+  if (bytes === 0 || bytes >= IFNAMSIZ) {
+    throw invalidArgument(syscall, name, `interface name must be 1..${IFNAMSIZ - 1} bytes, got ${bytes}`);
+  }
+  if (name === '.' || name === '..' || /[/:\s]/.test(name)) {
+    throw invalidArgument(syscall, name, "interface name must not be '.', '..' or contain '/', ':' or whitespace");
+  }
+}
+
+/** struct ifinfomsg for an existing link, optionally changing IFF_UP. */
+export function ifinfo(out: AttrStream, index: number, up?: boolean): void {
+  const change = up === undefined ? {} : { up: true as const };
+  const flags = up === true ? { up: true as const } : {};
+  out.emit(rt.formatLink({ index, flags, change }));
+}
+
+/** Parses an RTM_NEWLINK payload. */
+export function parseLinkInfo(payload: Buffer): LinkInfo {
+  const { data, attrs } = rt.parseLinkMessage(payload);
+  const info: LinkInfo = {
+    index: data.index ?? 0,
+    name: attrs.ifname ?? '',
+    mtu: attrs.mtu ?? 0,
+    up: data.flags?.up === true,
+    carrier: data.flags?.lowerUp === true,
+  };
+  if (attrs.address !== undefined && attrs.address.length > 0) info.mac = formatMac(attrs.address);
+  if (attrs.ifalias !== undefined && attrs.ifalias !== '') info.alias = attrs.ifalias;
+  if (attrs.linkinfo !== undefined) {
+    parseAttributes(attrs.linkinfo, (attr) => {
+      if (attr.type === IFLA_INFO.KIND) info.kind = attr.data.toString('utf8').replace(/\0+$/, '');
+    });
+  }
+  return info;
+}
+
+/** The link named `name` (or with ifindex `index`), or undefined if none. */
+export async function getLink(rtnl: Rtnl, nameOrIndex: string | number): Promise<LinkInfo | undefined> {
+  const byName = typeof nameOrIndex === 'string';
+  if (byName) validateIfName(nameOrIndex, 'RTM_GETLINK');
+  try {
+    const [reply] = await rtnl.request(
+      rt.MessageType.GETLINK,
+      (out) => {
+        ifinfo(out, byName ? 0 : nameOrIndex);
+        if (byName) out.push(IFLA.IFNAME, putString(nameOrIndex));
+        out.push(IFLA.EXT_MASK, putU32(RTEXT_FILTER_SKIP_STATS));
+      },
+      { subject: String(nameOrIndex) },
+    );
+    return reply === undefined ? undefined : parseLinkInfo(reply);
+  } catch (err) {
+    if (err instanceof SysError && err.code === 'ENODEV') return undefined;
+    throw err;
+  }
+}
+
+/** All links of the namespace. */
+export async function listLinks(rtnl: Rtnl): Promise<LinkInfo[]> {
+  const replies = await rtnl.request(
+    rt.MessageType.GETLINK,
+    (out) => {
+      ifinfo(out, 0);
+      out.push(IFLA.EXT_MASK, putU32(RTEXT_FILTER_SKIP_STATS));
+    },
+    { flags: FlagsGet.DUMP },
+  );
+  return replies.map(parseLinkInfo);
+}
+
+/**
+ * Sends one RTM_NEWLINK that modifies an existing link, addressed by ifindex
+ * or (with ifindex 0) by its current name.
+ */
+function modify(rtnl: Rtnl, link: number | string, up: boolean | undefined, attrs: (out: AttrStream) => void): Promise<unknown> {
+  return rtnl.request(
+    rt.MessageType.NEWLINK,
+    (out) => {
+      ifinfo(out, typeof link === 'number' ? link : 0, up);
+      if (typeof link === 'string') out.push(IFLA.IFNAME, putString(link));
+      attrs(out);
+    },
+    { subject: String(link) },
+  );
+}
+
+/** Sets the link (ifindex, or current name) administratively up or down. */
+export async function setLinkUp(rtnl: Rtnl, link: number | string, up: boolean): Promise<void> {
+  if (typeof link === 'string') validateIfName(link);
+  await modify(rtnl, link, up, () => {});
+}
+
+export async function setMtu(rtnl: Rtnl, index: number, mtu: number): Promise<void> {
+  if (!Number.isInteger(mtu) || mtu <= 0) throw invalidArgument('RTM_NEWLINK', String(index), `bad MTU ${mtu}`);
+  await modify(rtnl, index, undefined, (out) => out.push(IFLA.MTU, putU32(mtu)));
+}
+
+/**
+ * Renames the link. Older kernels refuse (EBUSY) while the link is up (the
+ * 6.18 test hosts allow it); set it down first to be portable.
+ */
+export async function renameLink(rtnl: Rtnl, index: number, newName: string): Promise<void> {
+  validateIfName(newName);
+  await modify(rtnl, index, undefined, (out) => out.push(IFLA.IFNAME, putString(newName)));
+}
+
+/**
+ * Moves the link into `target` (optionally renaming it in the same request).
+ * The link gets a new ifindex there if its old one is taken; look it up with
+ * getLink on Rtnl.for(target). Moving takes the link down.
+ */
+export async function moveLink(rtnl: Rtnl, index: number, target: Netns, newName?: string): Promise<void> {
+  if (newName !== undefined) validateIfName(newName);
+  await modify(rtnl, index, undefined, (out) => {
+    out.push(IFLA.NET_NS_FD, putU32(target.fd));
+    if (newName !== undefined) out.push(IFLA.IFNAME, putString(newName));
+  });
+}
+
+/** Deletes the link (for veth: both ends). */
+export async function deleteLink(rtnl: Rtnl, index: number): Promise<void> {
+  await rtnl.request(rt.MessageType.DELLINK, (out) => ifinfo(out, index), { subject: String(index) });
+}
+
+/** Sets IFLA_IFALIAS (free text, < 256 bytes); '' removes it. */
+export async function setLinkAlias(rtnl: Rtnl, index: number, alias: string): Promise<void> {
+  if (Buffer.byteLength(alias) >= 256) throw invalidArgument('RTM_NEWLINK', String(index), 'alias must be < 256 bytes');
+  await modify(rtnl, index, undefined, (out) => out.push(IFLA.IFALIAS, Buffer.from(alias)));
+}

@@ -1,0 +1,213 @@
+/**
+ * Issue 2 end to end, as root with real namespaces: one agent hosts an icmp-responder endpoint
+ * in one namespace and connects a client namespace to it with a veth vWire.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { startAgent, stopAll, RunningAgent, cli } from '../helpers/agent';
+import { addNetns, delNetns, links, addrs, ping, uniq, isRoot } from '../helpers/exec';
+import { NsmClient, kernelRequest } from '../helpers/nsm-client';
+
+const run = isRoot ? describe : describe.skip;
+
+async function until(cond: () => boolean, ms: number, step = 100): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, step));
+  }
+  return cond();
+}
+
+async function grpcCode(p: Promise<unknown>): Promise<{ code: number; details: string }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as grpc.ServiceError;
+    return { code: e.code, details: e.details };
+  }
+  throw new Error('expected the call to fail');
+}
+
+run('local vWire (one agent)', () => {
+  const nse = uniq('nse');
+  const nsc = uniq('nsc');
+  let agent: RunningAgent;
+
+  beforeAll(async () => {
+    addNetns(nse);
+    addNetns(nsc);
+    agent = await startAgent({
+      name: 'host-a',
+      endpoints: [{ name: 'icmp-responder', services: ['icmp-responder'], cidr: '172.16.1.100/31', netns: nse, labels: { app: 'icmp' } }],
+    });
+  });
+
+  afterAll(async () => {
+    await stopAll();
+    delNetns(nse);
+    delNetns(nsc);
+  });
+
+  it('connects a client namespace, packets flow both ways, status shows it, disconnect removes it', () => {
+    const c = agent.cliJson(['connect', 'kernel://icmp-responder/nsm-1', '--netns', nsc, '--id', 'nsc-1']);
+    expect(c.srcIps).toEqual(['172.16.1.101/32']);
+    expect(c.dstIps).toEqual(['172.16.1.100/32']);
+    expect(addrs(nsc, 'nsm-1')).toContain('172.16.1.101/32');
+    const nseLinks = links(nse).filter((l) => l.ifname !== 'lo');
+    expect(nseLinks).toHaveLength(1);
+    expect(nseLinks[0]!.ifname).toMatch(/^icmp-respo-\w{4}$/);
+    expect(addrs(nse, nseLinks[0]!.ifname)).toContain('172.16.1.100/32');
+    expect(ping(nsc, '172.16.1.100')).toBe(true);
+    expect(ping(nse, '172.16.1.101')).toBe(true);
+
+    const status = agent.cliJson(['status']);
+    const conn = status.connections.find((x: any) => x.clientId === 'nsc-1');
+    expect(conn).toMatchObject({ state: 'UP', service: 'icmp-responder', endpoint: 'icmp-responder', mechanism: 'KERNEL', interface: 'nsm-1' });
+    expect(conn.path.map((p: any) => p.name)).toEqual(['host-a-nsc', 'host-a', 'icmp-responder']);
+    expect(conn.path[0].id).toBe('nsc-1');
+    expect(agent.cli(['status']).stdout).toMatch(/nsc-1\s+icmp-responder\s+icmp-responder\s+UP\s+KERNEL/);
+
+    expect(agent.cli(['disconnect', 'nsc-1']).code).toBe(0);
+    expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);
+    expect(links(nse).map((l) => l.ifname)).toEqual(['lo']);
+    expect(agent.cliJson(['status']).connections).toEqual([]);
+  });
+
+  it('lists services and endpoints from the registry, with nodeName on the endpoint', () => {
+    expect(agent.cliJson(['services']).map((s: any) => s.name)).toContain('icmp-responder');
+    const eps = agent.cliJson(['endpoints']);
+    expect(eps[0]).toMatchObject({ name: 'icmp-responder', network_service_names: ['icmp-responder'] });
+    expect(eps[0].network_service_labels['icmp-responder'].labels).toEqual({ app: 'icmp', nodeName: 'host-a' });
+  });
+
+  it('answers bad requests with the right gRPC code and keeps serving', async () => {
+    const client = new NsmClient(agent.socket);
+    try {
+      const bad = async (req: any) => grpcCode(client.request(req));
+      expect(await bad(kernelRequest('', 'icmp-responder', nsc, 'nsm-2'))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+      expect(await bad(kernelRequest('b1', 'no-such-service', nsc, 'nsm-2'))).toMatchObject({
+        code: grpc.status.NOT_FOUND,
+        details: expect.stringMatching(/no-such-service/),
+      });
+      const memif = kernelRequest('b2', 'icmp-responder', nsc, 'nsm-2');
+      memif.mechanism_preferences = [{ cls: 'LOCAL', type: 'MEMIF', parameters: {} }];
+      expect(await bad(memif)).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/MEMIF/) });
+      expect(await bad(kernelRequest('b3', 'icmp-responder', nsc, 'a-very-long-interface'))).toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: expect.stringMatching(/15 characters/),
+      });
+      expect(await bad(kernelRequest('b4', 'icmp-responder', 'no-such-netns', 'nsm-2'))).toMatchObject({
+        code: grpc.status.NOT_FOUND,
+        details: expect.stringMatching(/no-such-netns/),
+      });
+      // exhaust the /31 pool with one connection, then ask again
+      const first = await client.request(kernelRequest('b5', 'icmp-responder', nsc, 'nsm-5'));
+      expect(await bad(kernelRequest('b6', 'icmp-responder', nsc, 'nsm-6'))).toMatchObject({
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: expect.stringMatching(/exhausted/),
+      });
+      // nothing half-made: only the first connection's interface exists
+      expect(links(nsc).map((l) => l.ifname).sort()).toEqual(['lo', 'nsm-5']);
+      await client.close(first);
+      expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);
+      // still serving
+      const ok = await client.request(kernelRequest('b7', 'icmp-responder', nsc, 'nsm-7'));
+      expect(ok.context?.ip_context?.src_ip_addrs).toEqual(['172.16.1.101/32']);
+      expect(ping(nsc, '172.16.1.100', 1)).toBe(true);
+      await client.close(ok);
+    } finally {
+      client.dispose();
+    }
+  });
+
+  it('rejects malformed manifests with the file and key named', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-apply-'));
+    try {
+      const f = path.join(dir, 'ns.yaml');
+      writeFileSync(f, 'apiVersion: networkservicemesh.io/v1\nkind: NetworkService\nmetadata: {name: x}\nspec: {payload: TCP}\n');
+      const r = agent.cli(['apply', '-f', f]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`${f} (document 1): spec.payload: must be IP or ETHERNET`);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+});
+
+run('agent.yaml validation', () => {
+  it('exits 2 naming the file and key, without creating its socket', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-cfg-'));
+    try {
+      const f = path.join(dir, 'agent.yaml');
+      const socket = path.join(dir, 'agent.sock');
+      writeFileSync(f, `listen: {unix: ${socket}}\nendpoints:\n  - name: a\n    services: [s]\n    cidr: 10.0.0.0/33\n`);
+      const r = cli(undefined, ['run', '--config', f]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`${f}: endpoints[0].cidr: 10.0.0.0/33 is not a CIDR prefix`);
+      expect(existsSync(socket)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+});
+
+run('refresh and timeout with a 3 s token lifetime', () => {
+  const nse = uniq('nse');
+  const nsc = uniq('nsc');
+  let agent: RunningAgent;
+
+  beforeAll(async () => {
+    addNetns(nse);
+    addNetns(nsc);
+    agent = await startAgent({
+      name: 'host-t',
+      maxTokenLifetime: '3s',
+      endpoints: [{ name: 'icmp-responder', services: ['icmp-responder'], cidr: '172.16.2.0/24', netns: nse }],
+    });
+  });
+
+  afterAll(async () => {
+    await stopAll();
+    delNetns(nse);
+    delNetns(nsc);
+  });
+
+  it('keeps a held connection up for 15 s through refreshes, with UPDATE events', async () => {
+    const client = new NsmClient(agent.socket);
+    const events: string[] = [];
+    const stop = client.watch({}, (e) => events.push(String(e.type)));
+    try {
+      agent.cliJson(['connect', 'kernel://icmp-responder/nsm-1', '--netns', nsc, '--id', 'long-1']);
+      await new Promise((r) => setTimeout(r, 15_000));
+      expect(ping(nsc, '172.16.2.0', 1)).toBe(true);
+      const status = agent.cliJson(['status']);
+      expect(status.connections.map((c: any) => c.clientId)).toEqual(['long-1']);
+      expect(events[0]).toBe('INITIAL_STATE_TRANSFER');
+      // a refresh every 0.6-1.2 s: well over ten updates in 15 s
+      expect(events.filter((e) => e === 'UPDATE').length).toBeGreaterThan(10);
+      expect(agent.cli(['disconnect', 'long-1']).code).toBe(0);
+    } finally {
+      stop();
+      client.dispose();
+    }
+  }, 30_000);
+
+  it('closes the connection of a client that stops refreshing, removing its interfaces', async () => {
+    const client = new NsmClient(agent.socket);
+    try {
+      await client.request(kernelRequest('quiet-1', 'icmp-responder', nsc, 'nsm-q'));
+      expect(links(nsc).map((l) => l.ifname)).toContain('nsm-q');
+      const t0 = Date.now();
+      expect(await until(() => !links(nsc).some((l) => l.ifname === 'nsm-q'), 8_000)).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(6_000);
+      expect(links(nse).map((l) => l.ifname)).toEqual(['lo']);
+      expect(agent.cliJson(['status']).connections).toEqual([]);
+    } finally {
+      client.dispose();
+    }
+  }, 20_000);
+});

@@ -1,0 +1,96 @@
+/**
+ * Runs real `nsm-agent run` processes for end-to-end tests (from dist/, so `npm run build`
+ * must have run: `npm test` does it) and the CLI against them. Every agent started here is
+ * stopped by PID in stop(), and stopAll() catches what a failing test left.
+ */
+import { spawn, spawnSync, ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import * as grpc from '@grpc/grpc-js';
+
+export const ROOT = path.resolve(__dirname, '../..');
+export const BIN = path.join(ROOT, 'bin/nsm-agent');
+
+export interface RunningAgent {
+  dir: string;
+  socket: string;
+  proc: ChildProcess;
+  logs: string[];
+  /** Runs the CLI against this agent. */
+  cli(args: string[], opts?: { input?: string }): { code: number; stdout: string; stderr: string };
+  cliJson<T = any>(args: string[]): T;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+const running = new Set<RunningAgent>();
+
+export function cli(socket: string | undefined, args: string[], opts: { input?: string } = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...(socket ? { NSM_AGENT_SOCKET: socket } : {}) },
+    input: opts.input,
+    timeout: 60_000,
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export async function startAgent(config: Record<string, unknown>, opts: { waitReady?: boolean } = {}): Promise<RunningAgent> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-agent-'));
+  const socket = path.join(dir, 'agent.sock');
+  const cfgFile = path.join(dir, 'agent.yaml');
+  writeFileSync(cfgFile, YAML.stringify({ listen: { unix: socket }, logLevel: 'debug', ...config }));
+  const proc = spawn(process.execPath, [BIN, 'run', '--config', cfgFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  proc.stdout!.on('data', (d) => logs.push(String(d)));
+  proc.stderr!.on('data', (d) => logs.push(String(d)));
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const agent: RunningAgent = {
+    dir,
+    socket,
+    proc,
+    logs,
+    cli: (args, o) => cli(socket, args, o),
+    cliJson(args) {
+      const r = cli(socket, [...args, '--json']);
+      if (r.code !== 0) throw new Error(`nsm-agent ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+      return JSON.parse(r.stdout);
+    },
+    async stop(signal = 'SIGTERM') {
+      running.delete(agent);
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+  running.add(agent);
+  if (opts.waitReady !== false) {
+    const deadline = Date.now() + 15_000;
+    while (!existsSync(socket) || !(await healthy(socket))) {
+      if (proc.exitCode !== null) throw new Error(`agent exited with ${proc.exitCode}: ${logs.join('')}`);
+      if (Date.now() > deadline) throw new Error(`agent not ready: ${logs.join('')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return agent;
+}
+
+function healthy(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const client = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
+    client.waitForReady(Date.now() + 500, (err) => {
+      client.close();
+      resolve(!err);
+    });
+  });
+}
+
+export async function stopAll(): Promise<void> {
+  for (const a of [...running]) await a.stop('SIGKILL');
+}

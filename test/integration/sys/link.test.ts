@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+// Root only: veth pairs across namespaces, link changes, vxlan, errors.
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  Rtnl,
+  SysError,
+  addAddress,
+  createVethPair,
+  createVxlan,
+  deleteLink,
+  getLink,
+  hostNetns,
+  listLinks,
+  moveLink,
+  renameLink,
+  setLinkAlias,
+  setLinkUp,
+  setMtu,
+} from '../../../src/sys';
+import { tempNetns } from '../../helpers/netns';
+
+const root = process.getuid?.() === 0;
+
+describe.skipIf(!root)('links', () => {
+  const tmp = tempNetns('link');
+  afterAll(async () => {
+    await tmp.cleanup();
+    Rtnl.closeAll();
+  });
+  const host = (): Rtnl => Rtnl.for(hostNetns());
+
+  it('creates a veth pair with one end in each namespace, with MTU, MAC and state', async () => {
+    const a = await tmp.create('a');
+    const b = await tmp.create('b');
+    const pair = await createVethPair(
+      host(),
+      { name: 'nsmt-va', ns: a, mtu: 1400, up: true, mac: '02:11:22:33:44:55' },
+      { name: 'nsmt-vb', ns: b, mtu: 1380, up: true },
+    );
+    expect(pair.a).toMatchObject({ name: 'nsmt-va', mtu: 1400, up: true, kind: 'veth', mac: '02:11:22:33:44:55' });
+    expect(pair.b).toMatchObject({ name: 'nsmt-vb', mtu: 1380, up: true, kind: 'veth', carrier: true });
+    expect(pair.b.mac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+
+    // Each end exists only in its own namespace, never in the host's.
+    expect(await getLink(Rtnl.for(a), 'nsmt-va')).toEqual(pair.a);
+    expect(await getLink(Rtnl.for(a), 'nsmt-vb')).toBeUndefined();
+    expect(await getLink(Rtnl.for(b), pair.b.index)).toEqual(pair.b);
+    expect(await getLink(host(), 'nsmt-va')).toBeUndefined();
+    expect(await getLink(host(), 'nsmt-vb')).toBeUndefined();
+
+    await deleteLink(Rtnl.for(a), pair.a.index);
+    expect(await listLinks(Rtnl.for(b))).toHaveLength(1); // deleting one end removes both
+  });
+
+  it('rejects names longer than 15 bytes with EINVAL before asking the kernel', async () => {
+    const a = await tmp.create();
+    const long = 'nsmt-0123456789x'; // 16 bytes
+    const err = await createVethPair(host(), { name: long, ns: a }, { name: 'nsmt-ok', ns: a }).catch((e) => e);
+    expect(err).toBeInstanceOf(SysError);
+    expect(err).toMatchObject({ code: 'EINVAL', errno: -22, syscall: 'RTM_NEWLINK', path: long });
+    expect(err.message).toBe(
+      `EINVAL: invalid argument, RTM_NEWLINK '${long}': interface name must be 1..15 bytes, got 16`,
+    );
+    await expect(createVethPair(host(), { name: 'a/b', ns: a }, { name: 'x', ns: a })).rejects.toMatchObject({
+      code: 'EINVAL',
+    });
+    expect(await listLinks(Rtnl.for(a))).toHaveLength(1);
+  });
+
+  it('fails with EEXIST when a name is taken, leaving nothing behind', async () => {
+    const a = await tmp.create();
+    const b = await tmp.create();
+    await createVethPair(host(), { name: 'nsmt-d1', ns: a }, { name: 'nsmt-d2', ns: b });
+    const err = await createVethPair(host(), { name: 'nsmt-d1', ns: a }, { name: 'nsmt-d3', ns: b }).catch((e) => e);
+    expect(err).toBeInstanceOf(SysError);
+    expect(err).toMatchObject({ code: 'EEXIST', errno: -17, syscall: 'RTM_NEWLINK' });
+    expect(err.message).toMatch(/^EEXIST: file already exists, RTM_NEWLINK 'nsmt-d1\/nsmt-d3'$/);
+    expect(await getLink(Rtnl.for(b), 'nsmt-d3')).toBeUndefined();
+  });
+
+  it('sets up/down, MTU and alias; renames; moves; deletes', async () => {
+    const a = await tmp.create();
+    const b = await tmp.create();
+    const rtnlA = Rtnl.for(a);
+    const { a: end } = await createVethPair(host(), { name: 'nsmt-m1', ns: a }, { name: 'nsmt-m2', ns: b });
+
+    await setLinkUp(rtnlA, end.index, true);
+    await setMtu(rtnlA, end.index, 1280);
+    await setLinkAlias(rtnlA, end.index, 'nsm connection 42');
+    expect(await getLink(rtnlA, end.index)).toMatchObject({ up: true, mtu: 1280, alias: 'nsm connection 42' });
+    await setLinkAlias(rtnlA, end.index, '');
+    expect((await getLink(rtnlA, end.index))?.alias).toBeUndefined();
+
+    await setLinkUp(rtnlA, end.index, false);
+    await renameLink(rtnlA, end.index, 'nsmt-r1');
+    expect(await getLink(rtnlA, 'nsmt-m1')).toBeUndefined();
+    expect(await getLink(rtnlA, 'nsmt-r1')).toMatchObject({ index: end.index, up: false });
+
+    // Move into b under a new name (b already has nsmt-m2 at index 2).
+    await moveLink(rtnlA, end.index, b, 'nsmt-r2');
+    expect(await getLink(rtnlA, 'nsmt-r1')).toBeUndefined();
+    const moved = await getLink(Rtnl.for(b), 'nsmt-r2');
+    expect(moved).toMatchObject({ kind: 'veth' });
+
+    await deleteLink(Rtnl.for(b), moved!.index);
+    expect((await listLinks(Rtnl.for(b))).map((l) => l.name)).toEqual(['lo']);
+    await expect(deleteLink(Rtnl.for(b), moved!.index)).rejects.toMatchObject({ code: 'ENODEV', syscall: 'RTM_DELLINK' });
+  });
+
+  it('reports kernel errors for bad values', async () => {
+    const a = await tmp.create();
+    const { a: end } = await createVethPair(host(), { name: 'nsmt-e1', ns: a }, { name: 'nsmt-e2', ns: a });
+    await expect(setMtu(Rtnl.for(a), end.index, 70000)).rejects.toMatchObject({ code: 'EINVAL', syscall: 'RTM_NEWLINK' });
+    await expect(addAddress(Rtnl.for(a), 9999, '10.0.0.1/24')).rejects.toMatchObject({ code: 'ENODEV' });
+  });
+
+  it('creates a vxlan in the underlay namespace and places it in another', async () => {
+    const under = await tmp.create('u');
+    const over = await tmp.create('o');
+    const rtnlU = Rtnl.for(under);
+    const pair = await createVethPair(rtnlU, { name: 'nsmt-u1', ns: under, up: true }, { name: 'nsmt-u2', ns: under, up: true });
+    await addAddress(rtnlU, pair.a.index, '10.99.0.1/24');
+    const vx = await createVxlan(rtnlU, {
+      name: 'nsmt-vx',
+      vni: 4242,
+      local: '10.99.0.1',
+      remote: '10.99.0.2',
+      dev: pair.a.index,
+      mtu: 1400,
+      ns: over,
+      up: true,
+    });
+    expect(vx).toMatchObject({ name: 'nsmt-vx', kind: 'vxlan', mtu: 1400, up: true });
+    expect(await getLink(rtnlU, 'nsmt-vx')).toBeUndefined();
+    await expect(createVxlan(rtnlU, { name: 'nsmt-vx2', vni: 1 << 24 })).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(
+      createVxlan(rtnlU, { name: 'nsmt-vx3', vni: 1, local: '10.99.0.1', remote: 'fd00::1' }),
+    ).rejects.toMatchObject({ code: 'EINVAL' });
+  });
+});
