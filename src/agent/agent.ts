@@ -90,7 +90,7 @@ export class Agent {
       this.endpoints.set(e.name, hostEndpoint(e, { nodeName: cfg.name, url: this.url, tokens: this.tokens }));
     }
     this.server = chainServer(
-      updatePathServer(cfg.name),
+      updatePathServer(cfg.name, { requireConnectionId: true }),
       beginServer(),
       updateTokenServer(this.tokens, { trustLocalCallers: true }),
       metadataServer(),

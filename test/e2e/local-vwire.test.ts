@@ -211,3 +211,75 @@ run('refresh and timeout with a 3 s token lifetime', () => {
     }
   }, 20_000);
 });
+
+run('endpoint selection with matches', () => {
+  const nsA = uniq('nsa');
+  const nsB = uniq('nsb');
+  const nsc = uniq('nsc');
+  let agent: RunningAgent;
+  let dir: string;
+
+  beforeAll(async () => {
+    for (const n of [nsA, nsB, nsc]) addNetns(n);
+    agent = await startAgent({
+      name: 'host-s',
+      endpoints: [
+        { name: 'same-node', services: ['db'], cidr: '172.16.10.0/24', netns: nsA, labels: { app: 'db' } },
+        { name: 'fallback', services: ['db'], cidr: '172.16.20.0/24', netns: nsB, labels: { app: 'db-fallback' } },
+      ],
+    });
+    dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-ns-'));
+    const manifest = path.join(dir, 'db.yaml');
+    writeFileSync(
+      manifest,
+      `apiVersion: networkservicemesh.io/v1
+kind: NetworkService
+metadata:
+  name: db
+spec:
+  payload: IP
+  matches:
+    - source_selector:
+      fallthrough: true
+      routes:
+        - destination_selector:
+            app: db
+            nodeName: "{{.nodeName}}"
+    - source_selector:
+      routes:
+        - destination_selector:
+            app: db-fallback
+`,
+    );
+    const r = agent.cli(['apply', '-f', manifest]);
+    expect(r.code, r.stderr).toBe(0);
+  });
+
+  afterAll(async () => {
+    await stopAll();
+    for (const n of [nsA, nsB, nsc]) delNetns(n);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps the applied matches (the endpoint did not overwrite them)', () => {
+    const db = agent.cliJson(['services']).find((s: any) => s.name === 'db');
+    expect(db.matches).toHaveLength(2);
+    expect(db.matches[0].fallthrough).toBe(true);
+  });
+
+  it('picks the endpoint on the same node when {{.nodeName}} matches', () => {
+    const c = agent.cliJson(['connect', 'kernel://db/nsm-1', '--netns', nsc, '--id', 'sel-1']);
+    expect(c.endpoint).toBe('same-node');
+    expect(c.dstIps).toEqual(['172.16.10.0/32']);
+    expect(ping(nsc, '172.16.10.0', 1)).toBe(true);
+    expect(agent.cli(['disconnect', 'sel-1']).code).toBe(0);
+  });
+
+  it('falls through to the fallback when the client names another node', () => {
+    const c = agent.cliJson(['connect', 'kernel://db/nsm-2?nodeName=elsewhere', '--netns', nsc, '--id', 'sel-2']);
+    expect(c.endpoint).toBe('fallback');
+    expect(c.dstIps).toEqual(['172.16.20.0/32']);
+    expect(ping(nsc, '172.16.20.0', 1)).toBe(true);
+    expect(agent.cli(['disconnect', 'sel-2']).code).toBe(0);
+  });
+});

@@ -37,7 +37,7 @@ export class NsmClient {
   }
 
   dispose(): void {
-    this.ns.close();
+    grpc.Client.prototype.close.call(this.ns); // the service has a Close method that shadows close()
   }
 }
 

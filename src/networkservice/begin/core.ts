@@ -210,6 +210,8 @@ export class BeginCore {
       if (this.side === 'client') {
         r = { ...req, connection: mergeConnection(factory.returned, req.connection ?? {}, factory.stored?.connection ?? undefined) };
       }
+      // The downstream was closed for a reselect that has not succeeded yet: keep reselecting.
+      if (factory.state === 'down') r = reselectForm(r);
       let conn: Connection;
       try {
         conn = await next.request(withEventFactory(ctx, factory, this.side), r);

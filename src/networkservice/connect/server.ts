@@ -16,6 +16,7 @@ import { Ctx, Key } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, NetworkServiceClient, nextServer } from '../../core/networkservice';
 import { INCOMING_TOKEN } from '../updatetoken';
+import { markNextHop } from '../trimpath';
 
 /** Filled by connect on the way back: the connection as the next hop returned it. */
 export interface DownstreamSlot {
@@ -73,6 +74,7 @@ export function connectServer(opts: ConnectOptions): NetworkServiceServer {
       } else {
         throw new AgentError('UNAVAILABLE', `endpoint ${name} is not hosted by this agent and remote endpoints are not enabled`);
       }
+      markNextHop(ctx); // the path goes on past this hop: the trimpath server must keep it
       if (slot) {
         slot.conn = down;
         slot.local = !!local;

@@ -16,7 +16,7 @@ import { fromTimestamp } from '../../api/time';
 import { Ctx, Key } from '../../core/ctx';
 import { NetworkServiceClient, nextClient } from '../../core/networkservice';
 import { eventFactory } from '../begin';
-import { metadata } from '../metadata';
+import { hasMetadata, metadata } from '../metadata';
 import { indexOf, segmentsOf } from '../utils';
 
 export const REFRESH_RETRY_MS = 200;
@@ -38,13 +38,15 @@ export function refreshAfter(conn: Connection, now: number): number {
 
 export function refreshClient(): NetworkServiceClient {
   const CANCEL = new Key<() => void>('refresh.cancel');
-  const cancelOld = (ctx: Ctx) => metadata(ctx, 'client').take(CANCEL)?.();
+  const cancelOld = (ctx: Ctx) => (hasMetadata(ctx) ? metadata(ctx, 'client').take(CANCEL)?.() : undefined);
 
   return {
     async request(ctx, req) {
+      // Both throw if the chain lacks begin or metadata: check before anything is set up.
+      const factory = eventFactory(ctx);
+      const md = metadata(ctx, 'client');
       const conn = await nextClient(ctx).request(ctx, req);
 
-      const factory = eventFactory(ctx);
       const clock = ctx.clock;
       const cancelled = new AbortController();
       let stop = () => {};
@@ -57,8 +59,8 @@ export function refreshClient(): NetworkServiceClient {
       };
       stop = clock.after(refreshAfter(conn, clock.now()), fire);
 
-      cancelOld(ctx);
-      metadata(ctx, 'client').set(CANCEL, () => {
+      md.take(CANCEL)?.();
+      md.set(CANCEL, () => {
         cancelled.abort();
         stop();
       });

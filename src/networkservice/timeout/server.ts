@@ -17,7 +17,7 @@ import { Ctx, Key } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { eventFactory } from '../begin';
-import { metadata } from '../metadata';
+import { hasMetadata, metadata } from '../metadata';
 import { currentSegment, indexOf, prevSegment } from '../utils';
 
 /** When the connection must be closed (clock ms), from the caller's segment; undefined if unset. */
@@ -30,7 +30,8 @@ export function timeoutServer(): NetworkServiceServer {
   // Per instance, so two timeout elements in one chain would not share a timer.
   const TIMER = new Key<() => void>('timeout.timer');
 
-  const disarm = (ctx: Ctx) => metadata(ctx, 'server').take(TIMER)?.();
+  // Close must not fail on a chain without metadata: there is then simply no timer.
+  const disarm = (ctx: Ctx) => (hasMetadata(ctx) ? metadata(ctx, 'server').take(TIMER)?.() : undefined);
 
   return {
     async request(ctx, req) {
@@ -39,12 +40,20 @@ export function timeoutServer(): NetworkServiceServer {
         const which = indexOf(req.connection) > 0 ? 'the previous path segment' : 'the own path segment';
         throw new AgentError('INVALID_ARGUMENT', `expiration for ${which} cannot be nil`);
       }
+      // Both throw if the chain lacks begin or metadata: check before anything is set up.
+      const factory = eventFactory(ctx);
+      const md = metadata(ctx, 'server');
       const conn = await nextServer(ctx).request(ctx, req);
 
       const expires = expiresOf(conn) ?? requested;
+      // NSM closes ahead of expiry by the request's remaining time, so that the Close still
+      // carries valid tokens. That advance is capped at a third of the lifetime left: with a
+      // request deadline longer than the token lifetime (15 s calls, 3 s tokens) NSM would
+      // close every connection at once.
+      const lifetime = expires - ctx.clock.now();
       const left = ctx.remaining();
-      const delay = expires - ctx.clock.now() - (Number.isFinite(left) ? left : 0);
-      const factory = eventFactory(ctx);
+      const advance = Math.min(Number.isFinite(left) ? left : 0, Math.max(0, lifetime) / 3);
+      const delay = lifetime - advance;
       const cancelled = new AbortController();
       const stop = ctx.clock.after(delay, () => {
         ctx.log.info('timeout: connection expired, closing', { id: conn.id });
@@ -52,8 +61,8 @@ export function timeoutServer(): NetworkServiceServer {
           if (err) ctx.log.warn('timeout: close failed', { id: conn.id, err: err.message });
         });
       });
-      disarm(ctx);
-      metadata(ctx, 'server').set(TIMER, () => {
+      md.take(TIMER)?.();
+      md.set(TIMER, () => {
         stop();
         cancelled.abort();
       });

@@ -36,8 +36,13 @@ export function storeNsRegistry(store: RecordStore<NetworkService>): NsRegistry 
     },
     find(ctx, query: NetworkServiceQuery): AsyncIterable<NetworkServiceResponse> {
       const q = query.network_service;
-      return findIn(ctx, store, Boolean(query.watch), (r) => matchNs(q, r), (r, deleted) => ({ network_service: r, deleted }), () =>
-        nextNsRegistry(ctx).find(ctx, query),
+      return findIn(
+        ctx,
+        store,
+        Boolean(query.watch),
+        (r) => matchNs(q, r),
+        (r, deleted) => ({ network_service: r, deleted }),
+        () => nextNsRegistry(ctx).find(ctx, query),
       );
     },
     async unregister(ctx, ns) {

@@ -274,4 +274,29 @@ describe('begin client', () => {
     expect(rec.closes).toHaveLength(1);
     expect(rec.requests.at(-1)!.connection).toMatchObject({ state: 'RESELECT_REQUESTED', network_service_endpoint_name: '' });
   });
+
+  it('an external re-request after a failed reselect keeps reselecting', async () => {
+    const factories: EventFactory[] = [];
+    const rec = recorder((c) => ({ ...c, network_service_endpoint_name: c.network_service_endpoint_name || 'picked' }));
+    const chain = chainClient(
+      beginClient(),
+      serverToClient(chainServer(
+        {
+          request: async (ctx, req) => {
+            factories.push(eventFactory(ctx));
+            return nextServer(ctx).request(ctx, req);
+          },
+          close: (ctx, conn) => nextServer(ctx).close(ctx, conn),
+        },
+        failOn([2]),
+        rec,
+      )),
+    );
+    const conn = await chain.request(Ctx.background(), { connection: { id: 'a', network_service_endpoint_name: 'old' } });
+    expect(await factories[0]!.request({ reselect: true })).toBeTruthy();
+    const again = await chain.request(Ctx.background(), { connection: conn });
+    expect(rec.requests.at(-1)!.connection).toMatchObject({ state: 'RESELECT_REQUESTED', network_service_endpoint_name: '' });
+    expect(again.network_service_endpoint_name).toBe('picked');
+    expect(rec.closes).toHaveLength(1);
+  });
 });

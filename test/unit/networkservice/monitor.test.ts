@@ -95,7 +95,7 @@ describe('monitor server', () => {
     await chain.close(ctx, c);
     expect(events.map((e) => [e.type, Object.values(e.connections ?? {})[0]?.state ?? null])).toEqual([
       ['INITIAL_STATE_TRANSFER', null],
-      ['UPDATE', undefined],
+      ['UPDATE', null],
       ['UPDATE', 'DOWN'],
       ['DELETE', 'DOWN'],
     ]);

@@ -107,4 +107,12 @@ describe('timeout server', () => {
     await flush();
     expect(rec.closes).toHaveLength(1);
   });
+
+  it('refuses to run without begin, before anything happens downstream', async () => {
+    const { ctx, clock } = fakeCtx();
+    const rec = recorder();
+    const chain = chainServer(updatePathServer('nse'), metadataServer(), timeoutServer(), rec);
+    await expect(chain.request(ctx, { connection: clientConn('c1', clock.now() + 60_000) })).rejects.toMatchObject({ code: 'INTERNAL' });
+    expect(rec.requests).toHaveLength(0);
+  });
 });

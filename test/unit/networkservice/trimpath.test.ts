@@ -17,6 +17,11 @@ const stale: Connection = {
   },
 };
 
+/** trimPathClient adapted into a server chain, to see it sit before a failing hop. */
+function trimClientAsServer(): NetworkServiceServer {
+  return clientToServer(chainClient(trimPathClient()));
+}
+
 describe('trimpath', () => {
   it('the last server cuts the path after its own segment', async () => {
     const conn = await chainServer(trimPathServer()).request(Ctx.background(), { connection: stale });
@@ -43,14 +48,19 @@ describe('trimpath', () => {
     };
     const kept = await chainServer(trimPathServer(), marker).request(Ctx.background(), { connection: stale });
     expect(kept.path?.path_segments).toHaveLength(4);
-    // A nested endpoint chain with its own trimpath does not mark the outer one.
+    // A nested endpoint chain's own trimpath takes the mark of what follows it: the outer
+    // server was not told about a next hop, so it trims.
     const nested = await chainServer(trimPathServer(), chainServer(trimPathServer(), marker)).request(Ctx.background(), {
       connection: stale,
     });
-    expect(nested.path?.path_segments).toHaveLength(4);
-    const alone = await chainServer(trimPathServer(), chainServer(trimPathServer())).request(Ctx.background(), {
-      connection: stale,
-    });
-    expect(alone.path?.path_segments).toHaveLength(2);
+    expect(nested.path?.path_segments).toHaveLength(2);
+    // A failing next hop marks nothing; the error goes up unchanged.
+    const failing: NetworkServiceServer = {
+      request: async () => {
+        throw new Error('down');
+      },
+      close: async () => {},
+    };
+    await expect(chainServer(trimPathServer(), trimClientAsServer(), failing).request(Ctx.background(), { connection: stale })).rejects.toThrow('down');
   });
 });
