@@ -8,6 +8,7 @@
  *   held conns:    updatepath → begin → metadata → refresh → updatetoken → server chain (in-process)
  */
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { mkdirSync, chmodSync, rmSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -82,6 +83,7 @@ export class Agent {
     this.clock = opts.clock ?? realClock;
     this.log = opts.log ?? silentLogger;
     this.started = this.clock.now();
+    setMaxListeners(0, this.life.signal); // every call in flight listens to the agent's lifetime
     this.tokens = unsignedTokens(`spiffe://nsm.local/agent/${cfg.name}`, cfg.maxTokenLifetimeMs);
     this.url = `unix://${cfg.listen.unix}`;
     this.registry = newRegistryServer({ clock: this.clock, log: this.log, defaultExpiration: cfg.registry.expirationMs });

@@ -73,7 +73,7 @@ export class Ctx {
     const onAbort = () => ac.abort(signal.reason ?? this.signal.reason);
     if (signal.aborted || this.signal.aborted) onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
-    this.signal.addEventListener('abort', onAbort, { once: true });
+    if (this.signal !== neverAborted) this.signal.addEventListener('abort', onAbort, { once: true });
     const cancel = () => {
       signal.removeEventListener('abort', onAbort);
       this.signal.removeEventListener('abort', onAbort);
@@ -85,7 +85,7 @@ export class Ctx {
     const ac = new AbortController();
     const onParent = () => ac.abort(parent.reason);
     if (parent.aborted) ac.abort(parent.reason);
-    else parent.addEventListener('abort', onParent, { once: true });
+    else if (parent !== neverAborted) parent.addEventListener('abort', onParent, { once: true });
     const stop = Number.isFinite(deadline)
       ? this.clock.after(deadline - this.clock.now(), () =>
           ac.abort(new AgentError('DEADLINE_EXCEEDED', 'deadline exceeded')),

@@ -29,6 +29,9 @@ export interface RequestOptions {
   subject?: string;
 }
 
+/** Requests one socket has outstanding at most; see Rtnl.request. */
+const MAX_IN_FLIGHT = 16;
+
 /** An rtnetlink socket bound to one namespace. */
 export class Rtnl {
   private static readonly cache = new Map<string, Rtnl>();
@@ -39,6 +42,9 @@ export class Rtnl {
   private readonly owners = new Set<Netns>();
   private readonly pending = new Set<(err: Error) => void>();
   private socket: RtNetlinkSocket | undefined;
+  /** Requests in flight on the socket, and those waiting for a slot. */
+  private inFlight = 0;
+  private readonly waiting: (() => void)[] = [];
 
   /**
    * The cached socket for `ns`, opened inside it on first use. EBADF if the
@@ -109,7 +115,20 @@ export class Rtnl {
    * An ERROR reply rejects with SysError, e.g. code 'EEXIST', syscall
    * 'RTM_NEWLINK', path = options.subject.
    */
-  request(type: rt.MessageType, body: RequestBody, options: RequestOptions = {}): Promise<Buffer[]> {
+  async request(type: rt.MessageType, body: RequestBody, options: RequestOptions = {}): Promise<Buffer[]> {
+    // The netlink package's native socket cannot take a full send or receive queue (it
+    // aborts the process), so a socket never has more than MAX_IN_FLIGHT requests out.
+    if (this.inFlight >= MAX_IN_FLIGHT) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.inFlight++;
+    try {
+      return await this.send(type, body, options);
+    } finally {
+      this.inFlight--;
+      this.waiting.shift()?.();
+    }
+  }
+
+  private send(type: rt.MessageType, body: RequestBody, options: RequestOptions): Promise<Buffer[]> {
     const syscall = `RTM_${rt.MessageType[type] ?? type}`;
     const socket = this.socket;
     if (socket === undefined) {
