@@ -77,6 +77,22 @@ run('local vWire (one agent)', () => {
     expect(agent.cliJson(['status']).connections).toEqual([]);
   });
 
+  it('reports every served service SERVING on grpc.health.v1', async () => {
+    const { api } = await import('../../src/api');
+    const Health = api().health.grpc.health.v1.Health as any;
+    const h = new Health(`unix://${agent.socket}`, grpc.credentials.createInsecure());
+    const check = (service: string) =>
+      new Promise<any>((resolve) => h.Check({ service }, (err: any, res: any) => resolve(err ? { code: err.code } : res)));
+    try {
+      for (const s of ['networkservice.NetworkService', 'connection.MonitorConnection', 'registry.NetworkServiceRegistry', 'registry.NetworkServiceEndpointRegistry']) {
+        expect(await check(s), s).toEqual({ status: 'SERVING' });
+      }
+      expect(await check('no.such.Service')).toEqual({ code: grpc.status.NOT_FOUND });
+    } finally {
+      h.close();
+    }
+  });
+
   it('lists services and endpoints from the registry, with nodeName on the endpoint', () => {
     expect(agent.cliJson(['services']).map((s: any) => s.name)).toContain('icmp-responder');
     const eps = agent.cliJson(['endpoints']);

@@ -1,0 +1,148 @@
+/**
+ * A throwaway single-node etcd for tests: `etcd --name nsmt-<random>` (the leak check looks for
+ * that) on 127.0.0.1 with random high ports, its data dir in a temp dir that stop() removes.
+ * Fast elections (heartbeat 10 ms, election 100 ms) make it healthy in about 0.1 s.
+ */
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export interface RunningEtcd {
+  /** host:port of the client URL (no scheme). */
+  endpoint: string;
+  stop(): Promise<void>;
+}
+
+/** True when the `etcd` binary is on PATH. */
+export function haveEtcd(): boolean {
+  try {
+    execFileSync('etcd', ['--version'], { stdio: 'ignore', timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const START_ATTEMPTS = 5;
+const HEALTHY_WITHIN_MS = 10_000;
+const KILL_AFTER_MS = 3_000;
+
+/** Processes still running, killed on exit should a test forget stop(). */
+const live = new Set<ChildProcess>();
+let exitHook = false;
+
+export async function startEtcd(): Promise<RunningEtcd> {
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => {
+      for (const p of live) p.kill('SIGKILL');
+    });
+  }
+  let last: unknown;
+  for (let i = 0; i < START_ATTEMPTS; i++) {
+    const [client, peer] = await twoFreePorts();
+    try {
+      return await startOn(client, peer);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw new Error(`etcd did not start after ${START_ATTEMPTS} attempts: ${String(last)}`);
+}
+
+async function startOn(clientPort: number, peerPort: number): Promise<RunningEtcd> {
+  const name = `nsmt-${randomBytes(4).toString('hex')}`;
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-etcd-'));
+  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  // prettier-ignore
+  const args = [
+    '--name', name, '--data-dir', dataDir,
+    '--listen-client-urls', clientUrl, '--advertise-client-urls', clientUrl,
+    '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
+    '--initial-cluster', `${name}=${peerUrl}`,
+    '--heartbeat-interval', '10', '--election-timeout', '100',
+    '--log-level', 'warn', '--logger', 'zap',
+  ];
+  const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  live.add(proc);
+  let stderr = '';
+  proc.stderr?.setEncoding('utf8');
+  proc.stderr?.on('data', (d: string) => {
+    if (stderr.length < 8192) stderr += d;
+  });
+  const exited = new Promise<void>((resolve) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) resolve();
+    else proc.once('exit', () => resolve());
+  });
+  proc.once('exit', () => live.delete(proc));
+  proc.once('error', () => undefined); // spawn failure: shows up as an exit
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      if (proc.exitCode === null && proc.signalCode === null && proc.pid !== undefined) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), KILL_AFTER_MS);
+        await exited;
+        clearTimeout(t);
+      } else {
+        await exited;
+      }
+      proc.stderr?.destroy();
+      rmSync(dataDir, { recursive: true, force: true });
+    })());
+
+  const deadline = Date.now() + HEALTHY_WITHIN_MS;
+  let dead = false;
+  void exited.then(() => (dead = true));
+  for (;;) {
+    if (dead) {
+      await stop();
+      throw new Error(`etcd exited before becoming healthy (ports ${clientPort}/${peerPort}): ${stderr.trim()}`);
+    }
+    if (await healthy(clientPort)) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`etcd not healthy within ${HEALTHY_WITHIN_MS} ms: ${stderr.trim()}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return { endpoint: `127.0.0.1:${clientPort}`, stop };
+}
+
+function healthy(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/health', agent: false, timeout: 1000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve(res.statusCode === 200 && /"health":\s*"true"/.test(body)));
+      res.on('error', () => resolve(false));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
+}
+
+/** Two distinct random high ports that could be bound just now (etcd may still lose a race). */
+async function twoFreePorts(): Promise<[number, number]> {
+  const ports: number[] = [];
+  while (ports.length < 2) {
+    const p = 20_000 + Math.floor(Math.random() * 40_000);
+    if (!ports.includes(p) && (await canBind(p))) ports.push(p);
+  }
+  return [ports[0] as number, ports[1] as number];
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}

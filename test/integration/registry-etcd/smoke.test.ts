@@ -1,0 +1,22 @@
+import { it, expect } from 'vitest';
+import { startEtcd } from '/work/main/test/helpers/etcd';
+import { EtcdStore } from '/work/main/src/registry/store/etcd';
+import { toTimestamp } from '/work/main/src/api/time';
+it('smoke', async () => {
+  const t0 = Date.now();
+  const e = await startEtcd();
+  console.log('start ms', Date.now() - t0, e.endpoint);
+  const s = new EtcdStore({ endpoints: [e.endpoint] });
+  const ac = new AbortController();
+  const evs: unknown[] = [];
+  await s.nse.put({ name: 'a', url: 'x' });
+  const done = (async () => { for await (const ev of s.nse.watch(ac.signal)) { evs.push([Date.now()-t0, ev]); } })();
+  await new Promise(r => setTimeout(r, 100));
+  await s.nse.put({ name: 'b', url: 'y', expiration_time: toTimestamp(Date.now() + 500) });
+  console.log(await s.nse.list());
+  await new Promise(r => setTimeout(r, 3000));
+  ac.abort(); await done;
+  console.log(JSON.stringify(evs));
+  s.close();
+  await e.stop();
+}, 20000);
