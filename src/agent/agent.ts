@@ -12,7 +12,7 @@ import { setMaxListeners } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { mkdirSync, chmodSync, rmSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import type { Connection } from '../api';
+import { stateName, type Connection } from '../api';
 import { toTimestamp } from '../api/time';
 import { Clock, realClock } from '../core/clock';
 import { Ctx } from '../core/ctx';
@@ -220,7 +220,7 @@ export class Agent {
         const held = heldByAgentId.get(conn.id ?? '');
         const params = conn.mechanism?.parameters ?? {};
         return {
-          connection: conn,
+          connection: { ...conn, state: stateName(conn.state) },
           origin: held ? 'agent' : 'client',
           created: held ? toTimestamp(held.created) : undefined,
           netns: held?.netns ?? String(params['inodeURL'] ?? '').replace(/^file:\/\//, '').replace(/^\/run\/netns\//, ''),

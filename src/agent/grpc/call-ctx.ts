@@ -4,7 +4,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { Ctx } from '../../core/ctx';
-import { AgentError } from '../../core/errors';
+import { AgentError, toStatus } from '../../core/errors';
 import { INCOMING_TOKEN } from '../../networkservice/updatetoken';
 
 interface AnyCall {
@@ -51,4 +51,32 @@ export function callCtx(base: Ctx, call: AnyCall): [Ctx, () => void] {
       call.removeListener('cancelled', onCancel);
     },
   ];
+}
+
+/**
+ * A unary gRPC handler running `fn` with the call's Ctx; errors become gRPC statuses here.
+ */
+export function unaryHandler<Req, Res>(base: () => Ctx, fn: (ctx: Ctx, req: Req) => Promise<Res>) {
+  return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>): void => {
+    let ctx: Ctx;
+    let done: () => void;
+    try {
+      [ctx, done] = callCtx(base(), call);
+    } catch (err) {
+      cb(toStatus(err));
+      return;
+    }
+    fn(ctx, call.request).then(
+      (res) => {
+        done();
+        cb(null, res);
+      },
+      (err) => {
+        done();
+        const st = toStatus(err);
+        ctx.log.debug('call failed', { method: call.getPath(), code: st.code, error: st.details });
+        cb(st);
+      },
+    );
+  };
 }

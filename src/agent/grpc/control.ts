@@ -5,25 +5,8 @@ import * as grpc from '@grpc/grpc-js';
 import { api } from '../../api';
 import { toTimestamp } from '../../api/time';
 import { Ctx } from '../../core/ctx';
-import { toStatus } from '../../core/errors';
 import type { Agent } from '../agent';
-import { callCtx } from './call-ctx';
-
-function handle<Req, Res>(base: () => Ctx, fn: (ctx: Ctx, req: Req) => Promise<Res>) {
-  return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
-    const [ctx, done] = callCtx(base(), call);
-    fn(ctx, call.request).then(
-      (res) => {
-        done();
-        cb(null, res);
-      },
-      (err) => {
-        done();
-        cb(toStatus(err));
-      },
-    );
-  };
-}
+import { unaryHandler as handle } from './call-ctx';
 
 export function addControl(server: grpc.Server, agent: Agent, base: () => Ctx): void {
   server.addService(api().agent.nsmagent.v1.Agent.service, {

@@ -5,37 +5,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { api, Connection, ConnectionEvent, MonitorScopeSelector, NetworkServiceRequest } from '../../api';
 import { Ctx } from '../../core/ctx';
-import { toStatus } from '../../core/errors';
 import type { NetworkServiceServer } from '../../core/networkservice';
-import { callCtx } from './call-ctx';
+import { unaryHandler as unary } from './call-ctx';
 
 export interface MonitorSource {
   subscribe(selector: MonitorScopeSelector, onEvent: (e: ConnectionEvent) => void): () => void;
-}
-
-function unary<Req, Res>(base: () => Ctx, fn: (ctx: Ctx, req: Req) => Promise<Res>) {
-  return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
-    let ctx: Ctx;
-    let done: () => void;
-    try {
-      [ctx, done] = callCtx(base(), call);
-    } catch (err) {
-      cb(toStatus(err));
-      return;
-    }
-    fn(ctx, call.request).then(
-      (res) => {
-        done();
-        cb(null, res);
-      },
-      (err) => {
-        done();
-        const st = toStatus(err);
-        ctx.log.debug('call failed', { code: grpc.status[st.code], error: st.details });
-        cb(st);
-      },
-    );
-  };
 }
 
 export function addNetworkService(server: grpc.Server, chain: NetworkServiceServer, base: () => Ctx): void {

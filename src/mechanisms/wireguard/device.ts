@@ -1,0 +1,658 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * One WireGuard device per connection, behind one interface with two
+ * implementations:
+ *
+ *  - {@link WireguardGo}: a supervised `wireguard-go` child process (userspace,
+ *    TUN). Used when the kernel has no WireGuard (the test hosts).
+ *  - {@link KernelWireguard}: a kernel `wireguard` link configured over
+ *    generic netlink. Used only when {@link kernelWireguardSupported} says so.
+ *
+ * Lifecycle for one connection (both implementations):
+ *   1. create(tempName)  in the HOST namespace under a globally unique
+ *      temporary name ({@link tempWireguardName}: 'nsmwg' + 10 hex). The UDP
+ *      socket is opened here and stays here for the device's whole life.
+ *   2. configure(cfg)    private key, listen port, exactly one peer with
+ *      endpoint, AllowedIPs 0.0.0.0/0 and ::/0, PersistentKeepalive 10 s
+ *      (NSM §5.2). May be called again (refresh) with the same keys.
+ *   3. move(ns, name, {mtu, up})  sets the MTU (while still in the host ns),
+ *      moves the link into `ns` renaming it to `name`, sets it up.
+ *   4. delete()          removes link, process and UAPI socket. Idempotent.
+ *
+ * wireguard-go specifics (verified on wireguard-go 0.0.20220316):
+ *  - The UAPI socket is /var/run/wireguard/<tempName>.sock on the shared
+ *    filesystem and KEEPS the temporary name after the link is renamed and
+ *    moved. `wg show` lists devices by socket name, so it shows every device
+ *    as `interface: nsmwg…` (from any namespace); info().hostName is that
+ *    name, info().name / info().netns where the link really is.
+ *  - The process is started as a direct child with WG_PROCESS_FOREGROUND=1 and
+ *    argv [name] only: it takes ANY argument (even '--help') as an interface
+ *    name, so no flags are ever passed and the name is validated first.
+ *  - SIGTERM makes it remove the TUN and the socket; it is killed by PID only.
+ *  - If the process dies while not being deleted, the supervisor starts a new
+ *    one under the same temporary name, re-applies the same configuration
+ *    (same keys, port, peer), moves/renames it into the same namespace with
+ *    the same MTU and state, then runs the `afterRestart` hook (the caller
+ *    re-adds addresses and routes: they died with the old link) and emits
+ *    'restarted'.
+ *
+ * Events (both implementations emit only what applies):
+ *   'spawned'    ({ pid })                     a wireguard-go process started
+ *   'exited'     ({ pid, code, signal, expected })
+ *   'restarted'  ({ pid, ms, restarts })       device is back and configured
+ *   'failed'     (AgentError)                  gave up restarting
+ *   'deleted'    ()
+ *
+ * Errors are AgentErrors: INVALID_INTERFACE_NAME, INVALID_ARGUMENT (keys,
+ * ports, endpoint), ALREADY_EXISTS (name taken in the host ns / socket in
+ * use / target name taken in the target ns), FAILED_PRECONDITION (wrong
+ * lifecycle order), DATAPLANE (process or kernel failure),
+ * UNSUPPORTED_MECHANISM (kernel WireGuard missing).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { existsSync, unlinkSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
+import { FlagsNew, putString, rt } from 'netlink';
+import { AgentError } from '../../core/errors';
+import {
+  Rtnl,
+  SysError,
+  deleteLink,
+  getLink,
+  hostNetns,
+  moveLink,
+  openNetns,
+  setLinkUp,
+  setMtu,
+  validateIfName,
+  type Netns,
+} from '../../sys';
+import { IFLA, IFLA_INFO, ifinfo } from '../../sys/link';
+import { validatePrivateKey, validatePublicKey } from './keys';
+import { uapiAlive, uapiGet, uapiSet, uapiSocketPath } from './uapi';
+
+/** NSM §5.2. */
+export const WG_PERSISTENT_KEEPALIVE = 10;
+export const WG_ALLOWED_IPS: readonly string[] = ['0.0.0.0/0', '::/0'];
+/** WireGuard overhead to subtract from the underlay MTU (NSM §5.2). */
+export const WG_OVERHEAD_V4 = 60;
+export const WG_OVERHEAD_V6 = 80;
+export const TEMP_NAME_PREFIX = 'nsmwg';
+
+export interface WireguardPeerConfig {
+  /** base64 public key of the other side. */
+  publicKey: string;
+  /** 'ip:port' or '[ipv6]:port' of the other side (from the mechanism). */
+  endpoint: string;
+}
+
+export interface WireguardConfig {
+  /** base64 private key of this side (fresh per connection, kept across refreshes). */
+  privateKey: string;
+  listenPort: number;
+  peer: WireguardPeerConfig;
+  /** Default {@link WG_PERSISTENT_KEEPALIVE}. */
+  persistentKeepalive?: number;
+  /** Default {@link WG_ALLOWED_IPS}. */
+  allowedIps?: string[];
+}
+
+export interface MoveOptions {
+  /** Set before the move; e.g. underlay MTU − {@link wireguardMtu}. */
+  mtu?: number;
+  /** Set the link up after the move (default true). */
+  up?: boolean;
+}
+
+export type WireguardState = 'new' | 'running' | 'restarting' | 'failed' | 'deleted';
+
+export interface WireguardDeviceInfo {
+  impl: 'wireguard-go' | 'kernel';
+  state: WireguardState;
+  /** Temporary host-ns name; for wireguard-go also the UAPI socket name that `wg show` prints. */
+  hostName: string;
+  /** Current link name (hostName until moved). */
+  name: string;
+  /** Path of the namespace the link was moved to (undefined: host ns). */
+  netns?: string;
+  /** ifindex in the current namespace, if known. */
+  ifindex?: number;
+  /** wireguard-go only. */
+  pid?: number;
+  uapiSocket?: string;
+  restarts: number;
+  listenPort?: number;
+  peerPublicKey?: string;
+  mtu?: number;
+}
+
+export interface WireguardDevice extends EventEmitter {
+  /** Creates the device in the host ns under `name` (default: a fresh temp name). */
+  create(name?: string): Promise<void>;
+  configure(cfg: WireguardConfig): Promise<void>;
+  move(target: Netns, newName: string, options?: MoveOptions): Promise<void>;
+  /** Idempotent; never throws for an already-gone device. */
+  delete(): Promise<void>;
+  info(): WireguardDeviceInfo;
+}
+
+/** 'nsmwg' + 10 random hex chars (15 chars = IFNAMSIZ-1): globally unique in practice. */
+export function tempWireguardName(): string {
+  return TEMP_NAME_PREFIX + randomBytes(5).toString('hex');
+}
+
+/** Tunnel MTU for an underlay MTU (NSM §5.2: −60 for IPv4, −80 for IPv6 underlay). */
+export function wireguardMtu(underlayMtu: number, underlayFamily: 4 | 6): number {
+  return underlayMtu - (underlayFamily === 4 ? WG_OVERHEAD_V4 : WG_OVERHEAD_V6);
+}
+
+/**
+ * Interface names acceptable to both the kernel and wireguard-go's argv:
+ * the kernel rules, plus no leading '-' (would look like a flag) and only
+ * [A-Za-z0-9_.-] (it becomes a file name under /var/run/wireguard).
+ */
+export function validateWireguardName(name: string): void {
+  try {
+    validateIfName(name);
+  } catch (err) {
+    throw new AgentError('INVALID_INTERFACE_NAME', err instanceof Error ? err.message : String(err));
+  }
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(name)) {
+    throw new AgentError('INVALID_INTERFACE_NAME', `interface name '${name}' must match [A-Za-z0-9_][A-Za-z0-9_.-]*`);
+  }
+}
+
+/** Validates a configuration; throws INVALID_ARGUMENT. */
+export function validateConfig(cfg: WireguardConfig): void {
+  validatePrivateKey(cfg.privateKey);
+  validatePublicKey(cfg.peer.publicKey);
+  if (!Number.isInteger(cfg.listenPort) || cfg.listenPort < 1 || cfg.listenPort > 65535) {
+    throw new AgentError('INVALID_ARGUMENT', `bad WireGuard listen port ${cfg.listenPort}`);
+  }
+}
+
+function toAgentError(err: unknown, context: string): AgentError {
+  if (err instanceof SysError && err.code === 'EEXIST') return new AgentError('ALREADY_EXISTS', `${context}: ${err.message}`, { cause: err });
+  if (err instanceof SysError && err.code === 'EINVAL' && err.syscall === 'RTM_NEWLINK') {
+    return new AgentError('INVALID_INTERFACE_NAME', `${context}: ${err.message}`, { cause: err });
+  }
+  return err instanceof AgentError ? err : AgentError.wrap(err, context, 'DATAPLANE');
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A private handle on the same namespace (the caller may close theirs). */
+function dupNetns(ns: Netns): Netns {
+  return openNetns(`/proc/self/fd/${ns.fd}`);
+}
+
+/** Host-ns temp names in use by this process (wireguard-go and kernel). */
+const liveNames = new Map<string, WireguardDevice>();
+
+/** Every device of this process that is not deleted (for `wg show` mapping, shutdown). */
+export function liveWireguardDevices(): WireguardDeviceInfo[] {
+  return [...liveNames.values()].map((d) => d.info());
+}
+
+// ---------------------------------------------------------------------------
+// wireguard-go
+
+export interface WireguardGoOptions {
+  /** Executable; default 'wireguard-go' from PATH. */
+  binary?: string;
+  /** How long to wait for the UAPI socket after spawning (default 3000 ms). */
+  startTimeoutMs?: number;
+  /** Restart the process when it dies unexpectedly (default true). */
+  restart?: boolean;
+  /** Consecutive failed restart attempts before giving up (default 5). */
+  maxRestartAttempts?: number;
+  /**
+   * Awaited after a restart once the link is back in place (moved, renamed,
+   * MTU, up), before 'restarted' is emitted: re-add addresses and routes.
+   * Gets the new info() (ifindex in the target ns).
+   */
+  afterRestart?: (info: WireguardDeviceInfo) => Promise<void> | void;
+  /** wireguard-go LOG_LEVEL (default 'error'). */
+  logLevel?: 'silent' | 'error' | 'verbose';
+}
+
+export class WireguardGo extends EventEmitter implements WireguardDevice {
+  private state: WireguardState = 'new';
+  private hostName = '';
+  private child: ChildProcess | undefined;
+  private output = '';
+  private cfg: WireguardConfig | undefined;
+  private target: Netns | undefined;
+  private linkName = '';
+  private ifindex: number | undefined;
+  private moveOpts: Required<MoveOptions> | undefined;
+  private restarts = 0;
+  private deleting = false;
+  private restartLoop: Promise<void> | undefined;
+
+  constructor(private readonly options: WireguardGoOptions = {}) {
+    super();
+  }
+
+  info(): WireguardDeviceInfo {
+    const i: WireguardDeviceInfo = {
+      impl: 'wireguard-go',
+      state: this.state,
+      hostName: this.hostName,
+      name: this.linkName,
+      restarts: this.restarts,
+    };
+    if (this.hostName !== '') i.uapiSocket = uapiSocketPath(this.hostName);
+    if (this.target !== undefined) i.netns = this.target.path;
+    if (this.ifindex !== undefined) i.ifindex = this.ifindex;
+    if (this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) i.pid = this.child.pid;
+    if (this.cfg !== undefined) {
+      i.listenPort = this.cfg.listenPort;
+      i.peerPublicKey = this.cfg.peer.publicKey;
+    }
+    if (this.moveOpts !== undefined && this.moveOpts.mtu > 0) i.mtu = this.moveOpts.mtu;
+    return i;
+  }
+
+  private get socketPath(): string {
+    return uapiSocketPath(this.hostName);
+  }
+
+  async create(name: string = tempWireguardName()): Promise<void> {
+    if (this.state !== 'new') throw new AgentError('FAILED_PRECONDITION', `wireguard device already created (${this.hostName})`);
+    validateWireguardName(name);
+    if (liveNames.has(name)) throw new AgentError('ALREADY_EXISTS', `WireGuard device ${name} already exists in this agent`);
+    liveNames.set(name, this); // claim before the awaits below
+    try {
+      if (await uapiAlive(uapiSocketPath(name))) {
+        throw new AgentError('ALREADY_EXISTS', `WireGuard device ${name} already exists (UAPI socket in use)`);
+      }
+      if ((await getLink(Rtnl.for(hostNetns()), name)) !== undefined) {
+        throw new AgentError('ALREADY_EXISTS', `a link named ${name} already exists in the host namespace`);
+      }
+      this.hostName = name;
+      this.linkName = name;
+      this.removeStaleSocket();
+      await this.spawn();
+      this.state = 'running';
+    } catch (err) {
+      liveNames.delete(name);
+      if (this.child !== undefined) await this.kill();
+      this.hostName = '';
+      throw toAgentError(err, `create WireGuard device ${name}`);
+    }
+  }
+
+  async configure(cfg: WireguardConfig): Promise<void> {
+    if (this.state !== 'running' && this.state !== 'restarting') {
+      throw new AgentError('FAILED_PRECONDITION', `configure: WireGuard device is ${this.state}`);
+    }
+    validateConfig(cfg);
+    await this.apply(cfg);
+    this.cfg = { ...cfg, peer: { ...cfg.peer } };
+  }
+
+  private async apply(cfg: WireguardConfig): Promise<void> {
+    try {
+      await uapiSet(this.socketPath, {
+        privateKey: cfg.privateKey,
+        listenPort: cfg.listenPort,
+        replacePeers: true,
+        peers: [
+          {
+            publicKey: cfg.peer.publicKey,
+            endpoint: cfg.peer.endpoint,
+            persistentKeepalive: cfg.persistentKeepalive ?? WG_PERSISTENT_KEEPALIVE,
+            replaceAllowedIps: true,
+            allowedIps: cfg.allowedIps ?? [...WG_ALLOWED_IPS],
+          },
+        ],
+      });
+    } catch (err) {
+      throw toAgentError(err, `configure WireGuard device ${this.hostName}`);
+    }
+  }
+
+  async move(target: Netns, newName: string, options: MoveOptions = {}): Promise<void> {
+    if (this.state !== 'running') throw new AgentError('FAILED_PRECONDITION', `move: WireGuard device is ${this.state}`);
+    if (this.target !== undefined) throw new AgentError('FAILED_PRECONDITION', `move: ${this.hostName} was already moved`);
+    validateWireguardName(newName);
+    const opts = { mtu: options.mtu ?? 0, up: options.up ?? true };
+    const own = dupNetns(target);
+    try {
+      await this.placeLink(own, newName, opts, 0);
+    } catch (err) {
+      own.close();
+      throw toAgentError(err, `move WireGuard device ${this.hostName} to ${target.path} as ${newName}`);
+    }
+    this.target = own;
+    this.linkName = newName;
+    this.moveOpts = opts;
+  }
+
+  /** Host ns -> target ns with rename, MTU, up. Retries EEXIST for `retryMs` (old link still going away). */
+  private async placeLink(target: Netns, newName: string, opts: Required<MoveOptions>, retryMs: number): Promise<void> {
+    const host = Rtnl.for(hostNetns());
+    const there = Rtnl.for(target);
+    const link = await getLink(host, this.hostName);
+    if (link === undefined) throw new AgentError('DATAPLANE', `link ${this.hostName} not found in the host namespace`);
+    if (opts.mtu > 0) await setMtu(host, link.index, opts.mtu);
+    const deadline = Date.now() + retryMs;
+    for (;;) {
+      if ((await getLink(there, newName)) === undefined) {
+        try {
+          await moveLink(host, link.index, target, newName);
+          break;
+        } catch (err) {
+          if (!(err instanceof SysError && err.code === 'EEXIST') || Date.now() >= deadline) throw err;
+        }
+      } else if (Date.now() >= deadline) {
+        throw new AgentError('ALREADY_EXISTS', `a link named ${newName} already exists in ${target.path}`);
+      }
+      await sleep(5);
+    }
+    const moved = await getLink(there, newName);
+    if (moved === undefined) throw new AgentError('DATAPLANE', `link ${newName} vanished after the move`);
+    this.ifindex = moved.index;
+    if (opts.up) await setLinkUp(there, moved.index, true);
+  }
+
+  async delete(): Promise<void> {
+    if (this.state === 'deleted') return;
+    this.deleting = true;
+    await this.kill();
+    await this.restartLoop?.catch(() => {});
+    await this.kill(); // a restart may have spawned one more
+    this.removeStaleSocket();
+    this.target?.close();
+    this.target = undefined;
+    if (liveNames.get(this.hostName) === this) liveNames.delete(this.hostName);
+    this.state = 'deleted';
+    this.ifindex = undefined;
+    this.emit('deleted');
+  }
+
+  /** Current state over UAPI (handshake time, counters). */
+  async status(): Promise<ReturnType<typeof uapiGet>> {
+    return uapiGet(this.socketPath);
+  }
+
+  // --- process management -------------------------------------------------
+
+  private removeStaleSocket(): void {
+    // Only called while no process of ours serves this name.
+    try {
+      if (this.hostName !== '' && existsSync(this.socketPath)) unlinkSync(this.socketPath);
+    } catch {
+      /* best effort */
+    }
+  }
+
+  /** Spawns wireguard-go and waits until its UAPI socket answers. */
+  private async spawn(): Promise<void> {
+    const name = this.hostName;
+    validateWireguardName(name); // never let anything flag-like reach argv
+    this.output = '';
+    const child = spawn(this.options.binary ?? 'wireguard-go', [name], {
+      env: { ...process.env, WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: this.options.logLevel ?? 'error' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    const keep = (chunk: Buffer): void => {
+      this.output = (this.output + chunk.toString('utf8')).slice(-4096);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    let exited = false;
+    let spawnError: Error | undefined;
+    child.on('error', (err) => {
+      spawnError = err;
+      exited = true;
+    });
+    child.on('exit', (code, signal) => {
+      exited = true;
+      this.onExit(child, code, signal);
+    });
+    const timeout = this.options.startTimeoutMs ?? 3000;
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      if (exited) {
+        const why = spawnError ? spawnError.message : `exited (${child.exitCode ?? child.signalCode})`;
+        throw new AgentError('DATAPLANE', `wireguard-go ${name} ${why}: ${this.output.trim()}`);
+      }
+      if (existsSync(this.socketPath) && (await uapiAlive(this.socketPath, 200))) break;
+      if (Date.now() >= deadline) {
+        await this.kill();
+        throw new AgentError('DATAPLANE', `wireguard-go ${name}: UAPI socket did not appear within ${timeout} ms: ${this.output.trim()}`);
+      }
+      await sleep(5);
+    }
+    if (child.pid !== undefined) this.emit('spawned', { pid: child.pid });
+  }
+
+  /** SIGTERM (removes TUN and socket), then SIGKILL after 2 s; waits for the exit. By PID only. */
+  private async kill(): Promise<void> {
+    const child = this.child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+    await gone;
+    clearTimeout(timer);
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    const expected = this.deleting || this.state === 'new' || child !== this.child;
+    this.emit('exited', { pid: child.pid, code, signal, expected });
+    if (expected || this.state !== 'running' || this.options.restart === false) return;
+    this.state = 'restarting';
+    this.ifindex = undefined;
+    this.restartLoop = this.restart().finally(() => {
+      this.restartLoop = undefined;
+    });
+  }
+
+  private async restart(): Promise<void> {
+    const t0 = Date.now();
+    const max = this.options.maxRestartAttempts ?? 5;
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < max && !this.deleting; attempt++) {
+      if (attempt > 0) await sleep(Math.min(100 * 2 ** attempt, 2000));
+      if (this.deleting) return;
+      try {
+        this.removeStaleSocket();
+        await this.spawn();
+        if (this.deleting) return;
+        if (this.cfg !== undefined) await this.apply(this.cfg);
+        if (this.target !== undefined && this.moveOpts !== undefined) {
+          await this.placeLink(this.target, this.linkName, this.moveOpts, 1000);
+        }
+        if (this.deleting) return;
+        this.restarts++;
+        this.state = 'running';
+        if (this.options.afterRestart) await this.options.afterRestart(this.info());
+        this.emit('restarted', { pid: this.child?.pid, ms: Date.now() - t0, restarts: this.restarts });
+        return;
+      } catch (err) {
+        lastErr = err;
+        this.state = 'restarting';
+        await this.kill();
+      }
+    }
+    if (this.deleting) return;
+    this.state = 'failed';
+    this.emit('failed', toAgentError(lastErr, `restart wireguard-go ${this.hostName}`));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// kernel WireGuard (generic netlink). Only used when supported; not exercised
+// on the test hosts (no WireGuard in their kernel) beyond detection.
+
+let kernelSupport: Promise<boolean> | undefined;
+
+/**
+ * True if the kernel has the 'wireguard' generic-netlink family (module
+ * built in or loaded). Cached. Looks up the family in the agent's own ns.
+ */
+export function kernelWireguardSupported(): Promise<boolean> {
+  kernelSupport ??= (async () => {
+    const nl = await import('netlink');
+    const sock = nl.createGenericNetlink();
+    try {
+      const reply = await sock.ctrlRequest(nl.genl.Commands.GET_FAMILY, { familyName: 'wireguard' });
+      return reply.length > 0;
+    } catch {
+      return false;
+    } finally {
+      sock.socket.close();
+    }
+  })();
+  return kernelSupport;
+}
+
+function sockaddr(endpoint: string): Buffer {
+  const m = /^(?:\[([^\]]+)\]|([\d.]+)):(\d+)$/.exec(endpoint);
+  if (m === null) throw new AgentError('INVALID_ARGUMENT', `bad WireGuard endpoint '${endpoint}'`);
+  const host = m[1] ?? m[2] ?? '';
+  const port = Number(m[3]);
+  if (isIPv4(host)) {
+    const b = Buffer.alloc(16);
+    b.writeUInt16LE(2, 0); // AF_INET
+    b.writeUInt16BE(port, 2);
+    host.split('.').forEach((o, i) => b.writeUInt8(Number(o), 4 + i));
+    return b;
+  }
+  throw new AgentError('INVALID_ARGUMENT', `kernel WireGuard: IPv6 endpoints not implemented ('${endpoint}')`);
+}
+
+export class KernelWireguard extends EventEmitter implements WireguardDevice {
+  private state: WireguardState = 'new';
+  private hostName = '';
+  private linkName = '';
+  private ns: Netns | undefined;
+  private ifindex: number | undefined;
+  private cfg: WireguardConfig | undefined;
+
+  info(): WireguardDeviceInfo {
+    const i: WireguardDeviceInfo = { impl: 'kernel', state: this.state, hostName: this.hostName, name: this.linkName, restarts: 0 };
+    if (this.ns !== undefined) i.netns = this.ns.path;
+    if (this.ifindex !== undefined) i.ifindex = this.ifindex;
+    if (this.cfg !== undefined) {
+      i.listenPort = this.cfg.listenPort;
+      i.peerPublicKey = this.cfg.peer.publicKey;
+    }
+    return i;
+  }
+
+  async create(name: string = tempWireguardName()): Promise<void> {
+    if (this.state !== 'new') throw new AgentError('FAILED_PRECONDITION', 'wireguard device already created');
+    validateWireguardName(name);
+    if (!(await kernelWireguardSupported())) throw new AgentError('UNSUPPORTED_MECHANISM', 'kernel WireGuard is not available');
+    const host = Rtnl.for(hostNetns());
+    try {
+      await host.request(
+        rt.MessageType.NEWLINK,
+        (out) => {
+          ifinfo(out, 0);
+          out.push(IFLA.IFNAME, putString(name));
+          out.push(IFLA.LINKINFO, (info) => info.push(IFLA_INFO.KIND, putString('wireguard')));
+        },
+        { flags: FlagsNew.CREATE | FlagsNew.EXCL, subject: name },
+      );
+    } catch (err) {
+      throw toAgentError(err, `create WireGuard link ${name}`);
+    }
+    this.ifindex = (await getLink(host, name))?.index;
+    this.hostName = name;
+    this.linkName = name;
+    liveNames.set(name, this);
+    this.state = 'running';
+  }
+
+  async configure(cfg: WireguardConfig): Promise<void> {
+    if (this.state !== 'running') throw new AgentError('FAILED_PRECONDITION', `configure: WireGuard device is ${this.state}`);
+    validateConfig(cfg);
+    const nl = await import('netlink');
+    // The genetlink socket must live where the link is (namespace of the caller thread).
+    const wg = this.ns === undefined ? await nl.createWireGuard() : await this.inNs(this.ns, () => nl.createWireGuard());
+    try {
+      await wg.setDevice(this.linkName, {
+        privateKey: validatePrivateKey(cfg.privateKey),
+        listenPort: cfg.listenPort,
+        flags: { replacePeers: true },
+        peers: [
+          {
+            publicKey: validatePublicKey(cfg.peer.publicKey),
+            endpoint: sockaddr(cfg.peer.endpoint),
+            persistentKeepaliveInterval: cfg.persistentKeepalive ?? WG_PERSISTENT_KEEPALIVE,
+            flags: { replaceAllowedIps: true },
+            allowedIps: [
+              { family: 2, ipaddr: Buffer.alloc(4), cidrMask: 0 },
+              { family: 10, ipaddr: Buffer.alloc(16), cidrMask: 0 },
+            ],
+          },
+        ],
+      });
+    } catch (err) {
+      throw toAgentError(err, `configure WireGuard link ${this.linkName}`);
+    } finally {
+      wg.socket.socket.close();
+    }
+    this.cfg = cfg;
+  }
+
+  private async inNs<T>(ns: Netns, fn: () => Promise<T>): Promise<T> {
+    const { withNetns } = await import('../../sys');
+    // createWireGuard opens its socket synchronously before its first await.
+    return withNetns(ns, () => ({ p: fn() })).p;
+  }
+
+  async move(target: Netns, newName: string, options: MoveOptions = {}): Promise<void> {
+    if (this.state !== 'running' || this.ifindex === undefined) throw new AgentError('FAILED_PRECONDITION', 'move: not created');
+    validateWireguardName(newName);
+    const host = Rtnl.for(hostNetns());
+    const own = dupNetns(target);
+    try {
+      if (options.mtu !== undefined) await setMtu(host, this.ifindex, options.mtu);
+      await moveLink(host, this.ifindex, own, newName);
+      const there = Rtnl.for(own);
+      const link = await getLink(there, newName);
+      if (link === undefined) throw new AgentError('DATAPLANE', `link ${newName} vanished after the move`);
+      if (options.up ?? true) await setLinkUp(there, link.index, true);
+      this.ifindex = link.index;
+    } catch (err) {
+      own.close();
+      throw toAgentError(err, `move WireGuard link ${this.hostName}`);
+    }
+    this.ns = own;
+    this.linkName = newName;
+  }
+
+  async delete(): Promise<void> {
+    if (this.state === 'deleted') return;
+    if (this.ifindex !== undefined) {
+      try {
+        await deleteLink(Rtnl.for(this.ns ?? hostNetns()), this.ifindex);
+      } catch (err) {
+        if (!(err instanceof SysError && err.code === 'ENODEV')) throw toAgentError(err, 'delete WireGuard link');
+      }
+    }
+    this.ns?.close();
+    this.ns = undefined;
+    if (liveNames.get(this.hostName) === this) liveNames.delete(this.hostName);
+    this.state = 'deleted';
+    this.emit('deleted');
+  }
+}
+
+/**
+ * The implementation to use on this host: kernel WireGuard if the genetlink
+ * family exists (and `preferUserspace` is not set), else wireguard-go.
+ */
+export async function createWireguardDevice(options: WireguardGoOptions & { preferUserspace?: boolean } = {}): Promise<WireguardDevice> {
+  if (options.preferUserspace !== true && (await kernelWireguardSupported())) return new KernelWireguard();
+  return new WireguardGo(options);
+}

@@ -1,0 +1,256 @@
+/**
+ * EtcdStore against a real etcd (the `etcd` binary; skipped without it): the RecordStore
+ * contract (same as the memory store), plus what only etcd does: lease expiry, several
+ * clients on one etcd, key prefixes and errors when etcd is unreachable.
+ */
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import type { NetworkServiceEndpoint } from '../../../src/api';
+import { toTimestamp } from '../../../src/api/time';
+import { AgentError } from '../../../src/core/errors';
+import { EtcdStore, EtcdStoreOptions } from '../../../src/registry/store/etcd';
+import type { StoreEvent } from '../../../src/registry/store/store';
+import { RunningEtcd, haveEtcd, startEtcd } from '../../helpers/etcd';
+import { activeHandles, waitFor } from './util';
+
+describe.skipIf(!haveEtcd())('EtcdStore', () => {
+  let etcd: RunningEtcd;
+  let handlesBefore: Map<string, number>;
+  const cleanups: (() => void | Promise<void>)[] = [];
+
+  beforeAll(async () => {
+    handlesBefore = activeHandles();
+    etcd = await startEtcd();
+  });
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()?.();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+    // Every client closed, etcd gone: no sockets, child processes or timers left over.
+    await waitFor('handles released', () => sameHandles(handlesBefore, activeHandles()) || undefined, 5000);
+  });
+
+  /** A store on its own prefix (so tests do not see each other's keys), closed after the test. */
+  function store(opts: Partial<EtcdStoreOptions> & { prefix?: string } = {}): EtcdStore {
+    const s = new EtcdStore({ endpoints: [etcd.endpoint], prefix: `/t-${randomBytes(4).toString('hex')}/`, ...opts });
+    cleanups.push(() => s.close());
+    return s;
+  }
+
+  function watchInto<T>(s: AsyncIterable<StoreEvent<T>>) {
+    const events: StoreEvent<T>[] = [];
+    let error: unknown;
+    const done = (async () => {
+      try {
+        for await (const ev of s) events.push(ev);
+      } catch (e) {
+        error = e;
+      }
+    })();
+    return { events, done, error: () => error };
+  }
+
+  function liveSignal(): AbortController {
+    const ac = new AbortController();
+    cleanups.push(() => ac.abort());
+    return ac;
+  }
+
+  const names = (evs: StoreEvent<{ name?: string }>[]) => evs.map((e) => `${e.type}:${e.record.name}`);
+
+  it('puts, gets, lists and deletes NSEs and NSs', async () => {
+    const s = store();
+    expect(await s.nse.get('a')).toBeUndefined();
+    expect(await s.nse.list()).toEqual([]);
+    const a: NetworkServiceEndpoint = {
+      name: 'a',
+      network_service_names: ['svc'],
+      network_service_labels: { svc: { labels: { app: 'x' } } },
+      url: 'tcp://10.0.0.1:5001',
+    };
+    await s.nse.put(a);
+    await s.nse.put({ name: 'b', url: 'tcp://10.0.0.2:5001' });
+    await s.ns.put({ name: 'svc', payload: 'IP' });
+    expect(await s.nse.get('a')).toEqual(a);
+    expect((await s.nse.list()).map((r) => r.name).sort()).toEqual(['a', 'b']);
+    expect(await s.ns.list()).toEqual([{ name: 'svc', payload: 'IP' }]);
+    expect(await s.ns.get('a')).toBeUndefined(); // NS and NSE names are separate
+
+    await s.nse.put({ ...a, url: 'tcp://10.0.0.9:5001' }); // upsert
+    expect((await s.nse.get('a'))?.url).toBe('tcp://10.0.0.9:5001');
+    expect(await s.nse.list()).toHaveLength(2);
+
+    expect((await s.nse.delete('a'))?.url).toBe('tcp://10.0.0.9:5001');
+    expect(await s.nse.delete('a')).toBeUndefined();
+    expect(await s.nse.get('a')).toBeUndefined();
+    expect((await s.ns.delete('svc'))?.payload).toBe('IP');
+    expect(await s.ns.list()).toEqual([]);
+  });
+
+  it('hands out copies', async () => {
+    const s = store();
+    const rec: NetworkServiceEndpoint = { name: 'a', network_service_names: ['svc'] };
+    await s.nse.put(rec);
+    rec.network_service_names?.push('mutated');
+    const got = await s.nse.get('a');
+    expect(got?.network_service_names).toEqual(['svc']);
+    got?.network_service_names?.push('again');
+    (await s.nse.list())[0]?.network_service_names?.push('again');
+    expect((await s.nse.get('a'))?.network_service_names).toEqual(['svc']);
+
+    const ac = liveSignal();
+    const w1 = watchInto(s.nse.watch(ac.signal));
+    const w2 = watchInto(s.nse.watch(ac.signal));
+    await waitFor('snapshots', () => (w1.events.length && w2.events.length) || undefined, 5000);
+    w1.events[0]?.record.network_service_names?.push('w1');
+    await s.nse.put({ name: 'b', network_service_names: ['x'] });
+    await waitFor('puts', () => (w1.events.length === 2 && w2.events.length === 2) || undefined, 5000);
+    w1.events[1]?.record.network_service_names?.push('w1');
+    expect(w2.events.map((e) => e.record.network_service_names)).toEqual([['svc'], ['x']]);
+    await s.nse.delete('a');
+    await waitFor('deletes', () => (w1.events.length === 3 && w2.events.length === 3) || undefined, 5000);
+    // The delete carries the record as stored, not as a watcher mutated its copy.
+    expect(w1.events[2]?.record.network_service_names).toEqual(['svc']);
+    ac.abort();
+    await Promise.all([w1.done, w2.done]);
+  });
+
+  it('watch yields the current records, then every change, until aborted', async () => {
+    const s = store();
+    await s.nse.put({ name: 'a', url: 'u1' });
+    await s.nse.put({ name: 'b', url: 'u2' });
+    const ac = liveSignal();
+    const w = watchInto(s.nse.watch(ac.signal));
+    await waitFor('snapshot', () => w.events.length === 2 || undefined, 5000);
+    expect(names(w.events).sort()).toEqual(['put:a', 'put:b']);
+
+    await s.nse.put({ name: 'a', url: 'u1' }); // a refresh is an update too
+    await s.nse.put({ name: 'c', url: 'u3' });
+    await s.nse.delete('b');
+    await s.nse.delete('nope'); // no event
+    await s.ns.put({ name: 'svc' }); // other record kind: no event
+    await waitFor('changes', () => w.events.length === 5 || undefined, 5000);
+    expect(names(w.events.slice(2))).toEqual(['put:a', 'put:c', 'delete:b']);
+    expect(w.events[4]?.record).toEqual({ name: 'b', url: 'u2' });
+
+    ac.abort();
+    await w.done;
+    expect(w.error()).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(w.events).toHaveLength(5);
+  });
+
+  it('a watch from a second client on the same etcd sees the first one\'s changes', async () => {
+    const prefix = `/shared-${randomBytes(4).toString('hex')}/`;
+    const s1 = store({ prefix });
+    const s2 = store({ prefix });
+    await s1.nse.put({ name: 'a' });
+    const ac = liveSignal();
+    const w = watchInto(s2.nse.watch(ac.signal));
+    await s1.nse.put({ name: 'b' });
+    await s1.nse.delete('a');
+    await waitFor('events', () => w.events.length === 3 || undefined, 5000);
+    expect(names(w.events)).toEqual(['put:a', 'put:b', 'delete:a']);
+    expect(await s2.nse.get('b')).toEqual({ name: 'b' });
+    // Different prefixes are different registries.
+    const other = store();
+    expect(await other.nse.list()).toEqual([]);
+  });
+
+  it('an aborted signal ends the watch at once', async () => {
+    const s = store();
+    await s.nse.put({ name: 'a' });
+    const ac = new AbortController();
+    ac.abort();
+    const got: unknown[] = [];
+    for await (const ev of s.nse.watch(ac.signal)) got.push(ev);
+    expect(got).toEqual([]);
+  });
+
+  it('an entry with an expiration_time disappears from etcd when its lease runs out', async () => {
+    const prefix = `/exp-${randomBytes(4).toString('hex')}/`;
+    const writer = store({ prefix });
+    const reader = store({ prefix });
+    const ac = liveSignal();
+    const w = watchInto(reader.nse.watch(ac.signal));
+    const rec: NetworkServiceEndpoint = { name: 'short', url: 'u', expiration_time: toTimestamp(Date.now() + 500) };
+    const t0 = Date.now();
+    await writer.nse.put(rec);
+    await writer.nse.put({ name: 'forever', url: 'v' });
+    // The writer goes away (its agent died): nobody deletes the entry but its lease.
+    writer.close();
+    await waitFor('lease expiry', () => w.events.length === 3 || undefined, 6000);
+    const took = Date.now() - t0;
+    expect(names(w.events)).toEqual(['put:short', 'put:forever', 'delete:short']);
+    expect(w.events[2]?.record).toEqual(rec); // the last known record
+    expect(took).toBeGreaterThanOrEqual(1000); // TTL = ceil(0.5 s) + 1 s = 2 s, give or take etcd's checks
+    expect(await reader.nse.get('short')).toBeUndefined();
+    expect(await reader.nse.get('forever')).toBeDefined();
+  });
+
+  it('a refresh moves the entry to a new lease; a put without expiration_time drops the lease', async () => {
+    const s = store();
+    await s.nse.put({ name: 'a', expiration_time: toTimestamp(Date.now() + 200) }); // TTL 2 s
+    await s.nse.put({ name: 'a', expiration_time: toTimestamp(Date.now() + 30_000) }); // refresh
+    await s.nse.put({ name: 'b', expiration_time: toTimestamp(Date.now() + 200) }); // TTL 2 s
+    await s.nse.put({ name: 'b' }); // no expiry any more
+    // An expiration_time already past still gets a lease (the shortest, 2 s) rather than an error.
+    await s.nse.put({ name: 'c', expiration_time: toTimestamp(Date.now() - 10_000) });
+    expect(await s.nse.get('c')).toBeDefined();
+    await new Promise((r) => setTimeout(r, 2500));
+    await waitFor('past entry expired', async () => ((await s.nse.get('c')) === undefined) || undefined, 3000);
+    expect(await s.nse.get('a')).toBeDefined();
+    expect(await s.nse.get('b')).toEqual({ name: 'b' });
+  });
+
+  it('a watcher that falls behind its buffer ends with UNAVAILABLE after what was queued', async () => {
+    const s = store({ watchBuffer: 2 });
+    await s.nse.put({ name: 'seed' });
+    const ac = liveSignal();
+    const it = s.nse.watch(ac.signal)[Symbol.asyncIterator]();
+    expect((await it.next()).value?.record.name).toBe('seed'); // the etcd watch is open now
+    for (const n of ['a', 'b', 'c', 'd']) await s.nse.put({ name: n });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await it.next()).value?.record.name).toBe('a');
+    expect((await it.next()).value?.record.name).toBe('b');
+    const err = await it.next().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).code).toBe('UNAVAILABLE');
+  });
+
+  it('close ends watchers with UNAVAILABLE and refuses further calls', async () => {
+    const s = store();
+    const ac = liveSignal();
+    const w = watchInto(s.nse.watch(ac.signal));
+    await s.nse.put({ name: 'a' });
+    await waitFor('put', () => w.events.length === 1 || undefined, 5000);
+    s.close();
+    await w.done;
+    expect((w.error() as AgentError).code).toBe('UNAVAILABLE');
+    await expect(s.nse.get('a')).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+
+  it('reports an unreachable etcd as UNAVAILABLE', async () => {
+    const s = new EtcdStore({ endpoints: ['127.0.0.1:1'], timeoutMs: 500 });
+    cleanups.push(() => s.close());
+    const t0 = Date.now();
+    await expect(s.nse.get('a')).rejects.toMatchObject({ name: 'AgentError', code: 'UNAVAILABLE' });
+    await expect(s.ns.put({ name: 'svc' })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    await expect(s.nse.list()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    await expect(s.nse.delete('a')).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    const ac = liveSignal();
+    const w = watchInto(s.nse.watch(ac.signal));
+    await w.done;
+    expect((w.error() as AgentError).code).toBe('UNAVAILABLE');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+});
+
+function sameHandles(a: Map<string, number>, b: Map<string, number>): boolean {
+  for (const k of new Set([...a.keys(), ...b.keys()])) if ((a.get(k) ?? 0) < (b.get(k) ?? 0)) return false;
+  return true;
+}
