@@ -17,7 +17,8 @@
             "src/errors.cc",
             "src/netns.cc",
             "src/tun.cc",
-            "src/notify.cc"
+            "src/notify.cc",
+            "src/peercred.cc"
           ]
         }, {
           "sources": ["src/unsupported.cc"]

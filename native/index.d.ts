@@ -53,6 +53,8 @@ export interface NsmNative {
   openTun(name: string, flags?: TunFlags): TunHandle;
   /** Send `state` to $NOTIFY_SOCKET; false if the variable is unset or empty. */
   sdNotify(state: string): boolean;
+  /** getsockopt(SO_PEERCRED) on a connected unix socket fd. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /**
    * fd of the netns the process was in when the addon loaded (the "home" ns
    * outermost withNetns calls return to). Owned by the addon: never close it.

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deleteNetns", Napi::Function::New(env, nsm::DeleteNetns, "deleteNetns"));
   exports.Set("openTun", Napi::Function::New(env, nsm::OpenTun, "openTun"));
   exports.Set("sdNotify", Napi::Function::New(env, nsm::SdNotify, "sdNotify"));
+  exports.Set("peerCredentials", Napi::Function::New(env, nsm::PeerCredentials, "peerCredentials"));
   exports.Set("homeNetnsFd", Napi::Number::New(env, nsm::HomeNetnsFd()));
   return exports;
 }

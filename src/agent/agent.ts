@@ -10,8 +10,6 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { mkdirSync, chmodSync, rmSync, existsSync } from 'node:fs';
-import path from 'node:path';
 import { stateName, type Connection } from '../api';
 import { toTimestamp } from '../api/time';
 import { Clock, realClock } from '../core/clock';
@@ -46,6 +44,7 @@ import { addMonitor, addNetworkService } from './grpc/networkservice';
 import { addControl } from './grpc/control';
 import { HealthService } from './grpc/health';
 import { VERSION } from './version';
+import { listenLocal, LocalSocket } from './local-socket';
 
 export interface HeldConnection {
   conn: Connection;
@@ -76,6 +75,7 @@ export class Agent {
   private readonly nseRegistrar;
   private readonly life = new AbortController();
   private grpcServer: grpc.Server | undefined;
+  private localSocket: LocalSocket | undefined;
   private readonly health = new HealthService();
   private readonly url: string;
 
@@ -122,8 +122,6 @@ export class Agent {
 
   async start(): Promise<void> {
     const socket = this.cfg.listen.unix;
-    mkdirSync(path.dirname(socket), { recursive: true, mode: 0o755 });
-    if (existsSync(socket)) rmSync(socket); // a stale socket from a previous run
     const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
     const base = () => this.ctx();
     addNetworkService(server, this.server, base);
@@ -134,10 +132,7 @@ export class Agent {
     for (const s of ['networkservice.NetworkService', 'connection.MonitorConnection', ...REGISTRY_SERVICE_NAMES, 'nsmagent.v1.Agent']) {
       this.health.set(s, 'SERVING');
     }
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
-    chmodSync(socket, 0o660); // root and the socket's group only: the local API is not authenticated otherwise
+    this.localSocket = await listenLocal(server, socket, { allowUids: this.cfg.listen.allowUids, log: this.log });
     this.grpcServer = server;
     for (const ep of this.endpoints.values()) {
       await registerEndpoint(this.ctx(), ep, { ns: this.registry.ns, nse: this.nseRegistrar });
@@ -244,6 +239,8 @@ export class Agent {
     for (const ep of this.endpoints.values()) {
       await this.nseRegistrar.unregister(this.ctx(), ep.registration).catch(() => {});
     }
+    await this.localSocket?.close();
+    this.localSocket = undefined;
     this.life.abort();
     this.registry.close();
     const server = this.grpcServer;
@@ -260,7 +257,6 @@ export class Agent {
         });
       });
     }
-    if (existsSync(this.cfg.listen.unix)) rmSync(this.cfg.listen.unix, { force: true });
   }
 }
 

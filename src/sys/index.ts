@@ -50,3 +50,5 @@ export { getSysctl, setSysctl, sysctlPath } from './sysctl';
 export type { TunFlags, TunHandle } from './tun';
 export { openTun } from './tun';
 export { sdNotify } from './notify';
+export { peerCredentials } from './peercred';
+export type { PeerCredentials } from './peercred';

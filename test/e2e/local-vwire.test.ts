@@ -3,7 +3,8 @@
  * in one namespace and connects a client namespace to it with a veth vWire.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, existsSync, rmSync, chmodSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -297,5 +298,38 @@ spec:
     expect(c.dstIps).toEqual(['172.16.20.0/32']);
     expect(ping(nsc, '172.16.20.0', 1)).toBe(true);
     expect(agent.cli(['disconnect', 'sel-2']).code).toBe(0);
+  });
+});
+
+run('local socket access', () => {
+  const asNobody = (socket: string) =>
+    spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, 'bin/nsm-agent', 'status', '--socket', socket], {
+      encoding: 'utf8',
+      cwd: path.resolve(__dirname, '../..'),
+    });
+
+  afterAll(async () => {
+    await stopAll();
+  });
+
+  it('is mode 0660 and refuses other users by their peer credentials, unless allowed', async () => {
+    const a = await startAgent({ name: 'host-p' });
+    expect(statSync(a.socket).mode & 0o777).toBe(0o660);
+    chmodSync(a.dir, 0o755);
+    chmodSync(a.socket, 0o666); // take file permissions out of the way: only SO_PEERCRED is left
+    const r = asNobody(a.socket);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cannot reach the agent/);
+    expect(await until(() => /local connection refused.*uid=65534/.test(a.logs.join('')), 3_000)).toBe(true);
+    expect(a.cli(['status']).code).toBe(0); // root still served
+    await a.stop();
+
+    const b = await startAgent({ name: 'host-q', listen: { allowUids: [65534] } });
+    chmodSync(b.dir, 0o755);
+    chmodSync(b.socket, 0o666);
+    const ok = asNobody(b.socket);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/agent host-q/);
+    await b.stop();
   });
 });

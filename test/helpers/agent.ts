@@ -40,7 +40,8 @@ export async function startAgent(config: Record<string, unknown>, opts: { waitRe
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-agent-'));
   const socket = path.join(dir, 'agent.sock');
   const cfgFile = path.join(dir, 'agent.yaml');
-  writeFileSync(cfgFile, YAML.stringify({ listen: { unix: socket }, logLevel: 'debug', ...config }));
+  const listen = { unix: socket, ...((config['listen'] as object | undefined) ?? {}) };
+  writeFileSync(cfgFile, YAML.stringify({ logLevel: 'debug', ...config, listen }));
   const proc = spawn(process.execPath, [BIN, 'run', '--config', cfgFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   proc.stdout!.on('data', (d) => logs.push(String(d)));

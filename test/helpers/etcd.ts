@@ -77,7 +77,7 @@ async function startOn(clientPort: number, peerPort: number): Promise<RunningEtc
   });
   const exited = new Promise<void>((resolve) => {
     if (proc.exitCode !== null || proc.signalCode !== null) resolve();
-    else proc.once('exit', () => resolve());
+    else proc.once('close', () => resolve()); // after 'exit', once its stderr pipe is closed too
   });
   proc.once('exit', () => live.delete(proc));
   proc.once('error', () => undefined); // spawn failure: shows up as an exit

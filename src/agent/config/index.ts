@@ -36,7 +36,8 @@ export interface AgentConfig {
   name: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   stateDir: string;
-  listen: { unix: string; tcp?: string };
+  /** allowUids: besides root and the agent's own user, who may use the local socket. */
+  listen: { unix: string; tcp?: string; allowUids: number[] };
   tunnelIP: string;
   maxTokenLifetimeMs: number;
   identity: { source: 'spiffe' | 'files' | 'dev'; socket?: string; files?: unknown; dev?: unknown };
@@ -130,7 +131,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     name: raw.name ?? defaultName(),
     logLevel: raw.logLevel ?? 'info',
     stateDir: raw.stateDir ?? '/var/lib/nsm-agent',
-    listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp },
+    listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
     maxTokenLifetimeMs: lifetime,
     identity: { source: raw.identity?.source ?? 'dev', ...raw.identity },

@@ -19,6 +19,7 @@ export const AGENT_SCHEMA = {
       additionalProperties: false,
       properties: {
         unix: { type: 'string', minLength: 1 },
+        allowUids: { type: 'array', items: { type: 'integer', minimum: 0 } },
         tcp: hostPort,
       },
     },

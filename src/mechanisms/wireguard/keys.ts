@@ -27,9 +27,9 @@ export interface WgKeyPair {
 // so the low 2 bits of its index must be zero (strict, canonical encoding).
 const KEY_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
-function b64url(s: string): string {
-  return Buffer.from(s, 'base64').toString('base64url');
-}
+// PKCS#8 DER header for a raw X25519 private key (RFC 8410); Node 20 cannot
+// import a JWK private key without its public part.
+const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
 /** A fresh key pair (one per connection; the caller keeps it across refreshes). */
 export function generateKeyPair(): WgKeyPair {
@@ -45,8 +45,8 @@ export function generateKeyPair(): WgKeyPair {
 
 /** The public key for a base64 private key (like `wg pubkey`). */
 export function publicKeyOf(privateKey: string): string {
-  parseKey(privateKey, 'private');
-  const key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: b64url(privateKey) }, format: 'jwk' });
+  const raw = parseKey(privateKey, 'private');
+  const key = createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, raw]), format: 'der', type: 'pkcs8' });
   const x = createPublicKey(key).export({ format: 'jwk' }).x;
   if (x === undefined) throw new AgentError('INTERNAL', 'x25519 public key export failed');
   return Buffer.from(x, 'base64url').toString('base64');

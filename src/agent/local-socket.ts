@@ -1,0 +1,54 @@
+/**
+ * The local unix socket: plain gRPC (no TLS), guarded by the socket file's mode (0660) and by
+ * the peer credentials of every connection (SO_PEERCRED). Root, the agent's own user and the
+ * uids in `listen.allowUids` may connect; anyone else is disconnected before gRPC sees a byte.
+ */
+import net from 'node:net';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../core/log';
+import { peerCredentials } from '../sys';
+
+export interface LocalSocket {
+  close(): Promise<void>;
+}
+
+export async function listenLocal(
+  server: grpc.Server,
+  socketPath: string,
+  opts: { allowUids: number[]; log: Logger },
+): Promise<LocalSocket> {
+  mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
+  if (existsSync(socketPath)) rmSync(socketPath); // a stale socket from a previous run
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const allowed = new Set([0, process.getuid?.() ?? 0, ...opts.allowUids]);
+  const listener = net.createServer((socket) => {
+    try {
+      const cred = peerCredentials(socket);
+      if (!allowed.has(cred.uid)) {
+        opts.log.warn('local connection refused', { pid: cred.pid, uid: cred.uid });
+        socket.destroy();
+        return;
+      }
+    } catch (err) {
+      opts.log.warn('local connection refused: no peer credentials', { error: err });
+      socket.destroy();
+      return;
+    }
+    injector.injectConnection(socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(socketPath, () => resolve());
+  });
+  chmodSync(socketPath, 0o660);
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        injector.destroy();
+        listener.close(() => resolve());
+        if (existsSync(socketPath)) rmSync(socketPath, { force: true });
+      }),
+  };
+}
