@@ -35,6 +35,7 @@ import { updateTokenClient, updateTokenServer, unsignedTokens, TokenSource } fro
 import { kernelServer } from '../mechanisms/kernel/server';
 import { kernelMechanism } from '../mechanisms/kernel/params';
 import { newRegistryServer, RegistryServer } from '../registry/server';
+import { EtcdStore } from '../registry/store/etcd';
 import { addRegistryServices, REGISTRY_SERVICE_NAMES } from '../registry/grpc';
 import { refreshNseClient } from '../registry/client';
 import * as sys from '../sys';
@@ -86,7 +87,8 @@ export class Agent {
     setMaxListeners(0, this.life.signal); // every call in flight listens to the agent's lifetime
     this.tokens = unsignedTokens(`spiffe://nsm.local/agent/${cfg.name}`, cfg.maxTokenLifetimeMs);
     this.url = `unix://${cfg.listen.unix}`;
-    this.registry = newRegistryServer({ clock: this.clock, log: this.log, defaultExpiration: cfg.registry.expirationMs });
+    const store = cfg.registry.store === 'etcd' ? new EtcdStore({ endpoints: cfg.registry.etcd }) : undefined;
+    this.registry = newRegistryServer({ clock: this.clock, log: this.log, defaultExpiration: cfg.registry.expirationMs, store });
     this.nseRegistrar = chainNseRegistry(refreshNseClient({}), this.registry.nse);
     for (const e of cfg.endpoints) {
       this.endpoints.set(e.name, hostEndpoint(e, { nodeName: cfg.name, url: this.url, tokens: this.tokens }));
@@ -243,6 +245,7 @@ export class Agent {
     this.localSocket = undefined;
     this.life.abort();
     this.registry.close();
+    if (this.registry.store instanceof EtcdStore) this.registry.store.close();
     const server = this.grpcServer;
     this.grpcServer = undefined;
     if (server) {

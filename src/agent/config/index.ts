@@ -102,6 +102,9 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const expiration = parseDuration(raw.registry?.expiration ?? '1m');
   if (expiration === undefined) throw new ConfigError(file, 'registry.expiration', 'must be a positive duration');
 
+  if (raw.registry?.store === 'etcd' && !(raw.registry?.etcd ?? []).length) {
+    throw new ConfigError(file, 'registry.etcd', 'the etcd store needs at least one endpoint');
+  }
   const names = new Set<string>();
   const endpoints: EndpointConfig[] = (raw.endpoints ?? []).map((e: any, i: number) => {
     const key = `endpoints[${i}]`;
