@@ -49,6 +49,7 @@ describe('agent.yaml', () => {
     expectConfigError(() => parseConfig({ endpoints: [{ name: 'a', services: ['s'], cidr: '10.0.0.300/24' }] }), 'endpoints[0].cidr', /not a CIDR/);
     expectConfigError(() => parseConfig({ maxTokenLifetime: '10 minutes' }), 'maxTokenLifetime', /format/);
     expectConfigError(() => parseConfig({ registry: { store: 'redis' } }), 'registry.store', /one of memory, etcd/);
+    expectConfigError(() => parseConfig({ registry: { store: 'etcd' } }), 'registry.etcd', /at least one endpoint/);
     expectConfigError(
       () =>
         parseConfig({
