@@ -26,6 +26,7 @@ import type { NetworkService, NetworkServiceEndpoint } from '../../api';
 import { fromTimestamp } from '../../api/time';
 import { AgentError } from '../../core/errors';
 import { RecordStore, RegistryStore, StoreEvent } from './store';
+import { WatchQueue } from './queue';
 
 export const DEFAULT_ETCD_PREFIX = '/nsm-agent/registry/';
 export const DEFAULT_ETCD_WATCH_BUFFER = 64;
@@ -115,54 +116,11 @@ interface RecordsConfig {
   now: () => number;
 }
 
-/** One watcher's queue: the snapshot, then at most `limit` unread live events. */
-class Queue<T> {
-  private readonly items: StoreEvent<T>[];
-  private snapshotLeft: number;
-  failed: AgentError | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(snapshot: StoreEvent<T>[], private readonly limit: number) {
-    this.items = snapshot;
-    this.snapshotLeft = snapshot.length;
-  }
-
-  offer(ev: StoreEvent<T>, what: string): void {
-    if (this.failed) return;
-    if (this.items.length - this.snapshotLeft >= this.limit) {
-      this.fail(new AgentError('UNAVAILABLE', `${what} watch: consumer fell more than ${this.limit} events behind`));
-      return;
-    }
-    this.items.push(ev);
-    this.notify();
-  }
-
-  fail(err: AgentError): void {
-    this.failed ??= err;
-    this.notify();
-  }
-
-  take(): StoreEvent<T> | undefined {
-    const ev = this.items.shift();
-    if (ev && this.snapshotLeft > 0) this.snapshotLeft--;
-    return ev;
-  }
-
-  waitForChange(): Promise<void> {
-    return new Promise((resolve) => (this.wake = resolve));
-  }
-
-  notify(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
-  }
-}
 
 class EtcdRecords<T extends { name?: string }> implements RecordStore<T> {
   private readonly client: Etcd3;
   private readonly prefix: Buffer;
-  private readonly queues = new Set<Queue<T>>();
+  private readonly queues = new Set<WatchQueue<T>>();
   private closed = false;
 
   constructor(private readonly cfg: RecordsConfig) {
@@ -260,7 +218,7 @@ class EtcdRecords<T extends { name?: string }> implements RecordStore<T> {
     if (signal.aborted) return;
     const { records, revision, byKey } = await this.snapshot();
     // Snapshot at `revision`, changes from revision + 1: nothing falls in between.
-    const q = new Queue<T>(
+    const q = new WatchQueue<T>(
       records.map((r) => ({ type: 'put' as const, record: r })),
       this.cfg.buffer,
     );

@@ -10,8 +10,8 @@
  */
 import type { NetworkService, NetworkServiceEndpoint } from '../../api';
 import type { NsRegistry, NseRegistry } from '../../core/registry';
-import { AgentError } from '../../core/errors';
 import { RecordStore, RegistryStore, StoreEvent } from './store';
+import { WatchQueue } from './queue';
 import { storeNsRegistry, storeNseRegistry } from './elements';
 
 export { matchNs, matchNse } from '../match';
@@ -44,50 +44,10 @@ export function memoryNseRegistry(store: RegistryStore = new MemoryStore()): Nse
 
 const copy = <T>(v: T): T => structuredClone(v);
 
-/** One watcher's queue: the snapshot, then at most `limit` unread live events. */
-class Watcher<T> {
-  readonly queue: StoreEvent<T>[];
-  private snapshotLeft: number;
-  failed: AgentError | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(snapshot: StoreEvent<T>[], private readonly limit: number) {
-    this.queue = snapshot;
-    this.snapshotLeft = snapshot.length;
-  }
-
-  /** False when the watcher has overflowed (and is now failed). */
-  offer(ev: StoreEvent<T>, what: string): boolean {
-    if (this.queue.length - this.snapshotLeft >= this.limit) {
-      this.failed = new AgentError('UNAVAILABLE', `${what} watch: consumer fell more than ${this.limit} events behind`);
-      this.notify();
-      return false;
-    }
-    this.queue.push(ev);
-    this.notify();
-    return true;
-  }
-
-  take(): StoreEvent<T> | undefined {
-    const ev = this.queue.shift();
-    if (ev && this.snapshotLeft > 0) this.snapshotLeft--;
-    return ev;
-  }
-
-  waitForChange(): Promise<void> {
-    return new Promise((resolve) => (this.wake = resolve));
-  }
-
-  notify(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
-  }
-}
 
 class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
   private readonly records = new Map<string, T>();
-  private readonly watchers = new Set<Watcher<T>>();
+  private readonly watchers = new Set<WatchQueue<T>>();
 
   constructor(
     private readonly what: string,
@@ -120,7 +80,7 @@ class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
   async *watch(signal: AbortSignal): AsyncIterable<StoreEvent<T>> {
     if (signal.aborted) return;
     // Snapshot and subscription happen in one synchronous step: no change can fall between.
-    const w = new Watcher<T>(
+    const w = new WatchQueue<T>(
       [...this.records.values()].map((r) => ({ type: 'put' as const, record: copy(r) })),
       this.buffer,
     );
