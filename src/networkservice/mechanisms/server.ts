@@ -15,49 +15,21 @@
  * Each handler is wrapped in its own chain, so its `nextServer(ctx)` is the element after
  * mechanisms: a handler continues the chain itself, and does its work before or after.
  */
-import type { Mechanism, NetworkServiceRequest } from '../../api';
-import { AgentError } from '../../core/errors';
 import { chainServer, NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { clone } from '../utils';
+import { selectMechanism, type MechanismHandlers } from './common';
 
-export type MechanismHandlers<E> = Readonly<Record<string, E>>;
-
-export function typesOf(prefs: Mechanism[] | undefined): string {
-  return `[${(prefs ?? []).map((m) => m.type ?? '').join(', ')}]`;
-}
-
-export function allFailed(prefs: Mechanism[] | undefined, errors: unknown[]): AgentError {
-  const base = `cannot support any of the requested mechanisms: ${typesOf(prefs)}`;
-  if (errors.length === 0) return new AgentError('UNSUPPORTED_MECHANISM', base);
-  const wrapped = errors.map((e) => AgentError.from(e));
-  const last = wrapped[wrapped.length - 1]!;
-  return new AgentError(last.code, `${base}: ${wrapped.map((e) => e.message).join('; ')}`, { cause: last });
-}
+export { allFailed, typesOf, type MechanismHandlers } from './common';
 
 export function mechanismsServer(handlers: MechanismHandlers<NetworkServiceServer>): NetworkServiceServer {
   const chains = new Map(Object.entries(handlers).map(([type, h]) => [type, chainServer(h)]));
 
   return {
-    async request(ctx, req) {
-      const current = req.connection?.mechanism;
-      if (current?.type) {
-        const h = chains.get(current.type);
-        if (!h) throw new AgentError('UNSUPPORTED_MECHANISM', `unsupported mechanism: ${current.type}`);
-        return h.request(ctx, req);
-      }
-      const errors: unknown[] = [];
-      for (const pref of req.mechanism_preferences ?? []) {
-        const h = chains.get(pref.type ?? '');
-        if (!h) continue;
-        const attempt: NetworkServiceRequest = { ...req, connection: { ...(req.connection ?? {}), mechanism: clone(pref) } };
-        try {
-          return await h.request(ctx, attempt);
-        } catch (err) {
-          ctx.log.debug('mechanism failed', { type: pref.type, err: AgentError.from(err).message });
-          errors.push(err);
-        }
-      }
-      throw allFailed(req.mechanism_preferences, errors);
+    request(ctx, req) {
+      return selectMechanism(ctx, chains, req, (pref) => ({
+        ...req,
+        connection: { ...(req.connection ?? {}), mechanism: clone(pref) },
+      }));
     },
     async close(ctx, conn) {
       const h = chains.get(conn.mechanism?.type ?? '');
