@@ -3,9 +3,15 @@
  * connections the host asks for, the host of configured endpoints, and (embedded) a registry.
  *
  *   server chain:  updatepath → begin → updatetoken → metadata → timeout → monitor → trimpath
- *                  → clientinfo → mechanisms{KERNEL} → discover → roundrobin → connect
- *   connect:       hosted endpoint chain in-process (by endpoint name)
+ *                  → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN} → discover → roundrobin
+ *                  → connect
+ *   connect:       hosted endpoint chain in-process (by endpoint name), or the remote chain:
+ *                  mechanismtranslation → tunnel clients {WIREGUARD, VXLAN} → dial (gRPC)
  *   held conns:    updatepath → begin → metadata → refresh → updatetoken → server chain (in-process)
+ *
+ * Listeners: the unix socket (NSM APIs, registry, control API for the CLI); with `listen.tcp`,
+ * the NSM APIs for other hosts; with an embedded registry on a networked agent, the registry
+ * on TCP (`registry.listen`, default port 5002).
  */
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
@@ -32,20 +38,30 @@ import { roundRobinServer } from '../networkservice/roundrobin';
 import { parseNsURL } from '../networkservice/nsurl';
 import { connectServer } from '../networkservice/connect';
 import { updateTokenClient, updateTokenServer, unsignedTokens, TokenSource } from '../networkservice/updatetoken';
+import { mechanismTranslationClient } from '../networkservice/mechanismtranslation';
 import { kernelServer } from '../mechanisms/kernel/server';
 import { kernelMechanism } from '../mechanisms/kernel/params';
+import { tunnelClient, TunnelClient } from '../mechanisms/tunnel/client';
+import { tunnelServer, TunnelServer } from '../mechanisms/tunnel/server';
+import type { Underlay } from '../mechanisms/tunnel/params';
+import { wireguardDataplane } from '../mechanisms/wireguard/dataplane';
+import { UdpPortAllocator } from '../mechanisms/wireguard/ports';
+import { vxlanDataplane } from '../mechanisms/vxlan/dataplane';
 import { newRegistryServer, RegistryServer } from '../registry/server';
 import { EtcdStore } from '../registry/store/etcd';
 import { addRegistryServices, REGISTRY_SERVICE_NAMES } from '../registry/grpc';
-import { refreshNseClient } from '../registry/client';
+import { grpcNseRegistry, grpcNsRegistry, newRegistryClients, refreshNseClient } from '../registry/client';
+import type { NsRegistry, NseRegistry } from '../core/registry';
 import * as sys from '../sys';
-import type { AgentConfig } from './config';
+import type { AgentConfig, EndpointConfig } from './config';
 import { HostedEndpoint, hostEndpoint, registerEndpoint } from './endpoints';
 import { addMonitor, addNetworkService } from './grpc/networkservice';
 import { addControl } from './grpc/control';
 import { HealthService } from './grpc/health';
 import { VERSION } from './version';
 import { listenLocal, LocalSocket } from './local-socket';
+import { ChannelPool, dialClient } from './grpc/dial';
+import { resolveUnderlay } from './underlay';
 
 export interface HeldConnection {
   conn: Connection;
@@ -60,25 +76,57 @@ export interface AgentOptions {
 }
 
 const CONNECT_TIMEOUT_MS = 15_000;
+const NETWORK_SERVICE_NAMES = ['networkservice.NetworkService', 'connection.MonitorConnection'];
+
+/** The host of a `host:port` listen address ('' for an unspecified host). */
+function listenHost(addr: string): string {
+  const host = addr.slice(0, addr.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  return host === '0.0.0.0' || host === '::' ? '' : host;
+}
+
+function listenPort(addr: string): string {
+  return addr.slice(addr.lastIndexOf(':') + 1);
+}
+
+function bracket(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** The registry as the agent uses it: embedded (served from memory or etcd) or a remote one. */
+interface RegistryAccess {
+  ns: NsRegistry;
+  nse: NseRegistry;
+  /** The embedded registry's server, when embedded. */
+  embedded?: RegistryServer;
+  close(): void;
+}
 
 export class Agent {
   readonly clock: Clock;
   readonly log: Logger;
   readonly hub = new MonitorHub();
-  readonly registry: RegistryServer;
+  readonly reg: RegistryAccess;
   readonly endpoints = new Map<string, HostedEndpoint>();
   readonly held = new Map<string, HeldConnection>();
   readonly started: number;
   readonly tokens: TokenSource;
-  readonly server: NetworkServiceServer;
+  /** The server chain; built by start() (the tunnel mechanisms need the underlay). */
+  server!: NetworkServiceServer;
+  /** Where other hosts reach this agent's tunnels; undefined when it has no underlay. */
+  underlay: Underlay | undefined;
   private readonly kernel = kernelServer();
-  private readonly client: NetworkServiceClient;
-  private readonly nseRegistrar;
+  private client!: NetworkServiceClient;
+  private readonly nseRegistrar: NseRegistry;
   private readonly life = new AbortController();
-  private grpcServer: grpc.Server | undefined;
+  private readonly servers: grpc.Server[] = [];
   private localSocket: LocalSocket | undefined;
   private readonly health = new HealthService();
-  private readonly url: string;
+  private readonly pool = new ChannelPool();
+  private readonly tunnels: { clients: TunnelClient[]; servers: TunnelServer[] } = { clients: [], servers: [] };
+  private readonly translation = mechanismTranslationClient();
+  /** The URL registered for hosted endpoints: the TCP listener when there is one. */
+  private url: string;
+  private readonly listening: string[] = [];
 
   constructor(readonly cfg: AgentConfig, opts: AgentOptions = {}) {
     this.clock = opts.clock ?? realClock;
@@ -87,11 +135,74 @@ export class Agent {
     setMaxListeners(0, this.life.signal); // every call in flight listens to the agent's lifetime
     this.tokens = unsignedTokens(`spiffe://nsm.local/agent/${cfg.name}`, cfg.maxTokenLifetimeMs);
     this.url = `unix://${cfg.listen.unix}`;
-    const store = cfg.registry.store === 'etcd' ? new EtcdStore({ endpoints: cfg.registry.etcd }) : undefined;
-    this.registry = newRegistryServer({ clock: this.clock, log: this.log, defaultExpiration: cfg.registry.expirationMs, store });
-    this.nseRegistrar = chainNseRegistry(refreshNseClient({}), this.registry.nse);
-    for (const e of cfg.endpoints) {
-      this.endpoints.set(e.name, hostEndpoint(e, { nodeName: cfg.name, url: this.url, tokens: this.tokens }));
+    this.reg = this.openRegistry();
+    this.nseRegistrar = chainNseRegistry(refreshNseClient({ heal: !this.reg.embedded, signal: this.life.signal }), this.reg.nse);
+  }
+
+  private openRegistry(): RegistryAccess {
+    const { registry } = this.cfg;
+    if (registry.url === 'embedded') {
+      const store = registry.store === 'etcd' ? new EtcdStore({ endpoints: registry.etcd }) : undefined;
+      const embedded = newRegistryServer({ clock: this.clock, log: this.log, defaultExpiration: registry.expirationMs, store });
+      return {
+        ns: embedded.ns,
+        nse: embedded.nse,
+        embedded,
+        close: () => {
+          embedded.close();
+          if (embedded.store instanceof EtcdStore) embedded.store.close();
+        },
+      };
+    }
+    const u = new URL(registry.url);
+    const target = u.protocol === 'unix:' ? `unix://${u.pathname}` : u.host;
+    const clients = newRegistryClients(target, grpc.credentials.createInsecure());
+    return { ns: grpcNsRegistry(clients.ns), nse: grpcNseRegistry(clients.nse), close: () => clients.close() };
+  }
+
+  /** A Ctx for background work: the agent's clock, logger and lifetime. */
+  ctx(): Ctx {
+    return Ctx.background({ clock: this.clock, log: this.log, signal: this.life.signal });
+  }
+
+  /** True when other hosts can reach this agent: it listens on TCP. */
+  get networked(): boolean {
+    return !!this.cfg.listen.tcp;
+  }
+
+  private async prepareUnderlay(): Promise<void> {
+    const explicit = this.cfg.tunnelIP !== 'auto';
+    try {
+      this.underlay = await resolveUnderlay(this.cfg.tunnelIP);
+    } catch (err) {
+      if (explicit || this.networked) throw err;
+      this.log.info('no underlay: remote mechanisms are off', { reason: AgentError.from(err).message });
+    }
+  }
+
+  private buildChains(): void {
+    const cfg = this.cfg;
+    const handlers: Record<string, NetworkServiceServer> = { KERNEL: this.kernel };
+    let remote: NetworkServiceClient | undefined;
+    if (this.underlay) {
+      const underlay = this.underlay;
+      const ports = new UdpPortAllocator({ min: cfg.wireguard.portMin, max: cfg.wireguard.portMax, host: underlay.ip });
+      const wg = wireguardDataplane({
+        underlay,
+        ports,
+        log: this.log,
+        preferUserspace: cfg.wireguard.implementation === 'wireguard-go',
+      });
+      const vx = vxlanDataplane({ underlay });
+      const wgServer = tunnelServer(wg, { underlay });
+      const vxServer = tunnelServer(vx, { underlay });
+      const wgClient = tunnelClient(wg, { underlay });
+      const vxClient = tunnelClient(vx, { underlay });
+      this.tunnels.servers.push(wgServer, vxServer);
+      this.tunnels.clients.push(wgClient, vxClient);
+      handlers['WIREGUARD'] = wgServer;
+      handlers['VXLAN'] = vxServer;
+      remote = chainClient(this.translation, wgClient, vxClient, dialClient(this.pool));
     }
     this.server = chainServer(
       updatePathServer(cfg.name, { requireConnectionId: true }),
@@ -102,10 +213,10 @@ export class Agent {
       monitorServer(this.hub),
       trimPathServer(),
       clientInfoServer({ nodeName: cfg.name }),
-      mechanismsServer({ KERNEL: this.kernel }),
-      discoverServer(this.registry.ns, this.registry.nse),
+      mechanismsServer(handlers),
+      discoverServer(this.reg.ns, this.reg.nse),
       roundRobinServer(),
-      connectServer({ local: (name) => this.endpoints.get(name)?.chain }),
+      connectServer({ local: (name) => this.endpoints.get(name)?.chain, remote }),
     );
     this.client = chainClient(
       updatePathClient(`${cfg.name}-nsc`),
@@ -117,35 +228,62 @@ export class Agent {
     );
   }
 
-  /** A Ctx for background work: the agent's clock, logger and lifetime. */
-  ctx(): Ctx {
-    return Ctx.background({ clock: this.clock, log: this.log, signal: this.life.signal });
+  /** Binds a gRPC server on host:port (insecure until identities exist; see src/spire). */
+  private async bindTcp(server: grpc.Server, addr: string): Promise<void> {
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(new AgentError('UNAVAILABLE', `cannot listen on ${addr}: ${err.message}`)) : resolve())),
+    );
+    this.servers.push(server);
+    this.listening.push(`tcp://${addr}`);
   }
 
   async start(): Promise<void> {
-    const socket = this.cfg.listen.unix;
-    const server = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
+    await this.prepareUnderlay();
+    this.buildChains();
+    const cfg = this.cfg;
     const base = () => this.ctx();
-    addNetworkService(server, this.server, base);
-    addMonitor(server, this.hub);
-    addRegistryServices(server, { ns: this.registry.ns, nse: this.registry.nse }, this.ctx());
-    addControl(server, this, base);
-    this.health.addTo(server);
-    for (const s of ['networkservice.NetworkService', 'connection.MonitorConnection', ...REGISTRY_SERVICE_NAMES, 'nsmagent.v1.Agent']) {
-      this.health.set(s, 'SERVING');
+
+    const local = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
+    addNetworkService(local, this.server, base);
+    addMonitor(local, this.hub);
+    addRegistryServices(local, { ns: this.reg.ns, nse: this.reg.nse }, this.ctx());
+    addControl(local, this, base);
+    this.health.addTo(local);
+    for (const s of [...NETWORK_SERVICE_NAMES, ...REGISTRY_SERVICE_NAMES, 'nsmagent.v1.Agent']) this.health.set(s, 'SERVING');
+    this.servers.push(local);
+    this.localSocket = await listenLocal(local, cfg.listen.unix, { allowUids: cfg.listen.allowUids, log: this.log });
+    this.listening.push(`unix://${cfg.listen.unix}`);
+
+    if (cfg.listen.tcp) {
+      const tcp = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
+      addNetworkService(tcp, this.server, base);
+      addMonitor(tcp, this.hub);
+      this.health.addTo(tcp);
+      await this.bindTcp(tcp, cfg.listen.tcp);
+      const host = listenHost(cfg.listen.tcp) || this.underlay?.ip;
+      if (host) this.url = `tcp://${bracket(host)}:${listenPort(cfg.listen.tcp)}`;
     }
-    this.localSocket = await listenLocal(server, socket, { allowUids: this.cfg.listen.allowUids, log: this.log });
-    this.grpcServer = server;
+    if (this.reg.embedded && (cfg.registry.listen || cfg.listen.tcp)) {
+      const addr = cfg.registry.listen ?? `${cfg.listen.tcp!.slice(0, cfg.listen.tcp!.lastIndexOf(':'))}:5002`;
+      const reg = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
+      addRegistryServices(reg, { ns: this.reg.ns, nse: this.reg.nse }, this.ctx());
+      this.health.addTo(reg);
+      await this.bindTcp(reg, addr);
+    }
+
+    for (const e of cfg.endpoints) {
+      this.endpoints.set(e.name, hostEndpoint(e, { nodeName: cfg.name, url: this.url, tokens: this.tokens }));
+    }
     for (const ep of this.endpoints.values()) {
-      await registerEndpoint(this.ctx(), ep, { ns: this.registry.ns, nse: this.nseRegistrar });
-      this.log.info('endpoint registered', { endpoint: ep.cfg.name, services: ep.cfg.services.join(',') });
+      await registerEndpoint(this.ctx(), ep, { ns: this.reg.ns, nse: this.nseRegistrar });
+      this.log.info('endpoint registered', { endpoint: ep.cfg.name, services: ep.cfg.services.join(','), url: this.url });
     }
-    for (const c of this.cfg.connections) {
+    for (const c of cfg.connections) {
       await this.connect(c.url, c.netns, c.id).catch((err) =>
         this.log.error('configured connection failed', { url: c.url, error: err }),
       );
     }
-    this.log.info('agent ready', { name: this.cfg.name, socket, version: VERSION });
+    this.log.info('agent ready', { name: cfg.name, listen: this.listening.join(','), url: this.url, tunnelIP: this.underlay?.ip, version: VERSION });
   }
 
   /** Requests a connection that the agent holds and refreshes until disconnect. */
@@ -202,7 +340,9 @@ export class Agent {
       version: VERSION,
       started: toTimestamp(this.started),
       registry: this.cfg.registry.url === 'embedded' ? `embedded (${this.cfg.registry.store})` : this.cfg.registry.url,
-      listen: [this.url],
+      listen: [...this.listening],
+      url: this.url,
+      tunnel_ip: this.underlay?.ip ?? '',
       identity: `${this.cfg.identity.source} (unsigned tokens)`,
       endpoints: [...this.endpoints.values()].map((e) => ({
         name: e.cfg.name,
@@ -222,9 +362,45 @@ export class Agent {
           created: held ? toTimestamp(held.created) : undefined,
           netns: held?.netns ?? String(params['inodeURL'] ?? '').replace(/^file:\/\//, '').replace(/^\/run\/netns\//, ''),
           interface: params['name'] ?? '',
+          ...this.tunnelStatus(conn.id ?? ''),
         };
       }),
     };
+  }
+
+  /** The tunnel of a connection: the mechanism the next hop chose, and the local device. */
+  private tunnelStatus(id: string): { remote?: { mechanism: unknown; device: string } } {
+    const mechanism = this.translation.chosen(id);
+    const device = [...this.tunnels.clients, ...this.tunnels.servers].map((t) => t.describe(id)).find((d) => d !== undefined);
+    if (!mechanism && !device) return {};
+    return { remote: { mechanism: mechanism ?? null, device: device ? JSON.stringify(device) : '' } };
+  }
+
+  /**
+   * Hosts one more endpoint and registers it (kept registered until removeEndpoint or stop).
+   * Used by reload and by systemd units that declare Provide= (src/agent/reload.ts).
+   */
+  async addEndpoint(cfg: EndpointConfig): Promise<HostedEndpoint> {
+    if (this.endpoints.has(cfg.name)) throw new AgentError('ALREADY_EXISTS', `endpoint ${cfg.name} already exists`);
+    const ep = hostEndpoint(cfg, { nodeName: this.cfg.name, url: this.url, tokens: this.tokens });
+    this.endpoints.set(cfg.name, ep);
+    try {
+      await registerEndpoint(this.ctx(), ep, { ns: this.reg.ns, nse: this.nseRegistrar });
+    } catch (err) {
+      this.endpoints.delete(cfg.name);
+      throw err;
+    }
+    this.log.info('endpoint registered', { endpoint: cfg.name, services: cfg.services.join(',') });
+    return ep;
+  }
+
+  /** Unregisters an endpoint and stops hosting it. Close its connections first. */
+  async removeEndpoint(name: string): Promise<void> {
+    const ep = this.endpoints.get(name);
+    if (!ep) return;
+    this.endpoints.delete(name);
+    await this.nseRegistrar.unregister(this.ctx(), ep.registration);
+    this.log.info('endpoint unregistered', { endpoint: name });
   }
 
   /** Stops serving; with cleanup, closes every connection (removing its interfaces) first. */
@@ -244,22 +420,23 @@ export class Agent {
     await this.localSocket?.close();
     this.localSocket = undefined;
     this.life.abort();
-    this.registry.close();
-    if (this.registry.store instanceof EtcdStore) this.registry.store.close();
-    const server = this.grpcServer;
-    this.grpcServer = undefined;
-    if (server) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 2_000);
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+    this.reg.close();
+    this.pool.close();
+    const servers = this.servers.splice(0);
+    await Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              server.forceShutdown();
+              resolve();
+            }, 2_000);
+            server.tryShutdown(() => {
+              clearTimeout(t);
+              resolve();
+            });
+          }),
+      ),
+    );
   }
 }
-

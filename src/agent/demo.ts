@@ -11,8 +11,7 @@ import { createLogger } from '../core/log';
 import * as sys from '../sys';
 import { parseConfig } from './config';
 import { Agent } from './agent';
-import { printStatus } from './cli/commands';
-import { fromTimestamp } from '../api/time';
+import { printStatus, viewStatus } from './cli/commands';
 
 const NSE_NS = 'nsm-demo-nse';
 const NSC_NS = 'nsm-demo-nsc';
@@ -69,25 +68,7 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
     const s = agent.status();
     say('');
     say(
-      printStatus({
-        ...s,
-        started: fromTimestamp(s.started),
-        connections: s.connections.map((c) => ({
-          id: c.connection.id ?? '',
-          clientId: c.connection.path?.path_segments?.[0]?.id ?? '',
-          service: c.connection.network_service ?? '',
-          endpoint: c.connection.network_service_endpoint_name ?? '',
-          state: String(c.connection.state ?? ''),
-          mechanism: c.connection.mechanism?.type ?? '',
-          netns: c.netns,
-          interface: c.interface,
-          srcIps: c.connection.context?.ip_context?.src_ip_addrs ?? [],
-          dstIps: c.connection.context?.ip_context?.dst_ip_addrs ?? [],
-          origin: c.origin,
-          created: fromTimestamp(c.created),
-          path: [],
-        })),
-      }),
+      printStatus(viewStatus(JSON.parse(JSON.stringify(s)))),
     );
     say('');
     if (opts.keep) {

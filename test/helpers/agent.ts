@@ -21,7 +21,8 @@ export interface RunningAgent {
   /** Runs the CLI against this agent. */
   cli(args: string[], opts?: { input?: string }): { code: number; stdout: string; stderr: string };
   cliJson<T = any>(args: string[]): T;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Stops by PID; `keepDir` keeps config and state for a restart with startAgent({dir}). */
+  stop(signal?: NodeJS.Signals, keepDir?: boolean): Promise<number | null>;
 }
 
 const running = new Set<RunningAgent>();
@@ -36,13 +37,25 @@ export function cli(socket: string | undefined, args: string[], opts: { input?: 
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-export async function startAgent(config: Record<string, unknown>, opts: { waitReady?: boolean } = {}): Promise<RunningAgent> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-agent-'));
+export interface StartOptions {
+  waitReady?: boolean;
+  /** Run the agent inside this network namespace (`ip netns exec`), as if on another host. */
+  netns?: string;
+  /** Reuse this directory (config, socket): a restart of the same agent. */
+  dir?: string;
+}
+
+export async function startAgent(config: Record<string, unknown>, opts: StartOptions = {}): Promise<RunningAgent> {
+  const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'nsmt-agent-'));
   const socket = path.join(dir, 'agent.sock');
   const cfgFile = path.join(dir, 'agent.yaml');
   const listen = { unix: socket, ...((config['listen'] as object | undefined) ?? {}) };
   writeFileSync(cfgFile, YAML.stringify({ logLevel: 'debug', ...config, listen }));
-  const proc = spawn(process.execPath, [BIN, 'run', '--config', cfgFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [BIN, 'run', '--config', cfgFile];
+  // `ip netns exec` execs node in place, so proc.pid is the agent's own PID.
+  const proc = opts.netns
+    ? spawn('ip', ['netns', 'exec', opts.netns, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   proc.stdout!.on('data', (d) => logs.push(String(d)));
   proc.stderr!.on('data', (d) => logs.push(String(d)));
@@ -58,7 +71,7 @@ export async function startAgent(config: Record<string, unknown>, opts: { waitRe
       if (r.code !== 0) throw new Error(`nsm-agent ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
       return JSON.parse(r.stdout);
     },
-    async stop(signal = 'SIGTERM') {
+    async stop(signal = 'SIGTERM', keepDir = false) {
       running.delete(agent);
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
@@ -66,7 +79,7 @@ export async function startAgent(config: Record<string, unknown>, opts: { waitRe
         proc.kill('SIGKILL');
         await exited;
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!keepDir) rmSync(dir, { recursive: true, force: true });
       return code;
     },
   };

@@ -16,6 +16,9 @@ export interface StatusView {
   started: number | undefined;
   registry: string;
   listen: string[];
+  /** The URL endpoints of this agent are registered with. */
+  url: string;
+  tunnelIP: string;
   identity: string;
   endpoints: { name: string; services: string[]; cidr: string; netns: string; url: string; labels: Record<string, string>; connections: number }[];
   connections: ConnectionView[];
@@ -28,6 +31,10 @@ export interface ConnectionView {
   endpoint: string;
   state: string;
   mechanism: string;
+  /** The connection's mechanism parameters, as on the wire. */
+  parameters: Record<string, string>;
+  /** For a vWire to another host: the tunnel's mechanism (as the next hop chose it) and device. */
+  tunnel: { type: string; parameters: Record<string, string>; device: Record<string, unknown> | null } | null;
   netns: string;
   interface: string;
   srcIps: string[];
@@ -35,6 +42,12 @@ export interface ConnectionView {
   origin: string;
   created: number | undefined;
   path: { name: string; id: string; expires: number | undefined }[];
+}
+
+function tunnelView(s: any, c: any): ConnectionView['tunnel'] {
+  if (!s.remote) return null;
+  const mech = s.remote.mechanism ?? c.mechanism ?? {};
+  return { type: mech.type ?? '', parameters: mech.parameters ?? {}, device: s.remote.device ? JSON.parse(s.remote.device) : null };
 }
 
 function viewConnection(s: any): ConnectionView {
@@ -47,6 +60,8 @@ function viewConnection(s: any): ConnectionView {
     endpoint: c.network_service_endpoint_name,
     state: c.state,
     mechanism: c.mechanism?.type ?? '',
+    parameters: c.mechanism?.parameters ?? {},
+    tunnel: tunnelView(s, c),
     netns: s.netns,
     interface: s.interface,
     srcIps: c.context?.ip_context?.src_ip_addrs ?? [],
@@ -72,18 +87,24 @@ async function withClients<T>(socket: string, fn: (c: LocalClients) => Promise<T
 
 export async function getStatus(socket: string): Promise<StatusView> {
   return withClients(socket, async (c) => {
-    const s = await unaryCall<any>(c.agent, 'Status', {});
+    return viewStatus(await unaryCall<any>(c.agent, 'Status', {}));
+  });
+}
+
+/** The CLI's view of a StatusResponse (as received, or as Agent.status() returns it). */
+export function viewStatus(s: any): StatusView {
     return {
       name: s.name,
       version: s.version,
       started: fromTimestamp(s.started),
       registry: s.registry,
       listen: s.listen,
+      url: s.url,
+      tunnelIP: s.tunnel_ip,
       identity: s.identity,
       endpoints: s.endpoints,
       connections: (s.connections ?? []).map(viewConnection),
     };
-  });
 }
 
 export function printStatus(s: StatusView): string {
@@ -92,6 +113,7 @@ export function printStatus(s: StatusView): string {
     `identity: ${s.identity}`,
     `registry: ${s.registry}`,
     `listening: ${s.listen.join(', ')}`,
+    `endpoints registered as: ${s.url}${s.tunnelIP ? `, tunnel IP ${s.tunnelIP}` : ''}`,
     '',
     'ENDPOINTS',
     table(
@@ -107,7 +129,7 @@ export function printStatus(s: StatusView): string {
         c.service,
         c.endpoint,
         c.state,
-        c.mechanism,
+        c.tunnel && c.tunnel.type !== c.mechanism ? `${c.mechanism}/${c.tunnel.type}` : c.mechanism,
         c.netns,
         c.interface,
         c.srcIps.join(','),

@@ -39,9 +39,12 @@ export interface AgentConfig {
   /** allowUids: besides root and the agent's own user, who may use the local socket. */
   listen: { unix: string; tcp?: string; allowUids: number[] };
   tunnelIP: string;
+  /** Local UDP ports for WireGuard ends (inclusive) and which implementation to use. */
+  wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go' };
   maxTokenLifetimeMs: number;
   identity: { source: 'spiffe' | 'files' | 'dev'; socket?: string; files?: unknown; dev?: unknown };
-  registry: { url: string; listen: string; store: 'memory' | 'etcd'; etcd: string[]; expirationMs: number };
+  /** listen: where an embedded registry serves other hosts; undefined = local only unless listen.tcp is set. */
+  registry: { url: string; listen?: string; store: 'memory' | 'etcd'; etcd: string[]; expirationMs: number };
   policy: { service: string; allow: string[] }[];
   endpoints: EndpointConfig[];
   connections: ConnectionConfig[];
@@ -90,6 +93,16 @@ function reasonOf(err: ErrorObject): string {
   }
 }
 
+function portRange(file: string, text: string): { portMin: number; portMax: number } {
+  const [a, b] = text.split('-').map(Number);
+  const portMin = a ?? 0;
+  const portMax = b ?? portMin;
+  if (!(portMin >= 1 && portMax <= 65535 && portMin <= portMax)) {
+    throw new ConfigError(file, 'wireguard.ports', `${text} is not a port range within 1-65535`);
+  }
+  return { portMin, portMax };
+}
+
 /** Validates a parsed document; throws ConfigError. `file` is used in messages only. */
 export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const raw = (doc ?? {}) as Record<string, any>;
@@ -136,11 +149,12 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     stateDir: raw.stateDir ?? '/var/lib/nsm-agent',
     listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
+    wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto' },
     maxTokenLifetimeMs: lifetime,
     identity: { source: raw.identity?.source ?? 'dev', ...raw.identity },
     registry: {
       url: raw.registry?.url ?? 'embedded',
-      listen: raw.registry?.listen ?? '0.0.0.0:5002',
+      listen: raw.registry?.listen,
       store: raw.registry?.store ?? 'memory',
       etcd: raw.registry?.etcd ?? [],
       expirationMs: expiration,

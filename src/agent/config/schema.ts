@@ -24,6 +24,14 @@ export const AGENT_SCHEMA = {
       },
     },
     tunnelIP: { type: 'string', minLength: 1 },
+    wireguard: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        ports: { type: 'string', pattern: '^\\d{1,5}(-\\d{1,5})?$' },
+        implementation: { enum: ['auto', 'kernel', 'wireguard-go'] },
+      },
+    },
     maxTokenLifetime: duration,
     identity: {
       type: 'object',

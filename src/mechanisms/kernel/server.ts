@@ -1,8 +1,10 @@
 /**
  * KERNEL mechanism, client-facing side of the agent (NSM's forwarder role for a local client):
  * validates the client's interface name and namespace, lets the rest of the chain find and
- * reach the endpoint, then builds the vWire between the client's namespace and the endpoint's
- * side (DOWNSTREAM slot, filled by connect). A refresh keeps an existing vWire.
+ * reach the endpoint, then, for an endpoint on this host, builds the vWire between the
+ * client's namespace and the endpoint's side (DOWNSTREAM slot, filled by connect). A refresh
+ * keeps an existing vWire. For an endpoint on another host the tunnel client of the remote
+ * chain makes the local end, where LOCAL_TARGET (set here) says.
  * Failure after the endpoint answered closes the endpoint side again: no half-made vWire.
  * Placement: as the KERNEL handler of the mechanisms element, before discover/select/connect.
  */
@@ -10,7 +12,8 @@ import type { Connection } from '../../api';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { DOWNSTREAM, DownstreamSlot } from '../../networkservice/connect';
-import { PAYLOAD } from '../common';
+import { CLS, PAYLOAD } from '../common';
+import { LOCAL_TARGET } from '../tunnel/params';
 import { kernelSide } from './params';
 import { createVethPair, deleteVethEnd, requireNetns, vethExists, VethPair } from './vwire';
 
@@ -49,7 +52,7 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
       const slot: DownstreamSlot = {};
       let out: Connection;
       try {
-        out = await nextServer(ctx).request(ctx.with(DOWNSTREAM, slot), req);
+        out = await nextServer(ctx).request(ctx.with(DOWNSTREAM, slot).with(LOCAL_TARGET, want), req);
       } catch (err) {
         clientNs?.close();
         throw err;
@@ -62,9 +65,13 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
         done();
         throw err;
       };
+      if (slot.conn && !slot.local && slot.conn.mechanism?.cls === CLS.REMOTE) {
+        clientNs?.close(); // the remote chain's tunnel client made the local end
+        return out;
+      }
       if (!slot.conn || !slot.local) {
         clientNs?.close();
-        return undo(new AgentError('UNSUPPORTED_MECHANISM', 'the KERNEL mechanism reaches only endpoints on this host'));
+        return undo(new AgentError('UNSUPPORTED_MECHANISM', 'the next hop answered with a mechanism the KERNEL side cannot join'));
       }
       let pair: VethPair | undefined;
       try {

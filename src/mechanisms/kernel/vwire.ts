@@ -49,13 +49,12 @@ function randomMac(): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-async function configureSide(
-  side: VethSide,
-  index: number,
-  cfg: SideConfig,
-  peerMac: string,
-  payloadIp: boolean,
-): Promise<void> {
+/**
+ * One side's addresses, on-link routes to the peer addresses, the IP context's routes and,
+ * when `peerMac` is given, permanent neighbours for the peers (payload IP over an L2 link:
+ * no ARP needed). Used for both veth ends and for the local end of a tunnel.
+ */
+export async function configureSide(side: VethSide, index: number, cfg: SideConfig, peerMac?: string): Promise<void> {
   const rtnl = sys.Rtnl.for(side.netns);
   const own = cfg.addrs.map((a) => parsePrefix(a)).filter((p) => !!p);
   const ops: Promise<unknown>[] = [];
@@ -81,7 +80,7 @@ async function configureSide(
     if (!via) continue;
     routes.push(sys.replaceRoute(rtnl, { dst: r.prefix, index, via, onlink: true }));
   }
-  if (payloadIp) {
+  if (peerMac) {
     for (const peer of cfg.peers) {
       routes.push(sys.replaceNeighbor(rtnl, { index, ip: ipOf(peer), mac: peerMac, permanent: true }));
     }
@@ -122,8 +121,8 @@ export async function createVethPair(
   try {
     const sides = sidesOf(ipc);
     await Promise.all([
-      configureSide(pair.client, created.a.index, sides.client, macs.endpoint, opts.payloadIp),
-      configureSide(pair.endpoint, created.b.index, sides.endpoint, macs.client, opts.payloadIp),
+      configureSide(pair.client, created.a.index, sides.client, opts.payloadIp ? macs.endpoint : undefined),
+      configureSide(pair.endpoint, created.b.index, sides.endpoint, opts.payloadIp ? macs.client : undefined),
     ]);
   } catch (err) {
     await deleteVethEnd(pair.client).catch(() => {});

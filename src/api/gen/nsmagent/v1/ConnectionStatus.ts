@@ -2,6 +2,7 @@
 
 import type { Connection as _connection_Connection, Connection__Output as _connection_Connection__Output } from '../../connection/Connection';
 import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from '../../google/protobuf/Timestamp';
+import type { TunnelStatus as _nsmagent_v1_TunnelStatus, TunnelStatus__Output as _nsmagent_v1_TunnelStatus__Output } from '../../nsmagent/v1/TunnelStatus';
 
 export interface ConnectionStatus {
   'connection'?: (_connection_Connection | null);
@@ -9,6 +10,7 @@ export interface ConnectionStatus {
   'created'?: (_google_protobuf_Timestamp | null);
   'netns'?: (string);
   'interface'?: (string);
+  'remote'?: (_nsmagent_v1_TunnelStatus | null);
 }
 
 export interface ConnectionStatus__Output {
@@ -17,4 +19,5 @@ export interface ConnectionStatus__Output {
   'created': (_google_protobuf_Timestamp__Output | null);
   'netns': (string);
   'interface': (string);
+  'remote': (_nsmagent_v1_TunnelStatus__Output | null);
 }

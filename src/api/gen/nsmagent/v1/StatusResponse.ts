@@ -13,6 +13,8 @@ export interface StatusResponse {
   'identity'?: (string);
   'endpoints'?: (_nsmagent_v1_EndpointStatus)[];
   'connections'?: (_nsmagent_v1_ConnectionStatus)[];
+  'url'?: (string);
+  'tunnel_ip'?: (string);
 }
 
 export interface StatusResponse__Output {
@@ -24,4 +26,6 @@ export interface StatusResponse__Output {
   'identity': (string);
   'endpoints': (_nsmagent_v1_EndpointStatus__Output)[];
   'connections': (_nsmagent_v1_ConnectionStatus__Output)[];
+  'url': (string);
+  'tunnel_ip': (string);
 }

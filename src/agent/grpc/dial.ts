@@ -1,0 +1,121 @@
+/**
+ * The tail of the client chain to remote hops: sends Request/Close over gRPC to the URL that
+ * discover/select put in the Ctx (tcp://host:port or unix:///path), with this hop's NSM token
+ * in the `nsm-client-token` / `nsm-client-token-expires` headers and the Ctx's deadline.
+ *
+ * One channel per URL, shared by every connection to it and closed with the pool. A peer
+ * that cannot be reached within the dial timeout is UNAVAILABLE naming the URL; statuses the
+ * peer returns keep their code, with the URL added to the message.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { api, type Connection, type NetworkServiceRequest } from '../../api';
+import { rfc3339Nano } from '../../api/time';
+import type { Ctx } from '../../core/ctx';
+import { AgentError } from '../../core/errors';
+import type { NetworkServiceClient } from '../../core/networkservice';
+import { clientURL } from '../../networkservice/clienturl';
+import { INCOMING_TOKEN } from '../../networkservice/updatetoken';
+
+type NsStub = grpc.Client & {
+  Request(req: NetworkServiceRequest, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Connection) => void): grpc.ClientUnaryCall;
+  Close(conn: Connection, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void): grpc.ClientUnaryCall;
+};
+
+export interface DialOptions {
+  /** Channel credentials per target; insecure when absent. */
+  credentials?: (url: URL) => grpc.ChannelCredentials;
+  /** How long to wait for a channel to become ready (default 2 s). */
+  dialTimeoutMs?: number;
+}
+
+/** The gRPC target for an NSM URL. */
+export function grpcTarget(url: URL): string {
+  if (url.protocol === 'tcp:') return url.host;
+  if (url.protocol === 'unix:') return `unix://${url.pathname}`;
+  throw new AgentError('INVALID_ARGUMENT', `cannot dial ${url.href}: only tcp:// and unix:// URLs are supported`);
+}
+
+export class ChannelPool {
+  private readonly clients = new Map<string, NsStub>();
+  constructor(private readonly opts: DialOptions = {}) {}
+
+  get(url: URL): NsStub {
+    const key = url.href;
+    let c = this.clients.get(key);
+    if (!c) {
+      const Ctor = api().ns.networkservice.NetworkService as unknown as typeof grpc.Client;
+      const creds = this.opts.credentials?.(url) ?? grpc.credentials.createInsecure();
+      c = new Ctor(grpcTarget(url), creds, {
+        'grpc.keepalive_time_ms': 30_000,
+        'grpc.initial_reconnect_backoff_ms': 200,
+        'grpc.max_reconnect_backoff_ms': 2_000,
+      }) as NsStub;
+      this.clients.set(key, c);
+    }
+    return c;
+  }
+
+  /** Waits until the channel to `url` is ready, up to the dial timeout and the Ctx's deadline. */
+  async ready(ctx: Ctx, url: URL): Promise<NsStub> {
+    const c = this.get(url);
+    const limit = Math.min(Date.now() + (this.opts.dialTimeoutMs ?? 2_000), ctx.deadline ?? Infinity);
+    await new Promise<void>((resolve, reject) => {
+      c.waitForReady(limit, (err) => {
+        if (err) reject(new AgentError('UNAVAILABLE', `cannot reach ${url.href}: ${err.message}`, { cause: err }));
+        else resolve();
+      });
+    });
+    return c;
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) grpc.Client.prototype.close.call(c);
+    this.clients.clear();
+  }
+}
+
+function metadataOf(ctx: Ctx): grpc.Metadata {
+  const md = new grpc.Metadata();
+  const t = ctx.get(INCOMING_TOKEN);
+  if (t) {
+    md.set('nsm-client-token', t.token);
+    md.set('nsm-client-token-expires', rfc3339Nano(t.expires));
+  }
+  return md;
+}
+
+function call<T>(ctx: Ctx, url: URL, start: (md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: T) => void) => grpc.ClientUnaryCall): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const opts: grpc.CallOptions = ctx.deadline !== undefined ? { deadline: ctx.deadline } : {};
+    const onAbort = () => c.cancel();
+    const c = start(metadataOf(ctx), opts, (err, res) => {
+      ctx.signal.removeEventListener('abort', onAbort);
+      if (err) {
+        const e = AgentError.from(err);
+        reject(new AgentError(e.code, `${url.host || url.pathname}: ${e.message}`, { cause: err }));
+      } else resolve(res as T);
+    });
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function urlOf(ctx: Ctx): URL {
+  const url = clientURL(ctx);
+  if (!url) throw new AgentError('INTERNAL', 'dial: no next-hop URL in the context');
+  return url;
+}
+
+export function dialClient(pool: ChannelPool): NetworkServiceClient {
+  return {
+    async request(ctx, req) {
+      const url = urlOf(ctx);
+      const c = await pool.ready(ctx, url);
+      return call<Connection>(ctx, url, (md, opts, cb) => c.Request(req, md, opts, cb));
+    },
+    async close(ctx, conn) {
+      const url = urlOf(ctx);
+      const c = await pool.ready(ctx, url);
+      await call<unknown>(ctx, url, (md, opts, cb) => c.Close(conn, md, opts, cb));
+    },
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * Tunnel mechanism client (the requesting agent's end of a WIREGUARD or VXLAN vWire).
+ *
+ * Request, for a connection whose payload this mechanism carries:
+ * - offers the mechanism (`src_*` parameters and MTU) as a preference, or, on a refresh of a
+ *   connection that already uses it, refreshes the `src_*` values in conn.mechanism (the
+ *   `dst_*` values the server chose stay);
+ * - when the server answers with this mechanism, validates its `dst_*` parameters and makes
+ *   the local end: the device lands in the namespace and under the name the local client
+ *   asked for (LOCAL_TARGET), with the client side's addresses and routes. A refresh keeps
+ *   the device and only follows a changed peer.
+ * - a first request that fails after the server answered closes the server side again and
+ *   removes whatever was made here: nothing half-made is left on either host.
+ * Other payloads, or an answer with another mechanism, pass through untouched.
+ * Close removes the device and releases its values, then goes on.
+ *
+ * Placement: in the client chain to remote agents, after mechanism translation, before dial.
+ */
+import type { Connection, Mechanism } from '../../api';
+import { AgentError } from '../../core/errors';
+import { NetworkServiceClient, nextClient } from '../../core/networkservice';
+import { sidesOf } from '../kernel/vwire';
+import { CLS, PAYLOAD } from '../common';
+import type { TunnelDataplane } from './dataplane';
+import { innerMtu, LOCAL_TARGET, minMtu, paramMtu, type Underlay } from './params';
+
+interface Session<L, D> {
+  local: L;
+  device?: D;
+}
+
+export interface TunnelClient extends NetworkServiceClient {
+  /** The device description per connection id, for status. */
+  describe(id: string): Record<string, unknown> | undefined;
+}
+
+export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { underlay: Underlay }): TunnelClient {
+  const sessions = new Map<string, Session<L, D>>();
+  const mtu = innerMtu(opts.underlay, dp.overhead);
+
+  const discard = async (id: string, s: Session<L, D>) => {
+    if (sessions.get(id) === s) sessions.delete(id);
+    try {
+      if (s.device) await dp.remove(s.device);
+    } finally {
+      dp.release(s.local);
+    }
+  };
+
+  return {
+    describe(id) {
+      const s = sessions.get(id);
+      return s?.device ? dp.describe(s.device) : undefined;
+    },
+
+    async request(ctx, req) {
+      const conn: Connection = structuredClone(req.connection ?? {});
+      if ((conn.payload || PAYLOAD.IP) !== dp.payload) return nextClient(ctx).request(ctx, req);
+      const id = conn.id ?? '';
+      let s = sessions.get(id);
+      const fresh = !s;
+      if (!s) {
+        s = { local: await dp.allocate('src', undefined) };
+        sessions.set(id, s);
+      }
+      const own = { ...dp.advertise(s.local, 'src'), MTU: String(mtu) };
+      let prefs = req.mechanism_preferences ?? [];
+      if (conn.mechanism?.type === dp.type) {
+        conn.mechanism.parameters = { ...(conn.mechanism.parameters ?? {}), ...own };
+      } else {
+        const pref: Mechanism = { cls: CLS.REMOTE, type: dp.type, parameters: own };
+        prefs = [...prefs, pref];
+      }
+
+      let out: Connection;
+      try {
+        out = await nextClient(ctx).request(ctx, { ...req, connection: conn, mechanism_preferences: prefs });
+      } catch (err) {
+        if (fresh) await discard(id, s);
+        throw err;
+      }
+      if (out.mechanism?.type !== dp.type) {
+        if (fresh) await discard(id, s);
+        return out;
+      }
+
+      const session = s;
+      try {
+        const params = out.mechanism.parameters ?? {};
+        const peer = dp.peerOf(params, 'dst');
+        if (session.device) {
+          await dp.update(session.device, session.local, peer);
+        } else {
+          const target = ctx.get(LOCAL_TARGET);
+          if (!target) throw new AgentError('INTERNAL', `${dp.type} client: no local target for the tunnel end in the context`);
+          session.device = await dp.create({
+            local: session.local,
+            peer,
+            target,
+            mtu: minMtu(paramMtu(params), out.context?.MTU, mtu),
+            side: sidesOf(out.context?.ip_context).client,
+          });
+        }
+      } catch (err) {
+        if (fresh) {
+          const [closeCtx, done] = ctx.detached(5_000);
+          await nextClient(ctx).close(closeCtx, out).catch(() => {});
+          done();
+          await discard(id, session).catch(() => {});
+        }
+        throw AgentError.from(err);
+      }
+      return out;
+    },
+
+    async close(ctx, conn) {
+      const id = conn.id ?? '';
+      const s = sessions.get(id);
+      if (s) {
+        await discard(id, s).catch((err) => ctx.log.warn('removing tunnel end failed', { id, error: err }));
+      }
+      return nextClient(ctx).close(ctx, conn);
+    },
+  };
+}

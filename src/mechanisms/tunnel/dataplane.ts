@@ -1,0 +1,57 @@
+/**
+ * What a REMOTE mechanism (WIREGUARD, VXLAN) must provide to the shared tunnel elements
+ * (client.ts, server.ts). The elements own the connection bookkeeping (one session per
+ * connection id, kept across refreshes, undone on failure); a dataplane owns the values and
+ * the device.
+ *
+ * Life of one end, on either host:
+ *   allocate (local values: keys, port, VNI) → advertise (own `src_*` or `dst_*` parameters)
+ *   → peerOf (the other end's parameters, validated) → create (the device, in its final
+ *   namespace under its final name, configured, addresses set) → update on refresh
+ *   → remove and release on close.
+ */
+import type { Mechanism } from '../../api';
+import type { SideConfig } from '../kernel/vwire';
+import type { End } from './params';
+
+export interface DeviceTarget {
+  /** Namespace file path. */
+  netns: string;
+  ifname: string;
+}
+
+export interface CreateArgs<L, P> {
+  local: L;
+  peer: P;
+  target: DeviceTarget;
+  mtu: number | undefined;
+  /** Addresses and routes of this end, from the connection's IP context. */
+  side: SideConfig;
+}
+
+export interface TunnelDataplane<L, P, D> {
+  /** Mechanism type, e.g. 'WIREGUARD'. */
+  readonly type: string;
+  /** The connection payload this mechanism carries ('IP' or 'ETHERNET'). */
+  readonly payload: string;
+  /** Encapsulation overhead subtracted from the underlay MTU. */
+  readonly overhead: { v4: number; v6: number };
+  /**
+   * Values of a new end. `offered` is the mechanism as the peer sent it (the server gets the
+   * client's; the client gets undefined). Throws if nothing is free (POOL_EXHAUSTED).
+   */
+  allocate(end: End, offered: Mechanism | undefined): Promise<L>;
+  release(local: L): void;
+  /** This end's parameters (`${end}_ip`, `${end}_port`, ...), without MTU. */
+  advertise(local: L, end: End): Record<string, string>;
+  /** The other end's parameters, validated (INVALID_ARGUMENT naming the key). */
+  peerOf(params: Record<string, string>, end: End): P;
+  /** Makes the device; all-or-nothing. */
+  create(args: CreateArgs<L, P>): Promise<D>;
+  /** A refresh: brings the device in line with the (possibly changed) peer. */
+  update(device: D, local: L, peer: P): Promise<void>;
+  /** Removes the device; a device already gone is not an error. */
+  remove(device: D): Promise<void>;
+  /** For status output. */
+  describe(device: D): Record<string, unknown>;
+}

@@ -1,0 +1,119 @@
+/**
+ * Tunnel mechanism server (the serving agent's end of a WIREGUARD or VXLAN vWire).
+ *
+ * Request (conn.mechanism is this type, chosen by the mechanisms element):
+ * - validates the requester's `src_*` parameters (INVALID_ARGUMENT naming the key);
+ * - allocates this end's values once per connection (kept across refreshes) and answers with
+ *   its `dst_*` parameters and MTU = min(offered, own); the context MTU is lowered to it;
+ * - lets the chain reach the endpoint (DOWNSTREAM slot, filled by connect), then makes this
+ *   end in the endpoint's namespace under the endpoint's interface name, with the endpoint
+ *   side's addresses and routes. A refresh keeps the device and follows a changed peer.
+ * - only endpoints hosted by this agent can be reached this way (no transit through a host);
+ *   anything else is UNSUPPORTED_MECHANISM.
+ * - a first request that fails after the endpoint answered closes the endpoint side and
+ *   removes what was made: nothing half-made is left.
+ * Close removes the device and releases its values, then goes on.
+ *
+ * Placement: as a handler of the mechanisms server element, before discover/select/connect.
+ */
+import type { Connection } from '../../api';
+import { AgentError } from '../../core/errors';
+import { NetworkServiceServer, nextServer } from '../../core/networkservice';
+import { DOWNSTREAM, DownstreamSlot } from '../../networkservice/connect';
+import { kernelSide } from '../kernel/params';
+import { sidesOf } from '../kernel/vwire';
+import type { TunnelDataplane } from './dataplane';
+import { clampContextMtu, innerMtu, minMtu, paramMtu, type Underlay } from './params';
+
+interface Session<L, D> {
+  local: L;
+  device?: D;
+}
+
+export interface TunnelServer extends NetworkServiceServer {
+  describe(id: string): Record<string, unknown> | undefined;
+}
+
+export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { underlay: Underlay }): TunnelServer {
+  const sessions = new Map<string, Session<L, D>>();
+  const ownMtu = innerMtu(opts.underlay, dp.overhead);
+
+  const discard = async (id: string, s: Session<L, D>) => {
+    if (sessions.get(id) === s) sessions.delete(id);
+    try {
+      if (s.device) await dp.remove(s.device);
+    } finally {
+      dp.release(s.local);
+    }
+  };
+
+  return {
+    describe(id) {
+      const s = sessions.get(id);
+      return s?.device ? dp.describe(s.device) : undefined;
+    },
+
+    async request(ctx, req) {
+      const conn: Connection = structuredClone(req.connection ?? {});
+      const mech = conn.mechanism ?? {};
+      const params = mech.parameters ?? {};
+      const id = conn.id ?? '';
+      const peer = dp.peerOf(params, 'src');
+      const offered = paramMtu(params);
+      let s = sessions.get(id);
+      const fresh = !s;
+      if (!s) {
+        s = { local: await dp.allocate('dst', mech) };
+        sessions.set(id, s);
+      }
+      const session = s;
+      const mtu = minMtu(offered, ownMtu) ?? ownMtu;
+      conn.mechanism = { ...mech, parameters: { ...params, ...dp.advertise(session.local, 'dst'), MTU: String(mtu) } };
+      clampContextMtu(conn, mtu);
+
+      const slot: DownstreamSlot = {};
+      let out: Connection;
+      try {
+        out = await nextServer(ctx).request(ctx.with(DOWNSTREAM, slot), { ...req, connection: conn });
+      } catch (err) {
+        if (fresh) await discard(id, session).catch(() => {});
+        throw err;
+      }
+
+      try {
+        if (session.device) {
+          await dp.update(session.device, session.local, peer);
+        } else {
+          if (!slot.conn || !slot.local) {
+            throw new AgentError('UNSUPPORTED_MECHANISM', `the ${dp.type} mechanism reaches only endpoints hosted on this agent`);
+          }
+          session.device = await dp.create({
+            local: session.local,
+            peer,
+            target: kernelSide(slot.conn.mechanism),
+            mtu: minMtu(out.context?.MTU, mtu),
+            side: sidesOf(out.context?.ip_context).endpoint,
+          });
+        }
+      } catch (err) {
+        if (fresh) {
+          const [closeCtx, done] = ctx.detached(5_000);
+          await nextServer(ctx).close(closeCtx, out).catch(() => {});
+          done();
+          await discard(id, session).catch(() => {});
+        }
+        throw AgentError.from(err);
+      }
+      return out;
+    },
+
+    async close(ctx, conn) {
+      const id = conn.id ?? '';
+      const s = sessions.get(id);
+      if (s) {
+        await discard(id, s).catch((err) => ctx.log.warn('removing tunnel end failed', { id, error: err }));
+      }
+      return nextServer(ctx).close(ctx, conn);
+    },
+  };
+}

@@ -1,0 +1,1 @@
+export { mechanismTranslationClient, mechanismTranslationClient as newClient } from './client';
