@@ -6,10 +6,34 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { buildHosts, Mesh } from '../helpers/hosts';
+import * as grpc from '@grpc/grpc-js';
+import { buildHosts, callFrom, Mesh } from '../helpers/hosts';
+import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../../src/registry/client';
+import { Ctx } from '../../src/core/ctx';
 import { addrs, links, ping, sh, isRoot } from '../helpers/exec';
 
 const run = isRoot ? describe : describe.skip;
+
+async function until<T>(probe: () => T | undefined | false, ms: number, step = 50): Promise<T | undefined> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > end) return undefined;
+    await new Promise((r) => setTimeout(r, step));
+  }
+}
+
+/** A UDP port holder in a namespace (python3, no SO_REUSEADDR); returns its kill function. */
+async function holdUdpPorts(netns: string, ports: number[]): Promise<() => void> {
+  const code = `import socket,sys,time\nss=[]\nfor p in ${JSON.stringify(ports)}:\n  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',p)); ss.append(s)\nprint('ok',flush=True)\ntime.sleep(120)`;
+  const p = spawn('ip', ['netns', 'exec', netns, 'python3', '-c', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.once('data', () => resolve());
+    p.once('exit', (c) => reject(new Error(`port holder exited ${c}`)));
+  });
+  return () => p.kill('SIGKILL');
+}
 
 function wgProcs(): number[] {
   const r = sh('pgrep', ['-x', 'wireguard-go']);
@@ -33,6 +57,7 @@ run('multi-host vWires (three agents)', () => {
     await mesh.start(1, {
       listen: { tcp: `${b!.ip}:5001` },
       registry: { url: registryURL() },
+      wireguard: { ports: '51820-51821' },
       endpoints: [
         { name: 'icmp-responder-b', services: ['icmp-responder'], cidr: '172.16.1.100/31', netns: nse, labels: { app: 'icmp' } },
         { name: 'l2-responder-b', services: ['l2-responder'], cidr: '172.16.2.100/31', netns: nseEth, payload: 'ETHERNET' },
@@ -130,5 +155,141 @@ run('multi-host vWires (three agents)', () => {
     expect(a!.agent!.cli(['disconnect', 'vx-1']).code).toBe(0);
     expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);
     expect(links(nseEth).map((l) => l.ifname)).toEqual(['lo']);
+  }, 60_000);
+
+  it('registers host-b endpoints in host-c registry with host-b TCP URL and the nodeName label', () => {
+    const [, b, c] = mesh.hosts;
+    const list = c!.agent!.cliJson(['endpoints']);
+    const ep = list.find((e: any) => e.name === 'icmp-responder-b');
+    expect(ep.url).toBe(`tcp://${b!.ip}:5001`);
+    expect(ep.network_service_labels['icmp-responder'].labels).toMatchObject({ app: 'icmp', nodeName: 'host-b' });
+    const services = c!.agent!.cliJson(['services']);
+    expect(services.find((s: any) => s.name === 'l2-responder').payload).toBe('ETHERNET');
+  });
+
+  describe('bad input leaves nothing behind and both agents keep serving', () => {
+    let wgBefore: number[];
+    const request = (id: string, service: string, mech: Record<string, unknown>) => ({
+      connection: { id, network_service: service, path: { index: 0, path_segments: [{ name: 'raw-peer', id }] } },
+      mechanism_preferences: [mech],
+    });
+    const nothingLeft = () => {
+      const [a, b] = mesh.hosts;
+      expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);
+      expect(links(nse).map((l) => l.ifname)).toEqual(['lo']);
+      expect(links(nseEth).map((l) => l.ifname)).toEqual(['lo']);
+      for (const h of [a!, b!]) expect(links(h.netns).map((l) => l.ifname).sort()).toEqual(['eth0', 'lo']);
+      expect(wgProcs().sort()).toEqual(wgBefore);
+      expect(a!.agent!.cliJson(['status']).connections).toEqual([]);
+      expect(b!.agent!.cliJson(['status']).connections).toEqual([]);
+    };
+    beforeAll(() => {
+      wgBefore = wgProcs().sort();
+    });
+
+    it('a malformed WireGuard public key is INVALID_ARGUMENT naming the key', () => {
+      const [a, b] = mesh.hosts;
+      const r = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-key', 'icmp-responder', {
+        cls: 'REMOTE',
+        type: 'WIREGUARD',
+        parameters: { src_ip: a!.ip, src_port: '51900', src_public_key: 'bm90IGEga2V5', MTU: '1440' },
+      }));
+      expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(r.details).toMatch(/src_public_key.*malformed WireGuard public key/);
+      nothingLeft();
+    });
+
+    it('an unknown mechanism is INVALID_ARGUMENT listing what was offered', () => {
+      const [a, b] = mesh.hosts;
+      const r = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-mech', 'icmp-responder', { cls: 'REMOTE', type: 'IPSEC', parameters: {} }));
+      expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(r.details).toMatch(/cannot support any of the requested mechanisms: \[IPSEC\]/);
+      nothingLeft();
+    });
+
+    it('a VNI out of range is INVALID_ARGUMENT', () => {
+      const [a, b] = mesh.hosts;
+      const r = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-vni', 'l2-responder', {
+        cls: 'REMOTE',
+        type: 'VXLAN',
+        parameters: { src_ip: a!.ip, src_port: '4789', vni: '16777216', MTU: '1446' },
+      }));
+      expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(r.details).toMatch(/vni must be 1\.\.16777215/);
+      nothingLeft();
+    });
+
+    it('a malformed src_ip and a foreign VXLAN port are INVALID_ARGUMENT', () => {
+      const [a, b] = mesh.hosts;
+      const ip = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-ip', 'icmp-responder', {
+        cls: 'REMOTE', type: 'WIREGUARD', parameters: { src_ip: '10.0.0.300', src_port: '51900', src_public_key: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' },
+      }));
+      expect(ip.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(ip.details).toMatch(/src_ip must be an IP address/);
+      const port = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-port', 'l2-responder', {
+        cls: 'REMOTE', type: 'VXLAN', parameters: { src_ip: a!.ip, src_port: '8472' },
+      }));
+      expect(port.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(port.details).toMatch(/UDP port 4789/);
+      nothingLeft();
+    });
+
+    it('no free WireGuard port on the serving host is RESOURCE_EXHAUSTED to the client', async () => {
+      const [a, b] = mesh.hosts;
+      const release = await holdUdpPorts(b!.netns, [51820, 51821]);
+      try {
+        const r = a!.agent!.cli(['connect', 'kernel://icmp-responder/nsm-1', '--netns', nsc, '--id', 'no-port']);
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toMatch(/no free UDP port in 51820-51821/);
+        nothingLeft();
+      } finally {
+        release();
+      }
+      // and once a port is free again, the same request works
+      const ok = a!.agent!.cliJson(['connect', 'kernel://icmp-responder/nsm-1', '--netns', nsc, '--id', 'port-back']);
+      expect(ok.state).toBe('UP');
+      expect(a!.agent!.cli(['disconnect', 'port-back']).code).toBe(0);
+      nothingLeft();
+    }, 30_000);
+
+    it('an endpoint URL nobody answers at is UNAVAILABLE naming it', async () => {
+      const [a, , c] = mesh.hosts;
+      const ghostIp = c!.ip.replace(/\.\d+$/, '.99');
+      const reg = newRegistryClients(`unix://${c!.agent!.socket}`, grpc.credentials.createInsecure());
+      const ctx = Ctx.background().withTimeout(5_000)[0];
+      try {
+        await grpcNsRegistry(reg.ns).register(ctx, { name: 'ghost', payload: 'IP' });
+        await grpcNseRegistry(reg.nse).register(ctx, { name: 'ghost-1', network_service_names: ['ghost'], url: `tcp://${ghostIp}:5001` });
+        const r = a!.agent!.cli(['connect', 'kernel://ghost/nsm-1', '--netns', nsc, '--id', 'ghost']);
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toMatch(new RegExp(`cannot reach tcp://${ghostIp.replace(/\./g, '\\.')}:5001`));
+        nothingLeft();
+        await grpcNseRegistry(reg.nse).unregister(ctx, { name: 'ghost-1' });
+      } finally {
+        reg.close();
+      }
+    }, 30_000);
+  });
+
+  it('a registry restart keeps vWires passing traffic; host-b re-registers within 2 s', async () => {
+    const [a, b, c] = mesh.hosts;
+    a!.agent!.cliJson(['connect', 'kernel://icmp-responder/nsm-1', '--netns', nsc, '--id', 'reg-1']);
+    expect(ping(nsc, '172.16.1.100', 2)).toBe(true);
+    const dir = c!.agent!.dir;
+    await c!.agent!.stop('SIGKILL', true);
+    expect(ping(nsc, '172.16.1.100', 2)).toBe(true);
+    await mesh.start(2, c!.config!, { dir });
+    const t0 = Date.now(); // the registry serves again
+    const back = await until(() => {
+      const r = c!.agent!.cli(['endpoints', '--json']);
+      return r.code === 0 && JSON.parse(r.stdout).some((e: any) => e.name === 'icmp-responder-b') ? Date.now() - t0 : undefined;
+    }, 5_000);
+    expect(back).toBeDefined();
+    expect(back!).toBeLessThan(2_000);
+    console.log(`host-b re-registered ${back} ms after the registry came back`);
+    expect(ping(nsc, '172.16.1.100', 2)).toBe(true);
+    expect(ping(nse, '172.16.1.101', 2)).toBe(true);
+    expect(a!.agent!.cli(['disconnect', 'reg-1']).code).toBe(0);
+    expect(b!.agent!.cliJson(['status']).connections).toEqual([]);
   }, 60_000);
 });
