@@ -13,8 +13,12 @@ export interface Token {
 }
 
 export interface TokenSource {
-  /** A token for a call to `audience` (the peer's identity, if known). */
-  generate(now: number, audience?: string): Token;
+  /**
+   * A token for a call to `audience` (the peer's SPIFFE ID, if known). `peer.expiresAt` (the
+   * peer certificate's NotAfter, ms) caps the expiry when known. May throw (no identity yet).
+   * The signed implementation is SpiffeTokenSource in src/spire/token.ts.
+   */
+  generate(now: number, audience?: string, peer?: { expiresAt?: number }): Token;
 }
 
 /** The token the caller presented with this call (from gRPC headers, or set in-process). */

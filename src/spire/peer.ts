@@ -1,0 +1,68 @@
+/**
+ * The authenticated peer of a call, and the Ctx keys that carry it to chain elements.
+ *
+ * Contract for the gRPC glue (src/agent/grpc/call-ctx.ts and the connect/dial client):
+ * - server side: for a call that arrived over mTLS (serverCredentials in tls.ts, which has
+ *   already verified the peer), put `peerFromCall(call)` under PEER. Calls on the local unix
+ *   socket carry no PEER: elements treat them as local callers.
+ * - client side: the authorize client puts an empty PeerSlot under SERVER_PEER before it calls
+ *   on; the glue that makes the gRPC call fills `slot.peer` with the server it reached
+ *   (`peerFromCall(clientCall)` after the call, or `SpiffeChannel.peer()` from tls.ts).
+ *   In-process hops leave it empty.
+ */
+import { KeyObject, X509Certificate } from 'node:crypto';
+import { Key } from '../core/ctx';
+import { parseWorkloadId } from './id';
+import { spiffeIdOf } from './svid';
+import { notAfter } from './x509';
+
+export interface PeerIdentity {
+  /** The peer's SPIFFE ID. */
+  id: string;
+  trustDomain: string;
+  /** The peer's leaf certificate. */
+  certificate: X509Certificate;
+  /** Its public key: what the peer's NSM tokens must verify with. */
+  publicKey: KeyObject;
+  /** The certificate's NotAfter, epoch ms (caps the lifetime of tokens sent to it). */
+  expiresAt: number;
+}
+
+/** Server side: the caller authenticated by mTLS. Absent for local (unix socket) callers. */
+export const PEER = new Key<PeerIdentity>('spiffe.peer');
+
+/** Client side: filled by the gRPC glue with the server reached; see the module comment. */
+export interface PeerSlot {
+  peer?: PeerIdentity;
+}
+export const SERVER_PEER = new Key<PeerSlot>('spiffe.server-peer');
+
+/**
+ * The identity in a leaf certificate. Does not verify anything: use it only on certificates a
+ * TLS handshake with the SPIFFE checks of tls.ts has already accepted.
+ */
+export function peerFromCertificate(cert: X509Certificate): PeerIdentity {
+  const id = spiffeIdOf(cert);
+  return { id, trustDomain: parseWorkloadId(id).trustDomain, certificate: cert, publicKey: cert.publicKey, expiresAt: notAfter(cert) };
+}
+
+/** What grpc-js (≥ 1.14) returns from getAuthContext(); not exported from its index. */
+export interface CallAuthContext {
+  transportSecurityType?: string;
+  sslPeerCertificate?: { raw?: Buffer };
+}
+
+/**
+ * The peer of a grpc-js call (server or client side), from `call.getAuthContext()` (grpc-js
+ * ≥ 1.14): undefined without TLS or without a valid peer certificate carrying one SPIFFE ID.
+ */
+export function peerFromCall(call: { getAuthContext?: () => CallAuthContext | null }): PeerIdentity | undefined {
+  const ac = call.getAuthContext?.();
+  const raw = ac?.transportSecurityType === 'ssl' ? ac.sslPeerCertificate?.raw : undefined;
+  if (!raw) return undefined;
+  try {
+    return peerFromCertificate(new X509Certificate(raw));
+  } catch {
+    return undefined;
+  }
+}
