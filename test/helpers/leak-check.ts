@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
+import os from 'node:os';
 
 function netns(): string[] {
   return existsSync('/run/netns') ? readdirSync('/run/netns').sort() : [];
@@ -18,20 +19,26 @@ function procs(pattern: RegExp): string[] {
     return [];
   }
 }
+/** Leftovers on disk: etcd data dirs, agent dirs, WireGuard UAPI sockets of our devices. */
+function files(): string[] {
+  const list = (dir: string, re: RegExp) => (existsSync(dir) ? readdirSync(dir).filter((f) => re.test(f)).map((f) => `${dir}/${f}`) : []);
+  return [...list(os.tmpdir(), /^nsmt-(etcd|agent)-/), ...list('/var/run/wireguard', /^nsmwg.*\.sock$/)].sort();
+}
 const WATCHED = /wireguard-go|nsm-agent.* run|dist\/agent\/main\.js run|etcd --name nsmt/;
 
-let before: { ns: Set<string>; procs: Set<string> };
+let before: { ns: Set<string>; procs: Set<string>; files: Set<string> };
 
 export function setup(): void {
-  before = { ns: new Set(netns()), procs: new Set(procs(WATCHED)) };
+  before = { ns: new Set(netns()), procs: new Set(procs(WATCHED)), files: new Set(files()) };
 }
 
 export function teardown(): void {
   const leakedNs = netns().filter((n) => !before.ns.has(n));
   const leakedProcs = procs(WATCHED).filter((p) => !before.procs.has(p) && !/\bps -eo\b/.test(p));
-  if (leakedNs.length || leakedProcs.length) {
+  const leakedFiles = files().filter((f) => !before.files.has(f));
+  if (leakedNs.length || leakedProcs.length || leakedFiles.length) {
     throw new Error(
-      `the test suite leaked: namespaces [${leakedNs.join(', ')}] processes [${leakedProcs.join('; ')}]`,
+      `the test suite leaked: namespaces [${leakedNs.join(', ')}] processes [${leakedProcs.join('; ')}] files [${leakedFiles.join(', ')}]`,
     );
   }
 }
