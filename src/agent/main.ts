@@ -21,6 +21,7 @@ const USAGE = `usage: nsm-agent <command> [options]
   endpoints [--json]                        network service endpoints in the registry
   apply -f FILE                             register NetworkService manifests (networkservicemesh.io/v1)
   demo [--keep]                             a small mesh on this machine: connect, ping, show, remove
+  identity create-ca|issue|show ...        a small PKI for hosts without SPIRE (nsm-agent identity help)
   version
 
   --socket PATH   the agent's socket (default: $NSM_AGENT_SOCKET or /run/nsm-agent/agent.sock)`;
@@ -101,6 +102,10 @@ export async function main(argv: string[]): Promise<number> {
       const { values } = parse(rest, { keep: { type: 'boolean' } });
       const { runDemo } = await import('./demo');
       return runDemo({ keep: !!values['keep'] });
+    }
+    case 'identity': {
+      const { runIdentity } = await import('./cli/identity');
+      return runIdentity(rest);
     }
     case 'version':
     case '--version':
