@@ -5,11 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import Ajv, { ErrorObject } from 'ajv';
 import YAML from 'yaml';
 import { AGENT_SCHEMA } from './schema';
 import { parseDuration } from './duration';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
+import { idMatcher, trustDomainName } from '../../spire/id';
+import { endpointTarget } from '../../spire/workload';
 
 export interface EndpointConfig {
   name: string;
@@ -30,6 +33,17 @@ export interface ConnectionConfig {
   id?: string;
 }
 
+/** Where the agent's SPIFFE identity comes from (src/spire: createX509Source). */
+export interface IdentityConfig {
+  source: 'spiffe' | 'files' | 'dev';
+  /** The Workload API address; default $SPIFFE_ENDPOINT_SOCKET. */
+  socket?: string;
+  /** Required with source files. */
+  files?: { cert: string; key: string; bundle: string; federated: Record<string, string> };
+  /** Always filled (defaults: caDir <stateDir>/dev-ca, trustDomain nsm.local). */
+  dev: { caDir: string; trustDomain: string; allowNonLoopback: boolean };
+}
+
 export interface AgentConfig {
   /** Where it was read from ('<defaults>' when no file was given). */
   file: string;
@@ -42,7 +56,7 @@ export interface AgentConfig {
   /** Local UDP ports for WireGuard ends (inclusive) and which implementation to use. */
   wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go' };
   maxTokenLifetimeMs: number;
-  identity: { source: 'spiffe' | 'files' | 'dev'; socket?: string; files?: unknown; dev?: unknown };
+  identity: IdentityConfig;
   /** listen: where an embedded registry serves other hosts; undefined = local only unless listen.tcp is set. */
   registry: { url: string; listen?: string; store: 'memory' | 'etcd'; etcd: string[]; expirationMs: number };
   policy: { service: string; allow: string[] }[];
@@ -118,6 +132,17 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   if (raw.registry?.store === 'etcd' && !(raw.registry?.etcd ?? []).length) {
     throw new ConfigError(file, 'registry.etcd', 'the etcd store needs at least one endpoint');
   }
+  const stateDir: string = raw.stateDir ?? '/var/lib/nsm-agent';
+  const identity = parseIdentity(file, raw.identity ?? {}, stateDir);
+  (raw.policy ?? []).forEach((p: { allow: string[] }, i: number) =>
+    p.allow.forEach((pattern, j) => {
+      try {
+        idMatcher(pattern);
+      } catch (err) {
+        throw new ConfigError(file, `policy[${i}].allow[${j}]`, `${(err as Error).message} (use an ID, spiffe://td/* or spiffe://td/path/*)`);
+      }
+    }),
+  );
   const names = new Set<string>();
   const endpoints: EndpointConfig[] = (raw.endpoints ?? []).map((e: any, i: number) => {
     const key = `endpoints[${i}]`;
@@ -146,12 +171,12 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     file,
     name: raw.name ?? defaultName(),
     logLevel: raw.logLevel ?? 'info',
-    stateDir: raw.stateDir ?? '/var/lib/nsm-agent',
+    stateDir,
     listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto' },
     maxTokenLifetimeMs: lifetime,
-    identity: { source: raw.identity?.source ?? 'dev', ...raw.identity },
+    identity,
     registry: {
       url: raw.registry?.url ?? 'embedded',
       listen: raw.registry?.listen,
@@ -162,6 +187,35 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     policy: raw.policy ?? [],
     endpoints,
     connections: (raw.connections ?? []).map((c: any) => ({ url: c.url, netns: c.netns ?? 'host', id: c.id })),
+  };
+}
+
+function parseIdentity(file: string, id: Record<string, any>, stateDir: string): IdentityConfig {
+  const source: IdentityConfig['source'] = id.source ?? 'dev';
+  if (source === 'files' && !id.files) throw new ConfigError(file, 'identity.files', 'is required with identity.source files');
+  if (id.socket !== undefined) {
+    try {
+      endpointTarget(id.socket);
+    } catch (err) {
+      throw new ConfigError(file, 'identity.socket', (err as Error).message);
+    }
+  }
+  for (const td of Object.keys(id.files?.federated ?? {})) {
+    try {
+      trustDomainName(td);
+    } catch (err) {
+      throw new ConfigError(file, `identity.files.federated.${td}`, (err as Error).message);
+    }
+  }
+  return {
+    source,
+    socket: id.socket,
+    files: id.files ? { cert: id.files.cert, key: id.files.key, bundle: id.files.bundle, federated: id.files.federated ?? {} } : undefined,
+    dev: {
+      caDir: id.dev?.caDir ?? path.join(stateDir, 'dev-ca'),
+      trustDomain: id.dev?.trustDomain ?? 'nsm.local',
+      allowNonLoopback: id.dev?.allowNonLoopback ?? false,
+    },
   };
 }
 

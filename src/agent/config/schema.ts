@@ -38,9 +38,29 @@ export const AGENT_SCHEMA = {
       additionalProperties: false,
       properties: {
         source: { enum: ['spiffe', 'files', 'dev'] },
-        socket: { type: 'string' },
-        files: { type: 'object' },
-        dev: { type: 'object' },
+        // the Workload API: unix:///path, unix:/path or tcp://IP:port (checked in index.ts)
+        socket: { type: 'string', minLength: 1 },
+        files: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['cert', 'key', 'bundle'],
+          properties: {
+            cert: { type: 'string', minLength: 1 },
+            key: { type: 'string', minLength: 1 },
+            bundle: { type: 'string', minLength: 1 },
+            // trust domain (td or spiffe://td) -> its bundle file
+            federated: { type: 'object', additionalProperties: { type: 'string', minLength: 1 } },
+          },
+        },
+        dev: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            caDir: { type: 'string', minLength: 1 },
+            trustDomain: { type: 'string', pattern: '^[a-z0-9._-]{1,255}$' },
+            allowNonLoopback: { type: 'boolean' },
+          },
+        },
       },
     },
     registry: {
@@ -62,7 +82,8 @@ export const AGENT_SCHEMA = {
         required: ['service', 'allow'],
         properties: {
           service: { type: 'string', minLength: 1 },
-          allow: { type: 'array', items: { type: 'string' } },
+          // SPIFFE IDs: exact, spiffe://td/* or spiffe://td/path/* (checked in index.ts)
+          allow: { type: 'array', items: { type: 'string', minLength: 1 } },
         },
       },
     },
