@@ -1,11 +1,27 @@
 /**
- * `nsm-agent run`: the daemon in the foreground. Validates the configuration before touching
- * anything, starts the agent, tells systemd it is ready, and stops cleanly on SIGTERM/SIGINT.
+ * `nsm-agent run`: the daemon in the foreground, as nsm-agent.service (Type=notify) runs it.
+ *
+ *   1. validates agent.yaml before touching anything (exit 2 on errors, from the CLI);
+ *   2. STATUS=starting, then starts the agent (listeners, identity, endpoints, connections);
+ *   3. restores the units that declared services (<runtime dir>/units), opens the systemd
+ *      socket (reload, unit start/stop), then READY=1 with a STATUS= line, and WATCHDOG=1 pings
+ *      when WatchdogSec= is set;
+ *   4. keeps STATUS= current (endpoints, connections, registry reachability);
+ *   5. SIGHUP or `nsm-agent reload`: RELOADING=1, re-reads agent.yaml, applies endpoint and
+ *      connection changes (src/agent/reload.ts), READY=1;
+ *   6. SIGTERM/SIGINT: STOPPING=1, closes connections and unregisters endpoints, exits 0.
+ *      The units' specs stay, so that the next start restores them.
  */
+import path from 'node:path';
 import { createLogger } from '../core/log';
-import { loadConfig } from './config';
+import { findAll } from '../core/registry';
+import { loadConfig, AgentConfig, ConfigError } from './config';
+import { AgentError } from '../core/errors';
 import { Agent } from './agent';
-import * as sys from '../sys';
+import { ConfigReloader, ReloadResult, withConnectionIds } from './reload';
+import { Notifier } from './systemd/notify';
+import { controlSocketPath, ControlServer, listenControl } from './systemd/control';
+import { UnitManager } from './systemd/units';
 
 export interface RunOptions {
   configFile?: string;
@@ -13,20 +29,121 @@ export interface RunOptions {
   cleanupOnExit: boolean;
 }
 
+/** How often STATUS= is refreshed. */
+const STATUS_EVERY_MS = 10_000;
+
+/** The one-line summary used in STATUS= and the log. */
+export function statusLine(agent: Agent, extra: { registryDown?: boolean; note?: string } = {}): string {
+  const eps = agent.endpoints.size;
+  const conns = agent.hub.connections().length;
+  const parts = [`serving on ${agent.cfg.listen.unix}`, `${eps} endpoint${eps === 1 ? '' : 's'}`, `${conns} connection${conns === 1 ? '' : 's'}`];
+  if (extra.registryDown) parts.push(`registry ${agent.cfg.registry.url} unreachable`);
+  if (extra.note) parts.push(extra.note);
+  return parts.join(', ');
+}
+
+async function registryReachable(agent: Agent): Promise<boolean> {
+  const [ctx, done] = agent.ctx().withTimeout(3_000);
+  try {
+    await findAll(agent.reg.ns.find(ctx, { network_service: { name: '' }, watch: false }));
+    return true;
+  } catch {
+    return false;
+  } finally {
+    done();
+  }
+}
+
 export async function runDaemon(opts: RunOptions): Promise<number> {
+  const adjust = (cfg: AgentConfig) => {
+    if (opts.socket) cfg.listen.unix = opts.socket;
+    else if (process.env['NSM_AGENT_SOCKET'] && !opts.configFile) cfg.listen.unix = process.env['NSM_AGENT_SOCKET'];
+  };
   const cfg = loadConfig(opts.configFile ?? process.env['NSM_AGENT_CONFIG']);
-  if (opts.socket) cfg.listen.unix = opts.socket;
-  else if (process.env['NSM_AGENT_SOCKET'] && !opts.configFile) cfg.listen.unix = process.env['NSM_AGENT_SOCKET'];
+  adjust(cfg);
+  withConnectionIds(cfg);
   const log = createLogger({ level: cfg.logLevel, fields: { agent: cfg.name } });
+  // SIGHUP's default action ends the process: until the reload handler is in place, a reload
+  // requested during start-up is remembered and done once ready.
+  let earlyHup = false;
+  const onEarlyHup = () => {
+    earlyHup = true;
+  };
+  process.on('SIGHUP', onEarlyHup);
+  const notifier = new Notifier(log);
+  notifier.status(`starting: identity (${cfg.identity.source}), registry ${cfg.registry.url}`);
   const agent = new Agent(cfg, { log });
   try {
     await agent.start();
   } catch (err) {
+    process.off('SIGHUP', onEarlyHup);
     log.error('start failed', { error: err });
+    notifier.status(`start failed: ${(err as Error).message}`);
     await agent.stop({ cleanup: true }).catch(() => {});
     return 1;
   }
-  sys.sdNotify(`READY=1\nSTATUS=serving on ${cfg.listen.unix}`);
+
+  const runtimeDir = path.dirname(cfg.listen.unix);
+  const units = new UnitManager(agent, { dir: path.join(runtimeDir, 'units'), log });
+  const reloader = new ConfigReloader(agent, cfg, {
+    log,
+    adjust,
+    unitConnection: (id) => units.connectionOf(id),
+    serial: (fn) => units.serial(fn),
+  });
+  notifier.status('starting: restoring units');
+  await units.restore().catch((err) => log.warn('restoring units failed', { error: err }));
+
+  let registryDown = false;
+  let note: string | undefined;
+  const refresh = () => notifier.status(statusLine(agent, { registryDown, note }));
+
+  const doReload = async (why: string): Promise<ReloadResult> => {
+    log.info('reloading', { file: reloader.config.file, trigger: why });
+    notifier.reloading();
+    try {
+      const r = await reloader.reload();
+      note = r.errors.length ? `last reload: ${r.errors.length} error(s)` : r.restartNeeded.length ? `restart needed for ${r.restartNeeded.join(',')}` : undefined;
+      return r;
+    } catch (err) {
+      note = `reload failed: ${(err as Error).message}`;
+      log.error('reload failed', { error: err });
+      throw err instanceof ConfigError ? new AgentError('INVALID_ARGUMENT', `configuration error: ${err.message}`) : err;
+    } finally {
+      notifier.ready(statusLine(agent, { registryDown, note }));
+    }
+  };
+
+  let control: ControlServer | undefined;
+  try {
+    control = await listenControl(
+      controlSocketPath(cfg.listen.unix),
+      {
+        reload: () => doReload('socket'),
+        unitStart: (spec) => units.start(spec).finally(refresh),
+        unitStop: (unit) => units.stop(unit).finally(refresh),
+        units: () => units.states(),
+      },
+      { log },
+    );
+  } catch (err) {
+    process.off('SIGHUP', onEarlyHup);
+    log.error('systemd socket failed', { error: err });
+    await agent.stop({ cleanup: true }).catch(() => {});
+    return 1;
+  }
+
+  notifier.ready(statusLine(agent));
+  const watchdogMs = notifier.startWatchdog();
+  if (watchdogMs) log.debug('watchdog enabled', { everyMs: watchdogMs });
+  const ticker = setInterval(() => {
+    registryReachable(agent).then((ok) => {
+      if (ok === registryDown) log[ok ? 'info' : 'warn'](ok ? 'registry reachable again' : 'registry unreachable', { registry: cfg.registry.url });
+      registryDown = !ok;
+      refresh();
+    });
+  }, STATUS_EVERY_MS);
+  ticker.unref();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -34,13 +151,27 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info('stopping', { signal });
-      sys.sdNotify('STOPPING=1');
-      agent
-        .stop({ cleanup: true })
+      notifier.stopping();
+      clearInterval(ticker);
+      process.off('SIGHUP', onHup);
+      (async () => {
+        await control?.close();
+        await agent.stop({ cleanup: true });
+      })()
         .catch((err) => log.error('stop failed', { error: err }))
-        .finally(() => resolve(0));
+        .finally(() => {
+          notifier.stopWatchdog();
+          resolve(0);
+        });
     };
+    const onHup = () => {
+      if (!stopping) doReload('SIGHUP').catch(() => {});
+    };
+    process.off('SIGHUP', onEarlyHup);
+    process.on('SIGHUP', onHup);
+    if (earlyHup) onHup();
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
 }
+

@@ -22,6 +22,9 @@ const USAGE = `usage: nsm-agent <command> [options]
   apply -f FILE                             register NetworkService manifests (networkservicemesh.io/v1)
   demo [--keep]                             a small mesh on this machine: connect, ping, show, remove
   identity create-ca|issue|show ...        a small PKI for hosts without SPIRE (nsm-agent identity help)
+  reload [--json]                           re-read agent.yaml and apply endpoint/connection changes
+  unit start|stop UNIT | unit list [--json] connections and endpoints of units with [X-NetworkServiceMesh]
+                                            (start/stop are run by nsm-connect@.service)
   version
 
   --socket PATH   the agent's socket (default: $NSM_AGENT_SOCKET or /run/nsm-agent/agent.sock)`;
@@ -102,6 +105,32 @@ export async function main(argv: string[]): Promise<number> {
       const { values } = parse(rest, { keep: { type: 'boolean' } });
       const { runDemo } = await import('./demo');
       return runDemo({ keep: !!values['keep'] });
+    }
+    case 'reload': {
+      const { values } = parse(rest, {});
+      const u = await import('./cli/units');
+      const r = await u.reload(socketPath(values.socket));
+      print(values.json, r, () => u.printReload(r));
+      return r.errors.length ? 1 : 0;
+    }
+    case 'unit': {
+      const { values, positionals } = parse(rest, {});
+      const [sub, unit, ...extra] = positionals;
+      const u = await import('./cli/units');
+      if (sub === 'list' && !unit) {
+        const list = await u.unitList(socketPath(values.socket));
+        print(values.json, list, () => u.printUnits(list));
+        return 0;
+      }
+      if ((sub !== 'start' && sub !== 'stop') || !unit || extra.length) throw new UsageError('unit needs start UNIT, stop UNIT or list');
+      if (sub === 'start') {
+        const s = await u.unitStart(socketPath(values.socket), unit);
+        print(values.json, s, () => u.printUnits([s]));
+      } else {
+        const s = await u.unitStop(socketPath(values.socket), unit);
+        print(values.json, s, () => `${unit}: ${s.stopped ? 'stopped' : 'was not known to the agent'}${s.agent ? '' : ' (agent not running)'}${s.netns ? ', namespace removed' : ''}`);
+      }
+      return 0;
     }
     case 'identity': {
       const { runIdentity } = await import('./cli/identity');

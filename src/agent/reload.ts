@@ -1,0 +1,173 @@
+/**
+ * `systemctl reload nsm-agent` (SIGHUP, or `nsm-agent reload`): re-reads agent.yaml and
+ * applies what changed in `endpoints:` and `connections:`, leaving everything else alone, so
+ * untouched vWires are never dropped:
+ *
+ *   - an endpoint that is gone: what reaches it is closed, then it is unregistered;
+ *   - a changed endpoint (any key): the same, then it is hosted and registered anew, and the
+ *     connections the agent held through it (config or unit ones) are requested again;
+ *   - a new endpoint: hosted and registered;
+ *   - connections, keyed by id (withConnectionIds gives configured ones a stable id): a removed
+ *     one is closed, a changed one (url or netns) is closed and requested again, a new one or
+ *     one that is not up (it failed before) is requested.
+ *
+ * Other keys (name, listen, registry, identity, ...) need a restart: a reload that finds them
+ * changed says so (in the result, the log and STATUS=) and keeps running with the old values.
+ * A file that does not load (YAML or schema error) changes nothing.
+ */
+import { createHash } from 'node:crypto';
+import { AgentError } from '../core/errors';
+import type { Logger } from '../core/log';
+import type { Agent } from './agent';
+import { AgentConfig, loadConfig } from './config';
+import { closeEndpointConnections } from './systemd/units';
+
+export interface ReloadResult {
+  file: string;
+  added: string[];
+  removed: string[];
+  changed: string[];
+  /** Keys whose new value takes effect only after a restart. */
+  restartNeeded: string[];
+  errors: string[];
+}
+
+/** Keys a reload does not apply. */
+const RESTART_KEYS = ['name', 'logLevel', 'stateDir', 'listen', 'tunnelIP', 'maxTokenLifetimeMs', 'identity', 'registry', 'policy'] as const;
+
+/** Gives every configured connection without an id a stable one (from its url and netns). */
+export function withConnectionIds(cfg: AgentConfig): AgentConfig {
+  for (const c of cfg.connections) {
+    if (!c.id) c.id = `${cfg.name}-cfg-${createHash('sha256').update(`${c.url}\0${c.netns}`).digest('hex').slice(0, 10)}`;
+  }
+  return cfg;
+}
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+export interface ReloaderOptions {
+  log: Logger;
+  /** Reads the file again; default loadConfig. */
+  load?: (file: string) => AgentConfig;
+  /** Adjusts a freshly loaded config the way the daemon did at start (e.g. --socket). */
+  adjust?: (cfg: AgentConfig) => void;
+  /** Re-requests a unit's connection by id (units own those). */
+  unitConnection?: (id: string) => { url: string; netns: string } | undefined;
+  /** Runs the reload serialized with unit operations. */
+  serial?: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+export class ConfigReloader {
+  private current: AgentConfig;
+
+  constructor(
+    private readonly agent: Agent,
+    initial: AgentConfig,
+    private readonly opts: ReloaderOptions,
+  ) {
+    this.current = initial;
+  }
+
+  get config(): AgentConfig {
+    return this.current;
+  }
+
+  /** Re-reads `file` (default: the file the agent started with) and applies it. */
+  reload(file: string = this.current.file): Promise<ReloadResult> {
+    const run = async () => {
+      const next = (this.opts.load ?? loadConfig)(file);
+      this.opts.adjust?.(next);
+      withConnectionIds(next);
+      return this.apply(next);
+    };
+    return this.opts.serial ? this.opts.serial(run) : run();
+  }
+
+  /** Applies `next` against what runs now. */
+  async apply(next: AgentConfig): Promise<ReloadResult> {
+    const log = this.opts.log;
+    const cur = this.current;
+    const result: ReloadResult = { file: next.file, added: [], removed: [], changed: [], restartNeeded: [], errors: [] };
+    for (const key of RESTART_KEYS) {
+      if (!same(cur[key], next[key])) result.restartNeeded.push(key === 'maxTokenLifetimeMs' ? 'maxTokenLifetime' : key);
+    }
+    const note = (err: unknown, what: string) => {
+      const e = AgentError.wrap(err, what);
+      result.errors.push(`${e.message} (${e.code})`);
+      log.error('reload: ' + what + ' failed', { error: e });
+    };
+
+    const oldEps = new Map(cur.endpoints.map((e) => [e.name, e]));
+    const newEps = new Map(next.endpoints.map((e) => [e.name, e]));
+    const oldConns = new Map(cur.connections.map((c) => [c.id!, c]));
+    const newConns = new Map(next.connections.map((c) => [c.id!, c]));
+
+    // 1. connections that go or change
+    for (const [id, c] of oldConns) {
+      const n = newConns.get(id);
+      if (n && same(n, c)) continue;
+      if (this.agent.held.has(id)) {
+        await this.agent.disconnect(id).catch((err) => note(err, `close connection ${id}`));
+      }
+      (n ? result.changed : result.removed).push(`connection ${id}`);
+    }
+    // 2. endpoints that go or change; remember held connections that went with them
+    const reconnect = new Map<string, { url: string; netns: string }>();
+    for (const [name, e] of oldEps) {
+      const n = newEps.get(name);
+      if (n && same(n, e)) continue;
+      const held = new Map([...this.agent.held].map(([id, h]) => [id, h.netns]));
+      const closed = await closeEndpointConnections(this.agent, name, log);
+      for (const id of closed) {
+        const c = newConns.get(id);
+        const unit = this.opts.unitConnection?.(id);
+        if (c && held.has(id)) reconnect.set(id, { url: c.url, netns: c.netns });
+        else if (unit && held.has(id)) reconnect.set(id, unit);
+      }
+      try {
+        await this.agent.removeEndpoint(name);
+      } catch (err) {
+        note(err, `unregister endpoint ${name}`);
+      }
+      (n ? result.changed : result.removed).push(`endpoint ${name}`);
+    }
+    // 3. endpoints that come or changed
+    for (const [name, e] of newEps) {
+      const o = oldEps.get(name);
+      if (o && same(o, e) && this.agent.endpoints.has(name)) continue;
+      try {
+        await this.agent.addEndpoint(e);
+        if (!o) result.added.push(`endpoint ${name}`);
+      } catch (err) {
+        note(err, `endpoint ${name}`);
+      }
+    }
+    // 4. connections that come, changed, lost their endpoint, or were not up
+    for (const [id, c] of newConns) {
+      if (this.agent.held.has(id)) continue;
+      reconnect.delete(id);
+      try {
+        await this.agent.connect(c.url, c.netns, id);
+        if (!oldConns.has(id)) result.added.push(`connection ${id}`);
+      } catch (err) {
+        note(err, `connection ${id} (${c.url})`);
+      }
+    }
+    for (const [id, c] of reconnect) {
+      if (this.agent.held.has(id)) continue;
+      await this.agent.connect(c.url, c.netns, id).catch((err) => note(err, `reconnect ${id}`));
+    }
+
+    this.current = { ...next, ...Object.fromEntries(RESTART_KEYS.map((k) => [k, cur[k]])) } as AgentConfig;
+    if (result.restartNeeded.length) log.warn('reload: restart needed to apply', { keys: result.restartNeeded.join(',') });
+    log.info('reloaded', {
+      file: next.file,
+      added: result.added.length,
+      removed: result.removed.length,
+      changed: result.changed.length,
+      errors: result.errors.length,
+    });
+    return result;
+  }
+}
+

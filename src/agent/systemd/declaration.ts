@@ -1,0 +1,76 @@
+/**
+ * The `[X-NetworkServiceMesh]` section of a unit (shared/design/architecture.md section 2):
+ *
+ *   [X-NetworkServiceMesh]
+ *   Connect=kernel://db-replication/nsm-1?app=postgres   # one or more NSM client URLs
+ *   Provide=db-replication?app=postgres                  # a service this unit serves, with labels
+ *   AddressPool=172.16.1.0/24                            # the pool of the unit's endpoint
+ *   Namespace=private                                    # private (default) or host
+ *
+ * Connect=, Provide= and AddressPool= are lists: several values on one line (blank-separated)
+ * or several lines add up, and an empty assignment resets the list, as with systemd's own
+ * list settings. This module only collects the values (no imports beyond unitfile, so the
+ * generator stays quick); src/agent/systemd/units.ts checks them.
+ */
+import { readFileSync } from 'node:fs';
+import { Assignment, UnitFileError, UnitFiles, findUnitFiles, sectionOf, unitSearchPath } from './unitfile';
+
+export const SECTION = 'X-NetworkServiceMesh';
+
+export interface RawDecl {
+  unit: string;
+  namespace: 'private' | 'host';
+  connect: string[];
+  provide: string[];
+  addressPool: string[];
+  /** Where the section was read from (fragment and drop-ins that have it). */
+  files: string[];
+}
+
+const LIST_KEYS = { Connect: 'connect', Provide: 'provide', AddressPool: 'addressPool' } as const;
+
+/** Collects the section's assignments; throws UnitFileError naming the file and line. */
+export function collectDecl(unit: string, assignments: Assignment[]): RawDecl {
+  const decl: RawDecl = { unit, namespace: 'private', connect: [], provide: [], addressPool: [], files: [] };
+  for (const a of assignments) {
+    if (!decl.files.includes(a.file)) decl.files.push(a.file);
+    if (a.key in LIST_KEYS) {
+      const list = decl[LIST_KEYS[a.key as keyof typeof LIST_KEYS]];
+      if (a.value === '') list.length = 0;
+      else list.push(...a.value.split(a.key === 'AddressPool' ? /[\s,]+/ : /\s+/).filter(Boolean));
+    } else if (a.key === 'Namespace') {
+      if (a.value === '' || a.value === 'private') decl.namespace = 'private';
+      else if (a.value === 'host') decl.namespace = 'host';
+      else throw new UnitFileError(a.file, a.line, `Namespace= must be private or host, not ${JSON.stringify(a.value)}`);
+    } else {
+      throw new UnitFileError(a.file, a.line, `unknown key ${a.key}= in [${SECTION}] (known: Connect, Provide, AddressPool, Namespace)`);
+    }
+  }
+  return decl;
+}
+
+/** The unit's declaration from its files, or undefined if no file has the section. */
+export function readDecl(unit: string, files: UnitFiles = findUnitFiles(unit, unitSearchPath())): RawDecl | undefined {
+  const assignments = sectionOf(files, SECTION);
+  const has = [files.fragment, ...files.dropIns].some((f) => f && hasSection(f));
+  if (!has) return undefined;
+  return collectDecl(unit, assignments);
+}
+
+function hasSection(file: string): boolean {
+  try {
+    return readFileSync(file, 'utf8').includes(`[${SECTION}]`);
+  } catch {
+    return false;
+  }
+}
+
+/** `foo.service` -> `foo`, `foo@bar.service` -> `foo@bar` (systemd's %N). */
+export function unitBase(unit: string): string {
+  return unit.endsWith('.service') ? unit.slice(0, -'.service'.length) : unit;
+}
+
+/** The private namespace of a unit, under /run/netns (the generator's NetworkNamespacePath=). */
+export function unitNetnsName(unit: string): string {
+  return `nsm-${unitBase(unit)}`;
+}

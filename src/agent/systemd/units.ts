@@ -1,0 +1,311 @@
+/**
+ * Units that declare network services (`[X-NetworkServiceMesh]`), on the agent's side.
+ *
+ * `nsm-agent unit start <unit>` (run by nsm-connect@<unit>.service before the unit) reads the
+ * unit's section, checks it (checkDecl, here), makes the unit's namespace and sends the result,
+ * a UnitSpec, over the systemd socket. The agent then:
+ *   1. hosts and registers the unit's endpoint if it declares Provide= (pool AddressPool=, in
+ *      the unit's namespace, labels with nodeName),
+ *   2. requests and holds each Connect= connection into the unit's namespace,
+ * all or nothing: on a failure what was made is undone and the error goes back to the helper,
+ * which fails, so the unit does not start and `systemctl status` shows why. The spec is kept in
+ * <runtime dir>/units/<unit>.json (RuntimeDirectoryPreserve=yes keeps it across agent
+ * restarts), so a restarted agent restores its units' endpoints and connections.
+ * `nsm-agent unit stop` closes the connections, closes what reached the endpoint and
+ * unregisters it, then forgets the spec.
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { AgentError } from '../../core/errors';
+import type { Logger } from '../../core/log';
+import { parseNsURL } from '../../networkservice/nsurl';
+import { parsePrefix } from '../../networkservice/ipam/cidr';
+import type { Agent } from '../agent';
+import type { EndpointConfig } from '../config';
+import { RawDecl, unitBase, unitNetnsName } from './declaration';
+import { isValidUnitName } from './unitfile';
+
+export interface UnitSpec {
+  unit: string;
+  /** 'host', or a namespace name under /run/netns. */
+  netns: string;
+  connect: { url: string; id: string; ifname: string }[];
+  provide?: { services: string[]; labels: Record<string, string>; cidr: string };
+}
+
+function invalid(unit: string, why: string): AgentError {
+  return new AgentError('INVALID_ARGUMENT', `${unit}: [X-NetworkServiceMesh] ${why}`);
+}
+
+/** Checks a unit's declaration and turns it into what the agent applies. */
+export function checkDecl(decl: RawDecl): UnitSpec {
+  const { unit } = decl;
+  if (!isValidUnitName(unit)) throw new AgentError('INVALID_ARGUMENT', `${JSON.stringify(unit)} is not a service unit name`);
+  const netns = decl.namespace === 'host' ? 'host' : unitNetnsName(unit);
+  const connect: UnitSpec['connect'] = [];
+  const ifnames = new Set<string>();
+  for (const [i, url] of decl.connect.entries()) {
+    let u;
+    try {
+      u = parseNsURL(url);
+    } catch (err) {
+      throw invalid(unit, `Connect=: ${(err as Error).message}`);
+    }
+    if (u.mechanism !== 'KERNEL') throw invalid(unit, `Connect=${url}: only the kernel:// mechanism can reach a unit`);
+    const ifname = u.interfaceName ?? `nsm-${i + 1}`;
+    if (ifnames.has(ifname)) throw invalid(unit, `Connect=${url}: interface ${ifname} is requested twice`);
+    ifnames.add(ifname);
+    const full = u.interfaceName ? url : url.replace(/(\?|$)/, `/${ifname}$1`);
+    connect.push({ url: full, id: `${unit}/${ifname}`, ifname });
+  }
+  let provide: UnitSpec['provide'];
+  if (decl.provide.length) {
+    const services: string[] = [];
+    const labels: Record<string, string> = {};
+    for (const p of decl.provide) {
+      if (p.includes('://') || p.includes('/')) throw invalid(unit, `Provide=${p}: expected service?label=value, without a scheme or interface`);
+      let u;
+      try {
+        u = parseNsURL(p);
+      } catch (err) {
+        throw invalid(unit, `Provide=: ${(err as Error).message}`);
+      }
+      if (!services.includes(u.networkService)) services.push(u.networkService);
+      for (const [k, v] of Object.entries(u.labels)) {
+        if (k in labels && labels[k] !== v) throw invalid(unit, `Provide=${p}: label ${k} is given two values (${labels[k]}, ${v})`);
+        labels[k] = v;
+      }
+    }
+    if (!decl.addressPool.length) throw invalid(unit, 'Provide= needs AddressPool= (the addresses handed to clients)');
+    for (const c of decl.addressPool) {
+      if (!c.includes('/') || !parsePrefix(c)) throw invalid(unit, `AddressPool=${c} is not a CIDR prefix`);
+    }
+    provide = { services, labels, cidr: decl.addressPool.join(',') };
+  } else if (decl.addressPool.length) {
+    throw invalid(unit, 'AddressPool= without Provide=');
+  }
+  return { unit, netns, connect, provide };
+}
+
+/** The registry name of a unit's endpoint: unique per host and unit. */
+export function unitEndpointName(nodeName: string, unit: string): string {
+  const base = unitBase(unit)
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]+/g, '-')
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
+  return `${nodeName}-${base || 'unit'}`.slice(0, 253).replace(/[^a-z0-9]+$/, '');
+}
+
+/** Closes every connection that reaches endpoint `name` (held ones and clients'). */
+export async function closeEndpointConnections(agent: Agent, name: string, log: Logger): Promise<string[]> {
+  const closed: string[] = [];
+  for (const [id, h] of [...agent.held]) {
+    if (h.conn.network_service_endpoint_name !== name) continue;
+    await agent.disconnect(id).catch((err) => log.warn('close failed', { id, error: err }));
+    closed.push(id);
+  }
+  for (const c of agent.hub.connections()) {
+    if (c.network_service_endpoint_name !== name || !c.id) continue;
+    await agent.disconnect(c.id).catch((err) => log.warn('close failed', { id: c.id, error: err }));
+    closed.push(c.id);
+  }
+  return closed;
+}
+
+export interface UnitState {
+  unit: string;
+  netns: string;
+  endpoint?: string;
+  services: string[];
+  connections: { id: string; url: string; ifname: string; up: boolean }[];
+}
+
+export class UnitManager {
+  private readonly specs = new Map<string, UnitSpec>();
+  /** One operation at a time: unit start/stop/restore and reload never interleave. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly agent: Agent,
+    private readonly opts: { dir: string; log: Logger },
+  ) {}
+
+  /** Serializes `fn` after every operation already queued (also used by the reloader). */
+  serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  endpointName(unit: string): string {
+    return unitEndpointName(this.agent.cfg.name, unit);
+  }
+
+  /** A connection id of a unit, with its URL and namespace (to re-request it). */
+  connectionOf(id: string): { url: string; netns: string } | undefined {
+    for (const s of this.specs.values()) {
+      const c = s.connect.find((x) => x.id === id);
+      if (c) return { url: c.url, netns: s.netns };
+    }
+    return undefined;
+  }
+
+  specsList(): UnitSpec[] {
+    return [...this.specs.values()];
+  }
+
+  /** Applies a unit (all or nothing); the same spec again is a no-op, a changed one replaces it. */
+  start(spec: UnitSpec): Promise<UnitState> {
+    return this.serial(async () => {
+      const old = this.specs.get(spec.unit);
+      if (old && JSON.stringify(old) === JSON.stringify(spec) && this.isUp(old)) return this.state(old);
+      if (old) await this.teardown(old);
+      await this.apply(spec, { atomic: true });
+      this.specs.set(spec.unit, spec);
+      this.save(spec);
+      this.opts.log.info('unit started', { unit: spec.unit, netns: spec.netns, connections: spec.connect.length, endpoint: spec.provide ? this.endpointName(spec.unit) : undefined });
+      return this.state(spec);
+    });
+  }
+
+  stop(unit: string): Promise<boolean> {
+    return this.serial(async () => {
+      const spec = this.specs.get(unit) ?? this.load(unit);
+      this.forget(unit);
+      if (!spec) return false;
+      await this.teardown(spec);
+      this.opts.log.info('unit stopped', { unit });
+      return true;
+    });
+  }
+
+  /**
+   * After an agent (re)start: re-applies every unit found in the state directory, best effort:
+   * every unit's endpoint first, then the connections (a consumer may use a provider unit).
+   */
+  restore(): Promise<string[]> {
+    return this.serial(async () => {
+      const specs: UnitSpec[] = [];
+      for (const f of this.files()) {
+        const spec = this.load(f.slice(0, -'.json'.length));
+        if (!spec) continue;
+        this.specs.set(spec.unit, spec);
+        specs.push(spec);
+      }
+      for (const spec of specs) await this.apply({ ...spec, connect: [] }, { atomic: false });
+      for (const spec of specs) {
+        await this.apply({ ...spec, provide: undefined }, { atomic: false });
+        this.opts.log.info('unit restored', { unit: spec.unit, up: this.isUp(spec) });
+      }
+      return specs.map((s) => s.unit);
+    });
+  }
+
+  states(): UnitState[] {
+    return [...this.specs.values()].map((s) => this.state(s));
+  }
+
+  private isUp(spec: UnitSpec): boolean {
+    return spec.connect.every((c) => this.agent.held.has(c.id)) && (!spec.provide || this.agent.endpoints.has(this.endpointName(spec.unit)));
+  }
+
+  private state(spec: UnitSpec): UnitState {
+    return {
+      unit: spec.unit,
+      netns: spec.netns,
+      endpoint: spec.provide ? this.endpointName(spec.unit) : undefined,
+      services: spec.provide?.services ?? [],
+      connections: spec.connect.map((c) => ({ ...c, up: this.agent.held.has(c.id) })),
+    };
+  }
+
+  /**
+   * Makes the unit's endpoint and connections. Atomic (unit start): the first failure undoes
+   * what this call made and is thrown. Not atomic (restore): failures are logged, the rest goes on.
+   */
+  private async apply(spec: UnitSpec, opts: { atomic: boolean }): Promise<void> {
+    const log = this.opts.log.with({ unit: spec.unit });
+    const made: string[] = [];
+    let endpoint: string | undefined;
+    try {
+      if (spec.provide && !this.agent.endpoints.has(this.endpointName(spec.unit))) {
+        const cfg: EndpointConfig = {
+          name: this.endpointName(spec.unit),
+          services: spec.provide.services,
+          labels: spec.provide.labels,
+          cidr: spec.provide.cidr,
+          netns: spec.netns,
+          payload: 'IP',
+          excludedPrefixes: [],
+        };
+        try {
+          await this.agent.addEndpoint(cfg);
+          endpoint = cfg.name;
+        } catch (err) {
+          const e = AgentError.wrap(err, `${spec.unit}: Provide=${spec.provide.services.join(',')}`);
+          if (opts.atomic) throw e;
+          log.warn('unit endpoint not restored', { error: e });
+        }
+      }
+      for (const c of spec.connect) {
+        if (this.agent.held.has(c.id)) continue;
+        try {
+          await this.agent.connect(c.url, spec.netns, c.id);
+          made.push(c.id);
+        } catch (err) {
+          const e = AgentError.wrap(err, `${spec.unit}: Connect=${c.url}`);
+          if (opts.atomic) throw e;
+          // After an unclean agent exit the interface is usually still there; it is left alone.
+          log.warn('unit connection not restored', { id: c.id, error: e });
+        }
+      }
+    } catch (err) {
+      for (const id of made.reverse()) await this.agent.disconnect(id).catch(() => {});
+      if (endpoint) await this.agent.removeEndpoint(endpoint).catch(() => {});
+      throw err;
+    }
+  }
+
+  private async teardown(spec: UnitSpec): Promise<void> {
+    for (const c of spec.connect) {
+      if (this.agent.held.has(c.id)) await this.agent.disconnect(c.id).catch((err) => this.opts.log.warn('disconnect failed', { id: c.id, error: err }));
+    }
+    if (spec.provide) {
+      const name = this.endpointName(spec.unit);
+      await closeEndpointConnections(this.agent, name, this.opts.log);
+      await this.agent.removeEndpoint(name).catch((err) => this.opts.log.warn('unregister failed', { endpoint: name, error: err }));
+    }
+  }
+
+  private file(unit: string): string {
+    return path.join(this.opts.dir, `${unit}.json`);
+  }
+
+  private files(): string[] {
+    try {
+      return readdirSync(this.opts.dir).filter((f) => f.endsWith('.service.json')).sort();
+    } catch {
+      return [];
+    }
+  }
+
+  private save(spec: UnitSpec): void {
+    mkdirSync(this.opts.dir, { recursive: true, mode: 0o755 });
+    const tmp = `${this.file(spec.unit)}.tmp`;
+    writeFileSync(tmp, JSON.stringify(spec, null, 2) + '\n', { mode: 0o644 });
+    renameSync(tmp, this.file(spec.unit));
+  }
+
+  private load(unit: string): UnitSpec | undefined {
+    try {
+      return JSON.parse(readFileSync(this.file(unit), 'utf8')) as UnitSpec;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private forget(unit: string): void {
+    this.specs.delete(unit);
+    rmSync(this.file(unit), { force: true });
+  }
+}
