@@ -251,3 +251,21 @@ describe('Workload API client', () => {
     await waitFor(() => process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap').length <= baseline, 3000, 'handles released');
   });
 });
+
+describe('identity from agent.yaml settings', () => {
+  it('creates the configured source and explains why none arrives in time', async () => {
+    const { createX509Source, waitForIdentity } = await import('../../../src/spire');
+    const api = await fake({ entries: [] });
+    const dev = { caDir: '/nonexistent', trustDomain: 'nsm.local', allowNonLoopback: false };
+    const s = createX509Source({ source: 'spiffe', socket: api.address, dev }, { name: 'a' });
+    cleanups.push(() => s.close());
+    expect(s.kind).toBe('spiffe');
+    await expect(waitForIdentity(s, 300)).rejects.toThrow(/no SPIFFE identity \(spiffe\) after 0.3 s: .*no identity issued/);
+    api.setEntries([{ id: ID, ttlMs: 60_000 }]);
+    expect((await waitForIdentity(s, 5000)).svids[0]?.id).toBe(ID);
+
+    const missing = createX509Source({ source: 'spiffe', socket: 'unix:///nonexistent/api.sock', dev }, { name: 'a' });
+    cleanups.push(() => missing.close());
+    await expect(waitForIdentity(missing, 300)).rejects.toThrow(/after 0.3 s: .*(No such file|ENOENT|UNAVAILABLE|connect)/i);
+  });
+});
