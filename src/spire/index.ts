@@ -20,7 +20,17 @@ export { DevX509Source, isLoopbackHost } from './dev';
 export { LocalCa } from './ca';
 export { parseSpiffeId, isSpiffeId, idMatcher, trustDomainName } from './id';
 export { PEER, SERVER_PEER, peerFromCall, peerFromCertificate, type PeerIdentity, type PeerSlot } from './peer';
-export { serverCredentials, channelCredentials, trustedBundles, type SpiffeChannel, type MtlsOptions, type ServerMtlsOptions } from './tls';
+export {
+  serverCredentials,
+  channelCredentials,
+  listenMtls,
+  trustedBundles,
+  type SpiffeChannel,
+  type MtlsOptions,
+  type ServerMtlsOptions,
+  type MtlsListener,
+  type ListenMtlsOptions,
+} from './tls';
 export {
   SpiffeTokenSource,
   tokenMetadata,

@@ -22,11 +22,15 @@
  *      domain's CA, is fine; an UpstreamAuthority with intermediates is not supported yet).
  */
 import { X509Certificate } from 'node:crypto';
+import type { AddressInfo, Socket } from 'node:net';
+import * as tls from 'node:tls';
 import type { PeerCertificate, SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
+import { Logger, silentLogger } from '../core/log';
 import type { TokenSource } from '../networkservice/updatetoken/token';
+import { hostOf } from './dev';
 import { trustDomainName } from './id';
 import { PeerIdentity, peerFromCertificate } from './peer';
 import type { X509Source } from './source';
@@ -332,4 +336,88 @@ class SpiffeServerCredentials extends grpc.ServerCredentials {
       },
     });
   }
+}
+
+export interface MtlsListener {
+  /** The bound port (useful with port 0). */
+  readonly port: number;
+  /** Stops accepting, closes the injected sessions' listener and releases the source watch. */
+  close(): Promise<void>;
+}
+
+export interface ListenMtlsOptions extends MtlsOptions {
+  log?: Logger;
+}
+
+/**
+ * An alternative to serverCredentials that authorizes at the handshake with the FULL peer
+ * chain (intermediates included): a node:tls server presents the current SVID (swapped with
+ * setSecureContext on rotation), verifies each client like the client side does, and only
+ * then hands the TLS socket to the grpc-js server (Server.createConnectionInjector, grpc-js
+ * ≥ 1.11). Refused peers are disconnected before any RPC. Handlers see the peer exactly as
+ * with serverCredentials (peerFromCall). `address` is `host:port` (`[v6]:port`).
+ */
+export async function listenMtls(server: grpc.Server, address: string, source: X509Source, opts: ListenMtlsOptions = {}): Promise<MtlsListener> {
+  source.checkListener(address);
+  const authorize = opts.authorize ?? authorizeAny();
+  const clock = opts.clock ?? realClock;
+  const log = opts.log ?? silentLogger;
+  const host = hostOf(address);
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535 || !address.includes(':')) {
+    throw new AgentError('INVALID_ARGUMENT', `${address} is not host:port`);
+  }
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const initial = material(source, opts.federatesWith);
+  const tlsServer = tls.createServer({
+    requestCert: true,
+    rejectUnauthorized: true,
+    ALPNProtocols: ['h2'],
+    minVersion: 'TLSv1.2',
+    ...(initial ?? {}),
+  });
+  let current = initial;
+  const unwatch = watch(source, () => {
+    current = material(source, opts.federatesWith);
+    if (current) tlsServer.setSecureContext({ cert: current.cert, key: current.key, ca: current.ca });
+  });
+  const sockets = new Set<Socket>();
+  tlsServer.on('connection', (socket: Socket) => {
+    if (!current) return void socket.destroy(); // no identity yet: nothing to present
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  tlsServer.on('tlsClientError', (err, socket) => {
+    log.debug('mTLS handshake failed', { remote: socket.remoteAddress, error: err.message });
+    socket.destroy();
+  });
+  tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
+    socket.on('error', () => {});
+    try {
+      verifyAndAuthorize(chainOf(socket.getPeerCertificate(true)), trustedBundles(source, opts.federatesWith), clock.now(), authorize);
+    } catch (err) {
+      log.warn('mTLS peer refused', { remote: socket.remoteAddress, error: (err as Error).message });
+      socket.destroy();
+      return;
+    }
+    injector.injectConnection(socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    tlsServer.once('error', reject);
+    tlsServer.listen(port, host, () => {
+      tlsServer.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (tlsServer.address() as AddressInfo).port;
+  return {
+    port: bound,
+    close: async () => {
+      unwatch();
+      const closed = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
+      injector.destroy();
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
 }

@@ -12,7 +12,7 @@ import { DevX509Source } from '../../../src/spire/dev';
 import { peerFromCall } from '../../../src/spire/peer';
 import type { X509Source } from '../../../src/spire/source';
 import { makeSvid } from '../../../src/spire/svid';
-import { channelCredentials, serverCredentials, SpiffeChannel } from '../../../src/spire/tls';
+import { channelCredentials, listenMtls, serverCredentials, SpiffeChannel } from '../../../src/spire/tls';
 import { SpiffeTokenSource, TOKEN_HEADER, TOKEN_EXPIRES_HEADER, verifyEs256, audienceOf } from '../../../src/spire/token';
 import { authorizeId } from '../../../src/spire/verify';
 import { createCertificate, KU, OID } from '../../../src/spire/x509';
@@ -285,5 +285,77 @@ describe('mTLS with SVIDs', () => {
     const open = new DevX509Source({ caDir: dir, name: 'c', allowNonLoopback: true });
     cleanups.push(() => open.close());
     expect(() => serverCredentials(open, { listen: '0.0.0.0:5001' })).not.toThrow();
+  });
+
+  describe('listenMtls (authorization at the handshake, full chain)', () => {
+    async function serveInjected(source: X509Source, opts: Parameters<typeof listenMtls>[3] = {}) {
+      const server = new grpc.Server();
+      const seen: Seen[] = [];
+      server.addService(SERVICE, {
+        Who: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+          const p = peerFromCall(call);
+          seen.push({ peer: p?.id, fingerprint: p?.certificate.fingerprint256 });
+          cb(null, Buffer.from(JSON.stringify({ peer: p?.id, fingerprint: p?.certificate.fingerprint256 })));
+        },
+      });
+      const l = await listenMtls(server, '127.0.0.1:0', source, opts);
+      cleanups.push(async () => {
+        await l.close();
+        server.forceShutdown();
+      });
+      return { port: l.port, seen };
+    }
+
+    it('accepts clients whose SVID is signed by an intermediate, and sees their ID', async () => {
+      const root = LocalCa.create({ trustDomain: TD });
+      const inter = root.intermediate();
+      const { port } = await serveInjected(pair(root, SERVER_ID));
+      const client = new StaticSource(contextOf(inter.issue(CLIENT_ID), root));
+      expect((await who(dial(port, channelCredentials(client)))).peer).toBe(CLIENT_ID);
+      // serverCredentials cannot see the intermediate and says so
+      const { port: p2 } = await serve(pair(root, SERVER_ID));
+      const err = await who(dial(p2, channelCredentials(client))).catch((e) => e);
+      expect(err.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(err.details).toMatch(/signed directly by a root/);
+    });
+
+    it('refuses impostors and unauthorized IDs before any call', async () => {
+      const a = LocalCa.create({ trustDomain: TD });
+      const b = LocalCa.create({ trustDomain: 'other.org' });
+      const { port, seen } = await serveInjected(pair(a, SERVER_ID, [b]), { authorize: (p) => (p.id === 'spiffe://example.org/banned' ? 'banned' : undefined) });
+      const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const now = Date.now();
+      const forged = createCertificate({
+        subject: { C: 'US', O: 'SPIRE' }, publicKey: keys.publicKey, issuer: b.cert, signingKey: b.key,
+        notBefore: now - 10_000, notAfter: now + 600_000, isCa: false, keyUsage: [KU.digitalSignature], uris: [CLIENT_ID],
+      });
+      const impostor = new StaticSource({ svids: [makeSvid([forged], keys.privateKey)], bundles: new Map([[TD, a.bundle()]]) });
+      await expect(who(dial(port, channelCredentials(impostor)))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      await expect(who(dial(port, channelCredentials(pair(a, 'spiffe://example.org/banned'))))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect(seen).toHaveLength(0);
+      expect((await who(dial(port, channelCredentials(pair(a, CLIENT_ID))))).peer).toBe(CLIENT_ID);
+    });
+
+    it('presents the rotated SVID on new handshakes', async () => {
+      const ca = LocalCa.create({ trustDomain: TD });
+      const server = pair(ca, SERVER_ID);
+      const { port } = await serveInjected(server);
+      const ch1 = channelCredentials(pair(ca, CLIENT_ID));
+      await who(dial(port, ch1));
+      server.set(contextOf(ca.issue(SERVER_ID), ca));
+      const ch2 = channelCredentials(pair(ca, CLIENT_ID));
+      await who(dial(port, ch2));
+      expect(ch2.peer()?.certificate.fingerprint256).not.toBe(ch1.peer()?.certificate.fingerprint256);
+      expect(ch2.peer()?.certificate.fingerprint256).toBe(server.svid().chain[0]?.fingerprint256);
+    });
+
+    it('checks the listen address against the development identity', async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'nsm-devtls-'));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      const dev = new DevX509Source({ caDir: dir, name: 'a' });
+      cleanups.push(() => dev.close());
+      await dev.ready();
+      await expect(listenMtls(new grpc.Server(), '0.0.0.0:0', dev)).rejects.toThrow(/loopback/);
+    });
   });
 });
