@@ -11,19 +11,24 @@
  *   bundles keyed `spiffe://td` and only for trust domains the entry federates with);
  * - FetchX509SVID sends the full state at once and again on every change (no de-duplication);
  *   FetchX509Bundles de-duplicates; SVIDs are rotated at half their lifetime ±10 %;
- * - JWT RPCs answer UNIMPLEMENTED (the agent does not use JWT-SVIDs).
+ * - the JWT profile too (the agent does not use it, but it is mandatory for a Workload API):
+ *   FetchJWTSVID (audience required; ES256 with `kid`, `aud` as a list, 5 min), FetchJWTBundles
+ *   (standard JWKS per trust domain, de-duplicated), ValidateJWTSVID (claims as a Struct).
  *
  * Fault hooks: revoke(), breakStreams(), failNext(), stop()/restart(), pushMalformed(),
  * root rotation in three steps. `close()` removes everything it created.
  */
 import * as grpc from '@grpc/grpc-js';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { generateKeyPairSync, KeyObject, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { KeyType, LocalCa } from '../../../src/spire/ca';
 import type { X509Svid } from '../../../src/spire/svid';
 import { SECURITY_HEADER, workloadServiceDefinition } from '../../../src/spire/workload';
+import { isSpiffeId } from '../../../src/spire/id';
+import { audienceOf, checkExpiry, decodeJwt, signEs256, verifyEs256 } from '../../../src/spire/token';
 import { toDer } from '../../../src/spire/x509';
 
 export interface Entry {
@@ -39,11 +44,13 @@ export interface Entry {
 interface TrustDomain {
   /** Issues SVIDs (the root, or an intermediate under it). */
   issuer: LocalCa;
+  /** Signs JWT-SVIDs. */
+  jwt: { kid: string; key: KeyObject };
   /** Roots published in the bundle (two during a root rotation). */
   roots: X509Certificate[];
 }
 
-type Stream = { kind: 'svid' | 'bundles'; call: grpc.ServerWritableStream<unknown, unknown>; last?: string };
+type Stream = { kind: 'svid' | 'bundles' | 'jwt-bundles'; call: grpc.ServerWritableStream<unknown, unknown>; last?: string };
 
 export interface WorkloadApiOptions {
   trustDomains?: string[];
@@ -92,7 +99,8 @@ export class FakeWorkloadApi {
     if (this.tds.has(td)) return;
     const root = LocalCa.create({ trustDomain: td });
     const issuer = this.opts.intermediate ? root.intermediate() : root;
-    this.tds.set(td, { issuer, roots: root.bundle() });
+    const jwt = { kid: randomBytes(16).toString('hex'), key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey };
+    this.tds.set(td, { issuer, roots: root.bundle(), jwt });
   }
 
   /** The published roots of a trust domain. */
@@ -238,14 +246,14 @@ export class FakeWorkloadApi {
     rmSync(this.socketPath, { force: true });
     const server = new grpc.Server();
     const stream = (kind: Stream['kind']) => (call: grpc.ServerWritableStream<unknown, unknown>) => this.onStream(kind, call);
-    const unimplemented = (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'not implemented by the test double' });
     server.addService(workloadServiceDefinition(), {
       FetchX509SVID: stream('svid'),
       FetchX509Bundles: stream('bundles'),
-      FetchJWTSVID: unimplemented,
-      ValidateJWTSVID: unimplemented,
-      FetchJWTBundles: (call: grpc.ServerWritableStream<unknown, unknown>) =>
-        call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'not implemented by the test double' }),
+      FetchJWTBundles: stream('jwt-bundles'),
+      FetchJWTSVID: (call: grpc.ServerUnaryCall<{ audience: string[]; spiffe_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+        this.unary('FetchJWTSVID', call, cb, () => this.fetchJwt(call.request)),
+      ValidateJWTSVID: (call: grpc.ServerUnaryCall<{ audience: string; svid: string }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+        this.unary('ValidateJWTSVID', call, cb, () => this.validateJwt(call.request)),
     });
     await new Promise<void>((resolve, reject) =>
       server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
@@ -254,20 +262,67 @@ export class FakeWorkloadApi {
     this.server = server;
   }
 
-  private onStream(kind: Stream['kind'], call: grpc.ServerWritableStream<unknown, unknown>): void {
-    const header = call.metadata.get(SECURITY_HEADER).map(String);
-    this.calls.push({ method: kind === 'svid' ? 'FetchX509SVID' : 'FetchX509Bundles', header });
-    if (header.length !== 1 || header[0] !== 'true') {
-      call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: HEADER_MESSAGE });
-      return;
-    }
+  /** The checks every call goes through, in SPIRE's order; returns the refusal, if any. */
+  private admit(method: string, md: grpc.Metadata): grpc.StatusObject | undefined {
+    const header = md.get(SECURITY_HEADER).map(String);
+    this.calls.push({ method, header });
+    const refuse = (code: grpc.status, details: string) => ({ code, details, metadata: new grpc.Metadata() });
+    if (header.length !== 1 || header[0] !== 'true') return refuse(grpc.status.INVALID_ARGUMENT, HEADER_MESSAGE);
     if (this.failures && this.failures.count > 0) {
       this.failures.count--;
-      call.emit('error', { code: this.failures.code, details: this.failures.details });
-      return;
+      return refuse(this.failures.code, this.failures.details);
     }
-    if (this.entries.length === 0) {
-      call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: 'no identity issued' });
+    if (this.entries.length === 0) return refuse(grpc.status.PERMISSION_DENIED, 'no identity issued');
+    return undefined;
+  }
+
+  private unary(method: string, call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>, fn: () => unknown): void {
+    const refused = this.admit(method, call.metadata);
+    if (refused) return cb(refused);
+    try {
+      cb(null, fn());
+    } catch (err) {
+      cb({ code: grpc.status.INVALID_ARGUMENT, details: (err as Error).message });
+    }
+  }
+
+  private fetchJwt(req: { audience: string[]; spiffe_id: string }) {
+    if (!req.audience?.length) throw new Error('audience must be specified');
+    if (req.spiffe_id && !isSpiffeId(req.spiffe_id)) throw new Error(`invalid requested SPIFFE ID: ${req.spiffe_id}`);
+    const now = Math.floor(Date.now() / 1000);
+    const svids = this.entries
+      .filter((e) => !req.spiffe_id || e.id === req.spiffe_id)
+      .map((e) => {
+        const t = this.must(new URL(e.id).host).jwt;
+        const svid = signEs256({ aud: req.audience, exp: now + 300, iat: now, sub: e.id }, t.key, { kid: t.kid });
+        return { spiffe_id: e.id, svid, hint: e.hint ?? '' };
+      });
+    return { svids };
+  }
+
+  private validateJwt(req: { audience: string; svid: string }) {
+    if (!req.audience) throw new Error('audience must be specified');
+    if (!req.svid) throw new Error('svid must be specified');
+    const jwt = decodeJwt(req.svid);
+    const sub = String(jwt.claims.sub ?? '');
+    if (!isSpiffeId(sub)) throw new Error('token has an invalid subject claim');
+    const t = this.tds.get(new URL(sub).host);
+    if (!t || jwt.header.kid !== t.jwt.kid) throw new Error('no bundle key for the token');
+    verifyEs256(req.svid, t.jwt.key);
+    checkExpiry(jwt.claims, Date.now());
+    if (!audienceOf(jwt.claims).includes(req.audience)) throw new Error(`expected audience in ${JSON.stringify(audienceOf(jwt.claims))} (audience=${JSON.stringify(req.audience)})`);
+    const value = (v: unknown): object =>
+      Array.isArray(v) ? { listValue: { values: v.map(value) } } : typeof v === 'number' ? { numberValue: v } : { stringValue: String(v) };
+    // SPIRE always renders aud as a list
+    const claims = { ...jwt.claims, aud: audienceOf(jwt.claims) };
+    return { spiffe_id: sub, claims: { fields: Object.fromEntries(Object.entries(claims).map(([k, v]) => [k, value(v)])) } };
+  }
+
+  private onStream(kind: Stream['kind'], call: grpc.ServerWritableStream<unknown, unknown>): void {
+    const method = { svid: 'FetchX509SVID', bundles: 'FetchX509Bundles', 'jwt-bundles': 'FetchJWTBundles' }[kind];
+    const refused = this.admit(method, call.metadata);
+    if (refused) {
+      call.emit('error', refused);
       return;
     }
     const s: Stream = { kind, call };
@@ -283,7 +338,7 @@ export class FakeWorkloadApi {
       s.call.write(this.svidResponse());
       return;
     }
-    const msg = this.bundlesResponse();
+    const msg = s.kind === 'bundles' ? this.bundlesResponse() : this.jwtBundlesResponse();
     const key = JSON.stringify(Object.entries(msg.bundles).map(([k, v]) => [k, v.toString('base64')]));
     if (key === s.last) return; // SPIRE de-duplicates bundle streams
     s.last = key;
@@ -318,6 +373,16 @@ export class FakeWorkloadApi {
     const bundles: Record<string, Buffer> = {};
     for (const [td, t] of this.tds) bundles[`spiffe://${td}`] = toDer(t.roots);
     return { crl: [] as Buffer[], bundles };
+  }
+
+  private jwtBundlesResponse() {
+    const bundles: Record<string, Buffer> = {};
+    for (const [td, t] of this.tds) {
+      const jwk = t.jwt.key.export({ format: 'jwk' });
+      // a standard JWKS: public parameters and kid, no `use`
+      bundles[`spiffe://${td}`] = Buffer.from(JSON.stringify({ keys: [{ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, kid: t.jwt.kid }] }));
+    }
+    return { bundles };
   }
 
   private issueAll(): void {

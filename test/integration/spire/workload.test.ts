@@ -74,6 +74,43 @@ describe('Workload API client', () => {
     }
   });
 
+  it('the double serves the JWT profile like SPIRE', async () => {
+    const api = await fake();
+    const Client = grpc.makeGenericClientConstructor(workloadServiceDefinition(), 'SpiffeWorkloadAPI');
+    const raw = new Client(api.address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    cleanups.push(() => raw.close());
+    const md = () => {
+      const m = new grpc.Metadata();
+      m.set('workload.spiffe.io', 'true');
+      return m;
+    };
+    const unary = (method: string, req: object) =>
+      new Promise<any>((resolve, reject) => raw[method]!(req, md(), (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res))));
+    await expect(unary('FetchJWTSVID', { audience: [] })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'audience must be specified' });
+    const { svids } = await unary('FetchJWTSVID', { audience: ['spiffe://example.org/db'] });
+    expect(svids[0].spiffe_id).toBe(ID);
+    const header = JSON.parse(Buffer.from(svids[0].svid.split('.')[0], 'base64url').toString());
+    expect(header).toMatchObject({ alg: 'ES256', typ: 'JWT' });
+    expect(header.kid).toBeTruthy();
+    const ok = await unary('ValidateJWTSVID', { audience: 'spiffe://example.org/db', svid: svids[0].svid });
+    expect(ok.spiffe_id).toBe(ID);
+    // protobufjs names the well-known Struct/Value fields in camelCase, whatever keepCase says
+    expect(ok.claims.fields.aud.listValue.values[0].stringValue).toBe('spiffe://example.org/db');
+    expect(ok.claims.fields.sub.stringValue).toBe(ID);
+    await expect(unary('ValidateJWTSVID', { audience: 'spiffe://example.org/other', svid: svids[0].svid })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    const bundles = await new Promise<any>((resolve) => {
+      const call = raw['FetchJWTBundles']!({}, md()) as grpc.ClientReadableStream<any>;
+      call.on('error', () => {});
+      call.on('data', (m: any) => {
+        resolve(m);
+        call.cancel();
+      });
+    });
+    const jwks = JSON.parse(String(bundles.bundles['spiffe://example.org']));
+    expect(jwks.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', kid: header.kid });
+    expect(jwks.keys[0].use).toBeUndefined();
+  });
+
   it('takes every pushed rotation, with an update event, and rotates by itself at half-life', async () => {
     const api = await fake({ entries: [{ id: ID, ttlMs: 1200 }] });
     const s = source(api.address);
