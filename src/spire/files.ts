@@ -20,6 +20,7 @@ import { AgentError } from '../core/errors';
 import { trustDomainName } from './id';
 import { BaseX509Source, SourceOptions } from './source';
 import { makeSvid, X509Context } from './svid';
+import { assertEs256Key } from './token';
 import { verifyX509Svid } from './verify';
 import { certificatesFromDer, certificatesFromPem } from './x509';
 
@@ -104,13 +105,14 @@ export class FileX509Source extends BaseX509Source {
       ['bundle', this.files.bundle],
       ...Object.entries(this.files.federated ?? {}).map(([td, f]): [string, string] => [`federated ${td}`, f]),
     ];
-    let contents: Buffer[];
-    try {
-      contents = await Promise.all(names.map(([, f]) => readFile(f)));
-    } catch (err) {
-      this.problem(`identity files: ${(err as Error).message}`, 'missing');
+    const read = await Promise.allSettled(names.map(([, f]) => readFile(f)));
+    const failed = read.findIndex((r) => r.status === 'rejected'); // the first in config order
+    if (failed >= 0) {
+      const r = read[failed] as PromiseRejectedResult;
+      this.problem(`identity ${names[failed]?.[0]} file: ${(r.reason as Error).message}`, 'missing');
       return;
     }
+    const contents = read.map((r) => (r as PromiseFulfilledResult<Buffer>).value);
     if (this.closed) return;
     const hash = createHash('sha256');
     for (const c of contents) hash.update(createHash('sha256').update(c).digest());
@@ -118,7 +120,9 @@ export class FileX509Source extends BaseX509Source {
     if (digest === this.lastSeen) return; // unchanged since the last attempt (good or bad)
     this.lastSeen = digest;
     try {
-      this.accept(this.build(names, contents));
+      const ctx = this.build(names, contents);
+      if (!this.opts.anyKeyType) assertEs256Key(ctx.svids[0]!.key, `${this.files.key}: the SVID key`);
+      this.accept(ctx);
       this.loadedOnce = true;
     } catch (err) {
       this.problem((err as Error).message, digest);

@@ -4,7 +4,8 @@
  *
  * Contract:
  * - `current()` is the last good state, or undefined before the first one (or after the
- *   Workload API revoked the identity). A bad update never replaces a good state.
+ *   Workload API revoked the identity). A bad update never replaces a good state; an SVID
+ *   whose key cannot sign ES256 NSM tokens is a bad update (unless `anyKeyType`).
  * - `svid()` is the SVID to present now; throws UNAVAILABLE when there is none.
  * - every accepted state emits 'update' (listeners get the new X509Context); TLS credentials
  *   and token sources read the source at each handshake or token, so rotation needs no restart.
@@ -21,6 +22,7 @@ import { AgentError } from '../core/errors';
 import type { Logger } from '../core/log';
 import { silentLogger } from '../core/log';
 import { pickSvid, X509Context, X509Svid } from './svid';
+import { assertEs256Key } from './token';
 
 export type SourceKind = 'spiffe' | 'files' | 'dev';
 
@@ -43,6 +45,11 @@ export interface SourceOptions {
   log?: Logger;
   /** Present the SVID with this hint instead of the first one. */
   hint?: string;
+  /**
+   * Accept SVIDs whose key cannot sign ES256. Off by default: the agent signs NSM tokens with
+   * its SVID key, so an RSA or P-384 SVID is bad input, refused like a malformed one.
+   */
+  anyKeyType?: boolean;
 }
 
 /** State keeping, events and `ready()` shared by the sources. */
@@ -56,6 +63,8 @@ export abstract class BaseX509Source extends EventEmitter implements X509Source 
 
   constructor(protected readonly opts: SourceOptions = {}) {
     super();
+    // Every TLS credential in use listens here (one per dialed target): no listener cap.
+    this.setMaxListeners(0);
     this.log = opts.log ?? silentLogger;
   }
 
@@ -105,9 +114,18 @@ export abstract class BaseX509Source extends EventEmitter implements X509Source 
   /** Accepts a new state: stored, announced, and `ready()` waiters resolved. */
   protected accept(ctx: X509Context): void {
     if (this.closed) return;
-    if (pickSvid(ctx, this.opts.hint) === undefined) {
+    const picked = pickSvid(ctx, this.opts.hint);
+    if (picked === undefined) {
       this.report(new AgentError('INVALID_ARGUMENT', `update ignored: no SVID${this.opts.hint ? ` with hint ${this.opts.hint}` : ''}`));
       return;
+    }
+    if (!this.opts.anyKeyType) {
+      try {
+        assertEs256Key(picked.key, `the SVID key of ${picked.id}`);
+      } catch (err) {
+        this.report(new AgentError('INVALID_ARGUMENT', `update ignored: ${(err as Error).message}`));
+        return;
+      }
     }
     const first = !this.state;
     this.state = ctx;

@@ -8,7 +8,7 @@ import type { X509Context, X509Svid } from '../../../src/spire/svid';
 export class StaticSource extends BaseX509Source {
   readonly kind = 'files' as const;
   constructor(ctx?: X509Context) {
-    super();
+    super({ anyKeyType: true }); // tests feed any SVID they like
     if (ctx) this.accept(ctx);
   }
   set(ctx: X509Context): void {

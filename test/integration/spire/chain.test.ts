@@ -61,6 +61,9 @@ async function agentB(policy: ServicePolicy, lines: string[]): Promise<number> {
   return port;
 }
 
+/** The server each call of agent A reached, as the client call's auth context shows it. */
+const serverPeers: (string | undefined)[] = [];
+
 /** Agent A's gRPC tail: what the agent's dial element does, plus SERVER_PEER. */
 function grpcTail(port: number, source: StaticSource, tokens: TokenSource): NetworkServiceClient {
   const ch = channelCredentials(source, { tokens });
@@ -72,6 +75,7 @@ function grpcTail(port: number, source: StaticSource, tokens: TokenSource): Netw
       const call: grpc.ClientUnaryCall = stub[method]!(arg, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, res: T) => {
         const slot = ctx.get(SERVER_PEER);
         if (slot) slot.peer = peerFromCall(call);
+        serverPeers.push(peerFromCall(call)?.id);
         if (err) reject(AgentError.from(err));
         else resolve(res);
       });
@@ -104,6 +108,7 @@ describe('tokens and authorization across two agents', () => {
     expect(a.claims.sub).toBe(A_ID);
     expect(audienceOf(a.claims)).toEqual([B_ID]);
     expect(b.claims.sub).toBe(B_ID);
+    expect(serverPeers.at(-1)).toBe(B_ID); // so the authorize client did check next_token_signed
     await agentA(port).close(ctx(), conn);
   });
 

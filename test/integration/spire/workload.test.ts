@@ -199,6 +199,17 @@ describe('Workload API client', () => {
     }
   });
 
+  it('refuses an SVID whose key cannot sign NSM tokens (wrong key type), keeping the last good one', async () => {
+    const api = await fake();
+    const s = source(api.address);
+    await s.ready();
+    const fp = s.svid().chain[0]?.fingerprint256;
+    const problem = nextEvent<AgentError>(s, 'problem');
+    api.setEntries([{ id: ID, ttlMs: 60_000, keyType: 'rsa-2048' }]);
+    expect((await problem).message).toMatch(/ES256: the SVID key of spiffe:\/\/example.org\/nsm\/agent\/host-a is rsa/);
+    expect(s.svid().chain[0]?.fingerprint256).toBe(fp);
+  });
+
   it('recovers by itself after the Workload API restarts', async () => {
     const api = await fake();
     const s = source(api.address);

@@ -94,6 +94,13 @@ describe('file identity source', () => {
     await expect(s.ready()).resolves.toBeTruthy();
   });
 
+  it('refuses an RSA SVID at start: NSM tokens need EC P-256', async () => {
+    const dir = tmp();
+    const ca = LocalCa.create({ trustDomain: 'example.org' });
+    const s = files(write(dir, ca.issue(ID, { keyType: 'rsa-2048' }), ca));
+    await expect(s.ready()).rejects.toThrow(/svid.key: the SVID key is rsa, an EC P-256 key is needed/);
+  });
+
   it('reads federated bundles (PEM or SPIFFE bundle JSON) under their trust domains', async () => {
     const dir = tmp();
     const ca = LocalCa.create({ trustDomain: 'example.org' });
