@@ -1,9 +1,10 @@
 /**
  * Global setup: records what exists before the suite and fails the run if the suite leaves
- * network namespaces, wireguard-go processes or agent processes behind.
+ * network namespaces, wireguard-go processes or agent processes behind (and, for test/system,
+ * systemd-nspawn containers with their overlay mounts and package build directories).
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 
 function netns(): string[] {
@@ -22,9 +23,21 @@ function procs(pattern: RegExp): string[] {
 /** Leftovers on disk: etcd data dirs, agent dirs, WireGuard UAPI sockets of our devices. */
 function files(): string[] {
   const list = (dir: string, re: RegExp) => (existsSync(dir) ? readdirSync(dir).filter((f) => re.test(f)).map((f) => `${dir}/${f}`) : []);
-  return [...list(os.tmpdir(), /^nsmt-(etcd|agent)-/), ...list('/var/run/wireguard', /^nsmwg.*\.sock$/)].sort();
+  return [...list(os.tmpdir(), /^nsmt-(etcd|agent)-/), ...list('/var/run/wireguard', /^nsmwg.*\.sock$/), ...list(os.tmpdir(), /^(nsmt-ct-|nsm-package-)/), ...mounts()].sort();
 }
-const WATCHED = /wireguard-go|nsm-agent.* run|dist\/agent\/main\.js run|etcd --name nsmt/;
+/** Overlay roots of the system test's containers (test/system). */
+function mounts(): string[] {
+  try {
+    return readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1] ?? '')
+      .filter((m) => m.includes('/nsmt-ct-'))
+      .map((m) => `mount ${m}`);
+  } catch {
+    return [];
+  }
+}
+const WATCHED = /wireguard-go|nsm-agent.* run|dist\/agent\/main\.js run|etcd --name nsmt|systemd-nspawn/;
 
 let before: { ns: Set<string>; procs: Set<string>; files: Set<string> };
 
