@@ -32,12 +32,9 @@ export function vniFits(vni: number, srcIp: string, dstIp: string): boolean {
 
 /** A random VNI in 1..2^24-1 with the right parity. */
 export function randomVni(srcIp: string, dstIp: string, rand: (max: number) => number = randomInt): number {
-  const even = wantsEven(srcIp, dstIp);
-  for (;;) {
-    let v = rand(MAX_VNI + 1);
-    v = even ? v & ~1 : v | 1;
-    if (v > 0 && v <= MAX_VNI) return v;
-  }
+  const v = rand(MAX_VNI + 1);
+  // 0 is not a usable VNI: an even draw of 0 becomes 2.
+  return wantsEven(srcIp, dstIp) ? v & ~1 || 2 : v | 1;
 }
 
 /** Parses a `vni` parameter: decimal, 1..2^24-1 (0 is not a usable VNI for a tunnel). */
