@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { stateName, type Connection } from '../api';
+import { stateName, type Connection, type Mechanism } from '../api';
 import { toTimestamp } from '../api/time';
 import { Clock, realClock } from '../core/clock';
 import { Ctx } from '../core/ctx';
@@ -356,24 +356,26 @@ export class Agent {
       connections: this.hub.connections().map((conn) => {
         const held = heldByAgentId.get(conn.id ?? '');
         const params = conn.mechanism?.parameters ?? {};
+        const tunnel = this.tunnelStatus(conn.id ?? '');
+        const nsPath = params['inodeURL'] ? String(params['inodeURL']).replace(/^file:\/\//, '') : String(tunnel.device?.['netns'] ?? '');
         return {
           connection: { ...conn, state: stateName(conn.state) },
           origin: held ? 'agent' : 'client',
           created: held ? toTimestamp(held.created) : undefined,
-          netns: held?.netns ?? String(params['inodeURL'] ?? '').replace(/^file:\/\//, '').replace(/^\/run\/netns\//, ''),
-          interface: params['name'] ?? '',
-          ...this.tunnelStatus(conn.id ?? ''),
+          netns: held?.netns ?? nsPath.replace(/^\/run\/netns\//, ''),
+          interface: params['name'] ?? String(tunnel.device?.['ifname'] ?? ''),
+          ...(tunnel.mechanism || tunnel.device ? { remote: { mechanism: tunnel.mechanism ?? null, device: tunnel.device ? JSON.stringify(tunnel.device) : '' } } : {}),
         };
       }),
     };
   }
 
   /** The tunnel of a connection: the mechanism the next hop chose, and the local device. */
-  private tunnelStatus(id: string): { remote?: { mechanism: unknown; device: string } } {
-    const mechanism = this.translation.chosen(id);
-    const device = [...this.tunnels.clients, ...this.tunnels.servers].map((t) => t.describe(id)).find((d) => d !== undefined);
-    if (!mechanism && !device) return {};
-    return { remote: { mechanism: mechanism ?? null, device: device ? JSON.stringify(device) : '' } };
+  private tunnelStatus(id: string): { mechanism?: Mechanism; device?: Record<string, unknown> } {
+    return {
+      mechanism: this.translation.chosen(id),
+      device: [...this.tunnels.clients, ...this.tunnels.servers].map((t) => t.describe(id)).find((d) => d !== undefined),
+    };
   }
 
   /**

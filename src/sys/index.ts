@@ -26,6 +26,8 @@ export {
 export { Rtnl } from './rtnl';
 export type { LinkInfo } from './link';
 export {
+  createBridge,
+  setMaster,
   deleteLink,
   getLink,
   listLinks,

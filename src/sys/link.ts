@@ -5,7 +5,7 @@
  * Links are addressed by ifindex, which is only meaningful within that
  * namespace.
  */
-import { AttrStream, FlagsGet, parseAttributes, putString, putU32, rt } from 'netlink';
+import { AttrStream, FlagsGet, FlagsNew, parseAttributes, putString, putU32, rt } from 'netlink';
 import { invalidArgument, SysError } from './errors';
 import { formatMac } from './ip';
 import type { Netns } from './netns';
@@ -33,6 +33,7 @@ export const IFLA = {
   ADDRESS: 1,
   IFNAME: 3,
   MTU: 4,
+  MASTER: 10,
   LINKINFO: 18,
   IFALIAS: 20,
   NET_NS_FD: 28,
@@ -175,4 +176,26 @@ export async function deleteLink(rtnl: Rtnl, index: number): Promise<void> {
 export async function setLinkAlias(rtnl: Rtnl, index: number, alias: string): Promise<void> {
   if (Buffer.byteLength(alias) >= 256) throw invalidArgument('RTM_NEWLINK', String(index), 'alias must be < 256 bytes');
   await modify(rtnl, index, undefined, (out) => out.push(IFLA.IFALIAS, Buffer.from(alias)));
+}
+
+/** Creates a bridge (up) in the namespace of `rtnl`. */
+export async function createBridge(rtnl: Rtnl, name: string): Promise<LinkInfo> {
+  validateIfName(name);
+  await rtnl.request(
+    rt.MessageType.NEWLINK,
+    (out) => {
+      ifinfo(out, 0, true);
+      out.push(IFLA.IFNAME, putString(name));
+      out.push(IFLA.LINKINFO, (info) => info.push(IFLA_INFO.KIND, putString('bridge')));
+    },
+    { flags: FlagsNew.CREATE | FlagsNew.EXCL, subject: name },
+  );
+  const info = await getLink(rtnl, name);
+  if (info === undefined) throw new SysError('ENODEV', 'RTM_GETLINK', { path: name, detail: 'bridge vanished after creation' });
+  return info;
+}
+
+/** Enslaves the link to a bridge (IFLA_MASTER); master 0 releases it. */
+export async function setMaster(rtnl: Rtnl, index: number, master: number): Promise<void> {
+  await modify(rtnl, index, undefined, (out) => out.push(IFLA.MASTER, putU32(master)));
 }

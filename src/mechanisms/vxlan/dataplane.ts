@@ -160,7 +160,7 @@ export function vxlanDataplane(opts: VxlanDataplaneOptions): TunnelDataplane<Vxl
     remove: unmake,
 
     describe(device) {
-      return { type: TYPE.VXLAN, ifname: device.target.ifname, vni: device.vni, remote: device.peer.ip, port };
+      return { type: TYPE.VXLAN, ifname: device.target.ifname, netns: device.target.netns, vni: device.vni, remote: device.peer.ip, port };
     },
   };
 }

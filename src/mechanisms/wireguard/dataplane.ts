@@ -130,7 +130,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
 
     describe(device) {
       const i = device.dev.info();
-      return { type: TYPE.WIREGUARD, ifname: device.target.ifname, device: i.hostName, impl: i.impl, pid: i.pid, listenPort: i.listenPort, restarts: i.restarts };
+      return { type: TYPE.WIREGUARD, ifname: device.target.ifname, netns: device.target.netns, device: i.hostName, impl: i.impl, pid: i.pid, listenPort: i.listenPort, restarts: i.restarts };
     },
   };
 }
