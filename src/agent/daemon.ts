@@ -71,7 +71,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   };
   process.on('SIGHUP', onEarlyHup);
   const notifier = new Notifier(log);
-  notifier.status(`starting: identity (${cfg.identity.source}), registry ${cfg.registry.url}`);
+  notifier.status(`starting: loading identity (${cfg.identity.source}), registry ${cfg.registry.url}`);
   const agent = new Agent(cfg, { log });
   try {
     await agent.start();
