@@ -22,7 +22,7 @@
  *      domain's CA, is fine; an UpstreamAuthority with intermediates is not supported yet).
  */
 import { X509Certificate } from 'node:crypto';
-import type { AddressInfo, Socket } from 'node:net';
+import { isIP, type AddressInfo, type Socket } from 'node:net';
 import * as tls from 'node:tls';
 import type { PeerCertificate, SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
@@ -34,10 +34,10 @@ import { hostOf } from './dev';
 import { trustDomainName } from './id';
 import { PeerIdentity, peerFromCertificate } from './peer';
 import type { X509Source } from './source';
-import type { Bundles } from './svid';
+import type { Bundles, X509Svid } from './svid';
 import { tokenCallCredentials } from './token';
 import { Authorizer, authorizeAny, verifyAndAuthorize } from './verify';
-import { toPem } from './x509';
+import { notAfter, toPem } from './x509';
 
 export interface MtlsOptions {
   /** Who may connect / be connected to, after verification; default: any verified peer. */
@@ -67,6 +67,7 @@ export function trustedBundles(source: X509Source, federatesWith?: readonly stri
 }
 
 interface Material {
+  svid: X509Svid;
   /** PEM chain of the current SVID. */
   cert: string;
   /** PEM PKCS#8 key. */
@@ -85,6 +86,7 @@ function material(source: X509Source, federatesWith?: readonly string[]): Materi
   const roots = [...trustedBundles(source, federatesWith).values()].flat();
   if (!roots.length) return undefined;
   return {
+    svid,
     cert: toPem(svid.chain),
     key: svid.key.export({ type: 'pkcs8', format: 'pem' }) as string,
     ca: toPem(roots),
@@ -103,68 +105,6 @@ function watch(source: X509Source, fn: () => void): () => void {
   };
 }
 
-/**
- * A grpc-js CertificateProvider fed by an X509Source: identity = the current SVID, CA = the
- * trusted roots. A new listener gets the latest value on the next tick; `null` means "no
- * identity" (grpc-js then refuses new connections).
- */
-export class SourceCertificateProvider implements grpc.experimental.CertificateProvider {
-  private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
-  private readonly idListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
-  private unwatch: (() => void) | undefined;
-
-  constructor(
-    private readonly source: X509Source,
-    private readonly federatesWith?: readonly string[],
-  ) {}
-
-  private current(): Material | undefined {
-    return material(this.source, this.federatesWith);
-  }
-
-  private publish(): void {
-    const m = this.current();
-    for (const l of this.caListeners) l(m ? { caCertificate: Buffer.from(m.ca) } : null);
-    for (const l of this.idListeners) l(m ? { certificate: Buffer.from(m.cert), privateKey: Buffer.from(m.key) } : null);
-  }
-
-  private sync(): void {
-    const any = this.caListeners.size + this.idListeners.size > 0;
-    if (any && !this.unwatch) this.unwatch = watch(this.source, () => this.publish());
-    if (!any && this.unwatch) {
-      this.unwatch();
-      this.unwatch = undefined;
-    }
-  }
-
-  addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
-    this.caListeners.add(l);
-    this.sync();
-    process.nextTick(() => {
-      if (!this.caListeners.has(l)) return;
-      const m = this.current();
-      l(m ? { caCertificate: Buffer.from(m.ca) } : null);
-    });
-  }
-  removeCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
-    this.caListeners.delete(l);
-    this.sync();
-  }
-  addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
-    this.idListeners.add(l);
-    this.sync();
-    process.nextTick(() => {
-      if (!this.idListeners.has(l)) return;
-      const m = this.current();
-      l(m ? { certificate: Buffer.from(m.cert), privateKey: Buffer.from(m.key) } : null);
-    });
-  }
-  removeIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
-    this.idListeners.delete(l);
-    this.sync();
-  }
-}
-
 /** The chain OpenSSL verified, from a detailed PeerCertificate (leaf first, root last). */
 export function chainOf(cert: PeerCertificate): X509Certificate[] {
   const out: X509Certificate[] = [];
@@ -179,15 +119,138 @@ export function chainOf(cert: PeerCertificate): X509Certificate[] {
 }
 
 export interface SpiffeChannel {
-  /** For the grpc-js Client constructor (with `options`). */
+  /** For the grpc-js Client constructor. */
   credentials: grpc.ChannelCredentials;
-  /** The server last authenticated by a handshake made with these credentials. */
+  /** The server authenticated by the latest handshake made with these credentials. */
   peer(): PeerIdentity | undefined;
   /**
-   * Channel options to pass along: the TLS server name is set to a fixed non-IP value, since
-   * SPIFFE verification ignores host names and Node warns about IP addresses as SNI.
+   * The SVID this agent presented in that handshake. Tokens for calls on that connection must
+   * be signed with its key (the server verifies them with the certificate it saw), which is
+   * what `tokens` does; use it with SpiffeTokenSource.signWith when sending tokens yourself.
    */
+  presented(): X509Svid | undefined;
+  /** Channel options to pass along (none needed today; kept for forward compatibility). */
   options: grpc.ChannelOptions;
+}
+
+/** What one handshake used and saw. */
+interface Handshake {
+  presented: X509Svid;
+  peer: PeerIdentity;
+}
+
+/**
+ * grpc-js channel credentials doing the TLS handshake themselves (grpc-js's SecureConnector
+ * seam, @grpc/grpc-js 1.14), so that each connection's presented SVID and authenticated peer
+ * are known exactly: the SVID is read from the source at each handshake (rotation needs no
+ * new channel), and the per-call tokens of a connection are signed with the SVID that
+ * connection presented. grpc-js makes one connector per subchannel and asks it for the call
+ * credentials of every call after the subchannel is connected.
+ */
+class SpiffeChannelCredentials extends grpc.ChannelCredentials {
+  last: Handshake | undefined;
+
+  constructor(
+    readonly source: X509Source,
+    readonly opts: MtlsOptions & { tokens?: TokenSource },
+  ) {
+    super();
+  }
+
+  _isSecure(): boolean {
+    return true;
+  }
+
+  _equals(other: grpc.ChannelCredentials): boolean {
+    return (other as unknown) === this;
+  }
+
+  _createSecureConnector(target: unknown, options: grpc.ChannelOptions, callCredentials?: grpc.CallCredentials): grpc.experimental.SecureConnector {
+    return new SpiffeConnector(this, targetHost(target, options), callCredentials);
+  }
+}
+
+/** The TLS server name: grpc.ssl_target_name_override, else the target's host unless it is an IP. */
+function targetHost(target: unknown, options: grpc.ChannelOptions): string | undefined {
+  const override = options['grpc.ssl_target_name_override'];
+  if (typeof override === 'string') return override;
+  const path = (target as { path?: unknown } | undefined)?.path;
+  if (typeof path !== 'string') return undefined;
+  const hp = grpc.experimental.splitHostPort(path);
+  const host = hp?.host ?? path;
+  return host && !isIP(host) && !host.startsWith('/') ? host : undefined;
+}
+
+class SpiffeConnector implements grpc.experimental.SecureConnector {
+  private handshake: Handshake | undefined;
+  private readonly callCredentials: grpc.CallCredentials;
+
+  constructor(
+    private readonly parent: SpiffeChannelCredentials,
+    private readonly servername: string | undefined,
+    outer: grpc.CallCredentials | undefined,
+  ) {
+    const { tokens, clock } = parent.opts;
+    const own = tokens
+      ? tokenCallCredentials(tokens, () => this.handshake?.peer, clock ?? realClock, () => this.handshake?.presented)
+      : grpc.credentials.createEmpty();
+    this.callCredentials = outer ? outer.compose(own) : own;
+  }
+
+  connect(socket: Socket): Promise<grpc.experimental.SecureConnectResult> {
+    const { source, opts } = this.parent;
+    const m = material(source, opts.federatesWith);
+    if (!m) return Promise.reject(new AgentError('UNAVAILABLE', 'no SPIFFE identity to present'));
+    const authorize = opts.authorize ?? authorizeAny();
+    const clock = opts.clock ?? realClock;
+    let peer: PeerIdentity | undefined;
+    return new Promise((resolve, reject) => {
+      const tlsSocket = tls.connect(
+        {
+          socket,
+          secureContext: tls.createSecureContext({ cert: m.cert, key: m.key, ca: m.ca, minVersion: 'TLSv1.2' }),
+          ...(this.servername ? { servername: this.servername } : {}),
+          ALPNProtocols: ['h2'],
+          rejectUnauthorized: true, // never false: checkServerIdentity's verdict would be ignored
+          // Called after OpenSSL verified the chain against the trusted roots; the SPIFFE checks.
+          checkServerIdentity: (_host, cert) => {
+            try {
+              const verified = verifyAndAuthorize(chainOf(cert), trustedBundles(source, opts.federatesWith), clock.now(), authorize);
+              peer = peerFromCertificate(verified.chain[0] as X509Certificate);
+              return undefined;
+            } catch (err) {
+              return AgentError.from(err, 'UNAUTHENTICATED');
+            }
+          },
+        },
+        () => {
+          tlsSocket.off('close', onClose);
+          tlsSocket.off('error', onError);
+          if (!tlsSocket.authorized || !peer) {
+            reject(tlsSocket.authorizationError ?? new AgentError('UNAUTHENTICATED', 'server not authenticated'));
+            return;
+          }
+          this.handshake = { presented: m.svid, peer };
+          this.parent.last = this.handshake;
+          resolve({ socket: tlsSocket, secure: true });
+        },
+      );
+      const onClose = () => reject(new Error('socket closed during the TLS handshake'));
+      const onError = (err: Error) => reject(err);
+      tlsSocket.once('close', onClose);
+      tlsSocket.once('error', onError);
+    });
+  }
+
+  async waitForReady(): Promise<void> {
+    await this.parent.source.ready();
+  }
+
+  getCallCredentials(): grpc.CallCredentials {
+    return this.callCredentials;
+  }
+
+  destroy(): void {}
 }
 
 /**
@@ -195,33 +258,17 @@ export interface SpiffeChannel {
  * verifies against the bundle of its own trust domain and passes `authorize`.
  *
  * `tokens`: also send an NSM token on every call (nsm-client-token headers) whose audience is
- * the authenticated server. Use one SpiffeChannel per target: `peer()` is the last server these
- * credentials authenticated.
+ * the authenticated server, signed with the SVID presented on that connection (a connection
+ * outlives rotations until the server recycles it, see recycleConnections).
+ * Use one SpiffeChannel per target: `peer()` is the server of the latest handshake.
  */
 export function channelCredentials(source: X509Source, opts: MtlsOptions & { tokens?: TokenSource } = {}): SpiffeChannel {
-  const authorize = opts.authorize ?? authorizeAny();
-  const clock = opts.clock ?? realClock;
-  let last: PeerIdentity | undefined;
-  const provider = new SourceCertificateProvider(source, opts.federatesWith);
-  const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined => {
-    try {
-      const verified = verifyAndAuthorize(chainOf(cert), trustedBundles(source, opts.federatesWith), clock.now(), authorize);
-      const leaf = verified.chain[0] as X509Certificate;
-      last = peerFromCertificate(leaf);
-      return undefined;
-    } catch (err) {
-      return AgentError.from(err, 'UNAUTHENTICATED');
-    }
-  };
-  let credentials: grpc.ChannelCredentials = grpc.experimental.createCertificateProviderChannelCredentials(provider, provider, {
-    checkServerIdentity,
-    rejectUnauthorized: true, // never false: then checkServerIdentity's verdict would be ignored
-  });
-  if (opts.tokens) credentials = credentials.compose(tokenCallCredentials(opts.tokens, () => last, clock));
+  const creds = new SpiffeChannelCredentials(source, opts);
   return {
-    credentials,
-    peer: () => last,
-    options: { 'grpc.ssl_target_name_override': 'spiffe' },
+    credentials: creds,
+    peer: () => creds.last?.peer,
+    presented: () => creds.last?.presented,
+    options: {},
   };
 }
 
@@ -244,7 +291,6 @@ export function serverCredentials(source: X509Source, opts: ServerMtlsOptions = 
 class SpiffeServerCredentials extends grpc.ServerCredentials {
   private unwatch: (() => void) | undefined;
   private readonly authorize: Authorizer;
-  private readonly clock: Clock;
   /** Leaf fingerprint → verified peer; cleared when the source changes. */
   private verified = new Map<string, PeerIdentity>();
 
@@ -254,7 +300,6 @@ class SpiffeServerCredentials extends grpc.ServerCredentials {
   ) {
     super({ requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' });
     this.authorize = opts.authorize ?? authorizeAny();
-    this.clock = opts.clock ?? realClock;
   }
 
   private options(): SecureContextOptions | null {
@@ -298,11 +343,13 @@ class SpiffeServerCredentials extends grpc.ServerCredentials {
     try {
       const leaf = new X509Certificate(raw);
       const hit = this.verified.get(leaf.fingerprint256);
-      if (hit && hit.expiresAt > this.clock.now()) return hit;
+      if (hit) return hit;
       const bundles = trustedBundles(this.source, this.opts.federatesWith);
       let verified;
       try {
-        verified = verifyAndAuthorize([leaf], bundles, this.clock.now(), this.authorize);
+        // No validity-time check: OpenSSL made it at the handshake, and a connection may outlive
+        // its certificates as in Go; recycleConnections bounds how long.
+        verified = verifyAndAuthorize([leaf], bundles, undefined, this.authorize);
       } catch (err) {
         const e = AgentError.from(err, 'UNAUTHENTICATED');
         if (/does not chain/.test(e.message)) {
@@ -338,6 +385,73 @@ class SpiffeServerCredentials extends grpc.ServerCredentials {
   }
 }
 
+export interface RecycleOptions {
+  /** How long calls in flight may go on after a drain (default 10 s). */
+  graceMs?: number;
+  /** Longest connection age (default 10 min); shorter with short-lived SVIDs. */
+  maxAgeMs?: number;
+  clock?: Clock;
+}
+
+/**
+ * Keeps a server's mTLS connections from outliving the certificates they were opened with. A
+ * TLS connection keeps the SVIDs of its handshake, and the NSM tokens sent on it must verify
+ * with those (this server's own segment tokens are signed with its current SVID), so:
+ * - when this agent's SVID rotates, `drain` (GOAWAY; calls in flight get graceMs) makes clients
+ *   reconnect and see the new certificate;
+ * - at least every sixth of the SVID lifetime (at most maxAgeMs), so that a client whose own
+ *   SVID rotated reconnects well before the certificate its tokens on this connection are
+ *   signed with expires (clients rotate at half-life, so that one still has about half its
+ *   lifetime, less up to a second as token expiry is in whole seconds). With SVIDs of a few
+ *   seconds this is racy; listenMtls recycles each connection exactly instead.
+ *
+ * `drain` is e.g. `(grace) => server.drain(boundAddress, grace)` with the actual bound port
+ * (grpc-js cannot drain "port 0"). listenMtls does this by itself. Returns a stop function.
+ */
+export function recycleConnections(drain: (graceMs: number) => void, source: X509Source, opts: RecycleOptions = {}): () => void {
+  const clock = opts.clock ?? realClock;
+  const graceMs = opts.graceMs ?? 10_000;
+  const maxAgeMs = opts.maxAgeMs ?? 600_000;
+  let fingerprint: string | undefined;
+  let period = maxAgeMs;
+  let stopTimer = () => {};
+  const arm = () => {
+    stopTimer();
+    stopTimer = clock.after(period, () => {
+      drain(graceMs);
+      arm();
+    });
+  };
+  const onChange = () => {
+    let svid: X509Svid;
+    try {
+      svid = source.svid();
+    } catch {
+      return; // no identity: nothing is being presented
+    }
+    const fp = svid.chain[0]?.fingerprint256;
+    if (fp === fingerprint) return;
+    const first = fingerprint === undefined;
+    fingerprint = fp;
+    period = Math.max(100, Math.min(maxAgeMs, (svid.expiresAt - clock.now()) / 6));
+    if (!first) drain(graceMs);
+    arm();
+  };
+  const unwatch = watch(source, onChange);
+  onChange();
+  return () => {
+    unwatch();
+    stopTimer();
+  };
+}
+
+/**
+ * listenMtls never drains a connection for its peer's expiry sooner than this after it was
+ * made: a drain at once refuses the calls in flight, and the peer may have no newer
+ * certificate yet.
+ */
+const MIN_CONNECTION_AGE_MS = 200;
+
 export interface MtlsListener {
   /** The bound port (useful with port 0). */
   readonly port: number;
@@ -347,6 +461,12 @@ export interface MtlsListener {
 
 export interface ListenMtlsOptions extends MtlsOptions {
   log?: Logger;
+  /**
+   * Connection recycling, on by default: a connection is drained (GOAWAY, calls in flight get
+   * graceMs, default 10 s) when this agent's SVID rotates and just before the peer
+   * certificate it was opened with expires. `false` turns it off.
+   */
+  recycle?: { graceMs?: number } | false;
 }
 
 /**
@@ -355,37 +475,71 @@ export interface ListenMtlsOptions extends MtlsOptions {
  * setSecureContext on rotation), verifies each client like the client side does, and only
  * then hands the TLS socket to the grpc-js server (Server.createConnectionInjector, grpc-js
  * ≥ 1.11). Refused peers are disconnected before any RPC. Handlers see the peer exactly as
- * with serverCredentials (peerFromCall). `address` is `host:port` (`[v6]:port`).
+ * with serverCredentials (peerFromCall). Each connection is recycled when this agent's SVID
+ * rotates and before its peer's certificate expires (exactly, per connection; compare
+ * recycleConnections for bindAsync servers), unless `recycle: false`. `address` is
+ * `host:port` (`[v6]:port`).
  */
 export async function listenMtls(server: grpc.Server, address: string, source: X509Source, opts: ListenMtlsOptions = {}): Promise<MtlsListener> {
   source.checkListener(address);
   const authorize = opts.authorize ?? authorizeAny();
   const clock = opts.clock ?? realClock;
   const log = opts.log ?? silentLogger;
+  const graceMs = (opts.recycle !== false && opts.recycle?.graceMs) || 10_000;
   const host = hostOf(address);
   const port = Number(address.slice(address.lastIndexOf(':') + 1));
   if (!Number.isInteger(port) || port < 0 || port > 65535 || !address.includes(':')) {
     throw new AgentError('INVALID_ARGUMENT', `${address} is not host:port`);
   }
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+
+  // One grpc-js connection injector per connection, so that each can be drained on its own
+  // (an injector's drain() ends, after the grace time, every session it has by then).
+  interface Conn {
+    socket: tls.TLSSocket;
+    injector: grpc.ConnectionInjector;
+    stop: () => void;
+    retired: boolean;
+  }
+  const conns = new Set<Conn>();
+  /** GOAWAY: calls in flight get graceMs, new calls make a new connection. */
+  const retire = (c: Conn) => {
+    if (c.retired) return;
+    c.retired = true;
+    c.stop();
+    c.injector.drain(graceMs);
+  };
+  const forget = (c: Conn) => {
+    c.stop();
+    c.injector.destroy();
+    conns.delete(c);
+  };
+
   const initial = material(source, opts.federatesWith);
   const tlsServer = tls.createServer({
     requestCert: true,
     rejectUnauthorized: true,
     ALPNProtocols: ['h2'],
     minVersion: 'TLSv1.2',
-    ...(initial ?? {}),
+    ...(initial ? { cert: initial.cert, key: initial.key, ca: initial.ca } : {}),
   });
   let current = initial;
+  let presented = initial?.svid.chain[0]?.fingerprint256;
   const unwatch = watch(source, () => {
     current = material(source, opts.federatesWith);
-    if (current) tlsServer.setSecureContext({ cert: current.cert, key: current.key, ca: current.ca });
+    if (!current) return;
+    tlsServer.setSecureContext({ cert: current.cert, key: current.key, ca: current.ca });
+    const fp = current.svid.chain[0]?.fingerprint256;
+    // Our SVID rotated: this server's tokens are now signed with the new key, so clients must
+    // see the new certificate; unless turned off, every connection is re-made.
+    if (fp !== presented && opts.recycle !== false) for (const c of conns) retire(c);
+    presented = fp;
   });
-  const sockets = new Set<Socket>();
+
+  const pending = new Set<Socket>();
   tlsServer.on('connection', (socket: Socket) => {
     if (!current) return void socket.destroy(); // no identity yet: nothing to present
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    pending.add(socket);
+    socket.once('close', () => pending.delete(socket));
   });
   tlsServer.on('tlsClientError', (err, socket) => {
     log.debug('mTLS handshake failed', { remote: socket.remoteAddress, error: err.message });
@@ -393,14 +547,26 @@ export async function listenMtls(server: grpc.Server, address: string, source: X
   });
   tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
     socket.on('error', () => {});
+    let peerExpires: number;
     try {
-      verifyAndAuthorize(chainOf(socket.getPeerCertificate(true)), trustedBundles(source, opts.federatesWith), clock.now(), authorize);
+      const verified = verifyAndAuthorize(chainOf(socket.getPeerCertificate(true)), trustedBundles(source, opts.federatesWith), clock.now(), authorize);
+      peerExpires = notAfter(verified.chain[0] as X509Certificate);
     } catch (err) {
       log.warn('mTLS peer refused', { remote: socket.remoteAddress, error: (err as Error).message });
       socket.destroy();
       return;
     }
-    injector.injectConnection(socket);
+    const c: Conn = { socket, injector: server.createConnectionInjector(grpc.ServerCredentials.createInsecure()), stop: () => {}, retired: false };
+    conns.add(c);
+    socket.once('close', () => forget(c));
+    // The peer's tokens on this connection are signed with the certificate it presented and
+    // expire with it (in whole seconds); re-make the connection just before (and not at once,
+    // see MIN_CONNECTION_AGE_MS).
+    if (opts.recycle !== false) {
+      const at = Math.floor(peerExpires / 1000) * 1000 - 250;
+      c.stop = clock.after(Math.max(MIN_CONNECTION_AGE_MS, at - clock.now()), () => retire(c));
+    }
+    c.injector.injectConnection(socket);
   });
   await new Promise<void>((resolve, reject) => {
     tlsServer.once('error', reject);
@@ -415,8 +581,11 @@ export async function listenMtls(server: grpc.Server, address: string, source: X
     close: async () => {
       unwatch();
       const closed = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
-      injector.destroy();
-      for (const s of sockets) s.destroy();
+      for (const c of [...conns]) {
+        forget(c);
+        c.socket.destroy();
+      }
+      for (const sock of pending) sock.destroy();
       await closed;
     },
   };

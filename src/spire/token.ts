@@ -20,6 +20,7 @@ import type { Token, TokenSource } from '../networkservice/updatetoken/token';
 import { isSpiffeId } from './id';
 import type { PeerIdentity } from './peer';
 import type { X509Source } from './source';
+import type { X509Svid } from './svid';
 
 export const TOKEN_HEADER = 'nsm-client-token';
 export const TOKEN_EXPIRES_HEADER = 'nsm-client-token-expires';
@@ -138,7 +139,15 @@ export class SpiffeTokenSource implements TokenSource {
   ) {}
 
   generate(now: number, audience?: string, peer?: { expiresAt?: number }): Token {
-    const svid = this.source.svid();
+    return this.signWith(this.source.svid(), now, audience, peer);
+  }
+
+  /**
+   * A token signed with a given SVID of this agent: the one presented on the connection the
+   * token travels on (tls.ts), so that the receiver can verify it with the certificate it saw
+   * even after this agent's SVID has rotated.
+   */
+  signWith(svid: X509Svid, now: number, audience?: string, peer?: { expiresAt?: number }): Token {
     assertEs256Key(svid.key, `the SVID key of ${svid.id}`);
     let expires = Math.min(now + this.maxLifetimeMs, svid.expiresAt);
     if (peer?.expiresAt !== undefined) expires = Math.min(expires, peer.expiresAt);
@@ -162,11 +171,20 @@ export function tokenMetadata(t: Token, md = new grpc.Metadata()): grpc.Metadata
  * (`peer()`, e.g. SpiffeChannel.peer from tls.ts). grpc-js asks for them after the connection
  * is up, so the peer is known. Only compose them with TLS channel credentials.
  */
-export function tokenCallCredentials(tokens: TokenSource, peer: () => PeerIdentity | undefined, clock: Clock = realClock): grpc.CallCredentials {
+export function tokenCallCredentials(
+  tokens: TokenSource,
+  peer: () => PeerIdentity | undefined,
+  clock: Clock = realClock,
+  /** The SVID this side presented on the connection; SpiffeTokenSource signs with it. */
+  presented?: () => X509Svid | undefined,
+): grpc.CallCredentials {
   return grpc.credentials.createFromMetadataGenerator((_params, cb) => {
     try {
       const p = peer();
-      cb(null, tokenMetadata(tokens.generate(clock.now(), p?.id, p)));
+      const svid = presented?.();
+      const now = clock.now();
+      const t = svid && tokens instanceof SpiffeTokenSource ? tokens.signWith(svid, now, p?.id, p) : tokens.generate(now, p?.id, p);
+      cb(null, tokenMetadata(t));
     } catch (err) {
       cb(err as Error);
     }

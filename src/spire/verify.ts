@@ -44,8 +44,9 @@ const MAX_DEPTH = 8;
 
 const unauthenticated = (msg: string) => new AgentError('UNAUTHENTICATED', msg);
 
-function validAt(c: X509Certificate, now: number): boolean {
-  return notBefore(c) <= now && now <= notAfter(c);
+/** `now` undefined: validity times are not checked (they were, at the TLS handshake). */
+function validAt(c: X509Certificate, now: number | undefined): boolean {
+  return now === undefined || (notBefore(c) <= now && now <= notAfter(c));
 }
 
 function signs(issuer: X509Certificate, child: X509Certificate): boolean {
@@ -67,7 +68,7 @@ function pathFrom(
   cert: X509Certificate,
   intermediates: readonly X509Certificate[],
   roots: readonly X509Certificate[],
-  now: number,
+  now: number | undefined,
   depth: number,
 ): X509Certificate[] | undefined {
   for (const root of roots) {
@@ -83,10 +84,11 @@ function pathFrom(
 }
 
 /**
- * Verifies a presented chain (leaf first) against the bundle of the leaf's trust domain.
- * Throws UNAUTHENTICATED naming the reason; returns the ID and the verified path.
+ * Verifies a presented chain (leaf first) against the bundle of the leaf's trust domain, at
+ * time `now` (undefined: without checking validity times, for connections whose handshake
+ * already did). Throws UNAUTHENTICATED naming the reason; returns the ID and the verified path.
  */
-export function verifyX509Svid(chain: readonly X509Certificate[], bundles: Bundles, now: number): VerifiedPeer {
+export function verifyX509Svid(chain: readonly X509Certificate[], bundles: Bundles, now: number | undefined): VerifiedPeer {
   const leaf = chain[0];
   if (!leaf) throw unauthenticated('the peer presented no certificate');
   let id: string;
@@ -106,7 +108,7 @@ export function verifyX509Svid(chain: readonly X509Certificate[], bundles: Bundl
 }
 
 /** verifyX509Svid, then the authorizer; its refusal is PERMISSION_DENIED. */
-export function verifyAndAuthorize(chain: readonly X509Certificate[], bundles: Bundles, now: number, authorize: Authorizer): VerifiedPeer {
+export function verifyAndAuthorize(chain: readonly X509Certificate[], bundles: Bundles, now: number | undefined, authorize: Authorizer): VerifiedPeer {
   const peer = verifyX509Svid(chain, bundles, now);
   const why = authorize(peer);
   if (why !== undefined) throw new AgentError('PERMISSION_DENIED', `peer ${peer.id} is not authorized: ${why}`);

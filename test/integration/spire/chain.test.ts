@@ -126,7 +126,11 @@ describe('tokens and authorization across two agents', () => {
   it('a token signed by a key other than the TLS peer, or an expired one, is refused', async () => {
     const port = await agentB(new ServicePolicy([]), []);
     const otherKey = new StaticSource(contextOf(ca.issue(A_ID), ca)); // same ID, different key
-    const forged = await agentA(port, { sendTokens: new SpiffeTokenSource(otherKey, 600_000) }).request(ctx(), req()).catch((e: AgentError) => e);
+    // A SpiffeTokenSource given to channelCredentials always signs with the SVID of the
+    // connection; a forger is any other TokenSource.
+    const forger = new SpiffeTokenSource(otherKey, 600_000);
+    const forgedTokens: TokenSource = { generate: (now, aud, peer) => forger.generate(now, aud, peer) };
+    const forged = await agentA(port, { sendTokens: forgedTokens }).request(ctx(), req()).catch((e: AgentError) => e);
     expect((forged as AgentError).code).toBe('PERMISSION_DENIED');
     expect((forged as AgentError).message).toMatch(/prev_token_signed/);
 
