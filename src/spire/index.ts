@@ -24,12 +24,14 @@ export {
   serverCredentials,
   channelCredentials,
   listenMtls,
+  recycleConnections,
   trustedBundles,
   type SpiffeChannel,
   type MtlsOptions,
   type ServerMtlsOptions,
   type MtlsListener,
   type ListenMtlsOptions,
+  type RecycleOptions,
 } from './tls';
 export {
   SpiffeTokenSource,

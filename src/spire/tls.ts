@@ -1,11 +1,15 @@
 /**
- * Mutual TLS with X.509-SVIDs for grpc-js (requires @grpc/grpc-js ≥ 1.14 for getAuthContext;
- * the certificate-provider API used here is grpc-js "experimental", so the version is pinned
- * to 1.14.x and the tests below pin the behaviour).
+ * Mutual TLS with X.509-SVIDs for grpc-js. Uses grpc-js 1.14 seams that are internal or
+ * "experimental" (ServerCredentials watchers and interceptors, the client SecureConnector,
+ * Server.createConnectionInjector, getAuthContext); the version is pinned to 1.14.x and the
+ * integration tests pin the behaviour.
  *
- * Both sides present the source's CURRENT SVID on every new handshake: the credentials listen
- * to the X509Source and hand grpc-js new secure-context options when it changes, so rotation
- * needs no restart (open connections keep the certificate they started with, as in Go).
+ * Both sides present the source's CURRENT SVID on every new handshake (rotation needs no
+ * restart). An open connection keeps the certificates of its handshake, and NSM tokens sent on
+ * it must verify with them, so: the client signs a connection's tokens with the SVID that
+ * connection presented, and servers re-make connections when their own SVID rotates and
+ * before a peer's certificate expires (listenMtls per connection; recycleConnections on a
+ * timer for servers bound with serverCredentials).
  *
  * Peer verification has two stages:
  * 1. OpenSSL checks the peer chain against the union of the trusted bundles (own trust domain
@@ -14,12 +18,14 @@
  *    (a td2 CA cannot vouch for a td1 ID), and check the SAN and leaf flags and the authorizer.
  *    - client side: in checkServerIdentity, with the verified chain; a failure fails the
  *      handshake (the call gets UNAVAILABLE);
- *    - server side: Node has no verification hook for client certificates, so a server
+ *    - listenMtls: right after the handshake, with the full chain; refused peers are
+ *      disconnected before any call;
+ *    - serverCredentials: Node has no verification hook for client certificates, so a server
  *      interceptor checks every call before its handler runs (UNAUTHENTICATED or
  *      PERMISSION_DENIED). It sees only the peer's leaf (grpc-js getAuthContext), so a peer
  *      whose leaf is signed by an intermediate instead of directly by a root of its bundle is
- *      refused there with a message saying so (SPIRE's default, leaf signed by the trust
- *      domain's CA, is fine; an UpstreamAuthority with intermediates is not supported yet).
+ *      refused with a message saying so (SPIRE's default, leaf signed by the trust domain's CA,
+ *      is fine; with an UpstreamAuthority use listenMtls).
  */
 import { X509Certificate } from 'node:crypto';
 import { isIP, type AddressInfo, type Socket } from 'node:net';
