@@ -191,6 +191,10 @@ export class WorkloadApiClient {
     this.maxMs = opts.backoff?.maxMs ?? 30_000;
     this.client = new (proto().SpiffeWorkloadAPI)(this.target, grpc.credentials.createInsecure(), {
       'grpc.enable_retries': 0,
+      // The channel's own reconnect back-off (grpc-js default: up to 120 s) must not outlast
+      // ours, or a restarted SPIRE agent would be noticed late.
+      'grpc.initial_reconnect_backoff_ms': this.initialMs,
+      'grpc.max_reconnect_backoff_ms': this.maxMs,
     }) as unknown as SpiffeWorkloadAPIClient;
   }
 
