@@ -59,6 +59,11 @@ export interface WorkloadApiOptions {
   intermediate?: boolean;
   /** Disable automatic rotation at half-life. */
   noRotation?: boolean;
+  /**
+   * Share the CAs of another double: two SPIRE agents (one per host) under the same SPIRE
+   * server. Root rotation steps are announced only by the double they are called on.
+   */
+  sameCasAs?: FakeWorkloadApi;
 }
 
 const HEADER_MESSAGE = 'security header missing from request';
@@ -84,7 +89,8 @@ export class FakeWorkloadApi {
     this.dir = mkdtempSync(path.join(tmpdir(), 'nsm-wlapi-'));
     this.socketPath = path.join(this.dir, 'api.sock');
     this.address = `unix://${this.socketPath}`;
-    for (const td of opts.trustDomains ?? ['example.org']) this.addTrustDomain(td);
+    if (opts.sameCasAs) for (const [td, t] of opts.sameCasAs.tds) this.tds.set(td, t);
+    else for (const td of opts.trustDomains ?? ['example.org']) this.addTrustDomain(td);
     this.entries = opts.entries ?? [];
   }
 
