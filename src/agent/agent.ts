@@ -46,6 +46,7 @@ import { tunnelServer, TunnelServer } from '../mechanisms/tunnel/server';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import { wireguardDataplane } from '../mechanisms/wireguard/dataplane';
 import { UdpPortAllocator } from '../mechanisms/wireguard/ports';
+import { kernelWireguardSupported } from '../mechanisms/wireguard/device';
 import { vxlanDataplane } from '../mechanisms/vxlan/dataplane';
 import { newRegistryServer, RegistryServer } from '../registry/server';
 import { EtcdStore } from '../registry/store/etcd';
@@ -124,6 +125,7 @@ export class Agent {
   private readonly pool = new ChannelPool();
   private readonly tunnels: { clients: TunnelClient[]; servers: TunnelServer[] } = { clients: [], servers: [] };
   private readonly translation = mechanismTranslationClient();
+  private readonly dataplanes: { close?(): Promise<void> }[] = [];
   /** The URL registered for hosted endpoints: the TCP listener when there is one. */
   private url: string;
   private readonly listening: string[] = [];
@@ -170,7 +172,16 @@ export class Agent {
     return !!this.cfg.listen.tcp;
   }
 
+  /** Kernel WireGuard when the kernel has it (or agent.yaml asks for it), else wireguard-go. */
+  private wireguardKernel = false;
+
   private async prepareUnderlay(): Promise<void> {
+    const impl = this.cfg.wireguard.implementation;
+    const kernelHas = impl === 'wireguard-go' ? false : await kernelWireguardSupported();
+    if (impl === 'kernel' && !kernelHas) {
+      throw new AgentError('FAILED_PRECONDITION', `${this.cfg.file}: wireguard.implementation: kernel, but this kernel has no WireGuard`);
+    }
+    this.wireguardKernel = kernelHas;
     const explicit = this.cfg.tunnelIP !== 'auto';
     try {
       this.underlay = await resolveUnderlay(this.cfg.tunnelIP);
@@ -191,13 +202,15 @@ export class Agent {
         underlay,
         ports,
         log: this.log,
-        preferUserspace: cfg.wireguard.implementation === 'wireguard-go',
+        kernel: this.wireguardKernel,
+        spares: cfg.wireguard.spares,
       });
       const vx = vxlanDataplane({ underlay });
       const wgServer = tunnelServer(wg, { underlay });
       const vxServer = tunnelServer(vx, { underlay });
       const wgClient = tunnelClient(wg, { underlay });
       const vxClient = tunnelClient(vx, { underlay });
+      this.dataplanes.push(wg, vx);
       this.tunnels.servers.push(wgServer, vxServer);
       this.tunnels.clients.push(wgClient, vxClient);
       handlers['WIREGUARD'] = wgServer;
@@ -421,6 +434,7 @@ export class Agent {
     }
     await this.localSocket?.close();
     this.localSocket = undefined;
+    await Promise.all(this.dataplanes.map((d) => d.close?.().catch(() => {})));
     this.life.abort();
     this.reg.close();
     this.pool.close();

@@ -57,13 +57,14 @@ run('multi-host vWires (three agents)', () => {
     await mesh.start(1, {
       listen: { tcp: `${b!.ip}:5001` },
       registry: { url: registryURL() },
-      wireguard: { ports: '51820-51821' },
+      // No spare devices here: the checks below count wireguard-go processes exactly.
+      wireguard: { ports: '51820-51821', spares: 0 },
       endpoints: [
         { name: 'icmp-responder-b', services: ['icmp-responder'], cidr: '172.16.1.100/31', netns: nse, labels: { app: 'icmp' } },
         { name: 'l2-responder-b', services: ['l2-responder'], cidr: '172.16.2.100/31', netns: nseEth, payload: 'ETHERNET' },
       ],
     });
-    await mesh.start(0, { listen: { tcp: `${a!.ip}:5001` }, registry: { url: registryURL() } });
+    await mesh.start(0, { listen: { tcp: `${a!.ip}:5001` }, registry: { url: registryURL() }, wireguard: { spares: 0 } });
   }, 60_000);
 
   afterAll(async () => {

@@ -54,7 +54,8 @@ export interface AgentConfig {
   listen: { unix: string; tcp?: string; allowUids: number[] };
   tunnelIP: string;
   /** Local UDP ports for WireGuard ends (inclusive) and which implementation to use. */
-  wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go' };
+  /** spares: devices kept started ahead of need once WireGuard is in use. */
+  wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go'; spares: number };
   maxTokenLifetimeMs: number;
   identity: IdentityConfig;
   /** listen: where an embedded registry serves other hosts; undefined = local only unless listen.tcp is set. */
@@ -174,7 +175,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     stateDir,
     listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
-    wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto' },
+    wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
     maxTokenLifetimeMs: lifetime,
     identity,
     registry: {

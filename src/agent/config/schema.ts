@@ -30,6 +30,7 @@ export const AGENT_SCHEMA = {
       properties: {
         ports: { type: 'string', pattern: '^\\d{1,5}(-\\d{1,5})?$' },
         implementation: { enum: ['auto', 'kernel', 'wireguard-go'] },
+        spares: { type: 'integer', minimum: 0, maximum: 64 },
       },
     },
     maxTokenLifetime: duration,

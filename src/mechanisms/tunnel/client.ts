@@ -22,6 +22,7 @@ import { NetworkServiceClient, nextClient } from '../../core/networkservice';
 import { sidesOf } from '../kernel/vwire';
 import { CLS, PAYLOAD } from '../common';
 import type { TunnelDataplane } from './dataplane';
+import { headStart } from './headstart';
 import { innerMtu, LOCAL_TARGET, minMtu, paramMtu, type Underlay } from './params';
 
 interface Session<L, D> {
@@ -72,14 +73,19 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
         prefs = [...prefs, pref];
       }
 
+      // A first request starts the local end while the server makes its own.
+      const target = ctx.get(LOCAL_TARGET);
+      const head = fresh && target ? headStart(dp, { local: s.local, target, mtu }) : undefined;
       let out: Connection;
       try {
         out = await nextClient(ctx).request(ctx, { ...req, connection: conn, mechanism_preferences: prefs });
       } catch (err) {
+        await head?.drop();
         if (fresh) await discard(id, s);
         throw err;
       }
       if (out.mechanism?.type !== dp.type) {
+        await head?.drop();
         if (fresh) await discard(id, s);
         return out;
       }
@@ -91,7 +97,6 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
         if (session.device) {
           await dp.update(session.device, session.local, peer);
         } else {
-          const target = ctx.get(LOCAL_TARGET);
           if (!target) throw new AgentError('INTERNAL', `${dp.type} client: no local target for the tunnel end in the context`);
           session.device = await dp.create({
             local: session.local,
@@ -99,9 +104,11 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
             target,
             mtu: minMtu(paramMtu(params), out.context?.MTU, mtu),
             side: sidesOf(out.context?.ip_context).client,
+            prepared: await head?.take(),
           });
         }
       } catch (err) {
+        await head?.drop();
         if (fresh) {
           const [closeCtx, done] = ctx.detached(5_000);
           await nextClient(ctx).close(closeCtx, out).catch(() => {});

@@ -27,6 +27,17 @@ export interface CreateArgs<L, P> {
   mtu: number | undefined;
   /** Addresses and routes of this end, from the connection's IP context. */
   side: SideConfig;
+  /** What prepare() made for this end, if it ran. */
+  prepared?: unknown;
+}
+
+export interface PrepareArgs<L, P> {
+  local: L;
+  /** Known to the serving end (from the request), not to the requesting one. */
+  peer?: P;
+  /** Known to the requesting end (the local client's KERNEL request), not to the serving one. */
+  target?: DeviceTarget;
+  mtu: number;
 }
 
 export interface TunnelDataplane<L, P, D> {
@@ -46,12 +57,21 @@ export interface TunnelDataplane<L, P, D> {
   advertise(local: L, end: End): Record<string, string>;
   /** The other end's parameters, validated (INVALID_ARGUMENT naming the key). */
   peerOf(params: Record<string, string>, end: End): P;
-  /** Makes the device; all-or-nothing. */
+  /**
+   * Optional head start, run by the tunnel elements while the request travels on: makes what
+   * can be made before the answer (e.g. a WireGuard device with its key and port, placed at
+   * the target when known). create() finishes it; discard() removes one that is not used.
+   */
+  prepare?(args: PrepareArgs<L, P>): Promise<unknown>;
+  discard?(prepared: unknown): Promise<void>;
+  /** Makes the device (finishing `prepared` when given); all-or-nothing. */
   create(args: CreateArgs<L, P>): Promise<D>;
   /** A refresh: brings the device in line with the (possibly changed) peer. */
   update(device: D, local: L, peer: P): Promise<void>;
   /** Removes the device; a device already gone is not an error. */
   remove(device: D): Promise<void>;
+  /** Releases what the dataplane keeps besides connections' devices (e.g. spare devices). */
+  close?(): Promise<void>;
   /** For status output. */
   describe(device: D): Record<string, unknown>;
 }

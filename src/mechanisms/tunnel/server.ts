@@ -23,6 +23,7 @@ import { DOWNSTREAM, DownstreamSlot } from '../../networkservice/connect';
 import { kernelSide } from '../kernel/params';
 import { sidesOf } from '../kernel/vwire';
 import type { TunnelDataplane } from './dataplane';
+import { headStart } from './headstart';
 import { clampContextMtu, innerMtu, minMtu, paramMtu, type Underlay } from './params';
 
 interface Session<L, D> {
@@ -71,11 +72,14 @@ export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
       conn.mechanism = { ...mech, parameters: { ...params, ...dp.advertise(session.local, 'dst'), MTU: String(mtu) } };
       clampContextMtu(conn, mtu);
 
+      // A first request starts this end (keys, port, peer) while the endpoint answers.
+      const head = fresh ? headStart(dp, { local: session.local, peer, mtu }) : undefined;
       const slot: DownstreamSlot = {};
       let out: Connection;
       try {
         out = await nextServer(ctx).request(ctx.with(DOWNSTREAM, slot), { ...req, connection: conn });
       } catch (err) {
+        await head?.drop();
         if (fresh) await discard(id, session).catch(() => {});
         throw err;
       }
@@ -93,9 +97,11 @@ export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
             target: kernelSide(slot.conn.mechanism),
             mtu: minMtu(out.context?.MTU, mtu),
             side: sidesOf(out.context?.ip_context).endpoint,
+            prepared: await head?.take(),
           });
         }
       } catch (err) {
+        await head?.drop();
         if (fresh) {
           const [closeCtx, done] = ctx.detached(5_000);
           await nextServer(ctx).close(closeCtx, out).catch(() => {});

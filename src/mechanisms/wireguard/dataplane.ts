@@ -12,9 +12,9 @@ import type { Logger } from '../../core/log';
 import * as sys from '../../sys';
 import { configureSide, requireNetns, type SideConfig } from '../kernel/vwire';
 import { PAYLOAD, TYPE } from '../common';
-import type { CreateArgs, TunnelDataplane } from '../tunnel/dataplane';
+import type { CreateArgs, PrepareArgs, TunnelDataplane } from '../tunnel/dataplane';
 import { hostPort, paramIp, paramPort, type End, type Underlay } from '../tunnel/params';
-import { createWireguardDevice, WG_OVERHEAD_V4, WG_OVERHEAD_V6, type WireguardDevice, type WireguardGoOptions } from './device';
+import { KernelWireguard, WireguardGo, WG_OVERHEAD_V4, WG_OVERHEAD_V6, type WireguardDevice, type WireguardGoOptions } from './device';
 import { generateKeyPair, validatePublicKey, type WgKeyPair } from './keys';
 import { UdpPortAllocator } from './ports';
 
@@ -40,17 +40,109 @@ export interface WireguardDataplaneOptions {
   underlay: Underlay;
   ports: UdpPortAllocator;
   log: Logger;
-  /** wireguard-go even where the kernel has WireGuard (tests, or by choice). */
-  preferUserspace?: boolean;
+  /** Kernel WireGuard (generic netlink) instead of wireguard-go; see kernelWireguardSupported(). */
+  kernel?: boolean;
+  /** Devices kept started ahead of need once WireGuard is in use (default 0). */
+  spares?: number;
   wireguardGo?: Omit<WireguardGoOptions, 'afterRestart'>;
 }
 
+const samePeer = (a: WgPeer, b: WgPeer): boolean => a.publicKey === b.publicKey && a.ip === b.ip && a.port === b.port;
+
 export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDataplane<WgLocal, WgPeer, WgDevice> {
-  const configOf = (local: WgLocal, peer: WgPeer) => ({
+  const createDevice = (hooks: Pick<WireguardGoOptions, 'afterRestart'>): WireguardDevice =>
+    opts.kernel ? new KernelWireguard() : new WireguardGo({ ...opts.wireguardGo, ...hooks });
+  const configOf = (local: WgLocal, peer: WgPeer | undefined) => ({
     privateKey: local.keys.privateKey,
     listenPort: local.port,
-    peer: { publicKey: peer.publicKey, endpoint: hostPort(peer.ip, peer.port) },
+    ...(peer ? { peer: { publicKey: peer.publicKey, endpoint: hostPort(peer.ip, peer.port) } } : {}),
   });
+
+  /** A device made ahead (prepare) or now (create); addressed once create() knows the side. */
+  interface Prepared {
+    dev: WireguardDevice;
+    ifname: string;
+    /** The peer last configured (undefined: keys and port only). */
+    peer?: WgPeer;
+    placed?: { mtu: number | undefined };
+    addressed?: WgDevice;
+  }
+
+  const newDevice = (): Prepared => {
+    const p: Prepared = { ifname: '' } as Prepared;
+    p.dev = createDevice({
+      afterRestart: async () => {
+        if (p.addressed) await address(p.addressed);
+      },
+    });
+    p.dev.on('restarted', (e) => opts.log.warn('wireguard-go restarted', { ifname: p.ifname, ...e }));
+    p.dev.on('failed', (err) => opts.log.error('wireguard-go gave up', { ifname: p.ifname, error: err }));
+    return p;
+  };
+
+  // Spare devices: created in the host namespace, not yet configured, so that a connection
+  // does not wait for a device to start. Kept only once WireGuard is in use (an agent that
+  // never tunnels runs no idle wireguard-go), and removed by close().
+  const spareCount = opts.spares ?? 0;
+  const spares: Prepared[] = [];
+  let filling = false;
+  let closed = false;
+  const refill = (): void => {
+    if (filling || closed || spares.length >= spareCount) return;
+    filling = true;
+    void (async () => {
+      while (!closed && spares.length < spareCount) {
+        const p = newDevice();
+        try {
+          await p.dev.create();
+        } catch (err) {
+          opts.log.warn('cannot make a spare WireGuard device', { error: err });
+          await p.dev.delete().catch(() => {});
+          return;
+        }
+        if (closed) await p.dev.delete().catch(() => {});
+        else spares.push(p);
+      }
+    })().finally(() => {
+      filling = false;
+    });
+  };
+  const takeDevice = async (): Promise<Prepared> => {
+    const spare = spares.shift();
+    refill();
+    if (spare && spare.dev.info().state === 'running') return spare;
+    if (spare) await spare.dev.delete().catch(() => {});
+    const p = newDevice();
+    await p.dev.create();
+    return p;
+  };
+  const configure = async (p: Prepared, local: WgLocal, peer: WgPeer | undefined): Promise<void> => {
+    if (p.peer && peer && samePeer(p.peer, peer)) return;
+    await p.dev.configure(configOf(local, peer));
+    p.peer = peer;
+  };
+
+  const place = async (p: Prepared, target: { netns: string; ifname: string }, mtu: number | undefined): Promise<void> => {
+    p.ifname = target.ifname;
+    const ns = requireNetns(target.netns);
+    try {
+      await p.dev.move(ns, target.ifname, { mtu, up: true });
+    } finally {
+      ns.close();
+    }
+    p.placed = { mtu };
+  };
+
+  const setMtuAt = async (target: { netns: string; ifname: string }, mtu: number): Promise<void> => {
+    const ns = requireNetns(target.netns);
+    try {
+      const rtnl = sys.Rtnl.for(ns);
+      const link = await sys.getLink(rtnl, target.ifname);
+      if (link) await sys.setMtu(rtnl, link.index, mtu);
+    } finally {
+      ns.close();
+    }
+  };
 
   /** Addresses and routes on the device as it is now (after a move or a restart). */
   const address = async (d: { target: { netns: string; ifname: string }; side: SideConfig }): Promise<void> => {
@@ -92,34 +184,45 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       return { publicKey: key, ip: paramIp(params, `${end}_ip`), port: paramPort(params, `${end}_port`) };
     },
 
-    async create({ local, peer, target, mtu, side }: CreateArgs<WgLocal, WgPeer>) {
-      const d: Partial<WgDevice> & { target: WgDevice['target']; side: SideConfig } = { target, side };
-      const dev = await createWireguardDevice({
-        ...opts.wireguardGo,
-        preferUserspace: opts.preferUserspace,
-        afterRestart: () => address(d),
-      });
-      d.dev = dev;
-      dev.on('restarted', (e) => opts.log.warn('wireguard-go restarted', { ifname: target.ifname, ...e }));
-      dev.on('failed', (err) => opts.log.error('wireguard-go gave up', { ifname: target.ifname, error: err }));
-      const ns = requireNetns(target.netns);
+    async prepare({ local, peer, target, mtu }: PrepareArgs<WgLocal, WgPeer>): Promise<Prepared> {
+      const p = await takeDevice();
       try {
-        await dev.create();
-        await dev.configure(configOf(local, peer));
-        await dev.move(ns, target.ifname, { mtu, up: true });
-        await address(d as WgDevice);
+        await configure(p, local, peer);
+        if (target) await place(p, target, mtu);
       } catch (err) {
-        await dev.delete().catch(() => {});
+        await p.dev.delete().catch(() => {});
         throw err;
-      } finally {
-        ns.close();
       }
-      d.peer = peer;
-      return d as WgDevice;
+      return p;
+    },
+
+    async discard(prepared) {
+      await (prepared as Prepared).dev.delete();
+    },
+
+    async create({ local, peer, target, mtu, side, prepared }: CreateArgs<WgLocal, WgPeer>) {
+      const p = (prepared as Prepared | undefined) ?? (await takeDevice());
+      const d: WgDevice = { dev: p.dev, target, side, peer };
+      try {
+        await configure(p, local, peer);
+        if (!p.placed) await place(p, target, mtu);
+        else if (mtu !== undefined && mtu !== p.placed.mtu) await setMtuAt(target, mtu); // the answer lowered it
+        p.addressed = d;
+        await address(d);
+      } catch (err) {
+        await p.dev.delete().catch(() => {});
+        throw err;
+      }
+      return d;
+    },
+
+    async close() {
+      closed = true;
+      await Promise.all(spares.splice(0).map((p) => p.dev.delete().catch(() => {})));
     },
 
     async update(device, local, peer) {
-      if (device.peer.publicKey === peer.publicKey && device.peer.ip === peer.ip && device.peer.port === peer.port) return;
+      if (samePeer(device.peer, peer)) return;
       await device.dev.configure(configOf(local, peer));
       device.peer = peer;
     },

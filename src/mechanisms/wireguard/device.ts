@@ -92,7 +92,8 @@ export interface WireguardConfig {
   /** base64 private key of this side (fresh per connection, kept across refreshes). */
   privateKey: string;
   listenPort: number;
-  peer: WireguardPeerConfig;
+  /** Absent: no peer yet (a device made ahead of the answer that names the peer). */
+  peer?: WireguardPeerConfig;
   /** Default {@link WG_PERSISTENT_KEEPALIVE}. */
   persistentKeepalive?: number;
   /** Default {@link WG_ALLOWED_IPS}. */
@@ -167,7 +168,7 @@ export function validateWireguardName(name: string): void {
 /** Validates a configuration; throws INVALID_ARGUMENT. */
 export function validateConfig(cfg: WireguardConfig): void {
   validatePrivateKey(cfg.privateKey);
-  validatePublicKey(cfg.peer.publicKey);
+  if (cfg.peer) validatePublicKey(cfg.peer.publicKey);
   if (!Number.isInteger(cfg.listenPort) || cfg.listenPort < 1 || cfg.listenPort > 65535) {
     throw new AgentError('INVALID_ARGUMENT', `bad WireGuard listen port ${cfg.listenPort}`);
   }
@@ -250,7 +251,7 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
     if (this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) i.pid = this.child.pid;
     if (this.cfg !== undefined) {
       i.listenPort = this.cfg.listenPort;
-      i.peerPublicKey = this.cfg.peer.publicKey;
+      if (this.cfg.peer) i.peerPublicKey = this.cfg.peer.publicKey;
     }
     if (this.moveOpts !== undefined && this.moveOpts.mtu > 0) i.mtu = this.moveOpts.mtu;
     return i;
@@ -291,7 +292,7 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
     }
     validateConfig(cfg);
     await this.apply(cfg);
-    this.cfg = { ...cfg, peer: { ...cfg.peer } };
+    this.cfg = { ...cfg, ...(cfg.peer ? { peer: { ...cfg.peer } } : {}) };
   }
 
   private async apply(cfg: WireguardConfig): Promise<void> {
@@ -300,15 +301,17 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
         privateKey: cfg.privateKey,
         listenPort: cfg.listenPort,
         replacePeers: true,
-        peers: [
-          {
-            publicKey: cfg.peer.publicKey,
-            endpoint: cfg.peer.endpoint,
-            persistentKeepalive: cfg.persistentKeepalive ?? WG_PERSISTENT_KEEPALIVE,
-            replaceAllowedIps: true,
-            allowedIps: cfg.allowedIps ?? [...WG_ALLOWED_IPS],
-          },
-        ],
+        peers: cfg.peer
+          ? [
+              {
+                publicKey: cfg.peer.publicKey,
+                endpoint: cfg.peer.endpoint,
+                persistentKeepalive: cfg.persistentKeepalive ?? WG_PERSISTENT_KEEPALIVE,
+                replaceAllowedIps: true,
+                allowedIps: cfg.allowedIps ?? [...WG_ALLOWED_IPS],
+              },
+            ]
+          : [],
       });
     } catch (err) {
       throw toAgentError(err, `configure WireGuard device ${this.hostName}`);
@@ -542,7 +545,7 @@ export class KernelWireguard extends EventEmitter implements WireguardDevice {
     if (this.ifindex !== undefined) i.ifindex = this.ifindex;
     if (this.cfg !== undefined) {
       i.listenPort = this.cfg.listenPort;
-      i.peerPublicKey = this.cfg.peer.publicKey;
+      if (this.cfg.peer) i.peerPublicKey = this.cfg.peer.publicKey;
     }
     return i;
   }
@@ -583,18 +586,20 @@ export class KernelWireguard extends EventEmitter implements WireguardDevice {
         privateKey: validatePrivateKey(cfg.privateKey),
         listenPort: cfg.listenPort,
         flags: { replacePeers: true },
-        peers: [
-          {
-            publicKey: validatePublicKey(cfg.peer.publicKey),
-            endpoint: sockaddr(cfg.peer.endpoint),
-            persistentKeepaliveInterval: cfg.persistentKeepalive ?? WG_PERSISTENT_KEEPALIVE,
-            flags: { replaceAllowedIps: true },
-            allowedIps: [
-              { family: 2, ipaddr: Buffer.alloc(4), cidrMask: 0 },
-              { family: 10, ipaddr: Buffer.alloc(16), cidrMask: 0 },
-            ],
-          },
-        ],
+        peers: cfg.peer
+          ? [
+              {
+                publicKey: validatePublicKey(cfg.peer.publicKey),
+                endpoint: sockaddr(cfg.peer.endpoint),
+                persistentKeepaliveInterval: cfg.persistentKeepalive ?? WG_PERSISTENT_KEEPALIVE,
+                flags: { replaceAllowedIps: true },
+                allowedIps: [
+                  { family: 2, ipaddr: Buffer.alloc(4), cidrMask: 0 },
+                  { family: 10, ipaddr: Buffer.alloc(16), cidrMask: 0 },
+                ],
+              },
+            ]
+          : [],
       });
     } catch (err) {
       throw toAgentError(err, `configure WireGuard link ${this.linkName}`);
