@@ -87,16 +87,21 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
   let c: Container | undefined;
   const figures: Record<string, number | string> = {};
 
-  const active = (unit: string) => c!.exec(['systemctl', 'is-active', unit]).stdout.trim();
-  const show = (unit: string, prop: string) => c!.exec(['systemctl', 'show', '-p', prop, '--value', unit]).stdout.trim();
-  const cli = (...args: string[]) => c!.exec(['nsm-agent', ...args]);
+  /** The booted container; a clear failure for the tests after a failed boot. */
+  const ct = (): Container => {
+    if (!c) throw new Error('the container is not running (see the failure of the install test)');
+    return c;
+  };
+  const active = (unit: string) => ct().exec(['systemctl', 'is-active', unit]).stdout.trim();
+  const show = (unit: string, prop: string) => ct().exec(['systemctl', 'show', '-p', prop, '--value', unit]).stdout.trim();
+  const cli = (...args: string[]) => ct().exec(['nsm-agent', ...args]);
   const cliJson = (...args: string[]) => {
     const r = cli(...args, '--json');
     if (r.code !== 0) throw new Error(`nsm-agent ${args.join(' ')}: ${r.stderr}`);
     return JSON.parse(r.stdout);
   };
-  const netnsList = () => c!.exec(['ip', 'netns', 'list']).stdout;
-  const writeUnit = (name: string, text: string) => writeFileSync(c!.path(`etc/systemd/system/${name}`), text);
+  const netnsList = () => ct().exec(['ip', 'netns', 'list']).stdout;
+  const writeUnit = (name: string, text: string) => writeFileSync(ct().path(`etc/systemd/system/${name}`), text);
 
   beforeAll(async () => {
     const missing = missingTools();
@@ -222,96 +227,96 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
   it('a consumer unit starts after its nsm-1 is up and pings the provider unit', async () => {
     writeUnit('nsmt-provider.service', PROVIDER);
     writeUnit('nsmt-consumer.service', CONSUMER);
-    c!.sh('systemctl daemon-reload');
+    ct().sh('systemctl daemon-reload');
     // The generator's drop-ins.
     expect(show('nsmt-consumer', 'Requires')).toMatch(/nsm-connect@nsmt-consumer\.service/);
     expect(show('nsmt-consumer', 'NetworkNamespacePath')).toBe('/run/netns/nsm-nsmt-consumer');
-    const start = c!.exec(['systemctl', 'start', 'nsmt-provider', 'nsmt-consumer']);
-    expect(start.code, start.stderr + c!.exec(['systemctl', 'status', 'nsmt-consumer', 'nsm-connect@nsmt-consumer']).stdout).toBe(0);
+    const start = ct().exec(['systemctl', 'start', 'nsmt-provider', 'nsmt-consumer']);
+    expect(start.code, start.stderr + ct().exec(['systemctl', 'status', 'nsmt-consumer', 'nsm-connect@nsmt-consumer']).stdout).toBe(0);
     expect(active('nsmt-provider')).toBe('active');
     expect(active('nsmt-consumer')).toBe('active');
     expect(active('nsm-connect@nsmt-consumer')).toBe('active');
     // The unit's process lives in its own namespace, which holds nsm-1.
     const pid = show('nsmt-consumer', 'MainPID');
-    expect(c!.sh(`ip netns identify ${pid}`).trim()).toBe('nsm-nsmt-consumer');
+    expect(ct().sh(`ip netns identify ${pid}`).trim()).toBe('nsm-nsmt-consumer');
     const eps = cliJson('endpoints');
     expect(eps.map((e: { name: string }) => e.name)).toContain('vm-nsmt-provider');
     const conn = cliJson('status').connections.find((x: { interface: string }) => x.interface === 'nsm-1');
     expect(conn).toMatchObject({ netns: 'nsm-nsmt-consumer', service: 'nsmt-svc', endpoint: 'vm-nsmt-provider', state: 'UP' });
     const peer = String(conn.dstIps[0]).split('/')[0];
-    expect(c!.test(`ip netns exec nsm-nsmt-consumer ping -c1 -W2 ${peer}`)).toBe(0);
+    expect(ct().test(`ip netns exec nsm-nsmt-consumer ping -c1 -W2 ${peer}`)).toBe(0);
     expect(show('nsm-agent', 'StatusText')).toMatch(/1 endpoint, 1 connection/);
   }, T);
 
   it('a unit whose service does not exist fails to start, with the reason in systemctl status', () => {
     writeUnit('nsmt-bad.service', BAD);
-    c!.sh('systemctl daemon-reload');
-    const r = c!.exec(['systemctl', 'start', 'nsmt-bad']);
+    ct().sh('systemctl daemon-reload');
+    const r = ct().exec(['systemctl', 'start', 'nsmt-bad']);
     expect(r.code).not.toBe(0);
     expect(active('nsmt-bad')).not.toBe('active');
-    const status = c!.exec(['systemctl', 'status', '--no-pager', '-n', '20', 'nsmt-bad']).stdout;
+    const status = ct().exec(['systemctl', 'status', '--no-pager', '-n', '20', 'nsmt-bad']).stdout;
     expect(status).toMatch(/network service no-such-service is not found \(SERVICE_NOT_FOUND\)/);
     expect(netnsList()).not.toMatch(/nsm-nsmt-bad/);
-    c!.exec(['systemctl', 'reset-failed']);
+    ct().exec(['systemctl', 'reset-failed']);
   }, T);
 
   it('daemon-reload picks up a section added to a unit', async () => {
     writeUnit('nsmt-late.service', LATE_PLAIN);
-    c!.sh('systemctl daemon-reload && systemctl start nsmt-late');
-    expect(c!.exec(['ip', 'netns', 'identify', show('nsmt-late', 'MainPID')]).stdout.trim()).toBe('');
+    ct().sh('systemctl daemon-reload && systemctl start nsmt-late');
+    expect(ct().exec(['ip', 'netns', 'identify', show('nsmt-late', 'MainPID')]).stdout.trim()).toBe('');
     writeUnit('nsmt-late.service', LATE_PLAIN.replace('[Service]', '[X-NetworkServiceMesh]\nConnect=kernel://nsmt-svc/nsm-7\n\n[Service]'));
-    c!.sh('systemctl daemon-reload && systemctl restart nsmt-late');
-    expect(c!.sh(`ip netns identify ${show('nsmt-late', 'MainPID')}`).trim()).toBe('nsm-nsmt-late');
-    expect(c!.test('ip -n nsm-nsmt-late link show dev nsm-7 up | grep -q .')).toBe(0);
-    c!.sh('systemctl stop nsmt-late');
+    ct().sh('systemctl daemon-reload && systemctl restart nsmt-late');
+    expect(ct().sh(`ip netns identify ${show('nsmt-late', 'MainPID')}`).trim()).toBe('nsm-nsmt-late');
+    expect(ct().test('ip -n nsm-nsmt-late link show dev nsm-7 up | grep -q .')).toBe(0);
+    ct().sh('systemctl stop nsmt-late');
     await until('nsm-nsmt-late removed', () => !netnsList().includes('nsm-nsmt-late'));
   }, T);
 
   it('agent restarts do not stop the consumer: clean restart restores its connection, SIGKILL + Restart= keeps its interface', async () => {
-    const ifindex = () => c!.sh('ip -n nsm-nsmt-consumer -o link show dev nsm-1').split(':')[0];
+    const ifindex = () => ct().sh('ip -n nsm-nsmt-consumer -o link show dev nsm-1').split(':')[0];
     // Clean restart: connections are closed on stop and made again from the unit's spec.
-    c!.sh('systemctl restart nsm-agent');
+    ct().sh('systemctl restart nsm-agent');
     expect(active('nsmt-consumer')).toBe('active');
     await until('consumer connection restored', () => cliJson('unit', 'list').find((u: { unit: string }) => u.unit === 'nsmt-consumer.service')?.connections[0]?.up === true);
     const before = ifindex();
     const pid = show('nsm-agent', 'MainPID');
     // Unclean: nothing is cleaned up; systemd restarts the agent (Restart=on-failure).
-    c!.sh('systemctl kill -s KILL nsm-agent');
+    ct().sh('systemctl kill -s KILL nsm-agent');
     await until('agent restarted', () => show('nsm-agent', 'NRestarts') === '1' && active('nsm-agent') === 'active' && show('nsm-agent', 'MainPID') !== pid, 30_000);
     expect(active('nsmt-consumer')).toBe('active');
     expect(active('nsm-connect@nsmt-consumer')).toBe('active');
     expect(ifindex()).toBe(before); // the same interface: the restarted agent did not remove it
-    expect(c!.test('ip netns exec nsm-nsmt-consumer ping -c1 -W2 172.16.77.0')).toBe(0);
+    expect(ct().test('ip netns exec nsm-nsmt-consumer ping -c1 -W2 172.16.77.0')).toBe(0);
     // The provider's endpoint is registered again by the restarted agent.
     expect(cliJson('endpoints').map((e: { name: string }) => e.name)).toContain('vm-nsmt-provider');
   }, T);
 
   it('systemctl reload after adding an endpoint to agent.yaml registers it, without a restart', () => {
     const pid = show('nsm-agent', 'MainPID');
-    const conf = c!.path('etc/nsm-agent/agent.yaml');
+    const conf = ct().path('etc/nsm-agent/agent.yaml');
     const text = readFileSync(conf, 'utf8');
     expect(text).toMatch(/^endpoints: \[\]$/m);
     writeFileSync(conf, text.replace(/^endpoints: \[\]$/m, 'endpoints: [{name: reload-ep, services: [reload-svc], cidr: 172.16.78.0/30}]'));
-    const r = c!.exec(['systemctl', 'reload', 'nsm-agent']);
+    const r = ct().exec(['systemctl', 'reload', 'nsm-agent']);
     expect(r.code, r.stderr).toBe(0);
     expect(show('nsm-agent', 'MainPID')).toBe(pid);
     expect(cliJson('endpoints').map((e: { name: string }) => e.name)).toContain('reload-ep');
     expect(cliJson('services').map((s: { name: string }) => s.name)).toContain('reload-svc');
     // A broken file is refused with the reason; the agent keeps running as it was.
     writeFileSync(conf, readFileSync(conf, 'utf8') + 'bogusKey: 1\n');
-    const bad = c!.exec(['systemctl', 'reload', 'nsm-agent']);
+    const bad = ct().exec(['systemctl', 'reload', 'nsm-agent']);
     expect(bad.code).not.toBe(0);
-    expect(c!.exec(['journalctl', '-u', 'nsm-agent', '--no-pager', '-n', '30']).stdout).toMatch(/bogusKey: unknown key/);
+    expect(ct().exec(['journalctl', '-u', 'nsm-agent', '--no-pager', '-n', '30']).stdout).toMatch(/bogusKey: unknown key/);
     expect(active('nsm-agent')).toBe('active');
     writeFileSync(conf, readFileSync(conf, 'utf8').replace('bogusKey: 1\n', ''));
-    expect(c!.exec(['systemctl', 'reload', 'nsm-agent']).code).toBe(0);
+    expect(ct().exec(['systemctl', 'reload', 'nsm-agent']).code).toBe(0);
   }, T);
 
   it('stopping the consumer removes its interface and namespace; stopping the provider unregisters it', async () => {
-    c!.sh('systemctl stop nsmt-consumer');
+    ct().sh('systemctl stop nsmt-consumer');
     await until('consumer namespace removed', () => !netnsList().includes('nsm-nsmt-consumer') && active('nsm-connect@nsmt-consumer') === 'inactive');
     expect(cliJson('unit', 'list').map((u: { unit: string }) => u.unit)).not.toContain('nsmt-consumer.service');
-    c!.sh('systemctl stop nsmt-provider');
+    ct().sh('systemctl stop nsmt-provider');
     await until('provider unregistered', () => !cliJson('endpoints').some((e: { name: string }) => e.name === 'vm-nsmt-provider'));
     await until('provider namespace removed', () => !netnsList().includes('nsm-nsmt-provider'));
     expect(show('nsm-agent', 'StatusText')).toMatch(/1 endpoint, 0 connections/);
@@ -319,10 +324,10 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
 
   it('upgrade to a higher version keeps the edited agent.yaml and restarts the agent', () => {
     const pid = show('nsm-agent', 'MainPID');
-    const r = c!.exec(['dpkg', '-i', `/root/pkgs/${path.basename(pkgs.deb2)}`], { timeout: 120_000 });
+    const r = ct().exec(['dpkg', '-i', `/root/pkgs/${path.basename(pkgs.deb2)}`], { timeout: 120_000 });
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(c!.sh("dpkg-query -W -f='${Version}' nsm-agent")).toBe(VERSION2);
-    expect(readFileSync(c!.path('etc/nsm-agent/agent.yaml'), 'utf8')).toMatch(/name: reload-ep/);
+    expect(ct().sh("dpkg-query -W -f='${Version}' nsm-agent")).toBe(VERSION2);
+    expect(readFileSync(ct().path('etc/nsm-agent/agent.yaml'), 'utf8')).toMatch(/name: reload-ep/);
     expect(active('nsm-agent')).toBe('active');
     expect(show('nsm-agent', 'MainPID')).not.toBe(pid);
     expect(cliJson('status').version).toBe(VERSION2);
@@ -330,17 +335,17 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
   }, T);
 
   it('dpkg -r stops it and leaves the config; dpkg -P removes everything the package made', () => {
-    const rm = c!.exec(['dpkg', '-r', 'nsm-agent']);
+    const rm = ct().exec(['dpkg', '-r', 'nsm-agent']);
     expect(rm.code, rm.stderr).toBe(0);
     expect(active('nsm-agent')).not.toBe('active');
-    expect(c!.test('test -e /usr/lib/nsm-agent || test -e /usr/sbin/nsm-agent || test -e /lib/systemd/system/nsm-agent.service')).not.toBe(0);
-    expect(readFileSync(c!.path('etc/nsm-agent/agent.yaml'), 'utf8')).toMatch(/name: reload-ep/);
-    const purge = c!.exec(['dpkg', '-P', 'nsm-agent']);
+    expect(ct().test('test -e /usr/lib/nsm-agent || test -e /usr/sbin/nsm-agent || test -e /lib/systemd/system/nsm-agent.service')).not.toBe(0);
+    expect(readFileSync(ct().path('etc/nsm-agent/agent.yaml'), 'utf8')).toMatch(/name: reload-ep/);
+    const purge = ct().exec(['dpkg', '-P', 'nsm-agent']);
     expect(purge.code, purge.stderr).toBe(0);
     for (const p of ['/etc/nsm-agent', '/var/lib/nsm-agent', '/run/nsm-agent', '/usr/lib/nsm-agent']) {
-      expect(c!.test(`test -e ${p}`), p).not.toBe(0);
+      expect(ct().test(`test -e ${p}`), p).not.toBe(0);
     }
-    expect(c!.sh('find /etc/systemd /lib/systemd /usr/lib/systemd -name "*nsm-agent*" -o -name "nsm-connect*"').trim()).toBe('');
-    expect(c!.exec(['dpkg-query', '-W', 'nsm-agent']).code).not.toBe(0);
+    expect(ct().sh('find /etc/systemd /lib/systemd /usr/lib/systemd -name "*nsm-agent*" -o -name "nsm-connect*"').trim()).toBe('');
+    expect(ct().exec(['dpkg-query', '-W', 'nsm-agent']).code).not.toBe(0);
   }, T);
 });

@@ -94,7 +94,7 @@ export class Container {
     });
     nspawn.stdout!.on('data', (d) => output.push(String(d)));
     nspawn.stderr!.on('data', (d) => output.push(String(d)));
-    const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+    const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
     let pid1 = 0;
     const fail = async (why: string): Promise<never> => {
       if (nspawn.exitCode === null) nspawn.kill('SIGKILL');
@@ -106,15 +106,18 @@ export class Container {
     while (!pid1) {
       if (nspawn.exitCode !== null) return fail(`systemd-nspawn exited with ${nspawn.exitCode}`);
       if (Date.now() > deadline) return fail('no PID 1');
-      const kids = run('pgrep', ['-P', String(nspawn.pid)]).stdout.trim().split('\n').filter(Boolean);
-      if (kids.length) pid1 = Number(kids[0]);
-      else await new Promise((r) => setTimeout(r, 50));
+      // nspawn forks helpers before the container's init: take the child that is PID 1 in its
+      // own PID namespace (NSpid ends in 1), not a transient one.
+      const kids = run('pgrep', ['-P', String(nspawn.pid)]).stdout.trim().split('\n').filter(Boolean).map(Number);
+      pid1 = kids.find(isNamespaceInit) ?? 0;
+      if (!pid1) await new Promise((r) => setTimeout(r, 50));
     }
     const c = new Container(name, dir, root, nspawn, pid1, output);
     for (;;) {
-      const state = c.exec(['systemctl', 'is-system-running']).stdout.trim();
+      const r = c.exec(['systemctl', 'is-system-running']);
+      const state = r.stdout.trim();
       if (state === 'running' || state === 'degraded') break;
-      if (Date.now() > deadline) return fail(`is-system-running: ${state}`);
+      if (Date.now() > deadline) return fail(`is-system-running: ${state} ${r.stderr.trim()}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     return c;
@@ -175,6 +178,16 @@ export function mountOverlay(lower: string): { dir: string; root: string; name: 
     throw err;
   }
   return { dir, root, name, cleanup: () => cleanupDirs(name, dir, root) };
+}
+
+function isNamespaceInit(pid: number): boolean {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('NSpid:'));
+    const ids = line?.split(/\s+/).slice(1).filter(Boolean) ?? [];
+    return ids.length > 1 && ids[ids.length - 1] === '1';
+  } catch {
+    return false;
+  }
 }
 
 function cleanupDirs(name: string, dir: string, root: string): void {
