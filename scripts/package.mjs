@@ -64,7 +64,10 @@ function walk(dir) {
 }
 
 function productionModules() {
-  const out = run('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT });
+  // npm ls exits non-zero on tree problems (e.g. an extraneous module) but still lists the tree.
+  const r = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 * 2 ** 20 });
+  const out = r.stdout ?? '';
+  if (!out.trim()) throw new Error(`npm ls gave no module list: ${r.stderr}`);
   return out
     .split('\n')
     .map((l) => l.trim())
