@@ -291,6 +291,24 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     expect(cliJson('endpoints').map((e: { name: string }) => e.name)).toContain('vm-nsmt-provider');
   }, T);
 
+  it('a hung agent stops pinging the watchdog and systemd restarts it', async () => {
+    // A short watchdog for the test; the shipped unit has WatchdogSec=30s.
+    mkdirSync(ct().path('etc/systemd/system/nsm-agent.service.d'), { recursive: true });
+    writeFileSync(ct().path('etc/systemd/system/nsm-agent.service.d/test-watchdog.conf'), '[Service]\nWatchdogSec=2s\nWatchdogSignal=SIGKILL\n');
+    ct().sh('systemctl daemon-reload && systemctl restart nsm-agent');
+    const restarts = Number(show('nsm-agent', 'NRestarts'));
+    await new Promise((r) => setTimeout(r, 3_000)); // pings every second keep it alive
+    expect(Number(show('nsm-agent', 'NRestarts'))).toBe(restarts);
+    const pid = show('nsm-agent', 'MainPID');
+    ct().sh(`kill -STOP ${pid}`);
+    await until('watchdog restart', () => Number(show('nsm-agent', 'NRestarts')) === restarts + 1 && active('nsm-agent') === 'active', 20_000);
+    expect(ct().exec(['journalctl', '-u', 'nsm-agent', '--no-pager', '-n', '50']).stdout).toMatch(/Watchdog timeout/);
+    expect(active('nsmt-consumer')).toBe('active');
+    rmSync(ct().path('etc/systemd/system/nsm-agent.service.d'), { recursive: true, force: true });
+    ct().sh('systemctl daemon-reload && systemctl restart nsm-agent');
+    expect(show('nsm-agent', 'WatchdogUSec')).toBe('30s');
+  }, T);
+
   it('systemctl reload after adding an endpoint to agent.yaml registers it, without a restart', () => {
     const pid = show('nsm-agent', 'MainPID');
     const conf = ct().path('etc/nsm-agent/agent.yaml');
