@@ -1,33 +1,22 @@
-// Local connect latency (issue 2): a running agent, a raw NSM client on its unix socket
+// Local connect latency (issues 2 and 7): a running agent, a raw NSM client on its unix socket
 // requesting kernel://bench/<if> for a client namespace (veth to the endpoint's namespace,
-// /32 addresses, routes, permanent neighbours on both sides), against the same interface
-// work done with the fewest iproute2 calls:
-//   ip link add A netns C type veth peer name B netns E   (+ one `ip -n X -batch -` per side)
-// 200 sequential and 200 concurrent cycles each (connect timed; teardown not counted).
+// /32 addresses, link routes, permanent neighbours on both sides), against two floors doing
+// the same interface work:
+//   iproute2: ip link add A netns C type veth peer name B netns E (+ one `ip -n X -batch -` per side)
+//   raw netlink: bench/floor/veth-floor.c (compiled here with cc), the same requests as the agent
+//     with no library, batched per socket: the physical limit of this work on this kernel.
+// Sequential: the three paths take turns run by run (order rotated), so background noise hits
+// all alike. Concurrent: N at once, ROUNDS rounds, interleaved. Connects timed, teardown not.
 //
-// Usage (root): npm run build && node bench/connect-local.mjs [cycles]
-import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { promisify } from 'node:util';
-import os from 'node:os';
-import path from 'node:path';
-import { createRequire } from 'node:module';
-import { summary, ms, table, machine, writeSection, ROOT } from './lib.mjs';
+// Usage (root): npm run build && node bench/connect-local.mjs [runs] [--concurrent N] [--rounds R]
+import { summary, ms, table, machine, writeSection, main, sh, ip, compileC, lineProc, startAgent, nsClient, TAG, versions, date } from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const grpc = require('@grpc/grpc-js');
-const { api } = require(`${ROOT}dist/api/index.js`);
-const run = promisify(execFile);
-const N = Number(process.argv[2] ?? 200);
-const NSE = 'nsmb-nse';
-const NSC = 'nsmb-nsc';
-
-async function ip(args, input) {
-  return new Promise((resolve, reject) => {
-    const p = execFile('ip', args, (err, stdout, stderr) => (err ? reject(new Error(`ip ${args.join(' ')}: ${stderr}`)) : resolve(stdout)));
-    if (input !== undefined) p.stdin.end(input);
-  });
-}
+const opt = (await import('./lib.mjs')).args();
+const N = Number(opt._[0] ?? 200);
+const CONC = Number(opt.concurrent ?? N);
+const ROUNDS = Number(opt.rounds ?? 3);
+const NSE = `nsmb${TAG}-nse`;
+const NSC = `nsmb${TAG}-nsc`;
 
 function mac(i, side) {
   return `02:${side}:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
@@ -37,34 +26,15 @@ function mac(i, side) {
 async function iprouteConnect(i) {
   const c = `10.201.${i >> 8}.${i & 255}`; // client side
   const e = `10.202.${i >> 8}.${i & 255}`; // endpoint side
-  const ca = `c${i}`;
-  const ea = `e${i}`;
+  const ca = `i${i}`;
+  const ea = `j${i}`;
   await ip(['link', 'add', ca, 'address', mac(i, 'aa'), 'netns', NSC, 'type', 'veth', 'peer', 'name', ea, 'address', mac(i, 'bb'), 'netns', NSE]);
   await Promise.all([
     ip(['-n', NSC, '-batch', '-'], `addr add ${c}/32 dev ${ca}\nlink set ${ca} up\nroute add ${e}/32 dev ${ca} scope link\nneigh replace ${e} lladdr ${mac(i, 'bb')} dev ${ca} nud permanent\n`),
     ip(['-n', NSE, '-batch', '-'], `addr add ${e}/32 dev ${ea}\nlink set ${ea} up\nroute add ${c}/32 dev ${ea} scope link\nneigh replace ${c} lladdr ${mac(i, 'aa')} dev ${ea} nud permanent\n`),
   ]);
 }
-
-async function iprouteDisconnect(i) {
-  await ip(['-n', NSC, 'link', 'del', `c${i}`]);
-}
-
-function client(socket) {
-  const C = api().ns.networkservice.NetworkService;
-  const c = new C(`unix://${socket}`, grpc.credentials.createInsecure());
-  const call = (m, req) =>
-    new Promise((resolve, reject) => c[m](req, { deadline: Date.now() + 60_000 }, (err, res) => (err ? reject(err) : resolve(res))));
-  return {
-    request: (id, ifname) =>
-      call('Request', {
-        connection: { id, network_service: 'bench' },
-        mechanism_preferences: [{ cls: 'LOCAL', type: 'KERNEL', parameters: { name: ifname, inodeURL: `file:///run/netns/${NSC}` } }],
-      }),
-    close: (conn) => call('Close', conn),
-    dispose: () => grpc.Client.prototype.close.call(c),
-  };
-}
+const iprouteDisconnect = (i) => ip(['-n', NSC, 'link', 'del', `i${i}`]);
 
 async function timed(fn) {
   const t0 = performance.now();
@@ -72,96 +42,104 @@ async function timed(fn) {
   return performance.now() - t0;
 }
 
-async function sequential(connect, disconnect) {
-  const out = [];
+main(async (scope) => {
+  const dir = scope.dir('nsmb-');
+  const floorBin = await compileC(scope, 'veth-floor');
+  for (const n of [NSE, NSC]) await scope.netns(n);
+  const agent = await startAgent(scope, {
+    dir,
+    config: { endpoints: [{ name: 'bench', services: ['bench'], cidr: '10.200.0.0/16', netns: NSE, payload: 'IP' }] },
+  });
+  const floor = lineProc(scope, floorBin, [`/run/netns/${NSC}`, `/run/netns/${NSE}`]);
+  const fl = async (cmd) => {
+    const line = await floor.send(cmd);
+    if (line.startsWith('error')) throw new Error(`veth-floor ${cmd}: ${line}`);
+    return line;
+  };
+
+  const c = nsClient(agent.socket);
+  scope.defer(() => c.dispose());
+  const conns = new Map();
+  const paths = {
+    agent: {
+      connect: async (i) => conns.set(i, await c.request(`b-${i}`, 'bench', NSC, `b${i}`)),
+      disconnect: async (i) => {
+        await c.close(conns.get(i));
+        conns.delete(i);
+      },
+    },
+    iproute2: { connect: iprouteConnect, disconnect: iprouteDisconnect },
+    raw: {
+      // timed inside the C program (no pipe round trip): the floor itself
+      connect: async (i) => Number(await fl(`c ${i}`)) / 1000,
+      disconnect: (i) => fl(`d ${i}`),
+    },
+  };
+  const names = Object.keys(paths);
+  // warm up every path
+  for (let i = 0; i < 10; i++) for (const p of names) await paths[p].connect(i), await paths[p].disconnect(i);
+
+  const seq = Object.fromEntries(names.map((p) => [p, []]));
   for (let i = 0; i < N; i++) {
-    out.push(await timed(() => connect(i)));
-    await disconnect(i);
-  }
-  return out;
-}
-
-async function concurrent(connect, disconnect) {
-  const out = await Promise.all(Array.from({ length: N }, (_, i) => timed(() => connect(i))));
-  await Promise.all(Array.from({ length: N }, (_, i) => disconnect(i)));
-  return out;
-}
-
-async function main() {
-  if (process.getuid() !== 0) throw new Error('run as root');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmb-'));
-  const socket = path.join(dir, 'agent.sock');
-  const cfg = path.join(dir, 'agent.yaml');
-  writeFileSync(
-    cfg,
-    `name: bench\nlogLevel: warn\nlisten: {unix: ${socket}}\nendpoints:\n  - {name: bench, services: [bench], cidr: 10.200.0.0/16, netns: ${NSE}, payload: IP}\n`,
-  );
-  for (const n of [NSE, NSC]) await ip(['netns', 'add', n]);
-  const agent = spawn(process.execPath, [`${ROOT}bin/nsm-agent`, 'run', '--config', cfg], { stdio: 'inherit' });
-  try {
-    for (let t = 0; !existsSync(socket); t++) {
-      if (t > 300) throw new Error('agent did not start');
-      await new Promise((r) => setTimeout(r, 20));
+    for (let k = 0; k < names.length; k++) {
+      const p = names[(i + k) % names.length];
+      const t = p === 'raw' ? await paths.raw.connect(i) : await timed(() => paths[p].connect(i));
+      seq[p].push(t);
+      await paths[p].disconnect(i);
     }
-    const c = client(socket);
-    const conns = new Map();
-    const agentConnect = async (i) => conns.set(i, await c.request(`b-${i}`, `b${i}`));
-    const agentDisconnect = async (i) => {
-      await c.close(conns.get(i));
-      conns.delete(i);
-    };
-    // warm up both paths
-    for (let i = 0; i < 10; i++) {
-      await agentConnect(i);
-      await agentDisconnect(i);
-      await iprouteConnect(i);
-      await iprouteDisconnect(i);
-    }
-    // interleave the two so that background noise hits both alike
-    const results = {};
-    results.agentSeq = await sequential(agentConnect, agentDisconnect);
-    results.ipSeq = await sequential(iprouteConnect, iprouteDisconnect);
-    results.agentConc = await concurrent(agentConnect, agentDisconnect);
-    results.ipConc = await concurrent(iprouteConnect, iprouteDisconnect);
-    c.dispose();
-
-    const row = (name, s) => [name, s.n, ms(s.p50), ms(s.p99)];
-    const S = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, summary(v)]));
-    const body = [
-      '## Local connect latency (issue 2)',
-      '',
-      `Command: \`node bench/connect-local.mjs ${N}\` (after \`npm run build\`), ${new Date().toISOString().slice(0, 10)}.`,
-      `Machine: ${machine()}.`,
-      '',
-      'One connect = NSM `Request` over the agent\'s unix socket for `kernel://bench/<if>` until the answer',
-      '(veth pair between the client and endpoint namespaces, /32 addresses, link routes, permanent',
-      'neighbours on both sides), against the same work with the fewest iproute2 calls',
-      '(`ip link add … netns C type veth peer … netns E`, then one `ip -n X -batch -` per side, in parallel).',
-      'Teardown is not timed. Milliseconds:',
-      '',
-      table(
-        ['path', 'runs', 'p50', 'p99'],
-        [
-          row('agent, sequential', S.agentSeq),
-          row('iproute2, sequential', S.ipSeq),
-          row(`agent, ${N} concurrent`, S.agentConc),
-          row(`iproute2, ${N} concurrent`, S.ipConc),
-        ],
-      ),
-      '',
-      `Ratio agent / iproute2 at p50: sequential ${(S.agentSeq.p50 / S.ipSeq.p50).toFixed(2)}, concurrent ${(S.agentConc.p50 / S.ipConc.p50).toFixed(2)}.`,
-    ].join('\n');
-    console.log(body);
-    writeSection('connect-local', body);
-  } finally {
-    agent.kill('SIGTERM');
-    await new Promise((r) => agent.once('exit', r));
-    for (const n of [NSE, NSC]) await ip(['netns', 'del', n]).catch(() => {});
-    rmSync(dir, { recursive: true, force: true });
   }
-}
 
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
+  const conc = Object.fromEntries(names.map((p) => [p, []]));
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let k = 0; k < names.length; k++) {
+      const p = names[(r + k) % names.length];
+      if (p === 'raw') {
+        conc.raw.push(...(await fl(`C ${CONC}`)).split(' ').map((x) => Number(x) / 1000));
+        await fl(`D ${CONC}`);
+        continue;
+      }
+      conc[p].push(...(await Promise.all(Array.from({ length: CONC }, (_, i) => timed(() => paths[p].connect(i))))));
+      await Promise.all(Array.from({ length: CONC }, (_, i) => paths[p].disconnect(i)));
+    }
+  }
+
+  const S = Object.fromEntries(names.map((p) => [p, summary(seq[p])]));
+  const SC = Object.fromEntries(names.map((p) => [p, summary(conc[p])]));
+  const row = (name, s) => [name, s.n, ms(s.p50), ms(s.p99)];
+  const r2 = (a, b) => (a / b).toFixed(2);
+  const body = [
+    '## Local connect latency against the kernel floors (issues 2 and 7)',
+    '',
+    `Command: \`node bench/connect-local.mjs ${N}${CONC !== N ? ` --concurrent ${CONC}` : ''}${ROUNDS !== 3 ? ` --rounds ${ROUNDS}` : ''}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
+    `Machine: ${machine()}, ${await versions(['cc'])}.`,
+    '',
+    "One connect = NSM `Request` over the agent's unix socket for `kernel://bench/<if>` until the answer",
+    '(veth pair between the client and endpoint namespaces, /32 addresses, link routes, permanent',
+    'neighbours on both sides), against the same work',
+    '- with the fewest iproute2 calls (`ip link add … netns C type veth peer … netns E`, then one `ip -n X -batch -` per side, in parallel);',
+    '- by `bench/floor/veth-floor.c`: the same netlink requests as the agent (NEWLINK with both ends, SETLINK up and GETLINK',
+    '  of the peer, GETLINK, then NEWADDR, NEWROUTE, NEWNEIGH per side) from C with no library, one `sendmsg` per socket and',
+    '  phase, sockets opened once inside each namespace, timed inside the program: the physical limit of this work.',
+    '',
+    `Sequential: the three take turns run by run (order rotated). Concurrent: ${CONC} at once, ${ROUNDS} interleaved rounds`,
+    '(the C floor sends each phase for all pairs in one `sendmsg`; its latency is when a pair\'s last reply was read).',
+    'Agent warm; teardown not timed. Milliseconds:',
+    '',
+    table(
+      ['path', 'runs', 'p50', 'p99'],
+      [
+        row('agent, sequential', S.agent),
+        row('iproute2, sequential', S.iproute2),
+        row('raw netlink (C), sequential', S.raw),
+        row(`agent, ${CONC} concurrent`, SC.agent),
+        row(`iproute2, ${CONC} concurrent`, SC.iproute2),
+        row(`raw netlink (C), ${CONC} batched`, SC.raw),
+      ],
+    ),
+    '',
+    `Ratios at p50, sequential: agent / iproute2 ${r2(S.agent.p50, S.iproute2.p50)} (target <= 0.5), agent / raw netlink ${r2(S.agent.p50, S.raw.p50)} (target <= 5);`,
+    `concurrent: agent / iproute2 ${r2(SC.agent.p50, SC.iproute2.p50)}, agent / raw netlink ${r2(SC.agent.p50, SC.raw.p50)}. Target p50 < 5 ms: ${S.agent.p50 < 5 ? 'met' : 'missed'} (${ms(S.agent.p50)} ms).`,
+  ].join('\n');
+  console.log(body);
+  writeSection('connect-local', body);
 });
