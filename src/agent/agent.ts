@@ -37,7 +37,9 @@ import { discoverServer } from '../networkservice/discover';
 import { roundRobinServer } from '../networkservice/roundrobin';
 import { parseNsURL } from '../networkservice/nsurl';
 import { connectServer } from '../networkservice/connect';
-import { updateTokenClient, updateTokenServer, unsignedTokens, TokenSource } from '../networkservice/updatetoken';
+import { updateTokenClient, updateTokenServer, TokenSource } from '../networkservice/updatetoken';
+import { authorizeClient, authorizeServer, ServicePolicy } from '../networkservice/authorize';
+import { createX509Source, waitForIdentity, channelCredentials, listenMtls, SpiffeTokenSource, type X509Source, type MtlsListener } from '../spire';
 import { mechanismTranslationClient } from '../networkservice/mechanismtranslation';
 import { kernelServer } from '../mechanisms/kernel/server';
 import { kernelMechanism } from '../mechanisms/kernel/params';
@@ -77,6 +79,8 @@ export interface AgentOptions {
 }
 
 const CONNECT_TIMEOUT_MS = 15_000;
+/** How long start() waits for a SPIFFE identity before giving up with the reason. */
+const IDENTITY_WAIT_MS = 30_000;
 const NETWORK_SERVICE_NAMES = ['networkservice.NetworkService', 'connection.MonitorConnection'];
 
 /** The host of a `host:port` listen address ('' for an unspecified host). */
@@ -111,6 +115,9 @@ export class Agent {
   readonly held = new Map<string, HeldConnection>();
   readonly started: number;
   readonly tokens: TokenSource;
+  /** The agent's SPIFFE identity: mTLS on every TCP listener and dial, and the key that signs tokens. */
+  readonly identity: X509Source;
+  private readonly mtls: MtlsListener[] = [];
   /** The server chain; built by start() (the tunnel mechanisms need the underlay). */
   server!: NetworkServiceServer;
   /** Where other hosts reach this agent's tunnels; undefined when it has no underlay. */
@@ -122,7 +129,7 @@ export class Agent {
   private readonly servers: grpc.Server[] = [];
   private localSocket: LocalSocket | undefined;
   private readonly health = new HealthService();
-  private readonly pool = new ChannelPool();
+  private readonly pool: ChannelPool;
   private readonly tunnels: { clients: TunnelClient[]; servers: TunnelServer[] } = { clients: [], servers: [] };
   private readonly translation = mechanismTranslationClient();
   private readonly dataplanes: { close?(): Promise<void> }[] = [];
@@ -135,7 +142,9 @@ export class Agent {
     this.log = opts.log ?? silentLogger;
     this.started = this.clock.now();
     setMaxListeners(0, this.life.signal); // every call in flight listens to the agent's lifetime
-    this.tokens = unsignedTokens(`spiffe://nsm.local/agent/${cfg.name}`, cfg.maxTokenLifetimeMs);
+    this.identity = createX509Source(cfg.identity, { name: cfg.name, log: this.log, clock: this.clock });
+    this.tokens = new SpiffeTokenSource(this.identity, cfg.maxTokenLifetimeMs);
+    this.pool = new ChannelPool({ credentials: (url) => (url.protocol === 'tcp:' ? channelCredentials(this.identity, { tokens: this.tokens }) : undefined) });
     this.url = `unix://${cfg.listen.unix}`;
     this.reg = this.openRegistry();
     this.nseRegistrar = chainNseRegistry(refreshNseClient({ heal: !this.reg.embedded, signal: this.life.signal }), this.reg.nse);
@@ -145,7 +154,13 @@ export class Agent {
     const { registry } = this.cfg;
     if (registry.url === 'embedded') {
       const store = registry.store === 'etcd' ? new EtcdStore({ endpoints: registry.etcd }) : undefined;
-      const embedded = newRegistryServer({ clock: this.clock, log: this.log, defaultExpiration: registry.expirationMs, store });
+      const embedded = newRegistryServer({
+        clock: this.clock,
+        log: this.log,
+        defaultExpiration: registry.expirationMs,
+        store,
+        authorize: { self: () => this.selfId() },
+      });
       return {
         ns: embedded.ns,
         nse: embedded.nse,
@@ -158,7 +173,8 @@ export class Agent {
     }
     const u = new URL(registry.url);
     const target = u.protocol === 'unix:' ? `unix://${u.pathname}` : u.host;
-    const clients = newRegistryClients(target, grpc.credentials.createInsecure());
+    const creds = u.protocol === 'tcp:' ? channelCredentials(this.identity, { tokens: this.tokens }).credentials : grpc.credentials.createInsecure();
+    const clients = newRegistryClients(target, creds);
     return { ns: grpcNsRegistry(clients.ns), nse: grpcNseRegistry(clients.nse), close: () => clients.close() };
   }
 
@@ -215,12 +231,13 @@ export class Agent {
       this.tunnels.clients.push(wgClient, vxClient);
       handlers['WIREGUARD'] = wgServer;
       handlers['VXLAN'] = vxServer;
-      remote = chainClient(this.translation, wgClient, vxClient, dialClient(this.pool));
+      remote = chainClient(this.translation, wgClient, vxClient, authorizeClient({ self: () => this.selfId() }), dialClient(this.pool));
     }
     this.server = chainServer(
       updatePathServer(cfg.name, { requireConnectionId: true }),
       beginServer(),
-      updateTokenServer(this.tokens, { trustLocalCallers: true }),
+      updateTokenServer(this.tokens, { trustLocalCallers: true, self: () => this.selfId() }),
+      authorizeServer({ servicePolicy: new ServicePolicy(cfg.policy), self: () => this.selfId() }),
       metadataServer(),
       timeoutServer(),
       monitorServer(this.hub),
@@ -241,16 +258,26 @@ export class Agent {
     );
   }
 
-  /** Binds a gRPC server on host:port (insecure until identities exist; see src/spire). */
-  private async bindTcp(server: grpc.Server, addr: string): Promise<void> {
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(new AgentError('UNAVAILABLE', `cannot listen on ${addr}: ${err.message}`)) : resolve())),
-    );
+  /** This agent's SPIFFE ID (undefined until the identity is loaded). */
+  selfId(): string | undefined {
+    try {
+      return this.identity.svid().id;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Serves `server` on host:port with mutual TLS: the current SVID, peers verified per trust domain. */
+  private async listenTcp(server: grpc.Server, addr: string): Promise<void> {
+    const l = await listenMtls(server, addr, this.identity, { log: this.log });
+    this.mtls.push(l);
     this.servers.push(server);
     this.listening.push(`tcp://${addr}`);
   }
 
   async start(): Promise<void> {
+    await waitForIdentity(this.identity, IDENTITY_WAIT_MS);
+    this.log.info('identity loaded', { id: this.selfId(), source: this.identity.kind });
     await this.prepareUnderlay();
     this.buildChains();
     const cfg = this.cfg;
@@ -272,7 +299,7 @@ export class Agent {
       addNetworkService(tcp, this.server, base);
       addMonitor(tcp, this.hub);
       this.health.addTo(tcp);
-      await this.bindTcp(tcp, cfg.listen.tcp);
+      await this.listenTcp(tcp, cfg.listen.tcp);
       const host = listenHost(cfg.listen.tcp) || this.underlay?.ip;
       if (host) this.url = `tcp://${bracket(host)}:${listenPort(cfg.listen.tcp)}`;
     }
@@ -281,7 +308,7 @@ export class Agent {
       const reg = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
       addRegistryServices(reg, { ns: this.reg.ns, nse: this.reg.nse }, this.ctx());
       this.health.addTo(reg);
-      await this.bindTcp(reg, addr);
+      await this.listenTcp(reg, addr);
     }
 
     for (const e of cfg.endpoints) {
@@ -356,7 +383,7 @@ export class Agent {
       listen: [...this.listening],
       url: this.url,
       tunnel_ip: this.underlay?.ip ?? '',
-      identity: `${this.cfg.identity.source} (unsigned tokens)`,
+      identity: `${this.selfId() ?? '(none yet)'} from ${this.identity.kind}`,
       endpoints: [...this.endpoints.values()].map((e) => ({
         name: e.cfg.name,
         services: e.cfg.services,
@@ -435,9 +462,11 @@ export class Agent {
     await this.localSocket?.close();
     this.localSocket = undefined;
     await Promise.all(this.dataplanes.map((d) => d.close?.().catch(() => {})));
+    await Promise.all(this.mtls.splice(0).map((l) => l.close().catch(() => {})));
     this.life.abort();
     this.reg.close();
     this.pool.close();
+    this.identity.close();
     const servers = this.servers.splice(0);
     await Promise.all(
       servers.map(

@@ -12,6 +12,8 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import YAML from 'yaml';
 import * as sys from '../sys';
+import { LocalCa, writeAtomic } from '../spire/ca';
+import { toPem } from '../spire/x509';
 import { connect, getStatus, printStatus } from './cli/commands';
 
 const PREFIX = 'nsm-demo';
@@ -69,10 +71,29 @@ async function buildUnderlay(hosts: DemoHost[], made: string[]): Promise<void> {
   }
 }
 
+/**
+ * One trust domain for the demo mesh: a CA and an SVID per host, as `nsm-agent identity` makes
+ * them, for `identity.source: files` (the development identity is loopback-only).
+ */
+function issueIdentities(hosts: DemoHost[], dir: string): Map<string, Record<string, unknown>> {
+  const ca = LocalCa.create({ trustDomain: 'demo.nsm', ttlMs: 3600_000 });
+  const out = new Map<string, Record<string, unknown>>();
+  for (const h of hosts) {
+    const svid = ca.issue(`spiffe://demo.nsm/agent/${h.name}`, { ttlMs: 3600_000 });
+    const files = { cert: path.join(dir, `${h.name}.svid.pem`), key: path.join(dir, `${h.name}.svid.key`), bundle: path.join(dir, 'bundle.pem') };
+    writeAtomic(files.key, svid.key.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
+    writeAtomic(files.cert, toPem(svid.chain), 0o644);
+    writeAtomic(files.bundle, toPem(ca.bundle()), 0o644);
+    out.set(h.name, { source: 'files', files });
+  }
+  return out;
+}
+
 /** Starts `nsm-agent run` inside the host's namespace (the child is forked while in it). */
-function startAgent(h: DemoHost, dir: string, config: Record<string, unknown>): ChildProcess {
+function startAgent(h: DemoHost, dir: string, identity: Record<string, unknown>, config: Record<string, unknown>): ChildProcess {
   const file = path.join(dir, `${h.name}.yaml`);
-  writeFileSync(file, YAML.stringify({ name: h.name, logLevel: 'warn', listen: { unix: h.socket, tcp: `${h.ip}:5001` }, ...config }));
+  const doc = { name: h.name, logLevel: 'warn', stateDir: path.join(dir, h.name), identity, listen: { unix: h.socket, tcp: `${h.ip}:5001` }, ...config };
+  writeFileSync(file, YAML.stringify(doc));
   const ns = sys.openNetns(h.netns);
   try {
     const script = process.argv[1] ?? '';
@@ -133,15 +154,17 @@ export async function runDemo(opts: { keep: boolean }): Promise<number> {
       made.push(ns);
     }
     say(`hosts: ${hosts.map((h) => `${h.name} ${h.ip} (netns ${h.netns})`).join(', ')} on a bridge in ${UNDERLAY}`);
+    const ids = issueIdentities(hosts, dir);
+    say(`identities: trust domain demo.nsm, one X.509-SVID per host; every hop is mutual TLS with signed NSM tokens`);
     const registry = `tcp://${c.ip}:5002`;
-    c.proc = startAgent(c, dir, { registry: { url: 'embedded' } });
+    c.proc = startAgent(c, dir, ids.get(c.name)!, { registry: { url: 'embedded' } });
     await waitServing(c);
     say(`${c.name}: registry on ${registry}`);
-    b.proc = startAgent(b, dir, {
+    b.proc = startAgent(b, dir, ids.get(b.name)!, {
       registry: { url: registry },
       endpoints: [{ name: 'icmp-responder', services: ['icmp-responder'], cidr: '172.16.1.100/31', netns: NSE_NS, labels: { app: 'icmp' } }],
     });
-    a.proc = startAgent(a, dir, { registry: { url: registry } });
+    a.proc = startAgent(a, dir, ids.get(a.name)!, { registry: { url: registry } });
     await Promise.all([waitServing(b), waitServing(a)]);
     say(`${b.name}: endpoint icmp-responder (172.16.1.100/31) in ${NSE_NS}`);
     say(`${a.name}: connecting ${NSC_NS} to kernel://icmp-responder/nsm-1`);

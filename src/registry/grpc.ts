@@ -19,6 +19,7 @@ import type { NetworkServiceEndpointRegistryHandlers } from '../api/gen/registry
 import { Ctx } from '../core/ctx';
 import { AgentError, toStatus } from '../core/errors';
 import { NsRegistry, NseRegistry } from '../core/registry';
+import { PEER, peerFromCall } from '../spire/peer';
 import { PATH_HEADER, REGISTRY_PATH, RegistryPath, formatPath, pathFromMetadata } from './path';
 
 /** Service names to mark SERVING in grpc.health.v1. */
@@ -53,7 +54,8 @@ function callCtx(base: Ctx, call: AnyCall): [Ctx, () => void] {
   const ac = new AbortController();
   const onCancel = () => ac.abort(new AgentError('CANCELLED', 'call cancelled by the client'));
   call.on('cancelled', onCancel);
-  const [ctx, release] = base.withSignal(ac.signal);
+  const peer = peerFromCall(call as Parameters<typeof peerFromCall>[0]); // mTLS callers only
+  const [ctx, release] = (peer ? base.with(PEER, peer) : base).withSignal(ac.signal);
   // grpc-js gives the deadline as a Date or as absolute epoch milliseconds (Infinity if none).
   const d = call.getDeadline();
   const ms = (d instanceof Date ? d.getTime() : d) - Date.now();

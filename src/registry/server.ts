@@ -18,6 +18,7 @@ import { setRegistrationTimeNseRegistry } from './common/setregistrationtime';
 import { storeNsRegistry, storeNseRegistry } from './store/elements';
 import { MemoryStore } from './store/memory';
 import { RegistryStore } from './store/store';
+import { authorizeNseRegistry, authorizeNsRegistry } from './common/authorize';
 
 export interface RegistryServerOptions {
   clock: Clock;
@@ -28,6 +29,11 @@ export interface RegistryServerOptions {
   defaultExpiration?: number;
   /** Defaults to a new MemoryStore. */
   store?: RegistryStore;
+  /**
+   * Authorize callers that present a SPIFFE identity (mTLS): tokens, and only the first
+   * registrant of a name may refresh or remove it. `self` names this registry in refusals.
+   */
+  authorize?: { self: () => string | undefined };
 }
 
 export interface RegistryServer {
@@ -45,13 +51,15 @@ export function newRegistryServer(opts: RegistryServerOptions): RegistryServer {
   const life = new AbortController();
   const store = opts.store ?? new MemoryStore();
   const log = opts.log ?? silentLogger;
+  const auth = opts.authorize ? { self: opts.authorize.self, forgetAfterMs: opts.defaultExpiration ?? DEFAULT_EXPIRATION_MS } : undefined;
   const nse = chainNseRegistry(
+    ...(auth ? [authorizeNseRegistry(auth)] : []),
     ...(opts.nodeName ? [clientInfoNseRegistry({ nodeName: opts.nodeName })] : []),
     expireNseRegistry({ defaultExpiration: opts.defaultExpiration ?? DEFAULT_EXPIRATION_MS, signal: life.signal }),
     setRegistrationTimeNseRegistry(),
     storeNseRegistry(store.nse),
   );
-  const ns = chainNsRegistry(setPayloadNsRegistry(), storeNsRegistry(store.ns));
+  const ns = chainNsRegistry(...(auth ? [authorizeNsRegistry({ self: auth.self })] : []), setPayloadNsRegistry(), storeNsRegistry(store.ns));
   return {
     ns,
     nse,

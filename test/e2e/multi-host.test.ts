@@ -10,9 +10,24 @@ import * as grpc from '@grpc/grpc-js';
 import { buildHosts, callFrom, Mesh } from '../helpers/hosts';
 import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../../src/registry/client';
 import { Ctx } from '../../src/core/ctx';
+import { FakeWorkloadApi } from '../helpers/spire/workload-api';
+import { toPem } from '../../src/spire/x509';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { addrs, links, ping, sh, isRoot } from '../helpers/exec';
 
 const run = isRoot ? describe : describe.skip;
+
+/** SVID files for identity.source: files, issued by the double's CA. */
+function issueFiles(api: FakeWorkloadApi, id: string, dir: string): { cert: string; key: string; bundle: string } {
+  const ca = api.issuer('example.org');
+  const svid = ca.issue(id, { ttlMs: 600_000 });
+  const files = { cert: path.join(dir, 'raw.pem'), key: path.join(dir, 'raw.key'), bundle: path.join(dir, 'raw-bundle.pem') };
+  writeFileSync(files.key, svid.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  writeFileSync(files.cert, toPem(svid.chain));
+  writeFileSync(files.bundle, toPem(api.bundle('example.org')));
+  return files;
+}
 
 async function until<T>(probe: () => T | undefined | false, ms: number, step = 50): Promise<T | undefined> {
   const end = Date.now() + ms;
@@ -46,15 +61,25 @@ run('multi-host vWires (three agents)', () => {
   let nse: string;
   let nseEth: string;
   const registryURL = () => `tcp://${mesh.hosts[2]!.ip}:5002`;
+  // One SPIRE agent double per host under one SPIRE server (shared CA): mTLS and signed tokens
+  // on every hop, with SVIDs rotated at half-life while the tests run.
+  const spire: FakeWorkloadApi[] = [];
+  const identity = (i: number) => ({ source: 'spiffe', socket: spire[i]!.address });
 
   beforeAll(async () => {
+    const first = await FakeWorkloadApi.start({ trustDomains: ['example.org'], entries: [{ id: 'spiffe://example.org/host-a', ttlMs: 20_000 }] });
+    spire.push(first);
+    for (const h of ['host-b', 'host-c']) {
+      spire.push(await FakeWorkloadApi.start({ sameCasAs: first, entries: [{ id: `spiffe://example.org/${h}`, ttlMs: 20_000 }] }));
+    }
     mesh = await buildHosts(3, 'mh');
     nsc = mesh.netns('nsc');
     nse = mesh.netns('nse');
     nseEth = mesh.netns('nsx');
     const [a, b, c] = mesh.hosts;
-    await mesh.start(2, { listen: { tcp: `${c!.ip}:5001` }, registry: { url: 'embedded' } });
+    await mesh.start(2, { identity: identity(2), listen: { tcp: `${c!.ip}:5001` }, registry: { url: 'embedded' } });
     await mesh.start(1, {
+      identity: identity(1),
       listen: { tcp: `${b!.ip}:5001` },
       registry: { url: registryURL() },
       // No spare devices here: the checks below count wireguard-go processes exactly.
@@ -64,11 +89,12 @@ run('multi-host vWires (three agents)', () => {
         { name: 'l2-responder-b', services: ['l2-responder'], cidr: '172.16.2.100/31', netns: nseEth, payload: 'ETHERNET' },
       ],
     });
-    await mesh.start(0, { listen: { tcp: `${a!.ip}:5001` }, registry: { url: registryURL() }, wireguard: { spares: 0 } });
+    await mesh.start(0, { identity: identity(0), listen: { tcp: `${a!.ip}:5001` }, registry: { url: registryURL() }, wireguard: { spares: 0 } });
   }, 60_000);
 
   afterAll(async () => {
     await mesh?.teardown();
+    for (const s of spire) await s.close();
   });
 
   it('Kernel2IP2Kernel: WireGuard between host-a and host-b, ping both ways, iperf3, wg show, matching parameters', async () => {
@@ -170,6 +196,7 @@ run('multi-host vWires (three agents)', () => {
 
   describe('bad input leaves nothing behind and both agents keep serving', () => {
     let wgBefore: number[];
+    let rawPeer: { cert: string; key: string; bundle: string };
     const request = (id: string, service: string, mech: Record<string, unknown>) => ({
       connection: { id, network_service: service, path: { index: 0, path_segments: [{ name: 'raw-peer', id }] } },
       mechanism_preferences: [mech],
@@ -186,6 +213,8 @@ run('multi-host vWires (three agents)', () => {
     };
     beforeAll(() => {
       wgBefore = wgProcs().sort();
+      // The raw peer is a workload of the same trust domain: the agents let it in (mTLS, tokens).
+      rawPeer = issueFiles(spire[0]!, 'spiffe://example.org/raw-peer', mesh.hosts[0]!.agent!.dir);
     });
 
     it('a malformed WireGuard public key is INVALID_ARGUMENT naming the key', () => {
@@ -194,7 +223,7 @@ run('multi-host vWires (three agents)', () => {
         cls: 'REMOTE',
         type: 'WIREGUARD',
         parameters: { src_ip: a!.ip, src_port: '51900', src_public_key: 'bm90IGEga2V5', MTU: '1440' },
-      }));
+      }), { identity: rawPeer });
       expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details).toMatch(/src_public_key.*malformed WireGuard public key/);
       nothingLeft();
@@ -202,7 +231,7 @@ run('multi-host vWires (three agents)', () => {
 
     it('an unknown mechanism is INVALID_ARGUMENT listing what was offered', () => {
       const [a, b] = mesh.hosts;
-      const r = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-mech', 'icmp-responder', { cls: 'REMOTE', type: 'IPSEC', parameters: {} }));
+      const r = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-mech', 'icmp-responder', { cls: 'REMOTE', type: 'IPSEC', parameters: {} }), { identity: rawPeer });
       expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details).toMatch(/cannot support any of the requested mechanisms: \[IPSEC\]/);
       nothingLeft();
@@ -214,7 +243,7 @@ run('multi-host vWires (three agents)', () => {
         cls: 'REMOTE',
         type: 'VXLAN',
         parameters: { src_ip: a!.ip, src_port: '4789', vni: '16777216', MTU: '1446' },
-      }));
+      }), { identity: rawPeer });
       expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details).toMatch(/vni must be 1\.\.16777215/);
       nothingLeft();
@@ -224,12 +253,12 @@ run('multi-host vWires (three agents)', () => {
       const [a, b] = mesh.hosts;
       const ip = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-ip', 'icmp-responder', {
         cls: 'REMOTE', type: 'WIREGUARD', parameters: { src_ip: '10.0.0.300', src_port: '51900', src_public_key: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' },
-      }));
+      }), { identity: rawPeer });
       expect(ip.code).toBe(grpc.status.INVALID_ARGUMENT);
       expect(ip.details).toMatch(/src_ip must be an IP address/);
       const port = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-port', 'l2-responder', {
         cls: 'REMOTE', type: 'VXLAN', parameters: { src_ip: a!.ip, src_port: '8472' },
-      }));
+      }), { identity: rawPeer });
       expect(port.code).toBe(grpc.status.INVALID_ARGUMENT);
       expect(port.details).toMatch(/UDP port 4789/);
       nothingLeft();

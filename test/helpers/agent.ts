@@ -50,7 +50,8 @@ export async function startAgent(config: Record<string, unknown>, opts: StartOpt
   const socket = path.join(dir, 'agent.sock');
   const cfgFile = path.join(dir, 'agent.yaml');
   const listen = { unix: socket, ...((config['listen'] as object | undefined) ?? {}) };
-  writeFileSync(cfgFile, YAML.stringify({ logLevel: 'debug', ...config, listen }));
+  // stateDir in the agent's own directory: the dev identity keeps its CA there.
+  writeFileSync(cfgFile, YAML.stringify({ logLevel: 'debug', stateDir: dir, ...config, listen }));
   const argv = [BIN, 'run', '--config', cfgFile];
   // `ip netns exec` execs node in place, so proc.pid is the agent's own PID.
   const proc = opts.netns

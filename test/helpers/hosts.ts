@@ -92,9 +92,15 @@ export async function buildHosts(n: number, prefix = 'h'): Promise<Mesh> {
 }
 
 /** One raw NetworkService call to `target` made from inside `netns`. */
-export function callFrom(netns: string, target: string, method: 'Request' | 'Close', request: unknown, metadata: Record<string, string> = {}): { code: number; details?: string; response?: any } {
+export function callFrom(
+  netns: string,
+  target: string,
+  method: 'Request' | 'Close',
+  request: unknown,
+  opts: { metadata?: Record<string, string>; identity?: { cert: string; key: string; bundle: string } } = {},
+): { code: number; details?: string; response?: any } {
   const script = require('node:path').join(__dirname, 'netns-call.cjs');
-  const r = sh('ip', ['netns', 'exec', netns, process.execPath, script, JSON.stringify({ target, method, request, metadata })]);
+  const r = sh('ip', ['netns', 'exec', netns, process.execPath, script, JSON.stringify({ target, method, request, ...opts })]);
   if (r.code !== 0) throw new Error(`netns-call failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }

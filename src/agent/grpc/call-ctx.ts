@@ -1,14 +1,17 @@
 /**
- * Turns an incoming gRPC call into a Ctx: the call's deadline and cancellation, and the
- * caller's NSM token from the `nsm-client-token` / `nsm-client-token-expires` headers.
+ * Turns an incoming gRPC call into a Ctx: the call's deadline and cancellation, the caller's
+ * NSM token from the `nsm-client-token` / `nsm-client-token-expires` headers, and, for mTLS
+ * callers, their SPIFFE identity (PEER).
  */
 import type * as grpc from '@grpc/grpc-js';
 import { Ctx } from '../../core/ctx';
 import { AgentError, toStatus } from '../../core/errors';
 import { INCOMING_TOKEN } from '../../networkservice/updatetoken';
+import { PEER, peerFromCall } from '../../spire';
 
 interface AnyCall {
   metadata: grpc.Metadata;
+  getAuthContext?: () => ReturnType<NonNullable<Parameters<typeof peerFromCall>[0]['getAuthContext']>>;
   getDeadline(): grpc.Deadline;
   on(event: 'cancelled', fn: () => void): unknown;
   removeListener(event: 'cancelled', fn: () => void): unknown;
@@ -43,6 +46,8 @@ export function callCtx(base: Ctx, call: AnyCall): [Ctx, () => void] {
   }
   const token = tokenFromMetadata(call.metadata);
   if (token) ctx = ctx.with(INCOMING_TOKEN, token);
+  const peer = peerFromCall(call); // mTLS callers only; the unix socket has none
+  if (peer) ctx = ctx.with(PEER, peer);
   return [
     ctx,
     () => {

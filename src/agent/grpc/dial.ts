@@ -15,6 +15,7 @@ import { AgentError } from '../../core/errors';
 import type { NetworkServiceClient } from '../../core/networkservice';
 import { clientURL } from '../../networkservice/clienturl';
 import { INCOMING_TOKEN } from '../../networkservice/updatetoken';
+import { SERVER_PEER, type SpiffeChannel } from '../../spire';
 
 type NsStub = grpc.Client & {
   Request(req: NetworkServiceRequest, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Connection) => void): grpc.ClientUnaryCall;
@@ -22,8 +23,12 @@ type NsStub = grpc.Client & {
 };
 
 export interface DialOptions {
-  /** Channel credentials per target; insecure when absent. */
-  credentials?: (url: URL) => grpc.ChannelCredentials;
+  /**
+   * mTLS per target (src/spire channelCredentials): it authenticates the server and sends this
+   * hop's token, signed for that server, on every call. Undefined: plain (unix sockets), and
+   * the token from the Ctx is sent as is.
+   */
+  credentials?: (url: URL) => SpiffeChannel | undefined;
   /** How long to wait for a channel to become ready (default 2 s). */
   dialTimeoutMs?: number;
 }
@@ -35,29 +40,37 @@ export function grpcTarget(url: URL): string {
   throw new AgentError('INVALID_ARGUMENT', `cannot dial ${url.href}: only tcp:// and unix:// URLs are supported`);
 }
 
+interface Dialed {
+  stub: NsStub;
+  tls?: SpiffeChannel;
+}
+
 export class ChannelPool {
-  private readonly clients = new Map<string, NsStub>();
+  private readonly clients = new Map<string, Dialed>();
   constructor(private readonly opts: DialOptions = {}) {}
 
-  get(url: URL): NsStub {
+  get(url: URL): Dialed {
     const key = url.href;
-    let c = this.clients.get(key);
-    if (!c) {
+    let d = this.clients.get(key);
+    if (!d) {
       const Ctor = api().ns.networkservice.NetworkService as unknown as typeof grpc.Client;
-      const creds = this.opts.credentials?.(url) ?? grpc.credentials.createInsecure();
-      c = new Ctor(grpcTarget(url), creds, {
+      const tls = this.opts.credentials?.(url);
+      const stub = new Ctor(grpcTarget(url), tls?.credentials ?? grpc.credentials.createInsecure(), {
+        ...tls?.options,
         'grpc.keepalive_time_ms': 30_000,
         'grpc.initial_reconnect_backoff_ms': 200,
         'grpc.max_reconnect_backoff_ms': 2_000,
       }) as NsStub;
-      this.clients.set(key, c);
+      d = tls ? { stub, tls } : { stub };
+      this.clients.set(key, d);
     }
-    return c;
+    return d;
   }
 
   /** Waits until the channel to `url` is ready, up to the dial timeout and the Ctx's deadline. */
-  async ready(ctx: Ctx, url: URL): Promise<NsStub> {
-    const c = this.get(url);
+  async ready(ctx: Ctx, url: URL): Promise<Dialed> {
+    const d = this.get(url);
+    const c = d.stub;
     const limit = Math.min(Date.now() + (this.opts.dialTimeoutMs ?? 2_000), ctx.deadline ?? Infinity);
     await new Promise<void>((resolve, reject) => {
       c.waitForReady(limit, (err) => {
@@ -65,31 +78,40 @@ export class ChannelPool {
         else resolve();
       });
     });
-    return c;
+    return d;
   }
 
   close(): void {
-    for (const c of this.clients.values()) grpc.Client.prototype.close.call(c);
+    for (const d of this.clients.values()) grpc.Client.prototype.close.call(d.stub);
     this.clients.clear();
   }
 }
 
-function metadataOf(ctx: Ctx): grpc.Metadata {
+/** Token headers for a plain channel; an mTLS channel's credentials add their own. */
+function metadataOf(ctx: Ctx, d: Dialed): grpc.Metadata {
   const md = new grpc.Metadata();
   const t = ctx.get(INCOMING_TOKEN);
-  if (t) {
+  if (t && !d.tls) {
     md.set('nsm-client-token', t.token);
     md.set('nsm-client-token-expires', rfc3339Nano(t.expires));
   }
   return md;
 }
 
-function call<T>(ctx: Ctx, url: URL, start: (md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: T) => void) => grpc.ClientUnaryCall): Promise<T> {
+function call<T>(
+  ctx: Ctx,
+  url: URL,
+  d: Dialed,
+  start: (md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: T) => void) => grpc.ClientUnaryCall,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const opts: grpc.CallOptions = ctx.deadline !== undefined ? { deadline: ctx.deadline } : {};
     const onAbort = () => c.cancel();
-    const c = start(metadataOf(ctx), opts, (err, res) => {
+    const c = start(metadataOf(ctx, d), opts, (err, res) => {
       ctx.signal.removeEventListener('abort', onAbort);
+      // The server this call reached, for the authorize client (its token must be signed by it).
+      const slot = ctx.get(SERVER_PEER);
+      if (slot && d.tls) slot.peer = d.tls.peer();
       if (err) {
         const e = AgentError.from(err);
         reject(new AgentError(e.code, `${url.host || url.pathname}: ${e.message}`, { cause: err }));
@@ -109,13 +131,13 @@ export function dialClient(pool: ChannelPool): NetworkServiceClient {
   return {
     async request(ctx, req) {
       const url = urlOf(ctx);
-      const c = await pool.ready(ctx, url);
-      return call<Connection>(ctx, url, (md, opts, cb) => c.Request(req, md, opts, cb));
+      const d = await pool.ready(ctx, url);
+      return call<Connection>(ctx, url, d, (md, opts, cb) => d.stub.Request(req, md, opts, cb));
     },
     async close(ctx, conn) {
       const url = urlOf(ctx);
-      const c = await pool.ready(ctx, url);
-      await call<unknown>(ctx, url, (md, opts, cb) => c.Close(conn, md, opts, cb));
+      const d = await pool.ready(ctx, url);
+      await call<unknown>(ctx, url, d, (md, opts, cb) => d.stub.Close(conn, md, opts, cb));
     },
   };
 }

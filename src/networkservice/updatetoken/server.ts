@@ -3,17 +3,24 @@
  * and expiry on the previous path segment and this hop's own token on its own segment.
  * Placement: after updatepath and begin, before timeout (which reads the previous expiry).
  *
- * `trustLocalCallers`: a caller that sent no token (a plain NSM client on the local unix
- * socket) gets a previous-segment expiry of now + the token lifetime, so the connection still
- * ends if that client stops refreshing.
+ * `trustLocalCallers`: a caller without a TLS identity (a plain NSM client on the local unix
+ * socket, or an in-process hop) is vouched for by this agent: the previous segment gets a token
+ * signed here on the caller's behalf (`sub` and `aud` this agent's ID, `self`), so the token
+ * chain stays valid for the hops after this one, and an expiry of the caller's own token's
+ * expiry, or now + the token lifetime if it sent none, so the connection still ends if that
+ * client stops refreshing.
  */
 import type { Connection } from '../../api';
 import { toTimestamp, fromTimestamp } from '../../api/time';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { Ctx } from '../../core/ctx';
 import { INCOMING_TOKEN, TokenSource } from './token';
+import { PEER } from '../../spire/peer';
 
-export function updateTokenServer(tokens: TokenSource, opts: { trustLocalCallers?: boolean } = {}): NetworkServiceServer {
+export function updateTokenServer(
+  tokens: TokenSource,
+  opts: { trustLocalCallers?: boolean; self?: () => string | undefined } = {},
+): NetworkServiceServer {
   const apply = (ctx: Ctx, conn: Connection): Connection => {
     const out = structuredClone(conn);
     const path = out.path ?? { index: 0, path_segments: [] };
@@ -23,20 +30,22 @@ export function updateTokenServer(tokens: TokenSource, opts: { trustLocalCallers
     const prev = index > 0 ? segs[index - 1] : undefined;
     if (prev) {
       const incoming = ctx.get(INCOMING_TOKEN);
-      if (incoming) {
+      if (opts.trustLocalCallers && !ctx.get(PEER)) {
+        const own = tokens.generate(now, opts.self?.());
+        prev.token = own.token;
+        prev.expires = toTimestamp(incoming?.expires ?? Math.max(fromTimestamp(prev.expires) ?? 0, own.expires));
+      } else if (incoming) {
         prev.token = incoming.token;
         prev.expires = toTimestamp(incoming.expires);
-      } else if (opts.trustLocalCallers) {
-        const own = tokens.generate(now);
-        if (!fromTimestamp(prev.expires)) prev.expires = toTimestamp(own.expires);
-        else prev.expires = toTimestamp(Math.max(fromTimestamp(prev.expires) ?? 0, own.expires));
       } else {
         ctx.log.warn('no token from the previous hop', { id: out.id });
       }
     }
     const self = segs[index];
     if (self) {
-      const t = tokens.generate(now, prev?.name);
+      // Addressed to the caller authenticated by mTLS (none on the unix socket), as upstream.
+      const peer = ctx.get(PEER);
+      const t = tokens.generate(now, peer?.id, peer);
       self.token = t.token;
       self.expires = toTimestamp(t.expires);
     }
