@@ -1,258 +1,216 @@
-// Remote vWires (issue 3). Two hosts (namespaces on a bridge), each running its own agent
-// (host-b also serves the registry); a client namespace on host-a, endpoint namespaces on
-// host-b.
-//  1. Connect latency, agents warm: NSM Request on host-a's unix socket for a service on
-//     host-b until the answer (both tunnel ends exist, addresses and routes set), for
-//     WireGuard (payload IP) and VXLAN (payload ETHERNET). Close after each, not timed.
-//  2. Throughput (iperf3 TCP, client namespace -> endpoint namespace), rounds interleaved:
-//     - the agent's WireGuard vWire vs a hand-made wireguard-go tunnel between the same two
-//       namespaces, built the same way (devices in the host namespaces, moved in, one peer);
-//     - a local vWire (agent veth between two namespaces on host-a) vs a bare veth pair.
+// Remote connect (issues 3 and 7). Two hosts (namespaces on a bridge), each running its own
+// `nsm-agent run` (host-b also serves the registry); a client namespace for host-a, endpoint
+// namespaces for host-b.
+//  1. Agents warm: NSM Request on host-a's unix socket for a service on host-b until the answer
+//     (both tunnel ends exist with addresses and routes), then until the first ping from the
+//     client namespace to the endpoint address is answered; WireGuard (payload IP) and VXLAN
+//     (payload ETHERNET) take turns run by run. Close after each, not timed.
+//  2. What a user would do instead, between the same two host namespaces, interleaved in rounds:
+//     - `wg-quick up` of an equivalent wireguard-go tunnel on both hosts
+//       (WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go, config files in a temp dir), until the
+//       first ping; and the same plus the key exchange done by hand (wg genkey/pubkey on each
+//       side, both config files written);
+//     - nebula (host-b the lighthouse; CA and certificates made once with nebula-cert): both
+//       daemons started until the first ping.
 //
-// Usage (root): npm run build && node bench/remote.mjs [connects] [iperf-seconds]
-import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import os from 'node:os';
+// Usage (root): npm run build && node bench/remote.mjs [runs] [--peer-runs N]
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { summary, ms, table, machine, writeSection, ROOT } from './lib.mjs';
+import { args, main, buildHosts, startAgent, nsClient, pinger, sh, ip, TAG, summary, ms, table, machine, versions, writeSection, date, mono, stopPid, pidsByArgv, sleep } from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const grpc = require('@grpc/grpc-js');
-const YAML = require('yaml');
-const { api } = require(`${ROOT}dist/api/index.js`);
-const { generateKeyPair } = require(`${ROOT}dist/mechanisms/wireguard/keys.js`);
-const N = Number(process.argv[2] ?? 100);
-const SECONDS = Number(process.argv[3] ?? 3);
-const ROUNDS = 3;
-const P = 'nsmr';
-const NS = { ul: `${P}-ul`, a: `${P}-a`, b: `${P}-b`, nsc: `${P}-nsc`, nse: `${P}-nse`, nsx: `${P}-nsx`, lc: `${P}-lc`, le: `${P}-le` };
-const IP = { a: '10.223.0.1', b: '10.223.0.2' };
+const opt = args();
+const N = Number(opt._[0] ?? 200);
+const PEER_RUNS = Number(opt['peer-runs'] ?? 30);
+const P = `nsmr${TAG}`;
 
-function sh(cmd, args, input) {
-  return new Promise((resolve, reject) => {
-    const p = execFile(cmd, args, { maxBuffer: 1 << 24 }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr}`)) : resolve(stdout)));
-    if (input !== undefined) p.stdin.end(input);
+/** Agents on two hosts: host-b serves the registry and the endpoints. */
+export async function twoAgents(scope, dir, hosts, { aConfig = {}, bConfig = {}, endpoints = [] } = {}) {
+  const [ha, hb] = hosts;
+  const identity = { source: 'dev', dev: { caDir: path.join(dir, 'ca'), allowNonLoopback: true } };
+  const b = await startAgent(scope, {
+    dir,
+    name: 'host-b',
+    netns: hb.ns,
+    config: { identity, listen: { tcp: `${hb.ip}:5001` }, registry: { url: 'embedded' }, endpoints, ...bConfig },
   });
-}
-const ip = (args, input) => sh('ip', args, input);
-
-async function topology() {
-  for (const n of Object.values(NS)) await ip(['netns', 'add', n]);
-  await ip(['-n', NS.ul, 'link', 'add', 'br0', 'type', 'bridge']);
-  await ip(['-n', NS.ul, 'link', 'set', 'br0', 'up']);
-  for (const [i, h] of ['a', 'b'].entries()) {
-    await ip(['link', 'add', 'eth0', 'netns', NS[h], 'type', 'veth', 'peer', 'name', `p${i}`, 'netns', NS.ul]);
-    await ip(['-n', NS.ul, 'link', 'set', `p${i}`, 'master', 'br0', 'up']);
-    await ip(['-n', NS[h], '-batch', '-'], `addr add ${IP[h]}/24 dev eth0\nlink set eth0 up\nlink set lo up\nroute add default dev eth0\n`);
-  }
-  for (const n of [NS.nsc, NS.nse, NS.nsx, NS.lc, NS.le]) await ip(['-n', n, 'link', 'set', 'lo', 'up']);
+  const a = await startAgent(scope, {
+    dir,
+    name: 'host-a',
+    netns: ha.ns,
+    config: { identity, listen: { tcp: `${ha.ip}:5001` }, registry: { url: `tcp://${hb.ip}:5002` }, ...aConfig },
+  });
+  return { a, b };
 }
 
-function startAgent(dir, host, config) {
-  const socket = path.join(dir, `${host}.sock`);
-  const file = path.join(dir, `${host}.yaml`);
-  writeFileSync(file, YAML.stringify({ name: `host-${host}`, logLevel: 'warn', listen: { unix: socket, tcp: `${IP[host]}:5001` }, ...config }));
-  const proc = spawn('ip', ['netns', 'exec', NS[host], process.execPath, `${ROOT}bin/nsm-agent`, 'run', '--config', file], { stdio: 'inherit' });
-  return { socket, proc };
-}
-
-async function ready(socket) {
-  for (let t = 0; ; t++) {
-    if (existsSync(socket)) {
-      const ok = await new Promise((resolve) => {
-        const c = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
-        c.waitForReady(Date.now() + 500, (err) => {
-          c.close();
-          resolve(!err);
-        });
-      });
-      if (ok) return;
+async function wgQuick(scope, dir, hosts, pingA, r, withKeys) {
+  const [ha, hb] = hosts;
+  const dev = { a: `${P}q${r % 100}a`, b: `${P}q${r % 100}b` };
+  const t0 = mono();
+  let keys;
+  if (withKeys) {
+    // the key exchange by hand: each side makes its key pair; the public keys cross over
+    const gen = async () => {
+      const priv = (await sh('wg', ['genkey'])).trim();
+      return { priv, pub: (await sh('wg', ['pubkey'], priv + '\n')).trim() };
+    };
+    keys = { a: await gen(), b: await gen() };
+  } else keys = wgQuick.keys ??= { a: await genPair(), b: await genPair() };
+  const conf = (me, peer, n, port, peerPort, peerIp) =>
+    `[Interface]\nPrivateKey = ${keys[me].priv}\nListenPort = ${port}\nAddress = 10.99.${r % 250}.${n}/24\n\n` +
+    `[Peer]\nPublicKey = ${keys[peer].pub}\nEndpoint = ${peerIp}:${peerPort}\nAllowedIPs = 10.99.${r % 250}.0/24\n`;
+  const files = { a: path.join(dir, `${dev.a}.conf`), b: path.join(dir, `${dev.b}.conf`) };
+  writeFileSync(files.a, conf('a', 'b', 1, 51001, 51002, hb.ip), { mode: 0o600 });
+  writeFileSync(files.b, conf('b', 'a', 2, 51002, 51001, ha.ip), { mode: 0o600 });
+  const env = { ...process.env, WG_QUICK_USERSPACE_IMPLEMENTATION: 'wireguard-go' };
+  const up = (h, f) => sh('ip', ['netns', 'exec', h.ns, 'wg-quick', 'up', f], undefined, { env });
+  const down = async () => {
+    for (const [h, f, d] of [[ha, files.a, dev.a], [hb, files.b, dev.b]]) {
+      await sh('ip', ['netns', 'exec', h.ns, 'wg-quick', 'down', f], undefined, { env }).catch(() => {});
+      for (const pid of pidsByArgv(['wireguard-go', d])) await stopPid(pid); // daemonized: by PID
     }
-    if (t > 600) throw new Error(`agent at ${socket} did not start`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-function client(socket) {
-  const C = api().ns.networkservice.NetworkService;
-  const c = new C(`unix://${socket}`, grpc.credentials.createInsecure());
-  const call = (m, req) => new Promise((resolve, reject) => c[m](req, { deadline: Date.now() + 60_000 }, (err, res) => (err ? reject(err) : resolve(res))));
-  return {
-    request: (id, service, netns, ifname) =>
-      call('Request', {
-        connection: { id, network_service: service },
-        mechanism_preferences: [{ cls: 'LOCAL', type: 'KERNEL', parameters: { name: ifname, inodeURL: `file:///run/netns/${netns}` } }],
-      }),
-    close: (conn) => call('Close', conn),
-    dispose: () => grpc.Client.prototype.close.call(c),
   };
-}
-
-async function timed(fn) {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
-}
-
-/** iperf3 TCP from `from` to `to` at `addr`; bits per second received. */
-async function iperf(from, to, addr) {
-  const server = spawn('ip', ['netns', 'exec', to, 'iperf3', '-s', '-1', '-B', addr], { stdio: 'ignore' });
+  let finished = false;
+  scope.defer(() => (finished ? undefined : down()));
   try {
-    await new Promise((r) => setTimeout(r, 300));
-    const out = await sh('ip', ['netns', 'exec', from, 'iperf3', '-c', addr, '-t', String(SECONDS), '-J']);
-    return JSON.parse(out).end.sum_received.bits_per_second;
+    await Promise.all([up(ha, files.a), up(hb, files.b)]);
+    const t1 = await pingA.ping(`10.99.${r % 250}.2`, 10_000);
+    return t1 - t0;
   } finally {
-    server.kill('SIGKILL');
+    await down();
+    finished = true;
   }
 }
+async function genPair() {
+  const priv = (await sh('wg', ['genkey'])).trim();
+  return { priv, pub: (await sh('wg', ['pubkey'], priv + '\n')).trim() };
+}
 
-/** A wireguard-go tunnel by hand between nsc (via host-a) and nse (via host-b), as the agent builds it. */
-async function handWireguard(dir) {
-  const keys = { a: generateKeyPair(), b: generateKeyPair() };
-  const procs = [];
-  const ends = [
-    { h: 'a', ns: NS.nsc, dev: `${P}wga`, port: 53001, addr: '172.31.0.1', peer: 'b', peerAddr: '172.31.0.2', peerPort: 53002 },
-    { h: 'b', ns: NS.nse, dev: `${P}wgb`, port: 53002, addr: '172.31.0.2', peer: 'a', peerAddr: '172.31.0.1', peerPort: 53001 },
-  ];
-  for (const e of ends) {
-    const p = spawn('ip', ['netns', 'exec', NS[e.h], 'wireguard-go', e.dev], { stdio: 'ignore', env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } });
-    procs.push(p);
-    for (let t = 0; !existsSync(`/var/run/wireguard/${e.dev}.sock`); t++) {
-      if (t > 200) throw new Error('wireguard-go did not start');
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    const keyFile = path.join(dir, `${e.dev}.key`);
-    writeFileSync(keyFile, keys[e.h].privateKey, { mode: 0o600 });
-    await sh('wg', ['set', e.dev, 'private-key', keyFile, 'listen-port', String(e.port), 'peer', keys[e.peer].publicKey, 'endpoint', `${IP[e.peer]}:${e.peerPort}`, 'allowed-ips', '0.0.0.0/0', 'persistent-keepalive', '10']);
-    await ip(['-n', NS[e.h], 'link', 'set', e.dev, 'mtu', '1440', 'netns', NS[e.ns === NS.nsc ? 'nsc' : 'nse'], 'name', 'hw0']);
-    await ip(['-n', e.ns, '-batch', '-'], `addr add ${e.addr}/32 dev hw0\nlink set hw0 up\nroute add ${e.peerAddr}/32 dev hw0 scope link\n`);
+/** CA and two certificates, configs for host-a and host-b (the lighthouse). */
+async function nebulaSetup(dir, hosts) {
+  const d = path.join(dir, 'nebula');
+  await sh('mkdir', ['-p', d]);
+  await sh('nebula-cert', ['ca', '-name', 'bench', '-out-crt', `${d}/ca.crt`, '-out-key', `${d}/ca.key`]);
+  const ips = { a: '10.98.0.1', b: '10.98.0.2' };
+  for (const h of ['a', 'b']) {
+    await sh('nebula-cert', ['sign', '-ca-crt', `${d}/ca.crt`, '-ca-key', `${d}/ca.key`, '-name', h, '-ip', `${ips[h]}/24`, '-out-crt', `${d}/${h}.crt`, '-out-key', `${d}/${h}.key`]);
   }
-  return {
-    addr: '172.31.0.2',
-    async remove() {
-      for (const p of procs) p.kill('SIGTERM');
-      await Promise.all(procs.map((p) => (p.exitCode === null ? new Promise((r) => p.once('exit', r)) : null)));
-    },
+  const [ha, hb] = hosts;
+  const cfg = (h) => {
+    const light = h === 'b';
+    return [
+      `pki: {ca: ${d}/ca.crt, cert: ${d}/${h}.crt, key: ${d}/${h}.key}`,
+      light ? 'static_host_map: {}' : `static_host_map: {"${ips.b}": ["${hb.ip}:4242"]}`,
+      light ? 'lighthouse: {am_lighthouse: true, hosts: []}' : `lighthouse: {am_lighthouse: false, interval: 60, hosts: ["${ips.b}"]}`,
+      `listen: {host: 0.0.0.0, port: ${light ? 4242 : 4243}}`,
+      'punchy: {punch: false}',
+      `tun: {dev: ${P}n${h}, mtu: 1300}`,
+      'logging: {level: error}',
+      'firewall: {outbound: [{port: any, proto: any, host: any}], inbound: [{port: any, proto: any, host: any}]}',
+      '',
+    ].join('\n');
   };
+  const files = { a: `${d}/a.yml`, b: `${d}/b.yml` };
+  writeFileSync(files.a, cfg('a'));
+  writeFileSync(files.b, cfg('b'));
+  for (const f of Object.values(files)) await sh('nebula', ['-test', '-config', f]);
+  return { files, ips, hosts: { a: ha, b: hb } };
 }
 
-async function bareVeth() {
-  await ip(['link', 'add', 'bv0', 'netns', NS.lc, 'type', 'veth', 'peer', 'name', 'bv1', 'netns', NS.le]);
-  await ip(['-n', NS.lc, '-batch', '-'], 'addr add 172.30.0.1/32 dev bv0\nlink set bv0 up\nroute add 172.30.0.2/32 dev bv0 scope link\n');
-  await ip(['-n', NS.le, '-batch', '-'], 'addr add 172.30.0.2/32 dev bv1\nlink set bv1 up\nroute add 172.30.0.1/32 dev bv1 scope link\n');
-  return { addr: '172.30.0.2', remove: () => ip(['-n', NS.lc, 'link', 'del', 'bv0']) };
-}
-
-const median = (xs) => summary(xs).p50;
-
-async function main() {
-  if (process.getuid() !== 0) throw new Error('run as root');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmr-'));
-  const agents = [];
+/** Both nebula daemons started at once, until the first ping from host-a to host-b's nebula IP. */
+async function nebulaRun(scope, neb, pingA) {
+  const t0 = mono();
+  const procs = ['b', 'a'].map((h) => scope.proc(spawn('ip', ['netns', 'exec', neb.hosts[h].ns, 'nebula', '-config', neb.files[h]], { stdio: 'ignore' })));
   try {
-    await topology();
-    const b = startAgent(dir, 'b', {
-      registry: { url: 'embedded' },
+    const t1 = await pingA.ping(neb.ips.b, 15_000);
+    return t1 - t0;
+  } finally {
+    for (const p of procs) await stopPid(p);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`)
+  main(async (scope) => {
+    const dir = scope.dir('nsmr-');
+    const hosts = await buildHosts(scope, 2, P);
+    const nsc = await scope.netns(`${P}-nsc`);
+    const nse = await scope.netns(`${P}-nse`);
+    const nsx = await scope.netns(`${P}-nsx`);
+    const { a } = await twoAgents(scope, dir, hosts, {
       endpoints: [
-        { name: 'wg-ep', services: ['bench-ip'], cidr: '10.210.0.0/16', netns: NS.nse },
-        { name: 'vx-ep', services: ['bench-eth'], cidr: '10.211.0.0/16', netns: NS.nsx, payload: 'ETHERNET' },
+        { name: 'wg-ep', services: ['bench-ip'], cidr: '10.210.0.0/16', netns: nse },
+        { name: 'vx-ep', services: ['bench-eth'], cidr: '10.211.0.0/16', netns: nsx, payload: 'ETHERNET' },
       ],
     });
-    agents.push(b);
-    await ready(b.socket);
-    const a = startAgent(dir, 'a', {
-      registry: { url: `tcp://${IP.b}:5002` },
-      endpoints: [{ name: 'local-ep', services: ['bench-local'], cidr: '10.212.0.0/16', netns: NS.le }],
-    });
-    agents.push(a);
-    await ready(a.socket);
-    const c = client(a.socket);
+    const c = nsClient(a.socket);
+    scope.defer(() => c.dispose());
+    const pingC = await pinger(scope, nsc);
+    const pingA = await pinger(scope, hosts[0].ns);
 
-    const connects = async (service, tag, count) => {
-      const out = [];
-      for (let i = 0; i < count; i++) {
-        let conn;
-        out.push(await timed(async () => (conn = await c.request(`${tag}-${i}`, service, NS.nsc, `${tag}${i}`))));
-        await c.close(conn);
-      }
-      return out;
+    const once = async (service, tag) => {
+      const t0 = mono();
+      const conn = await c.request(tag, service, nsc, tag);
+      const t1 = mono();
+      const t2 = await pingC.ping(conn.context.ip_context.dst_ip_addrs[0].split('/')[0]);
+      await c.close(conn);
+      return [t1 - t0, t2 - t0];
     };
-    await connects('bench-ip', 'warmw', 5);
-    await connects('bench-eth', 'warmv', 5);
-    // Interleave WireGuard and VXLAN in blocks so background noise hits both.
-    const wg = [];
-    const vx = [];
-    for (let k = 0; k < 4; k++) {
-      wg.push(...(await connects('bench-ip', `w${k}x`, Math.ceil(N / 4))));
-      vx.push(...(await connects('bench-eth', `v${k}x`, Math.ceil(N / 4))));
+    for (let i = 0; i < 5; i++) await once('bench-ip', `ww${i}`), await once('bench-eth', `wv${i}`);
+    const res = { wg: [], wgPing: [], vx: [], vxPing: [] };
+    for (let i = 0; i < N; i++) {
+      const order = i % 2 ? ['vx', 'wg'] : ['wg', 'vx'];
+      for (const m of order) {
+        const [t, tp] = await once(m === 'wg' ? 'bench-ip' : 'bench-eth', `${m}${i}`);
+        res[m].push(t);
+        res[`${m}Ping`].push(tp);
+      }
     }
 
-    // Throughput, rounds interleaved.
-    const tp = { agentWg: [], handWg: [], agentLocal: [], bareVeth: [] };
-    for (let r = 0; r < ROUNDS; r++) {
-      const w = await c.request(`tp-wg-${r}`, 'bench-ip', NS.nsc, 'nsm-1');
-      const wAddr = w.context.ip_context.dst_ip_addrs[0].split('/')[0];
-      tp.agentWg.push(await iperf(NS.nsc, NS.nse, wAddr));
-      await c.close(w);
-      const h = await handWireguard(dir);
-      tp.handWg.push(await iperf(NS.nsc, NS.nse, h.addr));
-      await h.remove();
-      const l = await c.request(`tp-l-${r}`, 'bench-local', NS.lc, 'nsm-2');
-      const lAddr = l.context.ip_context.dst_ip_addrs[0].split('/')[0];
-      tp.agentLocal.push(await iperf(NS.lc, NS.le, lAddr));
-      await c.close(l);
-      const v = await bareVeth();
-      tp.bareVeth.push(await iperf(NS.lc, NS.le, v.addr));
-      await v.remove();
+    // Peers, interleaved round by round.
+    const neb = await nebulaSetup(dir, hosts);
+    const peers = { wgq: [], wgqKeys: [], neb: [] };
+    await wgQuick(scope, dir, hosts, pingA, 999, false); // warm the page cache
+    for (let r = 0; r < PEER_RUNS; r++) {
+      peers.wgq.push(await wgQuick(scope, dir, hosts, pingA, r, false));
+      peers.neb.push(await nebulaRun(scope, neb, pingA));
+      peers.wgqKeys.push(await wgQuick(scope, dir, hosts, pingA, r, true));
     }
-    c.dispose();
 
-    const S = { wg: summary(wg), vx: summary(vx) };
-    const gbit = (x) => (x / 1e9).toFixed(2);
-    const T = Object.fromEntries(Object.entries(tp).map(([k, v]) => [k, median(v)]));
+    const S = Object.fromEntries(Object.entries({ ...res, ...peers }).map(([k, v]) => [k, summary(v)]));
+    const row = (name, s) => [name, s.n, ms(s.p50), ms(s.p99)];
+    const r2 = (a, b) => (a / b).toFixed(2);
     const body = [
-      '## Remote vWires: connect latency and throughput (issue 3)',
+      '## Remote connect against wg-quick and nebula (issues 3 and 7)',
       '',
-      `Command: \`node bench/remote.mjs ${N} ${SECONDS}\` (after \`npm run build\`), ${new Date().toISOString().slice(0, 10)}.`,
-      `Machine: ${machine()}.`,
+      `Command: \`node bench/remote.mjs ${N} --peer-runs ${PEER_RUNS}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
+      `Machine: ${machine()}, ${await versions(['wireguard-go', 'wireguard-tools', 'nebula'])}.`,
       '',
       'Two hosts (namespaces on a bridge), each running `nsm-agent run`; host-b also serves the registry.',
-      'One connect = NSM `Request` on host-a\'s unix socket for a service on host-b, until the answer:',
-      'both tunnel ends exist in the client and endpoint namespaces with addresses and routes (WireGuard:',
-      'two wireguard-go processes started and configured over UAPI; VXLAN: one kernel device per side).',
-      'Agents warm; close after each connect, not timed. Milliseconds:',
-      '',
-      table(['mechanism', 'runs', 'p50', 'p99'], [['WireGuard (wireguard-go)', S.wg.n, ms(S.wg.p50), ms(S.wg.p99)], ['VXLAN', S.vx.n, ms(S.vx.p50), ms(S.vx.p99)]]),
-      '',
-      `Throughput, iperf3 TCP ${SECONDS} s, client namespace to endpoint namespace, median of ${ROUNDS} interleaved rounds (Gbit/s):`,
+      "Agent rows: NSM `Request` on host-a's unix socket for a service on host-b, agents warm, until the answer",
+      '(both tunnel ends exist in the client and endpoint namespaces with addresses and routes; WireGuard: wireguard-go',
+      'on both sides, the kernel here has no WireGuard), and until the first ping from the client namespace to the',
+      'endpoint address is answered (ICMP echo every 1 ms). WireGuard and VXLAN take turns run by run; close not timed.',
+      'Peer rows, between the same two host namespaces, in interleaved rounds: `wg-quick up` on both hosts at once',
+      '(`WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go`, configs in a temp dir) until the first ping; the same with the',
+      'key exchange by hand (`wg genkey`/`wg pubkey` per side, configs written); nebula (host-b the lighthouse, certificates',
+      'made beforehand with `nebula-cert`) from starting both daemons until the first ping. Milliseconds:',
       '',
       table(
-        ['path', 'Gbit/s', 'ratio'],
+        ['path', 'runs', 'p50', 'p99'],
         [
-          ['agent WireGuard vWire (wireguard-go)', gbit(T.agentWg), (T.agentWg / T.handWg).toFixed(2)],
-          ['hand-made wireguard-go tunnel, same namespaces', gbit(T.handWg), '1.00'],
-          ['agent local vWire (veth)', gbit(T.agentLocal), (T.agentLocal / T.bareVeth).toFixed(2)],
-          ['bare veth pair', gbit(T.bareVeth), '1.00'],
+          row('agent WireGuard: Request answered', S.wg),
+          row('agent WireGuard: to first ping', S.wgPing),
+          row('agent VXLAN: Request answered', S.vx),
+          row('agent VXLAN: to first ping', S.vxPing),
+          row('wg-quick up (both) to first ping', S.wgq),
+          row('wg-quick + keys by hand to first ping', S.wgqKeys),
+          row('nebula start (both) to first ping', S.neb),
         ],
       ),
       '',
-      'Packets never pass through the agent: both WireGuard paths are the same wireguard-go binary with the',
-      'same MTU (1440) and peer settings, so the ratio measures only what the agent adds (nothing in the path).',
+      `Ratios at p50, agent WireGuard to first ping over: wg-quick ${r2(S.wgPing.p50, S.wgq.p50)}, wg-quick with keys ${r2(S.wgPing.p50, S.wgqKeys.p50)}, nebula ${r2(S.wgPing.p50, S.neb.p50)}.`,
+      `Target WireGuard connect p50 < 60 ms: ${S.wg.p50 < 60 ? 'met' : 'missed'} (${ms(S.wg.p50)} ms); faster than wg-quick with keys by hand: ${S.wgPing.p50 < S.wgqKeys.p50 ? 'yes' : 'no'}; than nebula: ${S.wgPing.p50 < S.neb.p50 ? 'yes' : 'no'}.`,
     ].join('\n');
     console.log(body);
     writeSection('remote', body);
-  } finally {
-    for (const ag of agents.reverse()) {
-      ag.proc.kill('SIGTERM');
-      if (ag.proc.exitCode === null) await new Promise((r) => ag.proc.once('exit', r));
-    }
-    for (const n of Object.values(NS).reverse()) await ip(['netns', 'del', n]).catch(() => {});
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+  });
