@@ -12,6 +12,9 @@ import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../../src/r
 import { Ctx } from '../../src/core/ctx';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 import { toPem } from '../../src/spire/x509';
+import { LocalCa } from '../../src/spire/ca';
+import { SpiffeTokenSource } from '../../src/spire/token';
+import type { X509Svid } from '../../src/spire/svid';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { addrs, links, ping, sh, isRoot } from '../helpers/exec';
@@ -19,14 +22,15 @@ import { addrs, links, ping, sh, isRoot } from '../helpers/exec';
 const run = isRoot ? describe : describe.skip;
 
 /** SVID files for identity.source: files, issued by the double's CA. */
-function issueFiles(api: FakeWorkloadApi, id: string, dir: string): { cert: string; key: string; bundle: string } {
-  const ca = api.issuer('example.org');
+function issueFiles(api: FakeWorkloadApi, id: string, dir: string, ca = api.issuer('example.org'), tag = 'raw'): { cert: string; key: string; bundle: string; svid: X509Svid } {
   const svid = ca.issue(id, { ttlMs: 600_000 });
-  const files = { cert: path.join(dir, 'raw.pem'), key: path.join(dir, 'raw.key'), bundle: path.join(dir, 'raw-bundle.pem') };
+  const files = { cert: path.join(dir, `${tag}.pem`), key: path.join(dir, `${tag}.key`), bundle: path.join(dir, `${tag}-bundle.pem`) };
   writeFileSync(files.key, svid.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
   writeFileSync(files.cert, toPem(svid.chain));
-  writeFileSync(files.bundle, toPem(api.bundle('example.org')));
-  return files;
+  // The mesh's roots, plus the issuing CA when it is not the mesh's (an impostor that trusts
+  // the mesh, so that the refusal seen is the agent's).
+  writeFileSync(files.bundle, toPem([...api.bundle('example.org'), ...ca.bundle()]));
+  return { ...files, svid };
 }
 
 async function until<T>(probe: () => T | undefined | false, ms: number, step = 50): Promise<T | undefined> {
@@ -50,8 +54,12 @@ async function holdUdpPorts(netns: string, ports: number[]): Promise<() => void>
   return () => p.kill('SIGKILL');
 }
 
+/** wireguard-go processes of this test's agents (other runs on the machine are not counted). */
+let agentPids: () => number[] = () => [];
 function wgProcs(): number[] {
-  const r = sh('pgrep', ['-x', 'wireguard-go']);
+  const pids = agentPids();
+  if (!pids.length) return [];
+  const r = sh('pgrep', ['-x', 'wireguard-go', '-P', pids.join(',')]);
   return r.stdout.split('\n').filter(Boolean).map(Number);
 }
 
@@ -73,6 +81,7 @@ run('multi-host vWires (three agents)', () => {
       spire.push(await FakeWorkloadApi.start({ sameCasAs: first, entries: [{ id: `spiffe://example.org/${h}`, ttlMs: 20_000 }] }));
     }
     mesh = await buildHosts(3, 'mh');
+    agentPids = () => mesh.hosts.map((h) => h.agent?.proc.pid).filter((p): p is number => !!p);
     nsc = mesh.netns('nsc');
     nse = mesh.netns('nse');
     nseEth = mesh.netns('nsx');
@@ -87,7 +96,9 @@ run('multi-host vWires (three agents)', () => {
       endpoints: [
         { name: 'icmp-responder-b', services: ['icmp-responder'], cidr: '172.16.1.100/31', netns: nse, labels: { app: 'icmp' } },
         { name: 'l2-responder-b', services: ['l2-responder'], cidr: '172.16.2.100/31', netns: nseEth, payload: 'ETHERNET' },
+        { name: 'guarded-b', services: ['guarded'], cidr: '172.16.3.100/31', netns: nse },
       ],
+      policy: [{ service: 'guarded', allow: ['spiffe://example.org/host-a'] }],
     });
     await mesh.start(0, { identity: identity(0), listen: { tcp: `${a!.ip}:5001` }, registry: { url: registryURL() }, wireguard: { spares: 0 } });
   }, 60_000);
@@ -298,6 +309,65 @@ run('multi-host vWires (three agents)', () => {
       } finally {
         reg.close();
       }
+    }, 30_000);
+  });
+
+  describe('zero trust on the TCP listener', () => {
+    const req = (id: string, service: string, segs: { name: string; id: string; token?: string }[] = []) => ({
+      connection: { id, network_service: service, path: { index: segs.length, path_segments: [...segs, { name: 'raw-peer', id }] } },
+      mechanism_preferences: [{ cls: 'REMOTE', type: 'IPSEC', parameters: {} }],
+    });
+    const target = () => `${mesh.hosts[1]!.ip}:5001`;
+    const tokenMd = (t: { token: string; expires: number }) => ({ 'nsm-client-token': t.token, 'nsm-client-token-expires': new Date(t.expires).toISOString() });
+
+    it('a peer whose certificate comes from an untrusted CA fails the handshake', async () => {
+      const impostor = issueFiles(spire[0]!, 'spiffe://example.org/raw-peer', mesh.hosts[0]!.agent!.dir, LocalCa.create({ trustDomain: 'example.org' }), 'impostor');
+      const b = mesh.hosts[1]!.agent!;
+      const seen = b.logs.length;
+      const r = callFrom(mesh.hosts[0]!.netns, target(), 'Request', req('zt-ca', 'icmp-responder'), { identity: impostor });
+      expect(r.code).toBe(grpc.status.UNAVAILABLE);
+      // refused by host-b at the handshake, not by the impostor's own checks
+      const refused = await until(() => /mTLS (peer refused|handshake failed)/.test(b.logs.slice(seen).join('')), 2_000);
+      expect(refused, b.logs.slice(seen).join('')).toBe(true);
+    });
+
+    it('a token signed by a key other than the TLS peer, an expired token and a broken chain are PERMISSION_DENIED', () => {
+      const dir = mesh.hosts[0]!.agent!.dir;
+      const peer = issueFiles(spire[0]!, 'spiffe://example.org/raw-peer', dir, undefined, 'zt');
+      const other = spire[0]!.issuer('example.org').issue('spiffe://example.org/raw-peer', { ttlMs: 600_000 });
+      const tokens = new SpiffeTokenSource({ svid: () => peer.svid } as never, 600_000);
+      const host = mesh.hosts[0]!.netns;
+      const audience = 'spiffe://example.org/host-b';
+
+      const forged = tokens.signWith(other, Date.now(), audience);
+      const r1 = callFrom(host, target(), 'Request', req('zt-key', 'icmp-responder'), { identity: peer, autoTokens: false, metadata: tokenMd(forged) });
+      expect(r1.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(r1.details).toMatch(/prev_token_signed/);
+
+      const old = tokens.signWith(peer.svid, Date.now() - 3600_000, audience);
+      const r2 = callFrom(host, target(), 'Request', req('zt-exp', 'icmp-responder'), { identity: peer, autoTokens: false, metadata: { ...tokenMd(old), 'nsm-client-token-expires': new Date(Date.now() + 60_000).toISOString() } });
+      expect(r2.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(r2.details).toMatch(/expired/);
+
+      // segment 0 claims to be addressed to someone other than the raw peer (segment 1)
+      const seg0 = tokens.signWith(peer.svid, Date.now(), 'spiffe://example.org/somebody-else');
+      const r3 = callFrom(host, target(), 'Request', req('zt-chain', 'icmp-responder', [{ name: 'origin', id: 'zt-chain-0', token: seg0.token }]), { identity: peer });
+      expect(r3.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(r3.details).toMatch(/tokens_chained/);
+      expect(mesh.hosts[1]!.agent!.cliJson(['status']).connections).toEqual([]);
+    });
+
+    it('the service policy admits host-a and refuses another identity, naming both', () => {
+      const [a, b] = mesh.hosts;
+      const peer = issueFiles(spire[0]!, 'spiffe://example.org/raw-peer', a!.agent!.dir, undefined, 'pol');
+      const r = callFrom(a!.netns, target(), 'Request', req('zt-pol', 'guarded'), { identity: peer });
+      expect(r.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(r.details).toMatch(/spiffe:\/\/example\.org\/raw-peer.*refused by spiffe:\/\/example\.org\/host-b/);
+      const ok = a!.agent!.cliJson(['connect', 'kernel://guarded/nsm-3', '--netns', nsc, '--id', 'guarded-1']);
+      expect(ok.state).toBe('UP');
+      expect(ping(nsc, '172.16.3.100', 2)).toBe(true);
+      expect(a!.agent!.cli(['disconnect', 'guarded-1']).code).toBe(0);
+      expect(b!.agent!.cliJson(['status']).connections).toEqual([]);
     }, 30_000);
   });
 

@@ -97,7 +97,7 @@ export function callFrom(
   target: string,
   method: 'Request' | 'Close',
   request: unknown,
-  opts: { metadata?: Record<string, string>; identity?: { cert: string; key: string; bundle: string } } = {},
+  opts: { metadata?: Record<string, string>; identity?: { cert: string; key: string; bundle: string }; autoTokens?: boolean } = {},
 ): { code: number; details?: string; response?: any } {
   const script = require('node:path').join(__dirname, 'netns-call.cjs');
   const r = sh('ip', ['netns', 'exec', netns, process.execPath, script, JSON.stringify({ target, method, request, ...opts })]);

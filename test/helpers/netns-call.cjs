@@ -1,7 +1,8 @@
 // One NSM NetworkService call from inside a network namespace (run it with
 // `ip netns exec NS node netns-call.cjs JSON`): tests use it to act as a raw peer of an agent
 // that listens on a host namespace's underlay address. With `identity` ({cert, key, bundle}
-// files), the call is mutual TLS with an ES256 NSM token, as an agent would make it.
+// files), the call is mutual TLS with an ES256 NSM token, as an agent would make it
+// (`autoTokens: false`: no token but what `metadata` carries).
 // Prints {code, details, response}.
 'use strict';
 const path = require('node:path');
@@ -10,14 +11,14 @@ const dist = path.resolve(__dirname, '../../dist');
 const { api } = require(`${dist}/api`);
 
 async function main() {
-  const { target, method, request, metadata = {}, timeoutMs = 10000, identity } = JSON.parse(process.argv[2]);
+  const { target, method, request, metadata = {}, timeoutMs = 10000, identity, autoTokens = true } = JSON.parse(process.argv[2]);
   let creds = grpc.credentials.createInsecure();
   let source;
   if (identity) {
     const spire = require(`${dist}/spire`);
     source = spire.createX509Source({ source: 'files', files: identity }, { name: 'raw-peer' });
     await spire.waitForIdentity(source, 5000);
-    creds = spire.channelCredentials(source, { tokens: new spire.SpiffeTokenSource(source, 600_000) }).credentials;
+    creds = spire.channelCredentials(source, autoTokens ? { tokens: new spire.SpiffeTokenSource(source, 600_000) } : {}).credentials;
   }
   const Ctor = api().ns.networkservice.NetworkService;
   const client = new Ctor(target, creds);

@@ -85,12 +85,11 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
   // never tunnels runs no idle wireguard-go), and removed by close().
   const spareCount = opts.spares ?? 0;
   const spares: Prepared[] = [];
-  let filling = false;
+  let filling: Promise<void> | undefined;
   let closed = false;
   const refill = (): void => {
     if (filling || closed || spares.length >= spareCount) return;
-    filling = true;
-    void (async () => {
+    filling = (async () => {
       while (!closed && spares.length < spareCount) {
         const p = newDevice();
         try {
@@ -104,7 +103,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         else spares.push(p);
       }
     })().finally(() => {
-      filling = false;
+      filling = undefined;
     });
   };
   const takeDevice = async (): Promise<Prepared> => {
@@ -218,6 +217,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
 
     async close() {
       closed = true;
+      await filling; // a spare being made now is deleted by the loop itself
       await Promise.all(spares.splice(0).map((p) => p.dev.delete().catch(() => {})));
     },
 
