@@ -225,9 +225,11 @@ export async function buildHosts(scope, n, prefix, net = 223) {
  */
 export async function startAgent(scope, { dir, name = 'bench', netns, config = {}, env, wait = true, nodeArgs = [] }) {
   const YAML = require('yaml');
-  const socket = path.join(dir, `${name}.sock`);
-  const file = path.join(dir, `${name}.yaml`);
-  const stateDir = path.join(dir, `${name}-state`);
+  // each agent its own directory: the runtime dir beside the socket holds its control socket and units
+  const own = path.join(dir, name);
+  const socket = path.join(own, 'agent.sock');
+  const file = path.join(own, 'agent.yaml');
+  const stateDir = path.join(own, 'state');
   mkdirSync(stateDir, { recursive: true });
   writeFileSync(file, YAML.stringify({ name, logLevel: 'warn', stateDir, ...config, listen: { unix: socket, ...(config.listen ?? {}) } }));
   const argv = [...nodeArgs, BIN, 'run', '--config', file];
