@@ -45,7 +45,8 @@ run('reload of agent.yaml', () => {
   const nsc = uniq('rlc');
   let agent: RunningAgent;
   let cfg: Record<string, any>;
-  const write = () => writeFileSync(path.join(agent.dir, 'agent.yaml'), YAML.stringify({ ...cfg, listen: { unix: agent.socket } }));
+  // stateDir as startAgent wrote it (the agent's own directory)
+  const write = () => writeFileSync(path.join(agent.dir, 'agent.yaml'), YAML.stringify({ stateDir: agent.dir, ...cfg, listen: { unix: agent.socket } }));
   const ep1 = { name: 'ep1', services: ['rsvc1'], cidr: '172.16.61.0/30', netns: '' };
   const ep2 = { name: 'ep2', services: ['rsvc2'], cidr: '172.16.62.0/30', netns: '' };
 
