@@ -369,6 +369,20 @@ run('multi-host vWires (three agents)', () => {
       expect(a!.agent!.cli(['disconnect', 'guarded-1']).code).toBe(0);
       expect(b!.agent!.cliJson(['status']).connections).toEqual([]);
     }, 30_000);
+  
+    it('in the registry, only the identity that registered an endpoint may remove it', () => {
+      const [a, , c] = mesh.hosts;
+      const peer = issueFiles(spire[0]!, 'spiffe://example.org/raw-peer', a!.agent!.dir, undefined, 'reg');
+      const registry = `${c!.ip}:5002`;
+      const r = callFrom(a!.netns, registry, 'Unregister', { name: 'icmp-responder-b' }, { identity: peer, service: 'nse' });
+      expect(r.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(r.details).toMatch(/spiffe:\/\/example\.org\/raw-peer/);
+      expect(c!.agent!.cliJson(['endpoints']).some((e: any) => e.name === 'icmp-responder-b')).toBe(true);
+      // a name of its own is fine
+      const own = callFrom(a!.netns, registry, 'Register', { name: 'raw-ep', network_service_names: ['raw'], url: 'tcp://10.0.0.1:5001' }, { identity: peer, service: 'nse' });
+      expect(own.code, own.details).toBe(0);
+      expect(callFrom(a!.netns, registry, 'Unregister', { name: 'raw-ep' }, { identity: peer, service: 'nse' }).code).toBe(0);
+    });
   });
 
   it('a registry restart keeps vWires passing traffic; host-b re-registers within 2 s', async () => {

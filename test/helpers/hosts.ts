@@ -95,9 +95,9 @@ export async function buildHosts(n: number, prefix = 'h'): Promise<Mesh> {
 export function callFrom(
   netns: string,
   target: string,
-  method: 'Request' | 'Close',
+  method: 'Request' | 'Close' | 'Register' | 'Unregister',
   request: unknown,
-  opts: { metadata?: Record<string, string>; identity?: { cert: string; key: string; bundle: string }; autoTokens?: boolean } = {},
+  opts: { metadata?: Record<string, string>; identity?: { cert: string; key: string; bundle: string }; autoTokens?: boolean; service?: 'nse' } = {},
 ): { code: number; details?: string; response?: any } {
   const script = require('node:path').join(__dirname, 'netns-call.cjs');
   const r = sh('ip', ['netns', 'exec', netns, process.execPath, script, JSON.stringify({ target, method, request, ...opts })]);

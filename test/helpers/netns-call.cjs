@@ -1,4 +1,4 @@
-// One NSM NetworkService call from inside a network namespace (run it with
+// One NSM NetworkService (or, with service 'nse', registry NSE) call from inside a network namespace (run it with
 // `ip netns exec NS node netns-call.cjs JSON`): tests use it to act as a raw peer of an agent
 // that listens on a host namespace's underlay address. With `identity` ({cert, key, bundle}
 // files), the call is mutual TLS with an ES256 NSM token, as an agent would make it
@@ -11,7 +11,7 @@ const dist = path.resolve(__dirname, '../../dist');
 const { api } = require(`${dist}/api`);
 
 async function main() {
-  const { target, method, request, metadata = {}, timeoutMs = 10000, identity, autoTokens = true } = JSON.parse(process.argv[2]);
+  const { target, method, request, metadata = {}, timeoutMs = 10000, identity, autoTokens = true, service } = JSON.parse(process.argv[2]);
   let creds = grpc.credentials.createInsecure();
   let source;
   if (identity) {
@@ -20,7 +20,7 @@ async function main() {
     await spire.waitForIdentity(source, 5000);
     creds = spire.channelCredentials(source, autoTokens ? { tokens: new spire.SpiffeTokenSource(source, 600_000) } : {}).credentials;
   }
-  const Ctor = api().ns.networkservice.NetworkService;
+  const Ctor = service === 'nse' ? api().reg.registry.NetworkServiceEndpointRegistry : api().ns.networkservice.NetworkService;
   const client = new Ctor(target, creds);
   const md = new grpc.Metadata();
   for (const [k, v] of Object.entries(metadata)) md.set(k, v);
