@@ -156,4 +156,14 @@ export function requireNetns(path: string): sys.Netns {
   }
 }
 
+/** Runs `fn` with the namespace at `path` open (NETNS_NOT_FOUND if it is gone), then closes it. */
+export async function inNetns<T>(path: string, fn: (ns: sys.Netns) => Promise<T>): Promise<T> {
+  const ns = requireNetns(path);
+  try {
+    return await fn(ns);
+  } finally {
+    ns.close();
+  }
+}
+
 export { AgentError };

@@ -23,12 +23,8 @@ import { sidesOf } from '../kernel/vwire';
 import { CLS, PAYLOAD } from '../common';
 import type { TunnelDataplane } from './dataplane';
 import { headStart } from './headstart';
+import { TunnelSessions, type Session } from './sessions';
 import { innerMtu, LOCAL_TARGET, minMtu, paramMtu, type Underlay } from './params';
-
-interface Session<L, D> {
-  local: L;
-  device?: D;
-}
 
 export interface TunnelClient extends NetworkServiceClient {
   /** The device description per connection id, for status. */
@@ -36,34 +32,19 @@ export interface TunnelClient extends NetworkServiceClient {
 }
 
 export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { underlay: Underlay }): TunnelClient {
-  const sessions = new Map<string, Session<L, D>>();
+  const sessions = new TunnelSessions(dp);
   const mtu = innerMtu(opts.underlay, dp.overhead);
 
-  const discard = async (id: string, s: Session<L, D>) => {
-    if (sessions.get(id) === s) sessions.delete(id);
-    try {
-      if (s.device) await dp.remove(s.device);
-    } finally {
-      dp.release(s.local);
-    }
-  };
+  const discard = (id: string, s: Session<L, D>) => sessions.discard(id, s);
 
   return {
-    describe(id) {
-      const s = sessions.get(id);
-      return s?.device ? dp.describe(s.device) : undefined;
-    },
+    describe: (id) => sessions.describe(id),
 
     async request(ctx, req) {
       const conn: Connection = structuredClone(req.connection ?? {});
       if ((conn.payload || PAYLOAD.IP) !== dp.payload) return nextClient(ctx).request(ctx, req);
       const id = conn.id ?? '';
-      let s = sessions.get(id);
-      const fresh = !s;
-      if (!s) {
-        s = { local: await dp.allocate('src', undefined) };
-        sessions.set(id, s);
-      }
+      const { session: s, fresh } = await sessions.open(id, () => dp.allocate('src', undefined));
       const own = { ...dp.advertise(s.local, 'src'), MTU: String(mtu) };
       let prefs = req.mechanism_preferences ?? [];
       if (conn.mechanism?.type === dp.type) {

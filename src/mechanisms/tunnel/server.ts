@@ -24,35 +24,21 @@ import { kernelSide } from '../kernel/params';
 import { sidesOf } from '../kernel/vwire';
 import type { TunnelDataplane } from './dataplane';
 import { headStart } from './headstart';
+import { TunnelSessions, type Session } from './sessions';
 import { clampContextMtu, innerMtu, minMtu, paramMtu, type Underlay } from './params';
-
-interface Session<L, D> {
-  local: L;
-  device?: D;
-}
 
 export interface TunnelServer extends NetworkServiceServer {
   describe(id: string): Record<string, unknown> | undefined;
 }
 
 export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { underlay: Underlay }): TunnelServer {
-  const sessions = new Map<string, Session<L, D>>();
+  const sessions = new TunnelSessions(dp);
   const ownMtu = innerMtu(opts.underlay, dp.overhead);
 
-  const discard = async (id: string, s: Session<L, D>) => {
-    if (sessions.get(id) === s) sessions.delete(id);
-    try {
-      if (s.device) await dp.remove(s.device);
-    } finally {
-      dp.release(s.local);
-    }
-  };
+  const discard = (id: string, s: Session<L, D>) => sessions.discard(id, s);
 
   return {
-    describe(id) {
-      const s = sessions.get(id);
-      return s?.device ? dp.describe(s.device) : undefined;
-    },
+    describe: (id) => sessions.describe(id),
 
     async request(ctx, req) {
       const conn: Connection = structuredClone(req.connection ?? {});
@@ -61,13 +47,7 @@ export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
       const id = conn.id ?? '';
       const peer = dp.peerOf(params, 'src');
       const offered = paramMtu(params);
-      let s = sessions.get(id);
-      const fresh = !s;
-      if (!s) {
-        s = { local: await dp.allocate('dst', mech) };
-        sessions.set(id, s);
-      }
-      const session = s;
+      const { session, fresh } = await sessions.open(id, () => dp.allocate('dst', mech));
       const mtu = minMtu(offered, ownMtu) ?? ownMtu;
       conn.mechanism = { ...mech, parameters: { ...params, ...dp.advertise(session.local, 'dst'), MTU: String(mtu) } };
       clampContextMtu(conn, mtu);

@@ -12,7 +12,7 @@
  */
 import { AgentError } from '../../core/errors';
 import * as sys from '../../sys';
-import { configureSide, requireNetns, type SideConfig } from '../kernel/vwire';
+import { configureSide, inNetns, type SideConfig } from '../kernel/vwire';
 import { PAYLOAD, TYPE } from '../common';
 import type { CreateArgs, DeviceTarget, TunnelDataplane } from '../tunnel/dataplane';
 import { paramIp, paramPort, type End, type Underlay } from '../tunnel/params';
@@ -52,9 +52,8 @@ export function vxlanDataplane(opts: VxlanDataplaneOptions): TunnelDataplane<Vxl
   const port = opts.port ?? VXLAN_PORT;
   const used = new Set<number>();
 
-  const make = async (vni: number, peer: VxlanPeer, target: DeviceTarget, mtu: number | undefined, side: SideConfig): Promise<VxlanDevice> => {
-    const ns = requireNetns(target.netns);
-    try {
+  const make = (vni: number, peer: VxlanPeer, target: DeviceTarget, mtu: number | undefined, side: SideConfig): Promise<VxlanDevice> =>
+    inNetns(target.netns, async (ns) => {
       let link: sys.LinkInfo;
       try {
         link = await sys.createVxlan(sys.Rtnl.for(sys.hostNetns()), {
@@ -80,10 +79,7 @@ export function vxlanDataplane(opts: VxlanDataplaneOptions): TunnelDataplane<Vxl
         throw AgentError.wrap(err, `configure VXLAN ${target.ifname}`, 'DATAPLANE');
       }
       return { target, side, mtu, vni, peer, ifindex: link.index };
-    } finally {
-      ns.close();
-    }
-  };
+    });
 
   const unmake = async (d: VxlanDevice): Promise<void> => {
     let ns: sys.Netns;

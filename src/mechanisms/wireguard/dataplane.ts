@@ -10,7 +10,7 @@
 import { AgentError } from '../../core/errors';
 import type { Logger } from '../../core/log';
 import * as sys from '../../sys';
-import { configureSide, requireNetns, type SideConfig } from '../kernel/vwire';
+import { configureSide, inNetns, type SideConfig } from '../kernel/vwire';
 import { PAYLOAD, TYPE } from '../common';
 import type { CreateArgs, PrepareArgs, TunnelDataplane } from '../tunnel/dataplane';
 import { hostPort, paramIp, paramPort, type End, type Underlay } from '../tunnel/params';
@@ -123,37 +123,24 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
 
   const place = async (p: Prepared, target: { netns: string; ifname: string }, mtu: number | undefined): Promise<void> => {
     p.ifname = target.ifname;
-    const ns = requireNetns(target.netns);
-    try {
-      await p.dev.move(ns, target.ifname, { mtu, up: true });
-    } finally {
-      ns.close();
-    }
+    await inNetns(target.netns, (ns) => p.dev.move(ns, target.ifname, { mtu, up: true }));
     p.placed = { mtu };
   };
 
-  const setMtuAt = async (target: { netns: string; ifname: string }, mtu: number): Promise<void> => {
-    const ns = requireNetns(target.netns);
-    try {
+  const setMtuAt = (target: { netns: string; ifname: string }, mtu: number): Promise<void> =>
+    inNetns(target.netns, async (ns) => {
       const rtnl = sys.Rtnl.for(ns);
       const link = await sys.getLink(rtnl, target.ifname);
       if (link) await sys.setMtu(rtnl, link.index, mtu);
-    } finally {
-      ns.close();
-    }
-  };
+    });
 
   /** Addresses and routes on the device as it is now (after a move or a restart). */
-  const address = async (d: { target: { netns: string; ifname: string }; side: SideConfig }): Promise<void> => {
-    const ns = requireNetns(d.target.netns);
-    try {
+  const address = (d: { target: { netns: string; ifname: string }; side: SideConfig }): Promise<void> =>
+    inNetns(d.target.netns, async (ns) => {
       const link = await sys.getLink(sys.Rtnl.for(ns), d.target.ifname);
-      if (!link) throw new Error(`${d.target.ifname} not found in ${d.target.netns}`);
+      if (!link) throw new AgentError('DATAPLANE', `${d.target.ifname} not found in ${d.target.netns}`);
       await configureSide({ netns: ns, ifname: d.target.ifname }, link.index, d.side);
-    } finally {
-      ns.close();
-    }
-  };
+    });
 
   return {
     type: TYPE.WIREGUARD,
