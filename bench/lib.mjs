@@ -468,3 +468,67 @@ export async function versions(tools) {
 export const date = () => new Date().toISOString().slice(0, 10);
 export const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
 export const mib = (kib) => (kib / 1024).toFixed(1);
+
+/**
+ * A throwaway single-node etcd on loopback (random ports, fast elections, data dir in the
+ * scope's temp dir), as test/helpers/etcd.ts makes it. Resolves with its client host:port.
+ */
+export async function startEtcd(scope) {
+  const net = await import('node:net');
+  const free = () =>
+    new Promise((resolve) => {
+      const s = net.createServer();
+      s.listen(0, '127.0.0.1', () => {
+        const { port } = s.address();
+        s.close(() => resolve(port));
+      });
+    });
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const [cp, pp] = [await free(), await free()];
+    const data = scope.dir('nsmb-etcd-');
+    const name = `nsmb-${TAG}-${attempt}`;
+    const c = `http://127.0.0.1:${cp}`;
+    const p = `http://127.0.0.1:${pp}`;
+    // prettier-ignore
+    const proc = scope.proc(spawn('etcd', ['--name', name, '--data-dir', data, '--listen-client-urls', c, '--advertise-client-urls', c,
+      '--listen-peer-urls', p, '--initial-advertise-peer-urls', p, '--initial-cluster', `${name}=${p}`,
+      '--heartbeat-interval', '10', '--election-timeout', '100', '--quota-backend-bytes', String(4 << 30),
+      '--log-level', 'warn', '--logger', 'zap'], { stdio: 'ignore' }));
+    for (let t = 0; t < 200 && proc.exitCode === null; t++) {
+      const ok = await fetch(`${c}/health`).then((r) => r.json()).then((j) => j.health === 'true', () => false);
+      if (ok) return `127.0.0.1:${cp}`;
+      await sleep(25);
+    }
+    await stopPid(proc);
+  }
+  throw new Error('etcd did not start');
+}
+
+/** Registry clients (NS and NSE) on a unix socket. */
+export function registryClient(socket, deadlineMs = 60_000) {
+  const grpc = require('@grpc/grpc-js');
+  const { api } = require(`${ROOT}dist/api/index.js`);
+  const r = api().reg.registry;
+  const opts = { 'grpc.max_receive_message_length': 256 << 20 };
+  const nse = new r.NetworkServiceEndpointRegistry(`unix://${socket}`, grpc.credentials.createInsecure(), opts);
+  return {
+    register: promisifyCall(nse, 'Register', deadlineMs),
+    /** Find without watch: resolves with every response when the stream ends. */
+    find: (query) =>
+      new Promise((resolve, reject) => {
+        const out = [];
+        const call = nse.Find({ network_service_endpoint: query, watch: false }, { deadline: Date.now() + deadlineMs });
+        call.on('data', (d) => out.push(d));
+        call.on('end', () => resolve(out));
+        call.on('error', reject);
+      }),
+    /** Find with watch: calls onData for each response; returns the call (cancel() to end). */
+    watch(query, onData) {
+      const call = nse.Find({ network_service_endpoint: query, watch: true });
+      call.on('data', onData);
+      call.on('error', () => {});
+      return call;
+    },
+    dispose: () => grpc.Client.prototype.close.call(nse),
+  };
+}

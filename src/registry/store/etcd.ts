@@ -192,8 +192,9 @@ class EtcdRecords<T extends { name?: string }> implements RecordStore<T> {
     this.client.leaseClient.leaseRevoke({ ID: lease }).catch(() => undefined);
   }
 
-  async list(): Promise<T[]> {
-    return (await this.snapshot()).records;
+  async list(filter?: (record: T) => boolean): Promise<T[]> {
+    const { records } = await this.snapshot();
+    return filter ? records.filter(filter) : records;
   }
 
   private async snapshot(): Promise<{ records: T[]; revision: string; byKey: Map<string, T> }> {

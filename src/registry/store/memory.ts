@@ -73,8 +73,10 @@ class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
     return copy(r);
   }
 
-  async list(): Promise<T[]> {
-    return [...this.records.values()].map(copy);
+  async list(filter?: (record: T) => boolean): Promise<T[]> {
+    const out: T[] = [];
+    for (const r of this.records.values()) if (!filter || filter(r)) out.push(copy(r));
+    return out;
   }
 
   async *watch(signal: AbortSignal): AsyncIterable<StoreEvent<T>> {

@@ -25,7 +25,8 @@ export interface RecordStore<T extends { name?: string }> {
   get(name: string): Promise<T | undefined>;
   put(record: T): Promise<void>;
   delete(name: string): Promise<T | undefined>;
-  list(): Promise<T[]>;
+  /** Every record, or only those `filter` accepts (tested before copying). */
+  list(filter?: (record: T) => boolean): Promise<T[]>;
   watch(signal: AbortSignal): AsyncIterable<StoreEvent<T>>;
 }
 
