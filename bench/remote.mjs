@@ -87,7 +87,7 @@ async function genPair() {
 }
 
 /** CA and two certificates, configs for host-a and host-b (the lighthouse). */
-async function nebulaSetup(dir, hosts) {
+export async function nebulaSetup(dir, hosts) {
   const d = path.join(dir, 'nebula');
   await sh('mkdir', ['-p', d]);
   await sh('nebula-cert', ['ca', '-name', 'bench', '-out-crt', `${d}/ca.crt`, '-out-key', `${d}/ca.key`]);

@@ -1,0 +1,199 @@
+// Data plane (issues 3 and 7): iperf3 TCP throughput, client side to server side, rounds
+// interleaved, between namespaces of two hosts on a bridge (as bench/remote.mjs builds them):
+//   - the agent's WireGuard vWire (client namespace -> endpoint namespace, wireguard-go) against a
+//     hand-made wireguard-go tunnel between the same two namespaces built the same way (devices
+//     made in the host namespaces, moved in, one peer each, MTU 1440);
+//   - nebula and tinc (1.0, router mode) tunnels between the two host namespaces (their usual
+//     setup: the daemon and its tun device in the host);
+//   - the agent's local vWire (veth between two namespaces) against a bare veth pair.
+//
+// Usage (root): npm run build && node bench/dataplane.mjs [--seconds 3] [--rounds 3]
+import { spawn } from 'node:child_process';
+import { writeFileSync, mkdirSync, chmodSync, copyFileSync } from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { args, main, buildHosts, nsClient, pinger, iperf, sh, ip, TAG, median, table, machine, versions, writeSection, date, stopPid, sleep, ROOT } from './lib.mjs';
+import { twoAgents, nebulaSetup } from './remote.mjs';
+
+const require = createRequire(import.meta.url);
+const opt = args();
+const SECONDS = Number(opt.seconds ?? 3);
+const ROUNDS = Number(opt.rounds ?? 3);
+const P = `nsmd${TAG}`;
+
+async function waitSock(dev) {
+  const { existsSync } = await import('node:fs');
+  for (let t = 0; !existsSync(`/var/run/wireguard/${dev}.sock`); t++) {
+    if (t > 300) throw new Error(`wireguard-go ${dev} did not start`);
+    await sleep(10);
+  }
+}
+
+/** A wireguard-go tunnel by hand between nsc (via host-a) and nse (via host-b), as the agent builds it. */
+async function handWireguard(scope, dir, hosts, nsc, nse) {
+  const { generateKeyPair } = require(`${ROOT}dist/mechanisms/wireguard/keys.js`);
+  const keys = [generateKeyPair(), generateKeyPair()];
+  const ends = [
+    { h: hosts[0], ns: nsc, dev: `${P}wga`, port: 53001, addr: '172.31.0.1', peerAddr: '172.31.0.2', me: 0 },
+    { h: hosts[1], ns: nse, dev: `${P}wgb`, port: 53002, addr: '172.31.0.2', peerAddr: '172.31.0.1', me: 1 },
+  ];
+  const procs = [];
+  for (const e of ends) {
+    const p = scope.proc(spawn('ip', ['netns', 'exec', e.h.ns, 'wireguard-go', e.dev], { stdio: 'ignore', env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } }));
+    procs.push(p);
+    await waitSock(e.dev);
+  }
+  for (const e of ends) {
+    const other = ends[1 - e.me];
+    const keyFile = path.join(dir, `${e.dev}.key`);
+    writeFileSync(keyFile, keys[e.me].privateKey, { mode: 0o600 });
+    await sh('wg', ['set', e.dev, 'private-key', keyFile, 'listen-port', String(e.port), 'peer', keys[other.me].publicKey, 'endpoint', `${other.h.ip}:${other.port}`, 'allowed-ips', '0.0.0.0/0', 'persistent-keepalive', '10']);
+    await ip(['-n', e.h.ns, 'link', 'set', e.dev, 'mtu', '1440', 'netns', e.ns, 'name', 'hw0']);
+    await ip(['-n', e.ns, '-batch', '-'], `addr add ${e.addr}/32 dev hw0\nlink set hw0 up\nroute add ${e.peerAddr}/32 dev hw0 scope link\n`);
+  }
+  return { addr: '172.31.0.2', remove: () => Promise.all(procs.map((p) => stopPid(p))) };
+}
+
+async function bareVeth(lc, le) {
+  await ip(['link', 'add', 'bv0', 'netns', lc, 'type', 'veth', 'peer', 'name', 'bv1', 'netns', le]);
+  await ip(['-n', lc, '-batch', '-'], 'addr add 172.30.0.1/32 dev bv0\nlink set bv0 up\nroute add 172.30.0.2/32 dev bv0 scope link\n');
+  await ip(['-n', le, '-batch', '-'], 'addr add 172.30.0.2/32 dev bv1\nlink set bv1 up\nroute add 172.30.0.1/32 dev bv1 scope link\n');
+  return { addr: '172.30.0.2', remove: () => ip(['-n', lc, 'link', 'del', 'bv0']) };
+}
+
+/** tinc 1.0 in router mode, a ConnectTo b; keys made once. */
+async function tincSetup(dir, hosts) {
+  const base = path.join(dir, 'tinc');
+  const conf = {};
+  for (const [i, h] of hosts.entries()) {
+    const n = h.name;
+    const d = path.join(base, n);
+    mkdirSync(path.join(d, 'hosts'), { recursive: true });
+    writeFileSync(path.join(d, 'tinc.conf'), `Name = ${n}\nInterface = ${P}t${n}\nDeviceType = tun\nMode = router\nAddressFamily = ipv4\nPort = ${655 + i}\n${i === 0 ? 'ConnectTo = b\n' : ''}`);
+    writeFileSync(path.join(d, 'hosts', n), `Address = ${h.ip}\nPort = ${655 + i}\nSubnet = 10.97.0.${i + 1}/32\n`);
+    writeFileSync(path.join(d, 'tinc-up'), `#!/bin/sh\nip addr add 10.97.0.${i + 1}/24 dev $INTERFACE\nip link set $INTERFACE up\n`);
+    chmodSync(path.join(d, 'tinc-up'), 0o755);
+    await sh('tincd', ['-c', d, '-K', '2048'], '');
+    conf[n] = d;
+  }
+  copyFileSync(path.join(conf.a, 'hosts', 'a'), path.join(conf.b, 'hosts', 'a'));
+  copyFileSync(path.join(conf.b, 'hosts', 'b'), path.join(conf.a, 'hosts', 'b'));
+  return conf;
+}
+
+main(async (scope) => {
+  const dir = scope.dir('nsmd-');
+  const hosts = await buildHosts(scope, 2, P, 226);
+  const nsc = await scope.netns(`${P}-nsc`);
+  const nse = await scope.netns(`${P}-nse`);
+  const lc = await scope.netns(`${P}-lc`);
+  const le = await scope.netns(`${P}-le`);
+  const { a } = await twoAgents(scope, dir, hosts, { endpoints: [{ name: 'wg-ep', services: ['bench-ip'], cidr: '10.210.0.0/16', netns: nse }] });
+  // a local endpoint on host-a's agent for the local vWire
+  const YAML = require('yaml');
+  const { readFileSync } = await import('node:fs');
+  const c = nsClient(a.socket);
+  scope.defer(() => c.dispose());
+  const pingA = await pinger(scope, hosts[0].ns);
+  const neb = await nebulaSetup(dir, hosts);
+  const tinc = await tincSetup(dir, hosts);
+
+  // host-a hosts the local endpoint too: restart it with one (a config change, not a reload, for simplicity)
+  const aCfg = YAML.parse(readFileSync(a.file, 'utf8'));
+  writeFileSync(a.file, YAML.stringify({ ...aCfg, endpoints: [{ name: 'local-ep', services: ['bench-local'], cidr: '10.212.0.0/16', netns: le }] }));
+  await sh(process.execPath, [`${ROOT}bin/nsm-agent`, 'reload', '--socket', a.socket]);
+
+  const tp = { agentWg: [], handWg: [], nebula: [], tinc: [], agentLocal: [], bareVeth: [] };
+  const run = {
+    async agentWg(r) {
+      const w = await c.request(`tp-wg-${r}`, 'bench-ip', nsc, 'nsm-1');
+      try {
+        return await iperf(scope, nsc, nse, w.context.ip_context.dst_ip_addrs[0].split('/')[0], SECONDS);
+      } finally {
+        await c.close(w);
+      }
+    },
+    async handWg() {
+      const h = await handWireguard(scope, dir, hosts, nsc, nse);
+      try {
+        return await iperf(scope, nsc, nse, h.addr, SECONDS);
+      } finally {
+        await h.remove();
+      }
+    },
+    async nebula() {
+      const procs = ['b', 'a'].map((h) => scope.proc(spawn('ip', ['netns', 'exec', neb.hosts[h].ns, 'nebula', '-config', neb.files[h]], { stdio: 'ignore' })));
+      try {
+        await pingA.ping(neb.ips.b, 15_000);
+        return await iperf(scope, hosts[0].ns, hosts[1].ns, neb.ips.b, SECONDS);
+      } finally {
+        for (const p of procs) await stopPid(p);
+      }
+    },
+    async tinc() {
+      const procs = [1, 0].map((i) => scope.proc(spawn('ip', ['netns', 'exec', hosts[i].ns, 'tincd', '-c', tinc[hosts[i].name], `--pidfile=${tinc[hosts[i].name]}/pid`, '-D', '-d0'], { stdio: 'ignore' })));
+      try {
+        await pingA.ping('10.97.0.2', 15_000);
+        return await iperf(scope, hosts[0].ns, hosts[1].ns, '10.97.0.2', SECONDS);
+      } finally {
+        for (const p of procs) await stopPid(p);
+      }
+    },
+    async agentLocal(r) {
+      const l = await c.request(`tp-l-${r}`, 'bench-local', lc, 'nsm-2');
+      try {
+        return await iperf(scope, lc, le, l.context.ip_context.dst_ip_addrs[0].split('/')[0], SECONDS);
+      } finally {
+        await c.close(l);
+      }
+    },
+    async bareVeth() {
+      const v = await bareVeth(lc, le);
+      try {
+        return await iperf(scope, lc, le, v.addr, SECONDS);
+      } finally {
+        await v.remove();
+      }
+    },
+  };
+  const names = Object.keys(run);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let k = 0; k < names.length; k++) {
+      const n = names[(r + k) % names.length];
+      tp[n].push(await run[n](r));
+    }
+  }
+
+  const T = Object.fromEntries(Object.entries(tp).map(([k, v]) => [k, median(v)]));
+  const gbit = (x) => (x / 1e9).toFixed(2);
+  const body = [
+    '## Data plane throughput (issues 3 and 7)',
+    '',
+    `Command: \`node bench/dataplane.mjs --seconds ${SECONDS} --rounds ${ROUNDS}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
+    `Machine: ${machine()}, ${await versions(['wireguard-go', 'nebula', 'tinc', 'iperf3'])}.`,
+    '',
+    `iperf3 TCP, ${SECONDS} s, one stream, median of ${ROUNDS} rounds; the paths take turns within each round (order rotated).`,
+    'Two hosts (namespaces on a bridge) running `nsm-agent run`. The agent and hand-made WireGuard rows go from the client',
+    'namespace to the endpoint namespace (devices made in the host namespaces and moved in, wireguard-go, MTU 1440); nebula',
+    '(MTU 1300) and tinc 1.0 (router mode) run as users run them, daemon and tun device in each host namespace. All of them',
+    'are userspace tunnels sharing the same 2 cores with iperf3, so read them as ratios. Gbit/s:',
+    '',
+    table(
+      ['path', 'Gbit/s', 'ratio'],
+      [
+        ['agent WireGuard vWire (wireguard-go)', gbit(T.agentWg), (T.agentWg / T.handWg).toFixed(2)],
+        ['hand-made wireguard-go tunnel, same namespaces', gbit(T.handWg), '1.00'],
+        ['nebula between the two hosts', gbit(T.nebula), (T.nebula / T.handWg).toFixed(2)],
+        ['tinc between the two hosts', gbit(T.tinc), (T.tinc / T.handWg).toFixed(2)],
+        ['agent local vWire (veth)', gbit(T.agentLocal), (T.agentLocal / T.bareVeth).toFixed(2)],
+        ['bare veth pair', gbit(T.bareVeth), '1.00'],
+      ],
+    ),
+    '',
+    'Packets never pass through the agent: both WireGuard rows are the same wireguard-go binary with the same MTU and peer',
+    'settings, and the local vWire is a veth pair like the bare one, so the ratios measure only what the agent adds.',
+    `Target vWire throughput at least 0.9 of the hand-made equivalent: WireGuard ${T.agentWg / T.handWg >= 0.9 ? 'met' : 'missed'}, local ${T.agentLocal / T.bareVeth >= 0.9 ? 'met' : 'missed'}.`,
+  ].join('\n');
+  console.log(body);
+  writeSection('dataplane', body);
+});
