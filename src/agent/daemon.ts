@@ -70,6 +70,13 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
     earlyHup = true;
   };
   process.on('SIGHUP', onEarlyHup);
+  // A stop asked for while starting is kept and honoured once started (with cleanup), instead
+  // of the default action killing the process half-way and leaving interfaces behind.
+  let earlyStop: string | undefined;
+  const onEarlyTerm = () => (earlyStop ??= 'SIGTERM');
+  const onEarlyInt = () => (earlyStop ??= 'SIGINT');
+  process.on('SIGTERM', onEarlyTerm);
+  process.on('SIGINT', onEarlyInt);
   const notifier = new Notifier(log);
   notifier.status(`starting: loading identity (${cfg.identity.source}), registry ${cfg.registry.url}`);
   const agent = new Agent(cfg, { log });
@@ -170,8 +177,11 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
     process.off('SIGHUP', onEarlyHup);
     process.on('SIGHUP', onHup);
     if (earlyHup) onHup();
+    process.off('SIGTERM', onEarlyTerm);
+    process.off('SIGINT', onEarlyInt);
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    if (earlyStop) stop(earlyStop);
   });
 }
 

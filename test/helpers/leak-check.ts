@@ -50,6 +50,8 @@ export function teardown(): void {
   const leakedProcs = procs(WATCHED).filter((p) => !before.procs.has(p) && !/\bps -eo\b/.test(p));
   const leakedFiles = files().filter((f) => !before.files.has(f));
   if (leakedNs.length || leakedProcs.length || leakedFiles.length) {
+    // vitest reports an error thrown here but still exits 0: make the run fail.
+    process.exitCode = 1;
     throw new Error(
       `the test suite leaked: namespaces [${leakedNs.join(', ')}] processes [${leakedProcs.join('; ')}] files [${leakedFiles.join(', ')}]`,
     );
