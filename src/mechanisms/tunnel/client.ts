@@ -90,23 +90,14 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
         }
       } catch (err) {
         await head?.drop();
-        if (fresh) {
-          const [closeCtx, done] = ctx.detached(5_000);
-          await nextClient(ctx).close(closeCtx, out).catch(() => {});
-          done();
-          await discard(id, session).catch(() => {});
-        }
+        if (fresh) await sessions.abandon(ctx, id, session, (c) => nextClient(ctx).close(c, out));
         throw AgentError.from(err);
       }
       return out;
     },
 
     async close(ctx, conn) {
-      const id = conn.id ?? '';
-      const s = sessions.get(id);
-      if (s) {
-        await discard(id, s).catch((err) => ctx.log.warn('removing tunnel end failed', { id, error: err }));
-      }
+      await sessions.close(ctx, conn.id ?? '');
       return nextClient(ctx).close(ctx, conn);
     },
   };

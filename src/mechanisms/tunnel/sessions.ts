@@ -3,6 +3,7 @@
  * port, VNI) and, once made, its device. discard() removes the device and releases the values,
  * whatever state the session is in.
  */
+import type { Ctx } from '../../core/ctx';
 import type { TunnelDataplane } from './dataplane';
 
 export interface Session<L, D> {
@@ -34,6 +35,23 @@ export class TunnelSessions<L, P, D> {
     } finally {
       this.dp.release(s.local);
     }
+  }
+
+  /**
+   * A first request that failed after the other side answered: close that side again (its
+   * connection is `closeNext`'s to undo), then remove this end. Best effort; never throws.
+   */
+  async abandon(ctx: Ctx, id: string, s: Session<L, D>, closeNext: (ctx: Ctx) => Promise<void>): Promise<void> {
+    const [closeCtx, done] = ctx.detached(5_000);
+    await closeNext(closeCtx).catch(() => {});
+    done();
+    await this.discard(id, s).catch(() => {});
+  }
+
+  /** Close: remove the end of connection `id`, if any; a failure is logged, Close goes on. */
+  async close(ctx: Ctx, id: string): Promise<void> {
+    const s = this.byId.get(id);
+    if (s) await this.discard(id, s).catch((err) => ctx.log.warn('removing tunnel end failed', { id, error: err }));
   }
 
   describe(id: string): Record<string, unknown> | undefined {
