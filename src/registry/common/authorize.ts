@@ -20,7 +20,6 @@
  *    entry's name can be taken by someone else).
  * Find is not checked. Refusals are PERMISSION_DENIED naming both identities, and logged.
  */
-import type { NetworkService, NetworkServiceEndpoint } from '../../api';
 import type { Ctx } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
 import { NseRegistry, NsRegistry, nextNsRegistry, nextNseRegistry } from '../../core/registry';
@@ -111,42 +110,37 @@ class Authorizer {
   }
 }
 
-export function authorizeNseRegistry(opts: RegistryAuthorizeOptions = {}): NseRegistry {
-  const auth = new Authorizer('network service endpoint', opts);
+/** The registry API of one kind of record (NsRegistry and NseRegistry have this shape). */
+interface RecordRegistry<R extends { name?: string }, Q, A> {
+  register(ctx: Ctx, r: R): Promise<R>;
+  find(ctx: Ctx, q: Q): AsyncIterable<A>;
+  unregister(ctx: Ctx, r: R): Promise<void>;
+}
+
+/** The element for either kind: checks Register and Unregister, records owners, passes Find. */
+function authorizing<R extends { name?: string }, Q, A>(auth: Authorizer, next: (ctx: Ctx) => RecordRegistry<R, Q, A>): RecordRegistry<R, Q, A> {
   return {
-    async register(ctx, nse: NetworkServiceEndpoint) {
-      const name = nse.name ?? '';
+    async register(ctx, r) {
+      const name = r.name ?? '';
       const id = auth.check(ctx, name, 'register');
-      const out = await nextNseRegistry(ctx).register(ctx, nse);
+      const out = await next(ctx).register(ctx, r);
       auth.registered(ctx, out.name || name, id);
       return out;
     },
-    find: (ctx, q) => nextNseRegistry(ctx).find(ctx, q),
-    async unregister(ctx, nse: NetworkServiceEndpoint) {
-      const name = nse.name ?? '';
+    find: (ctx, q) => next(ctx).find(ctx, q),
+    async unregister(ctx, r) {
+      const name = r.name ?? '';
       auth.check(ctx, name, 'unregister');
-      await nextNseRegistry(ctx).unregister(ctx, nse);
+      await next(ctx).unregister(ctx, r);
       auth.unregistered(name);
     },
   };
 }
 
+export function authorizeNseRegistry(opts: RegistryAuthorizeOptions = {}): NseRegistry {
+  return authorizing(new Authorizer('network service endpoint', opts), nextNseRegistry);
+}
+
 export function authorizeNsRegistry(opts: RegistryAuthorizeOptions = {}): NsRegistry {
-  const auth = new Authorizer('network service', opts);
-  return {
-    async register(ctx, ns: NetworkService) {
-      const name = ns.name ?? '';
-      const id = auth.check(ctx, name, 'register');
-      const out = await nextNsRegistry(ctx).register(ctx, ns);
-      auth.registered(ctx, out.name || name, id);
-      return out;
-    },
-    find: (ctx, q) => nextNsRegistry(ctx).find(ctx, q),
-    async unregister(ctx, ns: NetworkService) {
-      const name = ns.name ?? '';
-      auth.check(ctx, name, 'unregister');
-      await nextNsRegistry(ctx).unregister(ctx, ns);
-      auth.unregistered(name);
-    },
-  };
+  return authorizing(new Authorizer('network service', opts), nextNsRegistry);
 }
