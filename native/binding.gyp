@@ -18,7 +18,8 @@
             "src/netns.cc",
             "src/tun.cc",
             "src/notify.cc",
-            "src/peercred.cc"
+            "src/peercred.cc",
+            "src/icmp.cc"
           ]
         }, {
           "sources": ["src/unsupported.cc"]

@@ -56,6 +56,16 @@ export interface NsmNative {
   /** getsockopt(SO_PEERCRED) on a connected unix socket fd. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /**
+   * ICMP/ICMPv6 echo from `src` to `dst` inside netns `netnsFd` (-1: the home
+   * ns), on a libuv pool thread: `count` requests spread evenly over
+   * `timeoutMs`, stopping at the first matching reply. Resolves to the number
+   * of replies (0 = none within the timeout); rejects with errno errors
+   * (EINVAL 'inet_pton', setns, bind EADDRNOTAVAIL, sendto ENETUNREACH...).
+   * The fd is dup'ed synchronously: the caller may close it once this returns.
+   * `id` (0..65535) is the echo identifier; default: a per-call counter.
+   */
+  icmpEcho(netnsFd: number, src: string, dst: string, timeoutMs: number, count: number, id?: number): Promise<number>;
+  /**
    * fd of the netns the process was in when the addon loaded (the "home" ns
    * outermost withNetns calls return to). Owned by the addon: never close it.
    */

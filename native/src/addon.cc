@@ -3,6 +3,8 @@
 // JS consumer is src/sys/native.ts.
 #include "nsm_native.h"
 
+namespace nsm { Napi::Value IcmpEcho(const Napi::CallbackInfo& info); }  // icmp.cc
+
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -13,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openTun", Napi::Function::New(env, nsm::OpenTun, "openTun"));
   exports.Set("sdNotify", Napi::Function::New(env, nsm::SdNotify, "sdNotify"));
   exports.Set("peerCredentials", Napi::Function::New(env, nsm::PeerCredentials, "peerCredentials"));
+  exports.Set("icmpEcho", Napi::Function::New(env, nsm::IcmpEcho, "icmpEcho"));
   exports.Set("homeNetnsFd", Napi::Number::New(env, nsm::HomeNetnsFd()));
   return exports;
 }

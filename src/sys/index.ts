@@ -54,3 +54,4 @@ export { openTun } from './tun';
 export { sdNotify } from './notify';
 export { peerCredentials } from './peercred';
 export type { PeerCredentials } from './peercred';
+export { icmpEcho, type IcmpEchoOptions } from './icmp';
