@@ -3,15 +3,17 @@
  * discover/select put in the Ctx (tcp://host:port or unix:///path), with this hop's NSM token
  * in the `nsm-client-token` / `nsm-client-token-expires` headers and the Ctx's deadline.
  *
- * One channel per URL, shared by every connection to it and closed with the pool. A peer
+ * One channel per URL, shared by every connection to it and closed with the pool; the
+ * MonitorConnections streams (ChannelPool.monitor, for heal and the downstream monitor) go
+ * over the same channel, hence the same mTLS credentials. A peer
  * that cannot be reached within the dial timeout is UNAVAILABLE naming the URL; statuses the
  * peer returns keep their code, with the URL added to the message.
  */
 import * as grpc from '@grpc/grpc-js';
-import { api, type Connection, type NetworkServiceRequest } from '../../api';
+import { api, type Connection, type ConnectionEvent, type MonitorScopeSelector, type NetworkServiceRequest } from '../../api';
 import { rfc3339Nano } from '../../api/time';
 import type { Ctx } from '../../core/ctx';
-import { AgentError } from '../../core/errors';
+import { AgentError, fromStatus } from '../../core/errors';
 import type { NetworkServiceClient } from '../../core/networkservice';
 import { clientURL } from '../../networkservice/clienturl';
 import { INCOMING_TOKEN } from '../../networkservice/updatetoken';
@@ -40,13 +42,20 @@ export function grpcTarget(url: URL): string {
   throw new AgentError('INVALID_ARGUMENT', `cannot dial ${url.href}: only tcp:// and unix:// URLs are supported`);
 }
 
+type MonitorStub = grpc.Client & {
+  MonitorConnections(selector: MonitorScopeSelector, md: grpc.Metadata, opts?: grpc.CallOptions): grpc.ClientReadableStream<ConnectionEvent>;
+};
+
 interface Dialed {
   stub: NsStub;
   tls?: SpiffeChannel;
+  /** MonitorConnection on the stub's channel, made at the first monitor(). */
+  monitor?: MonitorStub;
 }
 
 export class ChannelPool {
   private readonly clients = new Map<string, Dialed>();
+  private readonly streams = new Set<() => void>();
   constructor(private readonly opts: DialOptions = {}) {}
 
   get(url: URL): Dialed {
@@ -81,7 +90,56 @@ export class ChannelPool {
     return d;
   }
 
+  /**
+   * Opens connection.MonitorConnection/MonitorConnections on the channel to `url` (the one
+   * Requests use). onError gets the status the stream ended with as an AgentError; an end
+   * without error, or a cancellation by the peer (a grpc-js server shutting down), is
+   * UNAVAILABLE. It is never called after the returned function, which cancels the call, was
+   * called (nor after the pool was closed), so it never reports CANCELLED.
+   */
+  monitor(
+    url: URL,
+    selector: MonitorScopeSelector,
+    onEvent: (e: ConnectionEvent) => void,
+    onError: (err: AgentError) => void,
+  ): () => void {
+    const d = this.get(url);
+    const Ctor = api().ns.connection.MonitorConnection as unknown as typeof grpc.Client;
+    // channelOverride: the NetworkService stub's channel (its mTLS credentials, its connection).
+    d.monitor ??= new Ctor(grpcTarget(url), d.tls?.credentials ?? grpc.credentials.createInsecure(), {
+      channelOverride: d.stub.getChannel(),
+    }) as MonitorStub;
+    const where = url.host || url.pathname;
+    let done = false;
+    const call = d.monitor.MonitorConnections(selector, new grpc.Metadata());
+    const cancel = () => {
+      if (done) return;
+      done = true;
+      this.streams.delete(cancel);
+      call.cancel();
+    };
+    this.streams.add(cancel);
+    call.on('data', (e: ConnectionEvent) => {
+      if (!done) onEvent(e);
+    });
+    call.on('error', () => {}); // reported with the status
+    call.on('status', (st: grpc.StatusObject) => {
+      if (done) return;
+      done = true;
+      this.streams.delete(cancel);
+      // Our own cancel is never reported, so CANCELLED here is the peer's doing (a grpc-js
+      // server's forceShutdown): the peer went away, as UNAVAILABLE says.
+      const e =
+        st.code === grpc.status.OK || st.code === grpc.status.CANCELLED
+          ? new AgentError('UNAVAILABLE', st.code === grpc.status.OK ? 'monitor stream ended' : `monitor stream cancelled by the peer: ${st.details}`)
+          : fromStatus(st.code, st.details);
+      onError(new AgentError(e.code, `${where}: ${e.message}`));
+    });
+    return cancel;
+  }
+
   close(): void {
+    for (const cancel of [...this.streams]) cancel();
     for (const d of this.clients.values()) grpc.Client.prototype.close.call(d.stub);
     this.clients.clear();
   }
