@@ -10,7 +10,8 @@ import { NetworkServiceServer, chainServer } from '../core/networkservice';
 import { NsRegistry, NseRegistry, findAll } from '../core/registry';
 import { AddressPool } from '../networkservice/ipam/pool';
 import { parsePrefix } from '../networkservice/ipam/cidr';
-import { ipamServer } from '../networkservice/ipam/server';
+import { ipamServer, type IpamRecord } from '../networkservice/ipam/server';
+import type { Records } from '../core/records';
 import { updatePathServer } from '../networkservice/updatepath';
 import { updateTokenServer, TokenSource } from '../networkservice/updatetoken';
 import { trimPathServer } from '../networkservice/trimpath';
@@ -33,14 +34,17 @@ export function endpointNetnsPath(netns: string): string {
   return netns === 'host' ? HOST_NETNS_PATH : netnsPath(netns);
 }
 
-export function hostEndpoint(cfg: EndpointConfig, opts: { nodeName: string; url: string; tokens: TokenSource }): HostedEndpoint {
+export function hostEndpoint(
+  cfg: EndpointConfig,
+  opts: { nodeName: string; url: string; tokens: TokenSource; ipamRecords?: Records<IpamRecord> },
+): HostedEndpoint {
   const excluded = cfg.excludedPrefixes.map((p) => parsePrefix(p)!).filter(Boolean);
   const pool = new AddressPool(cfg.cidr.split(',').map((s) => s.trim()), excluded);
   const path = endpointNetnsPath(cfg.netns);
   const chain = chainServer(
     updatePathServer(cfg.name),
     updateTokenServer(opts.tokens),
-    ipamServer(pool),
+    ipamServer(pool, opts.ipamRecords ? { records: opts.ipamRecords } : {}),
     kernelEndpointServer({ netns: path, ifname: cfg.interface }),
     trimPathServer(),
   );
@@ -59,11 +63,16 @@ export function hostEndpoint(cfg: EndpointConfig, opts: { nodeName: string; url:
  * users keep their matches) and the endpoint itself. `nse` should refresh the registration.
  */
 export async function registerEndpoint(ctx: Ctx, ep: HostedEndpoint, reg: { ns: NsRegistry; nse: NseRegistry }): Promise<void> {
+  await registerServices(ctx, ep, reg.ns);
+  ep.registration = await reg.nse.register(ctx, ep.registration);
+}
+
+/** Registers the endpoint's network services that the registry does not have. */
+export async function registerServices(ctx: Ctx, ep: HostedEndpoint, ns: NsRegistry): Promise<void> {
   for (const name of ep.cfg.services) {
-    const existing = await findAll(reg.ns.find(ctx, { network_service: { name }, watch: false }));
+    const existing = await findAll(ns.find(ctx, { network_service: { name }, watch: false }));
     if (!existing.some((r) => r.network_service?.name === name)) {
-      await reg.ns.register(ctx, { name, payload: ep.cfg.payload });
+      await ns.register(ctx, { name, payload: ep.cfg.payload });
     }
   }
-  ep.registration = await reg.nse.register(ctx, ep.registration);
 }

@@ -6,11 +6,16 @@
  * keeps an existing vWire. For an endpoint on another host the tunnel client of the remote
  * chain makes the local end, where LOCAL_TARGET (set here) says.
  * Failure after the endpoint answered closes the endpoint side again: no half-made vWire.
+ * With records, each vWire is recorded; an agent restarted meanwhile takes a vWire back on
+ * the connection's next Request (it is not made again), or removes it if that Request fails;
+ * vWires nobody asks for are reaped at their expiry (kernelReaper).
  * Placement: as the KERNEL handler of the mechanisms element, before discover/select/connect.
  */
 import type { Connection } from '../../api';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
+import { noRecords, type Records } from '../../core/records';
+import { recordExpiry } from '../tunnel/sessions';
 import { DOWNSTREAM, DownstreamSlot } from '../../networkservice/connect';
 import { CLS, PAYLOAD } from '../common';
 import { LOCAL_TARGET } from '../tunnel/params';
@@ -25,7 +30,38 @@ export interface KernelVWire {
 export interface KernelServerOptions {
   /** Called after a vWire is made or removed; for status and persistence. */
   onChange?: (id: string, vwire: KernelVWire | undefined) => void;
+  /** Where vWires are recorded for a restarted agent, by connection id. */
+  records?: Records<VethRecord>;
 }
+
+export interface VethRecord {
+  expires: number;
+  client: { netns: string; ifname: string };
+  endpoint: { netns: string; ifname: string };
+}
+
+/** Deletes a recorded veth pair, through whichever end is still there. */
+async function deleteRecorded(r: VethRecord): Promise<void> {
+  for (const end of [r.client, r.endpoint]) {
+    let ns;
+    try {
+      ns = requireNetns(end.netns);
+    } catch {
+      continue;
+    }
+    try {
+      if (await deleteVethEnd({ netns: ns, ifname: end.ifname })) return;
+    } finally {
+      ns.close();
+    }
+  }
+}
+
+/** The reaper for veth records (StateStore kind options). */
+export const kernelReaper = {
+  expiresOf: (r: VethRecord) => r.expires,
+  reap: (_key: string, r: VethRecord) => deleteRecorded(r),
+};
 
 function closePair(pair: VethPair): void {
   for (const ns of [pair.client.netns, pair.endpoint.netns]) {
@@ -39,6 +75,30 @@ function closePair(pair: VethPair): void {
 
 export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServer & { vwires(): Map<string, KernelVWire> } {
   const active = new Map<string, KernelVWire>();
+  const records = opts.records ?? noRecords<VethRecord>();
+  const record = (id: string, pair: VethPair, conn: Connection, now: number) =>
+    records.put(id, {
+      expires: recordExpiry(conn, now),
+      client: { netns: pair.client.netns.path, ifname: pair.client.ifname },
+      endpoint: { netns: pair.endpoint.netns.path, ifname: pair.endpoint.ifname },
+    });
+
+  /** The vWire of `id` a previous run left, if both ends are still there. */
+  const adopt = async (id: string): Promise<KernelVWire | undefined> => {
+    const r = records.claim(id);
+    if (!r) return undefined;
+    let pair: VethPair | undefined;
+    try {
+      pair = { client: { netns: requireNetns(r.client.netns), ifname: r.client.ifname }, endpoint: { netns: requireNetns(r.endpoint.netns), ifname: r.endpoint.ifname } };
+      if ((await vethExists(pair.client)) && (await vethExists(pair.endpoint))) return { id, pair };
+    } catch {
+      /* a namespace is gone */
+    }
+    if (pair) closePair(pair);
+    await deleteRecorded(r).catch(() => {});
+    records.delete(id);
+    return undefined;
+  };
 
   return {
     vwires: () => active,
@@ -47,7 +107,13 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
       const conn: Connection = req.connection ?? {};
       const id = conn.id ?? '';
       const want = kernelSide(conn.mechanism);
-      const existing = active.get(id);
+      let existing = active.get(id);
+      const adopted = existing ? undefined : await adopt(id);
+      if (adopted) {
+        existing = adopted;
+        active.set(id, adopted);
+        ctx.log.info('vwire taken back', { id, ifname: adopted.pair.client.ifname });
+      }
       const clientNs = existing ? undefined : requireNetns(want.netns);
       const slot: DownstreamSlot = {};
       let out: Connection;
@@ -55,9 +121,19 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
         out = await nextServer(ctx).request(ctx.with(DOWNSTREAM, slot).with(LOCAL_TARGET, want), req);
       } catch (err) {
         clientNs?.close();
+        if (adopted) {
+          // Taken back, but its connection failed: remove it as a new one would be.
+          active.delete(id);
+          await deleteVethEnd(adopted.pair.client).catch(() => false);
+          closePair(adopted.pair);
+          records.delete(id);
+        }
         throw err;
       }
-      if (existing && (await vethExists(existing.pair.client).catch(() => false))) return out;
+      if (existing && (await vethExists(existing.pair.client).catch(() => false))) {
+        record(id, existing.pair, conn, ctx.clock.now());
+        return out;
+      }
 
       const undo = async (err: unknown): Promise<never> => {
         const [closeCtx, done] = ctx.detached(5_000);
@@ -90,6 +166,7 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
       if (existing) closePair(existing.pair);
       const vwire = { id, pair };
       active.set(id, vwire);
+      record(id, pair, conn, ctx.clock.now());
       opts.onChange?.(id, vwire);
       ctx.log.debug('vwire up', { id, netns: want.netns, ifname: want.ifname });
       return out;
@@ -105,6 +182,7 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
           if (!gone) await deleteVethEnd(vwire.pair.endpoint).catch(() => false);
         } finally {
           closePair(vwire.pair);
+          records.delete(id);
           opts.onChange?.(id, undefined);
         }
       }

@@ -56,7 +56,7 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
 
       // A first request starts the local end while the server makes its own.
       const target = ctx.get(LOCAL_TARGET);
-      const head = fresh && target ? headStart(dp, { local: s.local, target, mtu }) : undefined;
+      const head = fresh && target && !s.device ? headStart(dp, { local: s.local, target, mtu }) : undefined;
       let out: Connection;
       try {
         out = await nextClient(ctx).request(ctx, { ...req, connection: conn, mechanism_preferences: prefs });
@@ -93,6 +93,7 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
         if (fresh) await sessions.abandon(ctx, id, session, (c) => nextClient(ctx).close(c, out));
         throw AgentError.from(err);
       }
+      sessions.persist(id, session, conn, ctx.clock.now());
       return out;
     },
 

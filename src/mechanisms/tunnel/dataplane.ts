@@ -9,6 +9,9 @@
  *   → peerOf (the other end's parameters, validated) → create (the device, in its final
  *   namespace under its final name, configured, addresses set) → update on refresh
  *   → remove and release on close.
+ * Across an agent restart (optional, with records): persist after create and each refresh →
+ *   adopt (the restarted agent takes the end back on the connection's next Request) → forget
+ *   on close. Ends nobody adopts are reaped by the dataplane's records at their expiry.
  */
 import type { Mechanism } from '../../api';
 import type { SideConfig } from '../kernel/vwire';
@@ -70,6 +73,16 @@ export interface TunnelDataplane<L, P, D> {
   update(device: D, local: L, peer: P): Promise<void>;
   /** Removes the device; a device already gone is not an error. */
   remove(device: D): Promise<void>;
+  /**
+   * The end of connection `id` a previous run of the agent left, taken back (values reserved,
+   * device watched again), or undefined if there is none or it cannot be taken back (then it
+   * is removed). Never throws.
+   */
+  adopt?(id: string): Promise<{ local: L; device: D } | undefined>;
+  /** Records the end of connection `id` (after create and each successful refresh). */
+  persist?(id: string, local: L, device: D, expires: number): void;
+  /** Drops the record of connection `id` (its end was removed). */
+  forget?(id: string): void;
   /** Releases what the dataplane keeps besides connections' devices (e.g. spare devices). */
   close?(): Promise<void>;
   /** For status output. */

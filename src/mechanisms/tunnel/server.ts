@@ -53,7 +53,7 @@ export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
       clampContextMtu(conn, mtu);
 
       // A first request starts this end (keys, port, peer) while the endpoint answers.
-      const head = fresh ? headStart(dp, { local: session.local, peer, mtu }) : undefined;
+      const head = fresh && !session.device ? headStart(dp, { local: session.local, peer, mtu }) : undefined;
       const slot: DownstreamSlot = {};
       let out: Connection;
       try {
@@ -85,6 +85,7 @@ export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
         if (fresh) await sessions.abandon(ctx, id, session, (c) => nextServer(ctx).close(c, out));
         throw AgentError.from(err);
       }
+      sessions.persist(id, session, conn, ctx.clock.now());
       return out;
     },
 

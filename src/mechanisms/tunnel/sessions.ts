@@ -2,9 +2,23 @@
  * The tunnel elements' bookkeeping, one session per connection id: this end's values (keys,
  * port, VNI) and, once made, its device. discard() removes the device and releases the values,
  * whatever state the session is in.
+ *
+ * After an agent restart, open() first asks the dataplane to adopt the end the previous run
+ * left for the id; an adopted session counts as fresh (a Request that fails removes it, as it
+ * would a new one), but it already has its device, so nothing is made again.
  */
+import type { Connection } from '../../api';
+import { fromTimestamp } from '../../api/time';
 import type { Ctx } from '../../core/ctx';
 import type { TunnelDataplane } from './dataplane';
+
+/** When an end left by a restart may be reaped: when this hop's timeout would close it. */
+export const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
+export function recordExpiry(conn: Connection, now: number): number {
+  const segs = conn.path?.path_segments ?? [];
+  const prev = segs[Math.max(0, (conn.path?.index ?? 0) - 1)];
+  return fromTimestamp(prev?.expires) ?? now + DEFAULT_RECORD_TTL_MS;
+}
 
 export interface Session<L, D> {
   local: L;
@@ -19,11 +33,17 @@ export class TunnelSessions<L, P, D> {
     return this.byId.get(id);
   }
 
-  /** The session of `id`, opened with freshly allocated values if there is none; `fresh` says which. */
+  /**
+   * The session of `id`: the existing one, or one adopted from a previous run, or one opened
+   * with freshly allocated values; `fresh` is false only for an existing one.
+   */
   async open(id: string, allocate: () => Promise<L>): Promise<{ session: Session<L, D>; fresh: boolean }> {
     const existing = this.byId.get(id);
     if (existing) return { session: existing, fresh: false };
-    const session: Session<L, D> = { local: await allocate() };
+    const back = await this.dp.adopt?.(id);
+    const again = this.byId.get(id);
+    if (again) return { session: again, fresh: false };
+    const session: Session<L, D> = back ? { local: back.local, device: back.device } : { local: await allocate() };
     this.byId.set(id, session);
     return { session, fresh: true };
   }
@@ -34,7 +54,13 @@ export class TunnelSessions<L, P, D> {
       if (s.device) await this.dp.remove(s.device);
     } finally {
       this.dp.release(s.local);
+      this.dp.forget?.(id);
     }
+  }
+
+  /** Records the session's end for a restarted agent (after create and each refresh). */
+  persist(id: string, s: Session<L, D>, conn: Connection, now: number): void {
+    if (s.device && this.byId.get(id) === s) this.dp.persist?.(id, s.local, s.device, recordExpiry(conn, now));
   }
 
   /**

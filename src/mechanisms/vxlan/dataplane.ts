@@ -11,6 +11,7 @@
  * socket stays there) that places it straight into the target namespace under its final name.
  */
 import { AgentError } from '../../core/errors';
+import { noRecords, type Records } from '../../core/records';
 import * as sys from '../../sys';
 import { configureSide, inNetns, type SideConfig } from '../kernel/vwire';
 import { PAYLOAD, TYPE } from '../common';
@@ -46,11 +47,43 @@ export interface VxlanDevice {
 export interface VxlanDataplaneOptions {
   underlay: Underlay;
   port?: number;
+  /** `conn:<id>` per connection end, for a restarted agent (adopted or reaped at `expires`). */
+  records?: Records<VxlanRecord>;
 }
+
+export interface VxlanRecord {
+  expires: number;
+  local: VxlanLocal;
+  device: VxlanDevice;
+}
+
+/** Deletes the device a record describes, if it is still there under its name. */
+async function unmake(d: VxlanDevice): Promise<void> {
+  let ns: sys.Netns;
+  try {
+    ns = sys.openNetns(d.target.netns);
+  } catch {
+    return; // the namespace is gone, and the device with it
+  }
+  try {
+    const rtnl = sys.Rtnl.for(ns);
+    const link = await sys.getLink(rtnl, d.ifindex);
+    if (link && link.name === d.target.ifname) await sys.deleteLink(rtnl, link.index);
+  } finally {
+    ns.close();
+  }
+}
+
+/** The reaper for VXLAN records (StateStore kind options). */
+export const vxlanReaper = {
+  expiresOf: (r: VxlanRecord) => r.expires,
+  reap: (_key: string, r: VxlanRecord) => unmake(r.device),
+};
 
 export function vxlanDataplane(opts: VxlanDataplaneOptions): TunnelDataplane<VxlanLocal, VxlanPeer, VxlanDevice> {
   const port = opts.port ?? VXLAN_PORT;
   const used = new Set<number>();
+  const records = opts.records ?? noRecords<VxlanRecord>();
 
   const make = (vni: number, peer: VxlanPeer, target: DeviceTarget, mtu: number | undefined, side: SideConfig): Promise<VxlanDevice> =>
     inNetns(target.netns, async (ns) => {
@@ -80,22 +113,6 @@ export function vxlanDataplane(opts: VxlanDataplaneOptions): TunnelDataplane<Vxl
       }
       return { target, side, mtu, vni, peer, ifindex: link.index };
     });
-
-  const unmake = async (d: VxlanDevice): Promise<void> => {
-    let ns: sys.Netns;
-    try {
-      ns = sys.openNetns(d.target.netns);
-    } catch {
-      return; // the namespace is gone, and the device with it
-    }
-    try {
-      const rtnl = sys.Rtnl.for(ns);
-      const link = await sys.getLink(rtnl, d.ifindex);
-      if (link && link.name === d.target.ifname) await sys.deleteLink(rtnl, link.index);
-    } finally {
-      ns.close();
-    }
-  };
 
   return {
     type: TYPE.VXLAN,
@@ -154,6 +171,31 @@ export function vxlanDataplane(opts: VxlanDataplaneOptions): TunnelDataplane<Vxl
     },
 
     remove: unmake,
+
+    async adopt(id) {
+      const r = records.claim(`conn:${id}`);
+      if (!r) return undefined;
+      const present = await inNetns(r.device.target.netns, async (ns) => {
+        const link = await sys.getLink(sys.Rtnl.for(ns), r.device.target.ifname);
+        if (link) r.device.ifindex = link.index;
+        return !!link;
+      }).catch(() => false);
+      if (!present || (r.local.vni !== undefined && used.has(r.local.vni))) {
+        await unmake(r.device).catch(() => {});
+        records.delete(`conn:${id}`);
+        return undefined;
+      }
+      if (r.local.vni !== undefined) used.add(r.local.vni);
+      return { local: r.local, device: r.device };
+    },
+
+    persist(id, local, device, expires) {
+      records.put(`conn:${id}`, { expires, local, device });
+    },
+
+    forget(id) {
+      records.delete(`conn:${id}`);
+    },
 
     describe(device) {
       return { type: TYPE.VXLAN, ifname: device.target.ifname, netns: device.target.netns, vni: device.vni, remote: device.peer.ip, port };

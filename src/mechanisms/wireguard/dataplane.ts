@@ -9,12 +9,22 @@
  */
 import { AgentError } from '../../core/errors';
 import type { Logger } from '../../core/log';
+import { noRecords, type Records } from '../../core/records';
 import * as sys from '../../sys';
 import { configureSide, inNetns, type SideConfig } from '../kernel/vwire';
 import { PAYLOAD, TYPE } from '../common';
 import type { CreateArgs, PrepareArgs, TunnelDataplane } from '../tunnel/dataplane';
 import { hostPort, paramIp, paramPort, type End, type Underlay } from '../tunnel/params';
-import { KernelWireguard, WireguardGo, WG_OVERHEAD_V4, WG_OVERHEAD_V6, type WireguardDevice, type WireguardGoOptions } from './device';
+import {
+  KernelWireguard,
+  reapWireguard,
+  WireguardGo,
+  WG_OVERHEAD_V4,
+  WG_OVERHEAD_V6,
+  type WireguardDevice,
+  type WireguardGoOptions,
+  type WireguardSnapshot,
+} from './device';
 import { generateKeyPair, validatePublicKey, type WgKeyPair } from './keys';
 import { UdpPortAllocator } from './ports';
 
@@ -34,6 +44,8 @@ export interface WgDevice {
   target: { netns: string; ifname: string };
   side: SideConfig;
   peer: WgPeer;
+  /** The dataplane's handle on the device (restart hooks). */
+  prepared: { onRestart?: () => void };
 }
 
 export interface WireguardDataplaneOptions {
@@ -45,11 +57,35 @@ export interface WireguardDataplaneOptions {
   /** Devices kept started ahead of need once WireGuard is in use (default 0). */
   spares?: number;
   wireguardGo?: Omit<WireguardGoOptions, 'afterRestart'>;
+  /**
+   * Where devices are recorded for a restarted agent: `dev:<hostName>` for a device no
+   * connection owns yet (spare, head start; reaped at the next start), `conn:<id>` for a
+   * connection's end (adopted on its next Request, else reaped at `expires`).
+   */
+  records?: Records<WgRecord>;
 }
+
+export interface WgRecord {
+  /** Epoch ms; 0: reap at the next start. */
+  expires: number;
+  device: WireguardSnapshot;
+  local?: WgLocal;
+  target?: { netns: string; ifname: string };
+  side?: SideConfig;
+  peer?: WgPeer;
+}
+
+/** The reaper for WireGuard records (StateStore kind options). */
+export const wireguardReaper = {
+  expiresOf: (r: WgRecord) => r.expires,
+  reap: (_key: string, r: WgRecord) => reapWireguard(r.device),
+};
 
 const samePeer = (a: WgPeer, b: WgPeer): boolean => a.publicKey === b.publicKey && a.ip === b.ip && a.port === b.port;
 
 export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDataplane<WgLocal, WgPeer, WgDevice> {
+  const records = opts.records ?? noRecords<WgRecord>();
+  const devKey = (dev: WireguardDevice) => `dev:${dev.info().hostName}`;
   const createDevice = (hooks: Pick<WireguardGoOptions, 'afterRestart'>): WireguardDevice =>
     opts.kernel ? new KernelWireguard() : new WireguardGo({ ...opts.wireguardGo, ...hooks });
   const configOf = (local: WgLocal, peer: WgPeer | undefined) => ({
@@ -64,10 +100,19 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     ifname: string;
     /** The peer last configured (undefined: keys and port only). */
     peer?: WgPeer;
+    /** Re-records the device after a restart of its process (set by persist). */
+    onRestart?: () => void;
     placed?: { mtu: number | undefined };
     addressed?: WgDevice;
   }
 
+  const watch = (p: Prepared): void => {
+    p.dev.on('restarted', (e) => {
+      opts.log.warn('wireguard-go restarted', { ifname: p.ifname, ...e });
+      p.onRestart?.(); // its PID changed: the record must follow
+    });
+    p.dev.on('failed', (err) => opts.log.error('wireguard-go gave up', { ifname: p.ifname, error: err }));
+  };
   const newDevice = (): Prepared => {
     const p: Prepared = { ifname: '' } as Prepared;
     p.dev = createDevice({
@@ -75,9 +120,18 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         if (p.addressed) await address(p.addressed);
       },
     });
-    p.dev.on('restarted', (e) => opts.log.warn('wireguard-go restarted', { ifname: p.ifname, ...e }));
-    p.dev.on('failed', (err) => opts.log.error('wireguard-go gave up', { ifname: p.ifname, error: err }));
+    watch(p);
     return p;
+  };
+  /** create() of a new device, recorded as owned by no connection yet. */
+  const startDevice = async (p: Prepared): Promise<void> => {
+    await p.dev.create();
+    records.put(devKey(p.dev), { expires: 0, device: p.dev.snapshot() });
+  };
+  const deleteDevice = async (dev: WireguardDevice): Promise<void> => {
+    const key = devKey(dev);
+    await dev.delete();
+    records.delete(key);
   };
 
   // Spare devices: created in the host namespace, not yet configured, so that a connection
@@ -93,13 +147,13 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       while (!closed && spares.length < spareCount) {
         const p = newDevice();
         try {
-          await p.dev.create();
+          await startDevice(p);
         } catch (err) {
           opts.log.warn('cannot make a spare WireGuard device', { error: err });
-          await p.dev.delete().catch(() => {});
+          await deleteDevice(p.dev).catch(() => {});
           return;
         }
-        if (closed) await p.dev.delete().catch(() => {});
+        if (closed) await deleteDevice(p.dev).catch(() => {});
         else spares.push(p);
       }
     })().finally(() => {
@@ -110,9 +164,14 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     const spare = spares.shift();
     refill();
     if (spare && spare.dev.info().state === 'running') return spare;
-    if (spare) await spare.dev.delete().catch(() => {});
+    if (spare) await deleteDevice(spare.dev).catch(() => {});
     const p = newDevice();
-    await p.dev.create();
+    try {
+      await startDevice(p);
+    } catch (err) {
+      await deleteDevice(p.dev).catch(() => {});
+      throw err;
+    }
     return p;
   };
   const configure = async (p: Prepared, local: WgLocal, peer: WgPeer | undefined): Promise<void> => {
@@ -176,19 +235,19 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         await configure(p, local, peer);
         if (target) await place(p, target, mtu);
       } catch (err) {
-        await p.dev.delete().catch(() => {});
+        await deleteDevice(p.dev).catch(() => {});
         throw err;
       }
       return p;
     },
 
     async discard(prepared) {
-      await (prepared as Prepared).dev.delete();
+      await deleteDevice((prepared as Prepared).dev);
     },
 
     async create({ local, peer, target, mtu, side, prepared }: CreateArgs<WgLocal, WgPeer>) {
       const p = (prepared as Prepared | undefined) ?? (await takeDevice());
-      const d: WgDevice = { dev: p.dev, target, side, peer };
+      const d: WgDevice = { dev: p.dev, target, side, peer, prepared: p };
       try {
         await configure(p, local, peer);
         if (!p.placed) await place(p, target, mtu);
@@ -196,16 +255,60 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         p.addressed = d;
         await address(d);
       } catch (err) {
-        await p.dev.delete().catch(() => {});
+        await deleteDevice(p.dev).catch(() => {});
         throw err;
       }
       return d;
     },
 
+    async adopt(id) {
+      const r = records.claim(`conn:${id}`);
+      if (!r) return undefined;
+      if (!r.local || !r.target || !r.side || !r.peer) {
+        await reapWireguard(r.device).catch(() => {});
+        records.delete(`conn:${id}`);
+        return undefined;
+      }
+      const p: Prepared = { ifname: r.target.ifname, peer: r.peer, placed: { mtu: r.device.move?.mtu || undefined } } as Prepared;
+      const d: WgDevice = { dev: undefined as unknown as WireguardDevice, target: r.target, side: r.side, peer: r.peer, prepared: p };
+      p.addressed = d;
+      try {
+        const afterRestart = async () => {
+          await address(d);
+        };
+        p.dev =
+          r.device.impl === 'kernel'
+            ? await KernelWireguard.adopt(r.device)
+            : await WireguardGo.adopt(r.device, { ...opts.wireguardGo, afterRestart });
+      } catch (err) {
+        opts.log.warn('cannot take back a WireGuard device; removing it', { id, device: r.device.hostName, error: err });
+        await reapWireguard(r.device).catch(() => {});
+        records.delete(`conn:${id}`);
+        return undefined;
+      }
+      d.dev = p.dev;
+      watch(p);
+      if (!opts.ports.reserve(r.local.port)) opts.log.warn('adopted WireGuard port was already in use here', { id, port: r.local.port });
+      opts.log.info('WireGuard device taken back', { id, ifname: r.target.ifname, device: r.device.hostName, pid: p.dev.info().pid });
+      return { local: r.local, device: d };
+    },
+
+    persist(id, local, device, expires) {
+      const save = () =>
+        records.put(`conn:${id}`, { expires, device: device.dev.snapshot(), local, target: device.target, side: device.side, peer: device.peer });
+      save();
+      records.delete(devKey(device.dev));
+      device.prepared.onRestart = save;
+    },
+
+    forget(id) {
+      records.delete(`conn:${id}`);
+    },
+
     async close() {
       closed = true;
       await filling; // a spare being made now is deleted by the loop itself
-      await Promise.all(spares.splice(0).map((p) => p.dev.delete().catch(() => {})));
+      await Promise.all(spares.splice(0).map((p) => deleteDevice(p.dev).catch(() => {})));
     },
 
     async update(device, local, peer) {
@@ -215,7 +318,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     },
 
     async remove(device) {
-      await device.dev.delete();
+      await deleteDevice(device.dev);
     },
 
     describe(device) {

@@ -52,7 +52,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { existsSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { FlagsNew, putString, rt } from 'netlink';
 import { AgentError } from '../../core/errors';
@@ -129,6 +129,24 @@ export interface WireguardDeviceInfo {
   mtu?: number;
 }
 
+/**
+ * What a restarted agent needs to take a device back ({@link WireguardGo.adopt}) or to remove
+ * it ({@link reapWireguard}): names, process, configuration and placement. Holds the private
+ * key: stored only in the agent's state directory (mode 0700).
+ */
+export interface WireguardSnapshot {
+  impl: 'wireguard-go' | 'kernel';
+  hostName: string;
+  /** wireguard-go's PID. */
+  pid?: number;
+  cfg?: WireguardConfig;
+  /** Namespace file the link was moved to (undefined: still in the host namespace). */
+  netns?: string;
+  /** The link's name there. */
+  name: string;
+  move?: Required<MoveOptions>;
+}
+
 export interface WireguardDevice extends EventEmitter {
   /** Creates the device in the host ns under `name` (default: a fresh temp name). */
   create(name?: string): Promise<void>;
@@ -137,6 +155,7 @@ export interface WireguardDevice extends EventEmitter {
   /** Idempotent; never throws for an already-gone device. */
   delete(): Promise<void>;
   info(): WireguardDeviceInfo;
+  snapshot(): WireguardSnapshot;
 }
 
 /** 'nsmwg' + 10 random hex chars (15 chars = IFNAMSIZ-1): globally unique in practice. */
@@ -219,11 +238,132 @@ export interface WireguardGoOptions {
   logLevel?: 'silent' | 'error' | 'verbose';
 }
 
+/** wireguard-go's output goes to a file next to its UAPI socket, never to a pipe (see spawn). */
+function logPath(hostName: string): string {
+  return uapiSocketPath(hostName).replace(/\.sock$/, '.log');
+}
+
+/** True if `pid` is a live (not zombie) wireguard-go serving `hostName`. */
+export function isWireguardGo(pid: number | undefined, hostName: string): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const st = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (st === 'Z' || st === 'X') return false;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv[1] === hostName && (argv[0] ?? '').endsWith('wireguard-go');
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM to a wireguard-go that is not our child (SIGKILL after 2 s); waits until it is gone. */
+async function reapProcess(pid: number, hostName: string): Promise<void> {
+  if (!isWireguardGo(pid, hostName)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + 2000;
+  while (isWireguardGo(pid, hostName)) {
+    if (Date.now() > deadline) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    await sleep(10);
+  }
+}
+
+/** How often an adopted wireguard-go (not our child: no exit event) is checked for life. */
+const ADOPTED_POLL_MS = 50;
+
+/**
+ * Removes what a snapshot describes, for a device nobody takes back: the process (by PID,
+ * only if it is still that wireguard-go), its socket and log, and the link (kernel WireGuard,
+ * or a wireguard-go link that outlived its process). Never throws for what is already gone.
+ */
+export async function reapWireguard(snap: WireguardSnapshot): Promise<void> {
+  if (snap.impl === 'wireguard-go' && snap.pid) await reapProcess(snap.pid, snap.hostName);
+  if (snap.impl === 'wireguard-go') {
+    for (const f of [uapiSocketPath(snap.hostName), logPath(snap.hostName)]) {
+      try {
+        unlinkSync(f);
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  let ns: Netns | undefined;
+  try {
+    ns = snap.netns ? openNetns(snap.netns) : undefined;
+  } catch {
+    return; // its namespace is gone, and the link with it
+  }
+  try {
+    const rtnl = Rtnl.for(ns ?? hostNetns());
+    const link = await getLink(rtnl, snap.netns ? snap.name : snap.hostName);
+    if (link) await deleteLink(rtnl, link.index).catch(() => {});
+  } finally {
+    ns?.close();
+  }
+}
+
 export class WireguardGo extends EventEmitter implements WireguardDevice {
+  /**
+   * Takes back a device a previous run of the agent left (kill -9, upgrade): the process is
+   * not our child, so it is watched by PID. If it died meanwhile (its TUN went with it), the
+   * device is made again under the same name with the same keys, port, peer and placement,
+   * exactly as after a crash of a child. Throws (NETNS_NOT_FOUND, DATAPLANE, ...) if it cannot
+   * be taken back; the caller then reaps the snapshot.
+   */
+  static async adopt(snap: WireguardSnapshot, options: WireguardGoOptions = {}): Promise<WireguardGo> {
+    validateWireguardName(snap.hostName);
+    if (liveNames.has(snap.hostName)) throw new AgentError('ALREADY_EXISTS', `WireGuard device ${snap.hostName} already exists in this agent`);
+    const d = new WireguardGo(options);
+    d.hostName = snap.hostName;
+    d.linkName = snap.netns ? snap.name : snap.hostName;
+    if (snap.cfg) d.cfg = { ...snap.cfg, ...(snap.cfg.peer ? { peer: { ...snap.cfg.peer } } : {}) };
+    if (snap.netns) {
+      try {
+        d.target = openNetns(snap.netns);
+        d.targetPath = snap.netns;
+      } catch (err) {
+        throw new AgentError('NETNS_NOT_FOUND', `adopt ${snap.hostName}: namespace ${snap.netns} is gone`, { cause: err });
+      }
+      d.moveOpts = snap.move ?? { mtu: 0, up: true };
+    }
+    liveNames.set(snap.hostName, d);
+    try {
+      if (isWireguardGo(snap.pid, snap.hostName) && (await uapiAlive(d.socketPath, 500))) {
+        const link = await getLink(Rtnl.for(d.target ?? hostNetns()), d.linkName);
+        if (!link) throw new AgentError('DATAPLANE', `adopt ${snap.hostName}: link ${d.linkName} not found`);
+        d.ifindex = link.index;
+        d.adoptedPid = snap.pid;
+        d.state = 'running';
+        d.watchAdopted();
+        return d;
+      }
+      // The process is gone, and its TUN with it: make it again, as a restart would.
+      if (isWireguardGo(snap.pid, snap.hostName)) process.kill(snap.pid!, 'SIGKILL');
+      d.state = 'restarting';
+      await d.restart();
+      if ((d.state as WireguardState) !== 'running') throw new AgentError('DATAPLANE', `adopt ${snap.hostName}: wireguard-go could not be started again`);
+      return d;
+    } catch (err) {
+      d.stopWatching();
+      liveNames.delete(snap.hostName);
+      d.target?.close();
+      throw toAgentError(err, `adopt WireGuard device ${snap.hostName}`);
+    }
+  }
+
   private state: WireguardState = 'new';
   private hostName = '';
   private child: ChildProcess | undefined;
-  private output = '';
   private cfg: WireguardConfig | undefined;
   private target: Netns | undefined;
   private linkName = '';
@@ -232,9 +372,47 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
   private restarts = 0;
   private deleting = false;
   private restartLoop: Promise<void> | undefined;
+  /** A wireguard-go left by a previous run of the agent: not a child, watched by PID. */
+  private adoptedPid: number | undefined;
+  /** The path the target namespace was named by (this.target is a private duplicate). */
+  private targetPath: string | undefined;
+  private poll: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: WireguardGoOptions = {}) {
     super();
+  }
+
+  snapshot(): WireguardSnapshot {
+    const s: WireguardSnapshot = { impl: 'wireguard-go', hostName: this.hostName, name: this.linkName };
+    const pid = this.info().pid;
+    if (pid !== undefined) s.pid = pid;
+    if (this.cfg) s.cfg = { ...this.cfg };
+    if (this.targetPath) s.netns = this.targetPath;
+    if (this.moveOpts) s.move = { ...this.moveOpts };
+    return s;
+  }
+
+  private watchAdopted(): void {
+    this.stopWatching();
+    this.poll = setInterval(() => {
+      const pid = this.adoptedPid;
+      if (pid === undefined || isWireguardGo(pid, this.hostName)) return;
+      this.stopWatching();
+      this.adoptedPid = undefined;
+      this.emit('exited', { pid, code: null, signal: null, expected: this.deleting });
+      if (this.deleting || this.state !== 'running' || this.options.restart === false) return;
+      this.state = 'restarting';
+      this.ifindex = undefined;
+      this.restartLoop = this.restart().finally(() => {
+        this.restartLoop = undefined;
+      });
+    }, ADOPTED_POLL_MS);
+    this.poll.unref();
+  }
+
+  private stopWatching(): void {
+    if (this.poll) clearInterval(this.poll);
+    this.poll = undefined;
   }
 
   info(): WireguardDeviceInfo {
@@ -249,6 +427,7 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
     if (this.target !== undefined) i.netns = this.target.path;
     if (this.ifindex !== undefined) i.ifindex = this.ifindex;
     if (this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) i.pid = this.child.pid;
+    else if (this.adoptedPid !== undefined) i.pid = this.adoptedPid;
     if (this.cfg !== undefined) {
       i.listenPort = this.cfg.listenPort;
       if (this.cfg.peer) i.peerPublicKey = this.cfg.peer.publicKey;
@@ -331,6 +510,7 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
       throw toAgentError(err, `move WireGuard device ${this.hostName} to ${target.path} as ${newName}`);
     }
     this.target = own;
+    this.targetPath = target.path;
     this.linkName = newName;
     this.moveOpts = opts;
   }
@@ -365,6 +545,7 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
   async delete(): Promise<void> {
     if (this.state === 'deleted') return;
     this.deleting = true;
+    this.stopWatching();
     await this.kill();
     await this.restartLoop?.catch(() => {});
     await this.kill(); // a restart may have spawned one more
@@ -388,6 +569,7 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
     // Only called while no process of ours serves this name.
     try {
       if (this.hostName !== '' && existsSync(this.socketPath)) unlinkSync(this.socketPath);
+      if (this.hostName !== '' && existsSync(logPath(this.hostName))) unlinkSync(logPath(this.hostName));
     } catch {
       /* best effort */
     }
@@ -397,17 +579,32 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
   private async spawn(): Promise<void> {
     const name = this.hostName;
     validateWireguardName(name); // never let anything flag-like reach argv
-    this.output = '';
-    const child = spawn(this.options.binary ?? 'wireguard-go', [name], {
-      env: { ...process.env, WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: this.options.logLevel ?? 'error' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    // Detached (own session: a terminal's Ctrl-C or a signal to the agent's process group does
+    // not reach it) and writing to a file, never to a pipe: the vWire must outlive an agent
+    // that is killed or restarted, and Go exits on EPIPE when fd 1 or 2 is a closed pipe.
+    const log = logPath(name);
+    const out = openSync(log, 'w', 0o600);
+    let child: ChildProcess;
+    try {
+      child = spawn(this.options.binary ?? 'wireguard-go', [name], {
+        env: { ...process.env, WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: this.options.logLevel ?? 'error' },
+        stdio: ['ignore', out, out],
+        detached: true,
+      });
+    } finally {
+      closeSync(out);
+    }
+    child.unref(); // an agent stopping without cleanup exits while its devices live on
     this.child = child;
-    const keep = (chunk: Buffer): void => {
-      this.output = (this.output + chunk.toString('utf8')).slice(-4096);
+    this.adoptedPid = undefined;
+    this.stopWatching();
+    const output = (): string => {
+      try {
+        return readFileSync(log, 'utf8').slice(-4096).trim();
+      } catch {
+        return '';
+      }
     };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
     let exited = false;
     let spawnError: Error | undefined;
     child.on('error', (err) => {
@@ -423,12 +620,12 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
     for (;;) {
       if (exited) {
         const why = spawnError ? spawnError.message : `exited (${child.exitCode ?? child.signalCode})`;
-        throw new AgentError('DATAPLANE', `wireguard-go ${name} ${why}: ${this.output.trim()}`);
+        throw new AgentError('DATAPLANE', `wireguard-go ${name} ${why}: ${output()}`);
       }
       if (existsSync(this.socketPath) && (await uapiAlive(this.socketPath, 200))) break;
       if (Date.now() >= deadline) {
         await this.kill();
-        throw new AgentError('DATAPLANE', `wireguard-go ${name}: UAPI socket did not appear within ${timeout} ms: ${this.output.trim()}`);
+        throw new AgentError('DATAPLANE', `wireguard-go ${name}: UAPI socket did not appear within ${timeout} ms: ${output()}`);
       }
       await sleep(5);
     }
@@ -437,6 +634,10 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
 
   /** SIGTERM (removes TUN and socket), then SIGKILL after 2 s; waits for the exit. By PID only. */
   private async kill(): Promise<void> {
+    if (this.adoptedPid !== undefined) {
+      await reapProcess(this.adoptedPid, this.hostName);
+      this.adoptedPid = undefined;
+    }
     const child = this.child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -538,6 +739,40 @@ export class KernelWireguard extends EventEmitter implements WireguardDevice {
   private ns: Netns | undefined;
   private ifindex: number | undefined;
   private cfg: WireguardConfig | undefined;
+  private nsPath: string | undefined;
+
+  /** Takes back a link a previous run left (the kernel keeps it configured); throws if it is gone. */
+  static async adopt(snap: WireguardSnapshot): Promise<KernelWireguard> {
+    const d = new KernelWireguard();
+    let ns: Netns | undefined;
+    try {
+      ns = snap.netns ? openNetns(snap.netns) : undefined;
+    } catch (err) {
+      throw new AgentError('NETNS_NOT_FOUND', `adopt ${snap.hostName}: namespace ${snap.netns} is gone`, { cause: err });
+    }
+    const name = snap.netns ? snap.name : snap.hostName;
+    const link = await getLink(Rtnl.for(ns ?? hostNetns()), name);
+    if (!link) {
+      ns?.close();
+      throw new AgentError('DATAPLANE', `adopt ${snap.hostName}: link ${name} not found`);
+    }
+    d.ns = ns;
+    if (snap.netns) d.nsPath = snap.netns;
+    d.ifindex = link.index;
+    d.hostName = snap.hostName;
+    d.linkName = name;
+    if (snap.cfg) d.cfg = snap.cfg;
+    d.state = 'running';
+    liveNames.set(snap.hostName, d);
+    return d;
+  }
+
+  snapshot(): WireguardSnapshot {
+    const s: WireguardSnapshot = { impl: 'kernel', hostName: this.hostName, name: this.linkName };
+    if (this.cfg) s.cfg = { ...this.cfg };
+    if (this.nsPath) s.netns = this.nsPath;
+    return s;
+  }
 
   info(): WireguardDeviceInfo {
     const i: WireguardDeviceInfo = { impl: 'kernel', state: this.state, hostName: this.hostName, name: this.linkName, restarts: 0 };
@@ -633,6 +868,7 @@ export class KernelWireguard extends EventEmitter implements WireguardDevice {
       throw toAgentError(err, `move WireGuard link ${this.hostName}`);
     }
     this.ns = own;
+    this.nsPath = target.path;
     this.linkName = newName;
   }
 

@@ -6,6 +6,8 @@
  */
 import type { Connection } from '../../api';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
+import { noRecords, type Records } from '../../core/records';
+import { recordExpiry } from '../../mechanisms/tunnel/sessions';
 import { AddressPool } from './pool';
 import { hostPrefix } from './cidr';
 
@@ -13,12 +15,27 @@ function addUnique<T>(list: T[], item: T, same: (a: T, b: T) => boolean): void {
   if (!list.some((x) => same(x, item))) list.push(item);
 }
 
-export function ipamServer(pool: AddressPool): NetworkServiceServer {
+export interface IpamRecord {
+  expires: number;
+  src: string[];
+  dst: string[];
+}
+
+export function ipamServer(pool: AddressPool, opts: { records?: Records<IpamRecord> } = {}): NetworkServiceServer {
+  const records = opts.records ?? noRecords<IpamRecord>();
+  for (const [id, r] of records.leftovers()) {
+    try {
+      pool.allocate(id, { src: r.src, dst: r.dst });
+    } catch {
+      /* the pool changed; the reaper drops the record */
+    }
+  }
   return {
     async request(ctx, req) {
       const conn: Connection = structuredClone(req.connection ?? {});
       const ipc = ((conn.context ??= {}).ip_context ??= {});
       const id = conn.id ?? '';
+      records.claim(id);
       const isNew = !pool.get(id);
       const pairs = pool.allocate(
         id,
@@ -41,18 +58,22 @@ export function ipamServer(pool: AddressPool): NetworkServiceServer {
         addUnique(srcRoutes, { prefix: d }, (a, b) => a.prefix === b.prefix);
         addUnique(dstRoutes, { prefix: s }, (a, b) => a.prefix === b.prefix);
       }
+      let out: Connection;
       try {
-        return await nextServer(ctx).request(ctx, { ...req, connection: conn });
+        out = await nextServer(ctx).request(ctx, { ...req, connection: conn });
       } catch (err) {
         if (isNew) pool.release(id);
         throw err;
       }
+      records.put(id, { expires: recordExpiry(conn, ctx.clock.now()), src: [...src], dst: [...dst] });
+      return out;
     },
     async close(ctx, conn) {
       try {
         await nextServer(ctx).close(ctx, conn);
       } finally {
         pool.release(conn.id ?? '');
+        records.delete(conn.id ?? '');
       }
     },
   };

@@ -1,0 +1,193 @@
+/**
+ * The agent's state directory (agent.yaml `stateDir`, default /var/lib/nsm-agent): the records
+ * of src/core/records.ts, one JSON file per record under `<stateDir>/state/<kind>/`.
+ *
+ * - Each write goes to a temporary file that is then renamed over the record: a reader (the
+ *   next run) sees the old record or the new one, never half of one. Writes are not fsynced:
+ *   they only have to survive the process (kill -9, upgrade); after a crash of the host the
+ *   kernel objects they describe are gone too.
+ * - Writes of one key are serialised and coalesced (only the latest value is written); writes
+ *   of different keys run concurrently. flush() waits for all of them.
+ * - On open, each kind's files are read back as leftovers. A kind registered with a reaper
+ *   has every leftover reaped at its expiry unless claimed first; records that cannot be read
+ *   are logged and removed.
+ */
+import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { rename, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Clock } from '../../core/clock';
+import type { Logger } from '../../core/log';
+import type { Records } from '../../core/records';
+
+export interface KindOptions<T> {
+  /** When a leftover that nobody claimed is reaped (epoch ms); past or 0 means at once. */
+  expiresOf(value: T): number;
+  /** Removes what the record describes (best effort; the record is deleted afterwards). */
+  reap(key: string, value: T): Promise<void>;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+class FileRecords<T> implements Records<T> {
+  private readonly left = new Map<string, { value: T; cancel?: () => void }>();
+  /** Per key: the write or unlink in flight, and the next value to write after it. */
+  private readonly pending = new Map<string, { running: Promise<void>; next?: { value: T | undefined } }>();
+  private reaper: KindOptions<T> | undefined;
+
+  constructor(
+    readonly kind: string,
+    private readonly dir: string,
+    private readonly store: StateStore,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const f of readdirSync(dir)) {
+      const file = path.join(dir, f);
+      if (f.endsWith('.tmp')) {
+        unlinkSync(file);
+        continue;
+      }
+      if (!f.endsWith('.json')) continue;
+      const key = decodeURIComponent(f.slice(0, -'.json'.length));
+      try {
+        this.left.set(key, { value: JSON.parse(readFileSync(file, 'utf8')) as T });
+      } catch (err) {
+        store.log.warn('unreadable state record removed', { file, error: err });
+        unlinkSync(file);
+      }
+    }
+  }
+
+  private file(key: string): string {
+    return path.join(this.dir, `${encodeURIComponent(key)}.json`);
+  }
+
+  /** Starts reaping the leftovers: each at its expiry, unless claimed first. */
+  reapWith(opts: KindOptions<T>): void {
+    this.reaper = opts;
+    for (const [key, l] of this.left) this.schedule(key, l);
+  }
+
+  private schedule(key: string, l: { value: T; cancel?: () => void }): void {
+    const reaper = this.reaper;
+    if (!reaper) return;
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, reaper.expiresOf(l.value) - this.store.clock.now()));
+    l.cancel = this.store.clock.after(wait, () => {
+      if (this.left.get(key) !== l) return;
+      this.left.delete(key);
+      this.store.log.info('reaping state left by the previous run', { kind: this.kind, key });
+      void reaper
+        .reap(key, l.value)
+        .catch((err) => this.store.log.warn('reaping failed', { kind: this.kind, key, error: err }))
+        .finally(() => this.write(key, undefined));
+    });
+  }
+
+  put(key: string, value: T): void {
+    const l = this.left.get(key);
+    if (l) {
+      l.cancel?.();
+      this.left.delete(key);
+    }
+    this.write(key, structuredClone(value));
+  }
+
+  delete(key: string): void {
+    const l = this.left.get(key);
+    l?.cancel?.();
+    this.left.delete(key);
+    this.write(key, undefined);
+  }
+
+  claim(key: string): T | undefined {
+    const l = this.left.get(key);
+    if (!l) return undefined;
+    l.cancel?.();
+    this.left.delete(key);
+    return structuredClone(l.value);
+  }
+
+  leftovers(): [string, T][] {
+    return [...this.left].map(([k, l]) => [k, structuredClone(l.value)]);
+  }
+
+  /** Queues the write (value) or removal (undefined) of key. */
+  private write(key: string, value: T | undefined): void {
+    const p = this.pending.get(key);
+    if (p) {
+      p.next = { value };
+      return;
+    }
+    const entry: { running: Promise<void>; next?: { value: T | undefined } } = { running: Promise.resolve() };
+    this.pending.set(key, entry);
+    const loop = async (v: T | undefined): Promise<void> => {
+      for (;;) {
+        await this.writeNow(key, v).catch((err) => this.store.log.warn('cannot write state record', { kind: this.kind, key, error: err }));
+        const next = entry.next;
+        if (!next) break;
+        entry.next = undefined;
+        v = next.value;
+      }
+      this.pending.delete(key);
+    };
+    entry.running = loop(value);
+    this.store.track(entry.running);
+  }
+
+  private async writeNow(key: string, value: T | undefined): Promise<void> {
+    const file = this.file(key);
+    if (value === undefined) {
+      await unlink(file).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      return;
+    }
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(value), { mode: 0o600 });
+    await rename(tmp, file);
+  }
+
+  stopReaping(): void {
+    for (const l of this.left.values()) l.cancel?.();
+  }
+}
+
+export class StateStore {
+  private readonly kinds = new Map<string, FileRecords<unknown>>();
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    /** `<stateDir>/state`. */
+    readonly dir: string,
+    readonly clock: Clock,
+    readonly log: Logger,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** The records of one kind (e.g. 'wireguard'), with its leftovers read from disk. */
+  records<T>(kind: string, reaper?: KindOptions<T>): Records<T> {
+    let r = this.kinds.get(kind) as FileRecords<T> | undefined;
+    if (!r) {
+      r = new FileRecords<T>(kind, path.join(this.dir, kind), this);
+      this.kinds.set(kind, r as FileRecords<unknown>);
+    }
+    if (reaper) r.reapWith(reaper);
+    return r;
+  }
+
+  track(p: Promise<void>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+  }
+
+  /** Waits for every write queued so far (and those they queue). */
+  async flush(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
+
+  /** Stops the reaping timers (the agent is stopping) and flushes. */
+  async close(): Promise<void> {
+    for (const k of this.kinds.values()) k.stopReaping();
+    await this.flush();
+  }
+}
