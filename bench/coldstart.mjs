@@ -87,7 +87,7 @@ main(async (scope) => {
     async remote() {
       const t0 = mono();
       const ping = pingR.ping('10.210.0.0', 30_000);
-      const proc = scope.proc(spawn('ip', ['netns', 'exec', hosts[0].ns, process.execPath, `${path.resolve('bin/nsm-agent')}`, 'run', '--config', aFile], { stdio: 'inherit', env }));
+      const proc = scope.proc(spawn('ip', ['netns', 'exec', hosts[0].ns, process.execPath, `${path.resolve('bin/nsm-agent')}`, 'run', '--config', aFile, '--cleanup-on-exit'], { stdio: 'inherit', env }));
       const ready = await untilReady(t0, proc.pid);
       const r = { ready, ping: (await ping) - t0 };
       await sleep(STOP_DELAY_MS);

@@ -232,7 +232,7 @@ export async function startAgent(scope, { dir, name = 'bench', netns, config = {
   const stateDir = path.join(own, 'state');
   mkdirSync(stateDir, { recursive: true });
   writeFileSync(file, YAML.stringify({ name, logLevel: 'warn', stateDir, ...config, listen: { unix: socket, ...(config.listen ?? {}) } }));
-  const argv = [...nodeArgs, BIN, 'run', '--config', file];
+  const argv = [...nodeArgs, BIN, 'run', '--config', file, '--cleanup-on-exit'];
   // `ip netns exec` execs in place: proc.pid is the agent's own PID.
   const proc = netns
     ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...argv], { stdio: ['ignore', 'inherit', 'inherit'], env: env ?? process.env })

@@ -15,6 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { stateName, type Connection, type Mechanism } from '../api';
 import { toTimestamp } from '../api/time';
@@ -29,7 +30,8 @@ import { beginClient, beginServer } from '../networkservice/begin';
 import { metadataClient, metadataServer } from '../networkservice/metadata';
 import { timeoutServer } from '../networkservice/timeout';
 import { refreshClient } from '../networkservice/refresh';
-import { MonitorHub, monitorServer } from '../networkservice/monitor';
+import { MonitorHub, monitorServer, monitorDownstreamClient } from '../networkservice/monitor';
+import { healClient, kernelLivenessCheck } from '../networkservice/heal';
 import { trimPathServer } from '../networkservice/trimpath';
 import { clientInfoServer } from '../networkservice/clientinfo';
 import { mechanismsServer } from '../networkservice/mechanisms';
@@ -41,15 +43,15 @@ import { updateTokenClient, updateTokenServer, TokenSource } from '../networkser
 import { authorizeClient, authorizeServer, ServicePolicy } from '../networkservice/authorize';
 import { createX509Source, waitForIdentity, channelCredentials, listenMtls, SpiffeTokenSource, type X509Source, type MtlsListener } from '../spire';
 import { mechanismTranslationClient } from '../networkservice/mechanismtranslation';
-import { kernelServer } from '../mechanisms/kernel/server';
-import { kernelMechanism } from '../mechanisms/kernel/params';
+import { kernelReaper, kernelServer } from '../mechanisms/kernel/server';
+import { kernelMechanism, kernelSide } from '../mechanisms/kernel/params';
 import { tunnelClient, TunnelClient } from '../mechanisms/tunnel/client';
 import { tunnelServer, TunnelServer } from '../mechanisms/tunnel/server';
 import type { Underlay } from '../mechanisms/tunnel/params';
-import { wireguardDataplane } from '../mechanisms/wireguard/dataplane';
+import { wireguardDataplane, wireguardReaper } from '../mechanisms/wireguard/dataplane';
 import { UdpPortAllocator } from '../mechanisms/wireguard/ports';
 import { kernelWireguardSupported } from '../mechanisms/wireguard/device';
-import { vxlanDataplane } from '../mechanisms/vxlan/dataplane';
+import { vxlanDataplane, vxlanReaper } from '../mechanisms/vxlan/dataplane';
 import { newRegistryServer, RegistryServer } from '../registry/server';
 import { EtcdStore } from '../registry/store/etcd';
 import { addRegistryServices, REGISTRY_SERVICE_NAMES } from '../registry/grpc';
@@ -57,7 +59,7 @@ import { grpcNseRegistry, grpcNsRegistry, newRegistryClients, refreshNseClient }
 import type { NsRegistry, NseRegistry } from '../core/registry';
 import * as sys from '../sys';
 import type { AgentConfig, EndpointConfig } from './config';
-import { HostedEndpoint, hostEndpoint, registerEndpoint } from './endpoints';
+import { HostedEndpoint, hostEndpoint, registerEndpoint, registerServices } from './endpoints';
 import { addMonitor, addNetworkService } from './grpc/networkservice';
 import { addControl } from './grpc/control';
 import { HealthService } from './grpc/health';
@@ -65,13 +67,38 @@ import { VERSION } from './version';
 import { listenLocal, LocalSocket } from './local-socket';
 import { ChannelPool, dialClient } from './grpc/dial';
 import { resolveUnderlay } from './underlay';
+import { StateStore } from './state/store';
+import { scopedRecords, noRecords, type Records } from '../core/records';
+import type { IpamRecord } from '../networkservice/ipam/server';
 
 export interface HeldConnection {
   conn: Connection;
   created: number;
   netns: string;
   ifname: string;
+  /** The nsm:// URL it was asked with. */
+  url: string;
 }
+
+/** A held connection as recorded in the state directory, to be asked for again after a restart. */
+interface HeldRecord {
+  url: string;
+  netns: string;
+  ifname: string;
+  created: number;
+  /** The connection as last seen by the client: same ids and path, mechanism, addresses. */
+  conn: Connection;
+}
+
+/**
+ * Back-off of heal re-requests: a next hop that comes back is found within HEAL_RETRY_MAX_MS
+ * (the issue asks for recovery under 1 s after a remote agent restarts).
+ */
+const HEAL_RETRY_MIN_MS = 100;
+const HEAL_RETRY_MAX_MS = 400;
+/** Back-off of held connections that could not be (re-)established. */
+const HELD_RETRY_MIN_MS = 200;
+const HELD_RETRY_MAX_MS = 5_000;
 
 export interface AgentOptions {
   clock?: Clock;
@@ -122,8 +149,14 @@ export class Agent {
   server!: NetworkServiceServer;
   /** Where other hosts reach this agent's tunnels; undefined when it has no underlay. */
   underlay: Underlay | undefined;
-  private readonly kernel = kernelServer();
+  private kernel!: ReturnType<typeof kernelServer>;
   private client!: NetworkServiceClient;
+  /** The state directory's records (opened by start()). */
+  private store: StateStore | undefined;
+  private heldRecords: Records<HeldRecord> = noRecords();
+  private ipamRecords: Records<IpamRecord> = noRecords();
+  /** Held connections being retried in the background, by id (cancel functions). */
+  private readonly retrying = new Map<string, { url: string; netns: string; cancel: () => void }>();
   private readonly nseRegistrar: NseRegistry;
   private readonly life = new AbortController();
   private readonly servers: grpc.Server[] = [];
@@ -147,7 +180,18 @@ export class Agent {
     this.pool = new ChannelPool({ credentials: (url) => (url.protocol === 'tcp:' ? channelCredentials(this.identity, { tokens: this.tokens }) : undefined) });
     this.url = `unix://${cfg.listen.unix}`;
     this.reg = this.openRegistry();
-    this.nseRegistrar = chainNseRegistry(refreshNseClient({ heal: !this.reg.embedded, signal: this.life.signal }), this.reg.nse);
+    this.nseRegistrar = chainNseRegistry(
+      refreshNseClient({
+        heal: !this.reg.embedded,
+        signal: this.life.signal,
+        // A registry that lost this endpoint (restarted) lost its services too.
+        beforeHeal: async (ctx, nse) => {
+          const ep = this.endpoints.get(nse.name ?? '');
+          if (ep) await registerServices(ctx, ep, this.reg.ns);
+        },
+      }),
+      this.reg.nse,
+    );
   }
 
   private openRegistry(): RegistryAccess {
@@ -209,6 +253,8 @@ export class Agent {
 
   private buildChains(): void {
     const cfg = this.cfg;
+    const store = this.store;
+    this.kernel = kernelServer(store ? { records: store.records('veth', kernelReaper) } : {});
     const handlers: Record<string, NetworkServiceServer> = { KERNEL: this.kernel };
     let remote: NetworkServiceClient | undefined;
     if (this.underlay) {
@@ -220,8 +266,9 @@ export class Agent {
         log: this.log,
         kernel: this.wireguardKernel,
         spares: cfg.wireguard.spares,
+        ...(store ? { records: store.records('wireguard', wireguardReaper) } : {}),
       });
-      const vx = vxlanDataplane({ underlay });
+      const vx = vxlanDataplane({ underlay, ...(store ? { records: store.records('vxlan', vxlanReaper) } : {}) });
       const wgServer = tunnelServer(wg, { underlay });
       const vxServer = tunnelServer(vx, { underlay });
       const wgClient = tunnelClient(wg, { underlay });
@@ -231,7 +278,18 @@ export class Agent {
       this.tunnels.clients.push(wgClient, vxClient);
       handlers['WIREGUARD'] = wgServer;
       handlers['VXLAN'] = vxServer;
-      remote = chainClient(this.translation, wgClient, vxClient, authorizeClient({ self: () => this.selfId() }), dialClient(this.pool));
+      // A broken monitor stream to the next host, or its DOWN/DELETE, is DOWN here too: the
+      // heal of whoever holds the connection (held connections, local NSCs) takes it from there.
+      const downstream = monitorDownstreamClient({
+        monitor: (_ctx, url, selector, onEvent, onError) => this.pool.monitor(url, selector, onEvent, onError),
+        onDown: (id, why) => {
+          const known = this.hub.get(id);
+          if (!known) return;
+          this.log.warn('next hop reports the connection down', { id, why });
+          this.hub.update({ ...known, state: 'DOWN' });
+        },
+      });
+      remote = chainClient(this.translation, wgClient, vxClient, downstream, authorizeClient({ self: () => this.selfId() }), dialClient(this.pool));
     }
     this.server = chainServer(
       updatePathServer(cfg.name, { requireConnectionId: true }),
@@ -248,14 +306,41 @@ export class Agent {
       roundRobinServer(),
       connectServer({ local: (name) => this.endpoints.get(name)?.chain, remote }),
     );
+    // Held connections heal as NSM's NSC does: the monitor stream is this agent's own hub (the
+    // next hop is in-process), the data-plane check pings from the client's namespace.
+    const heal = healClient({
+      monitor: (_ctx, selector, onEvent) => this.hub.subscribe(selector, onEvent),
+      ...(cfg.heal.livenessIntervalMs > 0 ? { liveness: this.livenessCheck(), livenessIntervalMs: cfg.heal.livenessIntervalMs } : {}),
+      retry: { initialMs: HEAL_RETRY_MIN_MS, maxMs: HEAL_RETRY_MAX_MS },
+    });
     this.client = chainClient(
       updatePathClient(`${cfg.name}-nsc`),
       beginClient(),
       metadataClient(),
       refreshClient(),
+      heal,
       updateTokenClient(this.tokens),
       serverToClient(this.server),
     );
+  }
+
+  /**
+   * The data-plane check of held connections: ICMP from each source to each destination
+   * address in the client's namespace. A failure is confirmed by a second check one interval
+   * later before it counts: a wireguard-go that its supervisor is restarting (about 100 ms), or
+   * an echo lost on a saturated link, must not cost a reselect, which makes a new vWire.
+   */
+  private livenessCheck(): (conn: Connection) => Promise<boolean> {
+    const check = kernelLivenessCheck({
+      netnsOf: (conn) => (conn.mechanism?.type === 'KERNEL' ? kernelSide(conn.mechanism).netns : undefined),
+      timeoutMs: this.cfg.heal.livenessTimeoutMs,
+      log: this.log,
+    });
+    return async (conn) => {
+      if (await check(conn)) return true;
+      await new Promise((r) => setTimeout(r, this.cfg.heal.livenessIntervalMs));
+      return check(conn);
+    };
   }
 
   /** This agent's SPIFFE ID (undefined until the identity is loaded). */
@@ -278,6 +363,7 @@ export class Agent {
   async start(): Promise<void> {
     await waitForIdentity(this.identity, IDENTITY_WAIT_MS);
     this.log.info('identity loaded', { id: this.selfId(), source: this.identity.kind });
+    this.openState();
     await this.prepareUnderlay();
     this.buildChains();
     const cfg = this.cfg;
@@ -289,10 +375,31 @@ export class Agent {
     addRegistryServices(local, { ns: this.reg.ns, nse: this.reg.nse }, this.ctx());
     addControl(local, this, base);
     this.health.addTo(local);
-    for (const s of [...NETWORK_SERVICE_NAMES, ...REGISTRY_SERVICE_NAMES, 'nsmagent.v1.Agent']) this.health.set(s, 'SERVING');
     this.servers.push(local);
     this.localSocket = await listenLocal(local, cfg.listen.unix, { allowUids: cfg.listen.allowUids, log: this.log });
     this.listening.push(`unix://${cfg.listen.unix}`);
+
+    if (cfg.listen.tcp) {
+      const host = listenHost(cfg.listen.tcp) || this.underlay?.ip;
+      if (host) this.url = `tcp://${bracket(host)}:${listenPort(cfg.listen.tcp)}`;
+    }
+    // Endpoints are registered before other hosts can reach this agent: after a restart, their
+    // clients' heals re-request at once, and must find the endpoints (discover) already back.
+    for (const e of cfg.endpoints) {
+      this.endpoints.set(e.name, this.newEndpoint(e));
+    }
+    for (const ep of this.endpoints.values()) {
+      await registerEndpoint(this.ctx(), ep, { ns: this.reg.ns, nse: this.nseRegistrar });
+      this.log.info('endpoint registered', { endpoint: ep.cfg.name, services: ep.cfg.services.join(','), url: this.url });
+    }
+    // Address reservations of endpoints the configuration no longer has are released when due.
+    this.store?.records<IpamRecord>('ipam', {
+      expiresOf: (r) => r.expires,
+      reap: async (key) => {
+        const cut = key.indexOf('/');
+        this.endpoints.get(key.slice(0, cut))?.pool.release(key.slice(cut + 1));
+      },
+    });
 
     if (cfg.listen.tcp) {
       const tcp = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
@@ -300,8 +407,6 @@ export class Agent {
       addMonitor(tcp, this.hub);
       this.health.addTo(tcp);
       await this.listenTcp(tcp, cfg.listen.tcp);
-      const host = listenHost(cfg.listen.tcp) || this.underlay?.ip;
-      if (host) this.url = `tcp://${bracket(host)}:${listenPort(cfg.listen.tcp)}`;
     }
     if (this.reg.embedded && (cfg.registry.listen || cfg.listen.tcp)) {
       const addr = cfg.registry.listen ?? `${cfg.listen.tcp!.slice(0, cfg.listen.tcp!.lastIndexOf(':'))}:5002`;
@@ -311,51 +416,179 @@ export class Agent {
       await this.listenTcp(reg, addr);
     }
 
-    for (const e of cfg.endpoints) {
-      this.endpoints.set(e.name, hostEndpoint(e, { nodeName: cfg.name, url: this.url, tokens: this.tokens }));
-    }
-    for (const ep of this.endpoints.values()) {
-      await registerEndpoint(this.ctx(), ep, { ns: this.reg.ns, nse: this.nseRegistrar });
-      this.log.info('endpoint registered', { endpoint: ep.cfg.name, services: ep.cfg.services.join(','), url: this.url });
-    }
+    // Serving: endpoints registered, listeners up (held connections follow).
+    for (const s of [...NETWORK_SERVICE_NAMES, ...REGISTRY_SERVICE_NAMES, 'nsmagent.v1.Agent']) this.health.set(s, 'SERVING');
+
     for (const c of cfg.connections) {
-      await this.connect(c.url, c.netns, c.id).catch((err) =>
+      await this.connect(c.url, c.netns, c.id, { retry: true }).catch((err) =>
         this.log.error('configured connection failed', { url: c.url, error: err }),
+      );
+    }
+    // Connections asked for by other means (CLI, units) in the previous run.
+    for (const [id, r] of this.heldRecords.leftovers()) {
+      if (this.held.has(id) || this.retrying.has(id)) continue;
+      await this.connect(r.url, r.netns, id, { retry: true }).catch((err) =>
+        this.log.warn('connection of the previous run not re-established yet', { id, url: r.url, error: err }),
       );
     }
     this.log.info('agent ready', { name: cfg.name, listen: this.listening.join(','), url: this.url, tunnelIP: this.underlay?.ip, version: VERSION });
   }
 
-  /** Requests a connection that the agent holds and refreshes until disconnect. */
-  async connect(url: string, netns: string, id?: string): Promise<HeldConnection> {
+  /**
+   * Opens the state directory: the records a previous run left are read back (vWires to take
+   * back, addresses to keep reserved, connections to ask for again) and those nobody needs any
+   * more are reaped when due.
+   */
+  private openState(): void {
+    const store = new StateStore(path.join(this.cfg.stateDir, 'state'), this.clock, this.log);
+    this.store = store;
+    this.heldRecords = store.records<HeldRecord>('held');
+    this.ipamRecords = store.records<IpamRecord>('ipam');
+    // Registered here too, so that records of a mechanism turned off since are still reaped.
+    store.records('wireguard', wireguardReaper);
+    store.records('vxlan', vxlanReaper);
+    store.records('veth', kernelReaper);
+    // Held connections follow their connection as the server chain last returned it (refresh,
+    // heal, reselect), so that a restarted agent asks for the same one.
+    this.hub.subscribe(null, (event) => {
+      if (event.type !== 'UPDATE') return;
+      for (const conn of Object.values(event.connections ?? {})) this.followHeld(conn);
+    });
+  }
+
+  private followHeld(serverConn: Connection): void {
+    const segs = serverConn.path?.path_segments ?? [];
+    const id = segs[0]?.id ?? '';
+    const held = this.held.get(id);
+    if (!held || (serverConn.path?.index ?? 0) !== 1 || stateName(serverConn.state) !== 'UP') return;
+    held.conn = { ...serverConn, id, path: { index: 0, path_segments: segs } };
+    this.recordHeld(id, held);
+  }
+
+  private recordHeld(id: string, h: HeldConnection): void {
+    this.heldRecords.put(id, { url: h.url, netns: h.netns, ifname: h.ifname, created: h.created, conn: h.conn });
+  }
+
+  private newEndpoint(e: EndpointConfig): HostedEndpoint {
+    return hostEndpoint(e, {
+      nodeName: this.cfg.name,
+      url: this.url,
+      tokens: this.tokens,
+      ipamRecords: scopedRecords(this.ipamRecords, `${e.name}/`),
+    });
+  }
+
+  /**
+   * Requests a connection that the agent holds and refreshes until disconnect. The same id
+   * asked for again with the same URL and namespace returns the held connection. A connection
+   * the previous run held under this id is asked for as it was (same path, mechanism and
+   * addresses), so its vWire is taken back rather than made again.
+   * With `retry`, a failed request is retried in the background with back-off (the first
+   * error is still thrown); without, nothing is kept.
+   */
+  async connect(url: string, netns: string, id?: string, opts: { retry?: boolean } = {}): Promise<HeldConnection> {
     const u = parseNsURL(url);
     if (u.mechanism !== 'KERNEL') throw new AgentError('UNSUPPORTED_MECHANISM', `mechanism ${u.mechanism} is not supported for local clients`);
     const nsPath = netns === 'host' ? '/proc/self/ns/net' : sys.netnsPath(netns);
     const connId = id || `${this.cfg.name}-${randomBytes(4).toString('hex')}`;
-    if (this.held.has(connId)) throw new AgentError('ALREADY_EXISTS', `connection ${connId} already exists`);
+    const same = (h: { url: string; netns: string }) => h.url === url && h.netns === netns;
+    const existing = this.held.get(connId);
+    if (existing && same(existing)) return existing;
+    const pending = this.retrying.get(connId);
+    if (existing || (pending && !same(pending))) throw new AgentError('ALREADY_EXISTS', `connection ${connId} already exists`);
+    if (pending) throw new AgentError('UNAVAILABLE', `connection ${connId} is being re-established`);
+    const previous = this.heldRecords.claim(connId);
+    const before = previous && same(previous) ? previous : undefined;
     const ifname = u.interfaceName ?? '';
-    const [ctx, done] = this.ctx().withTimeout(CONNECT_TIMEOUT_MS);
+    const attempt = async (): Promise<HeldConnection> => {
+      const [ctx, done] = this.ctx().withTimeout(CONNECT_TIMEOUT_MS);
+      try {
+        const conn = await this.client.request(ctx, {
+          connection: before
+            ? { ...before.conn, state: 'UP' }
+            : { id: connId, network_service: u.networkService, labels: u.labels, payload: '' },
+          mechanism_preferences: [kernelMechanism({ netns: nsPath, ifname })],
+        });
+        const held: HeldConnection = {
+          conn,
+          created: before?.created ?? this.clock.now(),
+          netns,
+          ifname: conn.mechanism?.parameters?.['name'] ?? ifname,
+          url,
+        };
+        this.held.set(connId, held);
+        this.recordHeld(connId, held);
+        this.log.info(before ? 'connection of the previous run re-established' : 'connected', {
+          id: connId,
+          service: u.networkService,
+          endpoint: conn.network_service_endpoint_name,
+        });
+        return held;
+      } finally {
+        done();
+      }
+    };
     try {
-      const conn = await this.client.request(ctx, {
-        connection: { id: connId, network_service: u.networkService, labels: u.labels, payload: '' },
-        mechanism_preferences: [kernelMechanism({ netns: nsPath, ifname })],
-      });
-      const held = { conn, created: this.clock.now(), netns, ifname: conn.mechanism?.parameters?.['name'] ?? ifname };
-      this.held.set(connId, held);
-      this.log.info('connected', { id: connId, service: u.networkService, endpoint: conn.network_service_endpoint_name });
-      return held;
-    } finally {
-      done();
+      return await attempt();
+    } catch (err) {
+      if (!opts.retry) {
+        if (previous) this.heldRecords.delete(connId);
+        throw err;
+      }
+      if (!before) this.heldRecords.put(connId, { url, netns, ifname, created: this.clock.now(), conn: { id: connId, network_service: u.networkService, labels: u.labels } });
+      this.retryHeld(connId, url, netns, attempt);
+      throw err;
     }
+  }
+
+  /** Retries a held connection's request with back-off until it succeeds or is disconnected. */
+  private retryHeld(id: string, url: string, netns: string, attempt: () => Promise<HeldConnection>): void {
+    let delay = HELD_RETRY_MIN_MS;
+    let stop = () => {};
+    let cancelled = false;
+    const entry = {
+      url,
+      netns,
+      cancel: () => {
+        cancelled = true;
+        stop();
+      },
+    };
+    this.retrying.set(id, entry);
+    const again = () => {
+      attempt().then(
+        () => {
+          if (this.retrying.get(id) === entry) this.retrying.delete(id);
+        },
+        (err) => {
+          if (cancelled || this.life.signal.aborted) return;
+          this.log.warn('connection not established yet, retrying', { id, inMs: delay, error: AgentError.from(err).message });
+          stop = this.clock.after(delay, again);
+          delay = Math.min(delay * 2, HELD_RETRY_MAX_MS);
+        },
+      );
+    };
+    stop = this.clock.after(delay, again);
   }
 
   /** Closes a held connection, or a client's connection by its id at any hop. */
   async disconnect(id: string): Promise<void> {
     const [ctx, done] = this.ctx().withTimeout(CONNECT_TIMEOUT_MS);
     try {
+      const retry = this.retrying.get(id);
+      if (retry) {
+        retry.cancel();
+        this.retrying.delete(id);
+        this.heldRecords.delete(id);
+        if (!this.held.has(id)) {
+          this.log.info('disconnected', { id });
+          return;
+        }
+      }
       const held = this.held.get(id);
       if (held) {
         this.held.delete(id);
+        this.heldRecords.delete(id);
         await this.client.close(ctx, held.conn);
         this.log.info('disconnected', { id });
         return;
@@ -424,7 +657,7 @@ export class Agent {
    */
   async addEndpoint(cfg: EndpointConfig): Promise<HostedEndpoint> {
     if (this.endpoints.has(cfg.name)) throw new AgentError('ALREADY_EXISTS', `endpoint ${cfg.name} already exists`);
-    const ep = hostEndpoint(cfg, { nodeName: this.cfg.name, url: this.url, tokens: this.tokens });
+    const ep = this.newEndpoint(cfg);
     this.endpoints.set(cfg.name, ep);
     try {
       await registerEndpoint(this.ctx(), ep, { ns: this.reg.ns, nse: this.nseRegistrar });
@@ -445,25 +678,33 @@ export class Agent {
     this.log.info('endpoint unregistered', { endpoint: name });
   }
 
-  /** Stops serving; with cleanup, closes every connection (removing its interfaces) first. */
+  /**
+   * Stops serving. With cleanup, closes every connection (removing its interfaces) and
+   * unregisters the endpoints first. Without (the default of `nsm-agent run`), vWires,
+   * wireguard-go processes and registrations stay as they are, recorded in the state directory,
+   * for the next start to take back: a restart or upgrade does not interrupt traffic.
+   */
   async stop(opts: { cleanup: boolean } = { cleanup: true }): Promise<void> {
     this.health.shutdown();
+    for (const r of this.retrying.values()) r.cancel();
     if (opts.cleanup) {
-      for (const id of [...this.held.keys()]) await this.disconnect(id).catch(() => {});
+      for (const id of [...this.held.keys(), ...this.retrying.keys()]) await this.disconnect(id).catch(() => {});
       for (const conn of this.hub.connections()) {
         const [ctx, done] = this.ctx().withTimeout(5_000);
         await this.server.close(ctx, conn).catch(() => {});
         done();
       }
+      for (const ep of this.endpoints.values()) {
+        await this.nseRegistrar.unregister(this.ctx(), ep.registration).catch(() => {});
+      }
     }
-    for (const ep of this.endpoints.values()) {
-      await this.nseRegistrar.unregister(this.ctx(), ep.registration).catch(() => {});
-    }
+    this.retrying.clear();
     await this.localSocket?.close();
     this.localSocket = undefined;
     await Promise.all(this.dataplanes.map((d) => d.close?.().catch(() => {})));
     await Promise.all(this.mtls.splice(0).map((l) => l.close().catch(() => {})));
     this.life.abort();
+    await this.store?.close();
     this.reg.close();
     this.pool.close();
     this.identity.close();

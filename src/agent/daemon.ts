@@ -163,7 +163,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       process.off('SIGHUP', onHup);
       (async () => {
         await control?.close();
-        await agent.stop({ cleanup: true });
+        await agent.stop({ cleanup: opts.cleanupOnExit });
       })()
         .catch((err) => log.error('stop failed', { error: err }))
         .finally(() => {

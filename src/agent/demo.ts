@@ -97,7 +97,7 @@ function startAgent(h: DemoHost, dir: string, identity: Record<string, unknown>,
   const ns = sys.openNetns(h.netns);
   try {
     const script = process.argv[1] ?? '';
-    return sys.withNetns(ns, () => spawn(process.execPath, [script, 'run', '--config', file], { stdio: ['ignore', 'inherit', 'inherit'] }));
+    return sys.withNetns(ns, () => spawn(process.execPath, [script, 'run', '--config', file, '--cleanup-on-exit'], { stdio: ['ignore', 'inherit', 'inherit'] }));
   } finally {
     ns.close();
   }

@@ -57,6 +57,8 @@ export interface AgentConfig {
   /** spares: devices kept started ahead of need once WireGuard is in use. */
   wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go'; spares: number };
   maxTokenLifetimeMs: number;
+  /** Heal of held connections: liveness check interval (0: no check) and per-check timeout. */
+  heal: { livenessIntervalMs: number; livenessTimeoutMs: number };
   identity: IdentityConfig;
   /** listen: where an embedded registry serves other hosts; undefined = local only unless listen.tcp is set. */
   registry: { url: string; listen?: string; store: 'memory' | 'etcd'; etcd: string[]; expirationMs: number };
@@ -130,6 +132,11 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const expiration = parseDuration(raw.registry?.expiration ?? '1m');
   if (expiration === undefined) throw new ConfigError(file, 'registry.expiration', 'must be a positive duration');
 
+  const livenessInterval = raw.heal?.livenessInterval === '0s' ? 0 : parseDuration(raw.heal?.livenessInterval ?? '200ms');
+  if (livenessInterval === undefined) throw new ConfigError(file, 'heal.livenessInterval', 'must be a duration');
+  const livenessTimeout = parseDuration(raw.heal?.livenessTimeout ?? '100ms');
+  if (livenessTimeout === undefined) throw new ConfigError(file, 'heal.livenessTimeout', 'must be a positive duration');
+
   if (raw.registry?.store === 'etcd' && !(raw.registry?.etcd ?? []).length) {
     throw new ConfigError(file, 'registry.etcd', 'the etcd store needs at least one endpoint');
   }
@@ -177,6 +184,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     tunnelIP: raw.tunnelIP ?? 'auto',
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
     maxTokenLifetimeMs: lifetime,
+    heal: { livenessIntervalMs: livenessInterval, livenessTimeoutMs: livenessTimeout },
     identity,
     registry: {
       url: raw.registry?.url ?? 'embedded',

@@ -34,6 +34,16 @@ export const AGENT_SCHEMA = {
       },
     },
     maxTokenLifetime: duration,
+    heal: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        // data-plane liveness check of held connections (ICMP from each source to each
+        // destination address, inside the client's namespace); 0s turns it off
+        livenessInterval: duration,
+        livenessTimeout: duration,
+      },
+    },
     identity: {
       type: 'object',
       additionalProperties: false,

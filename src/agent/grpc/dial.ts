@@ -67,8 +67,9 @@ export class ChannelPool {
       const stub = new Ctor(grpcTarget(url), tls?.credentials ?? grpc.credentials.createInsecure(), {
         ...tls?.options,
         'grpc.keepalive_time_ms': 30_000,
-        'grpc.initial_reconnect_backoff_ms': 200,
-        'grpc.max_reconnect_backoff_ms': 2_000,
+        // A peer that restarts is found again within 400 ms (heal retries ride on this).
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 400,
       }) as NsStub;
       d = tls ? { stub, tls } : { stub };
       this.clients.set(key, d);

@@ -7,6 +7,9 @@
  *   connections. Events with no matching connection are not delivered.
  * - UPDATE stores the connections, DELETE removes them; both are then fanned out.
  * - Subscribers get their own copies. A subscriber whose callback throws is dropped.
+ * - Subscribers whose selector names a path segment id (heal's and the downstream monitor's:
+ *   one per connection) are indexed by that id, so an event reaches only them and the
+ *   unindexed ones: fan-out stays O(path length) per connection, not O(subscribers).
  */
 import type { Connection, ConnectionEvent, MonitorScopeSelector } from '../../api';
 import { clone } from '../utils';
@@ -25,9 +28,39 @@ function filtered(conns: Iterable<Connection>, selector: MonitorScopeSelector | 
   return out;
 }
 
+/** The segment id a selector requires, if any (its first segment with an id). */
+function indexKey(selector: MonitorScopeSelector | null | undefined): string | undefined {
+  return (selector?.path_segments ?? []).find((s) => s.id)?.id ?? undefined;
+}
+
 export class MonitorHub {
   private readonly conns = new Map<string, Connection>();
   private readonly subs = new Set<Subscriber>();
+  /** Subscribers with a segment id in their selector, by that id. */
+  private readonly bySegment = new Map<string, Set<Subscriber>>();
+  /** Subscribers without one (they see every event). */
+  private readonly unindexed = new Set<Subscriber>();
+
+  /** The subscribers an event about these connections may concern. */
+  private candidates(conns: Connection[]): Set<Subscriber> {
+    const out = new Set(this.unindexed);
+    for (const c of conns) {
+      for (const seg of c.path?.path_segments ?? []) {
+        for (const sub of this.bySegment.get(seg.id ?? '') ?? []) out.add(sub);
+      }
+    }
+    return out;
+  }
+
+  private remove(sub: Subscriber): void {
+    this.subs.delete(sub);
+    this.unindexed.delete(sub);
+    const key = indexKey(sub.selector);
+    if (key === undefined) return;
+    const set = this.bySegment.get(key);
+    set?.delete(sub);
+    if (set?.size === 0) this.bySegment.delete(key);
+  }
 
   /** Stores conn and sends UPDATE (conn as returned to this server's caller). */
   update(conn: Connection): void {
@@ -46,7 +79,8 @@ export class MonitorHub {
       if (type === 'UPDATE') this.conns.set(id, clone(c));
       else this.conns.delete(id);
     }
-    for (const sub of [...this.subs]) {
+    for (const sub of this.candidates(conns)) {
+      if (!this.subs.has(sub)) continue;
       const matching = filtered(conns, sub.selector);
       if (Object.keys(matching).length === 0) continue;
       this.deliver(sub, { type, connections: matching });
@@ -56,10 +90,15 @@ export class MonitorHub {
   subscribe(selector: MonitorScopeSelector | null | undefined, onEvent: (event: ConnectionEvent) => void): () => void {
     const sub: Subscriber = { selector: selector ? clone(selector) : selector, onEvent };
     this.subs.add(sub);
+    const key = indexKey(sub.selector);
+    if (key === undefined) this.unindexed.add(sub);
+    else {
+      let set = this.bySegment.get(key);
+      if (!set) this.bySegment.set(key, (set = new Set()));
+      set.add(sub);
+    }
     this.deliver(sub, { type: 'INITIAL_STATE_TRANSFER', connections: filtered(this.conns.values(), sub.selector) });
-    return () => {
-      this.subs.delete(sub);
-    };
+    return () => this.remove(sub);
   }
 
   /** The stored connections (copies) that match selector (all without one). */
@@ -85,7 +124,7 @@ export class MonitorHub {
     try {
       sub.onEvent(event);
     } catch {
-      this.subs.delete(sub);
+      this.remove(sub);
     }
   }
 }

@@ -33,6 +33,12 @@ export interface RefreshOptions {
   retryInterval?: number;
   /** Milliseconds one re-register attempt may take; default 15 s. */
   tryTimeout?: number;
+  /**
+   * Run before a re-register that heal asked for (not before a plain refresh): the registry
+   * may have lost more than this entry (a memory registry that restarted), e.g. the network
+   * services the endpoint serves. A failure fails the attempt, which is retried.
+   */
+  beforeHeal?: (ctx: Ctx, nse: NetworkServiceEndpoint) => Promise<void>;
 }
 
 interface Entry {
@@ -86,6 +92,7 @@ export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
       const [withStop, releaseStop] = e.base.withSignal(e.ac.signal);
       const [ctx, releaseTimeout] = withStop.withTimeout(tryTimeout);
       try {
+        if (why !== 'refresh' && opts.beforeHeal) await opts.beforeHeal(ctx, structuredClone(e.registration));
         const resp = await e.next.register(ctx, structuredClone(e.registration));
         e.registration = forRefresh(e.name, resp);
         schedule(e, resp);
