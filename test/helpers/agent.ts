@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import * as grpc from '@grpc/grpc-js';
+import { api } from '../../src/api';
 
 export const ROOT = path.resolve(__dirname, '../..');
 export const BIN = path.join(ROOT, 'bin/nsm-agent');
@@ -43,6 +44,11 @@ export interface StartOptions {
   netns?: string;
   /** Reuse this directory (config, socket): a restart of the same agent. */
   dir?: string;
+  /**
+   * `--cleanup-on-exit` (default true here, so a stopped agent leaves nothing behind): false
+   * runs the agent as systemd does, leaving its vWires for the next start to take back.
+   */
+  cleanupOnExit?: boolean;
 }
 
 export async function startAgent(config: Record<string, unknown>, opts: StartOptions = {}): Promise<RunningAgent> {
@@ -52,7 +58,7 @@ export async function startAgent(config: Record<string, unknown>, opts: StartOpt
   const listen = { unix: socket, ...((config['listen'] as object | undefined) ?? {}) };
   // stateDir in the agent's own directory: the dev identity keeps its CA there.
   writeFileSync(cfgFile, YAML.stringify({ logLevel: 'debug', stateDir: dir, ...config, listen }));
-  const argv = [BIN, 'run', '--config', cfgFile];
+  const argv = [BIN, 'run', '--config', cfgFile, ...(opts.cleanupOnExit === false ? [] : ['--cleanup-on-exit'])];
   // `ip netns exec` execs node in place, so proc.pid is the agent's own PID.
   const proc = opts.netns
     ? spawn('ip', ['netns', 'exec', opts.netns, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -96,12 +102,14 @@ export async function startAgent(config: Record<string, unknown>, opts: StartOpt
   return agent;
 }
 
+/** The agent reports its control API SERVING: endpoints registered, listeners up. */
 function healthy(socket: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const client = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
-    client.waitForReady(Date.now() + 500, (err) => {
+    const Health = api().health.grpc.health.v1.Health as unknown as typeof grpc.Client;
+    const client = new Health(`unix://${socket}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    client['Check']!({ service: 'nsmagent.v1.Agent' }, { deadline: Date.now() + 500 }, (err: unknown, res: { status?: string | number }) => {
       client.close();
-      resolve(!err);
+      resolve(!err && (res?.status === 'SERVING' || res?.status === 1));
     });
   });
 }

@@ -10,12 +10,15 @@ import os from 'node:os';
 function netns(): string[] {
   return existsSync('/run/netns') ? readdirSync('/run/netns').sort() : [];
 }
+/** Live processes matching pattern (zombies hold nothing: a killed orphan waits for init to reap it). */
 function procs(pattern: RegExp): string[] {
   try {
-    return execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+    return execFileSync('ps', ['-eo', 'pid=,stat=,args='], { encoding: 'utf8' })
       .split('\n')
-      .filter((l) => pattern.test(l))
-      .map((l) => l.trim());
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f.length > 2 && !f[1]!.startsWith('Z'))
+      .map((f) => `${f[0]} ${f.slice(2).join(' ')}`)
+      .filter((l) => pattern.test(l));
   } catch {
     return [];
   }
