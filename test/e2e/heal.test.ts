@@ -31,6 +31,19 @@ async function until<T>(probe: () => T | undefined | false, ms: number, step = 2
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A host that disappears for good: its agent and every wireguard-go it started (spares too). */
+async function vanish(agent: { proc: { pid?: number }; stop(sig: NodeJS.Signals): Promise<unknown> }): Promise<void> {
+  const kids = sh('pgrep', ['-x', 'wireguard-go', '-P', String(agent.proc.pid)]).stdout.split('\n').filter(Boolean).map(Number);
+  await agent.stop('SIGKILL');
+  for (const pid of kids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -310,8 +323,8 @@ run('heal and restarts without loss', () => {
 
     // host-b goes down; meanwhile host-d disappears for good (agent, wireguard-go, state).
     await mesh.hosts[1]!.agent!.stop('SIGKILL', true);
-    await d.agent!.stop('SIGKILL');
-    process.kill(dWg, 'SIGKILL');
+    await vanish(d.agent!);
+    expect(alive(dWg)).toBe(false);
     await sleep(300);
     await mesh.start(1, configs[1]!, { dir: bDir });
 
@@ -338,8 +351,8 @@ run('heal and restarts without loss', () => {
     const aDir = a.dir;
 
     await a.stop('SIGKILL', true);
-    await d.agent!.stop('SIGKILL');
-    process.kill(dWg, 'SIGKILL');
+    await vanish(d.agent!);
+    expect(alive(dWg)).toBe(false);
     await sleep(300);
     await mesh.start(0, configs[0]!, { dir: aDir });
 
