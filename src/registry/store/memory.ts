@@ -47,7 +47,8 @@ const copy = <T>(v: T): T => structuredClone(v);
 
 class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
   private readonly records = new Map<string, T>();
-  private readonly watchers = new Set<WatchQueue<T>>();
+  /** Each watcher's queue and the filter its records pass before they are copied. */
+  private readonly watchers = new Map<WatchQueue<T>, ((record: T) => boolean) | undefined>();
 
   constructor(
     private readonly what: string,
@@ -79,14 +80,13 @@ class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
     return out;
   }
 
-  async *watch(signal: AbortSignal): AsyncIterable<StoreEvent<T>> {
+  async *watch(signal: AbortSignal, filter?: (record: T) => boolean): AsyncIterable<StoreEvent<T>> {
     if (signal.aborted) return;
     // Snapshot and subscription happen in one synchronous step: no change can fall between.
-    const w = new WatchQueue<T>(
-      [...this.records.values()].map((r) => ({ type: 'put' as const, record: copy(r) })),
-      this.buffer,
-    );
-    this.watchers.add(w);
+    const snapshot: StoreEvent<T>[] = [];
+    for (const r of this.records.values()) if (!filter || filter(r)) snapshot.push({ type: 'put', record: copy(r) });
+    const w = new WatchQueue<T>(snapshot, this.buffer);
+    this.watchers.set(w, filter);
     const onAbort = () => w.notify();
     signal.addEventListener('abort', onAbort);
     try {
@@ -107,7 +107,8 @@ class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
   }
 
   private emit(ev: StoreEvent<T>): void {
-    for (const w of this.watchers) {
+    for (const [w, filter] of this.watchers) {
+      if (filter && !filter(ev.record)) continue;
       if (!w.offer({ type: ev.type, record: copy(ev.record) }, this.what)) this.watchers.delete(w);
     }
   }

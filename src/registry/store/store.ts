@@ -8,11 +8,12 @@
  * - `put` upserts by `name` and always emits a `put` event (a refresh is an update too).
  * - `delete` removes by name and emits a `delete` event carrying the removed record, only if
  *   there was one; it returns that record.
- * - `watch(signal)` yields the current records as `put` events first (a snapshot taken
- *   atomically with subscribing), then every change, until `signal` aborts (the iterable then
- *   ends normally). A watcher that falls more than its buffer behind is not waited for: its
- *   iterable throws AgentError UNAVAILABLE after the events already delivered, and the store
- *   forgets it. Writers never block on watchers.
+ * - `watch(signal, filter?)` yields the current records as `put` events first (a snapshot
+ *   taken atomically with subscribing), then every change, until `signal` aborts (the iterable
+ *   then ends normally). With `filter`, only the records (and changes: a delete carries the
+ *   removed record) it accepts, tested before copying. A watcher that falls more than its
+ *   buffer behind is not waited for: its iterable throws AgentError UNAVAILABLE after the events
+ *   already delivered, and the store forgets it. Writers never block on watchers.
  */
 import type { NetworkService, NetworkServiceEndpoint } from '../../api';
 
@@ -27,7 +28,8 @@ export interface RecordStore<T extends { name?: string }> {
   delete(name: string): Promise<T | undefined>;
   /** Every record, or only those `filter` accepts (tested before copying). */
   list(filter?: (record: T) => boolean): Promise<T[]>;
-  watch(signal: AbortSignal): AsyncIterable<StoreEvent<T>>;
+  /** The snapshot and then the changes; only what `filter` accepts (tested before copying; callers still check). */
+  watch(signal: AbortSignal, filter?: (record: T) => boolean): AsyncIterable<StoreEvent<T>>;
 }
 
 export interface RegistryStore {

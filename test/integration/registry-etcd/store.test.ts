@@ -161,6 +161,39 @@ describe.skipIf(!haveEtcd())('EtcdStore', { retry: 2 }, () => {
     expect(await other.nse.list()).toEqual([]);
   });
 
+  it('watchers share one etcd watch: late joiners get the current records, filters apply, the watch restarts after the last leaves', async () => {
+    const s = store();
+    await s.nse.put({ name: 'a', url: 'x' });
+    const first = liveSignal();
+    const w1 = watchInto(s.nse.watch(first.signal));
+    await waitFor('first snapshot', () => w1.events.length === 1 || undefined, 5000);
+    await s.nse.put({ name: 'b', url: 'y' });
+    await s.nse.delete('a');
+    await waitFor('first changes', () => w1.events.length === 3 || undefined, 5000);
+    // Joiners while the shared watch runs: the snapshot is the state now, filtered.
+    const many = Array.from({ length: 20 }, (_, i) => {
+      const ac = liveSignal();
+      return { ac, w: watchInto(s.nse.watch(ac.signal, (r) => (i % 2 ? r.url === 'y' : r.url === 'z'))) };
+    });
+    await waitFor('odd snapshots', () => many.every(({ w }, i) => (i % 2 ? w.events.length === 1 : true)) || undefined, 5000);
+    await s.nse.put({ name: 'c', url: 'z' });
+    await waitFor('even watchers get c', () => many.every(({ w }, i) => (i % 2 ? true : w.events.length === 1)) || undefined, 5000);
+    many.forEach(({ w }, i) => expect(names(w.events)).toEqual([i % 2 ? 'put:b' : 'put:c']));
+    for (const { ac } of many) ac.abort();
+    first.abort();
+    await Promise.all([w1.done, ...many.map(({ w }) => w.done)]);
+    expect(names(w1.events)).toEqual(['put:a', 'put:b', 'delete:a', 'put:c']);
+    // Nobody watches any more: a new watcher starts a new etcd watch from a fresh read.
+    await s.nse.put({ name: 'd' });
+    const again = liveSignal();
+    const w2 = watchInto(s.nse.watch(again.signal));
+    await waitFor('fresh snapshot', () => w2.events.length === 3 || undefined, 5000);
+    expect(names(w2.events).sort()).toEqual(['put:b', 'put:c', 'put:d']);
+    await s.nse.delete('b');
+    await waitFor('change after restart', () => w2.events.length === 4 || undefined, 5000);
+    expect(names(w2.events.slice(3))).toEqual(['delete:b']);
+  });
+
   it('an aborted signal ends the watch at once', async () => {
     const s = store();
     await s.nse.put({ name: 'a' });
