@@ -424,14 +424,21 @@ export class Agent {
         this.log.error('configured connection failed', { url: c.url, error: err }),
       );
     }
-    // Connections asked for by other means (CLI, units) in the previous run.
+    this.log.info('agent ready', { name: cfg.name, listen: this.listening.join(','), url: this.url, tunnelIP: this.underlay?.ip, version: VERSION });
+  }
+
+  /**
+   * Asks again for the connections the previous run held that nothing has asked for since
+   * start() (configured connections) or since (units restored by the daemon): connections made
+   * with `nsm-agent connect`. Failures are retried in the background.
+   */
+  async resumeHeld(): Promise<void> {
     for (const [id, r] of this.heldRecords.leftovers()) {
       if (this.held.has(id) || this.retrying.has(id)) continue;
       await this.connect(r.url, r.netns, id, { retry: true }).catch((err) =>
         this.log.warn('connection of the previous run not re-established yet', { id, url: r.url, error: err }),
       );
     }
-    this.log.info('agent ready', { name: cfg.name, listen: this.listening.join(','), url: this.url, tunnelIP: this.underlay?.ip, version: VERSION });
   }
 
   /**

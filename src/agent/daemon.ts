@@ -100,6 +100,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   });
   notifier.status('starting: restoring units');
   await units.restore().catch((err) => log.warn('restoring units failed', { error: err }));
+  await agent.resumeHeld().catch((err) => log.warn('re-establishing connections failed', { error: err }));
 
   let registryDown = false;
   let note: string | undefined;

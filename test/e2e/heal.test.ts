@@ -42,6 +42,8 @@ async function vanish(agent: { proc: { pid?: number }; stop(sig: NodeJS.Signals)
       /* gone */
     }
   }
+  const end = Date.now() + 3_000;
+  while (kids.some(alive) && Date.now() < end) await sleep(20);
 }
 
 function alive(pid: number): boolean {

@@ -250,7 +250,8 @@ export class UnitManager {
       for (const c of spec.connect) {
         if (this.agent.held.has(c.id)) continue;
         try {
-          await this.agent.connect(c.url, spec.netns, c.id);
+          // Restoring after an agent restart: the connection is kept trying if it fails now.
+          await this.agent.connect(c.url, spec.netns, c.id, { retry: !opts.atomic });
           made.push(c.id);
         } catch (err) {
           const e = AgentError.wrap(err, `${spec.unit}: Connect=${c.url}`);
