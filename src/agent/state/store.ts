@@ -11,11 +11,15 @@
  * - On open, each kind's files are read back as leftovers. A kind registered with a reaper
  *   has every leftover reaped at its expiry unless claimed first; records that cannot be read
  *   are logged and removed.
+ * - One agent per state directory: a `lock` file names the owner's PID. Another live agent's
+ *   lock is refused (two agents adopting each other's vWires would tear them down); a lock
+ *   left by a dead process is taken over.
  */
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../../core/clock';
+import { AgentError } from '../../core/errors';
 import type { Logger } from '../../core/log';
 import type { Records } from '../../core/records';
 
@@ -75,10 +79,12 @@ class FileRecords<T> implements Records<T> {
       if (this.left.get(key) !== l) return;
       this.left.delete(key);
       this.store.log.info('reaping state left by the previous run', { kind: this.kind, key });
-      void reaper
-        .reap(key, l.value)
-        .catch((err) => this.store.log.warn('reaping failed', { kind: this.kind, key, error: err }))
-        .finally(() => this.write(key, undefined));
+      this.store.track(
+        reaper
+          .reap(key, l.value)
+          .catch((err) => this.store.log.warn('reaping failed', { kind: this.kind, key, error: err }))
+          .then(() => this.write(key, undefined)),
+      );
     });
   }
 
@@ -155,6 +161,8 @@ export class StateStore {
   private readonly kinds = new Map<string, FileRecords<unknown>>();
   private readonly inFlight = new Set<Promise<void>>();
 
+  private readonly lockFile: string;
+
   constructor(
     /** `<stateDir>/state`. */
     readonly dir: string,
@@ -162,6 +170,15 @@ export class StateStore {
     readonly log: Logger,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.lockFile = path.join(dir, 'lock');
+    const owner = lockOwner(this.lockFile);
+    if (owner !== undefined && owner !== process.pid) {
+      throw new AgentError(
+        'FAILED_PRECONDITION',
+        `state directory ${path.dirname(dir)} is in use by another agent (PID ${owner}); give each agent its own stateDir in agent.yaml`,
+      );
+    }
+    writeFileSync(this.lockFile, `${process.pid}\n`, { mode: 0o600 });
   }
 
   /** The records of one kind (e.g. 'wireguard'), with its leftovers read from disk. */
@@ -185,9 +202,30 @@ export class StateStore {
     while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
-  /** Stops the reaping timers (the agent is stopping) and flushes. */
+  /** Stops the reaping timers (the agent is stopping), flushes and releases the lock. */
   async close(): Promise<void> {
     for (const k of this.kinds.values()) k.stopReaping();
     await this.flush();
+    if (lockOwner(this.lockFile) === process.pid) unlinkSync(this.lockFile);
+  }
+}
+
+/** The live agent holding the lock, if any (a dead or unrelated process does not count). */
+function lockOwner(file: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(file, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  if (pid === process.pid) return pid;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (/\) [ZX] /.test(stat)) return undefined;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return /nsm-agent|main\.js/.test(argv) ? pid : undefined;
+  } catch {
+    return undefined;
   }
 }
