@@ -646,7 +646,21 @@ export class Agent {
           interface: params['name'] ?? String(tunnel.device?.['ifname'] ?? ''),
           ...(tunnel.mechanism || tunnel.device ? { remote: { mechanism: tunnel.mechanism ?? null, device: tunnel.device ? JSON.stringify(tunnel.device) : '' } } : {}),
         };
-      }),
+      }).concat(
+        // Held connections not established (yet, or since a failed heal): DOWN, being retried.
+        [...this.retrying].filter(([id]) => !this.held.has(id)).map(([id, r]) => ({
+          connection: {
+            id,
+            network_service: parseNsURL(r.url).networkService,
+            state: 'DOWN',
+            path: { index: 0, path_segments: [{ id, name: `${this.cfg.name}-nsc` }] },
+          } as Connection & { state: string },
+          origin: 'agent',
+          created: undefined,
+          netns: r.netns,
+          interface: parseNsURL(r.url).interfaceName ?? '',
+        })),
+      ),
     };
   }
 

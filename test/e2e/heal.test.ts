@@ -361,7 +361,10 @@ run('heal and restarts without loss', () => {
     const gone = await until(() => !links(nsc).some((l) => l.ifname === 'nsm-8') && !alive(aWg), 10_000, 100);
     console.log(`[heal] endpoint vanished while host-a was down: its end removed ${gone ? 'yes' : 'no'}`);
     expect(gone).toBeTruthy();
+    // Still asked for (it is held), shown as DOWN while it is retried.
+    expect(conn(0, 'r-gone-ep')?.state).toBe('DOWN');
     expect(mesh.hosts[0]!.agent!.cli(['disconnect', 'r-gone-ep']).code).toBe(0);
+    expect(conn(0, 'r-gone-ep')).toBeUndefined();
     // host-a's other connection was taken back meanwhile.
     expect(await until(() => conn(0, 'r-local')?.state === 'UP', 5_000, 100)).toBeTruthy();
   }, 60_000);
