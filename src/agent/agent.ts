@@ -6,8 +6,13 @@
  *                  → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN} → discover → roundrobin
  *                  → connect
  *   connect:       hosted endpoint chain in-process (by endpoint name), or the remote chain:
- *                  mechanismtranslation → tunnel clients {WIREGUARD, VXLAN} → dial (gRPC)
- *   held conns:    updatepath → begin → metadata → refresh → updatetoken → server chain (in-process)
+ *                  mechanismtranslation → tunnel clients {WIREGUARD, VXLAN} → downstream monitor
+ *                  → authorize → dial (gRPC)
+ *   held conns:    updatepath → begin → metadata → refresh → heal → updatetoken → server chain
+ *                  (in-process; heal watches this agent's own monitor hub and pings)
+ *
+ * State: the elements record what they make in <stateDir>/state (src/agent/state); a restarted
+ * agent asks for its held connections again and takes back what the kernel still has.
  *
  * Listeners: the unix socket (NSM APIs, registry, control API for the CLI); with `listen.tcp`,
  * the NSM APIs for other hosts; with an embedded registry on a networked agent, the registry
