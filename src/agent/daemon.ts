@@ -12,6 +12,7 @@
  *   6. SIGTERM/SIGINT: STOPPING=1, closes connections and unregisters endpoints, exits 0.
  *      The units' specs stay, so that the next start restores them.
  */
+import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { createLogger } from '../core/log';
 import { findAll } from '../core/registry';
@@ -91,6 +92,10 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   }
 
   const runtimeDir = path.dirname(cfg.listen.unix);
+  // `touch <runtime dir>/cleanup-on-exit` before a stop asks for --cleanup-on-exit once (the
+  // packages do it when the agent is removed); a flag older than this start is stale.
+  const cleanupFlag = path.join(runtimeDir, 'cleanup-on-exit');
+  rmSync(cleanupFlag, { force: true });
   const units = new UnitManager(agent, { dir: path.join(runtimeDir, 'units'), log });
   const reloader = new ConfigReloader(agent, cfg, {
     log,
@@ -164,7 +169,10 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       process.off('SIGHUP', onHup);
       (async () => {
         await control?.close();
-        await agent.stop({ cleanup: opts.cleanupOnExit });
+        const cleanup = opts.cleanupOnExit || existsSync(cleanupFlag);
+        rmSync(cleanupFlag, { force: true });
+        if (cleanup) log.info('removing every vWire before exiting');
+        await agent.stop({ cleanup });
       })()
         .catch((err) => log.error('stop failed', { error: err }))
         .finally(() => {

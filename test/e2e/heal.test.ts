@@ -368,4 +368,28 @@ run('heal and restarts without loss', () => {
     // host-a's other connection was taken back meanwhile.
     expect(await until(() => conn(0, 'r-local')?.state === 'UP', 5_000, 100)).toBeTruthy();
   }, 60_000);
+  it('a plain stop (SIGTERM) leaves the vWire up for the next start; the cleanup flag makes a stop remove it', async () => {
+    const dst = conn(0, 'r-local').dstIps[0].split('/')[0];
+    const wgPid = conn(0, 'r-local').tunnel.device.pid as number;
+    const dir = mesh.hosts[0]!.agent!.dir;
+    await mesh.hosts[0]!.agent!.stop('SIGKILL', true);
+    await mesh.start(0, configs[0]!, { dir, cleanupOnExit: false });
+    const pinger = startPinger(nsc, dst);
+    await mesh.hosts[0]!.agent!.stop('SIGTERM', true);
+    expect(links(nsc).map((l) => l.ifname)).toContain('nsm-1');
+    expect(alive(wgPid)).toBe(true);
+    await mesh.start(0, configs[0]!, { dir, cleanupOnExit: false });
+    expect(await until(() => conn(0, 'r-local')?.state === 'UP', 5_000, 100)).toBeTruthy();
+    const report = await pinger.stop();
+    console.log(`[heal] SIGTERM stop and start: ${report.lost}/${report.sent} echoes lost`);
+    expect(report.lost).toBe(0);
+    expect(conn(0, 'r-local').tunnel.device.pid).toBe(wgPid);
+
+    writeFileSync(path.join(dir, 'cleanup-on-exit'), '');
+    await mesh.hosts[0]!.agent!.stop('SIGTERM', true);
+    expect(links(nsc).map((l) => l.ifname)).not.toContain('nsm-1');
+    expect(await until(() => !alive(wgPid), 3_000)).toBeTruthy();
+    // Back as the other cases left it, for the teardown.
+    await mesh.start(0, configs[0]!, { dir });
+  }, 60_000);
 });
