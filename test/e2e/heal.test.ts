@@ -61,6 +61,8 @@ run('heal and restarts without loss', () => {
   let nse: string;
   let nseR1: string;
   let nseR2: string;
+  let nseEth: string;
+  let nseA: string;
   const spire: FakeWorkloadApi[] = [];
   const identity = (i: number) => ({ source: 'spiffe', socket: spire[i]!.address });
   const registryURL = () => `tcp://${mesh.hosts[2]!.ip}:5002`;
@@ -120,6 +122,8 @@ run('heal and restarts without loss', () => {
     nse = mesh.netns('nse');
     nseR1 = mesh.netns('nr1');
     nseR2 = mesh.netns('nr2');
+    nseEth = mesh.netns('nx');
+    nseA = mesh.netns('na');
     const [a, b, c] = mesh.hosts;
     configs[2] = {
       ...common,
@@ -136,9 +140,16 @@ run('heal and restarts without loss', () => {
       endpoints: [
         { name: 'icmp-b', services: ['icmp-responder'], cidr: '172.16.1.0/24', netns: nse },
         { name: 'resel-1', services: ['resel'], cidr: '172.16.5.0/24', netns: nseR1 },
+        { name: 'l2-b', services: ['l2'], cidr: '172.16.2.0/24', netns: nseEth, payload: 'ETHERNET' },
       ],
     };
-    configs[0] = { ...common, identity: identity(0), listen: { tcp: `${a!.ip}:5001` }, registry: { url: registryURL() } };
+    configs[0] = {
+      ...common,
+      identity: identity(0),
+      listen: { tcp: `${a!.ip}:5001` },
+      registry: { url: registryURL() },
+      endpoints: [{ name: 'local-a', services: ['local'], cidr: '172.16.3.0/24', netns: nseA }],
+    };
     await mesh.start(2, configs[2]);
     await mesh.start(1, configs[1]);
     await mesh.start(0, configs[0]);
@@ -157,7 +168,15 @@ run('heal and restarts without loss', () => {
     const wgPid = before.tunnel.device.pid as number;
     expect(alive(wgPid)).toBe(true);
 
+    // A VXLAN vWire to host-b and a local veth vWire to an endpoint on host-a, held too.
+    const vx = a.cliJson(['connect', 'kernel://l2/nsm-3', '--netns', nsc, '--id', 'r-vxlan']);
+    const lo = a.cliJson(['connect', 'kernel://local/nsm-4', '--netns', nsc, '--id', 'r-veth']);
+    const ifindexes = () => Object.fromEntries(['nsm-1', 'nsm-3', 'nsm-4'].map((n) => [n, sh('ip', ['-n', nsc, '-o', 'link', 'show', 'dev', n]).stdout.split(':')[0]]));
+    const indexBefore = ifindexes();
+
     const pinger = startPinger(nsc, dst);
+    const vxPinger = startPinger(nsc, vx.dstIps[0].split('/')[0]);
+    const loPinger = startPinger(nsc, lo.dstIps[0].split('/')[0]);
     const tcp = await startTcpStream(nse, nsc, dst, 5);
     await sleep(800);
     const t = await killAndRestart(0);
@@ -170,6 +189,17 @@ run('heal and restarts without loss', () => {
     console.log(`[heal] local agent restart: ${report.lost}/${report.sent} echoes lost, longest gap ${report.longestGapMs} ms; connection back ${recoveredMs} ms after READY; TCP ${stream.bytes} bytes, ${stream.retransmits} retransmits`);
     expect(report.lost).toBe(0);
     expect(stream.bytes).toBeGreaterThan(0);
+    const vxReport = await vxPinger.stop();
+    const loReport = await loPinger.stop();
+    console.log(`[heal] local agent restart: VXLAN ${vxReport.lost}/${vxReport.sent} lost, local veth ${loReport.lost}/${loReport.sent} lost`);
+    expect(vxReport.lost).toBe(0);
+    expect(loReport.lost).toBe(0);
+    // Every vWire taken back as it was: the same interfaces (same ifindex), none made again.
+    expect(await until(() => conn(0, 'r-vxlan')?.state === 'UP' && conn(0, 'r-veth')?.state === 'UP', 5_000, 100)).toBeTruthy();
+    expect(ifindexes()).toEqual(indexBefore);
+    expect(mesh.hosts[0]!.agent!.cli(['disconnect', 'r-vxlan']).code).toBe(0);
+    expect(mesh.hosts[0]!.agent!.cli(['disconnect', 'r-veth']).code).toBe(0);
+    expect(links(nsc).map((l) => l.ifname).filter((n) => n.startsWith('nsm-'))).toEqual(['nsm-1']);
 
     // Taken back, not made again: same wireguard-go, same interface, same addresses and keys.
     expect(after.tunnel.device.pid).toBe(wgPid);
