@@ -22,6 +22,7 @@ const benches = {
     : ['--connections', '1000', '--duration', opt.duration ?? '5m', '--lifetime', '30s', '--remote', '100'],
   registry: quick ? ['--endpoints', '2000', '--watchers', '20', '--finds', '50'] : ['--endpoints', '10000', '--watchers', '100', '--finds', '200'],
   dataplane: quick ? ['--seconds', '1', '--rounds', '1'] : ['--seconds', '3', '--rounds', '3'],
+  heal: quick ? ['3'] : ['10'],
 };
 const only = opt.only ? String(opt.only).split(',') : Object.keys(benches);
 let failed = 0;
