@@ -17,7 +17,7 @@ import { SpiffeTokenSource } from '../../src/spire/token';
 import type { X509Svid } from '../../src/spire/svid';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { addrs, links, ping, sh, isRoot } from '../helpers/exec';
+import { addrs, links, ping, sh, isRoot, until } from '../helpers/exec';
 
 const run = isRoot ? describe : describe.skip;
 
@@ -31,16 +31,6 @@ function issueFiles(api: FakeWorkloadApi, id: string, dir: string, ca = api.issu
   // the mesh, so that the refusal seen is the agent's).
   writeFileSync(files.bundle, toPem([...api.bundle('example.org'), ...ca.bundle()]));
   return { ...files, svid };
-}
-
-async function until<T>(probe: () => T | undefined | false, ms: number, step = 50): Promise<T | undefined> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > end) return undefined;
-    await new Promise((r) => setTimeout(r, step));
-  }
 }
 
 /** A UDP port holder in a namespace (python3, no SO_REUSEADDR); returns its kill function. */

@@ -37,3 +37,14 @@ export function uniq(prefix: string): string {
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Polls `probe` every `step` ms until it returns something truthy (returned) or `ms` pass (undefined). */
+export async function until<T>(probe: () => T | undefined | false, ms: number, step = 50): Promise<T | undefined> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > end) return undefined;
+    await new Promise((r) => setTimeout(r, step));
+  }
+}
