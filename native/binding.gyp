@@ -19,7 +19,8 @@
             "src/tun.cc",
             "src/notify.cc",
             "src/peercred.cc",
-            "src/icmp.cc"
+            "src/icmp.cc",
+            "src/rtnl.cc"
           ]
         }, {
           "sources": ["src/unsupported.cc"]

@@ -66,6 +66,23 @@ export interface NsmNative {
    */
   icmpEcho(netnsFd: number, src: string, dst: string, timeoutMs: number, count: number, id?: number): Promise<number>;
   /**
+   * A bound NETLINK_ROUTE socket (fd, owned by the caller: close it with
+   * fs.closeSync) in the calling thread's netns; open it inside withNetns for
+   * another namespace. 1 MiB receive buffer, NETLINK_CAP_ACK.
+   */
+  rtnlOpen(): number;
+  /**
+   * Sends `request` (one or more netlink messages, each with NLM_F_ACK or a
+   * dump) in one send() and reads, on this thread, until each message's seq
+   * got its NLMSG_ERROR (ACK or error) or NLMSG_DONE: rtnetlink answers inside
+   * the send, so this does not wait on anything. Returns the replies as read
+   * (netlink messages back to back; other seqs may be among them). Throws
+   * errno errors for the transport only (sendmsg, recvmsg ENOBUFS, ETIMEDOUT
+   * after 5 s without an expected reply); the kernel's answers, errors
+   * included, are in the replies.
+   */
+  rtnlTransact(fd: number, request: Buffer): Buffer;
+  /**
    * fd of the netns the process was in when the addon loaded (the "home" ns
    * outermost withNetns calls return to). Owned by the addon: never close it.
    */

@@ -16,6 +16,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sdNotify", Napi::Function::New(env, nsm::SdNotify, "sdNotify"));
   exports.Set("peerCredentials", Napi::Function::New(env, nsm::PeerCredentials, "peerCredentials"));
   exports.Set("icmpEcho", Napi::Function::New(env, nsm::IcmpEcho, "icmpEcho"));
+  exports.Set("rtnlOpen", Napi::Function::New(env, nsm::RtnlOpen, "rtnlOpen"));
+  exports.Set("rtnlTransact", Napi::Function::New(env, nsm::RtnlTransact, "rtnlTransact"));
   exports.Set("homeNetnsFd", Napi::Number::New(env, nsm::HomeNetnsFd()));
   return exports;
 }

@@ -26,4 +26,8 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info);
 // getsockopt(SO_PEERCRED) on a connected unix socket: {pid, uid, gid}.
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info);
 
+// rtnl.cc: synchronous rtnetlink transactions.
+Napi::Value RtnlOpen(const Napi::CallbackInfo& info);
+Napi::Value RtnlTransact(const Napi::CallbackInfo& info);
+
 }  // namespace nsm

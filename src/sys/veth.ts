@@ -26,7 +26,9 @@ export interface VethEnd {
   /**
    * Bring the end up. For `a` this is part of the creating request. The
    * kernel cannot open a veth peer before the pair is linked (ENOTCONN), so
-   * for `b` it is one extra request, pipelined with the read-back.
+   * for `b` it is one extra request (and read-back) once the pair exists: a
+   * caller with more to do on `b` saves that round trip by leaving `up` off
+   * and sending the SETLINK with its own next requests.
    */
   up?: boolean;
   /** Fixed MAC 'aa:bb:..'; random if omitted. */
@@ -50,19 +52,26 @@ function endAttrs(out: AttrStream, end: VethEnd, mac: Buffer | undefined, up: bo
 /**
  * Creates a veth pair with end `a` in `a.ns` and end `b` in `b.ns`, using
  * `host`'s socket to send the single creating request (any namespace's Rtnl
- * works; the ends do not pass through it). Then reads both ends back (two
- * GETLINKs, in parallel) to return their ifindex and MAC.
+ * works; the ends do not pass through it), then reads both ends back
+ * (ifindex, MAC) on the ends' own sockets, sent right behind it without
+ * waiting for its answer (rtnetlink requests are handled as they are sent,
+ * see rtnl.ts; a read-back that found nothing although the NEWLINK succeeded
+ * is repeated). With `b.up`, also SETLINK up and a read-back of `b` once the
+ * pair exists.
  *
  * Errors: EINVAL (SysError, before any request) for names longer than 15
- * bytes or otherwise invalid; EEXIST if a name is taken in its namespace.
+ * bytes or otherwise invalid; EEXIST if a name is taken in its namespace
+ * (nothing is changed: the requests sent along with the NEWLINK only read).
  */
 export async function createVethPair(host: Rtnl, a: VethEnd, b: VethEnd): Promise<VethPair> {
   validateIfName(a.name);
   validateIfName(b.name);
   const macA = a.mac === undefined ? undefined : parseMac(a.mac, 'RTM_NEWLINK');
   const macB = b.mac === undefined ? undefined : parseMac(b.mac, 'RTM_NEWLINK');
+  const rtnlA = Rtnl.for(a.ns);
+  const rtnlB = Rtnl.for(b.ns);
 
-  await host.request(
+  const created = host.request(
     rt.MessageType.NEWLINK,
     (out) => {
       endAttrs(out, a, macA, a.up === true);
@@ -75,11 +84,22 @@ export async function createVethPair(host: Rtnl, a: VethEnd, b: VethEnd): Promis
     },
     { flags: FlagsNew.CREATE | FlagsNew.EXCL, subject: `${a.name}/${b.name}` },
   );
+  // Sent behind the NEWLINK; their answers are only looked at if it succeeded.
+  const readA = b.up === true ? undefined : getLink(rtnlA, a.name).catch(() => undefined);
+  const readB = b.up === true ? undefined : getLink(rtnlB, b.name).catch(() => undefined);
+  await created;
 
-  // Requests on one socket are handled in order, so b's GETLINK sees b up.
-  const rtnlB = Rtnl.for(b.ns);
-  const upB = b.up === true ? setLinkUp(rtnlB, b.name, true) : undefined;
-  const [infoA, infoB] = await Promise.all([getLink(Rtnl.for(a.ns), a.name), getLink(rtnlB, b.name), upB]);
+  let infoA: LinkInfo | undefined;
+  let infoB: LinkInfo | undefined;
+  if (b.up === true) {
+    // Requests are handled in order, so both read-backs see b up (and a's carrier on).
+    [, infoB, infoA] = await Promise.all([setLinkUp(rtnlB, b.name, true), getLink(rtnlB, b.name), getLink(rtnlA, a.name)]);
+  } else {
+    [infoA, infoB] = await Promise.all([readA, readB]);
+    if (infoA === undefined || infoB === undefined) {
+      [infoA, infoB] = await Promise.all([infoA ?? getLink(rtnlA, a.name), infoB ?? getLink(rtnlB, b.name)]);
+    }
+  }
   if (infoA === undefined || infoB === undefined) {
     // Someone deleted or moved an end between creation and lookup.
     throw new SysError('ENODEV', 'RTM_GETLINK', { path: infoA === undefined ? a.name : b.name, detail: 'veth end vanished after creation' });

@@ -53,17 +53,39 @@ function randomMac(): string {
  * One side's addresses, on-link routes to the peer addresses, the IP context's routes and,
  * when `peerMac` is given, permanent neighbours for the peers (payload IP over an L2 link:
  * no ARP needed). Used for both veth ends and for the local end of a tunnel.
+ *
+ * All of it goes to the kernel in one send (Rtnl.batch): rtnetlink handles the requests in
+ * order and none of them needs an earlier one's answer (routes and neighbours name the link by
+ * ifindex, not by an address), so waiting for the addresses before sending the routes only
+ * added round trips (bench/connect-local.mjs).
  */
 export async function configureSide(side: VethSide, index: number, cfg: SideConfig, peerMac?: string): Promise<void> {
+  await Promise.all(sideRequests(side, index, cfg, peerMac, false));
+}
+
+/** The requests of configureSide (plus SETLINK up first when `up`), sent in one batch; await them all. */
+function sideRequests(side: VethSide, index: number, cfg: SideConfig, peerMac: string | undefined, up: boolean): Promise<unknown>[] {
   const rtnl = sys.Rtnl.for(side.netns);
+  return rtnl.batch(() => sideBatch(rtnl, side, index, cfg, peerMac, up));
+}
+
+function sideBatch(rtnl: sys.Rtnl, side: VethSide, index: number, cfg: SideConfig, peerMac: string | undefined, up: boolean): Promise<unknown>[] {
   const own = cfg.addrs.map((a) => parsePrefix(a)).filter((p) => !!p);
   const ops: Promise<unknown>[] = [];
+  // Something that throws before its request is queued must not leave the others unawaited:
+  // it becomes a rejected promise among them.
+  const send = (fn: () => Promise<unknown> | void) => {
+    try {
+      ops.push(Promise.resolve(fn()));
+    } catch (err) {
+      ops.push(Promise.reject(err));
+    }
+  };
   if (cfg.addrs.some((a) => familyOf(ipOf(a)) === 6)) {
-    sys.setSysctl(side.netns, `net.ipv6.conf.${side.ifname}.disable_ipv6`, '0');
+    send(() => sys.setSysctl(side.netns, `net.ipv6.conf.${side.ifname}.disable_ipv6`, '0'));
   }
-  for (const a of cfg.addrs) ops.push(sys.addAddress(rtnl, index, a, { noDad: familyOf(ipOf(a)) === 6 }));
-  await Promise.all(ops);
-  const routes: Promise<unknown>[] = [];
+  if (up) send(() => sys.setLinkUp(rtnl, index, true));
+  for (const a of cfg.addrs) send(() => sys.addAddress(rtnl, index, a, { noDad: familyOf(ipOf(a)) === 6 }));
   const linked = new Set<string>();
   for (const peer of cfg.peers) {
     const ip = parseIp(ipOf(peer));
@@ -71,21 +93,21 @@ export async function configureSide(side: VethSide, index: number, cfg: SideConf
     if (own.some((p) => contains(p, ip.family, ip.value))) continue;
     const host = `${ipOf(peer)}/${ip.family === 4 ? 32 : 128}`;
     linked.add(host);
-    routes.push(sys.replaceRoute(rtnl, { dst: host, index, scope: 'link' }));
+    send(() => sys.replaceRoute(rtnl, { dst: host, index, scope: 'link' }));
   }
   for (const r of cfg.routes) {
     if (!r.prefix || linked.has(r.prefix)) continue;
     const fam = familyOf(ipOf(r.prefix));
     const via = r.nextHop || cfg.peers.map(ipOf).find((p) => familyOf(p) === fam);
     if (!via) continue;
-    routes.push(sys.replaceRoute(rtnl, { dst: r.prefix, index, via, onlink: true }));
+    send(() => sys.replaceRoute(rtnl, { dst: r.prefix as string, index, via, onlink: true }));
   }
   if (peerMac) {
     for (const peer of cfg.peers) {
-      routes.push(sys.replaceNeighbor(rtnl, { index, ip: ipOf(peer), mac: peerMac, permanent: true }));
+      send(() => sys.replaceNeighbor(rtnl, { index, ip: ipOf(peer), mac: peerMac, permanent: true }));
     }
   }
-  await Promise.all(routes);
+  return ops;
 }
 
 export interface VethPair {
@@ -96,6 +118,10 @@ export interface VethPair {
 /**
  * Creates and configures the pair. Throws AgentError; nothing is left behind on failure.
  * Both ends must not exist yet (an existing name fails with ALREADY_EXISTS).
+ *
+ * The same kernel work as the raw-netlink floor (bench/floor/veth-floor.c): the NEWLINK with
+ * both ends and the read-back of their ifindexes; then, per side in one send, the endpoint
+ * end's SETLINK up (a veth peer cannot be created up) with the addresses, routes and neighbours.
  */
 export async function createVethPair(
   pair: VethPair,
@@ -109,7 +135,7 @@ export async function createVethPair(
     created = await sys.createVethPair(
       host,
       { name: pair.client.ifname, ns: pair.client.netns, mtu: opts.mtu || undefined, mac: macs.client, up: true },
-      { name: pair.endpoint.ifname, ns: pair.endpoint.netns, mtu: opts.mtu || undefined, mac: macs.endpoint, up: true },
+      { name: pair.endpoint.ifname, ns: pair.endpoint.netns, mtu: opts.mtu || undefined, mac: macs.endpoint },
     );
   } catch (err) {
     const code = (err as { code?: string }).code;
@@ -121,8 +147,8 @@ export async function createVethPair(
   try {
     const sides = sidesOf(ipc);
     await Promise.all([
-      configureSide(pair.client, created.a.index, sides.client, opts.payloadIp ? macs.endpoint : undefined),
-      configureSide(pair.endpoint, created.b.index, sides.endpoint, opts.payloadIp ? macs.client : undefined),
+      ...sideRequests(pair.client, created.a.index, sides.client, opts.payloadIp ? macs.endpoint : undefined, false),
+      ...sideRequests(pair.endpoint, created.b.index, sides.endpoint, opts.payloadIp ? macs.client : undefined, true),
     ]);
   } catch (err) {
     await deleteVethEnd(pair.client).catch(() => {});
