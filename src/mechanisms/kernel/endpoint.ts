@@ -5,13 +5,14 @@
  * Placement: last in a hosted endpoint's chain, after ipam.
  */
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
+import { clone } from '../../networkservice/utils';
 import { defaultIfName, kernelMechanism } from './params';
 
 export function kernelEndpointServer(opts: { netns: string; ifname?: string }): NetworkServiceServer {
   const names = new Map<string, string>();
   return {
     async request(ctx, req) {
-      const conn = structuredClone(req.connection ?? {});
+      const conn = clone(req.connection ?? {});
       const id = conn.id ?? '';
       const ifname = opts.ifname ?? names.get(id) ?? defaultIfName(conn.network_service ?? '');
       names.set(id, ifname);

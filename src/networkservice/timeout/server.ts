@@ -20,6 +20,10 @@ import { eventFactory } from '../begin';
 import { hasMetadata, metadata } from '../metadata';
 import { currentSegment, indexOf, prevSegment } from '../utils';
 
+// The reason a superseded timer's close is cancelled with (abort() without one makes a
+// DOMException, stack trace included, on every refresh).
+const SUPERSEDED = Object.freeze(new Error('superseded by a later request or close'));
+
 /** When the connection must be closed (clock ms), from the caller's segment; undefined if unset. */
 function expiresOf(conn: Connection | null | undefined): number | undefined {
   const seg = indexOf(conn) > 0 ? prevSegment(conn) : currentSegment(conn);
@@ -64,7 +68,7 @@ export function timeoutServer(): NetworkServiceServer {
       md.take(TIMER)?.();
       md.set(TIMER, () => {
         stop();
-        cancelled.abort();
+        cancelled.abort(SUPERSEDED);
       });
       return conn;
     },
