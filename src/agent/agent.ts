@@ -83,6 +83,8 @@ export interface HeldConnection {
   ifname: string;
   /** The nsm:// URL it was asked with. */
   url: string;
+  /** What was last written to its record (see followHeld). */
+  recorded?: string;
 }
 
 /** A held connection as recorded in the state directory, to be asked for again after a restart. */
@@ -315,7 +317,14 @@ export class Agent {
     // next hop is in-process), the data-plane check pings from the client's namespace.
     const heal = healClient({
       monitor: (_ctx, selector, onEvent) => this.hub.subscribe(selector, onEvent),
-      ...(cfg.heal.livenessIntervalMs > 0 ? { liveness: this.livenessCheck(), livenessIntervalMs: cfg.heal.livenessIntervalMs } : {}),
+      ...(cfg.heal.livenessIntervalMs > 0
+        ? {
+            liveness: this.livenessCheck(),
+            // Each connection every livenessInterval, but at most maxChecksPerSecond periodic
+            // checks in all: a host holding many connections checks each less often.
+            livenessIntervalMs: () => Math.max(cfg.heal.livenessIntervalMs, (1000 * this.held.size) / cfg.heal.maxChecksPerSecond),
+          }
+        : {}),
       retry: { initialMs: HEAL_RETRY_MIN_MS, maxMs: HEAL_RETRY_MAX_MS },
     });
     this.client = chainClient(
@@ -474,6 +483,10 @@ export class Agent {
     const held = this.held.get(id);
     if (!held || (serverConn.path?.index ?? 0) !== 1 || stateName(serverConn.state) !== 'UP') return;
     held.conn = { ...serverConn, id, path: { index: 0, path_segments: segs } };
+    // A refresh changes only tokens and expiries, which a replay makes anew: no write then.
+    const what = JSON.stringify([held.conn.network_service_endpoint_name, held.conn.mechanism, held.conn.context, segs.map((x) => [x.name, x.id])]);
+    if (what === held.recorded) return;
+    held.recorded = what;
     this.recordHeld(id, held);
   }
 

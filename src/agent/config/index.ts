@@ -58,7 +58,7 @@ export interface AgentConfig {
   wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go'; spares: number };
   maxTokenLifetimeMs: number;
   /** Heal of held connections: liveness check interval (0: no check) and per-check timeout. */
-  heal: { livenessIntervalMs: number; livenessTimeoutMs: number };
+  heal: { livenessIntervalMs: number; livenessTimeoutMs: number; maxChecksPerSecond: number };
   identity: IdentityConfig;
   /** listen: where an embedded registry serves other hosts; undefined = local only unless listen.tcp is set. */
   registry: { url: string; listen?: string; store: 'memory' | 'etcd'; etcd: string[]; expirationMs: number };
@@ -184,7 +184,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     tunnelIP: raw.tunnelIP ?? 'auto',
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
     maxTokenLifetimeMs: lifetime,
-    heal: { livenessIntervalMs: livenessInterval, livenessTimeoutMs: livenessTimeout },
+    heal: { livenessIntervalMs: livenessInterval, livenessTimeoutMs: livenessTimeout, maxChecksPerSecond: raw.heal?.maxChecksPerSecond ?? 200 },
     identity,
     registry: {
       url: raw.registry?.url ?? 'embedded',

@@ -62,8 +62,11 @@ export interface HealOptions {
    * reselects, as NSM). A rejection counts as dead. It should bound its own duration.
    */
   liveness?: (conn: Connection) => Promise<boolean>;
-  /** Default 200 (NSM sdk). */
-  livenessIntervalMs?: number;
+  /**
+   * Default 200 (NSM sdk). A function is asked before each periodic check: a host holding many
+   * connections can space its checks out to keep their total cost bounded.
+   */
+  livenessIntervalMs?: number | (() => number);
   /** Back-off of heal re-requests: default 100 ms doubling to 1000 ms. */
   retry?: { initialMs?: number; maxMs?: number };
 }
@@ -94,7 +97,7 @@ interface Heal {
 interface Settings {
   monitor: HealOptions['monitor'];
   liveness: HealOptions['liveness'];
-  intervalMs: number;
+  intervalMs: () => number;
   initialMs: number;
   maxMs: number;
 }
@@ -190,7 +193,7 @@ class Healer {
 
   private scheduleCheck(): void {
     if (!this.s.liveness || this.closed || this.heal || this.stopCheckTimer) return;
-    this.stopCheckTimer = this.clock.after(this.s.intervalMs, () => {
+    this.stopCheckTimer = this.clock.after(this.s.intervalMs(), () => {
       this.stopCheckTimer = undefined;
       this.periodicCheck();
     });
@@ -311,7 +314,10 @@ export function healClient(opts: HealOptions): HealClient {
   const s: Settings = {
     monitor: opts.monitor,
     liveness: opts.liveness,
-    intervalMs: opts.livenessIntervalMs ?? DEFAULT_LIVENESS_INTERVAL_MS,
+    intervalMs: (() => {
+      const i = opts.livenessIntervalMs ?? DEFAULT_LIVENESS_INTERVAL_MS;
+      return typeof i === 'function' ? i : () => i;
+    })(),
     initialMs: opts.retry?.initialMs ?? DEFAULT_RETRY_INITIAL_MS,
     maxMs: opts.retry?.maxMs ?? DEFAULT_RETRY_MAX_MS,
   };
