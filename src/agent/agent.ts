@@ -249,12 +249,33 @@ export class Agent {
       throw new AgentError('FAILED_PRECONDITION', `${this.cfg.file}: wireguard.implementation: kernel, but this kernel has no WireGuard`);
     }
     this.wireguardKernel = kernelHas;
+    if (!kernelHas) this.checkInotifyLimit();
     const explicit = this.cfg.tunnelIP !== 'auto';
     try {
       this.underlay = await resolveUnderlay(this.cfg.tunnelIP);
     } catch (err) {
       if (explicit || this.networked) throw err;
       this.log.info('no underlay: remote mechanisms are off', { reason: AgentError.from(err).message });
+    }
+  }
+
+  /**
+   * Each wireguard-go takes one inotify instance (its UAPI listener), and the kernel allows
+   * fs.inotify.max_user_instances per user (128 by default): beyond that, WireGuard vWires
+   * fail with "too many open files". Said once at start, with the fix.
+   */
+  private checkInotifyLimit(): void {
+    try {
+      const limit = Number(sys.getSysctl(sys.hostNetns(), 'fs.inotify.max_user_instances'));
+      const wanted = this.cfg.wireguard.portMax - this.cfg.wireguard.portMin + 1 + this.cfg.wireguard.spares;
+      if (limit < wanted) {
+        this.log.warn('fs.inotify.max_user_instances limits wireguard-go vWires (one instance each); raise it with sysctl', {
+          limit,
+          wireguardPorts: wanted,
+        });
+      }
+    } catch {
+      /* no /proc/sys here: nothing to say */
     }
   }
 
