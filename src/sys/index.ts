@@ -55,3 +55,4 @@ export { sdNotify } from './notify';
 export { peerCredentials } from './peercred';
 export type { PeerCredentials } from './peercred';
 export { icmpEcho, type IcmpEchoOptions } from './icmp';
+export { liveArgv } from './proc';

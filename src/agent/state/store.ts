@@ -22,6 +22,7 @@ import type { Clock } from '../../core/clock';
 import { AgentError } from '../../core/errors';
 import type { Logger } from '../../core/log';
 import type { Records } from '../../core/records';
+import { liveArgv } from '../../sys';
 
 export interface KindOptions<T> {
   /** When a leftover that nobody claimed is reaped (epoch ms); past or 0 means at once. */
@@ -220,12 +221,6 @@ function lockOwner(file: string): number | undefined {
   }
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   if (pid === process.pid) return pid;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (/\) [ZX] /.test(stat)) return undefined;
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return /nsm-agent|main\.js/.test(argv) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
+  const argv = liveArgv(pid);
+  return argv && /nsm-agent|main\.js/.test(argv.join(' ')) ? pid : undefined;
 }

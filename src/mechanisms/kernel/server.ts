@@ -15,7 +15,7 @@ import type { Connection } from '../../api';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { noRecords, type Records } from '../../core/records';
-import { recordExpiry } from '../tunnel/sessions';
+import { recordExpiry } from '../../networkservice/utils';
 import { DOWNSTREAM, DownstreamSlot } from '../../networkservice/connect';
 import { CLS, PAYLOAD } from '../common';
 import { LOCAL_TARGET } from '../tunnel/params';

@@ -8,17 +8,9 @@
  * would a new one), but it already has its device, so nothing is made again.
  */
 import type { Connection } from '../../api';
-import { fromTimestamp } from '../../api/time';
 import type { Ctx } from '../../core/ctx';
+import { recordExpiry } from '../../networkservice/utils';
 import type { TunnelDataplane } from './dataplane';
-
-/** When an end left by a restart may be reaped: when this hop's timeout would close it. */
-export const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
-export function recordExpiry(conn: Connection, now: number): number {
-  const segs = conn.path?.path_segments ?? [];
-  const prev = segs[Math.max(0, (conn.path?.index ?? 0) - 1)];
-  return fromTimestamp(prev?.expires) ?? now + DEFAULT_RECORD_TTL_MS;
-}
 
 export interface Session<L, D> {
   local: L;

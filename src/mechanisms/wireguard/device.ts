@@ -62,6 +62,7 @@ import {
   deleteLink,
   getLink,
   hostNetns,
+  liveArgv,
   moveLink,
   openNetns,
   setLinkUp,
@@ -245,16 +246,8 @@ function logPath(hostName: string): string {
 
 /** True if `pid` is a live (not zombie) wireguard-go serving `hostName`. */
 export function isWireguardGo(pid: number | undefined, hostName: string): boolean {
-  if (!pid) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const st = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    if (st === 'Z' || st === 'X') return false;
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return argv[1] === hostName && (argv[0] ?? '').endsWith('wireguard-go');
-  } catch {
-    return false;
-  }
+  const argv = pid ? liveArgv(pid) : undefined;
+  return !!argv && argv[1] === hostName && (argv[0] ?? '').endsWith('wireguard-go');
 }
 
 /** SIGTERM to a wireguard-go that is not our child (SIGKILL after 2 s); waits until it is gone. */

@@ -7,7 +7,7 @@
 import type { Connection } from '../../api';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { noRecords, type Records } from '../../core/records';
-import { recordExpiry } from '../../mechanisms/tunnel/sessions';
+import { recordExpiry } from '../utils';
 import { AddressPool } from './pool';
 import { hostPrefix } from './cidr';
 

@@ -1,2 +1,2 @@
 export { Serial, raceAbort, abortError } from './serial';
-export { clone, protoEqual, connectionOf, segmentsOf, indexOf, currentSegment, prevSegment } from './proto';
+export { clone, protoEqual, connectionOf, segmentsOf, indexOf, currentSegment, prevSegment, recordExpiry } from './proto';

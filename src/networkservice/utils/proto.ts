@@ -4,6 +4,7 @@
  * missing), so comparisons treat undefined, null, '', 0, false, [] and {} as "unset".
  */
 import type { Connection, NetworkServiceRequest, PathSegment } from '../../api';
+import { fromTimestamp } from '../../api/time';
 
 /**
  * A deep copy, so the copy can be changed without touching the caller's object. Messages are
@@ -78,4 +79,15 @@ export function currentSegment(conn: Connection | null | undefined): PathSegment
 export function prevSegment(conn: Connection | null | undefined): PathSegment | undefined {
   const i = indexOf(conn);
   return i > 0 ? segmentsOf(conn)[i - 1] : undefined;
+}
+
+/** How long an end a restarted agent finds may wait for its connection before it is reaped, without an expiry. */
+export const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
+
+/**
+ * When a record of this hop's end of `conn` may be reaped by a restarted agent: when this
+ * hop's timeout would close the connection (the previous segment's expiry).
+ */
+export function recordExpiry(conn: Connection, now: number): number {
+  return fromTimestamp((prevSegment(conn) ?? currentSegment(conn))?.expires) ?? now + DEFAULT_RECORD_TTL_MS;
 }
