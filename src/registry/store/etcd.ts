@@ -12,41 +12,66 @@
  * therefore attached to an etcd lease with TTL = ceil(seconds until expiration) + 1; each put
  * grants a new lease and revokes the key's previous one. When the lease runs out etcd deletes
  * the key and every watcher (in every agent) gets a `delete` carrying the last record (from the
- * watch's prev_kv, else from the watcher's own cache of what it has seen).
+ * watch's prev_kv, else from the mirror's copy of it).
  *
- * Watch: one etcd watch per record kind and process, shared by all its watchers (a SharedWatch,
- * started by the first watcher, cancelled when the last one leaves). It reads the records once at
- * revision R into a mirror and watches from R + 1, so no change is lost or seen twice; each change
- * updates the mirror and is fanned out in process to the watchers whose filter accepts it. A new
- * watcher's snapshot comes from the mirror, in the same synchronous step as its subscription,
- * so joining costs no etcd read (100 watchers each reading 10,000 records did not finish in 60 s,
- * bench/registry.mjs). A watcher with more than `watchBuffer` unread live events ends with
- * AgentError UNAVAILABLE after the events already queued; when the shared etcd watch breaks (etcd
- * unreachable, revision compacted) every watcher does, and the next one starts a new watch.
- * Consumers re-Find to resume.
+ * Mirror: each record kind has one in-process mirror (etcd-mirror.ts) per store, started with
+ * the store and kept until close(): the records read once at revision R, then one etcd watch
+ * from R + 1 keeps them current. Reads (`get`, `list`) and watchers are answered from it, as
+ * copies; a new watcher's snapshot is taken from it in the same synchronous step as its
+ * subscription, so joining costs no etcd read (100 watchers each reading 10,000 records did not
+ * finish in 60 s, bench/registry.mjs). Each change is fanned out in process to the watchers
+ * whose filter accepts it. A watcher with more than `watchBuffer` unread live events ends with
+ * AgentError UNAVAILABLE after the events already queued.
  *
- * Reads: `get` is one range read of the record's key; `list` one range read of the prefix, each
- * record decoded once and filtered before it is kept.
+ * When the etcd watch breaks (etcd unreachable or restarted, revision compacted, or a write of
+ * this store not delivered within the store timeout) the mirror is dropped at once: every
+ * watcher ends with UNAVAILABLE (consumers re-Find to resume) and the next read or watch starts
+ * a new mirror (read + watch). Until that one is valid, reads are etcd range reads, so while etcd
+ * is down they fail with UNAVAILABLE as before rather than answer from a mirror that no longer
+ * follows etcd. gRPC keepalive pings (every 10 s, answered within the store timeout) make a
+ * silently lost connection a broken watch too, so a mirror cut off from etcd by a partition is
+ * dropped within about 10 s + the timeout instead of being served indefinitely.
+ *
+ * Consistency of reads:
+ * - Own writes are linearizable: every put and delete that changed a key records the revision
+ *   etcd gave it, and a read (or a new watcher's snapshot) first waits until the mirror has
+ *   applied the highest such revision. The watch delivers it within milliseconds; after the
+ *   store timeout the mirror counts as broken and the read goes to etcd.
+ * - Other agents' writes are seen once this agent's watch delivers them: typically a few ms,
+ *   bounded only by the watch being alive (see above). A read in agent A right after a Register
+ *   returned in agent B may miss it for that long. This is what Kubernetes informers give, and
+ *   upstream NSM's registry-k8s answers Find from such an informer cache.
+ * Why: issue 7's target is Find p50 under 2 ms at 10,000 endpoints. Reading etcd per call cost
+ * 2.33 ms p50 by name (one key: the agent's gRPC path is 1.2 ms by itself and an etcd round
+ * trip 0.7-1.4 ms) and 91.86 ms by service (a range of all 10,000 records, decoded, per Find),
+ * against 1.20 and 6.30 ms for the memory store (BENCHMARKS.md, "Registry at scale"). Answering
+ * from the mirror costs what the memory store costs.
  *
  * Every etcd failure is reported as AgentError UNAVAILABLE.
  */
-import { Etcd3, IKeyValue, Watcher as EtcdWatcher } from 'etcd3';
+import { Etcd3, IKeyValue } from 'etcd3';
 import type { NetworkService, NetworkServiceEndpoint } from '../../api';
 import { fromTimestamp } from '../../api/time';
 import { AgentError } from '../../core/errors';
 import { RecordStore, RegistryStore, StoreEvent } from './store';
 import { WatchQueue } from './queue';
+import { EtcdMirror, Filter, decode, prefixEnd, unavailable } from './etcd-mirror';
 
 export const DEFAULT_ETCD_PREFIX = '/nsm-agent/registry/';
 export const DEFAULT_ETCD_WATCH_BUFFER = 64;
 const DEFAULT_TIMEOUT_MS = 5_000;
+/** gRPC keepalive ping interval on the etcd connection (etcd refuses pings more often than every 5 s). */
+const KEEPALIVE_MS = 10_000;
 
 export interface EtcdStoreOptions {
   /** Client URLs or host:port (http:// is assumed when no scheme is given). */
   endpoints: string[];
   /** Key prefix; default `/nsm-agent/registry/`. */
   prefix?: string;
-  /** Deadline of each unary etcd call and of connecting, ms; default 5 s. */
+  /**
+   * Deadline of each unary etcd call, of connecting, of a keepalive ping's answer, and of a read's
+   * wait for the mirror to apply this store's own writes, ms; default 5 s.
+   */
   timeoutMs?: number;
   /** Live events a watcher may have unread before it is ended with UNAVAILABLE; default 64. */
   watchBuffer?: number;
@@ -68,11 +93,14 @@ export class EtcdStore implements RegistryStore {
       hosts: opts.endpoints.map((e) => (/^[a-z]+:\/\//i.test(e) ? e : `http://${e}`)),
       dialTimeout: timeout,
       defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + timeout }),
+      // A connection lost without a reset (partition) must end the watch, or the mirror would go stale unnoticed.
+      grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': timeout },
     });
     const prefix = opts.prefix ?? DEFAULT_ETCD_PREFIX;
     const cfg = {
       client: this.client,
       buffer: opts.watchBuffer ?? DEFAULT_ETCD_WATCH_BUFFER,
+      timeoutMs: timeout,
       now: opts.now ?? Date.now,
     };
     const ns = new EtcdRecords<NetworkService>({ ...cfg, what: 'network service', prefix: `${prefix}ns/` });
@@ -86,31 +114,13 @@ export class EtcdStore implements RegistryStore {
     this.records = [ns, nse];
   }
 
-  /** Ends every watcher (with UNAVAILABLE) and closes the etcd connection. Idempotent. */
+  /** Ends every watcher (with UNAVAILABLE), drops the mirrors and closes the etcd connection. Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const r of this.records) r.close();
     this.client.close();
   }
-}
-
-function unavailable(err: unknown, what: string): AgentError {
-  if (err instanceof AgentError) return err;
-  const msg = err instanceof Error ? err.message : String(err);
-  return new AgentError('UNAVAILABLE', `etcd ${what}: ${msg}`, { cause: err });
-}
-
-/** The end of the key range holding every key that starts with `prefix`. */
-function prefixEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if ((end[i] as number) < 0xff) {
-      end[i] = (end[i] as number) + 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]); // all 0xff: to the end of the keyspace
 }
 
 const NO_LEASE = '0';
@@ -122,20 +132,26 @@ interface RecordsConfig {
   what: string;
   prefix: string;
   buffer: number;
+  timeoutMs: number;
   now: () => number;
 }
 
-
+/** One record kind in etcd: writes go to etcd, reads and watches to the mirror (see the module comment). */
 class EtcdRecords<T extends { name?: string }> implements RecordStore<T> {
   private readonly client: Etcd3;
   private readonly prefix: Buffer;
-  /** The shared etcd watch while at least one watcher uses it. */
-  private shared: SharedWatch<T> | undefined;
+  /** The current mirror; replaced by the next read or watch once it has failed. */
+  private mirror: EtcdMirror<T>;
+  /** The highest etcd revision at which this store changed a key of this kind (0: none yet). */
+  private written = 0n;
+  /** While a mirror's initial read is out: the highest revision written since it was sent. */
+  private writtenWhileReading: bigint | undefined;
   private closed = false;
 
   constructor(private readonly cfg: RecordsConfig) {
     this.client = cfg.client;
     this.prefix = Buffer.from(cfg.prefix);
+    this.mirror = this.startMirror();
   }
 
   private key(name: string): Buffer {
@@ -146,55 +162,73 @@ class EtcdRecords<T extends { name?: string }> implements RecordStore<T> {
     if (this.closed) throw new AgentError('UNAVAILABLE', `${this.cfg.what} store: etcd store closed`);
   }
 
+  private startMirror(): EtcdMirror<T> {
+    this.writtenWhileReading = 0n;
+    return new EtcdMirror<T>({
+      client: this.client,
+      prefix: this.prefix,
+      what: this.cfg.what,
+      timeoutMs: this.cfg.timeoutMs,
+      onRead: (revision) => this.mirrorRead(revision),
+    });
+  }
+
+  /** The mirror, a new one if the last has failed. */
+  private liveMirror(): EtcdMirror<T> {
+    if (this.mirror.failed) this.mirror = this.startMirror();
+    return this.mirror;
+  }
+
+  /**
+   * A new mirror read etcd at `revision`. A linearizable read includes every write finished
+   * before it was sent, so `written` can only be above it when etcd's revisions went back (a new
+   * cluster, or one restored from a snapshot): the writes before the read are then in it or lost
+   * with that history, and only those finished since it was sent remain to be waited for. (Had
+   * one of those gone to the old etcd, waiting for it times out once and the next mirror reads again.)
+   */
+  private mirrorRead(revision: bigint): void {
+    const since = this.writtenWhileReading ?? 0n;
+    this.writtenWhileReading = undefined;
+    if (revision < this.written) this.written = since > revision ? since : revision;
+  }
+
+  /** Notes a change this store made at `revision` (from the etcd response header). */
+  private wrote(revision: string): void {
+    const r = BigInt(revision);
+    if (r > this.written) this.written = r;
+    if (this.writtenWhileReading !== undefined && r > this.writtenWhileReading) this.writtenWhileReading = r;
+  }
+
+  /**
+   * The mirror, if it may answer a read: valid and caught up with this store's writes (waited
+   * for, up to the store timeout). Undefined while it is being (re)built or once it has failed:
+   * the caller reads etcd instead.
+   */
+  private async readable(): Promise<EtcdMirror<T> | undefined> {
+    const m = this.liveMirror();
+    if (!m.valid) return undefined;
+    const caughtUp = await m.caughtUp(this.written);
+    this.check();
+    return caughtUp && m.valid ? m : undefined;
+  }
+
   async get(name: string): Promise<T | undefined> {
     this.check();
+    const key = this.key(name);
+    const m = await this.readable();
+    if (m) return m.get(key);
     try {
-      const res = await this.client.kv.range({ key: this.key(name) });
+      const res = await this.client.kv.range({ key });
       return decode<T>(res.kvs[0]?.value);
     } catch (err) {
       throw unavailable(err, `get ${this.cfg.what}`);
     }
   }
 
-  async put(record: T): Promise<void> {
+  async list(filter?: Filter<T>): Promise<T[]> {
     this.check();
-    const name = record.name ?? '';
-    const value = Buffer.from(JSON.stringify(record));
-    const exp = fromTimestamp((record as { expiration_time?: NetworkServiceEndpoint['expiration_time'] }).expiration_time);
-    try {
-      let lease: string | undefined;
-      if (exp !== undefined) {
-        const ttl = Math.max(1, Math.ceil((exp - this.cfg.now()) / 1000)) + 1;
-        lease = String((await this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 })).ID);
-      }
-      const res = await this.client.kv.put({ key: this.key(name), value, lease: lease ?? 0, prev_kv: true });
-      const old = res.prev_kv?.lease;
-      if (hasLease(old) && String(old) !== lease) this.revoke(old);
-    } catch (err) {
-      throw unavailable(err, `put ${this.cfg.what}`);
-    }
-  }
-
-  async delete(name: string): Promise<T | undefined> {
-    this.check();
-    try {
-      const res = await this.client.kv.deleteRange({ key: this.key(name), prev_kv: true });
-      const prev = res.prev_kvs[0];
-      if (!prev) return undefined;
-      if (hasLease(prev.lease)) this.revoke(prev.lease);
-      return decode<T>(prev.value);
-    } catch (err) {
-      throw unavailable(err, `delete ${this.cfg.what}`);
-    }
-  }
-
-  /** Best effort: the key no longer uses the lease; if this fails the lease just runs out. */
-  private revoke(lease: string | number): void {
-    this.client.leaseClient.leaseRevoke({ ID: lease }).catch(() => undefined);
-  }
-
-  async list(filter?: (record: T) => boolean): Promise<T[]> {
-    this.check();
+    const m = await this.readable();
+    if (m) return m.list(filter);
     let kvs: IKeyValue[];
     try {
       kvs = (await this.client.kv.range({ key: this.prefix, range_end: prefixEnd(this.prefix) })).kvs;
@@ -210,37 +244,60 @@ class EtcdRecords<T extends { name?: string }> implements RecordStore<T> {
     return out;
   }
 
-  /** Joins the shared watch (starting it if there is none, or the last one broke). */
-  private join(): SharedWatch<T> {
-    let w = this.shared;
-    if (!w || w.failed) {
-      w = new SharedWatch<T>(this.client, this.prefix, this.cfg.what, () => {
-        if (this.shared === w) this.shared = undefined;
-      });
-      this.shared = w;
+  async put(record: T): Promise<void> {
+    this.check();
+    const name = record.name ?? '';
+    const value = Buffer.from(JSON.stringify(record));
+    const exp = fromTimestamp((record as { expiration_time?: NetworkServiceEndpoint['expiration_time'] }).expiration_time);
+    try {
+      let lease: string | undefined;
+      if (exp !== undefined) {
+        const ttl = Math.max(1, Math.ceil((exp - this.cfg.now()) / 1000)) + 1;
+        lease = String((await this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 })).ID);
+      }
+      const res = await this.client.kv.put({ key: this.key(name), value, lease: lease ?? 0, prev_kv: true });
+      this.wrote(res.header.revision);
+      const old = res.prev_kv?.lease;
+      if (hasLease(old) && String(old) !== lease) this.revoke(old);
+    } catch (err) {
+      throw unavailable(err, `put ${this.cfg.what}`);
     }
-    w.users++;
-    return w;
   }
 
-  private leave(w: SharedWatch<T>): void {
-    if (--w.users > 0) return;
-    if (this.shared === w) this.shared = undefined;
-    w.stop();
+  async delete(name: string): Promise<T | undefined> {
+    this.check();
+    try {
+      const res = await this.client.kv.deleteRange({ key: this.key(name), prev_kv: true });
+      const prev = res.prev_kvs[0];
+      // Nothing deleted: no change, no revision of ours for reads to wait for.
+      if (!prev) return undefined;
+      this.wrote(res.header.revision);
+      if (hasLease(prev.lease)) this.revoke(prev.lease);
+      return decode<T>(prev.value);
+    } catch (err) {
+      throw unavailable(err, `delete ${this.cfg.what}`);
+    }
   }
 
-  async *watch(signal: AbortSignal, filter?: (record: T) => boolean): AsyncIterable<StoreEvent<T>> {
+  /** Best effort: the key no longer uses the lease; if this fails the lease just runs out. */
+  private revoke(lease: string | number): void {
+    this.client.leaseClient.leaseRevoke({ ID: lease }).catch(() => undefined);
+  }
+
+  async *watch(signal: AbortSignal, filter?: Filter<T>): AsyncIterable<StoreEvent<T>> {
     if (signal.aborted) return;
     this.check();
-    const shared = this.join();
+    const m = this.liveMirror();
     let q: WatchQueue<T> | undefined;
     const onAbort = () => q?.notify();
     signal.addEventListener('abort', onAbort);
     try {
-      await shared.ready;
+      await m.ready;
+      // The snapshot includes every change this store made before the watch began.
+      if (!m.failed) await m.caughtUp(this.written);
       if (signal.aborted) return;
-      if (shared.failed) throw shared.failed;
-      const sub = shared.subscribe(filter, this.cfg.buffer);
+      if (m.failed) throw m.failed;
+      const sub = m.subscribe(filter, this.cfg.buffer);
       q = sub;
       for (;;) {
         if (signal.aborted) return;
@@ -253,137 +310,13 @@ class EtcdRecords<T extends { name?: string }> implements RecordStore<T> {
         await sub.waitForChange();
       }
     } finally {
-      if (q) shared.unsubscribe(q);
+      if (q) m.unsubscribe(q);
       signal.removeEventListener('abort', onAbort);
-      this.leave(shared);
     }
   }
 
   close(): void {
     this.closed = true;
-    const w = this.shared;
-    this.shared = undefined;
-    w?.fail(new AgentError('UNAVAILABLE', `${this.cfg.what} watch: etcd store closed`));
-  }
-}
-
-function decode<T>(value: Buffer | undefined): T | undefined {
-  if (!value || value.length === 0) return undefined;
-  try {
-    return JSON.parse(value.toString('utf8')) as T;
-  } catch {
-    return undefined; // not ours: ignore
-  }
-}
-
-const copy = <T>(v: T): T => structuredClone(v);
-
-/**
- * One etcd watch over a record prefix, fanned out to the watchers of this process: a mirror of
- * the records (read once at revision R; the watch starts at R + 1) kept current by the watch,
- * and the subscribers' queues with their filters. Records in the mirror are never handed out:
- * subscribers get copies, and only of what their filter accepts.
- */
-class SharedWatch<T extends { name?: string }> {
-  users = 0;
-  failed: AgentError | undefined;
-  /** Resolves once the mirror is read and the etcd watch is open (never rejects: see failed). */
-  readonly ready: Promise<void>;
-  private readonly mirror = new Map<string, T>();
-  private readonly subs = new Map<WatchQueue<T>, ((record: T) => boolean) | undefined>();
-  private watcher: EtcdWatcher | undefined;
-  private stopped = false;
-
-  constructor(
-    private readonly client: Etcd3,
-    private readonly prefix: Buffer,
-    private readonly what: string,
-    private readonly onBroken: () => void,
-  ) {
-    this.ready = this.start().catch((err: unknown) => this.fail(unavailable(err, `watch ${this.what}`)));
-  }
-
-  private async start(): Promise<void> {
-    const end = prefixEnd(this.prefix);
-    const res = await this.client.kv.range({ key: this.prefix, range_end: end });
-    for (const kv of res.kvs) {
-      const r = decode<T>(kv.value);
-      if (r) this.mirror.set(kv.key.toString('utf8'), r);
-    }
-    if (this.stopped) return;
-    const w = await this.client
-      .watch()
-      .inRange({ start: this.prefix, end })
-      .startRevision(String(BigInt(res.header.revision) + 1n))
-      .withPreviousKV()
-      .create();
-    this.watcher = w;
-    if (this.stopped) {
-      this.cancel();
-      return;
-    }
-    w.on('put', (kv: IKeyValue) => {
-      const r = decode<T>(kv.value);
-      if (!r) return;
-      this.mirror.set(kv.key.toString('utf8'), r);
-      this.fan('put', r);
-    });
-    w.on('delete', (kv: IKeyValue, prev?: IKeyValue) => {
-      const k = kv.key.toString('utf8');
-      const known = this.mirror.get(k);
-      this.mirror.delete(k);
-      const r = decode<T>(prev?.value) ?? known;
-      if (r) this.fan('delete', r);
-    });
-    const broken = (err: unknown) => this.fail(unavailable(err, `watch ${this.what}`));
-    w.on('disconnected', broken);
-    w.on('error', broken);
-    w.on('end', () => this.fail(new AgentError('UNAVAILABLE', `etcd watch ${this.what}: watch ended`)));
-  }
-
-  /** A new subscriber: the mirror's matching records, then the changes (same synchronous step). */
-  subscribe(filter: ((record: T) => boolean) | undefined, buffer: number): WatchQueue<T> {
-    const snapshot: StoreEvent<T>[] = [];
-    for (const r of this.mirror.values()) if (!filter || filter(r)) snapshot.push({ type: 'put', record: copy(r) });
-    const q = new WatchQueue<T>(snapshot, buffer);
-    if (this.failed) q.fail(this.failed);
-    else this.subs.set(q, filter);
-    return q;
-  }
-
-  unsubscribe(q: WatchQueue<T>): void {
-    this.subs.delete(q);
-  }
-
-  private fan(type: StoreEvent<T>['type'], record: T): void {
-    for (const [q, filter] of this.subs) {
-      if (filter && !filter(record)) continue;
-      if (!q.offer({ type, record: copy(record) }, this.what)) this.subs.delete(q);
-    }
-  }
-
-  /** Ends every subscriber with `err` (after what they have queued) and cancels the etcd watch. */
-  fail(err: AgentError): void {
-    this.failed ??= err;
-    for (const q of this.subs.keys()) q.fail(this.failed);
-    this.subs.clear();
-    this.onBroken();
-    this.stop();
-  }
-
-  stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.mirror.clear();
-    this.cancel();
-  }
-
-  private cancel(): void {
-    const w = this.watcher;
-    if (!w) return;
-    this.watcher = undefined;
-    w.removeAllListeners();
-    w.on('error', () => undefined);
-    w.cancel().catch(() => undefined);
+    this.mirror.fail(new AgentError('UNAVAILABLE', `${this.cfg.what} watch: etcd store closed`));
   }
 }

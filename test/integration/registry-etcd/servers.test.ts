@@ -1,7 +1,9 @@
 /**
  * Two registry servers (as two agents would run them) over EtcdStores on ONE etcd: what is
  * registered through one is found and watched through the other, and an NSE whose registering
- * agent is gone still expires for everyone, through its etcd lease.
+ * agent is gone still expires for everyone, through its etcd lease. Each store answers Find from
+ * its mirror, so a change made through one server is found through the other once that one's
+ * etcd watch has delivered it (milliseconds), not necessarily at once: the tests wait for it.
  */
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -58,6 +60,14 @@ describe.skipIf(!haveEtcd())('registry servers sharing one etcd', () => {
     return [one(), one()];
   }
 
+  /** What `read` gives once `done` accepts it (another agent's change arrives through its watch, within ms). */
+  function eventually<T>(read: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
+    return waitFor('the other server to see the change', async () => {
+      const v = await read();
+      return done(v) ? v : undefined;
+    }, 2000);
+  }
+
   function liveCtx(): Ctx {
     const ac = new AbortController();
     cleanups.push(() => ac.abort());
@@ -84,17 +94,48 @@ describe.skipIf(!haveEtcd())('registry servers sharing one etcd', () => {
     await s1.nse.register(ctx, { name: 'nse-2', network_service_names: ['other'], url: 'tcp://10.0.0.2:5001' });
     expect(await s1.ns.register(ctx, { name: 'svc' })).toMatchObject({ name: 'svc', payload: 'IP' });
 
-    const found = await findAll(s2.nse.find(ctx, { network_service_endpoint: { network_service_names: ['svc'] } }));
+    const found = await eventually(
+      () => findAll(s2.nse.find(ctx, { network_service_endpoint: { network_service_names: ['svc'] } })),
+      (f) => f.length > 0,
+    );
     expect(found.map((r) => r.network_service_endpoint)).toEqual([resp]);
     expect(fromTimestamp(found[0]?.network_service_endpoint?.initial_registration_time)).toBeGreaterThan(0);
-    const nss = await findAll(s2.ns.find(ctx, { network_service: { name: 'svc' } }));
+    const nss = await eventually(
+      () => findAll(s2.ns.find(ctx, { network_service: { name: 'svc' } })),
+      (f) => f.length > 0,
+    );
     expect(nss.map((r) => [r.network_service?.name, r.network_service?.payload])).toEqual([['svc', 'IP']]);
 
     // And back: an unregister through server 2 is seen through server 1.
     await s2.nse.unregister(ctx, { name: 'nse-1' });
     await s2.ns.unregister(ctx, { name: 'svc' });
-    expect((await findAll(s1.nse.find(ctx, { network_service_endpoint: {} }))).map((r) => r.network_service_endpoint?.name)).toEqual(['nse-2']);
-    expect(await findAll(s1.ns.find(ctx, { network_service: {} }))).toEqual([]);
+    const left = await eventually(
+      () => findAll(s1.nse.find(ctx, { network_service_endpoint: {} })),
+      (f) => f.length < 2,
+    );
+    expect(left.map((r) => r.network_service_endpoint?.name)).toEqual(['nse-2']);
+    expect(await eventually(() => findAll(s1.ns.find(ctx, { network_service: {} })), (f) => f.length === 0)).toEqual([]);
+  });
+
+  it('a server finds what was registered or unregistered through it at once (read-your-writes)', async () => {
+    const [s1] = twoServers();
+    const ctx = liveCtx();
+    const names = async (query: { name?: string; network_service_names?: string[] }) =>
+      (await findAll(s1.nse.find(ctx, { network_service_endpoint: query }))).map((r) => r.network_service_endpoint?.name).sort();
+    for (let i = 0; i < 40; i++) {
+      await s1.nse.register(ctx, { name: `nse-${i}`, network_service_names: [`svc-${i % 2}`], url: `tcp://10.0.0.1:${5000 + i}` });
+      expect(await names({ name: `nse-${i}` })).toEqual([`nse-${i}`]);
+      expect(await names({ network_service_names: [`svc-${i % 2}`] })).toContain(`nse-${i}`);
+      if (i % 2) {
+        await s1.nse.unregister(ctx, { name: `nse-${i}` });
+        expect(await names({ name: `nse-${i}` })).toEqual([]);
+        expect(await names({ network_service_names: ['svc-1'] })).toEqual([]);
+      }
+    }
+    await s1.ns.register(ctx, { name: 'svc-0' });
+    expect((await findAll(s1.ns.find(ctx, { network_service: { name: 'svc-0' } }))).map((r) => r.network_service?.name)).toEqual(['svc-0']);
+    await s1.ns.unregister(ctx, { name: 'svc-0' });
+    expect(await findAll(s1.ns.find(ctx, { network_service: { name: 'svc-0' } }))).toEqual([]);
   });
 
   it('a watcher on server 2 sees an NSE registered through server 1, then its expiry', async () => {
