@@ -1,7 +1,10 @@
 /**
  * EtcdStore against a real etcd (the `etcd` binary; skipped without it): the RecordStore
  * contract (same as the memory store), plus what only etcd does: lease expiry, several
- * clients on one etcd, key prefixes and errors when etcd is unreachable.
+ * clients on one etcd, key prefixes and errors when etcd is unreachable; and the mirror reads
+ * are answered from: its own writes at once, other stores' after its watch delivers them,
+ * never once etcd is gone (UNAVAILABLE), rebuilt when etcd is back (also a new etcd whose
+ * revisions start again).
  */
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -11,7 +14,7 @@ import { AgentError } from '../../../src/core/errors';
 import { EtcdStore, EtcdStoreOptions } from '../../../src/registry/store/etcd';
 import type { StoreEvent } from '../../../src/registry/store/store';
 import { RunningEtcd, haveEtcd, startEtcd } from '../../helpers/etcd';
-import { activeHandles, waitFor } from './util';
+import { activeHandles, tcpProxy, TcpProxy, waitFor } from './util';
 
 // Known flake, seen once in a full-suite run on a loaded 2-core host: the second client's watch
 // got no events within 5 s (etcd3 watch stream set-up under load; not reproduced alone in many
@@ -61,6 +64,47 @@ describe.skipIf(!haveEtcd())('EtcdStore', { retry: 2 }, () => {
   }
 
   const names = (evs: StoreEvent<{ name?: string }>[]) => evs.map((e) => `${e.type}:${e.record.name}`);
+
+  /** A TCP proxy to `target`, closed after the test. */
+  async function proxy(target: string): Promise<TcpProxy> {
+    const p = await tcpProxy(target);
+    cleanups.push(() => p.close());
+    return p;
+  }
+
+  /** An etcd of the test's own (to stop or replace), stopped after the test. */
+  async function ownEtcd(): Promise<RunningEtcd> {
+    const e = await startEtcd();
+    cleanups.push(() => e.stop());
+    return e;
+  }
+
+  /** Whether `s`'s NSE mirror may answer reads now (private state, read for the test). */
+  const mirrorValid = (s: EtcdStore): boolean =>
+    (s.nse as unknown as { mirror: { valid: boolean } }).mirror.valid;
+  const mirrored = (s: EtcdStore) => waitFor('NSE mirror valid', () => mirrorValid(s) || undefined, 15_000);
+
+  /** Counts the etcd range reads `s` makes from now on: reads answered by its mirror make none. */
+  function countRanges(s: EtcdStore): () => number {
+    const kv = (s as unknown as { client: { kv: { range: (...a: unknown[]) => Promise<unknown> } } }).client.kv;
+    const range = kv.range.bind(kv);
+    let n = 0;
+    kv.range = (...a: unknown[]) => {
+      n++;
+      return range(...a);
+    };
+    return () => n;
+  }
+
+  /** The error `p` rejects with (fails the test if it resolves). */
+  async function rejection(p: Promise<unknown>): Promise<AgentError> {
+    const r = await p.then(
+      (v) => ({ ok: true as const, v }),
+      (e: unknown) => ({ ok: false as const, e }),
+    );
+    if (r.ok) throw new Error(`expected a rejection, got ${JSON.stringify(r.v)}`);
+    return r.e as AgentError;
+  }
 
   it('puts, gets, lists and deletes NSEs and NSs', async () => {
     const s = store();
@@ -161,7 +205,7 @@ describe.skipIf(!haveEtcd())('EtcdStore', { retry: 2 }, () => {
     expect(await other.nse.list()).toEqual([]);
   });
 
-  it('watchers share one etcd watch: late joiners get the current records, filters apply, the watch restarts after the last leaves', async () => {
+  it('watchers share one etcd watch: late joiners get the current records, filters apply, it outlives its watchers', async () => {
     const s = store();
     await s.nse.put({ name: 'a', url: 'x' });
     const first = liveSignal();
@@ -183,14 +227,14 @@ describe.skipIf(!haveEtcd())('EtcdStore', { retry: 2 }, () => {
     first.abort();
     await Promise.all([w1.done, ...many.map(({ w }) => w.done)]);
     expect(names(w1.events)).toEqual(['put:a', 'put:b', 'delete:a', 'put:c']);
-    // Nobody watches any more: a new watcher starts a new etcd watch from a fresh read.
+    // Nobody watches any more: the mirror and its etcd watch go on (reads use them); a new watcher joins them.
     await s.nse.put({ name: 'd' });
     const again = liveSignal();
     const w2 = watchInto(s.nse.watch(again.signal));
     await waitFor('fresh snapshot', () => w2.events.length === 3 || undefined, 5000);
     expect(names(w2.events).sort()).toEqual(['put:b', 'put:c', 'put:d']);
     await s.nse.delete('b');
-    await waitFor('change after restart', () => w2.events.length === 4 || undefined, 5000);
+    await waitFor('change after the others left', () => w2.events.length === 4 || undefined, 5000);
     expect(names(w2.events.slice(3))).toEqual(['delete:b']);
   });
 
@@ -256,6 +300,153 @@ describe.skipIf(!haveEtcd())('EtcdStore', { retry: 2 }, () => {
     );
     expect(err).toBeInstanceOf(AgentError);
     expect((err as AgentError).code).toBe('UNAVAILABLE');
+  });
+
+  it('reads come from the mirror and see this store\'s own puts and deletes at once', async () => {
+    const s = store();
+    await mirrored(s);
+    const ranges = countRanges(s);
+    const byName = (n: string) => (r: NetworkServiceEndpoint) => r.name === n;
+    for (let i = 0; i < 100; i++) {
+      const rec: NetworkServiceEndpoint = { name: `n${i}`, url: `u${i}`, network_service_names: [`svc${i % 3}`] };
+      await s.nse.put(rec);
+      expect(await s.nse.get(rec.name!)).toEqual(rec);
+      expect(await s.nse.list(byName(rec.name!))).toEqual([rec]);
+      await s.nse.put({ ...rec, url: `v${i}` }); // an update, read at once too
+      expect((await s.nse.get(rec.name!))?.url).toBe(`v${i}`);
+      if (i % 2) {
+        expect((await s.nse.delete(rec.name!))?.url).toBe(`v${i}`);
+        expect(await s.nse.get(rec.name!)).toBeUndefined();
+        expect(await s.nse.list(byName(rec.name!))).toEqual([]);
+      }
+    }
+    // Concurrent writes: all of them read once they have all returned.
+    await Promise.all(Array.from({ length: 30 }, (_, i) => s.nse.put({ name: `c${i}` })));
+    expect((await s.nse.list((r) => r.name!.startsWith('c'))).length).toBe(30);
+    expect(await s.nse.list()).toHaveLength(80);
+    expect(ranges()).toBe(0); // all from the mirror
+    expect(mirrorValid(s)).toBe(true);
+  });
+
+  it('another store\'s writes reach this store\'s reads through its watch', async () => {
+    const prefix = `/two-${randomBytes(4).toString('hex')}/`;
+    const mine = store({ prefix });
+    const other = store({ prefix }); // another agent on the same etcd
+    await mirrored(mine);
+    const ranges = countRanges(mine);
+    const t0 = Date.now();
+    await other.nse.put({ name: 'x', url: 'u1' });
+    await waitFor('put seen', async () => (await mine.nse.get('x')) ?? undefined, 5000);
+    const seenPut = Date.now() - t0;
+    await other.nse.put({ name: 'x', url: 'u2' });
+    await waitFor('update seen', async () => ((await mine.nse.get('x'))?.url === 'u2') || undefined, 5000);
+    await other.nse.delete('x');
+    await waitFor('delete seen', async () => ((await mine.nse.list()).length === 0) || undefined, 5000);
+    expect(ranges()).toBe(0);
+    expect(seenPut).toBeLessThan(1000); // milliseconds in practice; generous for a loaded host
+  });
+
+  it('once etcd is stopped, reads fail with UNAVAILABLE instead of answering from the mirror', async () => {
+    const own = await ownEtcd();
+    const s = store({ endpoints: [own.endpoint], timeoutMs: 1000 });
+    await s.nse.put({ name: 'a' });
+    await mirrored(s);
+    expect(await s.nse.get('a')).toEqual({ name: 'a' });
+    const ac = liveSignal();
+    const w = watchInto(s.nse.watch(ac.signal));
+    await waitFor('snapshot', () => w.events.length === 1 || undefined, 5000);
+    await own.stop();
+    // The watch sees the connection close: from then on every read goes to etcd, and fails.
+    const err = await waitFor('reads to fail', () => s.nse.get('a').then(() => undefined, (e: AgentError) => e), 3000);
+    expect(err).toMatchObject({ name: 'AgentError', code: 'UNAVAILABLE' });
+    expect(err.message).toMatch(/etcd/);
+    for (let i = 0; i < 3; i++) {
+      expect(await rejection(s.nse.get('a'))).toMatchObject({ code: 'UNAVAILABLE' });
+      expect(await rejection(s.nse.list())).toMatchObject({ code: 'UNAVAILABLE' });
+    }
+    expect(mirrorValid(s)).toBe(false);
+    await w.done;
+    expect((w.error() as AgentError).code).toBe('UNAVAILABLE');
+  });
+
+  it('when etcd is back, the mirror is rebuilt: reads show what changed meanwhile, from the mirror again', async () => {
+    const prefix = `/back-${randomBytes(4).toString('hex')}/`;
+    const p = await proxy(etcd.endpoint);
+    const s = store({ endpoints: [p.endpoint], prefix, timeoutMs: 1000 });
+    const other = store({ prefix }); // another agent, which keeps its etcd
+    await s.nse.put({ name: 'a', url: 'u' });
+    await s.nse.put({ name: 'b', url: 'u' });
+    await mirrored(s);
+    const ac = liveSignal();
+    const w = watchInto(s.nse.watch(ac.signal));
+    await waitFor('snapshot', () => w.events.length === 2 || undefined, 5000);
+
+    await p.cut(); // etcd gone for this store
+    await w.done;
+    expect((w.error() as AgentError).code).toBe('UNAVAILABLE');
+    expect(await rejection(s.nse.get('a'))).toMatchObject({ code: 'UNAVAILABLE' });
+    await other.nse.delete('a');
+    await other.nse.put({ name: 'b', url: 'changed' });
+    await other.nse.put({ name: 'c', url: 'u' });
+
+    await p.restore();
+    const back = await waitFor('reads to work again', () => s.nse.list().then((l) => l, () => undefined), 20_000);
+    expect(back.map((r) => `${r.name}=${r.url}`).sort()).toEqual(['b=changed', 'c=u']);
+    await mirrored(s);
+    const ranges = countRanges(s);
+    expect(await s.nse.get('a')).toBeUndefined();
+    expect((await s.nse.get('b'))?.url).toBe('changed');
+    await other.nse.put({ name: 'd' }); // the new watch delivers
+    await waitFor('d seen', async () => (await s.nse.get('d')) ?? undefined, 5000);
+    await s.nse.put({ name: 'e' });
+    expect(await s.nse.get('e')).toEqual({ name: 'e' });
+    expect(ranges()).toBe(0);
+    const w2 = watchInto(s.nse.watch(ac.signal));
+    await waitFor('new snapshot', () => w2.events.length === 4 || undefined, 5000);
+    expect(names(w2.events).sort()).toEqual(['put:b', 'put:c', 'put:d', 'put:e']);
+  });
+
+  it('an etcd replaced by a new one (revisions start again): reads show it, own writes still at once', async () => {
+    const first = await ownEtcd();
+    const p = await proxy(first.endpoint);
+    const s = store({ endpoints: [p.endpoint], timeoutMs: 3000 });
+    for (let i = 0; i < 40; i++) await s.nse.put({ name: `old${i}` }); // revision 41 and more
+    await mirrored(s);
+    expect(await s.nse.list()).toHaveLength(40);
+
+    await p.cut();
+    await first.stop();
+    const second = await ownEtcd(); // empty, revision 1
+    await p.restore(second.endpoint);
+    await waitFor('reads of the new etcd', () => s.nse.list().then((l) => (l.length === 0 ? l : undefined), () => undefined), 20_000);
+    await mirrored(s);
+    const ranges = countRanges(s);
+    const t0 = Date.now();
+    await s.nse.put({ name: 'new' });
+    expect(await s.nse.get('new')).toEqual({ name: 'new' });
+    // Not a wait for revision 41 that the new etcd has not reached (that would take the 3 s timeout).
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(ranges()).toBe(0);
+    expect(mirrorValid(s)).toBe(true);
+  });
+
+  it('a connection that goes silent (no reset) ends the mirror through keepalive: reads then fail', { timeout: 40_000 }, async () => {
+    const p = await proxy(etcd.endpoint);
+    const s = store({ endpoints: [p.endpoint], timeoutMs: 1000 });
+    await s.nse.put({ name: 'a' });
+    await mirrored(s);
+    const ac = liveSignal();
+    const w = watchInto(s.nse.watch(ac.signal));
+    await waitFor('snapshot', () => w.events.length === 1 || undefined, 5000);
+    const t0 = Date.now();
+    p.freeze();
+    // Keepalive pings every 10 s, unanswered within the 1 s timeout: the watch ends, the mirror with it.
+    await waitFor('watch to end', () => (w.error() ? true : undefined), 25_000);
+    const took = Date.now() - t0;
+    expect((w.error() as AgentError).code).toBe('UNAVAILABLE');
+    expect(mirrorValid(s)).toBe(false);
+    expect(await rejection(s.nse.get('a'))).toMatchObject({ code: 'UNAVAILABLE' });
+    expect(took).toBeLessThan(20_000);
   });
 
   it('close ends watchers with UNAVAILABLE and refuses further calls', async () => {
