@@ -81,6 +81,9 @@ export const wireguardReaper = {
   reap: (_key: string, r: WgRecord) => reapWireguard(r.device),
 };
 
+/** Quiet time after the last take of a spare before spares are made again (see refillSoon). */
+export const SPARE_REFILL_DELAY_MS = 100;
+
 const samePeer = (a: WgPeer, b: WgPeer): boolean => a.publicKey === b.publicKey && a.ip === b.ip && a.port === b.port;
 
 export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDataplane<WgLocal, WgPeer, WgDevice> {
@@ -103,6 +106,8 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     /** Re-records the device after a restart of its process (set by persist). */
     onRestart?: () => void;
     placed?: { mtu: number | undefined };
+    /** A spare's namespace (path) while it waits there, down, under its temporary name. */
+    waitsIn?: string;
     addressed?: WgDevice;
   }
 
@@ -134,11 +139,23 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     records.delete(key);
   };
 
-  // Spare devices: created in the host namespace, not yet configured, so that a connection
-  // does not wait for a device to start. Kept only once WireGuard is in use (an agent that
-  // never tunnels runs no idle wireguard-go), and removed by close().
+  // Spare devices: started ahead of need, not yet configured, so that a connection does not
+  // wait for a wireguard-go to start. Kept only once WireGuard is in use (an agent that never
+  // tunnels runs no idle wireguard-go), and removed by close().
+  //
+  // Where they wait: moving a link into another namespace costs the kernel an RCU barrier
+  // (~20 ms here, whatever the link) while it holds the RTNL lock, which every other link,
+  // address and route change on the host (the other end's too, when both agents share a
+  // kernel) waits for. On the serving end the move comes after the endpoint's answer, on the
+  // connect path; on the requesting end it overlaps the request but stalls the serving end's
+  // netlink work. So spares wait, down and under their temporary name, in the namespace where
+  // the last connection end was moved (`home`): usually the namespace of the endpoint this
+  // agent serves, or of the client it serves; a connection there only renames and raises its
+  // spare. A spare elsewhere is still used (moved). A spare's namespace whose name is deleted
+  // stays alive, held by the spare's handle, until the spare is deleted.
   const spareCount = opts.spares ?? 0;
   const spares: Prepared[] = [];
+  let home: string | undefined;
   let filling: Promise<void> | undefined;
   let closed = false;
   const refill = (): void => {
@@ -148,10 +165,13 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         const p = newDevice();
         try {
           await startDevice(p);
+          if (home !== undefined) await wait(p, home);
         } catch (err) {
-          opts.log.warn('cannot make a spare WireGuard device', { error: err });
+          opts.log.warn('cannot make a spare WireGuard device', { error: err, netns: home });
           await deleteDevice(p.dev).catch(() => {});
-          return;
+          if (home === undefined) return;
+          home = undefined; // its namespace may be gone: spares wait in the host namespace again
+          continue;
         }
         if (closed) await deleteDevice(p.dev).catch(() => {});
         else spares.push(p);
@@ -160,11 +180,37 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       filling = undefined;
     });
   };
-  const takeDevice = async (): Promise<Prepared> => {
-    const spare = spares.shift();
-    refill();
-    if (spare && spare.dev.info().state === 'running') return spare;
-    if (spare) await deleteDevice(spare.dev).catch(() => {});
+  /** Moves a spare, down and under its temporary name, into `netns` (re-recorded there). */
+  const wait = async (p: Prepared, netns: string): Promise<void> => {
+    await inNetns(netns, (ns) => p.dev.move(ns, p.dev.info().hostName, { up: false }));
+    p.waitsIn = netns;
+    records.put(devKey(p.dev), { expires: 0, device: p.dev.snapshot() });
+  };
+  // Refilling starts a wireguard-go (fork, Go runtime start, TUN, UAPI socket: tens of ms of
+  // CPU on a small host). Started at once, it competed with the very connection that took the
+  // spare (measured: the serving end's first UAPI set went from ~4 to 20-40 ms on 2 cores), so
+  // it waits until takes have paused for SPARE_REFILL_DELAY_MS. A connection that finds no
+  // spare still starts its own device at once.
+  let refillTimer: NodeJS.Timeout | undefined;
+  const refillSoon = (): void => {
+    if (refillTimer) clearTimeout(refillTimer);
+    refillTimer = setTimeout(() => {
+      refillTimer = undefined;
+      refill();
+    }, SPARE_REFILL_DELAY_MS);
+    refillTimer.unref();
+  };
+  /** A running device for a connection whose end goes to `netns`: a spare waiting there first. */
+  const takeDevice = async (netns?: string): Promise<Prepared> => {
+    for (;;) {
+      const i = spares.findIndex((p) => p.waitsIn === netns);
+      const spare = spares.splice(i >= 0 ? i : 0, 1)[0];
+      if (!spare) break;
+      refillSoon();
+      if (spare.dev.info().state === 'running') return spare;
+      await deleteDevice(spare.dev).catch(() => {});
+    }
+    refillSoon();
     const p = newDevice();
     try {
       await startDevice(p);
@@ -182,8 +228,10 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
 
   const place = async (p: Prepared, target: { netns: string; ifname: string }, mtu: number | undefined): Promise<void> => {
     p.ifname = target.ifname;
+    if (p.waitsIn !== target.netns) home = target.netns; // a move on the connect path: wait there next time
     await inNetns(target.netns, (ns) => p.dev.move(ns, target.ifname, { mtu, up: true }));
     p.placed = { mtu };
+    p.waitsIn = undefined;
   };
 
   const setMtuAt = (target: { netns: string; ifname: string }, mtu: number): Promise<void> =>
@@ -230,7 +278,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     },
 
     async prepare({ local, peer, target, mtu }: PrepareArgs<WgLocal, WgPeer>): Promise<Prepared> {
-      const p = await takeDevice();
+      const p = await takeDevice(target ? target.netns : home); // no target yet (serving end): likely home
       try {
         await configure(p, local, peer);
         if (target) await place(p, target, mtu);
@@ -246,7 +294,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     },
 
     async create({ local, peer, target, mtu, side, prepared }: CreateArgs<WgLocal, WgPeer>) {
-      const p = (prepared as Prepared | undefined) ?? (await takeDevice());
+      const p = (prepared as Prepared | undefined) ?? (await takeDevice(target.netns));
       const d: WgDevice = { dev: p.dev, target, side, peer, prepared: p };
       try {
         await configure(p, local, peer);
@@ -307,6 +355,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
 
     async close() {
       closed = true;
+      if (refillTimer) clearTimeout(refillTimer);
       await filling; // a spare being made now is deleted by the loop itself
       await Promise.all(spares.splice(0).map((p) => deleteDevice(p.dev).catch(() => {})));
     },

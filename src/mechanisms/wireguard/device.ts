@@ -15,8 +15,11 @@
  *   2. configure(cfg)    private key, listen port, exactly one peer with
  *      endpoint, AllowedIPs 0.0.0.0/0 and ::/0, PersistentKeepalive 10 s
  *      (NSM §5.2). May be called again (refresh) with the same keys.
- *   3. move(ns, name, {mtu, up})  sets the MTU (while still in the host ns),
- *      moves the link into `ns` renaming it to `name`, sets it up.
+ *   3. move(ns, name, {mtu, up})  sets the MTU (before the move), moves the
+ *      link into `ns` renaming it to `name`, sets it up. May be called again:
+ *      to another namespace, or to the same one (a rename in place, no move:
+ *      a device made ahead can wait, down, where it will likely be needed;
+ *      moving a link between namespaces costs an RCU barrier, ~20 ms).
  *   4. delete()          removes link, process and UAPI socket. Idempotent.
  *
  * wireguard-go specifics (verified on wireguard-go 0.0.20220316):
@@ -65,6 +68,8 @@ import {
   liveArgv,
   moveLink,
   openNetns,
+  renameLink,
+  sameNetns,
   setLinkUp,
   setMtu,
   validateIfName,
@@ -463,15 +468,21 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
       throw new AgentError('FAILED_PRECONDITION', `configure: WireGuard device is ${this.state}`);
     }
     validateConfig(cfg);
-    await this.apply(cfg);
+    await this.apply(cfg, this.state === 'running' ? this.cfg : undefined);
     this.cfg = { ...cfg, ...(cfg.peer ? { peer: { ...cfg.peer } } : {}) };
   }
 
-  private async apply(cfg: WireguardConfig): Promise<void> {
+  /**
+   * Sets `cfg` over UAPI. Given what the process already has (`current`), an unchanged private
+   * key and listen port are not sent again: wireguard-go re-binds its UDP sockets on every
+   * listen_port it is given while up, which costs milliseconds on the connect path (the peer is
+   * added to a device that is already up) and drops what arrives in between.
+   */
+  private async apply(cfg: WireguardConfig, current?: WireguardConfig): Promise<void> {
     try {
       await uapiSet(this.socketPath, {
-        privateKey: cfg.privateKey,
-        listenPort: cfg.listenPort,
+        privateKey: current?.privateKey === cfg.privateKey ? undefined : cfg.privateKey,
+        listenPort: current?.listenPort === cfg.listenPort ? undefined : cfg.listenPort,
         replacePeers: true,
         peers: cfg.peer
           ? [
@@ -492,47 +503,66 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
 
   async move(target: Netns, newName: string, options: MoveOptions = {}): Promise<void> {
     if (this.state !== 'running') throw new AgentError('FAILED_PRECONDITION', `move: WireGuard device is ${this.state}`);
-    if (this.target !== undefined) throw new AgentError('FAILED_PRECONDITION', `move: ${this.hostName} was already moved`);
     validateWireguardName(newName);
     const opts = { mtu: options.mtu ?? 0, up: options.up ?? true };
-    const own = dupNetns(target);
+    const from = this.target !== undefined ? { ns: this.target, name: this.linkName } : undefined;
+    const own = from && sameNetns(from.ns, target) ? from.ns : dupNetns(target);
     try {
-      await this.placeLink(own, newName, opts, 0);
+      await this.placeLink(own, newName, opts, 0, from);
     } catch (err) {
-      own.close();
+      if (own !== from?.ns) own.close();
       throw toAgentError(err, `move WireGuard device ${this.hostName} to ${target.path} as ${newName}`);
     }
+    if (from && own !== from.ns) from.ns.close();
     this.target = own;
     this.targetPath = target.path;
     this.linkName = newName;
     this.moveOpts = opts;
   }
 
-  /** Host ns -> target ns with rename, MTU, up. Retries EEXIST for `retryMs` (old link still going away). */
-  private async placeLink(target: Netns, newName: string, opts: Required<MoveOptions>, retryMs: number): Promise<void> {
-    const host = Rtnl.for(hostNetns());
+  /**
+   * Puts the link in `target` as `newName` with the MTU and state of `opts`: from the host ns
+   * (a new device, or a restarted process's new TUN), from another namespace, or, when `from`
+   * is `target` itself, a rename in place (no namespace change: a device made ahead where it was
+   * going to be needed skips the move's ~20 ms RCU barrier). Retries EEXIST for `retryMs` (an
+   * old link still going away).
+   */
+  private async placeLink(
+    target: Netns,
+    newName: string,
+    opts: Required<MoveOptions>,
+    retryMs: number,
+    from: { ns: Netns; name: string } = { ns: hostNetns(), name: this.hostName },
+  ): Promise<void> {
+    const here = Rtnl.for(from.ns);
     const there = Rtnl.for(target);
-    const link = await getLink(host, this.hostName);
-    if (link === undefined) throw new AgentError('DATAPLANE', `link ${this.hostName} not found in the host namespace`);
-    if (opts.mtu > 0) await setMtu(host, link.index, opts.mtu);
-    const deadline = Date.now() + retryMs;
-    for (;;) {
-      if ((await getLink(there, newName)) === undefined) {
-        try {
-          await moveLink(host, link.index, target, newName);
-          break;
-        } catch (err) {
-          if (!(err instanceof SysError && err.code === 'EEXIST') || Date.now() >= deadline) throw err;
+    const inPlace = sameNetns(from.ns, target);
+    const link = await getLink(here, from.name);
+    if (link === undefined) throw new AgentError('DATAPLANE', `link ${from.name} not found in ${inPlace ? target.path : 'its namespace'}`);
+    if (opts.mtu > 0) await setMtu(here, link.index, opts.mtu);
+    if (inPlace && newName === from.name) {
+      this.ifindex = link.index;
+    } else {
+      if (inPlace && link.up) await setLinkUp(here, link.index, false); // the kernel renames only links that are down
+      const deadline = Date.now() + retryMs;
+      for (;;) {
+        if ((await getLink(there, newName)) === undefined) {
+          try {
+            await (inPlace ? renameLink(here, link.index, newName) : moveLink(here, link.index, target, newName));
+            break;
+          } catch (err) {
+            if (!(err instanceof SysError && err.code === 'EEXIST') || Date.now() >= deadline) throw err;
+          }
+        } else if (Date.now() >= deadline) {
+          throw new AgentError('ALREADY_EXISTS', `a link named ${newName} already exists in ${target.path}`);
         }
-      } else if (Date.now() >= deadline) {
-        throw new AgentError('ALREADY_EXISTS', `a link named ${newName} already exists in ${target.path}`);
+        await sleep(5);
       }
-      await sleep(5);
+      const moved = inPlace ? link : await getLink(there, newName);
+      if (moved === undefined) throw new AgentError('DATAPLANE', `link ${newName} vanished after the move`);
+      this.ifindex = moved.index;
     }
-    const moved = await getLink(there, newName);
-    if (moved === undefined) throw new AgentError('DATAPLANE', `link ${newName} vanished after the move`);
-    this.ifindex = moved.index;
-    if (opts.up) await setLinkUp(there, moved.index, true);
+    if (opts.up) await setLinkUp(there, this.ifindex, true);
   }
 
   async delete(): Promise<void> {
@@ -846,20 +876,28 @@ export class KernelWireguard extends EventEmitter implements WireguardDevice {
   async move(target: Netns, newName: string, options: MoveOptions = {}): Promise<void> {
     if (this.state !== 'running' || this.ifindex === undefined) throw new AgentError('FAILED_PRECONDITION', 'move: not created');
     validateWireguardName(newName);
-    const host = Rtnl.for(hostNetns());
-    const own = dupNetns(target);
+    // From the host ns, from another namespace, or (already in `target`) a rename in place.
+    const from = this.ns;
+    const inPlace = from !== undefined && sameNetns(from, target);
+    const here = Rtnl.for(from ?? hostNetns());
+    const own = inPlace ? from : dupNetns(target);
     try {
-      if (options.mtu !== undefined) await setMtu(host, this.ifindex, options.mtu);
-      await moveLink(host, this.ifindex, own, newName);
+      if (options.mtu !== undefined) await setMtu(here, this.ifindex, options.mtu);
+      if (!inPlace) await moveLink(here, this.ifindex, own, newName);
+      else if (newName !== this.linkName) {
+        await setLinkUp(here, this.ifindex, false); // the kernel renames only links that are down
+        await renameLink(here, this.ifindex, newName);
+      }
       const there = Rtnl.for(own);
       const link = await getLink(there, newName);
       if (link === undefined) throw new AgentError('DATAPLANE', `link ${newName} vanished after the move`);
       if (options.up ?? true) await setLinkUp(there, link.index, true);
       this.ifindex = link.index;
     } catch (err) {
-      own.close();
+      if (!inPlace) own.close();
       throw toAgentError(err, `move WireGuard link ${this.hostName}`);
     }
+    if (from && !inPlace) from.close();
     this.ns = own;
     this.nsPath = target.path;
     this.linkName = newName;

@@ -72,6 +72,56 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
     expect(spawnSync('ip', ['-n', nsc.name, 'link', 'show', 'nsm-1']).status).not.toBe(0);
   }, 30_000);
 
+  it('keeps spares waiting, down, where the serving end had to move one; the next serving end only renames one', async () => {
+    // its own dataplane: the first test closed the shared one
+    const dp2 = wireguardDataplane({
+      underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 },
+      ports: new UdpPortAllocator({ host: '127.0.0.1', min: 54111, max: 54120 }),
+      log: silentLogger,
+      spares: 2,
+    });
+    const waiting = (ns: string): { ifname: string; ifindex: number; operstate: string }[] =>
+      JSON.parse(spawnSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' }).stdout).filter((l: { ifname: string }) =>
+        l.ifname.startsWith('nsmwg'),
+      );
+    const connect = async (n: number) => {
+      const client = await dp2.allocate('src', undefined);
+      const server = await dp2.allocate('dst', undefined);
+      const clientPeer = dp2.peerOf(dp2.advertise(client, 'src'), 'src');
+      const serverPeer = dp2.peerOf(dp2.advertise(server, 'dst'), 'dst');
+      const cTarget = { netns: nsc.path, ifname: `nsm-c${n}` };
+      const cPrep = await dp2.prepare!({ local: client, target: cTarget, mtu: 1440 });
+      const sPrep = await dp2.prepare!({ local: server, peer: clientPeer, mtu: 1440 });
+      const side = (a: string, b: string) => ({ addrs: [`172.16.6.${a}/32`], peers: [`172.16.6.${b}/32`], routes: [] });
+      const e = await dp2.create({ local: server, peer: clientPeer, target: { netns: nse.path, ifname: `nsm-e${n}` }, mtu: 1440, side: side(`${n * 2 + 1}`, `${n * 2 + 2}`), prepared: sPrep });
+      const c = await dp2.create({ local: client, peer: serverPeer, target: cTarget, mtu: 1440, side: side(`${n * 2 + 2}`, `${n * 2 + 1}`), prepared: cPrep });
+      return { c, e, release: () => (dp2.release(client), dp2.release(server)) };
+    };
+
+    const first = await connect(1); // the spares waited in the host namespace: this serving end moved
+    const deadline = Date.now() + 5000;
+    while (waiting(nse.name).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const spares = waiting(nse.name);
+    expect(spares).toHaveLength(2);
+    expect(spares.every((l) => l.operstate === 'DOWN')).toBe(true);
+
+    const second = await connect(2);
+    const ifindex = JSON.parse(spawnSync('ip', ['-n', nse.name, '-j', 'link', 'show', 'nsm-e2'], { encoding: 'utf8' }).stdout)[0].ifindex;
+    expect(spares.map((l) => l.ifindex)).toContain(ifindex); // the same link, renamed where it waited
+    expect(ping(nsc.name, '172.16.6.5')).toBe(true);
+    expect(ping(nse.name, '172.16.6.6')).toBe(true);
+    expect(ping(nsc.name, '172.16.6.3')).toBe(true);
+
+    for (const x of [first, second]) {
+      await dp2.remove(x.c);
+      await dp2.remove(x.e);
+      x.release();
+    }
+    await dp2.close!();
+    expect(liveWireguardDevices()).toHaveLength(0);
+    expect(waiting(nse.name)).toHaveLength(0);
+  }, 30_000);
+
   it('refuses a malformed peer key naming the parameter', () => {
     expect(() => dp.peerOf({ dst_ip: '127.0.0.1', dst_port: '1', dst_public_key: 'abc' }, 'dst')).toThrow(/dst_public_key: malformed WireGuard public key/);
   });
