@@ -83,6 +83,8 @@ export const wireguardReaper = {
 
 /** Quiet time after the last take of a spare before spares are made again (see refillSoon). */
 export const SPARE_REFILL_DELAY_MS = 100;
+/** How long spares keep waiting in a namespace after the last connection end there left. */
+export const SPARE_HOME_IDLE_MS = 1000;
 
 const samePeer = (a: WgPeer, b: WgPeer): boolean => a.publicKey === b.publicKey && a.ip === b.ip && a.port === b.port;
 
@@ -165,7 +167,12 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         const p = newDevice();
         try {
           await startDevice(p);
-          if (home !== undefined) await wait(p, home);
+          const where = home;
+          if (where !== undefined) await wait(p, where);
+          if (home !== where) {
+            await deleteDevice(p.dev); // its namespace stopped being home meanwhile
+            return;
+          }
         } catch (err) {
           opts.log.warn('cannot make a spare WireGuard device', { error: err, netns: home });
           await deleteDevice(p.dev).catch(() => {});
@@ -179,6 +186,37 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     })().finally(() => {
       filling = undefined;
     });
+  };
+  // Spares leave `home` once no connection end of ours has been there for SPARE_HOME_IDLE_MS
+  // (its endpoint removed, its client gone): nothing of the agent's lingers in a namespace
+  // nobody uses it for.
+  const endsIn = new Map<string, number>();
+  let idleTimer: NodeJS.Timeout | undefined;
+  let evicting: Promise<void> | undefined;
+  const endArrived = (netns: string): void => {
+    endsIn.set(netns, (endsIn.get(netns) ?? 0) + 1);
+  };
+  const endLeft = (netns: string): void => {
+    const n = (endsIn.get(netns) ?? 1) - 1;
+    if (n > 0) endsIn.set(netns, n);
+    else endsIn.delete(netns);
+    if (n > 0 || netns !== home) return;
+    if (idleTimer) clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      idleTimer = undefined;
+      if (home === undefined || endsIn.has(home)) return;
+      const left = home;
+      home = undefined;
+      const evicted = spares.filter((p) => p.waitsIn === left);
+      spares.splice(0, spares.length, ...spares.filter((p) => p.waitsIn !== left));
+      const done: Promise<void> = Promise.all(evicted.map((p) => deleteDevice(p.dev).catch(() => {})))
+        .then(refillSoon)
+        .finally(() => {
+          if (evicting === done) evicting = undefined;
+        });
+      evicting = done;
+    }, SPARE_HOME_IDLE_MS);
+    idleTimer.unref();
   };
   /** Moves a spare, down and under its temporary name, into `netns` (re-recorded there). */
   const wait = async (p: Prepared, netns: string): Promise<void> => {
@@ -306,6 +344,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         await deleteDevice(p.dev).catch(() => {});
         throw err;
       }
+      endArrived(target.netns);
       return d;
     },
 
@@ -335,6 +374,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         return undefined;
       }
       d.dev = p.dev;
+      endArrived(r.target.netns);
       watch(p);
       if (!opts.ports.reserve(r.local.port)) opts.log.warn('adopted WireGuard port was already in use here', { id, port: r.local.port });
       opts.log.info('WireGuard device taken back', { id, ifname: r.target.ifname, device: r.device.hostName, pid: p.dev.info().pid });
@@ -356,6 +396,8 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     async close() {
       closed = true;
       if (refillTimer) clearTimeout(refillTimer);
+      if (idleTimer) clearTimeout(idleTimer);
+      await evicting;
       await filling; // a spare being made now is deleted by the loop itself
       await Promise.all(spares.splice(0).map((p) => deleteDevice(p.dev).catch(() => {})));
     },
@@ -368,6 +410,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
 
     async remove(device) {
       await deleteDevice(device.dev);
+      endLeft(device.target.netns);
     },
 
     describe(device) {

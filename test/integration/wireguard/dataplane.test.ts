@@ -32,7 +32,9 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
     nsc = await tmp.create('c');
     nse = await tmp.create('e');
   });
+  const closers: (() => Promise<void>)[] = [];
   afterAll(async () => {
+    for (const close of closers) await close();
     await dp.close?.();
     await tmp.cleanup();
   });
@@ -72,54 +74,70 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
     expect(spawnSync('ip', ['-n', nsc.name, 'link', 'show', 'nsm-1']).status).not.toBe(0);
   }, 30_000);
 
-  it('keeps spares waiting, down, where the serving end had to move one; the next serving end only renames one', async () => {
-    // its own dataplane: the first test closed the shared one
-    const dp2 = wireguardDataplane({
-      underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 },
-      ports: new UdpPortAllocator({ host: '127.0.0.1', min: 54111, max: 54120 }),
-      log: silentLogger,
-      spares: 2,
+  it('keeps spares waiting, down, where the last end was moved; the next end there only renames one; they leave when nothing is left there', async () => {
+    // Two dataplanes, as two agents: one requests (nsc), one serves (nse). The first test
+    // closed the shared one.
+    const make = (min: number) =>
+      wireguardDataplane({
+        underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 },
+        ports: new UdpPortAllocator({ host: '127.0.0.1', min, max: min + 9 }),
+        log: silentLogger,
+        spares: 2,
+      });
+    const dpC = make(54111);
+    const dpS = make(54121);
+    closers.push(async () => {
+      await dpC.close!();
+      await dpS.close!();
+      expect(liveWireguardDevices()).toHaveLength(0);
     });
     const waiting = (ns: string): { ifname: string; ifindex: number; operstate: string }[] =>
       JSON.parse(spawnSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' }).stdout).filter((l: { ifname: string }) =>
         l.ifname.startsWith('nsmwg'),
       );
+    const ifindexOf = (ns: string, ifname: string): number =>
+      JSON.parse(spawnSync('ip', ['-n', ns, '-j', 'link', 'show', ifname], { encoding: 'utf8' }).stdout)[0].ifindex;
     const connect = async (n: number) => {
-      const client = await dp2.allocate('src', undefined);
-      const server = await dp2.allocate('dst', undefined);
-      const clientPeer = dp2.peerOf(dp2.advertise(client, 'src'), 'src');
-      const serverPeer = dp2.peerOf(dp2.advertise(server, 'dst'), 'dst');
+      const client = await dpC.allocate('src', undefined);
+      const server = await dpS.allocate('dst', undefined);
+      const clientPeer = dpS.peerOf(dpC.advertise(client, 'src'), 'src');
+      const serverPeer = dpC.peerOf(dpS.advertise(server, 'dst'), 'dst');
       const cTarget = { netns: nsc.path, ifname: `nsm-c${n}` };
-      const cPrep = await dp2.prepare!({ local: client, target: cTarget, mtu: 1440 });
-      const sPrep = await dp2.prepare!({ local: server, peer: clientPeer, mtu: 1440 });
-      const side = (a: string, b: string) => ({ addrs: [`172.16.6.${a}/32`], peers: [`172.16.6.${b}/32`], routes: [] });
-      const e = await dp2.create({ local: server, peer: clientPeer, target: { netns: nse.path, ifname: `nsm-e${n}` }, mtu: 1440, side: side(`${n * 2 + 1}`, `${n * 2 + 2}`), prepared: sPrep });
-      const c = await dp2.create({ local: client, peer: serverPeer, target: cTarget, mtu: 1440, side: side(`${n * 2 + 2}`, `${n * 2 + 1}`), prepared: cPrep });
-      return { c, e, release: () => (dp2.release(client), dp2.release(server)) };
+      const cPrep = await dpC.prepare!({ local: client, target: cTarget, mtu: 1440 });
+      const sPrep = await dpS.prepare!({ local: server, peer: clientPeer, mtu: 1440 });
+      const side = (a: number, b: number) => ({ addrs: [`172.16.6.${a}/32`], peers: [`172.16.6.${b}/32`], routes: [] });
+      const e = await dpS.create({ local: server, peer: clientPeer, target: { netns: nse.path, ifname: `nsm-e${n}` }, mtu: 1440, side: side(n * 2 + 1, n * 2 + 2), prepared: sPrep });
+      const c = await dpC.create({ local: client, peer: serverPeer, target: cTarget, mtu: 1440, side: side(n * 2 + 2, n * 2 + 1), prepared: cPrep });
+      return { c, e, release: () => (dpC.release(client), dpS.release(server)) };
+    };
+    const until = async (cond: () => boolean) => {
+      const deadline = Date.now() + 5000;
+      while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      return cond();
     };
 
-    const first = await connect(1); // the spares waited in the host namespace: this serving end moved
-    const deadline = Date.now() + 5000;
-    while (waiting(nse.name).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const spares = waiting(nse.name);
-    expect(spares).toHaveLength(2);
-    expect(spares.every((l) => l.operstate === 'DOWN')).toBe(true);
+    const first = await connect(1); // spares waited in the host namespace: both ends were moved
+    expect(await until(() => waiting(nse.name).length === 2 && waiting(nsc.name).length === 2)).toBe(true);
+    const spares = { nse: waiting(nse.name), nsc: waiting(nsc.name) };
+    expect([...spares.nse, ...spares.nsc].every((l) => l.operstate === 'DOWN')).toBe(true);
 
     const second = await connect(2);
-    const ifindex = JSON.parse(spawnSync('ip', ['-n', nse.name, '-j', 'link', 'show', 'nsm-e2'], { encoding: 'utf8' }).stdout)[0].ifindex;
-    expect(spares.map((l) => l.ifindex)).toContain(ifindex); // the same link, renamed where it waited
+    // the same links, renamed where they waited
+    expect(spares.nse.map((l) => l.ifindex)).toContain(ifindexOf(nse.name, 'nsm-e2'));
+    expect(spares.nsc.map((l) => l.ifindex)).toContain(ifindexOf(nsc.name, 'nsm-c2'));
     expect(ping(nsc.name, '172.16.6.5')).toBe(true);
     expect(ping(nse.name, '172.16.6.6')).toBe(true);
     expect(ping(nsc.name, '172.16.6.3')).toBe(true);
 
     for (const x of [first, second]) {
-      await dp2.remove(x.c);
-      await dp2.remove(x.e);
+      await dpC.remove(x.c);
+      await dpS.remove(x.e);
       x.release();
     }
-    await dp2.close!();
-    expect(liveWireguardDevices()).toHaveLength(0);
-    expect(waiting(nse.name)).toHaveLength(0);
+    // no connection end left there: after SPARE_HOME_IDLE_MS no spare waits in either namespace
+    expect(await until(() => waiting(nse.name).length + waiting(nsc.name).length === 0)).toBe(true);
+    // made again in the host namespace
+    expect(await until(() => liveWireguardDevices().length === 4 && liveWireguardDevices().every((d) => d.netns === undefined))).toBe(true);
   }, 30_000);
 
   it('refuses a malformed peer key naming the parameter', () => {
