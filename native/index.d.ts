@@ -83,6 +83,13 @@ export interface NsmNative {
    */
   rtnlTransact(fd: number, request: Buffer): Buffer;
   /**
+   * rtnlTransact on a libuv pool thread, for requests the kernel answers only
+   * after waiting (a link deleted or moved to another namespace waits for RCU,
+   * ~15-20 ms): the event loop runs meanwhile. Rejects with the same transport
+   * errors. `fd` must not be used by anything else until this settles.
+   */
+  rtnlTransactAsync(fd: number, request: Buffer): Promise<Buffer>;
+  /**
    * fd of the netns the process was in when the addon loaded (the "home" ns
    * outermost withNetns calls return to). Owned by the addon: never close it.
    */

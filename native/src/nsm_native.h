@@ -26,8 +26,9 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info);
 // getsockopt(SO_PEERCRED) on a connected unix socket: {pid, uid, gid}.
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info);
 
-// rtnl.cc: synchronous rtnetlink transactions.
+// rtnl.cc: rtnetlink transactions (synchronous, and on the libuv pool).
 Napi::Value RtnlOpen(const Napi::CallbackInfo& info);
 Napi::Value RtnlTransact(const Napi::CallbackInfo& info);
+Napi::Value RtnlTransactAsync(const Napi::CallbackInfo& info);
 
 }  // namespace nsm

@@ -122,7 +122,7 @@ export async function listLinks(rtnl: Rtnl): Promise<LinkInfo[]> {
  * Sends one RTM_NEWLINK that modifies an existing link, addressed by ifindex
  * or (with ifindex 0) by its current name.
  */
-function modify(rtnl: Rtnl, link: number | string, up: boolean | undefined, attrs: (out: AttrStream) => void): Promise<unknown> {
+function modify(rtnl: Rtnl, link: number | string, up: boolean | undefined, attrs: (out: AttrStream) => void, slow = false): Promise<unknown> {
   return rtnl.request(
     rt.MessageType.NEWLINK,
     (out) => {
@@ -130,7 +130,7 @@ function modify(rtnl: Rtnl, link: number | string, up: boolean | undefined, attr
       if (typeof link === 'string') out.push(IFLA.IFNAME, putString(link));
       attrs(out);
     },
-    { subject: String(link) },
+    { subject: String(link), slow },
   );
 }
 
@@ -161,15 +161,23 @@ export async function renameLink(rtnl: Rtnl, index: number, newName: string): Pr
  */
 export async function moveLink(rtnl: Rtnl, index: number, target: Netns, newName?: string): Promise<void> {
   if (newName !== undefined) validateIfName(newName);
-  await modify(rtnl, index, undefined, (out) => {
-    out.push(IFLA.NET_NS_FD, putU32(target.fd));
-    if (newName !== undefined) out.push(IFLA.IFNAME, putString(newName));
-  });
+  // slow: the kernel waits for an RCU barrier before it answers (see Rtnl)
+  await modify(
+    rtnl,
+    index,
+    undefined,
+    (out) => {
+      out.push(IFLA.NET_NS_FD, putU32(target.fd));
+      if (newName !== undefined) out.push(IFLA.IFNAME, putString(newName));
+    },
+    true,
+  );
 }
 
 /** Deletes the link (for veth: both ends). */
 export async function deleteLink(rtnl: Rtnl, index: number): Promise<void> {
-  await rtnl.request(rt.MessageType.DELLINK, (out) => ifinfo(out, index), { subject: String(index) });
+  // slow: the kernel waits for RCU while it unregisters the link (see Rtnl)
+  await rtnl.request(rt.MessageType.DELLINK, (out) => ifinfo(out, index), { subject: String(index), slow: true });
 }
 
 /** Sets IFLA_IFALIAS (free text, < 256 bytes); '' removes it. */

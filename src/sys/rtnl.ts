@@ -16,8 +16,12 @@
  * took 1.5 ms where the C floor takes 0.6 ms, bench/connect-local.mjs.)
  * {@link Rtnl.batch} sends several requests in one send. The promises
  * settle one event-loop turn later (see transact). Requests of one socket are therefore handled in the order they
- * are made, also across sockets. The rtnetlink work itself (e.g. ~15 ms to
- * delete a veth) runs on the calling thread as it did inside sendmsg before.
+ * are made, also across sockets. Requests the kernel makes wait (`slow`: a link deleted or
+ * moved to another namespace, ~15-20 ms of RCU barrier each) would block the event loop that
+ * long, every held connection's refresh and check and every other call with it; they go to a
+ * second socket of the namespace, one at a time, from a libuv pool thread (native
+ * rtnlTransactAsync), and are ordered only among themselves: a caller that needs one done
+ * before its next request awaits it, as always.
  *
  * Lifetime: an Rtnl stays open while at least one Netns handle that asked for
  * it is open; it closes when the last of them closes, or on
@@ -39,6 +43,12 @@ export interface RequestOptions {
   flags?: number;
   /** What the request is about, for error messages: ifname, address, ... */
   subject?: string;
+  /**
+   * The kernel answers only after waiting (a link deleted, or moved to another namespace: an
+   * RCU barrier, ~15-20 ms): sent on this namespace's second socket from a libuv pool thread,
+   * one at a time, so the event loop runs meanwhile. Never part of a batch.
+   */
+  slow?: boolean;
 }
 
 const NLMSG_HDRLEN = 16;
@@ -48,6 +58,15 @@ const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 1;
 const NLM_F_ACK = 4;
 const align4 = (n: number) => (n + 3) & ~3;
+
+interface Sent {
+  q: Queued;
+  seq: number;
+  syscall: string;
+  payloads: Buffer[];
+  errno?: number;
+  done: boolean;
+}
 
 interface Queued {
   type: rt.MessageType;
@@ -69,6 +88,10 @@ export class Rtnl {
   private seq = 1;
   /** Requests made inside batch(), sent when it returns. */
   private corked: Queued[] | undefined;
+  /** The socket of `slow` requests (opened on first use), and the tail of their queue. */
+  private slowFd: number | undefined;
+  private slowTail: Promise<void> = Promise.resolve();
+  private slowBusy = 0;
 
   /**
    * The cached socket for `ns`, opened inside it on first use. EBADF if the
@@ -94,11 +117,16 @@ export class Rtnl {
   private constructor(ns: Netns, key: string) {
     this.ns = ns;
     this.key = key;
+    this.fd = this.open();
+  }
+
+  /** A new socket in this namespace. */
+  private open(): number {
     try {
       const open = () => native().rtnlOpen();
-      this.fd = sameNetns(ns, hostNetns()) ? open() : withNetns(ns, open);
+      return sameNetns(this.ns, hostNetns()) ? open() : withNetns(this.ns, open);
     } catch (err) {
-      rethrow(err, { syscall: 'socket', path: ns.path });
+      rethrow(err, { syscall: 'socket', path: this.ns.path });
     }
   }
 
@@ -122,6 +150,13 @@ export class Rtnl {
     this.fd = undefined;
     if (Rtnl.cache.get(this.key) === this) Rtnl.cache.delete(this.key);
     closeSync(fd);
+    if (this.slowBusy === 0) this.closeSlow(); // else when the last slow request is done
+  }
+
+  private closeSlow(): void {
+    const fd = this.slowFd;
+    this.slowFd = undefined;
+    if (fd !== undefined) closeSync(fd);
   }
 
   /**
@@ -134,7 +169,8 @@ export class Rtnl {
   request(type: rt.MessageType, body: RequestBody, options: RequestOptions = {}): Promise<Buffer[]> {
     return new Promise<Buffer[]>((resolve, reject) => {
       const q: Queued = { type, body, options, resolve, reject };
-      if (this.corked) this.corked.push(q);
+      if (options.slow) this.transactSlow(q);
+      else if (this.corked) this.corked.push(q);
       else this.transact([q]);
     });
   }
@@ -157,9 +193,58 @@ export class Rtnl {
     }
   }
 
+  /** One slow request: queued behind the previous ones, sent from the pool, settled like any. */
+  private transactSlow(q: Queued): void {
+    this.slowBusy++;
+    const run = async (): Promise<void> => {
+      const { sent, request } = this.encode([q], this.fd);
+      if (request === undefined) return;
+      let replies: Buffer;
+      try {
+        this.slowFd ??= this.open();
+        replies = await native().rtnlTransactAsync(this.slowFd, request);
+      } catch (err) {
+        const first = sent[0];
+        const error = toSysError(err, { syscall: first?.syscall, path: first?.q.options.subject });
+        this.closeSlow(); // a failed transport: the next slow request opens a fresh socket
+        for (const s of sent) s.q.reject(error);
+        return;
+      }
+      this.settle(sent, replies);
+    };
+    this.slowTail = this.slowTail.then(run).finally(() => {
+      if (--this.slowBusy === 0 && this.fd === undefined) this.closeSlow();
+    });
+  }
+
   private transact(reqs: Queued[]): void {
     const fd = this.fd;
-    const sent: { q: Queued; seq: number; syscall: string; payloads: Buffer[]; errno?: number; done: boolean }[] = [];
+    const { sent, request } = this.encode(reqs, fd);
+    if (fd === undefined || request === undefined) return;
+
+    let replies: Buffer;
+    try {
+      replies = native().rtnlTransact(fd, request);
+    } catch (err) {
+      // The transport failed (e.g. ENOBUFS: replies were dropped): fail the batch and drop
+      // the socket; the next Rtnl.for opens a fresh one.
+      const first = sent[0];
+      const error = toSysError(err, { syscall: first?.syscall, path: first?.q.options.subject });
+      this.close();
+      setImmediate(() => {
+        for (const s of sent) s.q.reject(error);
+      });
+      return;
+    }
+    this.settle(sent, replies);
+  }
+
+  /**
+   * The requests as netlink messages (undefined: none to send); requests that cannot be sent
+   * (`fd` undefined: this socket is closed; a body that throws) are rejected here.
+   */
+  private encode(reqs: Queued[], fd: number | undefined): { sent: Sent[]; request?: Buffer } {
+    const sent: Sent[] = [];
     const bufs: Buffer[] = [];
     for (const q of reqs) {
       const syscall = `RTM_${rt.MessageType[q.type] ?? q.type}`;
@@ -188,22 +273,11 @@ export class Rtnl {
       if (len !== align4(len)) bufs.push(Buffer.alloc(align4(len) - len));
       sent.push({ q, seq, syscall, payloads: [], done: false });
     }
-    if (fd === undefined || sent.length === 0) return;
+    return { sent, ...(sent.length ? { request: Buffer.concat(bufs) } : {}) };
+  }
 
-    let replies: Buffer;
-    try {
-      replies = native().rtnlTransact(fd, Buffer.concat(bufs));
-    } catch (err) {
-      // The transport failed (e.g. ENOBUFS: replies were dropped): fail the batch and drop
-      // the socket; the next Rtnl.for opens a fresh one.
-      const first = sent[0];
-      const error = toSysError(err, { syscall: first?.syscall, path: first?.q.options.subject });
-      this.close();
-      setImmediate(() => {
-        for (const s of sent) s.q.reject(error);
-      });
-      return;
-    }
+  /** Matches the replies to the requests by seq and settles each (one loop turn later). */
+  private settle(sent: Sent[], replies: Buffer): void {
     const bySeq = new Map(sent.map((s) => [s.seq, s]));
     for (let off = 0; off + NLMSG_HDRLEN <= replies.length; ) {
       const len = readU32.call(replies, off);

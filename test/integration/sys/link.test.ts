@@ -107,6 +107,46 @@ describe.skipIf(!root)('links', () => {
     await expect(deleteLink(Rtnl.for(b), moved!.index)).rejects.toMatchObject({ code: 'ENODEV', syscall: 'RTM_DELLINK' });
   });
 
+  it('deletes and moves links off the event loop (the kernel waits for RCU), in order, with errors', async () => {
+    const a = await tmp.create('sa');
+    const b = await tmp.create('sb');
+    const n = 8;
+    const pairs = [];
+    for (let i = 0; i < n; i++) {
+      pairs.push(await createVethPair(host(), { name: `nsmt-s${i}`, ns: a }, { name: `nsmt-t${i}`, ns: a }));
+    }
+    // The event loop keeps turning while the deletions and moves wait in the kernel: count its
+    // turns (a 0 ms timer chain). Synchronously, ~15-20 ms each would have frozen it throughout.
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setTimeout(tick, 0);
+    };
+    setTimeout(tick, 0);
+    const t0 = performance.now();
+    const ra = Rtnl.for(a);
+    const done = await Promise.all(
+      pairs.map((p, i) => (i % 2 ? moveLink(ra, p.a.index, b, `nsmt-m${i}`) : deleteLink(ra, p.a.index)).then(() => performance.now() - t0)),
+    );
+    ticking = false;
+    const elapsed = performance.now() - t0;
+    // in order: each finished no earlier than the one queued before it
+    for (let i = 1; i < n; i++) expect(done[i]).toBeGreaterThanOrEqual(done[i - 1]!);
+    expect(turns).toBeGreaterThan(n); // the loop ran between (and during) the kernel's waits
+    console.log(`[rtnl] ${n} deletes/moves in ${elapsed.toFixed(1)} ms, ${turns} event-loop turns meanwhile`);
+    for (let i = 0; i < n; i++) {
+      expect(await getLink(ra, `nsmt-s${i}`)).toBeUndefined();
+      if (i % 2) expect(await getLink(Rtnl.for(b), `nsmt-m${i}`)).toMatchObject({ kind: 'veth' });
+    }
+    // an error of the slow lane is the kernel's, like any other
+    await expect(deleteLink(ra, 999_999)).rejects.toMatchObject({ code: 'ENODEV', syscall: 'RTM_DELLINK' });
+    // and the slow lane still works after it
+    const p = await createVethPair(host(), { name: 'nsmt-s9', ns: a }, { name: 'nsmt-t9', ns: a });
+    await deleteLink(ra, p.a.index);
+    expect(await getLink(ra, 'nsmt-t9')).toBeUndefined();
+  });
+
   it('reports kernel errors for bad values', async () => {
     const a = await tmp.create();
     const { a: end } = await createVethPair(host(), { name: 'nsmt-e1', ns: a }, { name: 'nsmt-e2', ns: a });
