@@ -26,32 +26,59 @@ export function nextOf<E extends object>(kind: ChainKind<E>, ctx: Ctx): E {
 
 type AnyMethod = (ctx: Ctx, ...args: unknown[]) => unknown;
 
+/** One position of a chain: runs `el` with `rest` (the positions after it, then the outer next) as next. */
+interface Link {
+  readonly el: Record<string, AnyMethod>;
+  readonly rest: object;
+}
+type LinkClass = new (el: object, rest: object) => Link;
+
+const linkClasses = new WeakMap<object, LinkClass>();
+
 /**
- * Builds the element at position i whose `next` is the rest of the list, ending in `parent`.
- * Built per call, because `parent` (the outer chain's next) is only known at call time.
+ * The class of a kind's positions: the API's methods live on its prototype, so a position is
+ * one small object (no closures), and positions are built once per chain and outer next, not
+ * per call (they are kept in the Ctx of every call, and in the Ctxs that elements keep).
  */
-function link<E extends object>(kind: ChainKind<E>, elements: readonly E[], i: number, parent: E): E {
-  const el = elements[i];
-  if (!el) return parent;
-  const bound = {} as Record<string, AnyMethod>;
+function linkClass<E extends object>(kind: ChainKind<E>): LinkClass {
+  let C = linkClasses.get(kind);
+  if (C) return C;
+  const key = kind.key as Key<unknown>;
+  C = class {
+    constructor(
+      readonly el: Record<string, AnyMethod>,
+      readonly rest: object,
+    ) {}
+  } as unknown as LinkClass;
   for (const m of kind.methods) {
-    bound[m] = (ctx: Ctx, ...args: unknown[]) => {
-      const rest = link(kind, elements, i + 1, parent);
-      return (el[m] as unknown as AnyMethod).call(el, ctx.with(kind.key, rest), ...args);
+    (C.prototype as Record<string, AnyMethod>)[m] = function (this: Link, ctx: Ctx, ...args: unknown[]) {
+      return this.el[m]!(ctx.with(key, this.rest), ...args);
     };
   }
-  return bound as unknown as E;
+  linkClasses.set(kind, C);
+  return C;
 }
 
 /** An element that runs `elements` in order, then continues with the caller's next. */
 export function chainOf<E extends object>(kind: ChainKind<E>, elements: readonly E[]): E {
   const list = elements.filter(Boolean);
+  const Link = linkClass(kind);
+  // The first position for each outer next (the tail, or a position of an enclosing chain: both
+  // live as long as the chains). Weak, so a next that is dropped takes its positions along.
+  const firsts = new WeakMap<E, E>();
+  const first = (parent: E): E => {
+    let f = firsts.get(parent);
+    if (!f) {
+      let next: object = parent;
+      for (let i = list.length - 1; i >= 0; i--) next = new Link(list[i]!, next);
+      f = next as E;
+      firsts.set(parent, f);
+    }
+    return f;
+  };
   const chain = {} as Record<string, AnyMethod>;
   for (const m of kind.methods) {
-    chain[m] = (ctx: Ctx, ...args: unknown[]) => {
-      const first = link(kind, list, 0, nextOf(kind, ctx));
-      return (first[m] as unknown as AnyMethod)(ctx, ...args);
-    };
+    chain[m] = (ctx: Ctx, ...args: unknown[]) => (first(nextOf(kind, ctx))[m] as unknown as AnyMethod)(ctx, ...args);
   }
   return chain as unknown as E;
 }

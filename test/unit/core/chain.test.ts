@@ -79,4 +79,27 @@ describe('chain', () => {
     expect(results.map((r) => r.id)).toEqual(Array.from({ length: 10 }, (_, i) => `c${i}`));
     expect(log.filter((l) => l === '<a')).toHaveLength(10);
   });
+
+  it('positions are built once per chain and outer next, not per call', async () => {
+    const nexts: unknown[] = [];
+    const spy: NetworkServiceServer = {
+      async request(ctx, req) {
+        nexts.push(nextServer(ctx));
+        return nextServer(ctx).request(ctx, req);
+      },
+      close: (ctx, conn) => nextServer(ctx).close(ctx, conn),
+    };
+    const inner = chainServer(spy, tagServer('b', []));
+    const outer = chainServer(inner, tagServer('c', []));
+    for (let i = 0; i < 3; i++) await outer.request(Ctx.background(), { connection: { id: `r${i}` } });
+    expect(nexts).toHaveLength(3);
+    expect(new Set(nexts).size).toBe(1);
+    // Under another outer next, the same chain continues there, not into the first one's.
+    const log: string[] = [];
+    const other = chainServer(inner, tagServer('d', log));
+    const conn = await other.request(Ctx.background(), { connection: { id: 'o' } });
+    expect(log).toEqual(['>d', '<d']);
+    expect(conn.labels).toEqual({ d: '1', b: '1' });
+    expect(nexts[3]).not.toBe(nexts[0]);
+  });
 });
