@@ -20,6 +20,7 @@ interface Node {
 }
 
 const neverAborted = new AbortController().signal;
+const noop = (): void => {};
 
 export class Ctx {
   private constructor(
@@ -82,6 +83,9 @@ export class Ctx {
   }
 
   private derive(deadline: number, parent: AbortSignal): [Ctx, () => void] {
+    // Nothing could ever abort it (no deadline, no parent to follow): no AbortController. Heal
+    // and the monitors keep one such Ctx per connection (streamCtx), made anew on each refresh.
+    if (parent === neverAborted && !Number.isFinite(deadline)) return [new Ctx(neverAborted, undefined, this.clock, this.log, this.values), noop];
     const ac = new AbortController();
     const onParent = () => ac.abort(parent.reason);
     if (parent.aborted) ac.abort(parent.reason);

@@ -51,8 +51,11 @@ class Factory implements EventFactory {
   readonly serial = new Serial();
   /** Last successful request, its connection replaced by the connection the chain returned. */
   stored: NetworkServiceRequest | undefined;
-  /** Client only: the connection last returned to an external caller (for the merge). */
-  returned: Connection | undefined;
+  /**
+   * Client only: what the merge needs of the connection last returned to an external caller
+   * (its endpoint name and context; shared with `stored` of then, which is never mutated).
+   */
+  returned: Pick<Connection, 'network_service_endpoint_name' | 'context'> | undefined;
   readonly requestTimeoutMs: number;
 
   constructor(
@@ -221,7 +224,10 @@ export class BeginCore {
       }
       if (this.side === 'server') conn = { ...conn, state: 'UP' };
       factory.succeeded(r, conn, false);
-      factory.returned = clone(conn);
+      if (this.side === 'client') {
+        const c = factory.stored?.connection;
+        factory.returned = { network_service_endpoint_name: c?.network_service_endpoint_name ?? '', context: c?.context ?? null };
+      }
       factory.valuesCtx = ctx;
       factory.next = next;
       return conn;

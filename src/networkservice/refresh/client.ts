@@ -51,13 +51,15 @@ export function refreshClient(): NetworkServiceClient {
       const md = metadata(ctx, 'client');
       const conn = await nextClient(ctx).request(ctx, req);
 
-      const clock = ctx.clock;
+      // The timer keeps only what it uses (not the connection or the Ctx: one per held connection).
+      const { clock, log } = ctx;
+      const id = conn.id;
       const cancelled = new AbortController();
       let stop = () => {};
       const fire = () => {
         void factory.request({ cancel: cancelled.signal }).then((err) => {
           if (!err || cancelled.signal.aborted) return;
-          ctx.log.warn('refresh failed, retrying', { id: conn.id, err: err.message });
+          log.warn('refresh failed, retrying', { id, err: err.message });
           stop = clock.after(REFRESH_RETRY_MS, fire);
         });
       };

@@ -59,10 +59,13 @@ export function timeoutServer(): NetworkServiceServer {
       const advance = Math.min(Number.isFinite(left) ? left : 0, Math.max(0, lifetime) / 3);
       const delay = lifetime - advance;
       const cancelled = new AbortController();
+      // The timer keeps only what it uses (not the connection or the Ctx: one per connection).
+      const { log } = ctx;
+      const id = conn.id;
       const stop = ctx.clock.after(delay, () => {
-        ctx.log.info('timeout: connection expired, closing', { id: conn.id });
+        log.info('timeout: connection expired, closing', { id });
         void factory.close({ cancel: cancelled.signal }).then((err) => {
-          if (err) ctx.log.warn('timeout: close failed', { id: conn.id, err: err.message });
+          if (err) log.warn('timeout: close failed', { id, err: err.message });
         });
       });
       md.take(TIMER)?.();
