@@ -8,6 +8,10 @@
  *   kernel objects they describe are gone too.
  * - Writes of one key are serialised and coalesced (only the latest value is written); writes
  *   of different keys run concurrently. flush() waits for all of them.
+ * - A put of the record as it was last put is no write: elements put their records again on
+ *   every refresh (with expiries rounded to a minute, see recordExpiry), and most are unchanged.
+ *   The record is serialised at put (the caller may change its object afterwards) and only a
+ *   digest of it is kept per key, not a copy.
  * - On open, each kind's files are read back as leftovers. A kind registered with a reaper
  *   has every leftover reaped at its expiry unless claimed first; records that cannot be read
  *   are logged and removed.
@@ -15,6 +19,7 @@
  *   lock is refused (two agents adopting each other's vWires would tear them down); a lock
  *   left by a dead process is taken over.
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -33,10 +38,17 @@ export interface KindOptions<T> {
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** A record's digest (base64 SHA-1 of its JSON: 28 characters kept per key instead of the record). */
+function digestOf(json: string): string {
+  return createHash('sha1').update(json).digest('base64');
+}
+
 class FileRecords<T> implements Records<T> {
   private readonly left = new Map<string, { value: T; cancel?: () => void }>();
-  /** Per key: the write or unlink in flight, and the next value to write after it. */
-  private readonly pending = new Map<string, { running: Promise<void>; next?: { value: T | undefined } }>();
+  /** Per key: the write or unlink in flight, and the next record (JSON) to write after it. */
+  private readonly pending = new Map<string, { running: Promise<void>; next?: { json: string | undefined } }>();
+  /** Per key: the digest of the record last put (written, or queued to be). */
+  private readonly digests = new Map<string, string>();
   private reaper: KindOptions<T> | undefined;
 
   constructor(
@@ -84,7 +96,7 @@ class FileRecords<T> implements Records<T> {
         reaper
           .reap(key, l.value)
           .catch((err) => this.store.log.warn('reaping failed', { kind: this.kind, key, error: err }))
-          .then(() => this.write(key, undefined)),
+          .then(() => this.drop(key)),
       );
     });
   }
@@ -95,13 +107,22 @@ class FileRecords<T> implements Records<T> {
       l.cancel?.();
       this.left.delete(key);
     }
-    this.write(key, structuredClone(value));
+    const json = JSON.stringify(value);
+    const digest = digestOf(json);
+    if (this.digests.get(key) === digest) return;
+    this.digests.set(key, digest);
+    this.write(key, json);
   }
 
   delete(key: string): void {
     const l = this.left.get(key);
     l?.cancel?.();
     this.left.delete(key);
+    this.drop(key);
+  }
+
+  private drop(key: string): void {
+    this.digests.delete(key);
     this.write(key, undefined);
   }
 
@@ -117,39 +138,43 @@ class FileRecords<T> implements Records<T> {
     return [...this.left].map(([k, l]) => [k, structuredClone(l.value)]);
   }
 
-  /** Queues the write (value) or removal (undefined) of key. */
-  private write(key: string, value: T | undefined): void {
+  /** Queues the write (JSON) or removal (undefined) of key. */
+  private write(key: string, json: string | undefined): void {
     const p = this.pending.get(key);
     if (p) {
-      p.next = { value };
+      p.next = { json };
       return;
     }
-    const entry: { running: Promise<void>; next?: { value: T | undefined } } = { running: Promise.resolve() };
+    const entry: { running: Promise<void>; next?: { json: string | undefined } } = { running: Promise.resolve() };
     this.pending.set(key, entry);
-    const loop = async (v: T | undefined): Promise<void> => {
+    const loop = async (j: string | undefined): Promise<void> => {
       for (;;) {
-        await this.writeNow(key, v).catch((err) => this.store.log.warn('cannot write state record', { kind: this.kind, key, error: err }));
+        await this.writeNow(key, j).catch((err) => {
+          // Not on disk: the same record put again must be written then.
+          if (j !== undefined && this.digests.get(key) === digestOf(j)) this.digests.delete(key);
+          this.store.log.warn('cannot write state record', { kind: this.kind, key, error: err });
+        });
         const next = entry.next;
         if (!next) break;
         entry.next = undefined;
-        v = next.value;
+        j = next.json;
       }
       this.pending.delete(key);
     };
-    entry.running = loop(value);
+    entry.running = loop(json);
     this.store.track(entry.running);
   }
 
-  private async writeNow(key: string, value: T | undefined): Promise<void> {
+  private async writeNow(key: string, json: string | undefined): Promise<void> {
     const file = this.file(key);
-    if (value === undefined) {
+    if (json === undefined) {
       await unlink(file).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
       return;
     }
     const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(value), { mode: 0o600 });
+    await writeFile(tmp, json, { mode: 0o600 });
     await rename(tmp, file);
   }
 

@@ -84,10 +84,22 @@ export function prevSegment(conn: Connection | null | undefined): PathSegment | 
 /** How long an end a restarted agent finds may wait for its connection before it is reaped, without an expiry. */
 export const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
 
+/** The grid record expiries are rounded up to (see recordExpiry). */
+export const RECORD_EXPIRY_GRAIN_MS = 60_000;
+
 /**
  * When a record of this hop's end of `conn` may be reaped by a restarted agent: when this
- * hop's timeout would close the connection (the previous segment's expiry).
+ * hop's timeout would close the connection (the previous segment's expiry), rounded up to the
+ * next whole minute (RECORD_EXPIRY_GRAIN_MS).
+ *
+ * Why rounded: the records are put again on every refresh, and the state store writes a record
+ * only when it changed. With the exact expiry every refresh changed it (a file rewritten per
+ * connection every few seconds with short tokens); rounded, the refreshes within one minute
+ * give the same record. Why up: reaping may come later than the connection's expiry, never
+ * earlier (a client that still refreshes in time must find its end). The cost is that an end
+ * whose client went away during a restart is removed up to a minute later.
  */
 export function recordExpiry(conn: Connection, now: number): number {
-  return fromTimestamp((prevSegment(conn) ?? currentSegment(conn))?.expires) ?? now + DEFAULT_RECORD_TTL_MS;
+  const exact = fromTimestamp((prevSegment(conn) ?? currentSegment(conn))?.expires) ?? now + DEFAULT_RECORD_TTL_MS;
+  return Math.ceil(exact / RECORD_EXPIRY_GRAIN_MS) * RECORD_EXPIRY_GRAIN_MS;
 }

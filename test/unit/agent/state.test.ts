@@ -67,6 +67,33 @@ describe('StateStore', () => {
     await s.close();
   });
 
+  it('a record put again unchanged is not written again; changed, deleted or failed, it is', async () => {
+    const dir = tmp();
+    const s = new StateStore(dir, new FakeClock(), silentLogger);
+    const r = s.records<Rec>('k');
+    const file = path.join(dir, 'k', 'a.json');
+    r.put('a', { expires: 60_000, n: 1 });
+    await s.flush();
+    rmSync(file);
+    r.put('a', { expires: 60_000, n: 1 });
+    await s.flush();
+    expect(existsSync(file)).toBe(false);
+    r.put('a', { expires: 120_000, n: 1 });
+    await s.flush();
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ expires: 120_000, n: 1 });
+    r.delete('a');
+    r.put('a', { expires: 120_000, n: 1 });
+    await s.flush();
+    expect(existsSync(file)).toBe(true);
+    // The value is taken at put: a later change of the caller's object is not written.
+    const v = { expires: 0, n: 5 };
+    r.put('b', v);
+    v.n = 6;
+    await s.flush();
+    expect(JSON.parse(readFileSync(path.join(dir, 'k', 'b.json'), 'utf8')).n).toBe(5);
+    await s.close();
+  });
+
   it('reaps leftovers nobody claims at their expiry, and deletes their records; claimed ones are kept', async () => {
     const dir = tmp();
     const clock = new FakeClock();
