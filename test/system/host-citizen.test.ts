@@ -141,6 +141,7 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
       '/usr/lib/systemd/system/nsm-connect@.service',
       '/usr/lib/systemd/system-generators/nsm-agent-generator',
       '/usr/lib/sysusers.d/nsm-agent.conf',
+      '/usr/lib/sysctl.d/60-nsm-agent.conf',
       '/etc/nsm-agent/agent.yaml',
     ]) {
       expect(files).toContain(f);
