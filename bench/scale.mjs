@@ -9,10 +9,13 @@
 //  `status` and interfaces at the end), teardown time.
 //  Remote: M (default 100) WireGuard connections from host-a to an endpoint on host-b, at once; both
 //  agents' VmRSS and the VmRSS of every wireguard-go process (children of the agents; the agents keep
-//  `wireguard.spares` idle devices too, counted apart), per connection.
+//  `wireguard.spares` idle devices too, counted apart), per connection. fs.inotify.max_user_instances
+//  (one per wireguard-go, 128 by default) is raised to 1024 for that part and put back after.
+//  --remote 0 skips the remote part.
 //
 // Usage (root): npm run build && node bench/scale.mjs [--connections N] [--duration 5m] [--lifetime 30s] [--remote M]
 import { createRequire } from 'node:module';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { args, duration, main, buildHosts, startAgent, agentClient, rssKiB, cpuMs, childrenOf, sh, TAG, mono, sleep, table, machine, versions, writeSection, date, mib, f1, ROOT } from './lib.mjs';
 import { twoAgents } from './remote.mjs';
 
@@ -113,16 +116,33 @@ async function local(scope, dir) {
   return r;
 }
 
+/**
+ * Each wireguard-go takes one inotify instance, and fs.inotify.max_user_instances is 128 per user
+ * by default (the packages raise it to 1024 with usr/lib/sysctl.d/60-nsm-agent.conf). Raised to
+ * `want` for this run if lower, and put back afterwards (unless someone changed it meanwhile).
+ */
+const INOTIFY = '/proc/sys/fs/inotify/max_user_instances';
+function raiseInotify(scope, want) {
+  const old = Number(readFileSync(INOTIFY, 'utf8'));
+  if (old >= want) return { old, now: old };
+  writeFileSync(INOTIFY, String(want));
+  scope.defer(() => {
+    if (Number(readFileSync(INOTIFY, 'utf8')) === want) writeFileSync(INOTIFY, String(old));
+  });
+  return { old, now: want };
+}
+
 async function remote(scope, dir) {
   const hosts = await buildHosts(scope, 2, P, 225);
   const nsc = await scope.netns(`${P}-rnsc`);
   const nse = await scope.netns(`${P}-rnse`);
+  const inotify = raiseInotify(scope, 1024);
   const { a, b } = await twoAgents(scope, dir, hosts, { endpoints: [{ name: 'wg-ep', services: ['bench-ip'], cidr: '10.101.0.0/16', netns: nse }] });
   const ctl = agentClient(a.socket, 600_000);
   scope.defer(() => ctl.dispose());
   const wgRss = (pid) => childrenOf(pid, 'wireguard-go').map((p) => ({ pid: p, rss: rssKiB(p) }));
   await sleep(1000);
-  const r = { rssA0: rssKiB(a.pid), rssB0: rssKiB(b.pid), spares: wgRss(a.pid).length + wgRss(b.pid).length };
+  const r = { inotify, rssA0: rssKiB(a.pid), rssB0: rssKiB(b.pid), spares: wgRss(a.pid).length + wgRss(b.pid).length };
   r.spareRss = [...wgRss(a.pid), ...wgRss(b.pid)].reduce((s, p) => s + p.rss, 0);
   const t0 = mono();
   const failed = [];
@@ -180,6 +200,9 @@ main(async (scope) => {
           `Remote: ${M} WireGuard connections (wireguard-go, one process per tunnel end) from host-a's control API to an endpoint on`,
           `host-b, requested at once. wireguard-go processes are the agents' children, counted 2 s after the setup; besides the two ends`,
           `of each connection they include the idle spares (\`wireguard.spares\`, default 2 per agent, made once WireGuard is in use).`,
+          R.inotify.now > R.inotify.old
+            ? `fs.inotify.max_user_instances (one per wireguard-go) was raised from ${R.inotify.old} to ${R.inotify.now} for this part, as the packages' sysctl.d file does, and put back after.`
+            : `fs.inotify.max_user_instances (one per wireguard-go) was ${R.inotify.old} already (the packages' sysctl.d file sets 1024).`,
           '',
           table(
             ['what', 'value'],
