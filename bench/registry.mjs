@@ -109,7 +109,7 @@ main(async (scope) => {
     R[s].rssWatch = rssKiB(stores[s].pid);
     for (const c of calls) c.cancel();
   }
-  const watchersNote = names.filter((s) => R[s].fanError).map((s) => `${s}: ${R[s].fanError} (its ${W} watchers each read the ${N} records from etcd to start)`);
+  const watchersNote = names.filter((s) => R[s].fanError).map((s) => `${s}: ${R[s].fanError}`);
 
   const S = Object.fromEntries(names.map((s) => [s, { reg: summary(R[s].reg), byName: summary(R[s].byName), bySvc: summary(R[s].bySvc), fan: summary(R[s].fan) }]));
   const row = (what, key) => [what, ...names.flatMap((s) => [ms(S[s][key].p50), ms(S[s][key].p99)])];
