@@ -65,8 +65,17 @@ async function registryReachable(agent: Agent): Promise<boolean> {
   }
 }
 
+/** Threads of the libuv pool unless UV_THREADPOOL_SIZE is set (see runDaemon). */
+const UV_THREADPOOL_SIZE = 16;
+
 export async function runDaemon(opts: RunOptions): Promise<number> {
   v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+  // The libuv pool (read by libuv when it first starts the pool, which nothing has done yet)
+  // runs the liveness echoes, the state files and the link deletions and namespace moves,
+  // each of which holds a thread through an RCU barrier (~15-20 ms, one lane per namespace:
+  // src/sys/rtnl.ts). Node's default of 4 threads would let four namespaces tearing down at
+  // once stall the rest; a user's own setting is kept.
+  process.env['UV_THREADPOOL_SIZE'] ??= String(UV_THREADPOOL_SIZE);
   const adjust = (cfg: AgentConfig) => {
     if (opts.socket) cfg.listen.unix = opts.socket;
     else if (process.env['NSM_AGENT_SOCKET'] && !opts.configFile) cfg.listen.unix = process.env['NSM_AGENT_SOCKET'];
