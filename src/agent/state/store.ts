@@ -9,9 +9,9 @@
  * - Writes of one key are serialised and coalesced (only the latest value is written); writes
  *   of different keys run concurrently. flush() waits for all of them.
  * - A put of the record as it was last put is no write: elements put their records again on
- *   every refresh (with expiries rounded to a minute, see recordExpiry), and most are unchanged.
- *   The record is serialised at put (the caller may change its object afterwards) and only a
- *   digest of it is kept per key, not a copy.
+ *   every refresh (expiries rounded up to about half a token lifetime, see recordExpiry), and
+ *   most are unchanged. The record is serialised at put (the caller may change its object
+ *   afterwards) and only a digest of it is kept per key, not a copy.
  * - On open, each kind's files are read back as leftovers. A kind registered with a reaper
  *   has every leftover reaped at its expiry unless claimed first; records that cannot be read
  *   are logged and removed.

@@ -84,22 +84,35 @@ export function prevSegment(conn: Connection | null | undefined): PathSegment | 
 /** How long an end a restarted agent finds may wait for its connection before it is reaped, without an expiry. */
 export const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
 
-/** The grid record expiries are rounded up to (see recordExpiry). */
-export const RECORD_EXPIRY_GRAIN_MS = 60_000;
+/** The grains record expiries are rounded up to (see recordExpiry), in ms. */
+const RECORD_EXPIRY_GRAINS_MS = [60_000, 30_000, 15_000, 10_000, 5_000, 2_000, 1_000];
+
+/**
+ * The grain for a connection that has `leftMs` to live: the largest of RECORD_EXPIRY_GRAINS_MS
+ * not above half of it (5% leeway: a 30 s token seen a few ms after it was made still gets
+ * 15 s), at least 1 s. So 30 s tokens get 15 s, 6 s tokens 2 s, 10 min tokens a minute.
+ */
+export function recordExpiryGrain(leftMs: number): number {
+  const half = (leftMs / 2) * 1.05;
+  return RECORD_EXPIRY_GRAINS_MS.find((g) => g <= half) ?? 1_000;
+}
 
 /**
  * When a record of this hop's end of `conn` may be reaped by a restarted agent: when this
- * hop's timeout would close the connection (the previous segment's expiry), rounded up to the
- * next whole minute (RECORD_EXPIRY_GRAIN_MS).
+ * hop's timeout would close the connection (the previous segment's expiry), rounded up to a
+ * grain of about half the time the connection has left, at most a minute (recordExpiryGrain).
  *
  * Why rounded: the records are put again on every refresh, and the state store writes a record
  * only when it changed. With the exact expiry every refresh changed it (a file rewritten per
- * connection every few seconds with short tokens); rounded, the refreshes within one minute
- * give the same record. Why up: reaping may come later than the connection's expiry, never
- * earlier (a client that still refreshes in time must find its end). The cost is that an end
- * whose client went away during a restart is removed up to a minute later.
+ * connection every few seconds with short tokens); rounded, successive refreshes mostly give
+ * the same record (with 30 s tokens, refreshed every 6 s, 2 of 5 refreshes write). Why up:
+ * reaping may come later than the connection's expiry, never earlier (a client that still
+ * refreshes in time must find its end). Why half the lifetime: the cost is that an end whose
+ * client went away during a restart is removed that much later; that stays within half a
+ * token lifetime (and a minute), small next to the lifetime the client was granted anyway.
  */
 export function recordExpiry(conn: Connection, now: number): number {
   const exact = fromTimestamp((prevSegment(conn) ?? currentSegment(conn))?.expires) ?? now + DEFAULT_RECORD_TTL_MS;
-  return Math.ceil(exact / RECORD_EXPIRY_GRAIN_MS) * RECORD_EXPIRY_GRAIN_MS;
+  const grain = recordExpiryGrain(exact - now);
+  return Math.ceil(exact / grain) * grain;
 }
