@@ -120,13 +120,19 @@ export class Rtnl {
     this.fd = this.open();
   }
 
-  /** A new socket in this namespace. */
+  /**
+   * A new socket in this namespace, entered through a handle that is open now: the handle that
+   * first opened this Rtnl may be closed since (other owners keep it), and the slow socket is
+   * opened later, on first use.
+   */
   private open(): number {
+    let ns = this.ns;
+    if (ns.closed) for (const owner of this.owners) if (!owner.closed) ns = owner;
     try {
       const open = () => native().rtnlOpen();
-      return sameNetns(this.ns, hostNetns()) ? open() : withNetns(this.ns, open);
+      return sameNetns(ns, hostNetns()) ? open() : withNetns(ns, open);
     } catch (err) {
-      rethrow(err, { syscall: 'socket', path: this.ns.path });
+      rethrow(err, { syscall: 'socket', path: ns.path });
     }
   }
 

@@ -12,6 +12,7 @@ import {
   hostNetns,
   listLinks,
   moveLink,
+  openNetns,
   renameLink,
   setLinkAlias,
   setLinkUp,
@@ -145,6 +146,19 @@ describe.skipIf(!root)('links', () => {
     const p = await createVethPair(host(), { name: 'nsmt-s9', ns: a }, { name: 'nsmt-t9', ns: a });
     await deleteLink(ra, p.a.index);
     expect(await getLink(ra, 'nsmt-t9')).toBeUndefined();
+  });
+
+  it('opens the slow lane through a handle still open when the first one was closed', async () => {
+    const a = await tmp.create('sc');
+    const h1 = openNetns(a.path);
+    const h2 = openNetns(a.path);
+    const rtnl = Rtnl.for(h1);
+    expect(Rtnl.for(h2)).toBe(rtnl); // one socket per namespace, two owners
+    const p = await createVethPair(host(), { name: 'nsmt-o1', ns: h1 }, { name: 'nsmt-o2', ns: h1 });
+    h1.close(); // the handle that opened it
+    await deleteLink(Rtnl.for(h2), p.a.index); // first slow request: its socket is opened now
+    expect(await getLink(Rtnl.for(h2), 'nsmt-o2')).toBeUndefined();
+    h2.close();
   });
 
   it('reports kernel errors for bad values', async () => {
