@@ -240,15 +240,14 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
   };
   /** A running device for a connection whose end goes to `netns`: a spare waiting there first. */
   const takeDevice = async (netns?: string): Promise<Prepared> => {
+    refillSoon();
     for (;;) {
       const i = spares.findIndex((p) => p.waitsIn === netns);
       const spare = spares.splice(i >= 0 ? i : 0, 1)[0];
       if (!spare) break;
-      refillSoon();
       if (spare.dev.info().state === 'running') return spare;
       await deleteDevice(spare.dev).catch(() => {});
     }
-    refillSoon();
     const p = newDevice();
     try {
       await startDevice(p);
@@ -409,8 +408,11 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     },
 
     async remove(device) {
-      await deleteDevice(device.dev);
-      endLeft(device.target.netns);
+      try {
+        await deleteDevice(device.dev);
+      } finally {
+        endLeft(device.target.netns); // gone or not, this connection no longer keeps spares there
+      }
     },
 
     describe(device) {
