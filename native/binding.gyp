@@ -20,7 +20,8 @@
             "src/notify.cc",
             "src/peercred.cc",
             "src/icmp.cc",
-            "src/rtnl.cc"
+            "src/rtnl.cc",
+            "src/files.cc"
           ]
         }, {
           "sources": ["src/unsupported.cc"]

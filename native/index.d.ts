@@ -90,6 +90,15 @@ export interface NsmNative {
    */
   rtnlTransactAsync(fd: number, request: Buffer): Promise<Buffer>;
   /**
+   * Runs `ops` in order on one libuv pool thread: with `tmp` and `data`, writes `data` to
+   * `tmp` (created with `mode`, default 0600, or truncated) and renames it over `path`;
+   * without them, unlinks `path` (a missing file counts as done). Resolves with each
+   * operation's errno (0: done); a failure does not stop the operations after it, and a
+   * failed write leaves no `tmp` behind. Nothing is fsynced. Throws a TypeError for
+   * malformed `ops`; `data` is copied before this returns.
+   */
+  fileOpsAsync(ops: { path: string; tmp?: string; data?: Buffer; mode?: number }[]): Promise<number[]>;
+  /**
    * fd of the netns the process was in when the addon loaded (the "home" ns
    * outermost withNetns calls return to). Owned by the addon: never close it.
    */

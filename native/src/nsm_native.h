@@ -31,4 +31,7 @@ Napi::Value RtnlOpen(const Napi::CallbackInfo& info);
 Napi::Value RtnlTransact(const Napi::CallbackInfo& info);
 Napi::Value RtnlTransactAsync(const Napi::CallbackInfo& info);
 
+// files.cc: batches of small file writes (temporary + rename) and removals on the libuv pool.
+Napi::Value FileOpsAsync(const Napi::CallbackInfo& info);
+
 }  // namespace nsm

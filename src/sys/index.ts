@@ -56,3 +56,5 @@ export { peerCredentials } from './peercred';
 export type { PeerCredentials } from './peercred';
 export { icmpEcho, type IcmpEchoOptions } from './icmp';
 export { liveArgv } from './proc';
+export type { FileOp } from './files';
+export { applyFileOps, tempPathOf } from './files';

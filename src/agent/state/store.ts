@@ -6,8 +6,10 @@
  *   next run) sees the old record or the new one, never half of one. Writes are not fsynced:
  *   they only have to survive the process (kill -9, upgrade); after a crash of the host the
  *   kernel objects they describe are gone too.
- * - Writes of one key are serialised and coalesced (only the latest value is written); writes
- *   of different keys run concurrently. flush() waits for all of them.
+ * - Writes are batched: the records put in one event-loop turn (and those put while a batch is
+ *   being written) go to disk together as one job on the libuv pool (sys.applyFileOps), not
+ *   four node:fs round trips each on the event loop. Writes of one key are coalesced (only the
+ *   latest value is written) and land in call order. flush() waits for all of them.
  * - A put of the record as it was last put is no write: elements put their records again on
  *   every refresh (expiries rounded up to about half a token lifetime, see recordExpiry), and
  *   most are unchanged. The record is serialised at put (the caller may change its object
@@ -21,13 +23,12 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../../core/clock';
 import { AgentError } from '../../core/errors';
 import type { Logger } from '../../core/log';
 import type { Records } from '../../core/records';
-import { liveArgv } from '../../sys';
+import { applyFileOps, liveArgv } from '../../sys';
 
 export interface KindOptions<T> {
   /** When a leftover that nobody claimed is reaped (epoch ms); past or 0 means at once. */
@@ -45,8 +46,6 @@ function digestOf(json: string): string {
 
 class FileRecords<T> implements Records<T> {
   private readonly left = new Map<string, { value: T; cancel?: () => void }>();
-  /** Per key: the write or unlink in flight, and the next record (JSON) to write after it. */
-  private readonly pending = new Map<string, { running: Promise<void>; next?: { json: string | undefined } }>();
   /** Per key: the digest of the record last put (written, or queued to be). */
   private readonly digests = new Map<string, string>();
   private reaper: KindOptions<T> | undefined;
@@ -140,42 +139,11 @@ class FileRecords<T> implements Records<T> {
 
   /** Queues the write (JSON) or removal (undefined) of key. */
   private write(key: string, json: string | undefined): void {
-    const p = this.pending.get(key);
-    if (p) {
-      p.next = { json };
-      return;
-    }
-    const entry: { running: Promise<void>; next?: { json: string | undefined } } = { running: Promise.resolve() };
-    this.pending.set(key, entry);
-    const loop = async (j: string | undefined): Promise<void> => {
-      for (;;) {
-        await this.writeNow(key, j).catch((err) => {
-          // Not on disk: the same record put again must be written then.
-          if (j !== undefined && this.digests.get(key) === digestOf(j)) this.digests.delete(key);
-          this.store.log.warn('cannot write state record', { kind: this.kind, key, error: err });
-        });
-        const next = entry.next;
-        if (!next) break;
-        entry.next = undefined;
-        j = next.json;
-      }
-      this.pending.delete(key);
-    };
-    entry.running = loop(json);
-    this.store.track(entry.running);
-  }
-
-  private async writeNow(key: string, json: string | undefined): Promise<void> {
-    const file = this.file(key);
-    if (json === undefined) {
-      await unlink(file).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-      });
-      return;
-    }
-    const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, json, { mode: 0o600 });
-    await rename(tmp, file);
+    this.store.enqueue(this.file(key), json, (err) => {
+      // Not on disk: the same record put again must be written then.
+      if (json !== undefined && this.digests.get(key) === digestOf(json)) this.digests.delete(key);
+      this.store.log.warn('cannot write state record', { kind: this.kind, key, error: err });
+    });
   }
 
   stopReaping(): void {
@@ -186,6 +154,11 @@ class FileRecords<T> implements Records<T> {
 export class StateStore {
   private readonly kinds = new Map<string, FileRecords<unknown>>();
   private readonly inFlight = new Set<Promise<void>>();
+  /** Per file: the latest record (JSON) to write, or undefined to remove it, not yet handed to a batch. */
+  private readonly queued = new Map<string, { json: string | undefined; failed: (err: unknown) => void }>();
+  private startScheduled = false;
+  /** The batches being written, until none is queued. */
+  private draining: Promise<void> | undefined;
 
   private readonly lockFile: string;
 
@@ -218,6 +191,46 @@ export class StateStore {
     return r;
   }
 
+  /**
+   * Queues a record's write (or its removal, json undefined) for the next batch; a later call
+   * for the same file before that batch replaces it. The batch starts after this event-loop
+   * turn, so the records a call puts in one turn go together; batches run one after another,
+   * so the writes of one file land in call order. `failed` is called if it could not be done.
+   */
+  enqueue(file: string, json: string | undefined, failed: (err: unknown) => void): void {
+    this.queued.set(file, { json, failed });
+    if (this.draining || this.startScheduled) return;
+    this.startScheduled = true;
+    setImmediate(() => {
+      this.startScheduled = false;
+      void this.drain();
+    });
+  }
+
+  /** Writes the queued records, batch after batch, until none is left. */
+  private drain(): Promise<void> {
+    if (this.draining || this.queued.size === 0) return this.draining ?? Promise.resolve();
+    const run = async (): Promise<void> => {
+      while (this.queued.size > 0) {
+        const batch = [...this.queued];
+        this.queued.clear();
+        let results: unknown[];
+        try {
+          results = await applyFileOps(batch.map(([file, q]) => ({ path: file, data: q.json, mode: 0o600 })));
+        } catch (err) {
+          results = batch.map(() => err);
+        }
+        batch.forEach(([, q], i) => {
+          if (results[i]) q.failed(results[i]);
+        });
+      }
+    };
+    this.draining = run().finally(() => {
+      this.draining = undefined;
+    });
+    return this.draining;
+  }
+
   track(p: Promise<void>): void {
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p));
@@ -225,7 +238,11 @@ export class StateStore {
 
   /** Waits for every write queued so far (and those they queue). */
   async flush(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+    for (;;) {
+      if (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+      else if (this.queued.size > 0 || this.draining) await this.drain();
+      else return;
+    }
   }
 
   /** Stops the reaping timers (the agent is stopping), flushes and releases the lock. */

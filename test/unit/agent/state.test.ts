@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { FakeClock } from '../../../src/core/clock';
-import { silentLogger } from '../../../src/core/log';
+import { createLogger, silentLogger } from '../../../src/core/log';
 import { scopedRecords } from '../../../src/core/records';
 import { StateStore } from '../../../src/agent/state/store';
 
@@ -91,6 +91,29 @@ describe('StateStore', () => {
     v.n = 6;
     await s.flush();
     expect(JSON.parse(readFileSync(path.join(dir, 'k', 'b.json'), 'utf8')).n).toBe(5);
+    await s.close();
+  });
+
+  it('writes of several keys and kinds go out together; a failed write is logged and written when put again', async () => {
+    const dir = tmp();
+    const lines: string[] = [];
+    const log = createLogger({ level: 'warn', write: (l: string) => lines.push(l) });
+    const s = new StateStore(dir, new FakeClock(), log);
+    const r = s.records<Rec>('k');
+    const q = s.records<Rec>('q');
+    for (let i = 0; i < 20; i++) (i % 2 ? r : q).put(`n${i}`, { expires: 0, n: i });
+    await s.flush();
+    expect(readdirSync(path.join(dir, 'k')).length + readdirSync(path.join(dir, 'q')).length).toBe(20);
+    rmSync(path.join(dir, 'k'), { recursive: true });
+    r.put('a', { expires: 0, n: 1 });
+    q.put('b', { expires: 0, n: 2 }); // same batch: not stopped by the failure
+    await s.flush();
+    expect(JSON.parse(readFileSync(path.join(dir, 'q', 'b.json'), 'utf8')).n).toBe(2);
+    expect(lines.join('\n')).toMatch(/cannot write state record.*ENOENT/);
+    mkdirSync(path.join(dir, 'k'));
+    r.put('a', { expires: 0, n: 1 }); // unchanged, but not on disk: written
+    await s.flush();
+    expect(JSON.parse(readFileSync(path.join(dir, 'k', 'a.json'), 'utf8')).n).toBe(1);
     await s.close();
   });
 
