@@ -121,6 +121,9 @@ export function checkExpiry(claims: JwtClaims, now: number): void {
   }
 }
 
+/** Tokens kept per SVID for reuse within their second (a few audiences at a time). */
+const MAX_RECENT_TOKENS = 16;
+
 export interface SpiffeTokenOptions {
   /** Add a `kid` header (the SVID leaf's SHA-256 fingerprint, hex); upstream sends none. */
   kid?: boolean;
@@ -132,6 +135,13 @@ export interface SpiffeTokenOptions {
  * Throws UNAVAILABLE without an SVID and FAILED_PRECONDITION for a non-P-256 SVID key.
  */
 export class SpiffeTokenSource implements TokenSource {
+  /**
+   * Per SVID, the tokens signed lately by claims (`aud` and `exp`, whole seconds): a token asked
+   * for again within the same second has exactly the same claims, so the one already signed is
+   * returned (an ES256 signature costs ~30-100 us, and every connect and refresh asks for a few).
+   */
+  private readonly signed = new WeakMap<X509Svid, Map<string, string>>();
+
   constructor(
     private readonly source: X509Source,
     private readonly maxLifetimeMs: number,
@@ -154,8 +164,17 @@ export class SpiffeTokenSource implements TokenSource {
     const claims: JwtClaims = { sub: svid.id };
     if (audience !== undefined && isSpiffeId(audience)) claims.aud = [audience];
     claims.exp = Math.floor(expires / 1000);
-    const kid = this.opts.kid ? svid.chain[0]?.fingerprint256.replace(/:/g, '').toLowerCase() : undefined;
-    return { token: signEs256(claims, svid.key, { kid }), expires };
+    let recent = this.signed.get(svid);
+    if (!recent) this.signed.set(svid, (recent = new Map()));
+    const key = `${claims.exp} ${claims.aud?.[0] ?? ''}`;
+    let token = recent.get(key);
+    if (token === undefined) {
+      const kid = this.opts.kid ? svid.chain[0]?.fingerprint256.replace(/:/g, '').toLowerCase() : undefined;
+      token = signEs256(claims, svid.key, { kid });
+      if (recent.size >= MAX_RECENT_TOKENS) recent.delete(recent.keys().next().value as string); // the oldest
+      recent.set(key, token);
+    }
+    return { token, expires };
   }
 }
 

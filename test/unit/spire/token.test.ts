@@ -44,6 +44,30 @@ describe('NSM tokens', () => {
     expect(out).toMatch(/Verified OK/);
   });
 
+  it('are signed once per claims within a second: the same claims give the same token, other claims or SVIDs a new one', () => {
+    const svid = ca.issue(ME, { ttlMs: 3600_000 });
+    const src = new StaticSource(contextOf(svid, ca));
+    const tokens = new SpiffeTokenSource(src, 600_000);
+    const now = Math.floor(Date.now() / 1000) * 1000; // the start of a second
+    const t1 = tokens.generate(now, PEER);
+    const t2 = tokens.generate(now + 999, PEER);
+    expect(t2.token).toBe(t1.token); // exp is the same whole second
+    expect(t2.expires).toBe(now + 999 + 600_000); // the expiry asked for is still exact
+    const later = tokens.generate(now + 1000, PEER);
+    expect(later.token).not.toBe(t1.token);
+    expect(decodeJwt(later.token).claims.exp).toBe(decodeJwt(t1.token).claims.exp + 1);
+    const other = tokens.generate(now, 'spiffe://example.org/nsm/agent/c');
+    expect(other.token).not.toBe(t1.token);
+    expect(audienceOf(decodeJwt(other.token).claims)).toEqual(['spiffe://example.org/nsm/agent/c']);
+    expect(tokens.generate(now).token).not.toBe(t1.token); // no audience
+    // signed with the SVID asked for: another SVID (a rotation) never gets a token of the old one
+    const rotated = ca.issue(ME, { ttlMs: 3600_000 });
+    const t3 = tokens.signWith(rotated, now, PEER);
+    expect(t3.token).not.toBe(t1.token);
+    expect(verifyEs256(t3.token, rotated.chain[0]!.publicKey).claims.sub).toBe(ME);
+    for (const t of [t1, later, other]) expect(verifyEs256(t.token, svid.chain[0]!.publicKey).claims.sub).toBe(ME);
+  });
+
   it('expire at the earliest of max lifetime, own SVID and peer certificate', () => {
     const now = Date.now();
     const svid = ca.issue(ME, { ttlMs: 120_000, now });
