@@ -55,7 +55,7 @@ describe('NSM tokens', () => {
     expect(t2.expires).toBe(now + 999 + 600_000); // the expiry asked for is still exact
     const later = tokens.generate(now + 1000, PEER);
     expect(later.token).not.toBe(t1.token);
-    expect(decodeJwt(later.token).claims.exp).toBe(decodeJwt(t1.token).claims.exp + 1);
+    expect(decodeJwt(later.token).claims.exp).toBe(decodeJwt(t1.token).claims.exp! + 1);
     const other = tokens.generate(now, 'spiffe://example.org/nsm/agent/c');
     expect(other.token).not.toBe(t1.token);
     expect(audienceOf(decodeJwt(other.token).claims)).toEqual(['spiffe://example.org/nsm/agent/c']);
