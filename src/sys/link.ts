@@ -5,7 +5,7 @@
  * Links are addressed by ifindex, which is only meaningful within that
  * namespace.
  */
-import { AttrStream, FlagsGet, FlagsNew, putString, putU32, readS32, readU16, readU32, rt } from 'netlink';
+import { AttrStream, FlagsGet, FlagsNew, putString, putU32, readS32, readU16, readU32, rt, writeU32 } from 'netlink';
 import { invalidArgument, SysError } from './errors';
 import { formatMac } from './ip';
 import type { Netns } from './netns';
@@ -57,11 +57,18 @@ export function validateIfName(name: string, syscall = 'RTM_NEWLINK'): void {
   }
 }
 
-/** struct ifinfomsg for an existing link, optionally changing IFF_UP. */
+/**
+ * struct ifinfomsg (AF_UNSPEC) for link `index` (0: by name or new), optionally changing IFF_UP.
+ * Written directly: rt.formatLink took ~20 us per call after the agent idled, five per connect.
+ */
 export function ifinfo(out: AttrStream, index: number, up?: boolean): void {
-  const change = up === undefined ? {} : { up: true as const };
-  const flags = up === true ? { up: true as const } : {};
-  out.emit(rt.formatLink({ index, flags, change }));
+  const msg = Buffer.alloc(IFINFOMSG_LEN);
+  writeU32.call(msg, index >>> 0, 4);
+  if (up !== undefined) {
+    writeU32.call(msg, up ? IFF_UP : 0, 8); // ifi_flags
+    writeU32.call(msg, IFF_UP, 12); // ifi_change
+  }
+  out.emit(msg);
 }
 
 const IFINFOMSG_LEN = 16; // struct ifinfomsg: family, pad, type, index, flags, change
