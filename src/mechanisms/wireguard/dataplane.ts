@@ -46,6 +46,8 @@ export interface WgDevice {
   peer: WgPeer;
   /** The dataplane's handle on the device (restart hooks). */
   prepared: { onRestart?: () => void };
+  /** remove() ran: the device may be a spare now, or gone. */
+  removed?: boolean;
 }
 
 export interface WireguardDataplaneOptions {
@@ -86,6 +88,13 @@ export const SPARE_REFILL_DELAY_MS = 100;
 /** How long spares keep waiting in a namespace after the last connection end there left. */
 export const SPARE_HOME_IDLE_MS = 1000;
 
+/** Waits for all, then throws the first failure (nothing is left running when it throws). */
+async function settleAll(all: Promise<unknown>[]): Promise<void> {
+  const r = await Promise.allSettled(all);
+  const failed = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 const samePeer = (a: WgPeer, b: WgPeer): boolean => a.publicKey === b.publicKey && a.ip === b.ip && a.port === b.port;
 
 export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDataplane<WgLocal, WgPeer, WgDevice> {
@@ -111,6 +120,16 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     /** A spare's namespace (path) while it waits there, down, under its temporary name. */
     waitsIn?: string;
     addressed?: WgDevice;
+    /** The key pair and port the device has now (set over UAPI). */
+    local?: WgLocal;
+    /**
+     * A spare's own values (its key pair, and a port taken from the allocator for it), set ahead
+     * so that a connection only adds its peer; they become a connection's through allocate().
+     * Its port goes back to the allocator with the spare, or once the device has another port.
+     */
+    own?: WgLocal;
+    /** prepare()'s UAPI set, still running: create() places the link meanwhile. */
+    configuring?: Promise<void>;
   }
 
   const watch = (p: Prepared): void => {
@@ -140,6 +159,16 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     await dev.delete();
     records.delete(key);
   };
+  /** Deletes a device no connection owns (a spare), and gives back the port it was given. */
+  const dropSpare = async (p: Prepared): Promise<void> => {
+    const own = p.own;
+    p.own = undefined;
+    try {
+      await deleteDevice(p.dev);
+    } finally {
+      if (own) opts.ports.release(own.port); // the process is gone: nothing holds the port now
+    }
+  };
 
   // Spare devices: started ahead of need, not yet configured, so that a connection does not
   // wait for a wireguard-go to start. Kept only once WireGuard is in use (an agent that never
@@ -166,21 +195,24 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       while (!closed && spares.length < spareCount) {
         const p = newDevice();
         try {
+          const own: WgLocal = { keys: generateKeyPair(), port: await opts.ports.allocate() };
+          p.own = own;
           await startDevice(p);
+          await configure(p, own, undefined); // key and port now, while nothing waits for them
           const where = home;
           if (where !== undefined) await wait(p, where);
           if (home !== where) {
-            await deleteDevice(p.dev); // its namespace stopped being home meanwhile
+            await dropSpare(p); // its namespace stopped being home meanwhile
             return;
           }
         } catch (err) {
           opts.log.warn('cannot make a spare WireGuard device', { error: err, netns: home });
-          await deleteDevice(p.dev).catch(() => {});
+          await dropSpare(p).catch(() => {});
           if (home === undefined) return;
           home = undefined; // its namespace may be gone: spares wait in the host namespace again
           continue;
         }
-        if (closed) await deleteDevice(p.dev).catch(() => {});
+        if (closed || spares.length >= spareCount) await dropSpare(p).catch(() => {}); // a recycled end filled the place meanwhile
         else spares.push(p);
       }
     })().finally(() => {
@@ -209,7 +241,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       home = undefined;
       const evicted = spares.filter((p) => p.waitsIn === left);
       spares.splice(0, spares.length, ...spares.filter((p) => p.waitsIn !== left));
-      const done: Promise<void> = Promise.all(evicted.map((p) => deleteDevice(p.dev).catch(() => {})))
+      const done: Promise<void> = Promise.all(evicted.map((p) => dropSpare(p).catch(() => {})))
         .then(refillSoon)
         .finally(() => {
           if (evicting === done) evicting = undefined;
@@ -238,16 +270,30 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     }, SPARE_REFILL_DELAY_MS);
     refillTimer.unref();
   };
-  /** A running device for a connection whose end goes to `netns`: a spare waiting there first. */
-  const takeDevice = async (netns?: string): Promise<Prepared> => {
-    refillSoon();
+  /** A running spare, one waiting in `netns` first, taken out of the list (undefined: none). */
+  const takeSpare = async (netns: string | undefined): Promise<Prepared | undefined> => {
+    refillSoon(); // WireGuard is in use: spares are (re)made once takes pause
     for (;;) {
       const i = spares.findIndex((p) => p.waitsIn === netns);
       const spare = spares.splice(i >= 0 ? i : 0, 1)[0];
-      if (!spare) break;
+      if (!spare) return undefined;
       if (spare.dev.info().state === 'running') return spare;
-      await deleteDevice(spare.dev).catch(() => {});
+      await dropSpare(spare).catch(() => {});
     }
+  };
+  // Values allocate() handed out from a spare, and that spare, until prepare() or create()
+  // takes it (or release() deletes it: the request never got that far).
+  const reserved = new Map<WgLocal, Prepared>();
+  /** A running device for the connection end with values `local`, going to `netns`. */
+  const takeDevice = async (netns: string | undefined, local: WgLocal): Promise<Prepared> => {
+    const mine = reserved.get(local);
+    if (mine) {
+      reserved.delete(local);
+      if (mine.dev.info().state === 'running') return mine;
+      await deleteDevice(mine.dev).catch(() => {}); // its port is the connection's, released with it
+    }
+    const spare = await takeSpare(netns);
+    if (spare) return spare;
     const p = newDevice();
     try {
       await startDevice(p);
@@ -258,9 +304,15 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     return p;
   };
   const configure = async (p: Prepared, local: WgLocal, peer: WgPeer | undefined): Promise<void> => {
-    if (p.peer && peer && samePeer(p.peer, peer)) return;
+    if (p.local === local && (peer ? p.peer && samePeer(p.peer, peer) : !p.peer)) return;
     await p.dev.configure(configOf(local, peer));
+    p.local = local;
     p.peer = peer;
+    if (p.own && p.own !== local) {
+      // a spare taken with other values: it no longer listens on its own port
+      opts.ports.release(p.own.port);
+      p.own = undefined;
+    }
   };
 
   const place = async (p: Prepared, target: { netns: string; ifname: string }, mtu: number | undefined): Promise<void> => {
@@ -269,6 +321,48 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     await inNetns(target.netns, (ns) => p.dev.move(ns, target.ifname, { mtu, up: true }));
     p.placed = { mtu };
     p.waitsIn = undefined;
+  };
+
+  /**
+   * A connection's end, closed in `home`, kept as a spare instead of deleted (when one is
+   * missing): new key pair and port, no peer (replaced by none), down, under its temporary name,
+   * without the connection's addresses (IPv4 ones are removed; IPv6 ones and the routes go with
+   * the link's going down). Deleting the device and making a spare again cost the kernel two RCU
+   * barriers under the RTNL lock (the TUN's unregistration, the new one's move here) and a
+   * wireguard-go start, which landed in the connections that followed. False: not kept (the
+   * caller deletes it).
+   */
+  const recycling = new Set<Promise<boolean>>();
+  const recycle = async (p: Prepared, d: WgDevice): Promise<boolean> => {
+    if (closed || opts.kernel || d.target.netns !== home || spares.length + (filling ? 1 : 0) >= spareCount) return false;
+    if (d.dev.info().state !== 'running' || p.configuring) return false;
+    let own: WgLocal | undefined;
+    try {
+      own = { keys: generateKeyPair(), port: await opts.ports.allocate() };
+      p.onRestart = undefined; // the connection's record is forgotten by the caller
+      p.addressed = undefined; // a restart no longer puts its addresses back
+      await configure(p, own, undefined); // its peer and its key gone first: nothing reaches it any more
+      p.own = own;
+      await inNetns(d.target.netns, async (ns) => {
+        await p.dev.move(ns, p.dev.info().hostName, { up: false });
+        const rtnl = sys.Rtnl.for(ns);
+        const index = p.dev.info().ifindex;
+        if (index === undefined) throw new AgentError('DATAPLANE', 'recycled WireGuard link has no ifindex');
+        for (const a of await sys.listAddresses(rtnl, index)) await sys.delAddress(rtnl, index, a.cidr);
+      });
+    } catch (err) {
+      opts.log.debug('cannot keep a closed WireGuard end as a spare; deleting it', { error: err });
+      if (own && !p.own) p.own = own; // dropSpare gives the port back once the process is gone
+      await dropSpare(p).catch(() => {});
+      return true; // gone either way
+    }
+    p.ifname = '';
+    p.placed = undefined;
+    p.waitsIn = d.target.netns;
+    records.put(devKey(p.dev), { expires: 0, device: p.dev.snapshot() });
+    if (closed || home !== d.target.netns || spares.length >= spareCount) await dropSpare(p).catch(() => {});
+    else spares.push(p);
+    return true;
   };
 
   const setMtuAt = (target: { netns: string; ifname: string }, mtu: number): Promise<void> =>
@@ -292,10 +386,29 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     overhead: { v4: WG_OVERHEAD_V4, v6: WG_OVERHEAD_V6 },
 
     async allocate() {
+      // A spare's values first (its device already has them): the end will likely be made where
+      // spares wait, and then only its peer is set. Both ends' keys are still fresh per connection.
+      const spare = await takeSpare(home);
+      if (spare?.own) {
+        const local = spare.own;
+        spare.own = undefined; // the connection's now, released with it
+        reserved.set(local, spare);
+        return local;
+      }
+      if (spare) spares.push(spare); // none of its own (cannot happen): back to the others
       return { keys: generateKeyPair(), port: await opts.ports.allocate() };
     },
     release(local) {
-      opts.ports.release(local.port);
+      const spare = reserved.get(local);
+      reserved.delete(local);
+      if (!spare) {
+        opts.ports.release(local.port);
+        return;
+      }
+      // handed out, never used: its device goes, then its port
+      void deleteDevice(spare.dev)
+        .catch(() => {})
+        .finally(() => opts.ports.release(local.port));
     },
     advertise(local, end: End) {
       return {
@@ -315,32 +428,54 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     },
 
     async prepare({ local, peer, target, mtu }: PrepareArgs<WgLocal, WgPeer>): Promise<Prepared> {
-      const p = await takeDevice(target ? target.netns : home); // no target yet (serving end): likely home
+      const p = await takeDevice(target ? target.netns : home, local); // no target yet (serving end): likely home
+      // The UAPI set (usually the peer alone: a spare has its key and port) runs alongside the
+      // placement here, and on the serving end alongside the endpoint and create()'s placement.
+      const configuring = configure(p, local, peer);
+      p.configuring = configuring;
+      configuring.then(
+        () => {
+          if (p.configuring === configuring) p.configuring = undefined; // done: create() need not wait a turn
+        },
+        () => {}, // create() or discard() sees the failure
+      );
       try {
-        await configure(p, local, peer);
-        if (target) await place(p, target, mtu);
+        if (target) await settleAll([configuring, place(p, target, mtu)]);
       } catch (err) {
-        await deleteDevice(p.dev).catch(() => {});
+        await configuring.catch(() => {});
+        await dropSpare(p).catch(() => {});
         throw err;
       }
       return p;
     },
 
     async discard(prepared) {
-      await deleteDevice((prepared as Prepared).dev);
+      const p = prepared as Prepared;
+      await p.configuring?.catch(() => {});
+      await dropSpare(p);
     },
 
     async create({ local, peer, target, mtu, side, prepared }: CreateArgs<WgLocal, WgPeer>) {
-      const p = (prepared as Prepared | undefined) ?? (await takeDevice(target.netns));
+      const p = (prepared as Prepared | undefined) ?? (await takeDevice(target.netns, local));
       const d: WgDevice = { dev: p.dev, target, side, peer, prepared: p };
       try {
-        await configure(p, local, peer);
-        if (!p.placed) await place(p, target, mtu);
-        else if (mtu !== undefined && mtu !== p.placed.mtu) await setMtuAt(target, mtu); // the answer lowered it
-        p.addressed = d;
-        await address(d);
+        // The peer over UAPI and the link over rtnetlink are independent: both at once.
+        // The UAPI request goes first: the link's requests below block the event loop until the
+        // kernel answers, and wireguard-go works on the peer meanwhile.
+        const uapi = (async () => {
+          if (p.configuring) await p.configuring;
+          p.configuring = undefined;
+          await configure(p, local, peer);
+        })();
+        const link = (async () => {
+          if (!p.placed) await place(p, target, mtu);
+          else if (mtu !== undefined && mtu !== p.placed.mtu) await setMtuAt(target, mtu); // the answer lowered it
+          p.addressed = d;
+          await address(d);
+        })();
+        await settleAll([uapi, link]);
       } catch (err) {
-        await deleteDevice(p.dev).catch(() => {});
+        await dropSpare(p).catch(() => {});
         throw err;
       }
       endArrived(target.netns);
@@ -398,7 +533,8 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       if (idleTimer) clearTimeout(idleTimer);
       await evicting;
       await filling; // a spare being made now is deleted by the loop itself
-      await Promise.all(spares.splice(0).map((p) => deleteDevice(p.dev).catch(() => {})));
+      await Promise.allSettled([...recycling]); // an end being kept now is deleted by recycle itself
+      await Promise.all(spares.splice(0).map((p) => dropSpare(p).catch(() => {})));
     },
 
     async update(device, local, peer) {
@@ -408,8 +544,13 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     },
 
     async remove(device) {
+      if (device.removed) return; // once: a recycled device is a spare now, not this end
+      device.removed = true;
       try {
-        await deleteDevice(device.dev);
+        const kept = recycle(device.prepared as Prepared, device);
+        recycling.add(kept);
+        const done = await kept.finally(() => recycling.delete(kept));
+        if (!done) await deleteDevice(device.dev);
       } finally {
         endLeft(device.target.netns); // gone or not, this connection no longer keeps spares there
       }

@@ -34,7 +34,7 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
   });
   const closers: (() => Promise<void>)[] = [];
   afterAll(async () => {
-    for (const close of closers) await close();
+    for (const close of closers.reverse()) await close(); // the last test's first: the earlier closers check that nothing is left
     await dp.close?.();
     await tmp.cleanup();
   });
@@ -138,6 +138,93 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
     expect(await until(() => waiting(nse.name).length + waiting(nsc.name).length === 0)).toBe(true);
     // made again in the host namespace
     expect(await until(() => liveWireguardDevices().length === 4 && liveWireguardDevices().every((d) => d.netns === undefined))).toBe(true);
+  }, 30_000);
+
+  it('hands out a spare\'s key and port (set ahead) and keeps an end closed where spares wait as a spare: no peer, new key and port, down, no addresses', async () => {
+    const make = (min: number) =>
+      wireguardDataplane({
+        underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 },
+        ports: new UdpPortAllocator({ host: '127.0.0.1', min, max: min + 9 }),
+        log: silentLogger,
+        spares: 1,
+      });
+    const dpC = make(54131);
+    const dpS = make(54141);
+    const open: (() => Promise<void>)[] = [];
+    closers.push(async () => {
+      for (const undo of open.splice(0)) await undo().catch(() => {});
+      await dpC.close!();
+      await dpS.close!();
+    });
+    const links = (ns: string): { ifname: string; ifindex: number; operstate: string }[] =>
+      JSON.parse(spawnSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' }).stdout);
+    const until = async (cond: () => boolean) => {
+      const deadline = Date.now() + 5000;
+      while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      return cond();
+    };
+    const wgShow = (hostName: string) => spawnSync('wg', ['show', hostName, 'dump'], { encoding: 'utf8' }).stdout.trim().split('\n');
+    const connect = async (n: number) => {
+      const client = await dpC.allocate('src', undefined);
+      const server = await dpS.allocate('dst', undefined);
+      const cTarget = { netns: nsc.path, ifname: `nsm-r${n}` };
+      const cPrep = await dpC.prepare!({ local: client, target: cTarget, mtu: 1440 });
+      const clientPeer = dpS.peerOf(dpC.advertise(client, 'src'), 'src');
+      const sPrep = await dpS.prepare!({ local: server, peer: clientPeer, mtu: 1440 });
+      const side = (a: number, b: number) => ({ addrs: [`172.16.7.${a}/32`], peers: [`172.16.7.${b}/32`], routes: [] });
+      const e = await dpS.create({ local: server, peer: clientPeer, target: { netns: nse.path, ifname: `nsm-s${n}` }, mtu: 1440, side: side(2 * n + 1, 2 * n + 2), prepared: sPrep });
+      const serverPeer = dpC.peerOf(dpS.advertise(server, 'dst'), 'dst');
+      const c = await dpC.create({ local: client, peer: serverPeer, target: cTarget, mtu: 1440, side: side(2 * n + 2, 2 * n + 1), prepared: cPrep });
+      open.push(() => dpC.remove(c), () => dpS.remove(e)); // if the test fails before it removes them (removing twice is harmless)
+      return { c, e, client, server };
+    };
+
+    const first = await connect(1); // makes spares wait in both namespaces
+    expect(await until(() => links(nse.name).filter((l) => l.ifname.startsWith('nsmwg')).length === 1)).toBe(true);
+    await new Promise((r) => setTimeout(r, 200)); // moved there: listed as a spare a moment later
+    const waitingName = links(nse.name).find((l) => l.ifname.startsWith('nsmwg'))!.ifname;
+    const spare = liveWireguardDevices().find((d) => d.hostName === waitingName)!;
+    // the spare already listens on its own port with its own key, and has no peer
+    expect(wgShow(spare.hostName)).toHaveLength(1);
+    expect(spare.listenPort).toBeGreaterThanOrEqual(54141);
+
+    // the next connection takes the spare's values: only its peer is added
+    const local = await dpS.allocate('dst', undefined);
+    expect(local.port).toBe(spare.listenPort);
+    expect(wgShow(spare.hostName)[0]!.split('\t')[1]).toBe(local.keys.publicKey);
+    // ...and when it goes no further, the device goes with its values
+    dpS.release(local);
+    expect(await until(() => !liveWireguardDevices().some((d) => d.hostName === spare.hostName))).toBe(true);
+
+    const second = await connect(2);
+    expect(ping(nsc.name, '172.16.7.5')).toBe(true);
+    // closed where spares wait (and one is missing): the same link becomes the spare
+    const ended = dpS.describe(second.e) as { device: string };
+    const index = links(nse.name).find((l) => l.ifname === 'nsm-s2')!.ifindex;
+    await dpS.remove(second.e);
+    dpS.release(second.server);
+    const kept = links(nse.name).find((l) => l.ifindex === index);
+    expect(kept?.ifname).toMatch(/^nsmwg/);
+    expect(kept?.operstate).toBe('DOWN');
+    expect(spawnSync('ip', ['-n', nse.name, '-j', 'addr', 'show', 'dev', kept!.ifname], { encoding: 'utf8' }).stdout).not.toContain('172.16.7');
+    expect(spawnSync('ip', ['-n', nse.name, 'route', 'show', 'dev', kept!.ifname], { encoding: 'utf8' }).stdout.trim()).toBe('');
+    const dump = wgShow(ended.device);
+    expect(dump).toHaveLength(1); // no peer
+    const [, pub, port] = dump[0]!.split('\t');
+    expect(pub).not.toBe(second.server.keys.publicKey);
+    expect(Number(port)).not.toBe(second.server.port);
+    expect(ping(nsc.name, '172.16.7.5')).toBe(false);
+    // the first connection is untouched
+    expect(ping(nsc.name, '172.16.7.3')).toBe(true);
+
+    for (const x of [first]) {
+      await dpC.remove(x.c);
+      await dpS.remove(x.e);
+      dpC.release(x.client);
+      dpS.release(x.server);
+    }
+    await dpC.remove(second.c);
+    dpC.release(second.client);
   }, 30_000);
 
   it('refuses a malformed peer key naming the parameter', () => {
