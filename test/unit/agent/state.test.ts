@@ -94,6 +94,22 @@ describe('StateStore', () => {
     await s.close();
   });
 
+  it('writes a put record behind, by itself, within milliseconds (no flush needed)', async () => {
+    const dir = tmp();
+    const s = new StateStore(dir, new FakeClock(), silentLogger);
+    const r = s.records<Rec>('k');
+    const file = path.join(dir, 'k', 'a.json');
+    r.put('a', { expires: 0, n: 1 });
+    expect(existsSync(file)).toBe(false); // not in the caller's turn
+    const t0 = Date.now();
+    while (!existsSync(file) && Date.now() - t0 < 2_000) await new Promise((res) => setTimeout(res, 2));
+    expect(JSON.parse(readFileSync(file, 'utf8')).n).toBe(1);
+    r.delete('a');
+    while (existsSync(file) && Date.now() - t0 < 2_000) await new Promise((res) => setTimeout(res, 2));
+    expect(existsSync(file)).toBe(false);
+    await s.close();
+  });
+
   it('writes of several keys and kinds go out together; a failed write is logged and written when put again', async () => {
     const dir = tmp();
     const lines: string[] = [];
