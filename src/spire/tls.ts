@@ -297,7 +297,7 @@ export function serverCredentials(source: X509Source, opts: ServerMtlsOptions = 
 class SpiffeServerCredentials extends grpc.ServerCredentials {
   private unwatch: (() => void) | undefined;
   private readonly authorize: Authorizer;
-  /** Leaf fingerprint → verified peer; cleared when the source changes. */
+  /** Leaf certificate (DER, base64) → verified peer; cleared when the source changes. */
   private verified = new Map<string, PeerIdentity>();
 
   constructor(
@@ -346,10 +346,12 @@ class SpiffeServerCredentials extends grpc.ServerCredentials {
   /** The per-call check; returns the refusal as an AgentError. */
   check(raw: Buffer | undefined): PeerIdentity | AgentError {
     if (!raw) return new AgentError('UNAUTHENTICATED', 'the peer presented no client certificate');
+    // Keyed by the DER itself: a hit (every call after a connection's first) parses nothing.
+    const key = raw.toString('base64');
+    const hit = this.verified.get(key);
+    if (hit) return hit;
     try {
       const leaf = new X509Certificate(raw);
-      const hit = this.verified.get(leaf.fingerprint256);
-      if (hit) return hit;
       const bundles = trustedBundles(this.source, this.opts.federatesWith);
       let verified;
       try {
@@ -365,7 +367,7 @@ class SpiffeServerCredentials extends grpc.ServerCredentials {
       }
       const peer = peerFromCertificate(verified.chain[0] as X509Certificate);
       if (this.verified.size > 1000) this.verified.clear();
-      this.verified.set(leaf.fingerprint256, peer);
+      this.verified.set(key, peer);
       return peer;
     } catch (err) {
       return AgentError.from(err, 'UNAUTHENTICATED');
