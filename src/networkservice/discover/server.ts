@@ -6,8 +6,9 @@
  * - network_service_endpoint_name set (a refresh, or a caller that chose): that endpoint's URL
  *   becomes the client URL (NOT_FOUND "network service endpoint X is not found" if it is gone
  *   or expired);
- * - otherwise: find the network service (SERVICE_NOT_FOUND "network service X is not found"),
- *   copy its payload into the connection, find its endpoints, drop expired ones (ctx.clock),
+ * - otherwise: find the network service (SERVICE_NOT_FOUND "network service X is not found")
+ *   and, at the same time, its endpoints; copy the service's payload into the connection, drop
+ *   expired endpoints (ctx.clock),
  *   keep those matchEndpoint selects with the request labels, and put them in the Ctx as
  *   candidates (NO_CANDIDATES "network service endpoint candidates not found for X" if none).
  * Close: the client URL of network_service_endpoint_name, if it can still be found; Close goes
@@ -63,10 +64,16 @@ export function discoverServer(nsRegistry: NsRegistry, nseRegistry: NseRegistry)
 
       const service = conn.network_service ?? '';
       if (!service) throw new AgentError('INVALID_ARGUMENT', 'network service must not be empty');
-      const ns = await findService(ctx, nsRegistry, conn);
-      const found = await findAll(
-        nseRegistry.find(ctx, { network_service_endpoint: { network_service_names: [service] }, watch: false }),
-      );
+      // The two lookups do not depend on each other: both at once (one registry round trip, not
+      // two, when the registry is another host's). The service's error comes first, as if in turn.
+      const [nsFound, nseFound] = await Promise.allSettled([
+        findService(ctx, nsRegistry, conn),
+        findAll(nseRegistry.find(ctx, { network_service_endpoint: { network_service_names: [service] }, watch: false })),
+      ]);
+      if (nsFound.status === 'rejected') throw nsFound.reason;
+      if (nseFound.status === 'rejected') throw nseFound.reason;
+      const ns = nsFound.value;
+      const found = nseFound.value;
       const live = found
         .map((r) => r.network_service_endpoint)
         .filter((e): e is NetworkServiceEndpoint => !!e && (e.network_service_names ?? []).includes(service))

@@ -100,6 +100,43 @@ describe('discover', () => {
     });
   });
 
+  it('looks up the service and its endpoints at once; a failed endpoint lookup fails the request', async () => {
+    const started: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slow = registries([{ name: 'icmp' }], [endpoint('a')]);
+    const ns: NsRegistry = {
+      ...slow.ns,
+      async *find(c, q) {
+        started.push('ns');
+        await gate; // held until the endpoint lookup has started too
+        yield* slow.ns.find(c, q);
+      },
+    };
+    const nse: NseRegistry = {
+      ...slow.nse,
+      async *find(c, q) {
+        started.push('nse');
+        release();
+        yield* slow.nse.find(c, q);
+      },
+    };
+    const rec = recorder();
+    await chainServer(discoverServer(ns, nse), rec).request(Ctx.background(), { connection: { id: 'a', network_service: 'icmp' } });
+    expect(started).toEqual(['ns', 'nse']);
+    expect(candidates(rec.ctxs[0]!)?.endpoints.map((e) => e.name)).toEqual(['a']);
+    const broken: NseRegistry = {
+      ...slow.nse,
+      // eslint-disable-next-line require-yield
+      async *find() {
+        throw new AgentError('UNAVAILABLE', 'registry down');
+      },
+    };
+    await expect(chainServer(discoverServer(slow.ns, broken)).request(Ctx.background(), { connection: { id: 'a', network_service: 'icmp' } })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    // the service's own error wins over the endpoints'
+    await expect(chainServer(discoverServer(slow.ns, broken)).request(Ctx.background(), { connection: { id: 'a', network_service: 'nope' } })).rejects.toMatchObject({ code: 'SERVICE_NOT_FOUND' });
+  });
+
   it('uses the endpoint named in the request, or fails NOT_FOUND if it is gone', async () => {
     const reg = registries([{ name: 'icmp' }], [endpoint('a'), endpoint('b')]);
     const rec = recorder();
