@@ -97,9 +97,35 @@ export function signEs256(claims: JwtClaims, key: KeyObject, opts: { kid?: strin
 
 /**
  * Verifies an ES256 JWT with `publicKey` (alg must be ES256: `none`, HS* and others are
- * refused). Does not look at `exp`; see checkExpiry. Throws UNAUTHENTICATED.
+ * refused). Does not look at `exp`; see checkExpiry. Throws UNAUTHENTICATED. The result is
+ * read-only (frozen): a token verified again with the same key returns the same object.
  */
 export function verifyEs256(token: string, publicKey: KeyObject): DecodedJwt {
+  let known = verifiedTokens.get(publicKey);
+  const hit = known?.get(token);
+  if (hit) return hit;
+  const jwt = verifyUncached(token, publicKey);
+  // shared by every later caller of the same token: read-only
+  if (Array.isArray(jwt.claims.aud)) Object.freeze(jwt.claims.aud);
+  Object.freeze(jwt.claims);
+  Object.freeze(jwt.header);
+  Object.freeze(jwt);
+  if (!known) verifiedTokens.set(publicKey, (known = new Map()));
+  if (known.size >= MAX_VERIFIED_TOKENS) known.delete(known.keys().next().value as string); // the oldest
+  known.set(token, jwt);
+  return jwt;
+}
+
+/**
+ * Per public key, the tokens verified with it lately: the same bytes verify the same way every
+ * time, and a peer sends the same token on its calls within a second (SpiffeTokenSource signs
+ * once per claims and second), so an ES256 verification (~0.1-0.3 ms) is done once per token.
+ * Only successes are kept; expiry is checked apart (checkExpiry) on every use.
+ */
+const verifiedTokens = new WeakMap<KeyObject, Map<string, DecodedJwt>>();
+const MAX_VERIFIED_TOKENS = 64;
+
+function verifyUncached(token: string, publicKey: KeyObject): DecodedJwt {
   const jwt = decodeJwt(token);
   if (jwt.header.alg !== 'ES256') throw bad(`token alg is ${jwt.header.alg}, ES256 is required`);
   if (jwt.signature.length !== 64) throw bad('token signature is not an ES256 signature');

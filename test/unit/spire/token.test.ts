@@ -68,6 +68,21 @@ describe('NSM tokens', () => {
     for (const t of [t1, later, other]) expect(verifyEs256(t.token, svid.chain[0]!.publicKey).claims.sub).toBe(ME);
   });
 
+  it('verify a token once per key: the same token again is the same (frozen) result; another key or a forged one still fails', () => {
+    const svid = ca.issue(ME, { ttlMs: 3600_000 });
+    const other = ca.issue(PEER, { ttlMs: 3600_000 });
+    const token = signEs256({ sub: ME, aud: [PEER], exp: 2_000_000_000 }, svid.key);
+    const pub = svid.chain[0]!.publicKey;
+    const a = verifyEs256(token, pub);
+    expect(verifyEs256(token, pub)).toBe(a);
+    expect(Object.isFrozen(a.claims)).toBe(true);
+    expect(() => verifyEs256(token, other.chain[0]!.publicKey)).toThrow(/not signed by the expected key/);
+    const [h, c] = token.split('.');
+    const forged = `${h}.${c}.${signEs256({ sub: ME, exp: 1 }, other.key).split('.')[2]}`;
+    expect(() => verifyEs256(forged, pub)).toThrow(/not signed by the expected key/);
+    expect(() => verifyEs256(forged, pub)).toThrow(/not signed by the expected key/); // failures are not kept
+  });
+
   it('expire at the earliest of max lifetime, own SVID and peer certificate', () => {
     const now = Date.now();
     const svid = ca.issue(ME, { ttlMs: 120_000, now });
