@@ -24,6 +24,7 @@ export {
   serverCredentials,
   channelCredentials,
   listenMtls,
+  checkedPeerOf,
   recycleConnections,
   trustedBundles,
   type SpiffeChannel,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { LocalCa } from '../../../src/spire/ca';
 import { DevX509Source } from '../../../src/spire/dev';
 import { peerFromCall } from '../../../src/spire/peer';
+import { checkedPeerOf } from '../../../src/spire/tls';
 import type { X509Source } from '../../../src/spire/source';
 import { makeSvid } from '../../../src/spire/svid';
 import { channelCredentials, listenMtls, serverCredentials, SpiffeChannel } from '../../../src/spire/tls';
@@ -57,6 +58,11 @@ async function serve(source: X509Source, opts: Parameters<typeof serverCredentia
   server.addService(SERVICE, {
     Who: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
       const p = peerFromCall(call);
+      const checked = checkedPeerOf(call.metadata); // what the server check accepted for this call
+      if (checked?.id !== p?.id || checked?.certificate.fingerprint256 !== p?.certificate.fingerprint256) {
+        cb({ code: grpc.status.INTERNAL, details: `checked peer ${checked?.id} is not the call's peer ${p?.id}` });
+        return;
+      }
       const s: Seen = {
         peer: p?.id,
         fingerprint: p?.certificate.fingerprint256,
