@@ -232,7 +232,10 @@ export async function startAgent(scope, { dir, name = 'bench', netns, config = {
   const stateDir = path.join(own, 'state');
   mkdirSync(stateDir, { recursive: true });
   writeFileSync(file, YAML.stringify({ name, logLevel: 'warn', stateDir, ...config, listen: { unix: socket, ...(config.listen ?? {}) } }));
-  const argv = [...nodeArgs, BIN, 'run', '--config', file, '--cleanup-on-exit'];
+  // BENCH_AGENT_NODE_ARGS: node options for every agent a benchmark starts, e.g. to profile them:
+  // BENCH_AGENT_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' node bench/remote.mjs 100
+  const extra = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const argv = [...extra, ...nodeArgs, BIN, 'run', '--config', file, '--cleanup-on-exit'];
   // `ip netns exec` execs in place: proc.pid is the agent's own PID.
   const proc = netns
     ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...argv], { stdio: ['ignore', 'inherit', 'inherit'], env: env ?? process.env })
