@@ -1,0 +1,61 @@
+// A/B local connect: two agents side by side, each with its own endpoint namespace, one client
+// namespace; connects alternate between them run by run (order swapped every run), so the
+// machine's noise hits both alike. Used for the before/after figures of BENCHMARKS.md
+// (connect-local): the agents may come from two trees (BINA / BINB) or differ by environment
+// (ENVA / ENVB, JSON objects). --spawn runs `ip link show lo` after each connect, as the
+// connect-local bench's iproute2 runs leave the agents idle between connects.
+//
+// Usage (root): BINA=/old/tree/bin/nsm-agent [BINB=...] node bench/ab-connect.mjs [runs] [--spawn]
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { main, nsClient, summary, ms, TAG, ip, waitServing, BIN, args } from './lib.mjs';
+
+const require = createRequire(import.meta.url);
+const opt = args();
+const N = Number(opt._[0] ?? 200);
+const WARM = 20;
+const side = {
+  a: { bin: process.env.BINA ?? BIN, env: JSON.parse(process.env.ENVA ?? '{}') },
+  b: { bin: process.env.BINB ?? BIN, env: JSON.parse(process.env.ENVB ?? '{}') },
+};
+const NSC = `nsmab${TAG}-c`;
+
+async function startAgent(scope, dir, name) {
+  const YAML = require('yaml');
+  const own = path.join(dir, name);
+  const socket = path.join(own, 'agent.sock');
+  const file = path.join(own, 'agent.yaml');
+  mkdirSync(path.join(own, 'state'), { recursive: true });
+  const nse = `nsmab${TAG}-${name}`;
+  await scope.netns(nse);
+  const cidr = name === 'a' ? '10.200.0.0/16' : '10.210.0.0/16';
+  writeFileSync(file, YAML.stringify({ name, logLevel: 'warn', stateDir: path.join(own, 'state'), listen: { unix: socket }, endpoints: [{ name: 'bench', services: ['bench'], cidr, netns: nse, payload: 'IP' }] }));
+  const proc = scope.proc(spawn(process.execPath, [side[name].bin, 'run', '--config', file, '--cleanup-on-exit'], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...side[name].env } }));
+  await waitServing(socket, proc);
+  return socket;
+}
+
+main(async (scope) => {
+  const dir = scope.dir('nsmab-');
+  await scope.netns(NSC);
+  const agents = [];
+  for (const name of ['a', 'b']) {
+    const c = nsClient(await startAgent(scope, dir, name));
+    scope.defer(() => c.dispose());
+    agents.push({ name, c, xs: [] });
+  }
+  for (let i = 0; i < N + WARM; i++) {
+    for (const g of i % 2 ? agents : [...agents].reverse()) {
+      const t0 = performance.now();
+      const conn = await g.c.request(`${g.name}-${i}`, 'bench', NSC, `${g.name}${i}`);
+      const t = performance.now() - t0;
+      if (i >= WARM) g.xs.push(t);
+      await g.c.close(conn);
+      if (opt.spawn) await ip(['link', 'show', 'lo']);
+    }
+  }
+  const [A, B] = agents.map((g) => summary(g.xs));
+  console.log(`A (${side.a.bin}) p50 ${ms(A.p50)} p99 ${ms(A.p99)} | B (${side.b.bin}) p50 ${ms(B.p50)} p99 ${ms(B.p99)} | B/A p50 ${(B.p50 / A.p50).toFixed(3)}`);
+});
