@@ -12,6 +12,7 @@
  */
 import { KeyObject, X509Certificate } from 'node:crypto';
 import { Key } from '../core/ctx';
+import { RecentMap } from '../core/recent';
 import { parseWorkloadId } from './id';
 import { spiffeIdOf } from './svid';
 import { notAfter } from './x509';
@@ -69,7 +70,6 @@ export function peerFromCall(call: { getAuthContext?: () => CallAuthContext | nu
   } catch {
     return undefined;
   }
-  if (recentPeers.size >= MAX_RECENT_PEERS) recentPeers.delete(recentPeers.keys().next().value as string); // the oldest
   recentPeers.set(key, peer);
   return peer;
 }
@@ -80,5 +80,4 @@ export function peerFromCall(call: { getAuthContext?: () => CallAuthContext | nu
  * SPIFFE ID and public key) took ~0.5 ms of the event loop per call. The identity depends on
  * those bytes only; TLS has verified them on each connection before any call is seen here.
  */
-const recentPeers = new Map<string, PeerIdentity>();
-const MAX_RECENT_PEERS = 256;
+const recentPeers = new RecentMap<string, PeerIdentity>(256);

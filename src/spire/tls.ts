@@ -35,6 +35,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
+import { RecentMap } from '../core/recent';
 import type { TokenSource } from '../networkservice/updatetoken/token';
 import { hostOf } from './dev';
 import { trustDomainName } from './id';
@@ -311,7 +312,7 @@ class SpiffeServerCredentials extends grpc.ServerCredentials {
   private unwatch: (() => void) | undefined;
   private readonly authorize: Authorizer;
   /** Leaf certificate (DER, base64) → verified peer; cleared when the source changes. */
-  private verified = new Map<string, PeerIdentity>();
+  private verified = new RecentMap<string, PeerIdentity>(1000);
 
   constructor(
     private readonly source: X509Source,
@@ -379,7 +380,6 @@ class SpiffeServerCredentials extends grpc.ServerCredentials {
         return e;
       }
       const peer = peerFromCertificate(verified.chain[0] as X509Certificate);
-      if (this.verified.size > 1000) this.verified.clear();
       this.verified.set(key, peer);
       return peer;
     } catch (err) {

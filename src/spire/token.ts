@@ -16,6 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import { rfc3339Nano } from '../api/time';
 import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
+import { RecentMap } from '../core/recent';
 import type { Token, TokenSource } from '../networkservice/updatetoken/token';
 import { isSpiffeId } from './id';
 import type { PeerIdentity } from './peer';
@@ -110,8 +111,7 @@ export function verifyEs256(token: string, publicKey: KeyObject): DecodedJwt {
   Object.freeze(jwt.claims);
   Object.freeze(jwt.header);
   Object.freeze(jwt);
-  if (!known) verifiedTokens.set(publicKey, (known = new Map()));
-  if (known.size >= MAX_VERIFIED_TOKENS) known.delete(known.keys().next().value as string); // the oldest
+  if (!known) verifiedTokens.set(publicKey, (known = new RecentMap(MAX_VERIFIED_TOKENS)));
   known.set(token, jwt);
   return jwt;
 }
@@ -122,7 +122,7 @@ export function verifyEs256(token: string, publicKey: KeyObject): DecodedJwt {
  * once per claims and second), so an ES256 verification (~0.1-0.3 ms) is done once per token.
  * Only successes are kept; expiry is checked apart (checkExpiry) on every use.
  */
-const verifiedTokens = new WeakMap<KeyObject, Map<string, DecodedJwt>>();
+const verifiedTokens = new WeakMap<KeyObject, RecentMap<string, DecodedJwt>>();
 const MAX_VERIFIED_TOKENS = 64;
 
 function verifyUncached(token: string, publicKey: KeyObject): DecodedJwt {
@@ -166,7 +166,7 @@ export class SpiffeTokenSource implements TokenSource {
    * for again within the same second has exactly the same claims, so the one already signed is
    * returned (an ES256 signature costs ~30-100 us, and every connect and refresh asks for a few).
    */
-  private readonly signed = new WeakMap<X509Svid, Map<string, string>>();
+  private readonly signed = new WeakMap<X509Svid, RecentMap<string, string>>();
 
   constructor(
     private readonly source: X509Source,
@@ -191,13 +191,12 @@ export class SpiffeTokenSource implements TokenSource {
     if (audience !== undefined && isSpiffeId(audience)) claims.aud = [audience];
     claims.exp = Math.floor(expires / 1000);
     let recent = this.signed.get(svid);
-    if (!recent) this.signed.set(svid, (recent = new Map()));
+    if (!recent) this.signed.set(svid, (recent = new RecentMap(MAX_RECENT_TOKENS)));
     const key = `${claims.exp} ${claims.aud?.[0] ?? ''}`;
     let token = recent.get(key);
     if (token === undefined) {
       const kid = this.opts.kid ? svid.chain[0]?.fingerprint256.replace(/:/g, '').toLowerCase() : undefined;
       token = signEs256(claims, svid.key, { kid });
-      if (recent.size >= MAX_RECENT_TOKENS) recent.delete(recent.keys().next().value as string); // the oldest
       recent.set(key, token);
     }
     return { token, expires };
