@@ -13,6 +13,18 @@ import { tempNetns } from '../../helpers/netns';
 const root = process.getuid?.() === 0;
 const hasWgGo = spawnSync('sh', ['-c', 'command -v wireguard-go && command -v ping']).status === 0;
 
+/** Two dataplanes as two agents (the requesting one first), ten ports each from `minPort`, `spares` spares each. */
+function twoDataplanes(minPort: number, spares: number) {
+  const make = (min: number) =>
+    wireguardDataplane({
+      underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 },
+      ports: new UdpPortAllocator({ host: '127.0.0.1', min, max: min + 9 }),
+      log: silentLogger,
+      spares,
+    });
+  return [make(minPort), make(minPort + 10)] as const;
+}
+
 function ping(ns: string, ip: string): boolean {
   return spawnSync('ip', ['netns', 'exec', ns, 'ping', '-c', '2', '-i', '0.2', '-W', '1', ip], { stdio: 'ignore' }).status === 0;
 }
@@ -77,15 +89,7 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
   it('keeps spares waiting, down, where the last end was moved; the next end there only renames one; they leave when nothing is left there', async () => {
     // Two dataplanes, as two agents: one requests (nsc), one serves (nse). The first test
     // closed the shared one.
-    const make = (min: number) =>
-      wireguardDataplane({
-        underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 },
-        ports: new UdpPortAllocator({ host: '127.0.0.1', min, max: min + 9 }),
-        log: silentLogger,
-        spares: 2,
-      });
-    const dpC = make(54111);
-    const dpS = make(54121);
+    const [dpC, dpS] = twoDataplanes(54111, 2);
     closers.push(async () => {
       await dpC.close!();
       await dpS.close!();
@@ -141,15 +145,7 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
   }, 30_000);
 
   it('hands out a spare\'s key and port (set ahead) and keeps an end closed where spares wait as a spare: no peer, new key and port, down, no addresses', async () => {
-    const make = (min: number) =>
-      wireguardDataplane({
-        underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 },
-        ports: new UdpPortAllocator({ host: '127.0.0.1', min, max: min + 9 }),
-        log: silentLogger,
-        spares: 1,
-      });
-    const dpC = make(54131);
-    const dpS = make(54141);
+    const [dpC, dpS] = twoDataplanes(54131, 1);
     const open: (() => Promise<void>)[] = [];
     closers.push(async () => {
       for (const undo of open.splice(0)) await undo().catch(() => {});
