@@ -54,7 +54,7 @@ import { tunnelClient, TunnelClient } from '../mechanisms/tunnel/client';
 import { tunnelServer, TunnelServer } from '../mechanisms/tunnel/server';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import { wireguardDataplane, wireguardReaper } from '../mechanisms/wireguard/dataplane';
-import { UdpPortAllocator } from '../mechanisms/wireguard/ports';
+import { RESERVED_PORTS_SYSCTL, reservedPortsWith, UdpPortAllocator } from '../mechanisms/wireguard/ports';
 import { kernelWireguardSupported } from '../mechanisms/wireguard/device';
 import { vxlanDataplane, vxlanReaper } from '../mechanisms/vxlan/dataplane';
 import { newRegistryServer, RegistryServer } from '../registry/server';
@@ -282,6 +282,7 @@ export class Agent {
     const explicit = this.cfg.tunnelIP !== 'auto';
     try {
       this.underlay = await resolveUnderlay(this.cfg.tunnelIP);
+      this.reserveWireguardPorts();
     } catch (err) {
       if (explicit || this.networked) throw err;
       this.log.info('no underlay: remote mechanisms are off', { reason: AgentError.from(err).message });
@@ -305,6 +306,30 @@ export class Agent {
       }
     } catch {
       /* no /proc/sys here: nothing to say */
+    }
+  }
+
+  /**
+   * Takes the WireGuard port range out of the kernel's ephemeral ports in the agent's namespace,
+   * where the devices' sockets are. A spare's port is set ahead and bound only when the spare is
+   * raised for a connection; another program's outgoing UDP socket that took the port meanwhile
+   * would leave that device without a socket (the allocator's probe cannot see the future).
+   * Added to what is reserved already and kept after the agent stops (reserving takes nothing
+   * from anyone: explicit binds to these ports still work). Not fatal where /proc/sys is read-only.
+   */
+  private reserveWireguardPorts(): void {
+    const { portMin, portMax } = this.cfg.wireguard;
+    try {
+      const ns = sys.hostNetns();
+      const wanted = reservedPortsWith(sys.getSysctl(ns, RESERVED_PORTS_SYSCTL), portMin, portMax);
+      if (wanted === undefined) return;
+      sys.setSysctl(ns, RESERVED_PORTS_SYSCTL, wanted);
+      this.log.info('WireGuard ports reserved from the ephemeral range', { sysctl: RESERVED_PORTS_SYSCTL, ports: `${portMin}-${portMax}` });
+    } catch (err) {
+      this.log.warn('cannot reserve the WireGuard ports from the ephemeral range; another program may take a spare\'s port', {
+        sysctl: RESERVED_PORTS_SYSCTL,
+        error: err,
+      });
     }
   }
 

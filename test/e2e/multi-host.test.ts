@@ -109,6 +109,10 @@ run('multi-host vWires (three agents)', () => {
     expect(ping(nsc, '172.16.1.100', 3)).toBe(true);
     expect(ping(nse, '172.16.1.101', 3)).toBe(true);
     expect(wgProcs().length - before.length).toBe(2);
+    // each agent took its WireGuard ports out of its namespace's ephemeral range at start
+    const reserved = (h: typeof a) => sh('ip', ['netns', 'exec', h!.netns, 'cat', '/proc/sys/net/ipv4/ip_local_reserved_ports']).stdout.trim();
+    expect(reserved(a)).toBe('51820-52819'); // the default range
+    expect(reserved(b)).toBe('51820-51821');
 
     // MTU: the underlay's 1500 minus WireGuard's 60.
     expect(links(nsc).find((l) => l.ifname === 'nsm-1')!.mtu).toBe(1440);

@@ -2,9 +2,11 @@
  * Global setup: records what exists before the suite and fails the run if the suite leaves
  * network namespaces, wireguard-go processes or agent processes behind (and, for test/system,
  * systemd-nspawn containers with their overlay mounts and package build directories).
+ * The one host setting agents change on purpose (they reserve their WireGuard ports from the
+ * ephemeral range, net.ipv4.ip_local_reserved_ports) is put back as it was.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, existsSync, readFileSync } from 'node:fs';
+import { readdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
 function netns(): string[] {
@@ -42,13 +44,17 @@ function mounts(): string[] {
 }
 const WATCHED = /wireguard-go|nsm-agent.* run|dist\/agent\/main\.js run|etcd --name nsmt|systemd-nspawn/;
 
-let before: { ns: Set<string>; procs: Set<string>; files: Set<string> };
+const RESERVED_PORTS = '/proc/sys/net/ipv4/ip_local_reserved_ports';
+const readReserved = (): string | undefined => (existsSync(RESERVED_PORTS) ? readFileSync(RESERVED_PORTS, 'utf8') : undefined);
+
+let before: { ns: Set<string>; procs: Set<string>; files: Set<string>; reserved: string | undefined };
 
 export function setup(): void {
-  before = { ns: new Set(netns()), procs: new Set(procs(WATCHED)), files: new Set(files()) };
+  before = { ns: new Set(netns()), procs: new Set(procs(WATCHED)), files: new Set(files()), reserved: readReserved() };
 }
 
 export function teardown(): void {
+  if (before.reserved !== undefined && readReserved() !== before.reserved) writeFileSync(RESERVED_PORTS, before.reserved.trim() === '' ? '\n' : before.reserved);
   const leakedNs = netns().filter((n) => !before.ns.has(n));
   const leakedProcs = procs(WATCHED).filter((p) => !before.procs.has(p) && !/\bps -eo\b/.test(p));
   const leakedFiles = files().filter((f) => !before.files.has(f));

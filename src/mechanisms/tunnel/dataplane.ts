@@ -8,7 +8,9 @@
  *   allocate (local values: keys, port, VNI) → advertise (own `src_*` or `dst_*` parameters)
  *   → peerOf (the other end's parameters, validated) → create (the device, in its final
  *   namespace under its final name, configured, addresses set) → update on refresh
- *   → remove and release on close.
+ *   → remove and release on close. prepare and create may change the local values in place
+ *   (a WireGuard listen port found taken is replaced); the serving end advertises them again
+ *   in its answer.
  * Across an agent restart (optional, with records): persist after create and each refresh →
  *   adopt (the restarted agent takes the end back on the connection's next Request) → forget
  *   on close. Ends nobody adopts are reaped by the dataplane's records at their expiry.

@@ -85,6 +85,11 @@ export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
         if (fresh) await sessions.abandon(ctx, id, session, (c) => nextServer(ctx).close(c, out));
         throw AgentError.from(err);
       }
+      // This end's values as the device has them now: the dataplane may have replaced one while
+      // making it (a WireGuard listen port found taken), and the requester must reach this one.
+      if (out.mechanism?.type === dp.type) {
+        out.mechanism.parameters = { ...(out.mechanism.parameters ?? {}), ...dp.advertise(session.local, 'dst') };
+      }
       sessions.persist(id, session, conn, ctx.clock.now());
       return out;
     },

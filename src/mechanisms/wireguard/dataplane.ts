@@ -24,6 +24,7 @@ import {
   type WireguardDevice,
   type WireguardGoOptions,
   type WireguardSnapshot,
+  isListenPortTaken,
 } from './device';
 import { generateKeyPair, validatePublicKey, type WgKeyPair } from './keys';
 import { UdpPortAllocator } from './ports';
@@ -87,6 +88,8 @@ export const wireguardReaper = {
 export const SPARE_REFILL_DELAY_MS = 100;
 /** How long spares keep waiting in a namespace after the last connection end there left. */
 export const SPARE_HOME_IDLE_MS = 1000;
+/** Listen ports a connection end tries (the first and replacements) when its port is found taken. */
+export const LISTEN_PORT_ATTEMPTS = 3;
 
 /** Waits for all, then throws the first failure (nothing is left running when it throws). */
 async function settleAll(all: Promise<unknown>[]): Promise<void> {
@@ -303,9 +306,27 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     }
     return p;
   };
+  /**
+   * Sets `local` (key pair, port) and `peer` on the device. A listen port found bound by another
+   * socket (the allocator's probe cannot close the race with other binds) is replaced by a fresh
+   * one from the allocator, up to LISTEN_PORT_ATTEMPTS times; `local.port` then changes in place,
+   * and whoever advertised it advertises it again (the tunnel server's answer does; a requesting
+   * end's new port reaches the server by its handshake, WireGuard roaming, and its next refresh).
+   */
   const configure = async (p: Prepared, local: WgLocal, peer: WgPeer | undefined): Promise<void> => {
     if (p.local === local && (peer ? p.peer && samePeer(p.peer, peer) : !p.peer)) return;
-    await p.dev.configure(configOf(local, peer));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await p.dev.configure(configOf(local, peer));
+        break;
+      } catch (err) {
+        if (attempt >= LISTEN_PORT_ATTEMPTS || !isListenPortTaken(err)) throw err;
+        const taken = local.port;
+        local.port = await opts.ports.allocate();
+        opts.ports.release(taken); // not ours now; the probe keeps it from being handed out while bound
+        opts.log.warn('WireGuard listen port taken by another socket; using another', { ifname: p.ifname, taken, port: local.port });
+      }
+    }
     p.local = local;
     p.peer = peer;
     if (p.own && p.own !== local) {

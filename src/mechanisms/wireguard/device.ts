@@ -77,7 +77,7 @@ import {
 } from '../../sys';
 import { IFLA, IFLA_INFO, ifinfo } from '../../sys/link';
 import { validatePrivateKey, validatePublicKey } from './keys';
-import { uapiAlive, uapiGet, uapiSet, uapiSocketPath } from './uapi';
+import { UAPI_PORT_IN_USE, UapiError, uapiAlive, uapiGet, uapiSet, uapiSocketPath } from './uapi';
 
 /** NSM §5.2. */
 export const WG_PERSISTENT_KEEPALIVE = 10;
@@ -205,6 +205,19 @@ function toAgentError(err: unknown, context: string): AgentError {
     return new AgentError('INVALID_INTERFACE_NAME', `${context}: ${err.message}`, { cause: err });
   }
   return err instanceof AgentError ? err : AgentError.wrap(err, context, 'DATAPLANE');
+}
+
+/**
+ * True if configure() failed because the listen port it set is bound by another socket
+ * (wireguard-go: UAPI errno -98; kernel: EADDRINUSE from generic netlink). The device is
+ * left without a UDP socket and takes another port in a new configure().
+ */
+export function isListenPortTaken(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof UapiError) return e.errno === UAPI_PORT_IN_USE;
+    if (e instanceof SysError) return e.code === 'EADDRINUSE';
+  }
+  return false;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

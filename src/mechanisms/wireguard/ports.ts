@@ -92,3 +92,26 @@ export class UdpPortAllocator {
     return [...this.used].sort((a, b) => a - b);
   }
 }
+
+/** The sysctl listing the ports the kernel never hands out as ephemeral ports (IPv4 and IPv6). */
+export const RESERVED_PORTS_SYSCTL = 'net.ipv4.ip_local_reserved_ports';
+
+/**
+ * `current` (the sysctl's text: comma-separated ports and first-last ranges, as the kernel
+ * prints it) with `min`-`max` added, or undefined if every port of it is already reserved.
+ * Throws INVALID_ARGUMENT on text that is not such a list.
+ */
+export function reservedPortsWith(current: string, min: number, max: number): string | undefined {
+  const text = current.trim();
+  const spans: [number, number][] = [];
+  for (const item of text === '' ? [] : text.split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(item.trim());
+    if (!m) throw new AgentError('INVALID_ARGUMENT', `${RESERVED_PORTS_SYSCTL}: cannot read '${current}'`);
+    spans.push([Number(m[1]), Number(m[2] ?? m[1])]);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  let next = min; // the first port of min-max not yet seen reserved
+  for (const [a, b] of spans) if (a <= next && b >= next) next = b + 1;
+  if (next > max) return undefined;
+  return text === '' ? `${min}-${max}` : `${text},${min}-${max}`;
+}

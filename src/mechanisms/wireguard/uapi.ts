@@ -15,8 +15,8 @@
  * process was started with; it does not follow later renames of the link.
  *
  * Every failure is an AgentError: UNAVAILABLE when the socket cannot be
- * reached, DATAPLANE when the daemon answers errno != 0, DEADLINE_EXCEEDED on
- * timeout, INVALID_ARGUMENT for bad input.
+ * reached, DATAPLANE (a UapiError carrying the errno) when the daemon answers
+ * errno != 0, DEADLINE_EXCEEDED on timeout, INVALID_ARGUMENT for bad input.
  */
 import { connect } from 'node:net';
 import { AgentError } from '../../core/errors';
@@ -24,6 +24,19 @@ import { hexToKey, keyToHex } from './keys';
 
 export const UAPI_DIR = '/var/run/wireguard';
 const DEFAULT_TIMEOUT_MS = 2000;
+
+/** wireguard-go's errno for a listen_port it cannot bind (-EADDRINUSE). */
+export const UAPI_PORT_IN_USE = -98;
+
+/** The daemon answered a request with errno != 0. */
+export class UapiError extends AgentError {
+  constructor(
+    readonly errno: number,
+    socketPath: string,
+  ) {
+    super('DATAPLANE', `UAPI ${socketPath}: errno=${errno}${errno === UAPI_PORT_IN_USE ? ' (listen port in use)' : ''}`);
+  }
+}
 
 export function uapiSocketPath(name: string): string {
   return `${UAPI_DIR}/${name}.sock`;
@@ -193,7 +206,7 @@ export function uapiRequest(socketPath: string, request: string, timeoutMs = DEF
         return;
       }
       const errno = Number(m[1]);
-      if (errno !== 0) finish(new AgentError('DATAPLANE', `UAPI ${socketPath}: errno=${errno}`));
+      if (errno !== 0) finish(new UapiError(errno, socketPath));
       else finish(undefined, body.slice(0, m.index));
     });
     sock.on('error', (err: NodeJS.ErrnoException) =>

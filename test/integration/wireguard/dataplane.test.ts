@@ -3,6 +3,7 @@
 // finished with the peer; the serving end is prepared with the peer and placed afterwards.
 // Spare devices appear once WireGuard is in use and are removed by close().
 import { spawnSync } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/core/log';
 import { wireguardDataplane } from '../../../src/mechanisms/wireguard/dataplane';
@@ -221,6 +222,66 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
     }
     await dpC.remove(second.c);
     dpC.release(second.client);
+  }, 30_000);
+
+  it('replaces a listen port that another socket took after the probe, and the device listens on the new one', async () => {
+    // The allocator hands out the next port, then a "thief" binds it: the race the probe cannot
+    // close. An end closed where a spare is missing becomes the spare with a new port, set while
+    // the device is up: wireguard-go answers EADDRINUSE, and the dataplane takes another port.
+    let thief: Socket | undefined;
+    let steal = false;
+    class RacyAllocator extends UdpPortAllocator {
+      override async allocate(): Promise<number> {
+        const port = await super.allocate();
+        if (steal) {
+          steal = false;
+          thief = createSocket('udp4');
+          await new Promise<void>((r) => thief!.bind({ port, address: '0.0.0.0', exclusive: true }, () => r()));
+        }
+        return port;
+      }
+    }
+    const make = (min: number) =>
+      wireguardDataplane({ underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 }, ports: new RacyAllocator({ host: '127.0.0.1', min, max: min + 9 }), log: silentLogger, spares: 1 });
+    const dpC = make(54151);
+    const dpS = make(54161);
+    const ends: (() => Promise<void>)[] = [];
+    closers.push(async () => {
+      for (const undo of ends.splice(0)) await undo().catch(() => {});
+      thief?.close();
+      await dpC.close!();
+      await dpS.close!();
+    });
+    const connect = async (n: number) => {
+      const client = await dpC.allocate('src', undefined);
+      const server = await dpS.allocate('dst', undefined);
+      const side = (a: number, b: number) => ({ addrs: [`172.16.8.${a}/32`], peers: [`172.16.8.${b}/32`], routes: [] });
+      const e = await dpS.create({ local: server, peer: dpS.peerOf(dpC.advertise(client, 'src'), 'src'), target: { netns: nse.path, ifname: `nsm-t${n}` }, mtu: 1440, side: side(2 * n + 1, 2 * n + 2) });
+      const c = await dpC.create({ local: client, peer: dpC.peerOf(dpS.advertise(server, 'dst'), 'dst'), target: { netns: nsc.path, ifname: `nsm-t${n}` }, mtu: 1440, side: side(2 * n + 2, 2 * n + 1) });
+      ends.push(() => dpC.remove(c), () => dpS.remove(e));
+      return { c, e, client, server };
+    };
+
+    const first = await connect(1); // no spare yet: the serving end's device becomes home's spare when closed
+    const device = (dpS.describe(first.e) as { device: string }).device;
+    steal = true;
+    await dpS.remove(first.e);
+    dpS.release(first.server);
+    expect(thief).toBeDefined();
+    const stolen = (thief!.address() as { port: number }).port;
+    const kept = liveWireguardDevices().find((d) => d.hostName === device);
+    expect(kept?.listenPort).toBeGreaterThanOrEqual(54161);
+    expect(kept?.listenPort).not.toBe(stolen);
+
+    // the next connection there takes that spare's port, and packets flow through it
+    const second = await connect(2);
+    expect(second.server.port).toBe(kept!.listenPort);
+    expect(ping(nsc.name, '172.16.8.5')).toBe(true);
+    for (const x of [first, second]) {
+      if (x === second) await dpS.remove(x.e), dpS.release(x.server);
+      await dpC.remove(x.c);
+      dpC.release(x.client);
+    }
   }, 30_000);
 
   it('refuses a malformed peer key naming the parameter', () => {

@@ -7,7 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { AgentError } from '../../../src/core/errors';
 import {
   UdpPortAllocator,
+  UapiError,
   formatSet,
+  isListenPortTaken,
+  reservedPortsWith,
   generateKeyPair,
   hexToKey,
   keyToHex,
@@ -120,5 +123,27 @@ describe('UDP port allocator', () => {
     } finally {
       busy.close();
     }
+  });
+
+  it('adds its range to the reserved ports unless all of it is reserved, and refuses what it cannot read', () => {
+    expect(reservedPortsWith('', 51820, 52819)).toBe('51820-52819');
+    expect(reservedPortsWith('\n', 51820, 52819)).toBe('51820-52819');
+    expect(reservedPortsWith('8080,9000-9100', 51820, 52819)).toBe('8080,9000-9100,51820-52819');
+    expect(reservedPortsWith('51820-52819', 51820, 52819)).toBeUndefined();
+    expect(reservedPortsWith('51901-53000,50000-51900\n', 51820, 52819)).toBeUndefined(); // covered by two, in any order
+    expect(reservedPortsWith('51820-52000,52002-53000', 51820, 52819)).toBe('51820-52000,52002-53000,51820-52819'); // 52001 missing
+    expect(reservedPortsWith('51821-52819', 51820, 52819)).toBe('51821-52819,51820-52819');
+    expect(() => reservedPortsWith('8080,abc', 51820, 52819)).toThrow(/ip_local_reserved_ports: cannot read/);
+  });
+});
+
+describe('listen port taken', () => {
+  it('is told apart from other UAPI and kernel failures, through wrapping', () => {
+    expect(isListenPortTaken(new UapiError(-98, '/x.sock'))).toBe(true);
+    expect(new UapiError(-98, '/x.sock').message).toMatch(/errno=-98 \(listen port in use\)/);
+    expect(isListenPortTaken(new UapiError(-22, '/x.sock'))).toBe(false);
+    expect(isListenPortTaken(AgentError.wrap(new UapiError(-98, '/x.sock'), 'configure'))).toBe(true);
+    expect(isListenPortTaken(new AgentError('DATAPLANE', 'errno=-98'))).toBe(false); // by type, not by text
+    expect(isListenPortTaken(undefined)).toBe(false);
   });
 });

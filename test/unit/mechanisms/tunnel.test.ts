@@ -163,6 +163,19 @@ describe('tunnel server', () => {
     expect(log.slice(2)).toEqual(['remove 1', 'release 1']);
   });
 
+  it('answers with the values the end has once made: one the dataplane replaced while making it', async () => {
+    const { dp, log } = fakeDataplane();
+    const create = dp.create.bind(dp);
+    dp.create = async (args) => {
+      args.local.n = 7; // e.g. a WireGuard listen port found taken, replaced by another
+      return create(args);
+    };
+    const chain = chainServer(tunnelServer(dp, { underlay }), endpoint(true));
+    const out = await chain.request(Ctx.background(), serverReq({ src_ip: '10.0.0.9', src_port: '51820' }));
+    expect(out.mechanism?.parameters).toMatchObject({ dst_ip: '10.0.0.1', dst_port: '50007' });
+    expect(log).toEqual(['allocate 1', 'create 7 ep-1 -> 10.0.0.9:51820']);
+  });
+
   it('refuses bad src parameters before allocating anything', async () => {
     const { dp, log } = fakeDataplane();
     const ep = endpoint(true);
