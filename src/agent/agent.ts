@@ -30,6 +30,7 @@ import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
 import { chainClient, chainServer, serverToClient, NetworkServiceClient, NetworkServiceServer } from '../core/networkservice';
 import { chainNseRegistry } from '../core/registry';
+import { nseQueryCache, nsQueryCache } from '../registry/querycache';
 import { updatePathClient, updatePathServer } from '../networkservice/updatepath';
 import { beginClient, beginServer } from '../networkservice/begin';
 import { metadataClient, metadataServer } from '../networkservice/metadata';
@@ -255,7 +256,19 @@ export class Agent {
     const target = u.protocol === 'unix:' ? `unix://${u.pathname}` : u.host;
     const creds = u.protocol === 'tcp:' ? channelCredentials(this.identity, { tokens: this.tokens }).credentials : grpc.credentials.createInsecure();
     const clients = newRegistryClients(target, creds);
-    return { ns: grpcNsRegistry(clients.ns), nse: grpcNseRegistry(clients.nse), close: () => clients.close() };
+    // discover's finds answered from memory, kept current by watches (see querycache.ts)
+    const cache = { clock: this.clock, log: this.log };
+    const ns = nsQueryCache(grpcNsRegistry(clients.ns), cache);
+    const nse = nseQueryCache(grpcNseRegistry(clients.nse), cache);
+    return {
+      ns,
+      nse,
+      close: () => {
+        ns.close();
+        nse.close();
+        clients.close();
+      },
+    };
   }
 
   /** A Ctx for background work: the agent's clock, logger and lifetime. */
