@@ -18,7 +18,14 @@
  * registering the watch is seen only once the entry is dropped, or, for an endpoint that was
  * removed, at its expiration time (discover drops expired endpoints).
  */
-import type { NetworkService, NetworkServiceEndpoint, NetworkServiceEndpointResponse, NetworkServiceResponse } from '../api';
+import type {
+  NetworkService,
+  NetworkServiceEndpoint,
+  NetworkServiceEndpointQuery,
+  NetworkServiceEndpointResponse,
+  NetworkServiceQuery,
+  NetworkServiceResponse,
+} from '../api';
 import { realClock, type Clock } from '../core/clock';
 import { Ctx } from '../core/ctx';
 import type { Logger } from '../core/log';
@@ -156,18 +163,22 @@ class QueryCache<Q extends { watch?: boolean }, R extends { deleted?: boolean },
   }
 }
 
-/** `inner` (a remote NSE registry) with its non-watch finds answered by a query cache. */
-export function nseQueryCache(inner: NseRegistry, opts: QueryCacheOptions = {}): NseRegistry & { close(): void; readonly size: number } {
-  const cache = new QueryCache<Parameters<NseRegistry['find']>[1], NetworkServiceEndpointResponse, NetworkServiceEndpoint>(
-    'NSE query cache',
-    (q) => JSON.stringify(q.network_service_endpoint ?? {}),
-    (r) => r.network_service_endpoint ?? undefined,
-    (nse) => ({ network_service_endpoint: nse }),
-    opts,
-  );
+/** One registry API, as NsRegistry and NseRegistry both are. */
+interface Registry<T, Q, R> {
+  register(ctx: Ctx, item: T): Promise<T>;
+  find(ctx: Ctx, query: Q): AsyncIterable<R>;
+  unregister(ctx: Ctx, item: T): Promise<void>;
+}
+
+type Cached<Reg> = Reg & { close(): void; readonly size: number };
+
+function cachedRegistry<Q extends { watch?: boolean }, R extends { deleted?: boolean }, T extends { name?: string }>(
+  inner: Registry<T, Q, R>,
+  cache: QueryCache<Q, R, T>,
+): Cached<Registry<T, Q, R>> {
   return {
-    register: (ctx, nse) => inner.register(ctx, nse),
-    unregister: (ctx, nse) => inner.unregister(ctx, nse),
+    register: (ctx, item) => inner.register(ctx, item),
+    unregister: (ctx, item) => inner.unregister(ctx, item),
     find: (ctx, query) => cache.find(ctx, query, (c, q) => inner.find(c, q)),
     close: () => cache.close(),
     get size() {
@@ -176,22 +187,26 @@ export function nseQueryCache(inner: NseRegistry, opts: QueryCacheOptions = {}):
   };
 }
 
+/** `inner` (a remote NSE registry) with its non-watch finds answered by a query cache. */
+export function nseQueryCache(inner: NseRegistry, opts: QueryCacheOptions = {}): Cached<NseRegistry> {
+  const cache = new QueryCache<NetworkServiceEndpointQuery, NetworkServiceEndpointResponse, NetworkServiceEndpoint>(
+    'NSE query cache',
+    (q) => JSON.stringify(q.network_service_endpoint ?? {}),
+    (r) => r.network_service_endpoint ?? undefined,
+    (nse) => ({ network_service_endpoint: nse }),
+    opts,
+  );
+  return cachedRegistry(inner, cache);
+}
+
 /** `inner` (a remote NS registry) with its non-watch finds answered by a query cache. */
-export function nsQueryCache(inner: NsRegistry, opts: QueryCacheOptions = {}): NsRegistry & { close(): void; readonly size: number } {
-  const cache = new QueryCache<Parameters<NsRegistry['find']>[1], NetworkServiceResponse, NetworkService>(
+export function nsQueryCache(inner: NsRegistry, opts: QueryCacheOptions = {}): Cached<NsRegistry> {
+  const cache = new QueryCache<NetworkServiceQuery, NetworkServiceResponse, NetworkService>(
     'NS query cache',
     (q) => JSON.stringify(q.network_service ?? {}),
     (r) => r.network_service ?? undefined,
     (ns) => ({ network_service: ns }),
     opts,
   );
-  return {
-    register: (ctx, ns) => inner.register(ctx, ns),
-    unregister: (ctx, ns) => inner.unregister(ctx, ns),
-    find: (ctx, query) => cache.find(ctx, query, (c, q) => inner.find(c, q)),
-    close: () => cache.close(),
-    get size() {
-      return cache.size;
-    },
-  };
+  return cachedRegistry(inner, cache);
 }
