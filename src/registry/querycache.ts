@@ -117,10 +117,7 @@ class QueryCache<Q extends { watch?: boolean }, R extends { deleted?: boolean },
     void this.follow(key, entry, next(watchCtx, { ...query, watch: true }));
     entry.seeded = (async () => {
       const items = new Map<string, T>();
-      for await (const r of next(ctx, query)) {
-        const item = this.itemOf(r);
-        if (item && !r.deleted) items.set(item.name ?? '', item);
-      }
+      for await (const r of next(ctx, query)) this.apply(items, r);
       for (const r of entry.early.splice(0)) this.apply(items, r);
       entry.items = items;
     })();
