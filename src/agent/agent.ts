@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { stateName, type Connection, type Mechanism } from '../api';
+import { SERVER_OPTIONS, stateName, type Connection, type Mechanism } from '../api';
 import { toTimestamp } from '../api/time';
 import { Clock, realClock } from '../core/clock';
 import { Ctx } from '../core/ctx';
@@ -471,7 +471,7 @@ export class Agent {
     const cfg = this.cfg;
     const base = () => this.ctx();
 
-    const local = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
+    const local = new grpc.Server(SERVER_OPTIONS);
     addNetworkService(local, this.server, base);
     addMonitor(local, this.hub);
     addRegistryServices(local, { ns: this.reg.ns, nse: this.reg.nse }, this.ctx());
@@ -504,7 +504,7 @@ export class Agent {
     });
 
     if (cfg.listen.tcp) {
-      const tcp = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
+      const tcp = new grpc.Server(SERVER_OPTIONS);
       addNetworkService(tcp, this.server, base);
       addMonitor(tcp, this.hub);
       this.health.addTo(tcp);
@@ -512,7 +512,7 @@ export class Agent {
     }
     if (this.reg.embedded && (cfg.registry.listen || cfg.listen.tcp)) {
       const addr = cfg.registry.listen ?? `${cfg.listen.tcp!.slice(0, cfg.listen.tcp!.lastIndexOf(':'))}:5002`;
-      const reg = new grpc.Server({ 'grpc.max_concurrent_streams': 1000 });
+      const reg = new grpc.Server(SERVER_OPTIONS);
       addRegistryServices(reg, { ns: this.reg.ns, nse: this.reg.nse }, this.ctx());
       this.health.addTo(reg);
       await this.listenTcp(reg, addr);

@@ -2,7 +2,7 @@
  * gRPC clients for the CLI: the agent's control API and the NSM registry on the local socket.
  */
 import * as grpc from '@grpc/grpc-js';
-import { api } from '../api';
+import { CHANNEL_OPTIONS, api } from '../api';
 import { DEFAULT_SOCKET } from './config';
 import { AgentError } from '../core/errors';
 
@@ -22,7 +22,7 @@ export function localClients(socket: string): LocalClients {
   const creds = grpc.credentials.createInsecure();
   const a = api();
   const Agent = a.agent.nsmagent.v1.Agent as unknown as typeof grpc.Client;
-  const agent = new Agent(target, creds) as LocalClients['agent'];
+  const agent = new Agent(target, creds, CHANNEL_OPTIONS) as LocalClients['agent'];
   const opts = { channelOverride: agent.getChannel() } as grpc.ClientOptions;
   const ns = new (a.reg.registry.NetworkServiceRegistry as unknown as typeof grpc.Client)(target, creds, opts) as LocalClients['ns'];
   const nse = new (a.reg.registry.NetworkServiceEndpointRegistry as unknown as typeof grpc.Client)(target, creds, opts) as LocalClients['nse'];

@@ -73,6 +73,16 @@ export function api(): Loaded {
   return cached;
 }
 
+/**
+ * Options every grpc-js channel of the agent starts from. Channelz (grpc-js's per-channel and
+ * per-call statistics, on by default) is off: the agent serves no channelz service, and its
+ * bookkeeping on every call (counters, call tracking, stream listeners) is on the connect path.
+ */
+export const CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.enable_channelz': 0 };
+
+/** Options of every grpc-js server of the agent: no channelz (as above), up to 1000 streams per connection. */
+export const SERVER_OPTIONS: grpc.ServerOptions = { 'grpc.enable_channelz': 0, 'grpc.max_concurrent_streams': 1000 };
+
 /** Connection states as sent on the wire (proto enum names). */
 export const State = { UP: 'UP', DOWN: 'DOWN', REFRESH_REQUESTED: 'REFRESH_REQUESTED', RESELECT_REQUESTED: 'RESELECT_REQUESTED' } as const;
 export const EventType = { INITIAL_STATE_TRANSFER: 'INITIAL_STATE_TRANSFER', UPDATE: 'UPDATE', DELETE: 'DELETE' } as const;

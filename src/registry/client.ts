@@ -12,7 +12,7 @@
  * Also re-exports the refresh/heal client element (common/refresh.ts).
  */
 import * as grpc from '@grpc/grpc-js';
-import { api } from '../api';
+import { CHANNEL_OPTIONS, api } from '../api';
 import type { NetworkServiceRegistryClient } from '../api/gen/registry/NetworkServiceRegistry';
 import type { NetworkServiceEndpointRegistryClient } from '../api/gen/registry/NetworkServiceEndpointRegistry';
 import { Ctx } from '../core/ctx';
@@ -29,6 +29,7 @@ export type { NetworkServiceRegistryClient, NetworkServiceEndpointRegistryClient
  * otherwise backs off from 1 s up to 120 s), so heal and refresh retries reach a new registry.
  */
 export const REGISTRY_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  ...CHANNEL_OPTIONS,
   'grpc.initial_reconnect_backoff_ms': 200,
   'grpc.min_reconnect_backoff_ms': 200,
   'grpc.max_reconnect_backoff_ms': 1000,

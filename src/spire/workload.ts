@@ -19,7 +19,7 @@ import path from 'node:path';
 import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { LOADER_OPTIONS } from '../api';
+import { CHANNEL_OPTIONS, LOADER_OPTIONS } from '../api';
 import type { ProtoGrpcType } from '../api/gen/workload';
 import type { SpiffeWorkloadAPIClient } from '../api/gen/SpiffeWorkloadAPI';
 import type { X509SVIDResponse__Output } from '../api/gen/X509SVIDResponse';
@@ -190,6 +190,7 @@ export class WorkloadApiClient {
     this.initialMs = opts.backoff?.initialMs ?? 1000;
     this.maxMs = opts.backoff?.maxMs ?? 30_000;
     this.client = new (proto().SpiffeWorkloadAPI)(this.target, grpc.credentials.createInsecure(), {
+      ...CHANNEL_OPTIONS,
       'grpc.enable_retries': 0,
       // The channel's own reconnect back-off (grpc-js default: up to 120 s) must not outlast
       // ours, or a restarted SPIRE agent would be noticed late.

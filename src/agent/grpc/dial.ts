@@ -10,7 +10,7 @@
  * peer returns keep their code, with the URL added to the message.
  */
 import * as grpc from '@grpc/grpc-js';
-import { api, type Connection, type ConnectionEvent, type MonitorScopeSelector, type NetworkServiceRequest } from '../../api';
+import { CHANNEL_OPTIONS, api, type Connection, type ConnectionEvent, type MonitorScopeSelector, type NetworkServiceRequest } from '../../api';
 import { rfc3339Nano } from '../../api/time';
 import type { Ctx } from '../../core/ctx';
 import { AgentError, fromStatus } from '../../core/errors';
@@ -65,6 +65,7 @@ export class ChannelPool {
       const Ctor = api().ns.networkservice.NetworkService as unknown as typeof grpc.Client;
       const tls = this.opts.credentials?.(url);
       const stub = new Ctor(grpcTarget(url), tls?.credentials ?? grpc.credentials.createInsecure(), {
+        ...CHANNEL_OPTIONS,
         ...tls?.options,
         'grpc.keepalive_time_ms': 30_000,
         // A peer that restarts is found again within 400 ms (heal retries ride on this).
