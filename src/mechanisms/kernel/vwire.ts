@@ -44,9 +44,10 @@ function familyOf(ip: string): 4 | 6 {
 
 /** Random locally administered unicast MAC, so neighbours can be set without asking the kernel. */
 function randomMac(): string {
-  const b = Buffer.from(Array.from({ length: 6 }, () => Math.floor(Math.random() * 256)));
-  b[0] = (b[0]! & 0xfe) | 0x02;
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+  const hex = (x: number) => x.toString(16).padStart(2, '0');
+  let mac = hex((Math.floor(Math.random() * 256) & 0xfe) | 0x02);
+  for (let i = 1; i < 6; i++) mac += `:${hex(Math.floor(Math.random() * 256))}`;
+  return mac;
 }
 
 /**
