@@ -70,6 +70,8 @@ export class Ctx {
 
   /** A child cancelled by either this ctx or `signal`. */
   withSignal(signal: AbortSignal): [Ctx, () => void] {
+    // Nothing aborts this one (a gRPC call's base): `signal` alone is the child's, no controller.
+    if (this.signal === neverAborted) return [new Ctx(signal, this.deadline, this.clock, this.log, this.values), noop];
     const ac = new AbortController();
     const onAbort = () => ac.abort(signal.reason ?? this.signal.reason);
     if (signal.aborted || this.signal.aborted) onAbort();
