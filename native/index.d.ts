@@ -67,10 +67,11 @@ export interface NsmNative {
   icmpEcho(netnsFd: number, src: string, dst: string, timeoutMs: number, count: number, id?: number): Promise<number>;
   /**
    * A bound NETLINK_ROUTE socket (fd, owned by the caller: close it with
-   * fs.closeSync) in the calling thread's netns; open it inside withNetns for
-   * another namespace. 1 MiB receive buffer, NETLINK_CAP_ACK.
+   * fs.closeSync) in the netns of `netnsFd` (entered and left inside the call,
+   * like withNetns; setns errors are thrown with syscall 'setns'), or in the
+   * calling thread's netns without it. 1 MiB receive buffer, NETLINK_CAP_ACK.
    */
-  rtnlOpen(): number;
+  rtnlOpen(netnsFd?: number): number;
   /**
    * Sends `request` (one or more netlink messages, each with NLM_F_ACK or a
    * dump) in one send() and reads, on this thread, until each message's seq

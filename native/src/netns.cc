@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <functional>
 #include <string>
 
 #include "errors.h"
@@ -108,6 +109,31 @@ bool InitNetns(Napi::Env env) {
 
 int HomeNetnsFd() { return g_home_fd; }
 
+int InNetns(int target, const std::function<void()>& fn, const char** syscall) {
+  int back = g_home_fd;
+  bool own_back = false;
+  if (t_depth > 0) {
+    back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (back < 0) {
+      *syscall = "open";
+      return errno;
+    }
+    own_back = true;
+  }
+  if (setns(target, CLONE_NEWNET) != 0) {
+    int err = errno;
+    if (own_back) close(back);
+    *syscall = "setns";
+    return err;
+  }
+  fn();
+  if (setns(back, CLONE_NEWNET) != 0) {
+    Napi::Error::Fatal("nsm_native", "cannot restore the thread's network namespace; aborting");
+  }
+  if (own_back) close(back);
+  return 0;
+}
+
 // withNetns(fd, fn): setns(fd) on this thread, return fn(), setns back.
 // Nested calls are allowed: an inner call returns to the namespace the outer
 // call switched to (captured by opening /proc/thread-self/ns/net, so it does
@@ -119,29 +145,17 @@ Napi::Value WithNetns(const Napi::CallbackInfo& info) {
   if (!info[1].IsFunction()) return ThrowArgType(env, "withNetns: fn must be a function");
   Napi::Function fn = info[1].As<Napi::Function>();
 
-  int back = g_home_fd;
-  bool own_back = false;
-  if (t_depth > 0) {
-    back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (back < 0) return ThrowErrno(env, errno, "open", "/proc/thread-self/ns/net");
-    own_back = true;
-  }
-
-  if (setns(target, CLONE_NEWNET) != 0) {
-    int err = errno;
-    if (own_back) close(back);
-    return ThrowErrno(env, err, "setns");
-  }
-
-  t_depth++;
-  Napi::Value result = fn.Call(env.Undefined(), {});  // empty if fn threw
-  t_depth--;
-
-  if (setns(back, CLONE_NEWNET) != 0) {
-    Napi::Error::Fatal("nsm_native withNetns",
-                       "cannot restore the thread's network namespace; aborting");
-  }
-  if (own_back) close(back);
+  Napi::Value result;
+  const char* syscall = nullptr;
+  int err = InNetns(
+      target,
+      [&] {
+        t_depth++;
+        result = fn.Call(env.Undefined(), {});  // empty if fn threw
+        t_depth--;
+      },
+      &syscall);
+  if (err != 0) return ThrowErrno(env, err, syscall);
   return result;  // a pending exception from fn propagates unchanged
 }
 

@@ -8,11 +8,17 @@
 
 #include <napi.h>
 
+#include <functional>
+
 namespace nsm {
 
 // netns.cc
 bool InitNetns(Napi::Env env);  // opens the home-netns fd; false + pending error on failure
 int HomeNetnsFd();              // that fd (owned by the addon, never closed)
+// Runs fn (native code only, no JS) with the calling thread in netns `target`, then switches it
+// back to where it was (aborting the process if that fails, as withNetns). 0, or the errno of
+// the failed switch with *syscall set ("setns", "open"); fn has not run then.
+int InNetns(int target, const std::function<void()>& fn, const char** syscall);
 Napi::Value WithNetns(const Napi::CallbackInfo& info);
 Napi::Value CreateNetns(const Napi::CallbackInfo& info);
 Napi::Value DeleteNetns(const Napi::CallbackInfo& info);

@@ -151,10 +151,16 @@ bool Args(const Napi::CallbackInfo& info, const char* usage) {
 
 }  // namespace
 
-Napi::Value RtnlOpen(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+namespace {
+
+// A bound NETLINK_ROUTE socket in the calling thread's netns, or -1 with *err and *syscall set.
+int OpenSocket(int* err, const char** syscall) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) return ThrowErrno(env, errno, "socket");
+  if (fd < 0) {
+    *err = errno;
+    *syscall = "socket";
+    return -1;
+  }
   int size = kRcvBuf;
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);  // without CAP_NET_ADMIN: capped
@@ -164,10 +170,31 @@ Napi::Value RtnlOpen(const Napi::CallbackInfo& info) {
   struct sockaddr_nl addr {};
   addr.nl_family = AF_NETLINK;
   if (bind(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
-    int err = errno;
+    *err = errno;
+    *syscall = "bind";
     close(fd);
-    return ThrowErrno(env, err, "bind");
+    return -1;
   }
+  return fd;
+}
+
+}  // namespace
+
+Napi::Value RtnlOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int err = 0;
+  const char* syscall = nullptr;
+  int fd = -1;
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 0) {
+      return ThrowArgType(env, "rtnlOpen(netnsFd): netnsFd must be a non-negative integer");
+    }
+    int ns = info[0].As<Napi::Number>().Int32Value();
+    if (int e = InNetns(ns, [&] { fd = OpenSocket(&err, &syscall); }, &syscall)) return ThrowErrno(env, e, syscall);
+  } else {
+    fd = OpenSocket(&err, &syscall);
+  }
+  if (fd < 0) return ThrowErrno(env, err, syscall);
   return Napi::Number::New(env, fd);
 }
 

@@ -4,7 +4,7 @@
  *
  * A netlink socket is bound to the namespace of the thread that created it,
  * for its whole life. So {@link Rtnl.for} opens the socket inside the target
- * namespace once (a ~3 µs synchronous setns round trip via withNetns) and
+ * namespace once (the addon's rtnlOpen enters and leaves it in one call) and
  * caches it by namespace identity (dev:inode); every later request for that
  * namespace is a plain send with no namespace switching.
  *
@@ -33,7 +33,7 @@ import { closeSync } from 'node:fs';
 import { AttrStream, readS32, readU16, readU32, rt, writeU16, writeU32 } from 'netlink';
 import { SysError, errnoCode, rethrow, toSysError } from './errors';
 import { native } from './native';
-import { Netns, hostNetns, sameNetns, withNetns } from './netns';
+import { Netns, hostNetns, sameNetns } from './netns';
 
 /** Builds the payload of a request (fixed header struct, then attributes). */
 export type RequestBody = (out: AttrStream) => void;
@@ -129,8 +129,8 @@ export class Rtnl {
     let ns = this.ns;
     if (ns.closed) for (const owner of this.owners) if (!owner.closed) ns = owner;
     try {
-      const open = () => native().rtnlOpen();
-      return sameNetns(ns, hostNetns()) ? open() : withNetns(ns, open);
+      // The addon enters and leaves the namespace itself: no JS runs inside it.
+      return sameNetns(ns, hostNetns()) ? native().rtnlOpen() : native().rtnlOpen(ns.fd);
     } catch (err) {
       rethrow(err, { syscall: 'socket', path: ns.path });
     }

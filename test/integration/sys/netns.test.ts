@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Root only: namespace handles, withNetns, Rtnl caching.
+import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -162,6 +163,38 @@ describe.skipIf(!root)('network namespaces', () => {
       expect(() => withNetns(fake, () => 1)).toThrow(
         expect.objectContaining({ code: 'EINVAL', syscall: 'setns', message: "EINVAL: invalid argument, setns '/dev/null'" }),
       );
+    } finally {
+      closeSync(fd);
+    }
+    expect(threadNs()).toBe(hostNetns().inode);
+  });
+
+  it("opens a namespace's netlink socket inside it, also from inside withNetns; a non-netns fd fails", async () => {
+    const a = await tmp.create();
+    const b = await tmp.create();
+    execFileSync('ip', ['-n', b.name, 'link', 'add', 'only-in-b', 'type', 'bridge']);
+    const names = async (ns: typeof a) => (await listLinks(Rtnl.for(ns))).map((l) => l.name).sort();
+    expect(await names(b)).toEqual(['lo', 'only-in-b']);
+    expect(threadNs()).toBe(hostNetns().inode);
+    // Opened while the thread is in `a`: the socket is still b's, and the thread is back in a.
+    const c = openNetns(b.name);
+    try {
+      const rtnl = withNetns(a, () => {
+        const r = Rtnl.for(c);
+        expect(threadNs()).toBe(a.inode);
+        return r;
+      });
+      expect(rtnl).toBe(Rtnl.for(b));
+      expect(await names(a)).toEqual(['lo']);
+    } finally {
+      c.close();
+    }
+    expect(threadNs()).toBe(hostNetns().inode);
+
+    const fd = openSync('/dev/null', 'r');
+    try {
+      const fake = { ...a, fd, inode: 1, closed: false, path: '/dev/null', onClose: () => {} };
+      expect(() => Rtnl.for(fake)).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'setns', path: '/dev/null' }));
     } finally {
       closeSync(fd);
     }
