@@ -31,6 +31,7 @@ import { Ctx } from '../core/ctx';
 import type { Logger } from '../core/log';
 import { silentLogger } from '../core/log';
 import type { NseRegistry, NsRegistry } from '../core/registry';
+import { clone } from '../api/clone';
 
 export interface QueryCacheOptions {
   clock?: Clock;
@@ -95,7 +96,7 @@ class QueryCache<Q extends { watch?: boolean }, R extends { deleted?: boolean },
     }
     entry.lastUsed = this.clock.now();
     await entry.seeded; // a failed seed throws here, and its entry is gone
-    for (const item of entry.items!.values()) yield this.wrap(structuredClone(item));
+    for (const item of entry.items!.values()) yield this.wrap(clone(item));
   }
 
   /** Drops every entry and cancels the watches. */

@@ -25,6 +25,7 @@ import type { TunnelDataplane } from './dataplane';
 import { headStart } from './headstart';
 import { TunnelSessions, type Session } from './sessions';
 import { innerMtu, LOCAL_TARGET, minMtu, paramMtu, type Underlay } from './params';
+import { clone } from '../../api/clone';
 
 export interface TunnelClient extends NetworkServiceClient {
   /** The device description per connection id, for status. */
@@ -41,7 +42,7 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
     describe: (id) => sessions.describe(id),
 
     async request(ctx, req) {
-      const conn: Connection = structuredClone(req.connection ?? {});
+      const conn: Connection = clone(req.connection ?? {});
       if ((conn.payload || PAYLOAD.IP) !== dp.payload) return nextClient(ctx).request(ctx, req);
       const id = conn.id ?? '';
       const { session: s, fresh } = await sessions.open(id, () => dp.allocate('src', undefined));

@@ -26,6 +26,7 @@ import type { TunnelDataplane } from './dataplane';
 import { headStart } from './headstart';
 import { TunnelSessions, type Session } from './sessions';
 import { clampContextMtu, innerMtu, minMtu, paramMtu, type Underlay } from './params';
+import { clone } from '../../api/clone';
 
 export interface TunnelServer extends NetworkServiceServer {
   describe(id: string): Record<string, unknown> | undefined;
@@ -41,7 +42,7 @@ export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
     describe: (id) => sessions.describe(id),
 
     async request(ctx, req) {
-      const conn: Connection = structuredClone(req.connection ?? {});
+      const conn: Connection = clone(req.connection ?? {});
       const mech = conn.mechanism ?? {};
       const params = mech.parameters ?? {};
       const id = conn.id ?? '';

@@ -17,6 +17,7 @@ import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, NetworkServiceClient, nextServer } from '../../core/networkservice';
 import { INCOMING_TOKEN } from '../updatetoken';
 import { markNextHop } from '../trimpath';
+import { clone } from '../../api/clone';
 
 /** Filled by connect on the way back: the connection as the next hop returned it. */
 export interface DownstreamSlot {
@@ -42,7 +43,7 @@ function ownToken(ctx: Ctx, conn: Connection): Ctx {
 }
 
 function downstreamRequest(conn: Connection): NetworkServiceRequest {
-  const down = structuredClone(conn);
+  const down = clone(conn);
   down.mechanism = null;
   return { connection: down, mechanism_preferences: [] };
 }
@@ -70,7 +71,7 @@ export function connectServer(opts: ConnectOptions): NetworkServiceServer {
       if (local) {
         down = await local.request(ownToken(ctx, conn), downstreamRequest(conn));
       } else if (opts.remote) {
-        down = await opts.remote.request(ownToken(ctx, conn), { ...req, connection: structuredClone(conn) });
+        down = await opts.remote.request(ownToken(ctx, conn), { ...req, connection: clone(conn) });
       } else {
         throw new AgentError('UNAVAILABLE', `endpoint ${name} is not hosted by this agent and remote endpoints are not enabled`);
       }
@@ -94,7 +95,7 @@ export function connectServer(opts: ConnectOptions): NetworkServiceServer {
       const local = opts.local(name);
       const target = local ?? opts.remote;
       if (target) {
-        const down = structuredClone(conn);
+        const down = clone(conn);
         down.mechanism = null;
         try {
           await target.close(ownToken(ctx, conn), down);

@@ -10,6 +10,7 @@ import { noRecords, type Records } from '../../core/records';
 import { recordExpiry } from '../utils';
 import { AddressPool } from './pool';
 import { hostPrefix } from './cidr';
+import { clone } from '../../api/clone';
 
 function addUnique<T>(list: T[], item: T, same: (a: T, b: T) => boolean): void {
   if (!list.some((x) => same(x, item))) list.push(item);
@@ -32,7 +33,7 @@ export function ipamServer(pool: AddressPool, opts: { records?: Records<IpamReco
   }
   return {
     async request(ctx, req) {
-      const conn: Connection = structuredClone(req.connection ?? {});
+      const conn: Connection = clone(req.connection ?? {});
       const ipc = ((conn.context ??= {}).ip_context ??= {});
       const id = conn.id ?? '';
       records.claim(id);

@@ -9,6 +9,7 @@
  */
 import type { Connection, Mechanism } from '../../api';
 import { NetworkServiceClient, nextClient } from '../../core/networkservice';
+import { clone } from '../../api/clone';
 
 export interface MechanismTranslationClient extends NetworkServiceClient {
   /** The mechanism the next hop chose for a connection (by this hop's connection id). */
@@ -18,7 +19,7 @@ export interface MechanismTranslationClient extends NetworkServiceClient {
 export function mechanismTranslationClient(): MechanismTranslationClient {
   const chosen = new Map<string, Mechanism>();
   const translate = (conn: Connection): Connection => {
-    const out = structuredClone(conn);
+    const out = clone(conn);
     out.mechanism = chosen.get(conn.id ?? '') ?? null;
     return out;
   };
@@ -27,7 +28,7 @@ export function mechanismTranslationClient(): MechanismTranslationClient {
     async request(ctx, req) {
       const conn = translate(req.connection ?? {});
       const out = await nextClient(ctx).request(ctx, { ...req, connection: conn, mechanism_preferences: [] });
-      if (out.mechanism) chosen.set(out.id ?? conn.id ?? '', structuredClone(out.mechanism));
+      if (out.mechanism) chosen.set(out.id ?? conn.id ?? '', clone(out.mechanism));
       return out;
     },
     async close(ctx, conn) {

@@ -6,11 +6,12 @@
 import { toTimestamp } from '../../api/time';
 import { NetworkServiceClient, nextClient } from '../../core/networkservice';
 import { INCOMING_TOKEN, TokenSource } from './token';
+import { clone } from '../../api/clone';
 
 export function updateTokenClient(tokens: TokenSource): NetworkServiceClient {
   return {
     async request(ctx, req) {
-      const conn = structuredClone(req.connection ?? {});
+      const conn = clone(req.connection ?? {});
       const t = tokens.generate(ctx.clock.now());
       const seg = conn.path?.path_segments?.[conn.path.index ?? 0];
       if (seg) {

@@ -16,13 +16,14 @@ import { NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { Ctx } from '../../core/ctx';
 import { INCOMING_TOKEN, TokenSource } from './token';
 import { PEER } from '../../spire/peer';
+import { clone } from '../../api/clone';
 
 export function updateTokenServer(
   tokens: TokenSource,
   opts: { trustLocalCallers?: boolean; self?: () => string | undefined } = {},
 ): NetworkServiceServer {
   const apply = (ctx: Ctx, conn: Connection): Connection => {
-    const out = structuredClone(conn);
+    const out = clone(conn);
     const path = out.path ?? { index: 0, path_segments: [] };
     const segs = path.path_segments ?? [];
     const index = path.index ?? 0;

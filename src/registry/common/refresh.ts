@@ -23,6 +23,7 @@ import { fromTimestamp } from '../../api/time';
 import { Ctx } from '../../core/ctx';
 import { NseRegistry, nextNseRegistry } from '../../core/registry';
 import { Clock } from '../../core/clock';
+import { clone } from '../../api/clone';
 
 export interface RefreshOptions {
   /** The client's lifetime: aborting it stops every refresh and heal. */
@@ -92,8 +93,8 @@ export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
       const [withStop, releaseStop] = e.base.withSignal(e.ac.signal);
       const [ctx, releaseTimeout] = withStop.withTimeout(tryTimeout);
       try {
-        if (why !== 'refresh' && opts.beforeHeal) await opts.beforeHeal(ctx, structuredClone(e.registration));
-        const resp = await e.next.register(ctx, structuredClone(e.registration));
+        if (why !== 'refresh' && opts.beforeHeal) await opts.beforeHeal(ctx, clone(e.registration));
+        const resp = await e.next.register(ctx, clone(e.registration));
         e.registration = forRefresh(e.name, resp);
         schedule(e, resp);
         if (opts.heal && !e.watching) watch(e);
@@ -174,7 +175,7 @@ export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
 
 /** What a refresh sends: the last answer, under our name, without its expiry. */
 function forRefresh(name: string, resp: NetworkServiceEndpoint): NetworkServiceEndpoint {
-  return { ...structuredClone(resp), name, expiration_time: null };
+  return { ...clone(resp), name, expiration_time: null };
 }
 
 function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {

@@ -13,6 +13,7 @@
  * owner starts a new one. Records in the mirror are never handed out, only copies.
  */
 import type { Etcd3, IKeyValue, Watcher as EtcdWatcher } from 'etcd3';
+import { clone } from '../../api/clone';
 import { AgentError } from '../../core/errors';
 import type { StoreEvent } from './store';
 import { WatchQueue } from './queue';
@@ -60,7 +61,7 @@ export function decode<T>(value: Buffer | undefined): T | undefined {
   }
 }
 
-export const copy = <T>(v: T): T => structuredClone(v);
+export const copy = clone;
 
 interface Waiter {
   revision: bigint;

@@ -9,6 +9,7 @@
  * writers never wait for it.
  */
 import type { NetworkService, NetworkServiceEndpoint } from '../../api';
+import { clone } from '../../api/clone';
 import type { NsRegistry, NseRegistry } from '../../core/registry';
 import { RecordStore, RegistryStore, StoreEvent } from './store';
 import { WatchQueue } from './queue';
@@ -42,7 +43,7 @@ export function memoryNseRegistry(store: RegistryStore = new MemoryStore()): Nse
   return storeNseRegistry(store.nse);
 }
 
-const copy = <T>(v: T): T => structuredClone(v);
+const copy = clone;
 
 
 class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
