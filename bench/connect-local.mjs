@@ -5,11 +5,13 @@
 //   iproute2: ip link add A netns C type veth peer name B netns E (+ one `ip -n X -batch -` per side)
 //   raw netlink: bench/floor/veth-floor.c (compiled here with cc), the same requests as the agent
 //     with no library, batched per socket: the physical limit of this work on this kernel.
-// Sequential: the three paths take turns run by run (order rotated), so background noise hits
+// The agent is asked twice over: by a grpc-js client, and by a client without a gRPC library
+// (node:http2, lib.mjs h2NsClient), whose own per-call work is far smaller (as a Go client's).
+// Sequential: the four paths take turns run by run (order rotated), so background noise hits
 // all alike. Concurrent: N at once, ROUNDS rounds, interleaved. Connects timed, teardown not.
 //
 // Usage (root): npm run build && node bench/connect-local.mjs [runs] [--concurrent N] [--rounds R]
-import { summary, ms, table, machine, writeSection, main, sh, ip, compileC, lineProc, startAgent, nsClient, TAG, versions, date } from './lib.mjs';
+import { summary, ms, table, machine, writeSection, main, sh, ip, compileC, lineProc, startAgent, nsClient, h2NsClient, TAG, versions, date } from './lib.mjs';
 
 const opt = (await import('./lib.mjs')).args();
 const N = Number(opt._[0] ?? 200);
@@ -59,6 +61,8 @@ main(async (scope) => {
 
   const c = nsClient(agent.socket);
   scope.defer(() => c.dispose());
+  const h2 = h2NsClient(agent.socket);
+  scope.defer(() => h2.dispose());
   const conns = new Map();
   const paths = {
     agent: {
@@ -66,6 +70,13 @@ main(async (scope) => {
       disconnect: async (i) => {
         await c.close(conns.get(i));
         conns.delete(i);
+      },
+    },
+    'agent-h2': {
+      connect: async (i) => conns.set(-1 - i, await h2.request(`h-${i}`, 'bench', NSC, `h${i}`)),
+      disconnect: async (i) => {
+        await c.close(conns.get(-1 - i));
+        conns.delete(-1 - i);
       },
     },
     iproute2: { connect: iprouteConnect, disconnect: iprouteDisconnect },
@@ -89,10 +100,12 @@ main(async (scope) => {
     }
   }
 
-  const conc = Object.fromEntries(names.map((p) => [p, []]));
+  // concurrent: the grpc-js client only
+  const concNames = names.filter((p) => p !== 'agent-h2');
+  const conc = Object.fromEntries(concNames.map((p) => [p, []]));
   for (let r = 0; r < ROUNDS; r++) {
-    for (let k = 0; k < names.length; k++) {
-      const p = names[(r + k) % names.length];
+    for (let k = 0; k < concNames.length; k++) {
+      const p = concNames[(r + k) % concNames.length];
       if (p === 'raw') {
         conc.raw.push(...(await fl(`C ${CONC}`)).split(' ').map((x) => Number(x) / 1000));
         await fl(`D ${CONC}`);
@@ -104,7 +117,7 @@ main(async (scope) => {
   }
 
   const S = Object.fromEntries(names.map((p) => [p, summary(seq[p])]));
-  const SC = Object.fromEntries(names.map((p) => [p, summary(conc[p])]));
+  const SC = Object.fromEntries(concNames.map((p) => [p, summary(conc[p])]));
   const row = (name, s) => [name, s.n, ms(s.p50), ms(s.p99)];
   const r2 = (a, b) => (a / b).toFixed(2);
   const body = [
@@ -114,6 +127,8 @@ main(async (scope) => {
     `Machine: ${machine()}, ${await versions(['cc'])}.`,
     '',
     "One connect = NSM `Request` over the agent's unix socket for `kernel://bench/<if>` until the answer",
+    '(asked by a grpc-js client, and by a client without a gRPC library: node:http2, the request serialized and the',
+    "answer checked and deserialized inside the timing, as a Go client's would be; same bytes on the wire)",
     '(veth pair between the client and endpoint namespaces, /32 addresses, link routes, permanent',
     'neighbours on both sides), against the same work',
     '- with the fewest iproute2 calls (`ip link add … netns C type veth peer … netns E`, then one `ip -n X -batch -` per side, in parallel);',
@@ -121,7 +136,7 @@ main(async (scope) => {
     '  of the peer, GETLINK, then NEWADDR, NEWROUTE, NEWNEIGH per side) from C with no library, one `sendmsg` per socket and',
     '  phase, sockets opened once inside each namespace, timed inside the program: the physical limit of this work.',
     '',
-    `Sequential: the three take turns run by run (order rotated). Concurrent: ${CONC} at once, ${ROUNDS} interleaved rounds`,
+    `Sequential: the four take turns run by run (order rotated). Concurrent (grpc-js client): ${CONC} at once, ${ROUNDS} interleaved rounds`,
     '(the C floor sends each phase for all pairs in one `sendmsg`; its latency is when a pair\'s last reply was read).',
     'Agent warm; teardown not timed. Milliseconds:',
     '',
@@ -129,6 +144,7 @@ main(async (scope) => {
       ['path', 'runs', 'p50', 'p99'],
       [
         row('agent, sequential', S.agent),
+        row('agent, node:http2 client, sequential', S['agent-h2']),
         row('iproute2, sequential', S.iproute2),
         row('raw netlink (C), sequential', S.raw),
         row(`agent, ${CONC} concurrent`, SC.agent),
@@ -138,6 +154,7 @@ main(async (scope) => {
     ),
     '',
     `Ratios at p50, sequential: agent / iproute2 ${r2(S.agent.p50, S.iproute2.p50)} (target <= 0.5), agent / raw netlink ${r2(S.agent.p50, S.raw.p50)} (target <= 5);`,
+    `with the node:http2 client: agent / iproute2 ${r2(S['agent-h2'].p50, S.iproute2.p50)}, agent / raw netlink ${r2(S['agent-h2'].p50, S.raw.p50)};`,
     `concurrent: agent / iproute2 ${r2(SC.agent.p50, SC.iproute2.p50)}, agent / raw netlink ${r2(SC.agent.p50, SC.raw.p50)}. Target p50 < 5 ms: ${S.agent.p50 < 5 ? 'met' : 'missed'} (${ms(S.agent.p50)} ms).`,
   ].join('\n');
   console.log(body);

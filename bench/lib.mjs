@@ -184,6 +184,11 @@ export function main(fn) {
   process.once('SIGTERM', onSignal);
   (async () => {
     if (process.getuid() !== 0) throw new Error('run as root');
+    // An agent started in this namespace reserves its WireGuard port range here (the sysctl is
+    // per namespace); the host's value is put back at the end, as the tests' leak check does.
+    const reserved = '/proc/sys/net/ipv4/ip_local_reserved_ports';
+    const before = readFileSync(reserved, 'utf8');
+    scope.defer(() => writeFileSync(reserved, before.trim() || '\n'));
     await fn(scope);
   })()
     .catch((err) => {
@@ -290,6 +295,65 @@ export function nsClient(target, deadlineMs = 60_000) {
     close: promisifyCall(c, 'Close', deadlineMs),
     // the generated client's own close() is the Close RPC
     dispose: () => grpc.Client.prototype.close.call(c),
+  };
+}
+
+/**
+ * The same NSM Request as nsClient's, from a client without a gRPC library: node:http2 on the
+ * unix socket, the message serialized and framed (5-byte gRPC prefix) per call, the answer
+ * checked (grpc-status, in the trailers or a trailers-only answer) and deserialized. The wire
+ * is the same as grpc-js's; what is left out is grpc-js's own per-call work in the client
+ * process (channel, interceptors, call stack), which took ~0.7 ms of a local connect here after
+ * the client had idled (bench/connect-local.mjs) and which a Go client does not have.
+ */
+export function h2NsClient(socket, deadlineMs = 60_000) {
+  const http2 = require('node:http2');
+  const net = require('node:net');
+  const { api } = require(`${ROOT}dist/api/index.js`);
+  const method = api().ns.networkservice.NetworkService.service.Request;
+  const session = http2.connect('http://localhost', { createConnection: () => net.connect(socket) });
+  session.on('error', () => {}); // each call sees its stream's error
+  const call = (req) =>
+    new Promise((resolve, reject) => {
+      const body = method.requestSerialize(req);
+      const frame = Buffer.alloc(5 + body.length);
+      frame.writeUInt32BE(body.length, 1);
+      body.copy(frame, 5);
+      const s = session.request({
+        ':method': 'POST',
+        ':path': method.path,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': `${deadlineMs}m`,
+      });
+      const chunks = [];
+      let status;
+      let message = '';
+      const grpcStatus = (h) => {
+        if (h['grpc-status'] === undefined) return;
+        status = h['grpc-status'];
+        message = decodeURIComponent(String(h['grpc-message'] ?? ''));
+      };
+      s.on('response', grpcStatus); // trailers-only answer (an error)
+      s.on('trailers', grpcStatus);
+      s.on('data', (d) => chunks.push(d));
+      s.on('error', reject);
+      s.on('end', () => {
+        if (status !== '0') return reject(new Error(`grpc status ${status}: ${message}`));
+        const b = Buffer.concat(chunks);
+        if (b.length < 5 || b.readUInt32BE(1) !== b.length - 5) return reject(new Error(`bad gRPC answer (${b.length} bytes)`));
+        resolve(method.responseDeserialize(b.subarray(5)));
+      });
+      s.end(frame);
+    });
+  return {
+    /** Request a KERNEL vWire for `service` into `netns` named `ifname` (as nsClient's). */
+    request: (id, service, netns, ifname) =>
+      call({
+        connection: { id, network_service: service },
+        mechanism_preferences: [{ cls: 'LOCAL', type: 'KERNEL', parameters: { name: ifname, inodeURL: `file:///run/netns/${netns}` } }],
+      }),
+    dispose: () => session.close(),
   };
 }
 
