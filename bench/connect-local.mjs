@@ -7,8 +7,8 @@
 //     with no library, batched per socket: the physical limit of this work on this kernel.
 // The agent is asked twice over: by a grpc-js client, and by a client without a gRPC library
 // (node:http2, lib.mjs h2NsClient), whose own per-call work is far smaller (as a Go client's).
-// Sequential: the four paths take turns run by run (order rotated), so background noise hits
-// all alike. Concurrent: N at once, ROUNDS rounds, interleaved. Connects timed, teardown not.
+// Sequential: the four paths take turns run by run (each agent connect after a floor's, the
+// clients swapping places), so background noise hits all alike. Concurrent: N at once, ROUNDS rounds, interleaved. Connects timed, teardown not.
 //
 // Usage (root): npm run build && node bench/connect-local.mjs [runs] [--concurrent N] [--rounds R]
 import { summary, ms, table, machine, writeSection, main, sh, ip, compileC, lineProc, startAgent, nsClient, h2NsClient, TAG, versions, date } from './lib.mjs';
@@ -90,10 +90,15 @@ main(async (scope) => {
   // warm up every path
   for (let i = 0; i < 10; i++) for (const p of names) await paths[p].connect(i), await paths[p].disconnect(i);
 
+  // Each agent connect follows a floor's run, never the other client's (which would leave the
+  // agent's code warm); the two clients swap places every run.
+  const order = [
+    ['agent', 'iproute2', 'agent-h2', 'raw'],
+    ['agent-h2', 'iproute2', 'agent', 'raw'],
+  ];
   const seq = Object.fromEntries(names.map((p) => [p, []]));
   for (let i = 0; i < N; i++) {
-    for (let k = 0; k < names.length; k++) {
-      const p = names[(i + k) % names.length];
+    for (const p of order[i % 2]) {
       const t = p === 'raw' ? await paths.raw.connect(i) : await timed(() => paths[p].connect(i));
       seq[p].push(t);
       await paths[p].disconnect(i);
@@ -136,7 +141,7 @@ main(async (scope) => {
     '  of the peer, GETLINK, then NEWADDR, NEWROUTE, NEWNEIGH per side) from C with no library, one `sendmsg` per socket and',
     '  phase, sockets opened once inside each namespace, timed inside the program: the physical limit of this work.',
     '',
-    `Sequential: the four take turns run by run (order rotated). Concurrent (grpc-js client): ${CONC} at once, ${ROUNDS} interleaved rounds`,
+    `Sequential: the four take turns run by run (each agent connect after a floor's; the two clients swap places every run). Concurrent (grpc-js client): ${CONC} at once, ${ROUNDS} interleaved rounds`,
     '(the C floor sends each phase for all pairs in one `sendmsg`; its latency is when a pair\'s last reply was read).',
     'Agent warm; teardown not timed. Milliseconds:',
     '',
