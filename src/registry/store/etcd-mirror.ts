@@ -61,8 +61,6 @@ export function decode<T>(value: Buffer | undefined): T | undefined {
   }
 }
 
-export const copy = clone;
-
 interface Waiter {
   revision: bigint;
   resolve: (reached: boolean) => void;
@@ -97,13 +95,13 @@ export class EtcdMirror<T extends { name?: string }> {
   /** A copy of the record under `key`. */
   get(key: Buffer): T | undefined {
     const r = this.records.get(key.toString('utf8'));
-    return r && copy(r);
+    return r && clone(r);
   }
 
   /** Copies of the records `filter` accepts (tested before copying). */
   list(filter?: Filter<T>): T[] {
     const out: T[] = [];
-    for (const r of this.records.values()) if (!filter || filter(r)) out.push(copy(r));
+    for (const r of this.records.values()) if (!filter || filter(r)) out.push(clone(r));
     return out;
   }
 
@@ -127,7 +125,7 @@ export class EtcdMirror<T extends { name?: string }> {
   /** A new subscriber: the mirror's matching records, then the changes (same synchronous step). */
   subscribe(filter: Filter<T> | undefined, buffer: number): WatchQueue<T> {
     const snapshot: StoreEvent<T>[] = [];
-    for (const r of this.records.values()) if (!filter || filter(r)) snapshot.push({ type: 'put', record: copy(r) });
+    for (const r of this.records.values()) if (!filter || filter(r)) snapshot.push({ type: 'put', record: clone(r) });
     const q = new WatchQueue<T>(snapshot, buffer);
     if (this.failed) q.fail(this.failed);
     else this.subs.set(q, filter);
@@ -223,7 +221,7 @@ export class EtcdMirror<T extends { name?: string }> {
   private fan(type: StoreEvent<T>['type'], record: T): void {
     for (const [q, filter] of this.subs) {
       if (filter && !filter(record)) continue;
-      if (!q.offer({ type, record: copy(record) }, this.opts.what)) this.subs.delete(q);
+      if (!q.offer({ type, record: clone(record) }, this.opts.what)) this.subs.delete(q);
     }
   }
 

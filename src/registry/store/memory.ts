@@ -43,9 +43,6 @@ export function memoryNseRegistry(store: RegistryStore = new MemoryStore()): Nse
   return storeNseRegistry(store.nse);
 }
 
-const copy = clone;
-
-
 class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
   private readonly records = new Map<string, T>();
   /** Each watcher's queue and the filter its records pass before they are copied. */
@@ -58,11 +55,11 @@ class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
 
   async get(name: string): Promise<T | undefined> {
     const r = this.records.get(name);
-    return r && copy(r);
+    return r && clone(r);
   }
 
   async put(record: T): Promise<void> {
-    const r = copy(record);
+    const r = clone(record);
     this.records.set(r.name ?? '', r);
     this.emit({ type: 'put', record: r });
   }
@@ -72,12 +69,12 @@ class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
     if (!r) return undefined;
     this.records.delete(name);
     this.emit({ type: 'delete', record: r });
-    return copy(r);
+    return clone(r);
   }
 
   async list(filter?: (record: T) => boolean): Promise<T[]> {
     const out: T[] = [];
-    for (const r of this.records.values()) if (!filter || filter(r)) out.push(copy(r));
+    for (const r of this.records.values()) if (!filter || filter(r)) out.push(clone(r));
     return out;
   }
 
@@ -85,7 +82,7 @@ class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
     if (signal.aborted) return;
     // Snapshot and subscription happen in one synchronous step: no change can fall between.
     const snapshot: StoreEvent<T>[] = [];
-    for (const r of this.records.values()) if (!filter || filter(r)) snapshot.push({ type: 'put', record: copy(r) });
+    for (const r of this.records.values()) if (!filter || filter(r)) snapshot.push({ type: 'put', record: clone(r) });
     const w = new WatchQueue<T>(snapshot, this.buffer);
     this.watchers.set(w, filter);
     const onAbort = () => w.notify();
@@ -110,7 +107,7 @@ class MemoryRecords<T extends { name?: string }> implements RecordStore<T> {
   private emit(ev: StoreEvent<T>): void {
     for (const [w, filter] of this.watchers) {
       if (filter && !filter(ev.record)) continue;
-      if (!w.offer({ type: ev.type, record: copy(ev.record) }, this.what)) this.watchers.delete(w);
+      if (!w.offer({ type: ev.type, record: clone(ev.record) }, this.what)) this.watchers.delete(w);
     }
   }
 }
