@@ -8,7 +8,7 @@
  * across the disruption and logs the measured loss and recovery time.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { buildHosts, Mesh } from '../helpers/hosts';
@@ -21,9 +21,20 @@ const run = isRoot ? describe : describe.skip;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A host that disappears for good: its agent and every wireguard-go it started (spares too). */
+/**
+ * A host that disappears for good: its agent and every wireguard-go it started (spares too),
+ * with the UAPI sockets and logs a killed wireguard-go cannot remove (a vanished machine takes
+ * its /var/run along; here the hosts share one).
+ */
 async function vanish(agent: { proc: { pid?: number }; stop(sig: NodeJS.Signals): Promise<unknown> }): Promise<void> {
   const kids = sh('pgrep', ['-x', 'wireguard-go', '-P', String(agent.proc.pid)]).stdout.split('\n').filter(Boolean).map(Number);
+  const names = kids.map((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1];
+    } catch {
+      return undefined;
+    }
+  });
   await agent.stop('SIGKILL');
   for (const pid of kids) {
     try {
@@ -34,6 +45,10 @@ async function vanish(agent: { proc: { pid?: number }; stop(sig: NodeJS.Signals)
   }
   const end = Date.now() + 3_000;
   while (kids.some(alive) && Date.now() < end) await sleep(20);
+  for (const name of names) {
+    if (!name) continue;
+    for (const ext of ['sock', 'log']) rmSync(`/var/run/wireguard/${name}.${ext}`, { force: true });
+  }
 }
 
 function alive(pid: number): boolean {
