@@ -25,10 +25,10 @@ function procs(pattern: RegExp): string[] {
     return [];
   }
 }
-/** Leftovers on disk: etcd data dirs, agent dirs, WireGuard UAPI sockets of our devices. */
+/** Leftovers on disk: etcd data dirs, agent dirs, WireGuard UAPI sockets and logs of our devices. */
 function files(): string[] {
   const list = (dir: string, re: RegExp) => (existsSync(dir) ? readdirSync(dir).filter((f) => re.test(f)).map((f) => `${dir}/${f}`) : []);
-  return [...list(os.tmpdir(), /^nsmt-(etcd|agent)-/), ...list('/var/run/wireguard', /^nsmwg.*\.sock$/), ...list(os.tmpdir(), /^(nsmt-ct-|nsm-package-)/), ...mounts()].sort();
+  return [...list(os.tmpdir(), /^nsmt-(etcd|agent)-/), ...list('/var/run/wireguard', /^nsmwg.*\.(sock|log)$/), ...list(os.tmpdir(), /^(nsmt-ct-|nsm-package-)/), ...mounts()].sort();
 }
 /** Overlay roots of the system test's containers (test/system). */
 function mounts(): string[] {
