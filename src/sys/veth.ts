@@ -52,7 +52,8 @@ function endAttrs(out: AttrStream, end: VethEnd, mac: Buffer | undefined, up: bo
 /**
  * Creates a veth pair with end `a` in `a.ns` and end `b` in `b.ns`, using
  * `host`'s socket to send the single creating request (any namespace's Rtnl
- * works; the ends do not pass through it), then reads both ends back
+ * works; the ends do not pass through it; a's own socket saves a send, as
+ * a's read-back then goes with it), then reads both ends back
  * (ifindex, MAC) on the ends' own sockets, sent right behind it without
  * waiting for its answer (rtnetlink requests are handled as they are sent,
  * see rtnl.ts; a read-back that found nothing although the NEWLINK succeeded
@@ -71,27 +72,35 @@ export async function createVethPair(host: Rtnl, a: VethEnd, b: VethEnd): Promis
   const rtnlA = Rtnl.for(a.ns);
   const rtnlB = Rtnl.for(b.ns);
 
-  const created = host.request(
-    rt.MessageType.NEWLINK,
-    (out) => {
-      endAttrs(out, a, macA, a.up === true);
-      out.push(IFLA.LINKINFO, (info) => {
-        info.push(IFLA_INFO.KIND, putString('veth'));
-        info.push(IFLA_INFO.DATA, (data) => {
-          data.push(VETH_INFO_PEER, (peer) => endAttrs(peer, b, macB, false));
+  // With `host` being a's own socket (the agent sends from the client's namespace, as the C
+  // floor does), a's read-back goes in the same send as the NEWLINK.
+  const upLater = b.up === true;
+  let readA: Promise<LinkInfo | undefined> | undefined;
+  const created = host.batch(() => {
+    const p = host.request(
+      rt.MessageType.NEWLINK,
+      (out) => {
+        endAttrs(out, a, macA, a.up === true);
+        out.push(IFLA.LINKINFO, (info) => {
+          info.push(IFLA_INFO.KIND, putString('veth'));
+          info.push(IFLA_INFO.DATA, (data) => {
+            data.push(VETH_INFO_PEER, (peer) => endAttrs(peer, b, macB, false));
+          });
         });
-      });
-    },
-    { flags: FlagsNew.CREATE | FlagsNew.EXCL, subject: `${a.name}/${b.name}` },
-  );
+      },
+      { flags: FlagsNew.CREATE | FlagsNew.EXCL, subject: `${a.name}/${b.name}` },
+    );
+    if (!upLater && rtnlA === host) readA = getLink(rtnlA, a.name).catch(() => undefined);
+    return p;
+  });
   // Sent behind the NEWLINK; their answers are only looked at if it succeeded.
-  const readA = b.up === true ? undefined : getLink(rtnlA, a.name).catch(() => undefined);
-  const readB = b.up === true ? undefined : getLink(rtnlB, b.name).catch(() => undefined);
+  if (!upLater) readA ??= getLink(rtnlA, a.name).catch(() => undefined);
+  const readB = upLater ? undefined : getLink(rtnlB, b.name).catch(() => undefined);
   await created;
 
   let infoA: LinkInfo | undefined;
   let infoB: LinkInfo | undefined;
-  if (b.up === true) {
+  if (upLater) {
     // Requests are handled in order, so both read-backs see b up (and a's carrier on).
     [, infoB, infoA] = await Promise.all([setLinkUp(rtnlB, b.name, true), getLink(rtnlB, b.name), getLink(rtnlA, a.name)]);
   } else {

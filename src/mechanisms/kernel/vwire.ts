@@ -129,12 +129,14 @@ export async function createVethPair(
   ipc: IPContext | null | undefined,
   opts: { mtu?: number; payloadIp: boolean },
 ): Promise<void> {
-  const host = sys.Rtnl.for(sys.hostNetns());
+  // Sent from the client's namespace, with the client end's read-back in the same send (the
+  // socket is needed there anyway; the C floor does the same).
+  const sender = sys.Rtnl.for(pair.client.netns);
   const macs = { client: randomMac(), endpoint: randomMac() };
   let created: { a: sys.LinkInfo; b: sys.LinkInfo };
   try {
     created = await sys.createVethPair(
-      host,
+      sender,
       { name: pair.client.ifname, ns: pair.client.netns, mtu: opts.mtu || undefined, mac: macs.client, up: true },
       { name: pair.endpoint.ifname, ns: pair.endpoint.netns, mtu: opts.mtu || undefined, mac: macs.endpoint },
     );
