@@ -11,7 +11,8 @@
 // clients swapping places), so background noise hits all alike. Concurrent: N at once, ROUNDS rounds, interleaved. Connects timed, teardown not.
 //
 // Usage (root): npm run build && node bench/connect-local.mjs [runs] [--concurrent N] [--rounds R]
-import { summary, ms, table, machine, writeSection, main, sh, ip, compileC, lineProc, startAgent, nsClient, h2NsClient, TAG, versions, date } from './lib.mjs';
+import path from 'node:path';
+import { summary, ms, table, machine, writeSection, main, sh, ip, compileC, lineProc, startAgent, nsClient, h2NsClient, TAG, versions, date, ROOT } from './lib.mjs';
 
 const opt = (await import('./lib.mjs')).args();
 const N = Number(opt._[0] ?? 200);
@@ -63,6 +64,17 @@ main(async (scope) => {
   scope.defer(() => c.dispose());
   const h2 = h2NsClient(agent.socket);
   scope.defer(() => h2.dispose());
+
+  // The Node HTTP/2 floor (floor/h2-floor.mjs): answers with the agent's own answer, at once.
+  const { api } = (await import('node:module')).createRequire(import.meta.url)(`${ROOT}dist/api/index.js`);
+  const sample = await c.request('sample', 'bench', NSC, 'sample0');
+  await c.close(sample);
+  const h2floorSocket = path.join(dir, 'h2-floor.sock');
+  const h2floor = lineProc(scope, process.execPath, [new URL('./floor/h2-floor.mjs', import.meta.url).pathname, h2floorSocket]);
+  const ready = await h2floor.send(api().ns.networkservice.NetworkService.service.Request.responseSerialize(sample).toString('hex'));
+  if (ready !== 'ready') throw new Error(`h2-floor: ${ready}`);
+  const h2f = h2NsClient(h2floorSocket);
+  scope.defer(() => h2f.dispose());
   const conns = new Map();
   const paths = {
     agent: {
@@ -79,6 +91,7 @@ main(async (scope) => {
         conns.delete(-1 - i);
       },
     },
+    'h2-floor': { connect: (i) => h2f.request(`f-${i}`, 'bench', NSC, `f${i}`), disconnect: async () => {} },
     iproute2: { connect: iprouteConnect, disconnect: iprouteDisconnect },
     raw: {
       // timed inside the C program (no pipe round trip): the floor itself
@@ -91,10 +104,11 @@ main(async (scope) => {
   for (let i = 0; i < 10; i++) for (const p of names) await paths[p].connect(i), await paths[p].disconnect(i);
 
   // Each agent connect follows a floor's run, never the other client's (which would leave the
-  // agent's code warm); the two clients swap places every run.
+  // agent's code warm); the two clients swap places every run. The HTTP/2 floor's server sits
+  // idle as long between its calls as the agent between its.
   const order = [
-    ['agent', 'iproute2', 'agent-h2', 'raw'],
-    ['agent-h2', 'iproute2', 'agent', 'raw'],
+    ['agent', 'iproute2', 'agent-h2', 'raw', 'h2-floor'],
+    ['agent-h2', 'iproute2', 'agent', 'raw', 'h2-floor'],
   ];
   const seq = Object.fromEntries(names.map((p) => [p, []]));
   for (let i = 0; i < N; i++) {
@@ -106,7 +120,7 @@ main(async (scope) => {
   }
 
   // concurrent: the grpc-js client only
-  const concNames = names.filter((p) => p !== 'agent-h2');
+  const concNames = names.filter((p) => p !== 'agent-h2' && p !== 'h2-floor');
   const conc = Object.fromEntries(concNames.map((p) => [p, []]));
   for (let r = 0; r < ROUNDS; r++) {
     for (let k = 0; k < concNames.length; k++) {
@@ -141,7 +155,11 @@ main(async (scope) => {
     '  of the peer, GETLINK, then NEWADDR, NEWROUTE, NEWNEIGH per side) from C with no library, one `sendmsg` per socket and',
     '  phase, sockets opened once inside each namespace, timed inside the program: the physical limit of this work.',
     '',
-    `Sequential: the four take turns run by run (each agent connect after a floor's; the two clients swap places every run). Concurrent (grpc-js client): ${CONC} at once, ${ROUNDS} interleaved rounds`,
+    'And the Node HTTP/2 floor of the call itself: `bench/floor/h2-floor.mjs`, a node:http2 server answering every call at once',
+    "with the agent's own answer (no grpc-js, no work behind it), asked by the node:http2 client: what any Node gRPC service",
+    'pays per unary call on this host before its handler starts.',
+    '',
+    `Sequential: the five take turns run by run (each agent connect after a floor's; the two clients swap places every run; the HTTP/2 floor's server idles between calls as the agent does). Concurrent (grpc-js client): ${CONC} at once, ${ROUNDS} interleaved rounds`,
     '(the C floor sends each phase for all pairs in one `sendmsg`; its latency is when a pair\'s last reply was read).',
     'Agent warm; teardown not timed. Milliseconds:',
     '',
@@ -152,6 +170,7 @@ main(async (scope) => {
         row('agent, node:http2 client, sequential', S['agent-h2']),
         row('iproute2, sequential', S.iproute2),
         row('raw netlink (C), sequential', S.raw),
+        row('node:http2 round trip, nothing behind it, sequential', S['h2-floor']),
         row(`agent, ${CONC} concurrent`, SC.agent),
         row(`iproute2, ${CONC} concurrent`, SC.iproute2),
         row(`raw netlink (C), ${CONC} batched`, SC.raw),
@@ -160,6 +179,7 @@ main(async (scope) => {
     '',
     `Ratios at p50, sequential: agent / iproute2 ${r2(S.agent.p50, S.iproute2.p50)} (target <= 0.5), agent / raw netlink ${r2(S.agent.p50, S.raw.p50)} (target <= 5);`,
     `with the node:http2 client: agent / iproute2 ${r2(S['agent-h2'].p50, S.iproute2.p50)}, agent / raw netlink ${r2(S['agent-h2'].p50, S.raw.p50)};`,
+    `the Node HTTP/2 round trip alone: ${r2(S['h2-floor'].p50, S.raw.p50)} x raw netlink (${ms(S['h2-floor'].p50)} ms of the agent's ${ms(S['agent-h2'].p50)} with the same client);`,
     `concurrent: agent / iproute2 ${r2(SC.agent.p50, SC.iproute2.p50)}, agent / raw netlink ${r2(SC.agent.p50, SC.raw.p50)}. Target p50 < 5 ms: ${S.agent.p50 < 5 ? 'met' : 'missed'} (${ms(S.agent.p50)} ms).`,
   ].join('\n');
   console.log(body);
