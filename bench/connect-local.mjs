@@ -7,7 +7,9 @@
 //     with no library, batched per socket: the physical limit of this work on this kernel.
 // The agent is asked twice over: by a grpc-js client, and by a client without a gRPC library
 // (node:http2, lib.mjs h2NsClient), whose own per-call work is far smaller (as a Go client's).
-// Sequential: the four paths take turns run by run (each agent connect after a floor's, the
+// That client also asks bench/floor/h2-floor.mjs, a node:http2 server answering at once with the
+// agent's answer: the Node HTTP/2 floor of the call itself, with no work behind it.
+// Sequential: the five paths take turns run by run (each agent connect after a floor's, the
 // clients swapping places), so background noise hits all alike. Concurrent: N at once, ROUNDS rounds, interleaved. Connects timed, teardown not.
 //
 // Usage (root): npm run build && node bench/connect-local.mjs [runs] [--concurrent N] [--rounds R]
