@@ -24,10 +24,15 @@
  * before its next request awaits it, as always.
  *
  * Lifetime: an Rtnl stays open while at least one Netns handle that asked for
- * it is open; it closes when the last of them closes, or on
- * {@link Rtnl.closeAll}. The open socket itself keeps the namespace alive.
- * A request on a closed Rtnl rejects with EBADF. The socket does not keep the
- * event loop alive.
+ * it is open, and {@link Rtnl.lingerMs} after the last of them closes (a handle to the same
+ * namespace asking meanwhile takes it over), or until {@link Rtnl.closeAll}. Opening a socket
+ * inside a namespace (two setns and a socket) was ~0.1 ms of a local connect after the agent
+ * idled, twice per connect when clients connect and disconnect in turn (bench/connect-local.mjs).
+ * The open socket itself keeps the namespace alive, so a deleted namespace outlives its
+ * last handle by up to the linger; a namespace made again under the same name is another
+ * namespace (another inode) and gets its own socket.
+ * A request on a closed Rtnl rejects with EBADF. The socket and the linger timer do not keep
+ * the event loop alive.
  */
 import { closeSync } from 'node:fs';
 import { AttrStream, readS32, readU16, readU32, rt, writeU16, writeU32 } from 'netlink';
@@ -79,6 +84,8 @@ interface Queued {
 /** An rtnetlink socket bound to one namespace. */
 export class Rtnl {
   private static readonly cache = new Map<string, Rtnl>();
+  /** How long a socket stays open after its namespace's last handle closed (0: closes at once). */
+  static lingerMs = 2_000;
 
   /** The namespace this socket operates in (the first handle that opened it). */
   readonly ns: Netns;
@@ -92,6 +99,8 @@ export class Rtnl {
   private slowFd: number | undefined;
   private slowTail: Promise<void> = Promise.resolve();
   private slowBusy = 0;
+  /** Set while no handle uses this socket: closes it when it fires. */
+  private lingering: NodeJS.Timeout | undefined;
 
   /**
    * The cached socket for `ns`, opened inside it on first use. EBADF if the
@@ -128,6 +137,9 @@ export class Rtnl {
   private open(): number {
     let ns = this.ns;
     if (ns.closed) for (const owner of this.owners) if (!owner.closed) ns = owner;
+    // Lingering with no handle open (a caller kept the Rtnl past its handle): the fd number
+    // may belong to something else by now, so it must not be entered.
+    if (ns.closed) throw new SysError('EBADF', 'socket', { path: ns.path, detail: 'netns handle is closed' });
     try {
       // The addon enters and leaves the namespace itself: no JS runs inside it.
       return sameNetns(ns, hostNetns()) ? native().rtnlOpen() : native().rtnlOpen(ns.fd);
@@ -138,11 +150,19 @@ export class Rtnl {
 
   private adopt(ns: Netns): void {
     if (this.owners.has(ns)) return;
+    if (this.lingering !== undefined) clearTimeout(this.lingering);
+    this.lingering = undefined;
     this.owners.add(ns);
     ns.onClose(() => {
       this.owners.delete(ns);
-      if (this.owners.size === 0) this.close();
+      if (this.owners.size === 0 && this.fd !== undefined) this.linger();
     });
+  }
+
+  private linger(): void {
+    if (Rtnl.lingerMs <= 0) return this.close();
+    this.lingering = setTimeout(() => this.close(), Rtnl.lingerMs);
+    this.lingering.unref();
   }
 
   get closed(): boolean {
@@ -154,6 +174,8 @@ export class Rtnl {
     const fd = this.fd;
     if (fd === undefined) return;
     this.fd = undefined;
+    if (this.lingering !== undefined) clearTimeout(this.lingering);
+    this.lingering = undefined;
     if (Rtnl.cache.get(this.key) === this) Rtnl.cache.delete(this.key);
     closeSync(fd);
     if (this.slowBusy === 0) this.closeSlow(); // else when the last slow request is done

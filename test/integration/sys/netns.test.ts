@@ -201,16 +201,66 @@ describe.skipIf(!root)('network namespaces', () => {
     expect(threadNs()).toBe(hostNetns().inode);
   });
 
-  it('caches one netlink socket per namespace and closes it with the last handle', async () => {
-    const ns = await tmp.create();
-    const second = openNetns(ns.name);
-    const rtnl = Rtnl.for(ns);
-    expect(Rtnl.for(second)).toBe(rtnl);
+  it('caches one netlink socket per namespace and closes it with the last handle (no linger)', async () => {
+    const linger = Rtnl.lingerMs;
+    Rtnl.lingerMs = 0;
+    try {
+      const ns = await tmp.create();
+      const second = openNetns(ns.name);
+      const rtnl = Rtnl.for(ns);
+      expect(Rtnl.for(second)).toBe(rtnl);
+      ns.close();
+      expect(rtnl.closed).toBe(false); // `second` still uses it
+      second.close();
+      expect(rtnl.closed).toBe(true);
+      await expect(listLinks(rtnl)).rejects.toMatchObject({ code: 'EBADF' });
+      expect(() => Rtnl.for(second)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    } finally {
+      Rtnl.lingerMs = linger;
+    }
+  });
+
+  it('keeps the socket for the linger after the last handle: a new handle takes it over, else it closes', async () => {
+    const linger = Rtnl.lingerMs;
+    Rtnl.lingerMs = 150;
+    try {
+      const ns = await tmp.create();
+      const rtnl = Rtnl.for(ns);
+      ns.close();
+      expect(rtnl.closed).toBe(false);
+      await new Promise((r) => setTimeout(r, 50));
+      const again = openNetns(ns.name);
+      expect(Rtnl.for(again)).toBe(rtnl); // taken over: the linger is cancelled
+      await new Promise((r) => setTimeout(r, 250));
+      expect(rtnl.closed).toBe(false);
+      expect((await listLinks(rtnl)).map((l) => l.name)).toContain('lo');
+      again.close();
+      expect(rtnl.closed).toBe(false);
+      await new Promise((r) => setTimeout(r, 250));
+      expect(rtnl.closed).toBe(true);
+      await expect(listLinks(rtnl)).rejects.toMatchObject({ code: 'EBADF' });
+    } finally {
+      Rtnl.lingerMs = linger;
+    }
+  });
+
+  it('gives a namespace made again under the same name its own socket, not the lingering one', async () => {
+    const name = `nsmt-ns-remade-${process.pid}`;
+    const ns = await createNetns(name);
+    const old = Rtnl.for(ns);
     ns.close();
-    expect(rtnl.closed).toBe(false); // `second` still uses it
-    second.close();
-    expect(rtnl.closed).toBe(true);
-    await expect(listLinks(rtnl)).rejects.toMatchObject({ code: 'EBADF' });
-    expect(() => Rtnl.for(second)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    await deleteNetns(name);
+    const remade = await createNetns(name);
+    try {
+      expect(remade.inode).not.toBe(ns.inode); // the old one is alive: the lingering socket holds it
+      const rtnl = Rtnl.for(remade);
+      expect(rtnl).not.toBe(old);
+      expect(old.closed).toBe(false);
+    } finally {
+      remade.close();
+      await deleteNetns(name);
+      Rtnl.closeAll();
+    }
+    expect(old.closed).toBe(true);
   });
 });
