@@ -6,7 +6,7 @@
  */
 import { FlagsGet, FlagsNew, putU32, rt } from 'netlink';
 import { IpFamily, addressFamily, formatIp, parseCidr } from './ip';
-import type { Rtnl } from './rtnl';
+import type { Rtnl, RtnlRequest } from './rtnl';
 
 const IFA = { ADDRESS: 1, LOCAL: 2, FLAGS: 8 } as const;
 const IFA_F_NODAD = 0x02;
@@ -32,32 +32,39 @@ export interface AddressInfo {
   tentative: boolean;
 }
 
-function message(rtnl: Rtnl, type: rt.MessageType, index: number, cidr: string, flags: number, ifaFlags: number): Promise<Buffer[]> {
+function message(type: rt.MessageType, index: number, cidr: string, flags: number, ifaFlags: number): RtnlRequest {
   const syscall = `RTM_${rt.MessageType[type]}`;
   const prefix = parseCidr(cidr, syscall);
-  return rtnl.request(
+  return {
     type,
-    (out) => {
+    body: (out) => {
       // The u8 ifa_flags only holds the low bits; IFA_FLAGS carries all of them.
       out.emit(rt.formatAddress({ family: addressFamily(prefix.family), prefixlen: prefix.prefixLen, index }));
       out.push(IFA.LOCAL, prefix.bytes);
       out.push(IFA.ADDRESS, prefix.bytes);
       if (ifaFlags !== 0) out.push(IFA.FLAGS, putU32(ifaFlags));
     },
-    { flags, subject: cidr },
-  );
+    options: { flags, subject: cidr },
+  };
+}
+
+/** The request of {@link addAddress} (EINVAL, thrown here, for a bad `cidr`). */
+export function addAddressRequest(index: number, cidr: string, options: AddressOptions = {}): RtnlRequest {
+  const flags = FlagsNew.CREATE | (options.replace === true ? FlagsNew.REPLACE : FlagsNew.EXCL);
+  const ifaFlags = (options.noDad === true ? IFA_F_NODAD : 0) | (options.noPrefixRoute === true ? IFA_F_NOPREFIXROUTE : 0);
+  return message(rt.MessageType.NEWADDR, index, cidr, flags, ifaFlags);
 }
 
 /** Adds `cidr` to link `index`. EEXIST if already present (unless `replace`). */
 export async function addAddress(rtnl: Rtnl, index: number, cidr: string, options: AddressOptions = {}): Promise<void> {
-  const flags = FlagsNew.CREATE | (options.replace === true ? FlagsNew.REPLACE : FlagsNew.EXCL);
-  const ifaFlags = (options.noDad === true ? IFA_F_NODAD : 0) | (options.noPrefixRoute === true ? IFA_F_NOPREFIXROUTE : 0);
-  await message(rtnl, rt.MessageType.NEWADDR, index, cidr, flags, ifaFlags);
+  const r = addAddressRequest(index, cidr, options);
+  await rtnl.request(r.type, r.body, r.options);
 }
 
 /** Removes `cidr` from link `index`. EADDRNOTAVAIL if it is not there. */
 export async function delAddress(rtnl: Rtnl, index: number, cidr: string): Promise<void> {
-  await message(rtnl, rt.MessageType.DELADDR, index, cidr, 0, 0);
+  const r = message(rt.MessageType.DELADDR, index, cidr, 0, 0);
+  await rtnl.request(r.type, r.body, r.options);
 }
 
 /** Addresses of the namespace, optionally only those of link `index`. */

@@ -24,30 +24,34 @@ export {
   withNetns,
 } from './netns';
 export { Rtnl } from './rtnl';
+export type { RtnlAnswer, RtnlRequest } from './rtnl';
 export type { LinkInfo } from './link';
 export {
   createBridge,
   setMaster,
   deleteLink,
   getLink,
+  getLinkRequest,
+  linkOf,
   listLinks,
   moveLink,
   renameLink,
   setLinkAlias,
   setLinkUp,
+  setLinkUpRequest,
   setMtu,
   validateIfName,
 } from './link';
 export type { VethEnd, VethPair } from './veth';
-export { createVethPair } from './veth';
+export { createVethPair, createVethPairNow } from './veth';
 export type { VxlanSpec } from './vxlan';
 export { createVxlan } from './vxlan';
 export type { AddressInfo, AddressOptions } from './addr';
-export { addAddress, delAddress, listAddresses } from './addr';
+export { addAddress, addAddressRequest, delAddress, listAddresses } from './addr';
 export type { RouteInfo, RouteScope, RouteSelector, RouteSpec } from './route';
-export { delRoute, listRoutes, replaceRoute } from './route';
+export { delRoute, listRoutes, replaceRoute, replaceRouteRequest } from './route';
 export type { NeighborInfo, NeighborSpec } from './neigh';
-export { delNeighbor, listNeighbors, replaceNeighbor } from './neigh';
+export { delNeighbor, listNeighbors, replaceNeighbor, replaceNeighborRequest } from './neigh';
 export { getSysctl, setSysctl, sysctlPath } from './sysctl';
 export type { TunFlags, TunHandle } from './tun';
 export { openTun } from './tun';

@@ -9,7 +9,7 @@ import { AttrStream, FlagsGet, FlagsNew, putString, putU32, readS32, readU16, re
 import { invalidArgument, SysError } from './errors';
 import { formatMac } from './ip';
 import type { Netns } from './netns';
-import type { Rtnl } from './rtnl';
+import type { Rtnl, RtnlAnswer, RtnlRequest } from './rtnl';
 
 /** What callers usually need to know about a link. */
 export interface LinkInfo {
@@ -127,25 +127,41 @@ export function parseLinkInfo(payload: Buffer): LinkInfo {
   return info;
 }
 
-/** The link named `name` (or with ifindex `index`), or undefined if none. */
-export async function getLink(rtnl: Rtnl, nameOrIndex: string | number): Promise<LinkInfo | undefined> {
+/** The request of {@link getLink}; {@link linkOf} reads its answer. EINVAL (thrown) for a bad name. */
+export function getLinkRequest(nameOrIndex: string | number): RtnlRequest {
   const byName = typeof nameOrIndex === 'string';
   if (byName) validateIfName(nameOrIndex, 'RTM_GETLINK');
-  try {
-    const [reply] = await rtnl.request(
-      rt.MessageType.GETLINK,
-      (out) => {
-        ifinfo(out, byName ? 0 : nameOrIndex);
-        if (byName) out.push(IFLA.IFNAME, putString(nameOrIndex));
-        out.push(IFLA.EXT_MASK, putU32(RTEXT_FILTER_SKIP_STATS));
-      },
-      { subject: String(nameOrIndex) },
-    );
-    return reply === undefined ? undefined : parseLinkInfo(reply);
-  } catch (err) {
-    if (err instanceof SysError && err.code === 'ENODEV') return undefined;
-    throw err;
+  return {
+    type: rt.MessageType.GETLINK,
+    body: (out) => {
+      ifinfo(out, byName ? 0 : nameOrIndex);
+      if (byName) out.push(IFLA.IFNAME, putString(nameOrIndex));
+      out.push(IFLA.EXT_MASK, putU32(RTEXT_FILTER_SKIP_STATS));
+    },
+    options: { subject: String(nameOrIndex) },
+  };
+}
+
+/** The link in the answer to a getLinkRequest; undefined if there is none (ENODEV); other errors throw. */
+export function linkOf(answer: RtnlAnswer): LinkInfo | undefined {
+  if (answer.payloads === undefined) {
+    if (answer.error instanceof SysError && answer.error.code === 'ENODEV') return undefined;
+    throw answer.error;
   }
+  const [reply] = answer.payloads;
+  return reply === undefined ? undefined : parseLinkInfo(reply);
+}
+
+/** The link named `name` (or with ifindex `index`), or undefined if none. */
+export async function getLink(rtnl: Rtnl, nameOrIndex: string | number): Promise<LinkInfo | undefined> {
+  const r = getLinkRequest(nameOrIndex);
+  let payloads: Buffer[];
+  try {
+    payloads = await rtnl.request(r.type, r.body, r.options);
+  } catch (error) {
+    return linkOf({ error });
+  }
+  return linkOf({ payloads });
 }
 
 /** All links of the namespace. */
@@ -166,21 +182,32 @@ export async function listLinks(rtnl: Rtnl): Promise<LinkInfo[]> {
  * or (with ifindex 0) by its current name.
  */
 function modify(rtnl: Rtnl, link: number | string, up: boolean | undefined, attrs: (out: AttrStream) => void, slow = false): Promise<unknown> {
-  return rtnl.request(
-    rt.MessageType.NEWLINK,
-    (out) => {
+  const r = modifyRequest(link, up, attrs, slow);
+  return rtnl.request(r.type, r.body, r.options);
+}
+
+function modifyRequest(link: number | string, up: boolean | undefined, attrs: (out: AttrStream) => void, slow = false): RtnlRequest {
+  return {
+    type: rt.MessageType.NEWLINK,
+    body: (out) => {
       ifinfo(out, typeof link === 'number' ? link : 0, up);
       if (typeof link === 'string') out.push(IFLA.IFNAME, putString(link));
       attrs(out);
     },
-    { subject: String(link), slow },
-  );
+    options: { subject: String(link), slow },
+  };
+}
+
+/** The request of {@link setLinkUp}. */
+export function setLinkUpRequest(link: number | string, up: boolean): RtnlRequest {
+  if (typeof link === 'string') validateIfName(link);
+  return modifyRequest(link, up, () => {});
 }
 
 /** Sets the link (ifindex, or current name) administratively up or down. */
 export async function setLinkUp(rtnl: Rtnl, link: number | string, up: boolean): Promise<void> {
-  if (typeof link === 'string') validateIfName(link);
-  await modify(rtnl, link, up, () => {});
+  const r = setLinkUpRequest(link, up);
+  await rtnl.request(r.type, r.body, r.options);
 }
 
 export async function setMtu(rtnl: Rtnl, index: number, mtu: number): Promise<void> {

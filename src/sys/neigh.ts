@@ -6,7 +6,7 @@
  */
 import { FlagsGet, FlagsNew, rt } from 'netlink';
 import { IpFamily, addressFamily, formatIp, formatMac, parseIp, parseMac } from './ip';
-import type { Rtnl } from './rtnl';
+import type { Rtnl, RtnlRequest } from './rtnl';
 
 const NDA = { DST: 1, LLADDR: 2 } as const;
 
@@ -27,13 +27,13 @@ export interface NeighborInfo {
   permanent: boolean;
 }
 
-/** Adds or replaces the entry for `spec.ip` on `spec.index` (like `ip neigh replace`). */
-export async function replaceNeighbor(rtnl: Rtnl, spec: NeighborSpec): Promise<void> {
+/** The request of {@link replaceNeighbor} (EINVAL, thrown here, for a bad address). */
+export function replaceNeighborRequest(spec: NeighborSpec): RtnlRequest {
   const ip = parseIp(spec.ip, 'RTM_NEWNEIGH');
   const mac = parseMac(spec.mac, 'RTM_NEWNEIGH');
-  await rtnl.request(
-    rt.MessageType.NEWNEIGH,
-    (out) => {
+  return {
+    type: rt.MessageType.NEWNEIGH,
+    body: (out) => {
       out.emit(
         rt.formatNeighbor({
           family: addressFamily(ip.family),
@@ -44,8 +44,14 @@ export async function replaceNeighbor(rtnl: Rtnl, spec: NeighborSpec): Promise<v
       out.push(NDA.DST, ip.bytes);
       out.push(NDA.LLADDR, mac);
     },
-    { flags: FlagsNew.CREATE | FlagsNew.REPLACE, subject: spec.ip },
-  );
+    options: { flags: FlagsNew.CREATE | FlagsNew.REPLACE, subject: spec.ip },
+  };
+}
+
+/** Adds or replaces the entry for `spec.ip` on `spec.index` (like `ip neigh replace`). */
+export async function replaceNeighbor(rtnl: Rtnl, spec: NeighborSpec): Promise<void> {
+  const r = replaceNeighborRequest(spec);
+  await rtnl.request(r.type, r.body, r.options);
 }
 
 /** Deletes the entry for `ip` on link `index`. ENOENT if none. */

@@ -6,7 +6,7 @@
 import { FlagsGet, FlagsNew, putU32, readU32, rt, writeU32 } from 'netlink';
 import { invalidArgument } from './errors';
 import { IpFamily, IpPrefix, addressFamily, formatIp, parseCidr, parseIp } from './ip';
-import type { RequestBody, Rtnl } from './rtnl';
+import type { RequestBody, Rtnl, RtnlRequest } from './rtnl';
 
 const RTA = { DST: 1, OIF: 4, GATEWAY: 5, PRIORITY: 6, PREFSRC: 7, TABLE: 15 } as const;
 const RTNH_F_ONLINK = 4;
@@ -81,12 +81,19 @@ function routeMessage(type: rt.MessageType, spec: Partial<RouteSpec> & RouteSele
   };
 }
 
+/** The request of {@link replaceRoute} (EINVAL, thrown here, for a bad spec). */
+export function replaceRouteRequest(spec: RouteSpec): RtnlRequest {
+  return {
+    type: rt.MessageType.NEWROUTE,
+    body: routeMessage(rt.MessageType.NEWROUTE, spec, false),
+    options: { flags: FlagsNew.CREATE | FlagsNew.REPLACE, subject: spec.dst },
+  };
+}
+
 /** Adds or replaces the route to `spec.dst`. */
 export async function replaceRoute(rtnl: Rtnl, spec: RouteSpec): Promise<void> {
-  await rtnl.request(rt.MessageType.NEWROUTE, routeMessage(rt.MessageType.NEWROUTE, spec, false), {
-    flags: FlagsNew.CREATE | FlagsNew.REPLACE,
-    subject: spec.dst,
-  });
+  const r = replaceRouteRequest(spec);
+  await rtnl.request(r.type, r.body, r.options);
 }
 
 export interface RouteSelector {

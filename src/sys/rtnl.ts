@@ -43,6 +43,19 @@ import { Netns, hostNetns, sameNetns } from './netns';
 /** Builds the payload of a request (fixed header struct, then attributes). */
 export type RequestBody = (out: AttrStream) => void;
 
+/** One request, described: what {@link Rtnl.request} takes, as a value (for {@link Rtnl.transactNow}). */
+export interface RtnlRequest {
+  type: rt.MessageType;
+  body: RequestBody;
+  options?: RequestOptions;
+}
+
+/**
+ * A request's outcome from {@link Rtnl.transactNow}: the reply payloads, or the error its
+ * promise would have rejected with (SysError; whatever a body threw).
+ */
+export type RtnlAnswer = { payloads: Buffer[]; error?: undefined } | { payloads?: undefined; error: unknown };
+
 export interface RequestOptions {
   /** NLM_F_* modifier flags (REQUEST and ACK are always added). */
   flags?: number;
@@ -221,6 +234,32 @@ export class Rtnl {
     }
   }
 
+  /**
+   * Sends the requests in one send and returns each one's outcome at once, in order, with no
+   * promise and no event-loop turn: for a caller that builds its next requests from these
+   * answers in the same stretch of code (the local vWire, see mechanisms/kernel/vwire.ts).
+   * Such a caller should let the loop turn before it goes on to other work, as the promise
+   * API does (see settle). A failed transport fails every request (and closes the socket, as
+   * for request()). Not for `slow` requests (they would block the loop) and not inside
+   * batch(): both throw.
+   */
+  transactNow(reqs: readonly RtnlRequest[]): RtnlAnswer[] {
+    if (this.corked) throw new Error('Rtnl.transactNow inside batch()');
+    const answers: RtnlAnswer[] = [];
+    const queued = reqs.map((r, i): Queued => {
+      if (r.options?.slow) throw new Error('Rtnl.transactNow: slow requests must go through request()');
+      return {
+        type: r.type,
+        body: r.body,
+        options: r.options ?? {},
+        resolve: (payloads) => (answers[i] = { payloads }),
+        reject: (error) => (answers[i] = { error }),
+      };
+    });
+    this.transact(queued, true);
+    return answers;
+  }
+
   /** One slow request: queued behind the previous ones, sent from the pool, settled like any. */
   private transactSlow(q: Queued): void {
     this.slowBusy++;
@@ -245,7 +284,8 @@ export class Rtnl {
     });
   }
 
-  private transact(reqs: Queued[]): void {
+  /** Sends `reqs` in one send; their promises settle one loop turn later, or before it returns if `now`. */
+  private transact(reqs: Queued[], now = false): void {
     const fd = this.fd;
     const { sent, request } = this.encode(reqs, fd);
     if (fd === undefined || request === undefined) return;
@@ -259,12 +299,14 @@ export class Rtnl {
       const first = sent[0];
       const error = toSysError(err, { syscall: first?.syscall, path: first?.q.options.subject });
       this.close();
-      setImmediate(() => {
+      const fail = () => {
         for (const s of sent) s.q.reject(error);
-      });
+      };
+      if (now) fail();
+      else setImmediate(fail);
       return;
     }
-    this.settle(sent, replies);
+    this.settle(sent, replies, now);
   }
 
   /**
@@ -304,8 +346,8 @@ export class Rtnl {
     return { sent, ...(sent.length ? { request: Buffer.concat(bufs) } : {}) };
   }
 
-  /** Matches the replies to the requests by seq and settles each (one loop turn later). */
-  private settle(sent: Sent[], replies: Buffer): void {
+  /** Matches the replies to the requests by seq and settles each (one loop turn later, unless `now`). */
+  private settle(sent: Sent[], replies: Buffer, now = false): void {
     const bySeq = new Map(sent.map((s) => [s.seq, s]));
     for (let off = 0; off + NLMSG_HDRLEN <= replies.length; ) {
       const len = readU32.call(replies, off);
@@ -329,12 +371,14 @@ export class Rtnl {
     // to their ends in one stretch of microtasks and answering all at once (200 concurrent
     // local connects: every answer came at the end, p50 = the whole batch). One turn of an
     // idle loop costs microseconds.
-    setImmediate(() => {
+    const finish = () => {
       for (const s of sent) {
         if (s.errno) s.q.reject(new SysError(errnoCode(s.errno), s.syscall, { path: s.q.options.subject }));
         else if (!s.done) s.q.reject(new SysError('EPROTO', s.syscall, { path: s.q.options.subject, detail: 'no answer from the kernel' }));
         else s.q.resolve(s.payloads);
       }
-    });
+    };
+    if (now) finish();
+    else setImmediate(finish);
   }
 }

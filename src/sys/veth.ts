@@ -11,9 +11,9 @@
 import { AttrStream, FlagsNew, putString, putU32, rt } from 'netlink';
 import { SysError } from './errors';
 import { parseMac } from './ip';
-import { IFLA, IFLA_INFO, LinkInfo, getLink, ifinfo, setLinkUp, validateIfName } from './link';
+import { IFLA, IFLA_INFO, LinkInfo, getLinkRequest, ifinfo, linkOf, setLinkUpRequest, validateIfName } from './link';
 import type { Netns } from './netns';
-import { Rtnl } from './rtnl';
+import { Rtnl, type RtnlAnswer, type RtnlRequest } from './rtnl';
 
 const VETH_INFO_PEER = 1;
 
@@ -53,65 +53,64 @@ function endAttrs(out: AttrStream, end: VethEnd, mac: Buffer | undefined, up: bo
  * Creates a veth pair with end `a` in `a.ns` and end `b` in `b.ns`, using
  * `host`'s socket to send the single creating request (any namespace's Rtnl
  * works; the ends do not pass through it; a's own socket saves a send, as
- * a's read-back then goes with it), then reads both ends back
- * (ifindex, MAC) on the ends' own sockets, sent right behind it without
- * waiting for its answer (rtnetlink requests are handled as they are sent,
- * see rtnl.ts; a read-back that found nothing although the NEWLINK succeeded
- * is repeated). With `b.up`, also SETLINK up and a read-back of `b` once the
- * pair exists.
+ * a's read-back then goes with it), then reads both ends back (ifindex, MAC)
+ * on the ends' own sockets. With `b.up`, also SETLINK up `b` (in the send of
+ * b's read-back) once the pair exists.
  *
- * Errors: EINVAL (SysError, before any request) for names longer than 15
- * bytes or otherwise invalid; EEXIST if a name is taken in its namespace
- * (nothing is changed: the requests sent along with the NEWLINK only read).
+ * Synchronous (Rtnl.transactNow): the pair exists and is read back when this
+ * returns, with no event-loop turn in between, so a caller can send the ends'
+ * configuration in the same stretch of code; it should let the loop turn
+ * before going on to other work ({@link createVethPair} does).
+ *
+ * Errors (thrown): EINVAL before any request for names longer than 15 bytes
+ * or otherwise invalid; EEXIST if a name is taken in its namespace (nothing is
+ * changed: the request sent along with the NEWLINK only reads); ENODEV if an
+ * end vanished before it was read back. A failure after the NEWLINK leaves the
+ * pair for the caller to delete.
  */
-export async function createVethPair(host: Rtnl, a: VethEnd, b: VethEnd): Promise<VethPair> {
+export function createVethPairNow(host: Rtnl, a: VethEnd, b: VethEnd): VethPair {
   validateIfName(a.name);
   validateIfName(b.name);
   const macA = a.mac === undefined ? undefined : parseMac(a.mac, 'RTM_NEWLINK');
   const macB = b.mac === undefined ? undefined : parseMac(b.mac, 'RTM_NEWLINK');
   const rtnlA = Rtnl.for(a.ns);
   const rtnlB = Rtnl.for(b.ns);
-
-  // With `host` being a's own socket (the agent sends from the client's namespace, as the C
-  // floor does), a's read-back goes in the same send as the NEWLINK.
-  const upLater = b.up === true;
-  let readA: Promise<LinkInfo | undefined> | undefined;
-  const created = host.batch(() => {
-    const p = host.request(
-      rt.MessageType.NEWLINK,
-      (out) => {
-        endAttrs(out, a, macA, a.up === true);
-        out.push(IFLA.LINKINFO, (info) => {
-          info.push(IFLA_INFO.KIND, putString('veth'));
-          info.push(IFLA_INFO.DATA, (data) => {
-            data.push(VETH_INFO_PEER, (peer) => endAttrs(peer, b, macB, false));
-          });
+  const create: RtnlRequest = {
+    type: rt.MessageType.NEWLINK,
+    body: (out) => {
+      endAttrs(out, a, macA, a.up === true);
+      out.push(IFLA.LINKINFO, (info) => {
+        info.push(IFLA_INFO.KIND, putString('veth'));
+        info.push(IFLA_INFO.DATA, (data) => {
+          data.push(VETH_INFO_PEER, (peer) => endAttrs(peer, b, macB, false));
         });
-      },
-      { flags: FlagsNew.CREATE | FlagsNew.EXCL, subject: `${a.name}/${b.name}` },
-    );
-    if (!upLater && rtnlA === host) readA = getLink(rtnlA, a.name).catch(() => undefined);
-    return p;
-  });
-  // Sent behind the NEWLINK; their answers are only looked at if it succeeded.
-  if (!upLater) readA ??= getLink(rtnlA, a.name).catch(() => undefined);
-  const readB = upLater ? undefined : getLink(rtnlB, b.name).catch(() => undefined);
-  await created;
-
-  let infoA: LinkInfo | undefined;
-  let infoB: LinkInfo | undefined;
-  if (upLater) {
-    // Requests are handled in order, so both read-backs see b up (and a's carrier on).
-    [, infoB, infoA] = await Promise.all([setLinkUp(rtnlB, b.name, true), getLink(rtnlB, b.name), getLink(rtnlA, a.name)]);
-  } else {
-    [infoA, infoB] = await Promise.all([readA, readB]);
-    if (infoA === undefined || infoB === undefined) {
-      [infoA, infoB] = await Promise.all([infoA ?? getLink(rtnlA, a.name), infoB ?? getLink(rtnlB, b.name)]);
-    }
-  }
+      });
+    },
+    options: { flags: FlagsNew.CREATE | FlagsNew.EXCL, subject: `${a.name}/${b.name}` },
+  };
+  // With `host` being a's own socket (the agent sends from the client's namespace, as the C
+  // floor does), a's read-back goes in the same send as the NEWLINK; rtnetlink handles the
+  // requests of a send in order, so it sees the new link.
+  const readAWith = rtnlA === host && b.up !== true;
+  const [made, sentA] = host.transactNow(readAWith ? [create, getLinkRequest(a.name)] : [create]);
+  if (made?.payloads === undefined) throw made?.error;
+  const readsB = b.up === true ? [setLinkUpRequest(b.name, true), getLinkRequest(b.name)] : [getLinkRequest(b.name)];
+  const answersB = rtnlB.transactNow(readsB);
+  const up = b.up === true ? answersB[0] : undefined;
+  if (up?.error !== undefined) throw up.error;
+  const infoB = linkOf(answersB[answersB.length - 1] as RtnlAnswer);
+  // With b.up, a is read after it (b up turns a's carrier on).
+  const infoA = linkOf((readAWith ? sentA : rtnlA.transactNow([getLinkRequest(a.name)])[0]) as RtnlAnswer);
   if (infoA === undefined || infoB === undefined) {
     // Someone deleted or moved an end between creation and lookup.
     throw new SysError('ENODEV', 'RTM_GETLINK', { path: infoA === undefined ? a.name : b.name, detail: 'veth end vanished after creation' });
   }
   return { a: infoA, b: infoB };
+}
+
+/** {@link createVethPairNow}, continuing one event-loop turn later (as every Rtnl request does). */
+export async function createVethPair(host: Rtnl, a: VethEnd, b: VethEnd): Promise<VethPair> {
+  const pair = createVethPairNow(host, a, b);
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  return pair;
 }

@@ -55,38 +55,47 @@ function randomMac(): string {
  * when `peerMac` is given, permanent neighbours for the peers (payload IP over an L2 link:
  * no ARP needed). Used for both veth ends and for the local end of a tunnel.
  *
- * All of it goes to the kernel in one send (Rtnl.batch): rtnetlink handles the requests in
- * order and none of them needs an earlier one's answer (routes and neighbours name the link by
- * ifindex, not by an address), so waiting for the addresses before sending the routes only
- * added round trips (bench/connect-local.mjs).
+ * All of it goes to the kernel in one send: rtnetlink handles the requests in order and none
+ * of them needs an earlier one's answer (routes and neighbours name the link by ifindex, not
+ * by an address), so waiting for the addresses before sending the routes only added round
+ * trips (bench/connect-local.mjs). Fails with the first request's error; the others were
+ * still made (the caller removes the link).
  */
 export async function configureSide(side: VethSide, index: number, cfg: SideConfig, peerMac?: string): Promise<void> {
-  await Promise.all(sideRequests(side, index, cfg, peerMac, false));
+  const failure = configureSideNow(side, index, cfg, peerMac, false);
+  await loopTurn();
+  if (failure) throw failure.error;
 }
 
-/** The requests of configureSide (plus SETLINK up first when `up`), sent in one batch; await them all. */
-function sideRequests(side: VethSide, index: number, cfg: SideConfig, peerMac: string | undefined, up: boolean): Promise<unknown>[] {
-  const rtnl = sys.Rtnl.for(side.netns);
-  return rtnl.batch(() => sideBatch(rtnl, side, index, cfg, peerMac, up));
-}
+/** Lets the event loop turn: what an Rtnl promise does before its caller goes on (see rtnl.ts). */
+const loopTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-function sideBatch(rtnl: sys.Rtnl, side: VethSide, index: number, cfg: SideConfig, peerMac: string | undefined, up: boolean): Promise<unknown>[] {
-  const own = cfg.addrs.map((a) => parsePrefix(a)).filter((p) => !!p);
-  const ops: Promise<unknown>[] = [];
-  // Something that throws before its request is queued must not leave the others unawaited:
-  // it becomes a rejected promise among them.
-  const send = (fn: () => Promise<unknown> | void) => {
-    try {
-      ops.push(Promise.resolve(fn()));
-    } catch (err) {
-      ops.push(Promise.reject(err));
-    }
-  };
-  if (cfg.addrs.some((a) => familyOf(ipOf(a)) === 6)) {
-    send(() => sys.setSysctl(side.netns, `net.ipv6.conf.${side.ifname}.disable_ipv6`, '0'));
+/**
+ * configureSide's work (plus SETLINK up first when `up`), sent at once: returns the first
+ * failure ({ error }), or undefined. Never throws.
+ */
+function configureSideNow(side: VethSide, index: number, cfg: SideConfig, peerMac: string | undefined, up: boolean): { error: unknown } | undefined {
+  try {
+    const answers = sys.Rtnl.for(side.netns).transactNow(sideRequests(side, index, cfg, peerMac, up));
+    const failed = answers.find((a) => a.payloads === undefined);
+    return failed && { error: failed.error };
+  } catch (error) {
+    return { error };
   }
-  if (up) send(() => sys.setLinkUp(rtnl, index, true));
-  for (const a of cfg.addrs) send(() => sys.addAddress(rtnl, index, a, { noDad: familyOf(ipOf(a)) === 6 }));
+}
+
+/**
+ * The requests of one side, in order. IPv6 addresses need IPv6 on in the namespace for the
+ * link first: that sysctl is written here, before the requests are sent.
+ */
+function sideRequests(side: VethSide, index: number, cfg: SideConfig, peerMac: string | undefined, up: boolean): sys.RtnlRequest[] {
+  const own = cfg.addrs.map((a) => parsePrefix(a)).filter((p) => !!p);
+  const reqs: sys.RtnlRequest[] = [];
+  if (cfg.addrs.some((a) => familyOf(ipOf(a)) === 6)) {
+    sys.setSysctl(side.netns, `net.ipv6.conf.${side.ifname}.disable_ipv6`, '0');
+  }
+  if (up) reqs.push(sys.setLinkUpRequest(index, true));
+  for (const a of cfg.addrs) reqs.push(sys.addAddressRequest(index, a, { noDad: familyOf(ipOf(a)) === 6 }));
   const linked = new Set<string>();
   for (const peer of cfg.peers) {
     const ip = parseIp(ipOf(peer));
@@ -94,21 +103,19 @@ function sideBatch(rtnl: sys.Rtnl, side: VethSide, index: number, cfg: SideConfi
     if (own.some((p) => contains(p, ip.family, ip.value))) continue;
     const host = `${ipOf(peer)}/${ip.family === 4 ? 32 : 128}`;
     linked.add(host);
-    send(() => sys.replaceRoute(rtnl, { dst: host, index, scope: 'link' }));
+    reqs.push(sys.replaceRouteRequest({ dst: host, index, scope: 'link' }));
   }
   for (const r of cfg.routes) {
     if (!r.prefix || linked.has(r.prefix)) continue;
     const fam = familyOf(ipOf(r.prefix));
     const via = r.nextHop || cfg.peers.map(ipOf).find((p) => familyOf(p) === fam);
     if (!via) continue;
-    send(() => sys.replaceRoute(rtnl, { dst: r.prefix as string, index, via, onlink: true }));
+    reqs.push(sys.replaceRouteRequest({ dst: r.prefix, index, via, onlink: true }));
   }
   if (peerMac) {
-    for (const peer of cfg.peers) {
-      send(() => sys.replaceNeighbor(rtnl, { index, ip: ipOf(peer), mac: peerMac, permanent: true }));
-    }
+    for (const peer of cfg.peers) reqs.push(sys.replaceNeighborRequest({ index, ip: ipOf(peer), mac: peerMac, permanent: true }));
   }
-  return ops;
+  return reqs;
 }
 
 export interface VethPair {
@@ -123,6 +130,10 @@ export interface VethPair {
  * The same kernel work as the raw-netlink floor (bench/floor/veth-floor.c): the NEWLINK with
  * both ends and the read-back of their ifindexes; then, per side in one send, the endpoint
  * end's SETLINK up (a veth peer cannot be created up) with the addresses, routes and neighbours.
+ * All of it in one stretch of synchronous code (Rtnl.transactNow), each answer read as soon as
+ * its send returns, and one event-loop turn at the end, so that concurrent connects take turns
+ * per vWire: two turns and their promise hops in between cost ~0.15 ms per connect after the
+ * agent idled (bench/ab-connect.mjs).
  */
 export async function createVethPair(
   pair: VethPair,
@@ -131,31 +142,32 @@ export async function createVethPair(
 ): Promise<void> {
   // Sent from the client's namespace, with the client end's read-back in the same send (the
   // socket is needed there anyway; the C floor does the same).
-  const sender = sys.Rtnl.for(pair.client.netns);
   const macs = { client: randomMac(), endpoint: randomMac() };
   let created: { a: sys.LinkInfo; b: sys.LinkInfo };
   try {
-    created = await sys.createVethPair(
-      sender,
+    created = sys.createVethPairNow(
+      sys.Rtnl.for(pair.client.netns),
       { name: pair.client.ifname, ns: pair.client.netns, mtu: opts.mtu || undefined, mac: macs.client, up: true },
       { name: pair.endpoint.ifname, ns: pair.endpoint.netns, mtu: opts.mtu || undefined, mac: macs.endpoint },
     );
   } catch (err) {
+    await loopTurn();
     const code = (err as { code?: string }).code;
     if (code === 'EEXIST') {
       throw new AgentError('ALREADY_EXISTS', `interface ${pair.client.ifname} or ${pair.endpoint.ifname} already exists`, { cause: err });
     }
+    // Made but not read back (an end vanished, a socket failed): whatever is left goes.
+    if (code !== 'EINVAL') await deleteVethEnd(pair.client).catch(() => {});
     throw AgentError.wrap(err, 'create veth pair', 'DATAPLANE');
   }
-  try {
-    const sides = sidesOf(ipc);
-    await Promise.all([
-      ...sideRequests(pair.client, created.a.index, sides.client, opts.payloadIp ? macs.endpoint : undefined, false),
-      ...sideRequests(pair.endpoint, created.b.index, sides.endpoint, opts.payloadIp ? macs.client : undefined, true),
-    ]);
-  } catch (err) {
+  const sides = sidesOf(ipc);
+  const failure =
+    configureSideNow(pair.client, created.a.index, sides.client, opts.payloadIp ? macs.endpoint : undefined, false) ??
+    configureSideNow(pair.endpoint, created.b.index, sides.endpoint, opts.payloadIp ? macs.client : undefined, true);
+  await loopTurn();
+  if (failure) {
     await deleteVethEnd(pair.client).catch(() => {});
-    throw AgentError.wrap(err, `configure veth ${pair.client.ifname}`, 'DATAPLANE');
+    throw AgentError.wrap(failure.error, `configure veth ${pair.client.ifname}`, 'DATAPLANE');
   }
 }
 

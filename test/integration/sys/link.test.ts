@@ -5,17 +5,22 @@ import {
   Rtnl,
   SysError,
   addAddress,
+  addAddressRequest,
   createVethPair,
+  createVethPairNow,
   createVxlan,
   deleteLink,
   getLink,
+  getLinkRequest,
   hostNetns,
+  linkOf,
   listLinks,
   moveLink,
   openNetns,
   renameLink,
   setLinkAlias,
   setLinkUp,
+  setLinkUpRequest,
   setMtu,
 } from '../../../src/sys';
 import { tempNetns } from '../../helpers/netns';
@@ -51,6 +56,33 @@ describe.skipIf(!root)('links', () => {
 
     await deleteLink(Rtnl.for(a), pair.a.index);
     expect(await listLinks(Rtnl.for(b))).toHaveLength(1); // deleting one end removes both
+  });
+
+  it('transactNow: one send, each answer at once and in order, a failed request failing alone', async () => {
+    const a = await tmp.create();
+    const rtnl = Rtnl.for(a);
+    const pair = createVethPairNow(rtnl, { name: 'nsmt-na', ns: a, up: true }, { name: 'nsmt-nb', ns: a });
+    expect(pair.a).toMatchObject({ name: 'nsmt-na', up: true });
+    expect(pair.b).toMatchObject({ name: 'nsmt-nb', up: false });
+    const answers = rtnl.transactNow([
+      setLinkUpRequest(pair.b.index, true),
+      addAddressRequest(pair.b.index, '10.99.0.1/32'),
+      addAddressRequest(pair.b.index, '10.99.0.1/32'), // the same again: EEXIST, alone
+      { ...addAddressRequest(pair.b.index, '10.99.0.2/32'), body: () => { throw new Error('bad body'); } },
+      getLinkRequest(pair.b.index),
+      getLinkRequest('nsmt-none'),
+    ]);
+    expect(answers.map((x) => (x.payloads ? 'ok' : ((x.error as SysError).code ?? (x.error as Error).message)))).toEqual([
+      'ok', 'ok', 'EEXIST', 'bad body', 'ok', 'ENODEV',
+    ]);
+    expect(linkOf(answers[4]!)).toMatchObject({ name: 'nsmt-nb', up: true, carrier: true }); // handled in order
+    expect(linkOf(answers[5]!)).toBeUndefined();
+    expect(() => rtnl.batch(() => rtnl.transactNow([]))).toThrow(/inside batch/);
+    expect(() => rtnl.transactNow([{ ...getLinkRequest(1), options: { slow: true } }])).toThrow(/slow/);
+    expect(() => createVethPairNow(rtnl, { name: 'nsmt-na', ns: a }, { name: 'nsmt-nc', ns: a })).toThrow(
+      expect.objectContaining({ code: 'EEXIST' }),
+    );
+    await deleteLink(rtnl, pair.a.index);
   });
 
   it('rejects names longer than 15 bytes with EINVAL before asking the kernel', async () => {
