@@ -6,6 +6,7 @@
  * namespace.
  */
 import { AttrStream, FlagsGet, FlagsNew, putString, putU32, readS32, readU16, readU32, rt, writeU32 } from 'netlink';
+import { randomInt } from 'node:crypto';
 import { invalidArgument, SysError } from './errors';
 import { formatMac } from './ip';
 import type { Netns } from './netns';
@@ -244,10 +245,106 @@ export async function moveLink(rtnl: Rtnl, index: number, target: Netns, newName
   );
 }
 
-/** Deletes the link (for veth: both ends). */
-export async function deleteLink(rtnl: Rtnl, index: number): Promise<void> {
-  // slow: the kernel waits for RCU while it unregisters the link (see Rtnl)
-  await rtnl.request(rt.MessageType.DELLINK, (out) => ifinfo(out, index), { subject: String(index), slow: true });
+/**
+ * Deletes the link (for veth: both ends). ENODEV if there is none with that index.
+ *
+ * The kernel answers a DELLINK only after an RCU barrier, ~17 ms here, one at a time per
+ * namespace (the slow lane, see Rtnl): 1,000 connections closed at once took 20 s to tear
+ * down (bench/scale.mjs). So deletions in one namespace asked for while one is in flight are
+ * coalesced: the next batch gets a fresh random interface group (SETLINK IFLA_GROUP, no
+ * barrier) and goes in one DELLINK of that group, which the kernel unregisters together,
+ * behind one barrier (`ip link del group N`: 200 veths in 70 ms here, against 3.4 s one by
+ * one). If the kernel refuses the group delete (a link kind it cannot delete that way), the
+ * batch's links are deleted one by one, as a single deletion is.
+ */
+export function deleteLink(rtnl: Rtnl, index: number): Promise<void> {
+  let deleter = deleters.get(rtnl);
+  if (deleter === undefined) deleters.set(rtnl, (deleter = new LinkDeleter(rtnl)));
+  return deleter.delete(index);
+}
+
+const IFLA_GROUP = 27;
+const deleters = new WeakMap<Rtnl, LinkDeleter>();
+
+interface PendingDelete {
+  index: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** The deletions of one namespace's socket: one in flight, those asked for meanwhile in the next batch. */
+class LinkDeleter {
+  private queued: PendingDelete[] = [];
+  private running = false;
+
+  constructor(private readonly rtnl: Rtnl) {}
+
+  delete(index: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queued.push({ index, resolve, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queued.length > 0) {
+        const batch = this.queued.splice(0);
+        if (batch.length === 1) await this.one(batch[0] as PendingDelete);
+        else await this.many(batch);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async one(d: PendingDelete): Promise<void> {
+    try {
+      // slow: the kernel waits for RCU while it unregisters the link (see Rtnl)
+      await this.rtnl.request(rt.MessageType.DELLINK, (out) => ifinfo(out, d.index), { subject: String(d.index), slow: true });
+      d.resolve();
+    } catch (err) {
+      d.reject(err);
+    }
+  }
+
+  private async many(batch: PendingDelete[]): Promise<void> {
+    const group = 1 + randomInt(0x7ffffffe); // never 0, the default group; random: other agents batch too
+    const indexes = [...new Set(batch.map((d) => d.index))];
+    let answers: RtnlAnswer[];
+    try {
+      answers = this.rtnl.transactNow(indexes.map((i) => modifyRequest(i, undefined, (out) => out.push(IFLA_GROUP, putU32(group)))));
+    } catch (err) {
+      for (const d of batch) d.reject(err);
+      return;
+    }
+    const failed = new Map<number, unknown>();
+    indexes.forEach((index, i) => {
+      const answer = answers[i];
+      if (answer?.payloads === undefined) failed.set(index, answer?.error); // e.g. ENODEV: not there
+    });
+    const grouped = batch.filter((d) => !failed.has(d.index));
+    for (const d of batch) if (failed.has(d.index)) d.reject(failed.get(d.index));
+    if (grouped.length === 0) return;
+    try {
+      await this.rtnl.request(
+        rt.MessageType.DELLINK,
+        (out) => {
+          ifinfo(out, 0);
+          out.push(IFLA_GROUP, putU32(group));
+        },
+        { subject: `group ${group}`, slow: true },
+      );
+    } catch (err) {
+      // ENODEV: none left in the group, someone else deleted them meanwhile: gone, as asked.
+      if (!(err instanceof SysError && err.code === 'ENODEV')) {
+        for (const d of grouped) await this.one(d);
+        return;
+      }
+    }
+    for (const d of grouped) d.resolve();
+  }
 }
 
 /** Sets IFLA_IFALIAS (free text, < 256 bytes); '' removes it. */
