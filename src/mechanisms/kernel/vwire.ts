@@ -132,8 +132,8 @@ export interface VethPair {
  * end's SETLINK up (a veth peer cannot be created up) with the addresses, routes and neighbours.
  * All of it in one stretch of synchronous code (Rtnl.transactNow), each answer read as soon as
  * its send returns, and one event-loop turn at the end, so that concurrent connects take turns
- * per vWire: two turns and their promise hops in between cost ~0.15 ms per connect after the
- * agent idled (bench/ab-connect.mjs).
+ * per vWire: two turns and their promise hops in between cost ~60 us per connect after the
+ * agent idled (timed inside the agent; BENCHMARKS.md, connect-local, fifth round).
  */
 export async function createVethPair(
   pair: VethPair,
