@@ -3,14 +3,16 @@
 // machine's noise hits both alike. Used for the before/after figures of BENCHMARKS.md
 // (connect-local): the agents may come from two trees (BINA / BINB) or differ by environment
 // (ENVA / ENVB, JSON objects). --spawn runs `ip link show lo` after each connect, as the
-// connect-local bench's iproute2 runs leave the agents idle between connects.
+// connect-local bench's iproute2 runs leave the agents idle between connects. --compiled asks
+// with the compiled client (floor/grpc-call.c, timed inside it) instead of grpc-js: the agent's own
+// latency, without the grpc-js client's noise.
 //
-// Usage (root): BINA=/old/tree/bin/nsm-agent [BINB=...] node bench/ab-connect.mjs [runs] [--spawn]
+// Usage (root): BINA=/old/tree/bin/nsm-agent [BINB=...] node bench/ab-connect.mjs [runs] [--spawn] [--compiled]
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { main, nsClient, summary, ms, TAG, ip, waitServing, BIN, args } from './lib.mjs';
+import { main, nsClient, cNsClient, compileC, summary, ms, TAG, ip, waitServing, BIN, args } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const opt = args();
@@ -41,16 +43,22 @@ main(async (scope) => {
   const dir = scope.dir('nsmab-');
   await scope.netns(NSC);
   const agents = [];
+  const callBin = opt.compiled ? await compileC(scope, 'grpc-call', ['nghttp2']) : undefined;
   for (const name of ['a', 'b']) {
-    const c = nsClient(await startAgent(scope, dir, name));
+    const socket = await startAgent(scope, dir, name);
+    const c = nsClient(socket);
     scope.defer(() => c.dispose());
-    agents.push({ name, c, xs: [] });
+    agents.push({ name, c, cc: callBin && cNsClient(scope, callBin, socket), xs: [] });
   }
   for (let i = 0; i < N + WARM; i++) {
     for (const g of i % 2 ? agents : [...agents].reverse()) {
-      const t0 = performance.now();
-      const conn = await g.c.request(`${g.name}-${i}`, 'bench', NSC, `${g.name}${i}`);
-      const t = performance.now() - t0;
+      let conn, t;
+      if (g.cc) ({ conn, ms: t } = await g.cc.request(`${g.name}-${i}`, 'bench', NSC, `${g.name}${i}`));
+      else {
+        const t0 = performance.now();
+        conn = await g.c.request(`${g.name}-${i}`, 'bench', NSC, `${g.name}${i}`);
+        t = performance.now() - t0;
+      }
       if (i >= WARM) g.xs.push(t);
       await g.c.close(conn);
       if (opt.spawn) await ip(['link', 'show', 'lo']);

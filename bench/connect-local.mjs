@@ -5,16 +5,18 @@
 //   iproute2: ip link add A netns C type veth peer name B netns E (+ one `ip -n X -batch -` per side)
 //   raw netlink: bench/floor/veth-floor.c (compiled here with cc), the same requests as the agent
 //     with no library, batched per socket: the physical limit of this work on this kernel.
-// The agent is asked twice over: by a grpc-js client, and by a client without a gRPC library
-// (node:http2, lib.mjs h2NsClient), whose own per-call work is far smaller (as a Go client's).
-// That client also asks bench/floor/h2-floor.mjs, a node:http2 server answering at once with the
-// agent's answer: the Node HTTP/2 floor of the call itself, with no work behind it.
-// Sequential: the five paths take turns run by run (each agent connect after a floor's, the
-// clients swapping places), so background noise hits all alike. Concurrent: N at once, ROUNDS rounds, interleaved. Connects timed, teardown not.
+// The agent is asked three times over: by a grpc-js client; by a client without a gRPC library
+// (node:http2, lib.mjs h2NsClient), whose own per-call work is smaller; and by a compiled client
+// (bench/floor/grpc-call.c, libnghttp2), whose own work is a few microseconds, as NSM's Go
+// clients': the agent's own latency. Two floors of the call itself, with no work behind it:
+// bench/floor/h2-floor.mjs (node:http2 server, asked by the node:http2 client) and
+// bench/floor/grpc-floor.mjs (grpc-js server built as the agent's, asked by the compiled client).
+// Sequential: the seven paths take turns run by run (each agent connect after a floor's, the
+// clients rotating places), so background noise hits all alike. Concurrent: N at once, ROUNDS rounds, interleaved. Connects timed, teardown not.
 //
 // Usage (root): npm run build && node bench/connect-local.mjs [runs] [--concurrent N] [--rounds R]
 import path from 'node:path';
-import { summary, ms, table, machine, writeSection, main, sh, ip, compileC, lineProc, startAgent, nsClient, h2NsClient, TAG, versions, date, ROOT } from './lib.mjs';
+import { summary, ms, table, machine, writeSection, main, sh, ip, compileC, lineProc, startAgent, nsClient, h2NsClient, cNsClient, TAG, versions, date, ROOT } from './lib.mjs';
 
 const opt = (await import('./lib.mjs')).args();
 const N = Number(opt._[0] ?? 200);
@@ -50,6 +52,7 @@ async function timed(fn) {
 main(async (scope) => {
   const dir = scope.dir('nsmb-');
   const floorBin = await compileC(scope, 'veth-floor');
+  const callBin = await compileC(scope, 'grpc-call', ['nghttp2']);
   for (const n of [NSE, NSC]) await scope.netns(n);
   const agent = await startAgent(scope, {
     dir,
@@ -77,6 +80,13 @@ main(async (scope) => {
   if (ready !== 'ready') throw new Error(`h2-floor: ${ready}`);
   const h2f = h2NsClient(h2floorSocket);
   scope.defer(() => h2f.dispose());
+  // The gRPC server floor (floor/grpc-floor.mjs): the agent's grpc-js server with nothing behind it.
+  const grpcFloorSocket = path.join(dir, 'grpc-floor.sock');
+  const grpcFloor = lineProc(scope, process.execPath, [new URL('./floor/grpc-floor.mjs', import.meta.url).pathname, grpcFloorSocket]);
+  const grpcReady = await grpcFloor.send(api().ns.networkservice.NetworkService.service.Request.responseSerialize(sample).toString('hex'));
+  if (grpcReady !== 'ready') throw new Error(`grpc-floor: ${grpcReady}`);
+  const cc = cNsClient(scope, callBin, agent.socket);
+  const cgf = cNsClient(scope, callBin, grpcFloorSocket);
   const conns = new Map();
   const paths = {
     agent: {
@@ -93,7 +103,20 @@ main(async (scope) => {
         conns.delete(-1 - i);
       },
     },
+    // timed inside the compiled client, as the C floor is
+    'agent-c': {
+      connect: async (i) => {
+        const { conn, ms: t } = await cc.request(`k-${i}`, 'bench', NSC, `k${i}`);
+        conns.set(`k${i}`, conn);
+        return t;
+      },
+      disconnect: async (i) => {
+        await c.close(conns.get(`k${i}`));
+        conns.delete(`k${i}`);
+      },
+    },
     'h2-floor': { connect: (i) => h2f.request(`f-${i}`, 'bench', NSC, `f${i}`), disconnect: async () => {} },
+    'grpc-floor': { connect: async (i) => (await cgf.request(`g-${i}`, 'bench', NSC, `g${i}`)).ms, disconnect: async () => {} },
     iproute2: { connect: iprouteConnect, disconnect: iprouteDisconnect },
     raw: {
       // timed inside the C program (no pipe round trip): the floor itself
@@ -105,24 +128,26 @@ main(async (scope) => {
   // warm up every path
   for (let i = 0; i < 10; i++) for (const p of names) await paths[p].connect(i), await paths[p].disconnect(i);
 
-  // Each agent connect follows a floor's run, never the other client's (which would leave the
-  // agent's code warm); the two clients swap places every run. The HTTP/2 floor's server sits
-  // idle as long between its calls as the agent between its.
-  const order = [
-    ['agent', 'iproute2', 'agent-h2', 'raw', 'h2-floor'],
-    ['agent-h2', 'iproute2', 'agent', 'raw', 'h2-floor'],
-  ];
+  // Each agent connect follows a floor's run, never another client's (which would leave the
+  // agent's code warm); the three clients rotate places every run. The floors' servers sit idle
+  // as long between their calls as the agent between its.
+  const clients = ['agent', 'agent-h2', 'agent-c'];
+  const order = (i) => {
+    const [x, y, z] = [0, 1, 2].map((k) => clients[(i + k) % 3]);
+    return [x, 'iproute2', y, 'raw', z, 'h2-floor', 'grpc-floor'];
+  };
+  const selfTimed = new Set(['raw', 'agent-c', 'grpc-floor']); // connect() resolves with its own time
   const seq = Object.fromEntries(names.map((p) => [p, []]));
   for (let i = 0; i < N; i++) {
-    for (const p of order[i % 2]) {
-      const t = p === 'raw' ? await paths.raw.connect(i) : await timed(() => paths[p].connect(i));
+    for (const p of order(i)) {
+      const t = selfTimed.has(p) ? await paths[p].connect(i) : await timed(() => paths[p].connect(i));
       seq[p].push(t);
       await paths[p].disconnect(i);
     }
   }
 
   // concurrent: the grpc-js client only
-  const concNames = names.filter((p) => p !== 'agent-h2' && p !== 'h2-floor');
+  const concNames = ['agent', 'iproute2', 'raw'];
   const conc = Object.fromEntries(concNames.map((p) => [p, []]));
   for (let r = 0; r < ROUNDS; r++) {
     for (let k = 0; k < concNames.length; k++) {
@@ -148,41 +173,50 @@ main(async (scope) => {
     `Machine: ${machine()}, ${await versions(['cc'])}.`,
     '',
     "One connect = NSM `Request` over the agent's unix socket for `kernel://bench/<if>` until the answer",
-    '(asked by a grpc-js client, and by a client without a gRPC library: node:http2, the request serialized and the',
-    "answer checked and deserialized inside the timing, as a Go client's would be; same bytes on the wire)",
     '(veth pair between the client and endpoint namespaces, /32 addresses, link routes, permanent',
-    'neighbours on both sides), against the same work',
+    'neighbours on both sides). The agent is asked by three clients, same bytes on the wire:',
+    "- a compiled client, `bench/floor/grpc-call.c` (libnghttp2, timed inside the program from the request's first byte to the",
+    "  answer's trailers; the message serialized and the answer deserialized outside the timing): a client whose own",
+    "  per-call work is a few microseconds, as NSM's Go clients': the agent's own latency;",
+    '- a client without a gRPC library: node:http2, the request serialized and the answer checked and deserialized inside',
+    '  the timing;',
+    '- a grpc-js client (channel, interceptors, call stack: the most per-call work of the three).',
+    '',
+    'Against the same interface work',
     '- with the fewest iproute2 calls (`ip link add … netns C type veth peer … netns E`, then one `ip -n X -batch -` per side, in parallel);',
     '- by `bench/floor/veth-floor.c`: the same netlink requests as the agent (NEWLINK with both ends, SETLINK up and GETLINK',
     '  of the peer, GETLINK, then NEWADDR, NEWROUTE, NEWNEIGH per side) from C with no library, one `sendmsg` per socket and',
     '  phase, sockets opened once inside each namespace, timed inside the program: the physical limit of this work.',
     '',
-    'And the Node HTTP/2 floor of the call itself: `bench/floor/h2-floor.mjs`, a node:http2 server answering every call at once',
-    "with the agent's own answer (no grpc-js, no work behind it), asked by the node:http2 client: what any Node gRPC service",
-    'pays per unary call on this host before its handler starts.',
+    'And two floors of the call itself, answering every call at once with the agent\'s own answer, no work behind it:',
+    "- `bench/floor/grpc-floor.mjs`: a grpc-js server built as the agent's (its service definition and server options), asked",
+    "  by the compiled client: what the agent's gRPC server costs per unary call before its handler starts;",
+    '- `bench/floor/h2-floor.mjs`: a node:http2 server (no grpc-js), asked by the node:http2 client: the Node HTTP/2 round trip.',
     '',
-    `Sequential: the five take turns run by run (each agent connect after a floor's; the two clients swap places every run; the HTTP/2 floor's server idles between calls as the agent does). Concurrent (grpc-js client): ${CONC} at once, ${ROUNDS} interleaved rounds`,
+    `Sequential: the seven take turns run by run (each agent connect after a floor's; the three clients rotate places every run; the floors' servers idle between calls as the agent does). Concurrent (grpc-js client): ${CONC} at once, ${ROUNDS} interleaved rounds`,
     '(the C floor sends each phase for all pairs in one `sendmsg`; its latency is when a pair\'s last reply was read).',
     'Agent warm; teardown not timed. Milliseconds:',
     '',
     table(
       ['path', 'runs', 'p50', 'p99'],
       [
-        row('agent, sequential', S.agent),
+        row('agent, compiled client, sequential', S['agent-c']),
         row('agent, node:http2 client, sequential', S['agent-h2']),
+        row('agent, grpc-js client, sequential', S.agent),
         row('iproute2, sequential', S.iproute2),
         row('raw netlink (C), sequential', S.raw),
+        row('grpc-js server, nothing behind it, compiled client, sequential', S['grpc-floor']),
         row('node:http2 round trip, nothing behind it, sequential', S['h2-floor']),
-        row(`agent, ${CONC} concurrent`, SC.agent),
+        row(`agent, grpc-js client, ${CONC} concurrent`, SC.agent),
         row(`iproute2, ${CONC} concurrent`, SC.iproute2),
         row(`raw netlink (C), ${CONC} batched`, SC.raw),
       ],
     ),
     '',
-    `Ratios at p50, sequential: agent / iproute2 ${r2(S.agent.p50, S.iproute2.p50)} (target <= 0.5), agent / raw netlink ${r2(S.agent.p50, S.raw.p50)} (target <= 5);`,
-    `with the node:http2 client: agent / iproute2 ${r2(S['agent-h2'].p50, S.iproute2.p50)}, agent / raw netlink ${r2(S['agent-h2'].p50, S.raw.p50)};`,
-    `the Node HTTP/2 round trip alone: ${r2(S['h2-floor'].p50, S.raw.p50)} x raw netlink (${ms(S['h2-floor'].p50)} ms of the agent's ${ms(S['agent-h2'].p50)} with the same client);`,
-    `concurrent: agent / iproute2 ${r2(SC.agent.p50, SC.iproute2.p50)}, agent / raw netlink ${r2(SC.agent.p50, SC.raw.p50)}. Target p50 < 5 ms: ${S.agent.p50 < 5 ? 'met' : 'missed'} (${ms(S.agent.p50)} ms).`,
+    `Ratios at p50, sequential. Agent / raw netlink (target <= 5): ${r2(S['agent-c'].p50, S.raw.p50)} with the compiled client, ${r2(S['agent-h2'].p50, S.raw.p50)} with the node:http2 client, ${r2(S.agent.p50, S.raw.p50)} with the grpc-js client.`,
+    `Agent / iproute2 (target <= 0.5): ${r2(S['agent-c'].p50, S.iproute2.p50)}, ${r2(S['agent-h2'].p50, S.iproute2.p50)} and ${r2(S.agent.p50, S.iproute2.p50)}.`,
+    `The call alone, with nothing behind it: the agent's grpc-js server ${r2(S['grpc-floor'].p50, S.raw.p50)} x raw netlink (${ms(S['grpc-floor'].p50)} ms of the agent's ${ms(S['agent-c'].p50)} with the same client); the Node HTTP/2 round trip ${r2(S['h2-floor'].p50, S.raw.p50)} x (${ms(S['h2-floor'].p50)} ms of the agent's ${ms(S['agent-h2'].p50)} with the same client).`,
+    `Concurrent: agent / iproute2 ${r2(SC.agent.p50, SC.iproute2.p50)}, agent / raw netlink ${r2(SC.agent.p50, SC.raw.p50)}. Target p50 < 5 ms: ${S.agent.p50 < 5 ? 'met' : 'missed'} (${ms(S.agent.p50)} ms with the grpc-js client).`,
   ].join('\n');
   console.log(body);
   writeSection('connect-local', body);

@@ -357,6 +357,32 @@ export function h2NsClient(socket, deadlineMs = 60_000) {
   };
 }
 
+/**
+ * The same NSM Request as nsClient's, from a compiled client: bench/floor/grpc-call.c
+ * (libnghttp2, one HTTP/2 connection), standing where NSM's own Go clients would. The request is
+ * serialized and the answer deserialized here, outside the timing (a few microseconds in a
+ * compiled client); `ms` is the call as timed inside the C program, from the request's first
+ * byte to the server's trailers read. `bin` is the compiled grpc-call (compileC).
+ */
+export function cNsClient(scope, bin, socket) {
+  const { api } = require(`${ROOT}dist/api/index.js`);
+  const method = api().ns.networkservice.NetworkService.service.Request;
+  const proc = lineProc(scope, bin, [socket]);
+  return {
+    /** Request a KERNEL vWire (as nsClient's); resolves with the answer and the call's time. */
+    request: async (id, service, netns, ifname) => {
+      const req = {
+        connection: { id, network_service: service },
+        mechanism_preferences: [{ cls: 'LOCAL', type: 'KERNEL', parameters: { name: ifname, inodeURL: `file:///run/netns/${netns}` } }],
+      };
+      const line = await proc.send(`r ${method.path} ${method.requestSerialize(req).toString('hex')}`);
+      const [us, answer] = line.split(' ');
+      if (!/^[0-9.]+$/.test(us) || answer === undefined) throw new Error(`grpc-call: ${line}`);
+      return { conn: method.responseDeserialize(Buffer.from(answer, 'hex')), ms: Number(us) / 1000 };
+    },
+  };
+}
+
 /** The agent's own control API (what `nsm-agent status|connect|disconnect` use). */
 export function agentClient(socket, deadlineMs = 120_000) {
   const grpc = require('@grpc/grpc-js');
@@ -419,10 +445,10 @@ export function pidsByArgv(argv) {
 }
 
 /** Compiles bench/floor/<name>.c with cc into a temp dir of the scope; returns the binary's path. */
-export async function compileC(scope, name) {
+export async function compileC(scope, name, libs = []) {
   const dir = scope.dir('nsmb-cc-');
   const out = path.join(dir, name);
-  await sh('cc', ['-O2', '-Wall', '-o', out, `${ROOT}bench/floor/${name}.c`]);
+  await sh('cc', ['-O2', '-Wall', '-o', out, `${ROOT}bench/floor/${name}.c`, ...libs.map((l) => `-l${l}`)]);
   return out;
 }
 
