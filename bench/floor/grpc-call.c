@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define MAXMSG (1 << 20)
 
 static int fd = -1;
@@ -49,12 +51,6 @@ static void die(const char *what, const char *why) {
   printf("error %s: %s\n", what, why);
   fflush(stdout);
   exit(1);
-}
-
-static double now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
 }
 
 static ssize_t on_send(nghttp2_session *s, const uint8_t *buf, size_t len, int flags, void *u) {

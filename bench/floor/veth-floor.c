@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define MAXN 4096
 #define BUFSZ (4 << 20)
 
@@ -60,12 +62,6 @@ static void die(const char *what, int err) {
   printf("error %s: %s\n", what, strerror(err));
   fflush(stdout);
   exit(1);
-}
-
-static double now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
 }
 
 /* ---- message building into sendbuf ---- */
