@@ -1,12 +1,13 @@
 /**
  * mTLS with SVIDs: real grpc-js servers and channels on 127.0.0.1, real TLS handshakes.
  */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect, afterEach, vi } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { LocalCa } from '../../../src/spire/ca';
 import { DevX509Source } from '../../../src/spire/dev';
 import { peerFromCall } from '../../../src/spire/peer';
@@ -323,6 +324,23 @@ describe('mTLS with SVIDs', () => {
       const err = await who(dial(p2, channelCredentials(client))).catch((e) => e);
       expect(err.code).toBe(grpc.status.UNAUTHENTICATED);
       expect(err.details).toMatch(/signed directly by a root/);
+    });
+
+    it('builds the peer certificate once per connection, not on every call', async () => {
+      const ca = LocalCa.create({ trustDomain: TD });
+      const { port, seen } = await serveInjected(pair(ca, SERVER_ID));
+      const build = vi.spyOn(tls.TLSSocket.prototype, 'getPeerCertificate');
+      const noReneg = vi.spyOn(tls.TLSSocket.prototype, 'disableRenegotiation');
+      cleanups.push(() => (build.mockRestore(), noReneg.mockRestore()));
+      const c = dial(port, channelCredentials(pair(ca, CLIENT_ID)));
+      for (let i = 0; i < 3; i++) expect((await who(c)).peer).toBe(CLIENT_ID);
+      // Server side: the handshake's verification (detailed) and the one kept for the calls.
+      const isServer = (sock: unknown) => !!(sock as { _tlsOptions?: { isServer?: boolean } })._tlsOptions?.isServer;
+      const plain = build.mock.calls.filter(([detailed], i) => !detailed && isServer(build.mock.contexts[i]));
+      expect(plain).toHaveLength(1);
+      expect(seen.map((s) => s.fingerprint)).toEqual(Array(3).fill(seen[0]!.fingerprint));
+      // what keeping it relies on: the connection refuses renegotiation (TLS 1.2 has it)
+      expect(noReneg.mock.contexts).toContain(build.mock.contexts.find(isServer));
     });
 
     it('refuses impostors and unauthorized IDs before any call', async () => {
