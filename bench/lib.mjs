@@ -277,6 +277,14 @@ function promisifyCall(client, method, deadlineMs) {
     new Promise((resolve, reject) => client[method](req, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
+/** The bench clients' NSM Request: a KERNEL vWire for `service` into `netns`, named `ifname`. */
+function kernelRequest(id, service, netns, ifname) {
+  return {
+    connection: { id, network_service: service },
+    mechanism_preferences: [{ cls: 'LOCAL', type: 'KERNEL', parameters: { name: ifname, inodeURL: `file:///run/netns/${netns}` } }],
+  };
+}
+
 /** NSM NetworkService client on a unix socket (or host:port). */
 export function nsClient(target, deadlineMs = 60_000) {
   const grpc = require('@grpc/grpc-js');
@@ -286,11 +294,7 @@ export function nsClient(target, deadlineMs = 60_000) {
   const request = promisifyCall(c, 'Request', deadlineMs);
   return {
     /** Request a KERNEL vWire for `service` into `netns` named `ifname`. */
-    request: (id, service, netns, ifname) =>
-      request({
-        connection: { id, network_service: service },
-        mechanism_preferences: [{ cls: 'LOCAL', type: 'KERNEL', parameters: { name: ifname, inodeURL: `file:///run/netns/${netns}` } }],
-      }),
+    request: (id, service, netns, ifname) => request(kernelRequest(id, service, netns, ifname)),
     raw: request,
     close: promisifyCall(c, 'Close', deadlineMs),
     // the generated client's own close() is the Close RPC
@@ -348,11 +352,7 @@ export function h2NsClient(socket, deadlineMs = 60_000) {
     });
   return {
     /** Request a KERNEL vWire for `service` into `netns` named `ifname` (as nsClient's). */
-    request: (id, service, netns, ifname) =>
-      call({
-        connection: { id, network_service: service },
-        mechanism_preferences: [{ cls: 'LOCAL', type: 'KERNEL', parameters: { name: ifname, inodeURL: `file:///run/netns/${netns}` } }],
-      }),
+    request: (id, service, netns, ifname) => call(kernelRequest(id, service, netns, ifname)),
     dispose: () => session.close(),
   };
 }
@@ -371,10 +371,7 @@ export function cNsClient(scope, bin, socket) {
   return {
     /** Request a KERNEL vWire (as nsClient's); resolves with the answer and the call's time. */
     request: async (id, service, netns, ifname) => {
-      const req = {
-        connection: { id, network_service: service },
-        mechanism_preferences: [{ cls: 'LOCAL', type: 'KERNEL', parameters: { name: ifname, inodeURL: `file:///run/netns/${netns}` } }],
-      };
+      const req = kernelRequest(id, service, netns, ifname);
       const line = await proc.send(`r ${method.path} ${method.requestSerialize(req).toString('hex')}`);
       const [us, answer] = line.split(' ');
       if (!/^[0-9.]+$/.test(us) || answer === undefined) throw new Error(`grpc-call: ${line}`);
