@@ -70,21 +70,24 @@ main(async (scope) => {
   const h2 = h2NsClient(agent.socket);
   scope.defer(() => h2.dispose());
 
-  // The Node HTTP/2 floor (floor/h2-floor.mjs): answers with the agent's own answer, at once.
+  // The floors of the call: servers answering at once with the agent's own answer.
   const { api } = (await import('node:module')).createRequire(import.meta.url)(`${ROOT}dist/api/index.js`);
   const sample = await c.request('sample', 'bench', NSC, 'sample0');
   await c.close(sample);
-  const h2floorSocket = path.join(dir, 'h2-floor.sock');
-  const h2floor = lineProc(scope, process.execPath, [new URL('./floor/h2-floor.mjs', import.meta.url).pathname, h2floorSocket]);
-  const ready = await h2floor.send(api().ns.networkservice.NetworkService.service.Request.responseSerialize(sample).toString('hex'));
-  if (ready !== 'ready') throw new Error(`h2-floor: ${ready}`);
-  const h2f = h2NsClient(h2floorSocket);
+  const answerHex = api().ns.networkservice.NetworkService.service.Request.responseSerialize(sample).toString('hex');
+  /** Starts floor/<name>.mjs on its own socket; resolves with the socket once it serves. */
+  const startFloor = async (name) => {
+    const socket = path.join(dir, `${name}.sock`);
+    const proc = lineProc(scope, process.execPath, [new URL(`./floor/${name}.mjs`, import.meta.url).pathname, socket]);
+    const ready = await proc.send(answerHex);
+    if (ready !== 'ready') throw new Error(`${name}: ${ready}`);
+    return socket;
+  };
+  // node:http2 with no grpc-js, asked by the node:http2 client
+  const h2f = h2NsClient(await startFloor('h2-floor'));
   scope.defer(() => h2f.dispose());
-  // The gRPC server floor (floor/grpc-floor.mjs): the agent's grpc-js server with nothing behind it.
-  const grpcFloorSocket = path.join(dir, 'grpc-floor.sock');
-  const grpcFloor = lineProc(scope, process.execPath, [new URL('./floor/grpc-floor.mjs', import.meta.url).pathname, grpcFloorSocket]);
-  const grpcReady = await grpcFloor.send(api().ns.networkservice.NetworkService.service.Request.responseSerialize(sample).toString('hex'));
-  if (grpcReady !== 'ready') throw new Error(`grpc-floor: ${grpcReady}`);
+  // the agent's grpc-js server with nothing behind it, asked by the compiled client
+  const grpcFloorSocket = await startFloor('grpc-floor');
   const cc = cNsClient(scope, callBin, agent.socket);
   const cgf = cNsClient(scope, callBin, grpcFloorSocket);
   const conns = new Map();
