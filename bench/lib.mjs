@@ -483,12 +483,12 @@ export function lineProc(scope, cmd, argv, opts = {}) {
 }
 
 /**
- * bench/helpers/probe.py in `netns`: `ping(addr, timeoutMs)` sends ICMP echo every ms from the
+ * test/harness/probe.py in `netns`: `ping(addr, timeoutMs)` sends ICMP echo every ms from the
  * namespace until the first reply; resolves with the CLOCK_MONOTONIC time (ms) of that reply,
  * or rejects on timeout.
  */
 export async function pinger(scope, netns) {
-  const lp = lineProc(scope, 'ip', ['netns', 'exec', netns, 'python3', `${ROOT}bench/helpers/probe.py`, 'ping']);
+  const lp = lineProc(scope, 'ip', ['netns', 'exec', netns, 'python3', `${ROOT}test/harness/probe.py`, 'ping']);
   if ((await lp.next()) !== 'ready') throw new Error('probe did not start');
   return {
     async ping(addr, timeoutMs = 10_000) {
@@ -505,7 +505,7 @@ export async function pinger(scope, netns) {
  * { t (CLOCK_MONOTONIC ms), msg } for each datagram.
  */
 export async function notifySocket(scope, file) {
-  const lp = lineProc(scope, 'python3', [`${ROOT}bench/helpers/probe.py`, 'notify', file]);
+  const lp = lineProc(scope, 'python3', [`${ROOT}test/harness/probe.py`, 'notify', file]);
   if ((await lp.next()) !== 'ready') throw new Error('notify listener did not start');
   return {
     async next() {

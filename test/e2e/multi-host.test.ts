@@ -7,7 +7,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
-import { buildHosts, callFrom, Mesh } from '../helpers/hosts';
+import { buildHosts, type Mesh } from '../harness/hosts.mjs';
+import { callFrom } from '../harness/clients.mjs';
 import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../../src/registry/client';
 import { Ctx } from '../../src/core/ctx';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
@@ -17,7 +18,8 @@ import { SpiffeTokenSource } from '../../src/spire/token';
 import type { X509Svid } from '../../src/spire/svid';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { addrs, links, ping, sh, isRoot, until } from '../helpers/exec';
+import { sh, isRoot, until } from '../harness/exec.mjs';
+import { addrs, links, ping } from '../harness/netns.mjs';
 
 const run = isRoot ? describe : describe.skip;
 

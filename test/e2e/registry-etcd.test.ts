@@ -5,9 +5,10 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { startAgent, RunningAgent } from '../helpers/agent';
-import { haveEtcd, startEtcd, RunningEtcd } from '../helpers/etcd';
-import { addNetns, delNetns, uniq, isRoot } from '../helpers/exec';
+import { startAgent, type RunningAgent } from '../harness/agent.mjs';
+import { haveEtcd, startEtcd, type RunningEtcd } from '../harness/etcd.mjs';
+import { uniq, isRoot } from '../harness/exec.mjs';
+import { addNetns, delNetns } from '../harness/netns.mjs';
 import { newRegistryClients } from '../../src/registry/client';
 
 const run = isRoot && haveEtcd() ? describe : describe.skip;

@@ -13,7 +13,7 @@ import { toTimestamp } from '../../../src/api/time';
 import { AgentError } from '../../../src/core/errors';
 import { EtcdStore, EtcdStoreOptions } from '../../../src/registry/store/etcd';
 import type { StoreEvent } from '../../../src/registry/store/store';
-import { RunningEtcd, haveEtcd, startEtcd } from '../../helpers/etcd';
+import { type RunningEtcd, haveEtcd, startEtcd } from '../../harness/etcd.mjs';
 import { activeHandles, tcpProxy, TcpProxy, waitFor } from './util';
 
 // Known flake, seen once in a full-suite run on a loaded 2-core host: the second client's watch
