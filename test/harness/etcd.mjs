@@ -2,7 +2,7 @@
 /**
  * A throwaway single-node etcd: `etcd --name nsmt-<random>` (the tests' leak check looks for
  * that) on 127.0.0.1 with random high ports, its data dir in a temp dir that stop() removes.
- * Fast elections (heartbeat 10 ms, election 100 ms) make it healthy in about 0.1 s.
+ * Fast elections (heartbeat 10 ms, election 100 ms) so that it is healthy soon after its start.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

@@ -32,7 +32,9 @@ import { stopPid } from './proc.mjs';
  *   (epoch ms, as Date.now()): the first echo lost after the last one sent before t0, and the
  *   first answered echo after it; undefined while that is not known yet (nothing lost so far
  *   and replies went on for less than 1.5 s)
- * @property {(t0?: number) => Promise<PingReport>} stop
+ * @property {(t0?: number) => Promise<PingReport>} stop  lets the echoes in flight come back, then
+ *   stops ping and reports; with `t0`, the recovery after a disruption at t0 too
+ * @property {() => void} kill  stops ping at once, reporting nothing (clean-up)
  */
 
 /**
@@ -92,6 +94,9 @@ export function startPinger(netns, dst, intervalMs = 20) {
   };
 
   return {
+    kill: () => {
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    },
     received: () => replies.size,
     recovery: (t0) => recovery(t0, Infinity, 1500),
     async stop(t0) {
