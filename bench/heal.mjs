@@ -1,3 +1,4 @@
+// Over 400 lines in one file: the six cases share the hosts, agents, logs and probes set up in main().
 // Heal and restart times. Three hosts (namespaces on a bridge), each running its own
 // `nsm-agent run --cleanup-on-exit` from dist/ (own directory and stateDir, logLevel info, dev
 // identities from one CA, maxTokenLifetime 6s as in test/e2e/heal.test.ts):
