@@ -36,7 +36,7 @@ import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
 import { RecentMap } from '../core/recent';
-import type { TokenSource } from '../networkservice/updatetoken/token';
+import type { TokenSource } from '../core/token';
 import { hostOf } from './dev';
 import { trustDomainName } from './id';
 import { PeerIdentity, peerFromCertificate } from './peer';

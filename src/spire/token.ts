@@ -17,7 +17,7 @@ import { rfc3339Nano } from '../api/time';
 import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import { RecentMap } from '../core/recent';
-import type { Token, TokenSource } from '../networkservice/updatetoken/token';
+import type { Token, TokenSource } from '../core/token';
 import { isSpiffeId } from './id';
 import type { PeerIdentity } from './peer';
 import type { X509Source } from './source';

@@ -6,7 +6,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { Ctx } from '../../core/ctx';
 import { AgentError, toStatus } from '../../core/errors';
-import { INCOMING_TOKEN } from '../../networkservice/updatetoken';
+import { INCOMING_TOKEN } from '../../core/token';
 import { PEER, checkedPeerOf, peerFromCall } from '../../spire';
 
 interface AnyCall {
