@@ -226,6 +226,30 @@ export async function renameLink(rtnl: Rtnl, index: number, newName: string): Pr
 }
 
 /**
+ * Renames the link, setting its MTU (when > 0) and raising it (`up`) in the same request: the
+ * kernel renames before it applies the flags, so a link that is down is renamed and raised in
+ * one message. `slow` as for {@link Rtnl.request}; `subject` names the link in errors.
+ */
+export async function renameLinkWith(
+  rtnl: Rtnl,
+  index: number,
+  newName: string,
+  options: { mtu?: number; up?: boolean; slow?: boolean; subject?: string } = {},
+): Promise<void> {
+  validateIfName(newName);
+  const { mtu, up, slow = false, subject = String(index) } = options;
+  await rtnl.request(
+    rt.MessageType.NEWLINK,
+    (out) => {
+      ifinfo(out, index, up ? true : undefined);
+      if (mtu !== undefined && mtu > 0) out.push(IFLA.MTU, putU32(mtu));
+      out.push(IFLA.IFNAME, putString(newName));
+    },
+    { subject, slow },
+  );
+}
+
+/**
  * Moves the link into `target` (optionally renaming it in the same request).
  * The link gets a new ifindex there if its old one is taken; look it up with
  * getLink on Rtnl.for(target). Moving takes the link down.
