@@ -207,4 +207,3 @@ export async function inNetns<T>(path: string, fn: (ns: sys.Netns) => Promise<T>
   }
 }
 
-export { AgentError };
