@@ -395,7 +395,9 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
     // not reach it) and writing to a file, never to a pipe: the vWire must outlive an agent
     // that is killed or restarted, and Go exits on EPIPE when fd 1 or 2 is a closed pipe.
     const log = wireguardGoLogPath(name);
-    mkdirSync(dirname(log), { recursive: true, mode: 0o755 }); // /var/run is a tmpfs: gone after a reboot
+    // wireguard-go makes its socket directory itself, but the log is opened here first; /run is
+    // empty after every boot of a host that runs the agent from source (no RuntimeDirectory=).
+    mkdirSync(dirname(log), { recursive: true, mode: 0o755 });
     const out = openSync(log, 'w', 0o600);
     let child: ChildProcess;
     try {
