@@ -57,7 +57,7 @@ import { tunnelServer, TunnelServer } from '../mechanisms/tunnel/server';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import { wireguardDataplane, wireguardReaper } from '../mechanisms/wireguard/dataplane';
 import { RESERVED_PORTS_SYSCTL, reservedPortsWith, UdpPortAllocator } from '../mechanisms/wireguard/ports';
-import { kernelWireguardSupported } from '../mechanisms/wireguard/device';
+import { kernelWireguardSupported } from '../mechanisms/wireguard/kernel';
 import { vxlanDataplane, vxlanReaper } from '../mechanisms/vxlan/dataplane';
 import { newRegistryServer, RegistryServer } from '../registry/server';
 import { EtcdStore } from '../registry/store/etcd';
