@@ -118,7 +118,7 @@ main(async (scope) => {
   const S = Object.fromEntries(Object.entries(res).map(([k, v]) => [k, summary(v)]));
   const row = (name, s) => [name, s.n, ms(s.p50), ms(s.p99)];
   const body = [
-    '## Cold start (issue 7)',
+    '## Cold start',
     '',
     `Command: \`node bench/coldstart.mjs ${N}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
     `Machine: ${machine()}.`,

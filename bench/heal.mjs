@@ -473,7 +473,7 @@ main(async (scope) => {
   const by6 = (ep) => f(p50(col(res.reselect.filter((s) => s.from === ep), 'recoveryMs')));
   const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const body = [
-    '## Heal and restart times (issue 5)',
+    '## Heal and restart times',
     '',
     `Command: \`node bench/heal.mjs ${RUNS}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
     `Machine: ${machine()}, ${await versions(['wireguard-go'])}, ${(await run('ping', ['-V']).catch(() => '?')).trim().split('\n')[0]}. Load average at the end: ${load}.`,
@@ -504,7 +504,7 @@ main(async (scope) => {
     table(heads, rows),
     '',
     `wireguard-go processes in the bench's namespaces after each round: ${wgCounts.join(', ')}; left after the agents' stop: ${left.length}.`,
-    `Targets (issue 5): no echo lost on restarts (local ${mx(col(res.local, 'lost')) === 0 ? 'met' : 'missed'}, remote ${mx(col(res.remote, 'lost')) === 0 ? 'met' : 'missed'}, registry ${mx(col(res.registry, 'lost')) === 0 ? 'met' : 'missed'}); ` +
+    `Targets: no echo lost on restarts (local ${mx(col(res.local, 'lost')) === 0 ? 'met' : 'missed'}, remote ${mx(col(res.remote, 'lost')) === 0 ? 'met' : 'missed'}, registry ${mx(col(res.registry, 'lost')) === 0 ? 'met' : 'missed'}); ` +
       `remote restart recovered under 1 s: ${mx(col(res.remote, 'recoveryMs')) < 1000 ? 'met' : 'missed'}; link down and wireguard-go healed under 1 s: ` +
       `${mx(col(res.linkdown, 'recoveryMs')) < 1000 ? 'met' : 'missed'} / ${mx(col(res.wgkill, 'recoveryMs')) < 1000 ? 'met' : 'missed'}; reselected within 2 s: ${mx(col(res.reselect, 'recoveryMs')) < 2000 ? 'met' : 'missed'} (max values).`,
   ].join('\n');

@@ -1,4 +1,4 @@
-// Package sizes and the agent's idle RSS under systemd (issue 6), into BENCHMARKS.md.
+// Package sizes and the agent's idle RSS under systemd, into BENCHMARKS.md.
 //
 //   npm run build && node bench/packages.mjs
 //
@@ -48,7 +48,7 @@ try {
   console.log(out);
   writeSection(
     'host-citizen',
-    `## Packages and idle memory under systemd (issue 6)
+    `## Packages and idle memory under systemd
 
 Command: \`npm run build && node bench/packages.mjs\` (release compression; the system test
 \`test/system/host-citizen.test.ts\` then installs the deb into a Debian 12 root without nodejs,

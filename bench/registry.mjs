@@ -117,7 +117,7 @@ main(async (scope) => {
   const S = Object.fromEntries(names.map((s) => [s, { reg: summary(R[s].reg), byName: summary(R[s].byName), bySvc: summary(R[s].bySvc), fan: summary(R[s].fan) }]));
   const row = (what, key) => [what, ...names.flatMap((s) => [ms(S[s][key].p50), ms(S[s][key].p99)])];
   const body = [
-    '## Registry at scale (issue 7)',
+    '## Registry at scale',
     '',
     `Command: \`node bench/registry.mjs --endpoints ${N} --watchers ${W} --finds ${F}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
     `Machine: ${machine()}, ${await versions(['etcd'])} (single node on loopback, heartbeat 10 ms).`,

@@ -169,7 +169,7 @@ main(async (scope) => {
   const R = M > 0 ? await remote(scope, dir) : undefined;
   const perRefreshUs = (1000 * L.holdCpuMs) / Math.max(1, L.refreshes);
   const body = [
-    '## Scale on one agent (issue 7)',
+    '## Scale on one agent',
     '',
     `Command: \`node bench/scale.mjs --connections ${N} --duration ${opt.duration ?? '5m'} --lifetime ${LIFETIME} --remote ${M}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
     `Machine: ${machine()}, ${await versions(['wireguard-go'])}.`,
