@@ -26,7 +26,7 @@ import { noRecords, type Records } from '../core/records';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import type { IpamRecord } from '../networkservice/ipam/server';
 import { MonitorHub } from '../networkservice/monitor';
-import type { TokenSource } from '../networkservice/updatetoken';
+import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
 import { channelCredentials, createX509Source, SpiffeTokenSource, waitForIdentity, type X509Source } from '../spire';
 import { confirmedLiveness, heldClientChain, remoteClientChain, serverChain } from './chains';

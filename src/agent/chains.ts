@@ -32,7 +32,8 @@ import { roundRobinServer } from '../networkservice/roundrobin';
 import { timeoutServer } from '../networkservice/timeout';
 import { trimPathServer } from '../networkservice/trimpath';
 import { updatePathClient, updatePathServer } from '../networkservice/updatepath';
-import { updateTokenClient, updateTokenServer, TokenSource } from '../networkservice/updatetoken';
+import type { TokenSource } from '../core/token';
+import { updateTokenClient, updateTokenServer } from '../networkservice/updatetoken';
 import type { AgentConfig } from './config';
 import { ChannelPool, dialClient } from './grpc/dial';
 

@@ -11,7 +11,7 @@ import { nseQueryCache, nsQueryCache } from '../registry/querycache';
 import { newRegistryServer, RegistryServer } from '../registry/server';
 import { EtcdStore } from '../registry/store/etcd';
 import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../registry/client';
-import type { TokenSource } from '../networkservice/updatetoken';
+import type { TokenSource } from '../core/token';
 import { channelCredentials, type X509Source } from '../spire';
 import type { AgentConfig } from './config';
 

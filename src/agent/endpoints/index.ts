@@ -13,7 +13,7 @@ import { chainNseRegistry, findAll, NsRegistry, NseRegistry } from '../../core/r
 import type { Records } from '../../core/records';
 import { scopedRecords } from '../../core/records';
 import type { IpamRecord } from '../../networkservice/ipam/server';
-import type { TokenSource } from '../../networkservice/updatetoken';
+import type { TokenSource } from '../../core/token';
 import { refreshNseClient } from '../../registry/client';
 import { netnsPath } from '../../sys';
 import { endpointChain } from '../chains';

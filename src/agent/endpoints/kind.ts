@@ -6,7 +6,7 @@
 import type { NetworkServiceServer } from '../../core/networkservice';
 import type { Records } from '../../core/records';
 import type { IpamRecord } from '../../networkservice/ipam/server';
-import type { TokenSource } from '../../networkservice/updatetoken';
+import type { TokenSource } from '../../core/token';
 import type { EndpointConfig } from '../config';
 
 export interface EndpointKindEnv {

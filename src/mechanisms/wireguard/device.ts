@@ -55,8 +55,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { closeSync, existsSync, openSync, readFileSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
+import path from 'node:path';
 import { FlagsNew, putString, putU32, rt } from 'netlink';
 import { AgentError } from '../../core/errors';
 import {
@@ -643,6 +644,9 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
     // not reach it) and writing to a file, never to a pipe: the vWire must outlive an agent
     // that is killed or restarted, and Go exits on EPIPE when fd 1 or 2 is a closed pipe.
     const log = logPath(name);
+    // wireguard-go makes its socket directory itself, but the log is opened here first; /run is
+    // empty after every boot of a host that runs the agent from source (no RuntimeDirectory=).
+    mkdirSync(path.dirname(log), { recursive: true, mode: 0o755 });
     const out = openSync(log, 'w', 0o600);
     let child: ChildProcess;
     try {

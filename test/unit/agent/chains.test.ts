@@ -12,7 +12,7 @@ import { silentLogger } from '../../../src/core/log';
 import { findAll } from '../../../src/core/registry';
 import { kernelMechanism } from '../../../src/mechanisms/kernel/params';
 import { MonitorHub } from '../../../src/networkservice/monitor';
-import { unsignedTokens } from '../../../src/networkservice/updatetoken';
+import type { TokenSource } from '../../../src/core/token';
 import { newRegistryServer, type RegistryServer } from '../../../src/registry/server';
 import { endpointChain, heldClientChain, serverChain } from '../../../src/agent/chains';
 import { hostEndpoint, HostedEndpoints } from '../../../src/agent/endpoints';
@@ -21,7 +21,8 @@ import type { EndpointConfig } from '../../../src/agent/config';
 import { noRecords } from '../../../src/core/records';
 import { recorder } from '../networkservice/helpers';
 
-const tokens = unsignedTokens('spiffe://nsm.local/nsm-agent/host-a', 60_000);
+/** Tokens that expire a minute after they are made; nothing verifies them in-process. */
+const tokens: TokenSource = { generate: (now) => ({ token: `token-${now}`, expires: now + 60_000 }) };
 const registries: RegistryServer[] = [];
 afterEach(() => {
   for (const r of registries.splice(0)) r.close();
