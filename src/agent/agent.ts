@@ -11,6 +11,7 @@
  *   held.ts             connections the agent holds: connect, retry, disconnect, records
  *   listeners.ts        the unix socket and the TCP listeners
  *   status.ts           what `nsm-agent status` shows
+ *   parts.ts            the narrow views reload.ts and systemd/units.ts work through
  *
  * State: the elements record what they make in <stateDir>/state (src/agent/state); a restarted
  * agent asks for its held connections again and takes back what the kernel still has.
