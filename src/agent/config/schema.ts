@@ -1,6 +1,6 @@
 /**
- * The JSON schema of agent.yaml: the keys are the user-facing contract
- * (shared/design/architecture.md §3). Unknown keys are errors, so a typo is never ignored.
+ * The JSON schema of agent.yaml: the keys are the user-facing contract. Unknown keys are
+ * errors, so a typo is never ignored.
  */
 const duration = { type: 'string', pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h))+$' };
 const labels = { type: 'object', additionalProperties: { type: 'string' } };

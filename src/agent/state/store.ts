@@ -43,9 +43,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * How long a put record waits before its batch is written. A connect puts its records while it
- * is being answered; written at once, the pool thread doing the file system work took the CPU
- * from the answer on a 2-core host (local connect p50 5-8% slower, bench/connect-local.mjs).
- * Waiting this long puts the writes after the answer, and gathers a connect's records in one batch.
+ * is being answered; written at once, the pool thread doing the file system work would take CPU
+ * from the answer on a small host. Waiting this long puts the writes after the answer, and
+ * gathers a connect's records in one batch.
  */
 const WRITE_BEHIND_MS = 5;
 
