@@ -1,5 +1,5 @@
 /**
- * Issue 5 end to end: vWires survive agent restarts, wireguard-go crashes, registry restarts,
+ * End to end: vWires survive agent restarts, wireguard-go crashes, registry restarts,
  * endpoint removal and a broken interface. Four hosts (namespaces on one bridge, each with its
  * own agent, mTLS identities from Workload API doubles): host-a holds the connections, host-b
  * and host-c host endpoints, host-c runs the registry, host-d comes and goes.

@@ -1,5 +1,5 @@
 /**
- * Issue 2 end to end, as root with real namespaces: one agent hosts an icmp-responder endpoint
+ * End to end, as root with real namespaces: one agent hosts an icmp-responder endpoint
  * in one namespace and connects a client namespace to it with a veth vWire.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * Issue 3 end to end: three hosts (namespaces on one bridge, each running its own agent).
+ * End to end: three hosts (namespaces on one bridge, each running its own agent).
  * host-c runs the registry, host-b hosts the endpoints, host-a connects clients to them:
  * Kernel2IP2Kernel over WireGuard and Kernel2Ethernet2Kernel over VXLAN, negotiated between
  * the two agents with the NSM protocol.

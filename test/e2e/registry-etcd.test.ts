@@ -1,5 +1,5 @@
 /**
- * Issue 3: two agents, each with the embedded registry, over one etcd. An endpoint registered
+ * Two agents, each with the embedded registry, over one etcd. An endpoint registered
  * through one agent is found through the other, and when its agent dies without unregistering,
  * its expiry reaches a watcher on the other agent as a deleted event.
  */
