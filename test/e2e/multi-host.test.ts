@@ -63,14 +63,17 @@ run('multi-host vWires (three agents)', () => {
   const registryURL = () => `tcp://${mesh.hosts[2]!.ip}:5002`;
   // One SPIRE agent double per host under one SPIRE server (shared CA): mTLS and signed tokens
   // on every hop, with SVIDs rotated at half-life while the tests run.
+  // The doubles serve from this process, and several tests block it in synchronous calls
+  // (callFrom, cli): the lifetime leaves room for a rotation pushed late on a loaded host.
+  const SVID_TTL_MS = 40_000;
   const spire: FakeWorkloadApi[] = [];
   const identity = (i: number) => ({ source: 'spiffe', socket: spire[i]!.address });
 
   beforeAll(async () => {
-    const first = await FakeWorkloadApi.start({ trustDomains: ['example.org'], entries: [{ id: 'spiffe://example.org/host-a', ttlMs: 20_000 }] });
+    const first = await FakeWorkloadApi.start({ trustDomains: ['example.org'], entries: [{ id: 'spiffe://example.org/host-a', ttlMs: SVID_TTL_MS }] });
     spire.push(first);
     for (const h of ['host-b', 'host-c']) {
-      spire.push(await FakeWorkloadApi.start({ sameCasAs: first, entries: [{ id: `spiffe://example.org/${h}`, ttlMs: 20_000 }] }));
+      spire.push(await FakeWorkloadApi.start({ sameCasAs: first, entries: [{ id: `spiffe://example.org/${h}`, ttlMs: SVID_TTL_MS }] }));
     }
     mesh = await buildHosts(3, 'mh');
     agentPids = () => mesh.hosts.map((h) => h.agent?.proc.pid).filter((p): p is number => !!p);

@@ -58,6 +58,8 @@ export interface WireguardDataplaneOptions {
   kernel?: boolean;
   /** Devices kept started ahead of need once WireGuard is in use (default 0). */
   spares?: number;
+  /** Quiet time after the last take of a spare before spares are made again (default SPARE_REFILL_DELAY_MS). */
+  spareRefillDelayMs?: number;
   wireguardGo?: Omit<WireguardGoOptions, 'afterRestart'>;
   /**
    * Where devices are recorded for a restarted agent: `dev:<hostName>` for a device no
@@ -201,7 +203,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       waitsIn: (p) => p.waitsIn,
       usable: (p) => p.dev.info().state === 'running',
     },
-    { count: opts.spares ?? 0, refillDelayMs: SPARE_REFILL_DELAY_MS, homeIdleMs: SPARE_HOME_IDLE_MS, log: opts.log },
+    { count: opts.spares ?? 0, refillDelayMs: opts.spareRefillDelayMs ?? SPARE_REFILL_DELAY_MS, homeIdleMs: SPARE_HOME_IDLE_MS, log: opts.log },
   );
 
   // Values allocate() handed out from a spare, and that spare, until prepare() or create()
