@@ -75,6 +75,19 @@ describe('layering of src/', () => {
     expect(all.some((e) => e.from === 'agent' && e.to === 'spire')).toBe(true);
   });
 
+  it('only src/sys loads the netlink package or the native addon', () => {
+    const wrong = sourceFiles(SRC)
+      .filter((f) => layerOf(f) !== 'sys')
+      .flatMap((file) => {
+        const code = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+        const hits = [...code.matchAll(/(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\(\s*)['"]([^'"]+)['"]/g)]
+          .map((m) => m[1] as string)
+          .filter((spec) => spec === 'netlink' || spec.startsWith('netlink/') || (spec.startsWith('.') && layerOf(path.resolve(path.dirname(file), spec)) === 'native'));
+        return hits.map((spec) => `${path.relative(ROOT, file)}: '${spec}'`);
+      });
+    expect(wrong).toEqual([]);
+  });
+
   it.each(Object.keys(ALLOWED))('src/%s imports only the layers below it', (layer) => {
     const allowed = ALLOWED[layer] as (to: string) => boolean;
     const wrong = edges()
