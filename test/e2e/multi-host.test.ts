@@ -296,15 +296,16 @@ run('multi-host vWires (three agents)', () => {
       const [a, , c] = mesh.hosts;
       const ghostIp = c!.ip.replace(/\.\d+$/, '.99');
       const reg = newRegistryClients(`unix://${c!.agent!.socket}`, grpc.credentials.createInsecure());
-      const ctx = Ctx.background().withTimeout(5_000)[0];
+      // One deadline per call: the failing connect in between may take seconds on a loaded host.
+      const ctx = () => Ctx.background().withTimeout(5_000)[0];
       try {
-        await grpcNsRegistry(reg.ns).register(ctx, { name: 'ghost', payload: 'IP' });
-        await grpcNseRegistry(reg.nse).register(ctx, { name: 'ghost-1', network_service_names: ['ghost'], url: `tcp://${ghostIp}:5001` });
+        await grpcNsRegistry(reg.ns).register(ctx(), { name: 'ghost', payload: 'IP' });
+        await grpcNseRegistry(reg.nse).register(ctx(), { name: 'ghost-1', network_service_names: ['ghost'], url: `tcp://${ghostIp}:5001` });
         const r = a!.agent!.cli(['connect', 'kernel://ghost/nsm-1', '--netns', nsc, '--id', 'ghost']);
         expect(r.code).not.toBe(0);
         expect(r.stderr).toMatch(new RegExp(`cannot reach tcp://${ghostIp.replace(/\./g, '\\.')}:5001`));
         nothingLeft();
-        await grpcNseRegistry(reg.nse).unregister(ctx, { name: 'ghost-1' });
+        await grpcNseRegistry(reg.nse).unregister(ctx(), { name: 'ghost-1' });
       } finally {
         reg.close();
       }
