@@ -14,10 +14,11 @@
  * the first time, 2-3 minutes, from the Debian mirror). NSM_BENCH_OUT=FILE writes the measured
  * figures there (bench/vm.mjs); NSM_VM_ROUNDS sets the connect-to-first-ping rounds (default 3).
  * On a failure the VMs' journals, network state and consoles are kept in $TMPDIR/nsm-vm-logs-<pid>.
+ * NSM_VM_HOLD=FILE keeps the VMs running at the end until FILE is removed (debugging).
  */
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Vm, VmNet, missingVmTools, payloadTar, vmImage } from './harness';
@@ -163,6 +164,7 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
   };
 
   beforeAll(async () => {
+    failed = true; // until the VMs are ready: keep their logs if this fails
     const missing = missingVmTools();
     if (missing.length) throw new Error(`the VM test needs ${missing.join(', ')} on the host (.ci/run installs them)`);
     work = mkdtempSync(path.join(os.tmpdir(), 'nsmt-vm-work-'));
@@ -215,9 +217,12 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
     );
     log(`installed (${figures['vm1InstallMs']} / ${figures['vm2InstallMs']} ms)`);
     // vm1 first: it serves the registry.
-    await vm1.must('systemctl restart nsm-agent', 120_000);
-    await vm2.must('systemctl restart nsm-agent', 120_000);
+    for (const vm of [vm1, vm2]) {
+      const r = await vm.sh('systemctl restart nsm-agent', 120_000);
+      expect(r.code, `${vm.name}: ${r.stderr}${(await vm.sh('journalctl -u nsm-agent --no-pager -n 30')).stdout}`).toBe(0);
+    }
     for (const vm of [vm1, vm2]) expect(await active(vm, 'nsm-agent')).toBe('active');
+    failed = false;
   }, 1_500_000);
 
   afterEach((ctx) => {
@@ -230,12 +235,19 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
       for (const vm of net.vms) await vm.collectLogs(dir).catch(() => {});
       console.error(`VM logs kept in ${dir}`);
     }
+    const hold = process.env['NSM_VM_HOLD'];
+    if (net && hold) {
+      // Debugging: the VMs stay up (guest agents at <run dir>/vmN.qga) until the file is removed.
+      writeFileSync(hold, `${net.runDir}\n`);
+      console.error(`VMs held: rm ${hold} to end (run dir ${net.runDir})`);
+      while (existsSync(hold)) await new Promise((r) => setTimeout(r, 1000));
+    }
     await net?.destroy();
     if (work) rmSync(work, { recursive: true, force: true });
     const out = process.env['NSM_BENCH_OUT'];
     if (out) writeFileSync(out, JSON.stringify(figures, null, 2) + '\n');
     log(`figures ${JSON.stringify(figures)}`);
-  }, 120_000);
+  }, 7_200_000);
 
   it('kernel WireGuard: the Provide= unit on vm1 and the Connect= unit on vm2 get a vWire, ping both ways, wg show has the handshake', async () => {
     for (const vm of [vm1, vm2]) {

@@ -139,26 +139,28 @@ export class GuestAgent {
     }
   }
 
-  /** Runs argv in the guest; code 124 when it outlives `timeoutMs` (the guest process is left running). */
-  exec(argv: string[], timeoutMs = 120_000, input?: string): Promise<ExecResult> {
-    return this.use(async (s) => {
-      const a: Record<string, unknown> = { path: argv[0], arg: argv.slice(1), 'capture-output': true };
-      if (input !== undefined) a['input-data'] = Buffer.from(input).toString('base64');
-      const { pid } = await s.cmd<{ pid: number }>('guest-exec', a);
-      const end = Date.now() + timeoutMs;
-      let delay = 10;
-      for (;;) {
-        const st = await s.cmd<Record<string, unknown>>('guest-exec-status', { pid });
-        if (st['exited']) {
-          const dec = (k: string): string => Buffer.from(String(st[k] ?? ''), 'base64').toString();
-          const code = (st['exitcode'] as number | undefined) ?? 128 + ((st['signal'] as number | undefined) ?? 0);
-          return { code, stdout: dec('out-data'), stderr: dec('err-data') };
-        }
-        if (Date.now() > end) return { code: 124, stdout: '', stderr: `timed out after ${timeoutMs} ms\n` };
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 250);
+  /**
+   * Runs argv in the guest; code 124 when it outlives `timeoutMs` (the guest process is left
+   * running). The connection is let go between polls, so other calls to this VM (or another
+   * client) can run meanwhile.
+   */
+  async exec(argv: string[], timeoutMs = 120_000, input?: string): Promise<ExecResult> {
+    const a: Record<string, unknown> = { path: argv[0], arg: argv.slice(1), 'capture-output': true };
+    if (input !== undefined) a['input-data'] = Buffer.from(input).toString('base64');
+    const { pid } = await this.use((s) => s.cmd<{ pid: number }>('guest-exec', a));
+    const end = Date.now() + timeoutMs;
+    let delay = 10;
+    for (;;) {
+      const st = await this.use((s) => s.cmd<Record<string, unknown>>('guest-exec-status', { pid }));
+      if (st['exited']) {
+        const dec = (k: string): string => Buffer.from(String(st[k] ?? ''), 'base64').toString();
+        const code = (st['exitcode'] as number | undefined) ?? 128 + ((st['signal'] as number | undefined) ?? 0);
+        return { code, stdout: dec('out-data'), stderr: dec('err-data') };
       }
-    });
+      if (Date.now() > end) return { code: 124, stdout: '', stderr: `timed out after ${timeoutMs} ms\n` };
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 250);
+    }
   }
 
   /** Writes a small file in the guest. */
