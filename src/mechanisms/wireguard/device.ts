@@ -57,7 +57,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
-import { FlagsNew, putString, putU32, rt } from 'netlink';
+import { FlagsNew, putString, putU32, rt, type WireGuardSocket, type wg as wgStructs } from 'netlink';
 import { AgentError } from '../../core/errors';
 import {
   Rtnl,
@@ -792,6 +792,18 @@ function sockaddr(endpoint: string): Buffer {
   throw new AgentError('INVALID_ARGUMENT', `kernel WireGuard: IPv6 endpoints not implemented ('${endpoint}')`);
 }
 
+/**
+ * WG_CMD_SET_DEVICE of <linux/wireguard.h> (enum wg_cmd: GET_DEVICE 0, SET_DEVICE 1). The
+ * netlink package numbers its Commands from 1, so its setDevice() sends GET_DEVICE + 2, which
+ * the kernel rejects with EOPNOTSUPP: the command is sent here by number instead.
+ */
+export const WG_CMD_SET_DEVICE = 1;
+
+/** Sets `ifname`'s keys, port and peers over the WireGuard generic-netlink family. */
+export async function setKernelDevice(wg: WireGuardSocket, ifname: string, device: Omit<wgStructs.Device, 'ifname' | 'ifindex'>): Promise<void> {
+  await wg.request(WG_CMD_SET_DEVICE, { ...device, ifname });
+}
+
 export class KernelWireguard extends EventEmitter implements WireguardDevice {
   private state: WireguardState = 'new';
   private hostName = '';
@@ -877,7 +889,7 @@ export class KernelWireguard extends EventEmitter implements WireguardDevice {
     // The genetlink socket must live where the link is (namespace of the caller thread).
     const wg = this.ns === undefined ? await nl.createWireGuard() : await this.inNs(this.ns, () => nl.createWireGuard());
     try {
-      await wg.setDevice(this.linkName, {
+      await setKernelDevice(wg, this.linkName, {
         privateKey: validatePrivateKey(cfg.privateKey),
         listenPort: cfg.listenPort,
         flags: { replacePeers: true },
