@@ -57,7 +57,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
-import { FlagsNew, putString, putU32, rt, type WireGuardSocket, type wg as wgStructs } from 'netlink';
+import { FlagsNew, putString, putU32, rt, type GenericNetlinkSocket } from 'netlink';
 import { AgentError } from '../../core/errors';
 import {
   Rtnl,
@@ -73,6 +73,7 @@ import {
   setLinkUp,
   setMtu,
   validateIfName,
+  withNetns,
   type Netns,
 } from '../../sys';
 import { IFLA, IFLA_INFO, ifinfo } from '../../sys/link';
@@ -755,26 +756,31 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
 // kernel WireGuard (generic netlink). Only used when supported; not exercised
 // on the test hosts (no WireGuard in their kernel) beyond detection.
 
-let kernelSupport: Promise<boolean> | undefined;
+let wireguardFamily: Promise<number | undefined> | undefined;
 
 /**
- * True if the kernel has the 'wireguard' generic-netlink family (module
- * built in or loaded). Cached. Looks up the family in the agent's own ns.
+ * The id of the 'wireguard' generic-netlink family, undefined if the kernel has none (module
+ * neither built in nor loadable). Cached. Asked by name, which loads the module on demand.
  */
-export function kernelWireguardSupported(): Promise<boolean> {
-  kernelSupport ??= (async () => {
+function wireguardFamilyId(): Promise<number | undefined> {
+  wireguardFamily ??= (async () => {
     const nl = await import('netlink');
     const sock = nl.createGenericNetlink();
     try {
       const reply = await sock.ctrlRequest(nl.genl.Commands.GET_FAMILY, { familyName: 'wireguard' });
-      return reply.length > 0;
+      return reply[0]?.familyId;
     } catch {
-      return false;
+      return undefined;
     } finally {
       sock.socket.close();
     }
   })();
-  return kernelSupport;
+  return wireguardFamily;
+}
+
+/** True if the kernel has the 'wireguard' generic-netlink family (module built in or loaded). Cached. */
+export async function kernelWireguardSupported(): Promise<boolean> {
+  return (await wireguardFamilyId()) !== undefined;
 }
 
 function sockaddr(endpoint: string): Buffer {
@@ -798,10 +804,74 @@ function sockaddr(endpoint: string): Buffer {
  * the kernel rejects with EOPNOTSUPP: the command is sent here by number instead.
  */
 export const WG_CMD_SET_DEVICE = 1;
+/** Set on nested attributes: the wireguard family validates strictly (nla_parse_nested). */
+export const NLA_F_NESTED = 0x8000;
+/** <linux/wireguard.h> attribute numbers used here. */
+const WGDEVICE_A = { IFNAME: 2, PRIVATE_KEY: 3, FLAGS: 5, LISTEN_PORT: 6, PEERS: 8 } as const;
+const WGPEER_A = { PUBLIC_KEY: 1, FLAGS: 3, ENDPOINT: 4, PERSISTENT_KEEPALIVE_INTERVAL: 5, ALLOWEDIPS: 9 } as const;
+const WGALLOWEDIP_A = { FAMILY: 1, IPADDR: 2, CIDR_MASK: 3 } as const;
+const WGDEVICE_F_REPLACE_PEERS = 1;
+const WGPEER_F_REPLACE_ALLOWEDIPS = 2;
+
+/** What WG_CMD_SET_DEVICE sets here: keys, port and the peers (replacing the existing ones). */
+export interface KernelDeviceConfig {
+  privateKey: Buffer;
+  listenPort: number;
+  peers: { publicKey: Buffer; endpoint?: Buffer; persistentKeepalive: number; allowedIps: { family: 2 | 10; addr: Buffer; cidr: number }[] }[];
+}
+
+function nla(type: number, payload: Buffer): Buffer {
+  const len = 4 + payload.length;
+  const b = Buffer.alloc((len + 3) & ~3);
+  b.writeUInt16LE(len, 0);
+  b.writeUInt16LE(type, 2);
+  payload.copy(b, 4);
+  return b;
+}
+const nested = (type: number, parts: Buffer[]): Buffer => nla(type | NLA_F_NESTED, Buffer.concat(parts));
+const u8 = (v: number): Buffer => Buffer.from([v]);
+const u16 = (v: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(v);
+  return b;
+};
+const u32 = (v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v);
+  return b;
+};
+
+/**
+ * The attributes of WG_CMD_SET_DEVICE for `ifname`. Every nested attribute (the peer list, each
+ * peer, its allowed-IP list, each allowed IP) carries NLA_F_NESTED: the kernel's wireguard family
+ * parses them with nla_parse_nested(), which rejects them with EINVAL without it (the netlink
+ * package never sets the flag).
+ */
+export function setDeviceAttrs(ifname: string, cfg: KernelDeviceConfig): Buffer {
+  const peers = cfg.peers.map((p, i) =>
+    nested(i + 1, [
+      nla(WGPEER_A.PUBLIC_KEY, p.publicKey),
+      nla(WGPEER_A.FLAGS, u32(WGPEER_F_REPLACE_ALLOWEDIPS)),
+      ...(p.endpoint ? [nla(WGPEER_A.ENDPOINT, p.endpoint)] : []),
+      nla(WGPEER_A.PERSISTENT_KEEPALIVE_INTERVAL, u16(p.persistentKeepalive)),
+      nested(
+        WGPEER_A.ALLOWEDIPS,
+        p.allowedIps.map((a, j) => nested(j + 1, [nla(WGALLOWEDIP_A.FAMILY, u16(a.family)), nla(WGALLOWEDIP_A.IPADDR, a.addr), nla(WGALLOWEDIP_A.CIDR_MASK, u8(a.cidr))])),
+      ),
+    ]),
+  );
+  return Buffer.concat([
+    nla(WGDEVICE_A.IFNAME, Buffer.from(`${ifname}\0`)),
+    nla(WGDEVICE_A.PRIVATE_KEY, cfg.privateKey),
+    nla(WGDEVICE_A.FLAGS, u32(WGDEVICE_F_REPLACE_PEERS)),
+    nla(WGDEVICE_A.LISTEN_PORT, u16(cfg.listenPort)),
+    nested(WGDEVICE_A.PEERS, peers),
+  ]);
+}
 
 /** Sets `ifname`'s keys, port and peers over the WireGuard generic-netlink family. */
-export async function setKernelDevice(wg: WireGuardSocket, ifname: string, device: Omit<wgStructs.Device, 'ifname' | 'ifindex'>): Promise<void> {
-  await wg.request(WG_CMD_SET_DEVICE, { ...device, ifname });
+export async function setKernelDevice(sock: GenericNetlinkSocket, familyId: number, ifname: string, cfg: KernelDeviceConfig): Promise<void> {
+  await sock.request(familyId, WG_CMD_SET_DEVICE, 1, [setDeviceAttrs(ifname, cfg)]);
 }
 
 export class KernelWireguard extends EventEmitter implements WireguardDevice {
@@ -885,24 +955,24 @@ export class KernelWireguard extends EventEmitter implements WireguardDevice {
   async configure(cfg: WireguardConfig): Promise<void> {
     if (this.state !== 'running') throw new AgentError('FAILED_PRECONDITION', `configure: WireGuard device is ${this.state}`);
     validateConfig(cfg);
+    const family = await wireguardFamilyId();
+    if (family === undefined) throw new AgentError('UNSUPPORTED_MECHANISM', 'kernel WireGuard is not available');
     const nl = await import('netlink');
-    // The genetlink socket must live where the link is (namespace of the caller thread).
-    const wg = this.ns === undefined ? await nl.createWireGuard() : await this.inNs(this.ns, () => nl.createWireGuard());
+    // The genetlink socket must live where the link is (the namespace of the calling thread).
+    const sock = this.ns === undefined ? nl.createGenericNetlink() : withNetns(this.ns, () => nl.createGenericNetlink());
     try {
-      await setKernelDevice(wg, this.linkName, {
+      await setKernelDevice(sock, family, this.linkName, {
         privateKey: validatePrivateKey(cfg.privateKey),
         listenPort: cfg.listenPort,
-        flags: { replacePeers: true },
         peers: cfg.peer
           ? [
               {
                 publicKey: validatePublicKey(cfg.peer.publicKey),
                 endpoint: sockaddr(cfg.peer.endpoint),
-                persistentKeepaliveInterval: cfg.persistentKeepalive ?? WG_PERSISTENT_KEEPALIVE,
-                flags: { replaceAllowedIps: true },
+                persistentKeepalive: cfg.persistentKeepalive ?? WG_PERSISTENT_KEEPALIVE,
                 allowedIps: [
-                  { family: 2, ipaddr: Buffer.alloc(4), cidrMask: 0 },
-                  { family: 10, ipaddr: Buffer.alloc(16), cidrMask: 0 },
+                  { family: 2, addr: Buffer.alloc(4), cidr: 0 },
+                  { family: 10, addr: Buffer.alloc(16), cidr: 0 },
                 ],
               },
             ]
@@ -911,15 +981,9 @@ export class KernelWireguard extends EventEmitter implements WireguardDevice {
     } catch (err) {
       throw toAgentError(err, `configure WireGuard link ${this.linkName}`);
     } finally {
-      wg.socket.socket.close();
+      sock.socket.close();
     }
     this.cfg = cfg;
-  }
-
-  private async inNs<T>(ns: Netns, fn: () => Promise<T>): Promise<T> {
-    const { withNetns } = await import('../../sys');
-    // createWireGuard opens its socket synchronously before its first await.
-    return withNetns(ns, () => ({ p: fn() })).p;
   }
 
   async move(target: Netns, newName: string, options: MoveOptions = {}): Promise<void> {
