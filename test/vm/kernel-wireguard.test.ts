@@ -72,7 +72,9 @@ interface AgentYaml {
 /** agent.yaml of vmN: vm1 serves the registry (embedded, TCP), vm2 uses it. */
 function agentYaml(vm: Vm, o: AgentYaml = {}): string {
   const registry = vm.n === 1 ? `  url: embedded\n  listen: ${vm.ip}:5002\n` : '  url: tcp://10.77.0.1:5002\n';
+  // tunnelIP: the VMs have no default route, from which the agent would take it.
   return `name: ${vm.name}
+tunnelIP: ${vm.ip}
 listen:
   tcp: ${vm.ip}:5001
 registry:
@@ -89,19 +91,26 @@ ${o.endpoints ?? ''}`;
 
 /**
  * Guest script: `connect-ping NETNS URL ID` requests URL into NETNS (made if missing) with the CLI
- * and pings the far end until the first reply (50 ms steps); prints the milliseconds in between.
+ * and pings the far end until the first reply (50 ms steps); prints the milliseconds in between
+ * and the number of connect attempts. A request that fails because the agent's first dial of
+ * the other agent timed out (2 s, which a first mTLS handshake between two emulated VMs can
+ * exceed) is made again, as an NSM client's retry would; the time includes it.
  */
 const CONNECT_PING = `#!/bin/sh
 set -e
 ns=$1 url=$2 id=$3
 [ -e /run/netns/$ns ] || ip netns add $ns
 t0=$(date +%s%N)
-nsm-agent connect "$url" --netns "$ns" --id "$id" --json > /run/nsmt-$id.json
+n=1
+until nsm-agent connect "$url" --netns "$ns" --id "$id" --json > /run/nsmt-$id.json 2> /run/nsmt-$id.err; do
+  grep -q 'cannot reach' /run/nsmt-$id.err && [ $n -lt 3 ] || { cat /run/nsmt-$id.err >&2; exit 2; }
+  n=$((n + 1))
+done
 peer=$(sed -n 's/.*"dstIps":\\["\\([0-9.]*\\)\\/.*/\\1/p' /run/nsmt-$id.json)
 [ -n "$peer" ] || { cat /run/nsmt-$id.json >&2; exit 3; }
 ip netns exec "$ns" ping -n -q -c 1 -i 0.05 -w 30 "$peer" >/dev/null
 t1=$(date +%s%N)
-echo $(( (t1 - t0) / 1000000 ))
+echo $(( (t1 - t0) / 1000000 )) $n
 `;
 
 /** Host command with a promise (the package build runs while the VMs boot). */
@@ -144,6 +153,11 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
       if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
       await new Promise((r) => setTimeout(r, step));
     }
+  };
+  /** connect-ping in the guest: [ms from connect to the first reply, connect attempts]. */
+  const connectPing = async (vm: Vm, ns: string, url: string, id: string): Promise<[number, number]> => {
+    const [ms, attempts] = (await vm.must(`connect-ping ${ns} ${url} ${id}`, 180_000)).trim().split(' ').map(Number);
+    return [ms!, attempts!];
   };
   const active = async (vm: Vm, unit: string): Promise<string> => (await vm.sh(`systemctl is-active ${unit}`)).stdout.trim();
   const setConfig = async (vm: Vm, o: AgentYaml): Promise<void> => {
@@ -258,11 +272,20 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
     await vm2.ga.writeFile('/etc/systemd/system/nsmt-consumer.service', CONSUMER);
     await vm1.must('systemctl daemon-reload && systemctl enable --now nsmt-provider', 120_000);
     const t = Date.now();
-    const start = await vm2.sh('systemctl daemon-reload && systemctl enable --now nsmt-consumer', 120_000);
-    expect(start.code, start.stderr + (await vm2.sh('systemctl status --no-pager nsm-connect@nsmt-consumer; journalctl -u nsm-agent --no-pager -n 40')).stdout).toBe(0);
+    let start = await vm2.sh('systemctl daemon-reload && systemctl enable --now nsmt-consumer', 120_000);
+    const why = async (): Promise<string> => (await vm2.sh('systemctl status --no-pager nsm-connect@nsmt-consumer; journalctl -u nsm-agent --no-pager -n 40')).stdout;
+    if (start.code !== 0 && /cannot reach tcp:\/\/10\.77\.0\.1:5001/.test(await why())) {
+      // The first dial between the agents has 2 s, which the first mTLS handshake between two
+      // emulated VMs can exceed; the channel is up by now. Started again, as a user would.
+      log('consumer unit: the first dial of vm1 timed out; starting it again');
+      start = await vm2.sh('systemctl reset-failed; systemctl start nsmt-consumer', 120_000);
+    }
+    expect(start.code, start.stderr + (await why())).toBe(0);
     figures['unitStartMs'] = Date.now() - t;
     const conn = await consumerConn();
     expect(conn).toMatchObject({ netns: CONSUMER_NS, service: 'nsmt-svc', endpoint: 'vm1-nsmt-provider', state: 'UP' });
+    expect(conn.tunnel?.type).toBe('WIREGUARD');
+    expect(conn.tunnel?.device?.impl).toBe('kernel');
     const [provider, consumer] = await unitAddrs();
 
     // The link kind is wireguard on both ends, and no wireguard-go runs anywhere.
@@ -289,7 +312,7 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
   it('mixed: vm2 forced to wireguard-go, vm1 on kernel WireGuard: the vWire carries traffic', async () => {
     await setConfig(vm2, { implementation: 'wireguard-go' });
     await restartAgents(vm2);
-    const ms = Number((await vm2.must('connect-ping nsmt-mixed kernel://nsmt-svc/nsm-2 mixed-1', 120_000)).trim());
+    const [ms] = await connectPing(vm2, 'nsmt-mixed', 'kernel://nsmt-svc/nsm-2', 'mixed-1');
     figures['mixedConnectPingMs'] = ms;
     // vm2's end is a TUN served by wireguard-go; vm1's is a kernel link.
     expect(await vm2.must('ip -n nsmt-mixed -d link show dev nsm-2')).toMatch(/\btun\b/);
@@ -317,9 +340,9 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
     await setConfig(vm1, { endpoints });
     await vm1.must('nsm-agent reload', 120_000);
     await until('l2-vm1 registered', async () => (await cliJson(vm2, 'endpoints')).some((e: { name: string }) => e.name === 'l2-vm1'), 60_000);
-    await vm2.must('connect-ping nsmt-vx kernel://l2-responder/nsm-3 vx-1', 120_000);
+    await connectPing(vm2, 'nsmt-vx', 'kernel://l2-responder/nsm-3', 'vx-1');
     const st = (await cliJson(vm2, 'status')).connections.find((c: { id: string }) => c.id === 'vx-1');
-    expect(st.mechanism).toBe('VXLAN');
+    expect(st.tunnel?.type).toBe('VXLAN');
     expect(await vm2.must('ip -n nsmt-vx -d link show dev nsm-3')).toMatch(/\bvxlan id \d+/);
     expect((await vm2.sh('ip netns exec nsmt-vx ping -n -c 3 -i 0.2 -W 2 172.16.2.100')).code).toBe(0);
     expect((await vm1.sh('ip netns exec nsmt-l2 ping -n -c 3 -i 0.2 -W 2 172.16.2.101')).code).toBe(0);
@@ -332,7 +355,9 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
     const rounds = async (tag: string): Promise<number[]> => {
       const ms: number[] = [];
       for (let i = 0; i < ROUNDS; i++) {
-        ms.push(Number((await vm2.must(`connect-ping nsmt-b kernel://nsmt-svc/nsm-4 b-${tag}-${i}`, 120_000)).trim()));
+        const [t, attempts] = await connectPing(vm2, 'nsmt-b', 'kernel://nsmt-svc/nsm-4', `b-${tag}-${i}`);
+        if (attempts > 1) log(`connect ${tag} round ${i}: ${attempts} attempts (first dial timed out)`);
+        ms.push(t);
         await vm2.must(`nsm-agent disconnect b-${tag}-${i}`);
       }
       await vm2.must('ip netns del nsmt-b');
