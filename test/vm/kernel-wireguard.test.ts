@@ -106,7 +106,7 @@ until nsm-agent connect "$url" --netns "$ns" --id "$id" --json > /run/nsmt-$id.j
   grep -q 'cannot reach' /run/nsmt-$id.err && [ $n -lt 3 ] || { cat /run/nsmt-$id.err >&2; exit 2; }
   n=$((n + 1))
 done
-peer=$(sed -n 's/.*"dstIps":\\["\\([0-9.]*\\)\\/.*/\\1/p' /run/nsmt-$id.json)
+peer=$(tr -d ' \\n' < /run/nsmt-$id.json | sed -n 's/.*"dstIps":\\["\\([0-9.]*\\)\\/.*/\\1/p')
 [ -n "$peer" ] || { cat /run/nsmt-$id.json >&2; exit 3; }
 ip netns exec "$ns" ping -n -q -c 1 -i 0.05 -w 30 "$peer" >/dev/null
 t1=$(date +%s%N)
@@ -290,8 +290,9 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
 
     // The link kind is wireguard on both ends, and no wireguard-go runs anywhere.
     expect(await vm2.must(`ip -n ${CONSUMER_NS} -d link show dev nsm-1`)).toMatch(/\bwireguard\b/);
-    const provIf = (await vm1.must(`ip -n ${PROVIDER_NS} -o link show | grep -v ': lo:' | cut -d: -f2 | tr -d ' '`)).trim().split('@')[0]!;
-    expect(provIf).not.toBe('');
+    // The endpoint's interface (not lo, nor a spare device waiting there under its nsmwg name).
+    const provIf = (await vm1.must(`ip -n ${PROVIDER_NS} -o link show | cut -d: -f2 | tr -d ' ' | grep -v -e '^lo$' -e '^nsmwg'`)).trim();
+    expect(provIf).toMatch(/^nsmt-svc-\S+$/);
     expect(await vm1.must(`ip -n ${PROVIDER_NS} -d link show dev ${provIf}`)).toMatch(/\bwireguard\b/);
     for (const vm of [vm1, vm2]) expect((await vm.sh('pgrep -x wireguard-go')).code).toBe(1);
 
@@ -312,20 +313,25 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
   it('mixed: vm2 forced to wireguard-go, vm1 on kernel WireGuard: the vWire carries traffic', async () => {
     await setConfig(vm2, { implementation: 'wireguard-go' });
     await restartAgents(vm2);
-    const [ms] = await connectPing(vm2, 'nsmt-mixed', 'kernel://nsmt-svc/nsm-2', 'mixed-1');
-    figures['mixedConnectPingMs'] = ms;
-    // vm2's end is a TUN served by wireguard-go; vm1's is a kernel link.
-    expect(await vm2.must('ip -n nsmt-mixed -d link show dev nsm-2')).toMatch(/\btun\b/);
-    expect((await vm2.sh('pgrep -x wireguard-go')).code).toBe(0);
-    expect((await vm1.sh('pgrep -x wireguard-go')).code).toBe(1);
-    const st = (await cliJson(vm2, 'status')).connections.find((c: { id: string }) => c.id === 'mixed-1');
-    const peer = String(st.dstIps[0]).split('/')[0];
-    expect((await vm2.sh(`ip netns exec nsmt-mixed ping -n -c 3 -i 0.2 -W 2 ${peer}`)).code).toBe(0);
-    await vm2.must('nsm-agent disconnect mixed-1 && ip netns del nsmt-mixed');
-    // Back to the kernel on vm2 (the consumer unit's kernel link is taken back).
-    await setConfig(vm2, {});
-    await restartAgents(vm2);
+    try {
+      const [ms] = await connectPing(vm2, 'nsmt-mixed', 'kernel://nsmt-svc/nsm-2', 'mixed-1');
+      figures['mixedConnectPingMs'] = ms;
+      // vm2's end is a TUN served by wireguard-go; vm1's is a kernel link.
+      expect(await vm2.must('ip -n nsmt-mixed -d link show dev nsm-2')).toMatch(/\btun\b/);
+      expect((await vm2.sh('pgrep -x wireguard-go')).code).toBe(0);
+      expect((await vm1.sh('pgrep -x wireguard-go')).code).toBe(1);
+      const st = (await cliJson(vm2, 'status')).connections.find((c: { id: string }) => c.id === 'mixed-1');
+      expect(st.tunnel?.device?.impl).toBe('wireguard-go');
+      const peer = String(st.dstIps[0]).split('/')[0];
+      expect((await vm2.sh(`ip netns exec nsmt-mixed ping -n -c 3 -i 0.2 -W 2 ${peer}`)).code).toBe(0);
+    } finally {
+      await vm2.sh('nsm-agent disconnect mixed-1; ip netns del nsmt-mixed');
+      // Back to the kernel on vm2 (the consumer unit's kernel link is taken back).
+      await setConfig(vm2, {});
+      await restartAgents(vm2);
+    }
     expect(await vm2.must(`ip -n ${CONSUMER_NS} -d link show dev nsm-1`)).toMatch(/\bwireguard\b/);
+    expect((await vm2.sh('pgrep -x wireguard-go')).code).toBe(1);
   }, T);
 
   it('VXLAN between the VMs for an ETHERNET service, ping both ways', async () => {
@@ -365,10 +371,14 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
     };
     const kernel = await rounds('k');
     for (const vm of [vm1, vm2]) await setConfig(vm, { implementation: 'wireguard-go' });
-    await restartAgents(vm1, vm2);
-    const go = await rounds('g');
-    for (const vm of [vm1, vm2]) await setConfig(vm, {});
-    await restartAgents(vm1, vm2);
+    let go: number[];
+    try {
+      await restartAgents(vm1, vm2);
+      go = await rounds('g');
+    } finally {
+      for (const vm of [vm1, vm2]) await setConfig(vm, {});
+      await restartAgents(vm1, vm2);
+    }
     figures['connectPingKernelMs'] = kernel;
     figures['connectPingWireguardGoMs'] = go;
     log(`connect to first ping: kernel ${kernel.join(', ')} ms; wireguard-go ${go.join(', ')} ms`);
