@@ -54,7 +54,7 @@ try {
   console.log(out);
   writeSection(
     'vm',
-    `## Debian 12 VMs: kernel WireGuard, boot and reboot (issue 19)
+    `## Debian 12 VMs: kernel WireGuard, boot and reboot
 
 Command: \`npm run build && node bench/vm.mjs --rounds ${rounds}\` (runs the VM system test
 \`test/vm/kernel-wireguard.test.ts\`: two Debian 12 VMs under qemu **TCG** (no KVM here), one vCPU

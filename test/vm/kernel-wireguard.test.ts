@@ -320,7 +320,7 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
       expect(await vm2.must('ip -n nsmt-mixed -d link show dev nsm-2')).toMatch(/\btun\b/);
       expect((await vm2.sh('pgrep -x wireguard-go')).code).toBe(0);
       expect((await vm1.sh('pgrep -x wireguard-go')).code).toBe(1);
-      const st = (await cliJson(vm2, 'status')).connections.find((c: { id: string }) => c.id === 'mixed-1');
+      const st = (await cliJson(vm2, 'status')).connections.find((c: { clientId: string }) => c.clientId === 'mixed-1');
       expect(st.tunnel?.device?.impl).toBe('wireguard-go');
       const peer = String(st.dstIps[0]).split('/')[0];
       expect((await vm2.sh(`ip netns exec nsmt-mixed ping -n -c 3 -i 0.2 -W 2 ${peer}`)).code).toBe(0);
@@ -347,7 +347,7 @@ run('Debian 12 VMs: the .deb with kernel WireGuard (system test)', () => {
     await vm1.must('nsm-agent reload', 120_000);
     await until('l2-vm1 registered', async () => (await cliJson(vm2, 'endpoints')).some((e: { name: string }) => e.name === 'l2-vm1'), 60_000);
     await connectPing(vm2, 'nsmt-vx', 'kernel://l2-responder/nsm-3', 'vx-1');
-    const st = (await cliJson(vm2, 'status')).connections.find((c: { id: string }) => c.id === 'vx-1');
+    const st = (await cliJson(vm2, 'status')).connections.find((c: { clientId: string }) => c.clientId === 'vx-1');
     expect(st.tunnel?.type).toBe('VXLAN');
     expect(await vm2.must('ip -n nsmt-vx -d link show dev nsm-3')).toMatch(/\bvxlan id \d+/);
     expect((await vm2.sh('ip netns exec nsmt-vx ping -n -c 3 -i 0.2 -W 2 172.16.2.100')).code).toBe(0);
