@@ -8,13 +8,13 @@
 // latency, without the grpc-js client's noise.
 //
 // Usage (root): BINA=/old/tree/bin/nsm-agent [BINB=...] node bench/ab-connect.mjs [runs] [--spawn] [--compiled]
-import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { createRequire } from 'node:module';
-import { main, nsClient, cNsClient, compileC, summary, ms, TAG, ip, waitServing, BIN, args } from './lib.mjs';
+import { ip } from '../test/harness/exec.mjs';
+import { BIN } from '../test/harness/agent.mjs';
+import { NsmClient, kernelRequest } from '../test/harness/clients.mjs';
+import { summary, ms, TAG, args } from './lib.mjs';
+import { main, compileC } from './scope.mjs';
+import { cNsClient } from './clients.mjs';
 
-const require = createRequire(import.meta.url);
 const opt = args();
 const N = Number(opt._[0] ?? 200);
 const WARM = 20;
@@ -25,18 +25,11 @@ const side = {
 const NSC = `nsmab${TAG}-c`;
 
 async function startAgent(scope, dir, name) {
-  const YAML = require('yaml');
-  const own = path.join(dir, name);
-  const socket = path.join(own, 'agent.sock');
-  const file = path.join(own, 'agent.yaml');
-  mkdirSync(path.join(own, 'state'), { recursive: true });
-  const nse = `nsmab${TAG}-${name}`;
-  await scope.netns(nse);
+  const nse = await scope.netns(`nsmab${TAG}-${name}`);
   const cidr = name === 'a' ? '10.200.0.0/16' : '10.210.0.0/16';
-  writeFileSync(file, YAML.stringify({ name, logLevel: 'warn', stateDir: path.join(own, 'state'), listen: { unix: socket }, endpoints: [{ name: 'bench', services: ['bench'], cidr, netns: nse, payload: 'IP' }] }));
-  const proc = scope.proc(spawn(process.execPath, [side[name].bin, 'run', '--config', file, '--cleanup-on-exit'], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...side[name].env } }));
-  await waitServing(socket, proc);
-  return socket;
+  const endpoints = [{ name: 'bench', services: ['bench'], cidr, netns: nse, payload: 'IP' }];
+  const agent = await scope.agent({ dir, name, config: { endpoints }, bin: side[name].bin, env: { ...process.env, ...side[name].env } });
+  return agent.socket;
 }
 
 main(async (scope) => {
@@ -46,7 +39,7 @@ main(async (scope) => {
   const callBin = opt.compiled ? await compileC(scope, 'grpc-call', ['nghttp2']) : undefined;
   for (const name of ['a', 'b']) {
     const socket = await startAgent(scope, dir, name);
-    const c = nsClient(socket);
+    const c = new NsmClient(socket, { timeoutMs: 60_000 });
     scope.defer(() => c.dispose());
     agents.push({ name, c, cc: callBin && cNsClient(scope, callBin, socket), xs: [] });
   }
@@ -56,7 +49,7 @@ main(async (scope) => {
       if (g.cc) ({ conn, ms: t } = await g.cc.request(`${g.name}-${i}`, 'bench', NSC, `${g.name}${i}`));
       else {
         const t0 = performance.now();
-        conn = await g.c.request(`${g.name}-${i}`, 'bench', NSC, `${g.name}${i}`);
+        conn = await g.c.request(kernelRequest(`${g.name}-${i}`, 'bench', NSC, `${g.name}${i}`));
         t = performance.now() - t0;
       }
       if (i >= WARM) g.xs.push(t);

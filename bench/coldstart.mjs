@@ -1,4 +1,4 @@
-// Cold start (issue 7): `nsm-agent run` from spawn to READY=1 (sd_notify, caught on a unix
+// Cold start: `nsm-agent run` from spawn to READY=1 (sd_notify, caught on a unix
 // datagram socket given as NOTIFY_SOCKET, as systemd would) and to its first connected vWire,
 // runs interleaved:
 //   idle:   one hosted endpoint, no connections: spawn -> gRPC serving on the unix socket, -> READY=1
@@ -11,8 +11,15 @@
 //
 // Usage (root): npm run build && node bench/coldstart.mjs [runs]
 import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { sh, ip, args, main, buildHosts, startAgent, notifySocket, pinger, waitServing, stopPid, TAG, mono, summary, ms, table, machine, writeSection, date, sleep } from './lib.mjs';
+import YAML from 'yaml';
+import { ip, run, sleep } from '../test/harness/exec.mjs';
+import { stopPid } from '../test/harness/proc.mjs';
+import { BIN } from '../test/harness/agent.mjs';
+import { waitServing } from '../test/harness/clients.mjs';
+import { args, TAG, mono, summary, ms, table, machine, writeSection, date } from './lib.mjs';
+import { main } from './scope.mjs';
 import { twoAgents } from './remote.mjs';
 
 const opt = args();
@@ -27,21 +34,19 @@ main(async (scope) => {
   const dir = scope.dir('nsmc-');
   const nse = await scope.netns(`${P}-nse`);
   const nsc = await scope.netns(`${P}-nsc`);
-  const hosts = await buildHosts(scope, 2, P, 224);
-  const rnsc = await scope.netns(`${P}-rnsc`);
-  const rnse = await scope.netns(`${P}-rnse`);
+  const mesh = await scope.hosts(2, P, 224);
+  const rnsc = mesh.netns('rnsc');
+  const rnse = mesh.netns('rnse');
   const endpoint = { name: 'bench', services: ['bench'], cidr: '10.200.0.0/16', netns: nse };
   // host-b runs all along; host-a is started cold with a connection to it
-  const remote = await twoAgents(scope, dir, hosts, { endpoints: [{ name: 'wg-ep', services: ['bench-ip'], cidr: '10.210.0.0/16', netns: rnse }] });
+  const remote = await twoAgents(scope, dir, mesh, { endpoints: [{ name: 'wg-ep', services: ['bench-ip'], cidr: '10.210.0.0/16', netns: rnse }] });
   const aFile = remote.a.file;
-  await remote.a.stop();
+  await remote.a.stop('SIGTERM', true); // its directory stays: started again from aFile below
 
-  const notify = await notifySocket(scope, path.join(dir, 'notify.sock'));
+  const notify = await scope.notifySocket(path.join(dir, 'notify.sock'));
   const env = { ...process.env, NOTIFY_SOCKET: path.join(dir, 'notify.sock') };
-  const pingL = await pinger(scope, nsc);
-  const pingR = await pinger(scope, rnsc);
-  const YAML = (await import('node:module')).createRequire(import.meta.url)('yaml');
-  const { readFileSync, writeFileSync } = await import('node:fs');
+  const pingL = await scope.prober(nsc);
+  const pingR = await scope.prober(rnsc);
   const aCfg = YAML.parse(readFileSync(aFile, 'utf8'));
   writeFileSync(aFile, YAML.stringify({ ...aCfg, connections: [{ url: 'kernel://bench-ip/nsm-1', netns: rnsc }] }));
 
@@ -57,7 +62,7 @@ main(async (scope) => {
   let killed = 0;
   const leftovers = async (proc, ns) => {
     if (proc.signalCode) killed++, console.error(`agent ${proc.pid} ended by ${proc.signalCode}, not by its handler`);
-    for (const l of (await sh('ip', ['-n', ns, '-o', 'link'])).split('\n')) {
+    for (const l of (await run('ip', ['-n', ns, '-o', 'link'])).split('\n')) {
       const name = /^\d+: ([^:@]+)/.exec(l)?.[1];
       if (name && name !== 'lo') await ip(['-n', ns, 'link', 'del', name]).catch(() => {});
     }
@@ -65,29 +70,29 @@ main(async (scope) => {
   const cold = {
     async idle() {
       const t0 = mono();
-      const ag = await startAgent(scope, { dir, name: 'idle', env, wait: false, config: { endpoints: [endpoint] } });
+      const ag = await scope.agent({ dir, name: 'idle', env, waitReady: false, config: { endpoints: [endpoint] } });
       const ready = untilReady(t0, ag.pid);
       await waitServing(ag.socket, ag.proc);
       const serving = mono() - t0;
       const r = { serving, ready: await ready };
-      await ag.stop();
+      await ag.stop('SIGTERM', true); // keeps its stateDir (the dev CA) for the next run
       return r;
     },
     async local() {
       const t0 = mono();
       const ping = pingL.ping('10.200.0.0', 30_000); // the endpoint side of the pool's first pair
-      const ag = await startAgent(scope, { dir, name: 'local', env, wait: false, config: { endpoints: [endpoint], connections: [{ url: 'kernel://bench/nsm-1', netns: nsc }] } });
+      const ag = await scope.agent({ dir, name: 'local', env, waitReady: false, config: { endpoints: [endpoint], connections: [{ url: 'kernel://bench/nsm-1', netns: nsc }] } });
       const ready = await untilReady(t0, ag.pid);
       const r = { ready, ping: (await ping) - t0 };
       await sleep(STOP_DELAY_MS);
-      await ag.stop();
+      await ag.stop('SIGTERM', true); // keeps its stateDir (the dev CA) for the next run
       await leftovers(ag.proc, nsc);
       return r;
     },
     async remote() {
       const t0 = mono();
       const ping = pingR.ping('10.210.0.0', 30_000);
-      const proc = scope.proc(spawn('ip', ['netns', 'exec', hosts[0].ns, process.execPath, `${path.resolve('bin/nsm-agent')}`, 'run', '--config', aFile, '--cleanup-on-exit'], { stdio: 'inherit', env }));
+      const proc = scope.proc(spawn('ip', ['netns', 'exec', mesh.hosts[0].netns, process.execPath, BIN, 'run', '--config', aFile, '--cleanup-on-exit'], { stdio: 'inherit', env }));
       const ready = await untilReady(t0, proc.pid);
       const r = { ready, ping: (await ping) - t0 };
       await sleep(STOP_DELAY_MS);
@@ -113,7 +118,7 @@ main(async (scope) => {
   const S = Object.fromEntries(Object.entries(res).map(([k, v]) => [k, summary(v)]));
   const row = (name, s) => [name, s.n, ms(s.p50), ms(s.p99)];
   const body = [
-    '## Cold start (issue 7)',
+    '## Cold start',
     '',
     `Command: \`node bench/coldstart.mjs ${N}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
     `Machine: ${machine()}.`,

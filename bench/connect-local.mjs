@@ -1,4 +1,4 @@
-// Local connect latency (issues 2 and 7): a running agent, a raw NSM client on its unix socket
+// Local connect latency: a running agent, a raw NSM client on its unix socket
 // requesting kernel://bench/<if> for a client namespace (veth to the endpoint's namespace,
 // /32 addresses, link routes, permanent neighbours on both sides), against two floors doing
 // the same interface work:
@@ -6,7 +6,7 @@
 //   raw netlink: bench/floor/veth-floor.c (compiled here with cc), the same requests as the agent
 //     with no library, batched per socket: the physical limit of this work on this kernel.
 // The agent is asked three times over: by a grpc-js client; by a client without a gRPC library
-// (node:http2, lib.mjs h2NsClient), whose own per-call work is smaller; and by a compiled client
+// (node:http2, clients.mjs h2NsClient), whose own per-call work is smaller; and by a compiled client
 // (bench/floor/grpc-call.c, libnghttp2), whose own work is a few microseconds, as NSM's Go
 // clients': the agent's own latency. Two floors of the call itself, with no work behind it:
 // bench/floor/h2-floor.mjs (node:http2 server, asked by the node:http2 client) and
@@ -16,9 +16,13 @@
 //
 // Usage (root): npm run build && node bench/connect-local.mjs [runs] [--concurrent N] [--rounds R]
 import path from 'node:path';
-import { summary, ms, table, machine, writeSection, main, sh, ip, compileC, lineProc, startAgent, nsClient, h2NsClient, cNsClient, TAG, versions, date, ROOT } from './lib.mjs';
+import { ip } from '../test/harness/exec.mjs';
+import { NsmClient, api, kernelRequest } from '../test/harness/clients.mjs';
+import { args, summary, ms, table, machine, writeSection, TAG, versions, date } from './lib.mjs';
+import { main, compileC } from './scope.mjs';
+import { h2NsClient, cNsClient } from './clients.mjs';
 
-const opt = (await import('./lib.mjs')).args();
+const opt = args();
 const N = Number(opt._[0] ?? 200);
 const CONC = Number(opt.concurrent ?? N);
 const ROUNDS = Number(opt.rounds ?? 3);
@@ -54,31 +58,30 @@ main(async (scope) => {
   const floorBin = await compileC(scope, 'veth-floor');
   const callBin = await compileC(scope, 'grpc-call', ['nghttp2']);
   for (const n of [NSE, NSC]) await scope.netns(n);
-  const agent = await startAgent(scope, {
+  const agent = await scope.agent({
     dir,
     config: { endpoints: [{ name: 'bench', services: ['bench'], cidr: '10.200.0.0/16', netns: NSE, payload: 'IP' }] },
   });
-  const floor = lineProc(scope, floorBin, [`/run/netns/${NSC}`, `/run/netns/${NSE}`]);
+  const floor = scope.lineProc(floorBin, [`/run/netns/${NSC}`, `/run/netns/${NSE}`]);
   const fl = async (cmd) => {
     const line = await floor.send(cmd);
     if (line.startsWith('error')) throw new Error(`veth-floor ${cmd}: ${line}`);
     return line;
   };
 
-  const c = nsClient(agent.socket);
+  const c = new NsmClient(agent.socket, { timeoutMs: 60_000 });
   scope.defer(() => c.dispose());
   const h2 = h2NsClient(agent.socket);
   scope.defer(() => h2.dispose());
 
   // The floors of the call: servers answering at once with the agent's own answer.
-  const { api } = (await import('node:module')).createRequire(import.meta.url)(`${ROOT}dist/api/index.js`);
-  const sample = await c.request('sample', 'bench', NSC, 'sample0');
+  const sample = await c.request(kernelRequest('sample', 'bench', NSC, 'sample0'));
   await c.close(sample);
   const answerHex = api().ns.networkservice.NetworkService.service.Request.responseSerialize(sample).toString('hex');
   /** Starts floor/<name>.mjs on its own socket; resolves with the socket once it serves. */
   const startFloor = async (name) => {
     const socket = path.join(dir, `${name}.sock`);
-    const proc = lineProc(scope, process.execPath, [new URL(`./floor/${name}.mjs`, import.meta.url).pathname, socket]);
+    const proc = scope.lineProc(process.execPath, [new URL(`./floor/${name}.mjs`, import.meta.url).pathname, socket]);
     const ready = await proc.send(answerHex);
     if (ready !== 'ready') throw new Error(`${name}: ${ready}`);
     return socket;
@@ -93,7 +96,7 @@ main(async (scope) => {
   const conns = new Map();
   const paths = {
     agent: {
-      connect: async (i) => conns.set(i, await c.request(`b-${i}`, 'bench', NSC, `b${i}`)),
+      connect: async (i) => conns.set(i, await c.request(kernelRequest(`b-${i}`, 'bench', NSC, `b${i}`))),
       disconnect: async (i) => {
         await c.close(conns.get(i));
         conns.delete(i);

@@ -1,4 +1,4 @@
-// Data plane (issues 3 and 7): iperf3 TCP throughput, client side to server side, rounds
+// Data plane: iperf3 TCP throughput, client side to server side, rounds
 // interleaved, between namespaces of two hosts on a bridge (as bench/remote.mjs builds them):
 //   - the agent's WireGuard vWire (client namespace -> endpoint namespace, wireguard-go) against a
 //     hand-made wireguard-go tunnel between the same two namespaces built the same way (devices
@@ -12,7 +12,13 @@ import { spawn } from 'node:child_process';
 import { writeFileSync, mkdirSync, chmodSync, copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { args, main, buildHosts, nsClient, pinger, iperf, sh, ip, TAG, median, table, machine, versions, writeSection, date, stopPid, sleep, ROOT } from './lib.mjs';
+import { ROOT, ip, run, sleep } from '../test/harness/exec.mjs';
+import { stopPid } from '../test/harness/proc.mjs';
+import { BIN } from '../test/harness/agent.mjs';
+import { NsmClient, kernelRequest } from '../test/harness/clients.mjs';
+import { iperfThroughput as iperf } from '../test/harness/traffic.mjs';
+import { args, TAG, median, table, machine, versions, writeSection, date } from './lib.mjs';
+import { main } from './scope.mjs';
 import { twoAgents, nebulaSetup } from './remote.mjs';
 
 const require = createRequire(import.meta.url);
@@ -30,8 +36,9 @@ async function waitSock(dev) {
 }
 
 /** A wireguard-go tunnel by hand between nsc (via host-a) and nse (via host-b), as the agent builds it. */
-async function handWireguard(scope, dir, hosts, nsc, nse) {
-  const { generateKeyPair } = require(`${ROOT}dist/mechanisms/wireguard/keys.js`);
+async function handWireguard(scope, dir, mesh, nsc, nse) {
+  const hosts = mesh.hosts;
+  const { generateKeyPair } = require(path.join(ROOT, 'dist/mechanisms/wireguard/keys.js'));
   const keys = [generateKeyPair(), generateKeyPair()];
   const ends = [
     { h: hosts[0], ns: nsc, dev: `${P}wga`, port: 53001, addr: '172.31.0.1', peerAddr: '172.31.0.2', me: 0 },
@@ -39,7 +46,7 @@ async function handWireguard(scope, dir, hosts, nsc, nse) {
   ];
   const procs = [];
   for (const e of ends) {
-    const p = scope.proc(spawn('ip', ['netns', 'exec', e.h.ns, 'wireguard-go', e.dev], { stdio: 'ignore', env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } }));
+    const p = scope.proc(spawn('ip', ['netns', 'exec', e.h.netns, 'wireguard-go', e.dev], { stdio: 'ignore', env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } }));
     procs.push(p);
     await waitSock(e.dev);
   }
@@ -47,8 +54,8 @@ async function handWireguard(scope, dir, hosts, nsc, nse) {
     const other = ends[1 - e.me];
     const keyFile = path.join(dir, `${e.dev}.key`);
     writeFileSync(keyFile, keys[e.me].privateKey, { mode: 0o600 });
-    await sh('wg', ['set', e.dev, 'private-key', keyFile, 'listen-port', String(e.port), 'peer', keys[other.me].publicKey, 'endpoint', `${other.h.ip}:${other.port}`, 'allowed-ips', '0.0.0.0/0', 'persistent-keepalive', '10']);
-    await ip(['-n', e.h.ns, 'link', 'set', e.dev, 'mtu', '1440', 'netns', e.ns, 'name', 'hw0']);
+    await run('wg', ['set', e.dev, 'private-key', keyFile, 'listen-port', String(e.port), 'peer', keys[other.me].publicKey, 'endpoint', `${other.h.ip}:${other.port}`, 'allowed-ips', '0.0.0.0/0', 'persistent-keepalive', '10']);
+    await ip(['-n', e.h.netns, 'link', 'set', e.dev, 'mtu', '1440', 'netns', e.ns, 'name', 'hw0']);
     await ip(['-n', e.ns, '-batch', '-'], `addr add ${e.addr}/32 dev hw0\nlink set hw0 up\nroute add ${e.peerAddr}/32 dev hw0 scope link\n`);
   }
   return { addr: '172.31.0.2', remove: () => Promise.all(procs.map((p) => stopPid(p))) };
@@ -66,14 +73,14 @@ async function tincSetup(dir, hosts) {
   const base = path.join(dir, 'tinc');
   const conf = {};
   for (const [i, h] of hosts.entries()) {
-    const n = h.name;
+    const n = 'ab'[i]; // tinc node names: letters only
     const d = path.join(base, n);
     mkdirSync(path.join(d, 'hosts'), { recursive: true });
     writeFileSync(path.join(d, 'tinc.conf'), `Name = ${n}\nInterface = ${P}t${n}\nDeviceType = tun\nMode = router\nAddressFamily = ipv4\nPort = ${655 + i}\n${i === 0 ? 'ConnectTo = b\n' : ''}`);
     writeFileSync(path.join(d, 'hosts', n), `Address = ${h.ip}\nPort = ${655 + i}\nSubnet = 10.97.0.${i + 1}/32\n`);
     writeFileSync(path.join(d, 'tinc-up'), `#!/bin/sh\nip addr add 10.97.0.${i + 1}/24 dev $INTERFACE\nip link set $INTERFACE up\n`);
     chmodSync(path.join(d, 'tinc-up'), 0o755);
-    await sh('tincd', ['-c', d, '-K', '2048'], '');
+    await run('tincd', ['-c', d, '-K', '2048'], '');
     conf[n] = d;
   }
   copyFileSync(path.join(conf.a, 'hosts', 'a'), path.join(conf.b, 'hosts', 'a'));
@@ -83,66 +90,67 @@ async function tincSetup(dir, hosts) {
 
 main(async (scope) => {
   const dir = scope.dir('nsmd-');
-  const hosts = await buildHosts(scope, 2, P, 226);
-  const nsc = await scope.netns(`${P}-nsc`);
-  const nse = await scope.netns(`${P}-nse`);
-  const lc = await scope.netns(`${P}-lc`);
-  const le = await scope.netns(`${P}-le`);
-  const { a } = await twoAgents(scope, dir, hosts, { endpoints: [{ name: 'wg-ep', services: ['bench-ip'], cidr: '10.210.0.0/16', netns: nse }] });
+  const mesh = await scope.hosts(2, P, 226);
+  const hosts = mesh.hosts;
+  const nsc = mesh.netns('nsc');
+  const nse = mesh.netns('nse');
+  const lc = mesh.netns('lc');
+  const le = mesh.netns('le');
+  const { a } = await twoAgents(scope, dir, mesh, { endpoints: [{ name: 'wg-ep', services: ['bench-ip'], cidr: '10.210.0.0/16', netns: nse }] });
   // a local endpoint on host-a's agent for the local vWire
   const YAML = require('yaml');
   const { readFileSync } = await import('node:fs');
-  const c = nsClient(a.socket);
+  const c = new NsmClient(a.socket, { timeoutMs: 60_000 });
   scope.defer(() => c.dispose());
-  const pingA = await pinger(scope, hosts[0].ns);
-  const neb = await nebulaSetup(dir, hosts);
+  const pingA = await scope.prober(hosts[0].netns);
+  const neb = await nebulaSetup(dir, mesh);
   const tinc = await tincSetup(dir, hosts);
 
   // host-a hosts the local endpoint too: restart it with one (a config change, not a reload, for simplicity)
   const aCfg = YAML.parse(readFileSync(a.file, 'utf8'));
   writeFileSync(a.file, YAML.stringify({ ...aCfg, endpoints: [{ name: 'local-ep', services: ['bench-local'], cidr: '10.212.0.0/16', netns: le }] }));
-  await sh(process.execPath, [`${ROOT}bin/nsm-agent`, 'reload', '--socket', a.socket]);
+  await run(process.execPath, [BIN, 'reload', '--socket', a.socket]);
 
   const tp = { agentWg: [], handWg: [], nebula: [], tinc: [], agentLocal: [], bareVeth: [] };
-  const run = {
+  const paths = {
     async agentWg(r) {
-      const w = await c.request(`tp-wg-${r}`, 'bench-ip', nsc, 'nsm-1');
+      const w = await c.request(kernelRequest(`tp-wg-${r}`, 'bench-ip', nsc, 'nsm-1'));
       try {
-        return await iperf(scope, nsc, nse, w.context.ip_context.dst_ip_addrs[0].split('/')[0], SECONDS);
+        return await iperf(nsc, nse, w.context.ip_context.dst_ip_addrs[0].split('/')[0], SECONDS);
       } finally {
         await c.close(w);
       }
     },
     async handWg() {
-      const h = await handWireguard(scope, dir, hosts, nsc, nse);
+      const h = await handWireguard(scope, dir, mesh, nsc, nse);
       try {
-        return await iperf(scope, nsc, nse, h.addr, SECONDS);
+        return await iperf(nsc, nse, h.addr, SECONDS);
       } finally {
         await h.remove();
       }
     },
     async nebula() {
-      const procs = ['b', 'a'].map((h) => scope.proc(spawn('ip', ['netns', 'exec', neb.hosts[h].ns, 'nebula', '-config', neb.files[h]], { stdio: 'ignore' })));
+      const procs = ['b', 'a'].map((h) => scope.proc(spawn('ip', ['netns', 'exec', neb.hosts[h].netns, 'nebula', '-config', neb.files[h]], { stdio: 'ignore' })));
       try {
         await pingA.ping(neb.ips.b, 15_000);
-        return await iperf(scope, hosts[0].ns, hosts[1].ns, neb.ips.b, SECONDS);
+        return await iperf(hosts[0].netns, hosts[1].netns, neb.ips.b, SECONDS);
       } finally {
         for (const p of procs) await stopPid(p);
       }
     },
     async tinc() {
-      const procs = [1, 0].map((i) => scope.proc(spawn('ip', ['netns', 'exec', hosts[i].ns, 'tincd', '-c', tinc[hosts[i].name], `--pidfile=${tinc[hosts[i].name]}/pid`, '-D', '-d0'], { stdio: 'ignore' })));
+      const procs = [1, 0].map((i) => scope.proc(spawn('ip', ['netns', 'exec', hosts[i].netns, 'tincd', '-c', tinc['ab'[i]], `--pidfile=${tinc['ab'[i]]}/pid`, '-D', '-d0'], { stdio: 'ignore' })));
       try {
         await pingA.ping('10.97.0.2', 15_000);
-        return await iperf(scope, hosts[0].ns, hosts[1].ns, '10.97.0.2', SECONDS);
+        return await iperf(hosts[0].netns, hosts[1].netns, '10.97.0.2', SECONDS);
       } finally {
         for (const p of procs) await stopPid(p);
       }
     },
     async agentLocal(r) {
-      const l = await c.request(`tp-l-${r}`, 'bench-local', lc, 'nsm-2');
+      const l = await c.request(kernelRequest(`tp-l-${r}`, 'bench-local', lc, 'nsm-2'));
       try {
-        return await iperf(scope, lc, le, l.context.ip_context.dst_ip_addrs[0].split('/')[0], SECONDS);
+        return await iperf(lc, le, l.context.ip_context.dst_ip_addrs[0].split('/')[0], SECONDS);
       } finally {
         await c.close(l);
       }
@@ -150,17 +158,17 @@ main(async (scope) => {
     async bareVeth() {
       const v = await bareVeth(lc, le);
       try {
-        return await iperf(scope, lc, le, v.addr, SECONDS);
+        return await iperf(lc, le, v.addr, SECONDS);
       } finally {
         await v.remove();
       }
     },
   };
-  const names = Object.keys(run);
+  const names = Object.keys(paths);
   for (let r = 0; r < ROUNDS; r++) {
     for (let k = 0; k < names.length; k++) {
       const n = names[(r + k) % names.length];
-      tp[n].push(await run[n](r));
+      tp[n].push(await paths[n](r));
     }
   }
 

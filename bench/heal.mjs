@@ -1,4 +1,5 @@
-// Heal and restart times (issue 5). Three hosts (namespaces on a bridge), each running its own
+// Over 400 lines in one file: the six cases share the hosts, agents, logs and probes set up in main().
+// Heal and restart times. Three hosts (namespaces on a bridge), each running its own
 // `nsm-agent run --cleanup-on-exit` from dist/ (own directory and stateDir, logLevel info, dev
 // identities from one CA, maxTokenLifetime 6s as in test/e2e/heal.test.ts):
 //   host-a  holds the connections (client namespace nsc): h-local = kernel://icmp-responder/nsm-1
@@ -22,19 +23,19 @@
 //
 // Usage (root): npm run build && node bench/heal.mjs [runs] [--logs DIR]
 //   --logs DIR  keep the agents' logs there (default: in the temp dir, removed at the end)
-import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { createWriteStream, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { args, main, buildHosts, pinger, sh, ip, TAG, BIN, ROOT, pct, table, machine, versions, writeSection, date, mono, stopPid, sleep, registryClient } from './lib.mjs';
+import { ROOT, ip, requireRoot, run, sleep, until as poll } from '../test/harness/exec.mjs';
+import { startAgent, writeAgentConfig } from '../test/harness/agent.mjs';
+import { api, registryClient } from '../test/harness/clients.mjs';
+import { startPinger } from '../test/harness/traffic.mjs';
+import { args, TAG, pct, table, machine, versions, writeSection, date, mono } from './lib.mjs';
+import { main } from './scope.mjs';
 
-const require = createRequire(import.meta.url);
-const YAML = require('yaml');
-const grpc = require('@grpc/grpc-js');
-const { api } = require(`${ROOT}dist/api/index.js`);
-const { viewStatus } = require(`${ROOT}dist/agent/cli/commands.js`);
+const grpc = requireRoot('@grpc/grpc-js');
+const { viewStatus } = requireRoot(path.join(ROOT, 'dist/agent/cli/commands.js'));
 
 const opt = args();
 const RUNS = Number(opt._[0] ?? 10);
@@ -47,18 +48,7 @@ const now = () => performance.timeOrigin + performance.now();
 const T_START = now();
 
 // ---------------------------------------------------------------------------------------------
-// Control API and health over the unix sockets, a fresh client per call (survives restarts).
-
-function healthy(socket) {
-  return new Promise((resolve) => {
-    const Health = api().health.grpc.health.v1.Health;
-    const c = new Health(`unix://${socket}`, grpc.credentials.createInsecure());
-    c.Check({ service: 'nsmagent.v1.Agent' }, { deadline: Date.now() + 500 }, (err, res) => {
-      c.close();
-      resolve(!err && (res?.status === 'SERVING' || res?.status === 1));
-    });
-  });
-}
+// Control API over the unix sockets, a fresh client per call (survives restarts).
 
 /** The agent's Status as the CLI shows it (viewStatus), or undefined if it does not answer. */
 function statusOf(socket, deadlineMs = 1000) {
@@ -106,81 +96,15 @@ function reload(ctlSocket) {
   });
 }
 
-async function until(probe, timeoutMs, stepMs = 5) {
-  const end = now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (now() > end) return undefined;
-    await sleep(stepMs);
-  }
-}
+/** Polls every 5 ms unless told otherwise. */
+const until = (probe, timeoutMs, stepMs = 5) => poll(probe, timeoutMs, stepMs);
 
-// ---------------------------------------------------------------------------------------------
-// Background ping: `ping -n -D -i 0.02` in a namespace; replies by sequence number with their
-// reply time (epoch ms) and round-trip time.
 
+/** The background ping through a vWire (test/harness/traffic.mjs), killed if the bench fails. */
 function bgPing(scope, netns, dst) {
-  const p = scope.proc(spawn('ip', ['netns', 'exec', netns, 'ping', '-n', '-D', '-i', String(INTERVAL / 1000), '-W', '1', dst], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  const replies = new Map();
-  let out = '';
-  let part = '';
-  p.stdout.setEncoding('utf8');
-  p.stdout.on('data', (d) => {
-    out += d;
-    part += d;
-    let i;
-    while ((i = part.indexOf('\n')) >= 0) {
-      const line = part.slice(0, i);
-      part = part.slice(i + 1);
-      const m = /^\[(\d+\.\d+)\] .*icmp_seq=(\d+) ttl=\d+ time=([\d.]+) ms/.exec(line);
-      if (m) replies.set(Number(m[2]), { recv: Number(m[1]) * 1000, rtt: Number(m[3]) });
-    }
-  });
-  p.stderr.resume();
-  const exited = new Promise((r) => p.once('exit', r));
-  /**
-   * After a disruption at `t0` (epoch ms): the first echo lost after the last one sent before t0,
-   * and the first answered echo after it. { recoveredAt } (reply time; t0 if none was lost so far
-   * and replies went on for `quietMs`), or undefined while it is not known yet.
-   */
-  const recovery = (t0, sent = Infinity, quietMs = 1500) => {
-    const seqs = [...replies.keys()].sort((a, b) => a - b);
-    let s0 = 0;
-    for (const s of seqs) if (replies.get(s).recv - replies.get(s).rtt <= t0) s0 = s;
-    let prev = s0;
-    for (const s of seqs) {
-      if (s <= s0) continue;
-      if (s > prev + 1) return { recoveredAt: replies.get(s).recv, firstLost: prev + 1, firstAnswered: s };
-      prev = s;
-    }
-    // nothing lost among the answered ones; lost at the end (sent but not answered)?
-    if (Number.isFinite(sent) && sent > prev) return { recoveredAt: Infinity, firstLost: prev + 1 };
-    const last = replies.get(prev);
-    if (last && prev > s0 && last.recv - t0 >= quietMs) return { recoveredAt: t0, firstLost: 0 };
-    return undefined;
-  };
-  return {
-    recovery: (t0) => recovery(t0),
-    async stop(t0) {
-      await sleep(300); // echoes in flight
-      p.kill('SIGINT');
-      await exited;
-      const m = /(\d+) packets transmitted/.exec(out);
-      // the last echo may have been sent just before SIGINT: neither sent nor lost (traffic.ts)
-      const sent = Math.max(0, (m ? Number(m[1]) : 0) - 1);
-      let gap = 0;
-      let run = 0;
-      let lost = 0;
-      for (let seq = 1; seq <= sent; seq++) {
-        run = replies.has(seq) ? 0 : run + 1;
-        if (run) lost++;
-        gap = Math.max(gap, run);
-      }
-      const r = t0 === undefined ? undefined : recovery(t0, sent, 0);
-      return { sent, lost, longestGapMs: gap * INTERVAL, recoveryMs: r ? r.recoveredAt - t0 : NaN };
-    },
-  };
+  const p = startPinger(netns, dst, INTERVAL);
+  scope.defer(p.kill);
+  return p;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,25 +132,25 @@ main(async (scope) => {
   const dir = scope.dir('nsmh-');
   const logDir = opt.logs ? path.resolve(String(opt.logs)) : path.join(dir, 'logs');
   mkdirSync(logDir, { recursive: true });
-  const hostsNs = await buildHosts(scope, 3, P);
-  const nsc = await scope.netns(`${P}-nsc`);
-  const nse = await scope.netns(`${P}-nse`);
-  const nr1 = await scope.netns(`${P}-nr1`);
-  const nr2 = await scope.netns(`${P}-nr2`);
-  const inodes = new Set([`${P}-ul`, ...hostsNs.map((h) => h.ns), nsc, nse, nr1, nr2].map((n) => statSync(`/run/netns/${n}`).ino));
+  const mesh = await scope.hosts(3, P, 223);
+  const nsc = mesh.netns('nsc');
+  const nse = mesh.netns('nse');
+  const nr1 = mesh.netns('nr1');
+  const nr2 = mesh.netns('nr2');
+  const inodes = new Set([mesh.underlay, ...mesh.hosts.map((h) => h.netns), nsc, nse, nr1, nr2].map((n) => statSync(`/run/netns/${n}`).ino));
   const wgAtStart = wgProcsIn(inodes).length;
 
   // --- agents -------------------------------------------------------------------------------
   const identity = { source: 'dev', dev: { caDir: path.join(dir, 'ca'), allowNonLoopback: true } };
   const common = { logLevel: 'info', maxTokenLifetime: '6s', identity };
-  const [ha, hb, hc] = hostsNs;
+  const [ha, hb, hc] = mesh.hosts;
   const registryURL = `tcp://${hc.ip}:5002`;
   const H = [
-    { ...ha, name: 'host-a', config: { ...common, listen: { tcp: `${ha.ip}:5001` }, registry: { url: registryURL } } },
+    { ...ha, config: { name: 'host-a', ...common, listen: { tcp: `${ha.ip}:5001` }, registry: { url: registryURL } } },
     {
       ...hb,
-      name: 'host-b',
       config: {
+        name: 'host-b',
         ...common,
         listen: { tcp: `${hb.ip}:5001` },
         registry: { url: registryURL },
@@ -238,8 +162,8 @@ main(async (scope) => {
     },
     {
       ...hc,
-      name: 'host-c',
       config: {
+        name: 'host-c',
         ...common,
         listen: { tcp: `${hc.ip}:5001` },
         registry: { url: 'embedded', expiration: '5s' },
@@ -248,27 +172,21 @@ main(async (scope) => {
     },
   ];
   for (const h of H) {
-    const own = path.join(dir, h.name);
-    h.socket = path.join(own, 'agent.sock');
-    h.ctl = path.join(own, 'systemd.sock');
-    h.file = path.join(own, 'agent.yaml');
-    h.stateDir = path.join(own, 'state');
-    mkdirSync(h.stateDir, { recursive: true });
+    h.dir = path.join(dir, h.name);
+    h.socket = path.join(h.dir, 'agent.sock');
+    h.ctl = path.join(h.dir, 'systemd.sock');
     h.logs = [];
     h.log = createWriteStream(path.join(logDir, `${h.name}.log`), { flags: 'a' });
     h.starts = 0;
-    h.procs = [];
   }
-  const writeConfig = (h, cfg) =>
-    writeFileSync(h.file, YAML.stringify({ name: h.name, stateDir: h.stateDir, ...cfg, listen: { unix: h.socket, ...(cfg.listen ?? {}) } }));
-  for (const h of H) writeConfig(h, h.config);
+  const writeConfig = (h, cfg) => writeAgentConfig(h.dir, cfg);
 
   /** Stops every agent process of this bench in order (host-a first: it holds the connections). */
   let stoppedAll = false;
   const stopAgents = async () => {
     if (stoppedAll) return;
     stoppedAll = true;
-    for (const h of H) for (const p of h.procs) await stopPid(p, 20_000);
+    for (const h of H) await h.agent?.stop('SIGTERM', true);
     for (const h of H) await new Promise((r) => h.log.end(r));
   };
   // Runs after the agents' stop, before the namespaces go: wireguard-go left behind.
@@ -283,34 +201,25 @@ main(async (scope) => {
   scope.defer(stopAgents);
 
   const stamp = () => `+${((now() - T_START) / 1000).toFixed(3)}s`;
+  /** A line of host h's log, time-stamped. */
+  const logLine = (h, text) => {
+    const line = `${stamp()} ${h.name} ${text}`;
+    h.logs.push(line);
+    if (!h.log.writableEnded) h.log.write(line + '\n');
+  };
+  /** Starts (or starts again, on the same directory) host h's agent; resolves once it is SERVING. */
   async function start(h) {
     h.starts++;
-    const proc = spawn('ip', ['netns', 'exec', h.ns, process.execPath, BIN, 'run', '--config', h.file, '--cleanup-on-exit'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    h.procs.push(proc);
-    h.proc = proc;
-    const mark = `${stamp()} ${h.name} ==== start ${h.starts} (pid ${proc.pid})`;
-    h.logs.push(mark);
-    if (!h.log.writableEnded) h.log.write(mark + '\n');
-    for (const s of [proc.stdout, proc.stderr]) {
-      let part = '';
-      s.setEncoding('utf8');
-      s.on('data', (d) => {
-        part += d;
-        let i;
-        while ((i = part.indexOf('\n')) >= 0) {
-          const line = `${stamp()} ${h.name} ${part.slice(0, i)}`;
-          part = part.slice(i + 1);
-          h.logs.push(line);
-          if (!h.log.writableEnded) h.log.write(line + '\n');
-        }
-      });
-    }
+    logLine(h, `==== start ${h.starts}`);
     const startedAt = now();
-    const readyAt = await until(async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${h.name}: agent exited (${proc.exitCode ?? proc.signalCode}):\n${h.logs.slice(-20).join('\n')}`);
-      return existsSync(h.socket) && (await healthy(h.socket)) && now();
-    }, 30_000);
-    if (!readyAt) throw new Error(`${h.name}: agent not serving within 30 s`);
+    try {
+      // health asked every 5 ms: readyAt is when the agent became ready, within 5 ms
+      h.agent = await startAgent(h.config, { dir: h.dir, netns: h.netns, onLine: (l) => logLine(h, l), readyTimeoutMs: 30_000, readyPollMs: 5, stopGraceMs: 20_000 });
+    } catch (err) {
+      throw new Error(`${h.name}: agent not serving:\n${h.logs.slice(-20).join('\n')}`, { cause: err });
+    }
+    const readyAt = now();
+    logLine(h, `==== serving (pid ${h.agent.pid})`);
     return { startedAt, readyAt };
   }
   /** A line in every agent's log: what the bench did, when (to read the logs against). */
@@ -321,12 +230,7 @@ main(async (scope) => {
       if (!h.log.writableEnded) h.log.write(line + '\n');
     }
   };
-  async function kill9(h) {
-    const p = h.proc;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await exited;
-  }
+  const kill9 = (h) => h.agent.stop('SIGKILL', true);
 
   await start(H[2]);
   await start(H[1]);
@@ -338,7 +242,7 @@ main(async (scope) => {
   const first = connIn(await statusOf(A.socket), 'h-local');
   if (!first || first.tunnel?.type !== 'WIREGUARD') throw new Error(`h-local is not a WireGuard vWire: ${JSON.stringify(first)}`);
   const dst = first.dstIps[0].split('/')[0];
-  const probe = await pinger(scope, nsc); // 1 ms echo until the first reply (probe.py)
+  const probe = await scope.prober(nsc); // 1 ms echo until the first reply
   await probe.ping(dst, 5_000);
   console.log(`h-local: ${first.srcIps[0]} -> ${dst} over ${first.tunnel.type} (wireguard-go ${first.tunnel.device?.pid}); ${RUNS} rounds of 6 cases`);
 
@@ -569,10 +473,10 @@ main(async (scope) => {
   const by6 = (ep) => f(p50(col(res.reselect.filter((s) => s.from === ep), 'recoveryMs')));
   const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const body = [
-    '## Heal and restart times (issue 5)',
+    '## Heal and restart times',
     '',
     `Command: \`node bench/heal.mjs ${RUNS}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
-    `Machine: ${machine()}, ${await versions(['wireguard-go'])}, ${(await sh('ping', ['-V']).catch(() => '?')).trim().split('\n')[0]}. Load average at the end: ${load}.`,
+    `Machine: ${machine()}, ${await versions(['wireguard-go'])}, ${(await run('ping', ['-V']).catch(() => '?')).trim().split('\n')[0]}. Load average at the end: ${load}.`,
     '',
     'Three hosts (namespaces on a bridge), each running `nsm-agent run --cleanup-on-exit` from dist/ with its own',
     'directory and stateDir, `maxTokenLifetime: 6s`, heal on its defaults; host-a holds `kernel://icmp-responder/nsm-1`',
@@ -600,7 +504,7 @@ main(async (scope) => {
     table(heads, rows),
     '',
     `wireguard-go processes in the bench's namespaces after each round: ${wgCounts.join(', ')}; left after the agents' stop: ${left.length}.`,
-    `Targets (issue 5): no echo lost on restarts (local ${mx(col(res.local, 'lost')) === 0 ? 'met' : 'missed'}, remote ${mx(col(res.remote, 'lost')) === 0 ? 'met' : 'missed'}, registry ${mx(col(res.registry, 'lost')) === 0 ? 'met' : 'missed'}); ` +
+    `Targets: no echo lost on restarts (local ${mx(col(res.local, 'lost')) === 0 ? 'met' : 'missed'}, remote ${mx(col(res.remote, 'lost')) === 0 ? 'met' : 'missed'}, registry ${mx(col(res.registry, 'lost')) === 0 ? 'met' : 'missed'}); ` +
       `remote restart recovered under 1 s: ${mx(col(res.remote, 'recoveryMs')) < 1000 ? 'met' : 'missed'}; link down and wireguard-go healed under 1 s: ` +
       `${mx(col(res.linkdown, 'recoveryMs')) < 1000 ? 'met' : 'missed'} / ${mx(col(res.wgkill, 'recoveryMs')) < 1000 ? 'met' : 'missed'}; reselected within 2 s: ${mx(col(res.reselect, 'recoveryMs')) < 2000 ? 'met' : 'missed'} (max values).`,
   ].join('\n');

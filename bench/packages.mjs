@@ -1,4 +1,4 @@
-// Package sizes and the agent's idle RSS under systemd (issue 6), into BENCHMARKS.md.
+// Package sizes and the agent's idle RSS under systemd, into BENCHMARKS.md.
 //
 //   npm run build && node bench/packages.mjs
 //
@@ -10,14 +10,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, machine, table, writeSection } from './lib.mjs';
+import { ROOT } from '../test/harness/exec.mjs';
+import { machine, table, writeSection } from './lib.mjs';
 
-const version = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')).version;
+const version = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'nsm-package-bench-'));
 const figuresFile = path.join(dir, 'figures.json');
 try {
   const t0 = Date.now();
-  const b = spawnSync(process.execPath, [`${ROOT}scripts/package.mjs`, '--out', dir], { stdio: 'inherit' });
+  const b = spawnSync(process.execPath, [path.join(ROOT, 'scripts/package.mjs'), '--out', dir], { stdio: 'inherit' });
   if (b.status !== 0) throw new Error('scripts/package.mjs failed');
   const buildS = (Date.now() - t0) / 1000;
   const deb = path.join(dir, `nsm-agent_${version}_amd64.deb`);
@@ -47,7 +48,7 @@ try {
   console.log(out);
   writeSection(
     'host-citizen',
-    `## Packages and idle memory under systemd (issue 6)
+    `## Packages and idle memory under systemd
 
 Command: \`npm run build && node bench/packages.mjs\` (release compression; the system test
 \`test/system/host-citizen.test.ts\` then installs the deb into a Debian 12 root without nodejs,

@@ -1,4 +1,4 @@
-// Registry at scale (issue 7): an agent with the embedded registry, once with the memory store and
+// Registry at scale: an agent with the embedded registry, once with the memory store and
 // once with the etcd store (a throwaway etcd on loopback), both running side by side.
 //   Register: N (default 10,000) NSEs over the registry gRPC API on the agent's unix socket, 16 in
 //     flight; latency of each call.
@@ -9,7 +9,10 @@
 //   Memory: agent VmRSS before, after registering, with the watchers.
 //
 // Usage (root): npm run build && node bench/registry.mjs [--endpoints N] [--watchers W] [--finds F]
-import { args, main, startAgent, startEtcd, registryClient, rssKiB, mono, summary, ms, table, machine, versions, writeSection, date, mib, f1, sleep } from './lib.mjs';
+import { sleep } from '../test/harness/exec.mjs';
+import { registryClient } from '../test/harness/clients.mjs';
+import { args, rssKiB, mono, summary, ms, table, machine, versions, writeSection, date, mib, f1 } from './lib.mjs';
+import { main } from './scope.mjs';
 
 const opt = args();
 const N = Number(opt.endpoints ?? 10000);
@@ -33,10 +36,10 @@ async function timed(fn) {
 
 main(async (scope) => {
   const dir = scope.dir('nsmg-');
-  const etcd = await startEtcd(scope);
+  const etcd = await scope.etcd();
   const stores = {
-    memory: await startAgent(scope, { dir, name: 'reg-mem', config: { registry: { url: 'embedded', store: 'memory', expiration: '2h' } } }),
-    etcd: await startAgent(scope, { dir, name: 'reg-etcd', config: { registry: { url: 'embedded', store: 'etcd', etcd: [etcd], expiration: '2h' } } }),
+    memory: await scope.agent({ dir, name: 'reg-mem', config: { registry: { url: 'embedded', store: 'memory', expiration: '2h' } } }),
+    etcd: await scope.agent({ dir, name: 'reg-etcd', config: { registry: { url: 'embedded', store: 'etcd', etcd: [etcd], expiration: '2h' } } }),
   };
   const names = Object.keys(stores);
   const cl = Object.fromEntries(names.map((s) => [s, registryClient(stores[s].socket)]));
@@ -114,7 +117,7 @@ main(async (scope) => {
   const S = Object.fromEntries(names.map((s) => [s, { reg: summary(R[s].reg), byName: summary(R[s].byName), bySvc: summary(R[s].bySvc), fan: summary(R[s].fan) }]));
   const row = (what, key) => [what, ...names.flatMap((s) => [ms(S[s][key].p50), ms(S[s][key].p99)])];
   const body = [
-    '## Registry at scale (issue 7)',
+    '## Registry at scale',
     '',
     `Command: \`node bench/registry.mjs --endpoints ${N} --watchers ${W} --finds ${F}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
     `Machine: ${machine()}, ${await versions(['etcd'])} (single node on loopback, heartbeat 10 ms).`,

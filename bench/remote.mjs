@@ -1,4 +1,4 @@
-// Remote connect (issues 3 and 7). Two hosts (namespaces on a bridge), each running its own
+// Remote connect. Two hosts (namespaces on a bridge), each running its own
 // `nsm-agent run` (host-b also serves the registry); a client namespace for host-a, endpoint
 // namespaces for host-b.
 //  1. Agents warm: NSM Request on host-a's unix socket for a service on host-b until the answer
@@ -15,44 +15,48 @@
 //
 // Usage (root): npm run build && node bench/remote.mjs [runs] [--peer-runs N]
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { args, main, buildHosts, startAgent, nsClient, pinger, sh, ip, TAG, summary, ms, table, machine, versions, writeSection, date, mono, stopPid, pidsByArgv, sleep } from './lib.mjs';
+import { run } from '../test/harness/exec.mjs';
+import { pidsByArgv, stopPid } from '../test/harness/proc.mjs';
+import { NsmClient, kernelRequest } from '../test/harness/clients.mjs';
+import { args, TAG, summary, ms, table, machine, versions, writeSection, date, mono } from './lib.mjs';
+import { main } from './scope.mjs';
 
 const opt = args();
 const N = Number(opt._[0] ?? 200);
 const PEER_RUNS = Number(opt['peer-runs'] ?? 30);
 const P = `nsmr${TAG}`;
 
-/** Agents on two hosts: host-b serves the registry and the endpoints. */
-export async function twoAgents(scope, dir, hosts, { aConfig = {}, bConfig = {}, endpoints = [] } = {}) {
-  const [ha, hb] = hosts;
+/** Agents on the first two hosts of `mesh`: host-b serves the registry and the endpoints. */
+export async function twoAgents(scope, dir, mesh, { aConfig = {}, bConfig = {}, endpoints = [] } = {}) {
+  const [ha, hb] = mesh.hosts;
   const identity = { source: 'dev', dev: { caDir: path.join(dir, 'ca'), allowNonLoopback: true } };
-  const b = await startAgent(scope, {
+  const b = await scope.agent({
     dir,
     name: 'host-b',
-    netns: hb.ns,
+    netns: hb.netns,
     config: { identity, listen: { tcp: `${hb.ip}:5001` }, registry: { url: 'embedded' }, endpoints, ...bConfig },
   });
-  const a = await startAgent(scope, {
+  const a = await scope.agent({
     dir,
     name: 'host-a',
-    netns: ha.ns,
+    netns: ha.netns,
     config: { identity, listen: { tcp: `${ha.ip}:5001` }, registry: { url: `tcp://${hb.ip}:5002` }, ...aConfig },
   });
   return { a, b };
 }
 
-async function wgQuick(scope, dir, hosts, pingA, r, withKeys) {
-  const [ha, hb] = hosts;
+async function wgQuick(scope, dir, mesh, pingA, r, withKeys) {
+  const [ha, hb] = mesh.hosts;
   const dev = { a: `${P}q${r % 100}a`, b: `${P}q${r % 100}b` };
   const t0 = mono();
   let keys;
   if (withKeys) {
     // the key exchange by hand: each side makes its key pair; the public keys cross over
     const gen = async () => {
-      const priv = (await sh('wg', ['genkey'])).trim();
-      return { priv, pub: (await sh('wg', ['pubkey'], priv + '\n')).trim() };
+      const priv = (await run('wg', ['genkey'])).trim();
+      return { priv, pub: (await run('wg', ['pubkey'], priv + '\n')).trim() };
     };
     keys = { a: await gen(), b: await gen() };
   } else keys = wgQuick.keys ??= { a: await genPair(), b: await genPair() };
@@ -63,10 +67,10 @@ async function wgQuick(scope, dir, hosts, pingA, r, withKeys) {
   writeFileSync(files.a, conf('a', 'b', 1, 51001, 51002, hb.ip), { mode: 0o600 });
   writeFileSync(files.b, conf('b', 'a', 2, 51002, 51001, ha.ip), { mode: 0o600 });
   const env = { ...process.env, WG_QUICK_USERSPACE_IMPLEMENTATION: 'wireguard-go' };
-  const up = (h, f) => sh('ip', ['netns', 'exec', h.ns, 'wg-quick', 'up', f], undefined, { env });
+  const up = (h, f) => run('ip', ['netns', 'exec', h.netns, 'wg-quick', 'up', f], undefined, { env });
   const down = async () => {
     for (const [h, f, d] of [[ha, files.a, dev.a], [hb, files.b, dev.b]]) {
-      await sh('ip', ['netns', 'exec', h.ns, 'wg-quick', 'down', f], undefined, { env }).catch(() => {});
+      await run('ip', ['netns', 'exec', h.netns, 'wg-quick', 'down', f], undefined, { env }).catch(() => {});
       for (const pid of pidsByArgv(['wireguard-go', d])) await stopPid(pid); // daemonized: by PID
     }
   };
@@ -82,20 +86,20 @@ async function wgQuick(scope, dir, hosts, pingA, r, withKeys) {
   }
 }
 async function genPair() {
-  const priv = (await sh('wg', ['genkey'])).trim();
-  return { priv, pub: (await sh('wg', ['pubkey'], priv + '\n')).trim() };
+  const priv = (await run('wg', ['genkey'])).trim();
+  return { priv, pub: (await run('wg', ['pubkey'], priv + '\n')).trim() };
 }
 
 /** CA and two certificates, configs for host-a and host-b (the lighthouse). */
-export async function nebulaSetup(dir, hosts) {
+export async function nebulaSetup(dir, mesh) {
   const d = path.join(dir, 'nebula');
-  await sh('mkdir', ['-p', d]);
-  await sh('nebula-cert', ['ca', '-name', 'bench', '-out-crt', `${d}/ca.crt`, '-out-key', `${d}/ca.key`]);
+  mkdirSync(d, { recursive: true });
+  await run('nebula-cert', ['ca', '-name', 'bench', '-out-crt', `${d}/ca.crt`, '-out-key', `${d}/ca.key`]);
   const ips = { a: '10.98.0.1', b: '10.98.0.2' };
   for (const h of ['a', 'b']) {
-    await sh('nebula-cert', ['sign', '-ca-crt', `${d}/ca.crt`, '-ca-key', `${d}/ca.key`, '-name', h, '-ip', `${ips[h]}/24`, '-out-crt', `${d}/${h}.crt`, '-out-key', `${d}/${h}.key`]);
+    await run('nebula-cert', ['sign', '-ca-crt', `${d}/ca.crt`, '-ca-key', `${d}/ca.key`, '-name', h, '-ip', `${ips[h]}/24`, '-out-crt', `${d}/${h}.crt`, '-out-key', `${d}/${h}.key`]);
   }
-  const [ha, hb] = hosts;
+  const [ha, hb] = mesh.hosts;
   const cfg = (h) => {
     const light = h === 'b';
     return [
@@ -113,14 +117,14 @@ export async function nebulaSetup(dir, hosts) {
   const files = { a: `${d}/a.yml`, b: `${d}/b.yml` };
   writeFileSync(files.a, cfg('a'));
   writeFileSync(files.b, cfg('b'));
-  for (const f of Object.values(files)) await sh('nebula', ['-test', '-config', f]);
+  for (const f of Object.values(files)) await run('nebula', ['-test', '-config', f]);
   return { files, ips, hosts: { a: ha, b: hb } };
 }
 
 /** Both nebula daemons started at once, until the first ping from host-a to host-b's nebula IP. */
 async function nebulaRun(scope, neb, pingA) {
   const t0 = mono();
-  const procs = ['b', 'a'].map((h) => scope.proc(spawn('ip', ['netns', 'exec', neb.hosts[h].ns, 'nebula', '-config', neb.files[h]], { stdio: 'ignore' })));
+  const procs = ['b', 'a'].map((h) => scope.proc(spawn('ip', ['netns', 'exec', neb.hosts[h].netns, 'nebula', '-config', neb.files[h]], { stdio: 'ignore' })));
   try {
     const t1 = await pingA.ping(neb.ips.b, 15_000);
     return t1 - t0;
@@ -132,24 +136,24 @@ async function nebulaRun(scope, neb, pingA) {
 if (import.meta.url === `file://${process.argv[1]}`)
   main(async (scope) => {
     const dir = scope.dir('nsmr-');
-    const hosts = await buildHosts(scope, 2, P);
-    const nsc = await scope.netns(`${P}-nsc`);
-    const nse = await scope.netns(`${P}-nse`);
-    const nsx = await scope.netns(`${P}-nsx`);
-    const { a } = await twoAgents(scope, dir, hosts, {
+    const mesh = await scope.hosts(2, P, 223);
+    const nsc = mesh.netns('nsc');
+    const nse = mesh.netns('nse');
+    const nsx = mesh.netns('nsx');
+    const { a } = await twoAgents(scope, dir, mesh, {
       endpoints: [
         { name: 'wg-ep', services: ['bench-ip'], cidr: '10.210.0.0/16', netns: nse },
         { name: 'vx-ep', services: ['bench-eth'], cidr: '10.211.0.0/16', netns: nsx, payload: 'ETHERNET' },
       ],
     });
-    const c = nsClient(a.socket);
+    const c = new NsmClient(a.socket, { timeoutMs: 60_000 });
     scope.defer(() => c.dispose());
-    const pingC = await pinger(scope, nsc);
-    const pingA = await pinger(scope, hosts[0].ns);
+    const pingC = await scope.prober(nsc);
+    const pingA = await scope.prober(mesh.hosts[0].netns);
 
     const once = async (service, tag) => {
       const t0 = mono();
-      const conn = await c.request(tag, service, nsc, tag);
+      const conn = await c.request(kernelRequest(tag, service, nsc, tag));
       const t1 = mono();
       const t2 = await pingC.ping(conn.context.ip_context.dst_ip_addrs[0].split('/')[0]);
       await c.close(conn);
@@ -167,13 +171,13 @@ if (import.meta.url === `file://${process.argv[1]}`)
     }
 
     // Peers, interleaved round by round.
-    const neb = await nebulaSetup(dir, hosts);
+    const neb = await nebulaSetup(dir, mesh);
     const peers = { wgq: [], wgqKeys: [], neb: [] };
-    await wgQuick(scope, dir, hosts, pingA, 999, false); // warm the page cache
+    await wgQuick(scope, dir, mesh, pingA, 999, false); // warm the page cache
     for (let r = 0; r < PEER_RUNS; r++) {
-      peers.wgq.push(await wgQuick(scope, dir, hosts, pingA, r, false));
+      peers.wgq.push(await wgQuick(scope, dir, mesh, pingA, r, false));
       peers.neb.push(await nebulaRun(scope, neb, pingA));
-      peers.wgqKeys.push(await wgQuick(scope, dir, hosts, pingA, r, true));
+      peers.wgqKeys.push(await wgQuick(scope, dir, mesh, pingA, r, true));
     }
 
     const S = Object.fromEntries(Object.entries({ ...res, ...peers }).map(([k, v]) => [k, summary(v)]));

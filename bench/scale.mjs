@@ -1,4 +1,4 @@
-// Scale on one agent (issue 7).
+// Scale on one agent.
 //  Local: N (default 1,000) connections of the local kernel mechanism requested at once through the
 //  agent's control API (what `nsm-agent connect` uses: the agent holds and refreshes them), all
 //  into one client namespace, with a short token lifetime (maxTokenLifetime, default 30s) so that
@@ -14,12 +14,13 @@
 //  --remote 0 skips the remote part.
 //
 // Usage (root): npm run build && node bench/scale.mjs [--connections N] [--duration 5m] [--lifetime 30s] [--remote M]
-import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { args, duration, main, buildHosts, startAgent, agentClient, rssKiB, cpuMs, childrenOf, sh, TAG, mono, sleep, table, machine, versions, writeSection, date, mib, f1, ROOT } from './lib.mjs';
+import { requireRoot, run, sleep } from '../test/harness/exec.mjs';
+import { agentClient, api } from '../test/harness/clients.mjs';
+import { args, duration, rssKiB, cpuMs, childrenOf, TAG, mono, table, machine, versions, writeSection, date, mib, f1 } from './lib.mjs';
+import { main } from './scope.mjs';
 import { twoAgents } from './remote.mjs';
 
-const require = createRequire(import.meta.url);
 const opt = args();
 const N = Number(opt.connections ?? 1000);
 const HOLD = duration(opt.duration ?? '5m');
@@ -29,8 +30,7 @@ const P = `nsms${TAG}`;
 
 /** Counts MonitorConnections events per type until stop(). */
 function monitor(socket) {
-  const grpc = require('@grpc/grpc-js');
-  const { api } = require(`${ROOT}dist/api/index.js`);
+  const grpc = requireRoot('@grpc/grpc-js');
   const C = api().ns.connection.MonitorConnection;
   const c = new C(`unix://${socket}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 256 << 20 });
   const counts = { INITIAL_STATE_TRANSFER: 0, UPDATE: 0, DELETE: 0 };
@@ -57,13 +57,13 @@ function monitor(socket) {
 }
 
 async function links(ns) {
-  return (await sh('ip', ['-n', ns, '-o', 'link'])).split('\n').filter((l) => l && !/: lo:/.test(l)).length;
+  return (await run('ip', ['-n', ns, '-o', 'link'])).split('\n').filter((l) => l && !/: lo:/.test(l)).length;
 }
 
 async function local(scope, dir) {
   const nse = await scope.netns(`${P}-nse`);
   const nsc = await scope.netns(`${P}-nsc`);
-  const agent = await startAgent(scope, {
+  const agent = await scope.agent({
     dir,
     name: 'scale',
     config: { maxTokenLifetime: LIFETIME, endpoints: [{ name: 'bench', services: ['bench'], cidr: '10.100.0.0/16', netns: nse }] },
@@ -133,11 +133,11 @@ function raiseInotify(scope, want) {
 }
 
 async function remote(scope, dir) {
-  const hosts = await buildHosts(scope, 2, P, 225);
-  const nsc = await scope.netns(`${P}-rnsc`);
-  const nse = await scope.netns(`${P}-rnse`);
+  const mesh = await scope.hosts(2, P, 225);
+  const nsc = mesh.netns('rnsc');
+  const nse = mesh.netns('rnse');
   const inotify = raiseInotify(scope, 1024);
-  const { a, b } = await twoAgents(scope, dir, hosts, { endpoints: [{ name: 'wg-ep', services: ['bench-ip'], cidr: '10.101.0.0/16', netns: nse }] });
+  const { a, b } = await twoAgents(scope, dir, mesh, { endpoints: [{ name: 'wg-ep', services: ['bench-ip'], cidr: '10.101.0.0/16', netns: nse }] });
   const ctl = agentClient(a.socket, 600_000);
   scope.defer(() => ctl.dispose());
   const wgRss = (pid) => childrenOf(pid, 'wireguard-go').map((p) => ({ pid: p, rss: rssKiB(p) }));
@@ -169,7 +169,7 @@ main(async (scope) => {
   const R = M > 0 ? await remote(scope, dir) : undefined;
   const perRefreshUs = (1000 * L.holdCpuMs) / Math.max(1, L.refreshes);
   const body = [
-    '## Scale on one agent (issue 7)',
+    '## Scale on one agent',
     '',
     `Command: \`node bench/scale.mjs --connections ${N} --duration ${opt.duration ?? '5m'} --lifetime ${LIFETIME} --remote ${M}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
     `Machine: ${machine()}, ${await versions(['wireguard-go'])}.`,

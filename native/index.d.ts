@@ -44,7 +44,8 @@ export interface NsmNative {
   /**
    * Like `ip netns add`: make the parent directory a shared mount, create
    * `path` (EEXIST if present) and bind-mount a new empty netns onto it. The
-   * unshare happens on a short-lived helper thread. Blocks about 1 ms.
+   * unshare happens on a short-lived helper thread. Blocks the caller for the
+   * kernel's namespace setup (on the order of a millisecond).
    */
   createNetns(path: string): void;
   /** umount2(MNT_DETACH) + unlink, like `ip netns del`. */
@@ -85,8 +86,8 @@ export interface NsmNative {
   rtnlTransact(fd: number, request: Buffer): Buffer;
   /**
    * rtnlTransact on a libuv pool thread, for requests the kernel answers only
-   * after waiting (a link deleted or moved to another namespace waits for RCU,
-   * ~15-20 ms): the event loop runs meanwhile. Rejects with the same transport
+   * after waiting (a link deleted or moved to another namespace waits for an
+   * RCU grace period, tens of milliseconds): the event loop runs meanwhile. Rejects with the same transport
    * errors. `fd` must not be used by anything else until this settles.
    */
   rtnlTransactAsync(fd: number, request: Buffer): Promise<Buffer>;

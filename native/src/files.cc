@@ -3,9 +3,8 @@
 //
 // The agent's state records (src/agent/state/store.ts) are small files replaced by
 // write-to-temporary-then-rename. Through node:fs each record costs four pool round trips
-// (open, write, close, rename), each with its callback and promise on the event loop: about
-// 0.1 ms of the loop's time per record, in the middle of the connects that put them. Here a
-// whole batch is one pool job and one callback.
+// (open, write, close, rename), each with its callback and promise on the event loop, in the
+// middle of the connects that put them. Here a whole batch is one pool job and one callback.
 //
 // Each operation is independent: its own errno (0: done) is reported, and a failure does not
 // stop the operations after it. Operations run in the order given, so a path written twice in

@@ -23,9 +23,10 @@
 //   rtnlTransactAsync(fd, request) -> Promise<Buffer>
 //                               the same on a libuv pool thread, for requests
 //                               that wait in the kernel: a link deleted or
-//                               moved to another namespace waits for RCU
-//                               (~15-20 ms here) with the calling thread
-//                               blocked, which must not be the event loop's.
+//                               moved to another namespace waits for an RCU
+//                               grace period (tens of milliseconds) with the
+//                               calling thread blocked, which must not be the
+//                               event loop's.
 //                               `fd` must be used by nothing else until the
 //                               promise settles (src/sys/rtnl.ts keeps a
 //                               second socket per namespace for these, one

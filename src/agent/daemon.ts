@@ -24,6 +24,7 @@ import { ConfigReloader, ReloadResult, withConnectionIds } from './reload';
 import { Notifier } from './systemd/notify';
 import { controlSocketPath, ControlServer, listenControl } from './systemd/control';
 import { UnitManager } from './systemd/units';
+import { statusLine } from './status';
 
 export interface RunOptions {
   configFile?: string;
@@ -33,10 +34,10 @@ export interface RunOptions {
 
 /**
  * The V8 old generation may grow by this much over the live heap before a full GC. V8's own
- * factor goes up to 4x when GC is cheap: holding 1,000 refreshed connections, 55 MiB live grew
- * to 220 MiB of heap (300 MiB RSS) between full GCs (bench/scale.mjs). At 33% the peak was
- * 179 MiB over 5 minutes, for about 8% more CPU while holding (more full GCs). Settable at run
- * time (unlike the young generation's size, which only a command-line flag sets).
+ * factor goes up to 4x when GC is cheap, which lets an agent holding many refreshed
+ * connections carry several times its live heap between full GCs; a smaller factor bounds the
+ * peak for a little more CPU (more full GCs). Settable at run time (unlike the young
+ * generation's size, which only a command-line flag sets).
  */
 const HEAP_GROWING_PERCENT = 33;
 
@@ -44,13 +45,9 @@ const HEAP_GROWING_PERCENT = 33;
 const STATUS_EVERY_MS = 10_000;
 
 /** The one-line summary used in STATUS= and the log. */
-export function statusLine(agent: Agent, extra: { registryDown?: boolean; note?: string } = {}): string {
-  const eps = agent.endpoints.size;
-  const conns = agent.hub.connections().length;
-  const parts = [`serving on ${agent.cfg.listen.unix}`, `${eps} endpoint${eps === 1 ? '' : 's'}`, `${conns} connection${conns === 1 ? '' : 's'}`];
-  if (extra.registryDown) parts.push(`registry ${agent.cfg.registry.url} unreachable`);
-  if (extra.note) parts.push(extra.note);
-  return parts.join(', ');
+function summary(agent: Agent, extra: { registryDown?: boolean; note?: string } = {}): string {
+  const s = { socket: agent.cfg.listen.unix, endpoints: agent.endpoints.size, connections: agent.hub.connections().length, registry: agent.cfg.registry.url };
+  return statusLine(s, extra);
 }
 
 async function registryReachable(agent: Agent): Promise<boolean> {
@@ -72,7 +69,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   // The libuv pool (read by libuv when it first starts the pool, which nothing has done yet)
   // runs the liveness echoes, the state files and the link deletions and namespace moves,
-  // each of which holds a thread through an RCU barrier (~15-20 ms, one lane per namespace:
+  // each of which holds a thread through an RCU barrier (one lane per namespace:
   // src/sys/rtnl.ts). Node's default of 4 threads would let four namespaces tearing down at
   // once stall the rest; a user's own setting is kept.
   process.env['UV_THREADPOOL_SIZE'] ??= String(UV_THREADPOOL_SIZE);
@@ -116,8 +113,9 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   // packages do it when the agent is removed); a flag older than this start is stale.
   const cleanupFlag = path.join(runtimeDir, 'cleanup-on-exit');
   rmSync(cleanupFlag, { force: true });
-  const units = new UnitManager(agent, { dir: path.join(runtimeDir, 'units'), log });
-  const reloader = new ConfigReloader(agent, cfg, {
+  const parts = { endpoints: agent.endpoints, held: agent.held, served: agent.hub };
+  const units = new UnitManager(parts, { dir: path.join(runtimeDir, 'units'), log, nodeName: cfg.name });
+  const reloader = new ConfigReloader(parts, cfg, {
     log,
     adjust,
     unitConnection: (id) => units.connectionOf(id),
@@ -125,11 +123,11 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   });
   notifier.status('starting: restoring units');
   await units.restore().catch((err) => log.warn('restoring units failed', { error: err }));
-  await agent.resumeHeld().catch((err) => log.warn('re-establishing connections failed', { error: err }));
+  await agent.held.resume().catch((err) => log.warn('re-establishing connections failed', { error: err }));
 
   let registryDown = false;
   let note: string | undefined;
-  const refresh = () => notifier.status(statusLine(agent, { registryDown, note }));
+  const refresh = () => notifier.status(summary(agent, { registryDown, note }));
 
   const doReload = async (why: string): Promise<ReloadResult> => {
     log.info('reloading', { file: reloader.config.file, trigger: why });
@@ -143,7 +141,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       log.error('reload failed', { error: err });
       throw err instanceof ConfigError ? new AgentError('INVALID_ARGUMENT', `configuration error: ${err.message}`) : err;
     } finally {
-      notifier.ready(statusLine(agent, { registryDown, note }));
+      notifier.ready(summary(agent, { registryDown, note }));
     }
   };
 
@@ -166,7 +164,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
     return 1;
   }
 
-  notifier.ready(statusLine(agent));
+  notifier.ready(summary(agent));
   const watchdogMs = notifier.startWatchdog();
   if (watchdogMs) log.debug('watchdog enabled', { everyMs: watchdogMs });
   const ticker = setInterval(() => {

@@ -18,9 +18,8 @@
 import { createHash } from 'node:crypto';
 import { AgentError } from '../core/errors';
 import type { Logger } from '../core/log';
-import type { Agent } from './agent';
 import { AgentConfig, loadConfig } from './config';
-import { closeEndpointConnections } from './systemd/units';
+import { closeEndpointConnections, type AgentParts } from './parts';
 
 export interface ReloadResult {
   file: string;
@@ -61,7 +60,7 @@ export class ConfigReloader {
   private current: AgentConfig;
 
   constructor(
-    private readonly agent: Agent,
+    private readonly parts: AgentParts,
     initial: AgentConfig,
     private readonly opts: ReloaderOptions,
   ) {
@@ -106,8 +105,8 @@ export class ConfigReloader {
     for (const [id, c] of oldConns) {
       const n = newConns.get(id);
       if (n && same(n, c)) continue;
-      if (this.agent.held.has(id)) {
-        await this.agent.disconnect(id).catch((err) => note(err, `close connection ${id}`));
+      if (this.parts.held.has(id)) {
+        await this.parts.held.disconnect(id).catch((err) => note(err, `close connection ${id}`));
       }
       (n ? result.changed : result.removed).push(`connection ${id}`);
     }
@@ -116,8 +115,8 @@ export class ConfigReloader {
     for (const [name, e] of oldEps) {
       const n = newEps.get(name);
       if (n && same(n, e)) continue;
-      const held = new Map([...this.agent.held].map(([id, h]) => [id, h.netns]));
-      const closed = await closeEndpointConnections(this.agent, name, log);
+      const held = new Map(this.parts.held.list().map(([id, h]) => [id, h.netns]));
+      const closed = await closeEndpointConnections(this.parts, name, log);
       for (const id of closed) {
         const c = newConns.get(id);
         const unit = this.opts.unitConnection?.(id);
@@ -125,7 +124,7 @@ export class ConfigReloader {
         else if (unit && held.has(id)) reconnect.set(id, unit);
       }
       try {
-        await this.agent.removeEndpoint(name);
+        await this.parts.endpoints.removeEndpoint(name);
       } catch (err) {
         note(err, `unregister endpoint ${name}`);
       }
@@ -134,9 +133,9 @@ export class ConfigReloader {
     // 3. endpoints that come or changed
     for (const [name, e] of newEps) {
       const o = oldEps.get(name);
-      if (o && same(o, e) && this.agent.endpoints.has(name)) continue;
+      if (o && same(o, e) && this.parts.endpoints.has(name)) continue;
       try {
-        await this.agent.addEndpoint(e);
+        await this.parts.endpoints.addEndpoint(e);
         if (!o) result.added.push(`endpoint ${name}`);
       } catch (err) {
         note(err, `endpoint ${name}`);
@@ -144,18 +143,18 @@ export class ConfigReloader {
     }
     // 4. connections that come, changed, lost their endpoint, or were not up
     for (const [id, c] of newConns) {
-      if (this.agent.held.has(id)) continue;
+      if (this.parts.held.has(id)) continue;
       reconnect.delete(id);
       try {
-        await this.agent.connect(c.url, c.netns, id);
+        await this.parts.held.connect(c.url, c.netns, id);
         if (!oldConns.has(id)) result.added.push(`connection ${id}`);
       } catch (err) {
         note(err, `connection ${id} (${c.url})`);
       }
     }
     for (const [id, c] of reconnect) {
-      if (this.agent.held.has(id)) continue;
-      await this.agent.connect(c.url, c.netns, id).catch((err) => note(err, `reconnect ${id}`));
+      if (this.parts.held.has(id)) continue;
+      await this.parts.held.connect(c.url, c.netns, id).catch((err) => note(err, `reconnect ${id}`));
     }
 
     this.current = { ...next, ...Object.fromEntries(RESTART_KEYS.map((k) => [k, cur[k]])) } as AgentConfig;

@@ -72,13 +72,3 @@ export function serverToClient(server: NetworkServiceServer): NetworkServiceClie
     },
   };
 }
-
-/** A server element that does nothing but continue; for optional slots in chains. */
-export const passThroughServer: NetworkServiceServer = {
-  request: (ctx, req) => nextServer(ctx).request(ctx, req),
-  close: (ctx, conn) => nextServer(ctx).close(ctx, conn),
-};
-export const passThroughClient: NetworkServiceClient = {
-  request: (ctx, req) => nextClient(ctx).request(ctx, req),
-  close: (ctx, conn) => nextClient(ctx).close(ctx, conn),
-};

@@ -1,7 +1,7 @@
 /**
  * Records: what a chain element or dataplane keeps so that an agent restarted with `kill -9`
- * (or an upgrade) can take its vWires back instead of rebuilding them (issue: restart without
- * loss). The agent backs them with its state directory (src/agent/state); elsewhere (unit
+ * (or an upgrade) can take its vWires back instead of rebuilding them, so a restart costs no
+ * traffic. The agent backs them with its state directory (src/agent/state); elsewhere (unit
  * tests, tools) they are `noRecords()`.
  *
  * Life of a record:

@@ -1,4 +1,4 @@
-/** Mechanism constants and parameter keys, exactly as NSM's api names them (spec §2). */
+/** Mechanism constants and parameter keys, exactly as NSM's api names them. */
 export const CLS = { LOCAL: 'LOCAL', REMOTE: 'REMOTE' } as const;
 export const TYPE = { KERNEL: 'KERNEL', WIREGUARD: 'WIREGUARD', VXLAN: 'VXLAN' } as const;
 export const PARAM = {

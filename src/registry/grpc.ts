@@ -6,7 +6,8 @@
  *   cancels, when the call's deadline passes, or when `base` is aborted.
  * - Register/Unregister are unary. The `path` request header, when present, is parsed into
  *   REGISTRY_PATH and answered in a `path` response header after the chain succeeds; when
- *   absent (or malformed) the call goes on without path processing (spec 1.7 item 2).
+ *   absent (or malformed) the call goes on without path processing, as upstream NSM's registry
+ *   grpcmetadata element does.
  * - Find is server-streaming: each response the chain yields is written, respecting flow
  *   control (a slow reader makes the store end its watch with UNAVAILABLE rather than buffer
  *   without bound); the stream ends when the iterable does, or with the error's status.

@@ -1,5 +1,5 @@
 /**
- * Registry query matching, as upstream sdk `matchutils` does it (spec 1.5). A query field
+ * Registry query matching, as upstream NSM sdk `matchutils` does it. A query field
  * takes part only when it is set; "set" means what a Go server sees after decoding: a non-empty
  * string, a non-empty repeated field or map, a present message.
  *

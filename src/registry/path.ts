@@ -1,5 +1,6 @@
 /**
- * The registry `path` gRPC metadata header (spec 1.7 item 2), sent on Register and Unregister:
+ * The registry `path` gRPC metadata header (upstream NSM sdk registry/common/grpcmetadata), sent
+ * on Register and Unregister:
  * JSON `{"Index":<uint32>,"PathSegments":[{"token":"<jwt>"}, ...]}` with Go's capitalised keys.
  *
  * In the chain it travels as a mutable RegistryPath under REGISTRY_PATH: the server glue puts

@@ -1,6 +1,6 @@
 /**
  * A small local certificate authority for one trust domain, issuing X.509-SVIDs in SPIRE's
- * certificate profile (spec spiffe.md §2.2, SPIRE credtemplate):
+ * certificate profile (SPIRE's pkg/server/credtemplate):
  * - CA: self-signed, Subject C=US, O=SPIFFE, cA=true, keyUsage keyCertSign|cRLSign (critical),
  *   URI SAN spiffe://<td>, EC P-256;
  * - SVID: fresh key per issuance, Subject C=US, O=SPIRE (CN = first DNS name, if any),

@@ -20,20 +20,9 @@ export { DevX509Source, isLoopbackHost } from './dev';
 export { LocalCa } from './ca';
 export { parseSpiffeId, isSpiffeId, idMatcher, trustDomainName } from './id';
 export { PEER, SERVER_PEER, peerFromCall, peerFromCertificate, type PeerIdentity, type PeerSlot } from './peer';
-export {
-  serverCredentials,
-  channelCredentials,
-  listenMtls,
-  checkedPeerOf,
-  recycleConnections,
-  trustedBundles,
-  type SpiffeChannel,
-  type MtlsOptions,
-  type ServerMtlsOptions,
-  type MtlsListener,
-  type ListenMtlsOptions,
-  type RecycleOptions,
-} from './tls';
+export { trustedBundles, type MtlsOptions } from './mtls';
+export { channelCredentials, type SpiffeChannel } from './channel';
+export { listenMtls, type MtlsListener, type ListenMtlsOptions } from './listen';
 export {
   SpiffeTokenSource,
   tokenMetadata,

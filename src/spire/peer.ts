@@ -2,12 +2,12 @@
  * The authenticated peer of a call, and the Ctx keys that carry it to chain elements.
  *
  * Contract for the gRPC glue (src/agent/grpc/call-ctx.ts and the connect/dial client):
- * - server side: for a call that arrived over mTLS (serverCredentials in tls.ts, which has
+ * - server side: for a call that arrived over mTLS (listenMtls in listen.ts, which has
  *   already verified the peer), put `peerFromCall(call)` under PEER. Calls on the local unix
  *   socket carry no PEER: elements treat them as local callers.
  * - client side: the authorize client puts an empty PeerSlot under SERVER_PEER before it calls
  *   on; the glue that makes the gRPC call fills `slot.peer` with the server it reached
- *   (`peerFromCall(clientCall)` after the call, or `SpiffeChannel.peer()` from tls.ts).
+ *   (`peerFromCall(clientCall)` after the call, or `SpiffeChannel.peer()` from channel.ts).
  *   In-process hops leave it empty.
  */
 import { KeyObject, X509Certificate } from 'node:crypto';
@@ -40,7 +40,7 @@ export const SERVER_PEER = new Key<PeerSlot>('spiffe.server-peer');
 
 /**
  * The identity in a leaf certificate. Does not verify anything: use it only on certificates a
- * TLS handshake with the SPIFFE checks of tls.ts has already accepted.
+ * TLS handshake with the SPIFFE checks of mtls.ts has already accepted.
  */
 export function peerFromCertificate(cert: X509Certificate): PeerIdentity {
   const id = spiffeIdOf(cert);
@@ -76,8 +76,8 @@ export function peerFromCall(call: { getAuthContext?: () => CallAuthContext | nu
 
 /**
  * The identities of the certificates peers presented lately, by the certificate's DER (base64):
- * every call on a connection presents the same one, and parsing it (X509Certificate, its
- * SPIFFE ID and public key) took ~0.5 ms of the event loop per call. The identity depends on
+ * every call on a connection presents the same one, so it is parsed (X509Certificate, its
+ * SPIFFE ID and public key) once, not on every call. The identity depends on
  * those bytes only; TLS has verified them on each connection before any call is seen here.
  */
 const recentPeers = new RecentMap<string, PeerIdentity>(256);

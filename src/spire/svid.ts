@@ -1,7 +1,7 @@
 /**
  * X.509-SVIDs and bundles as the rest of the agent sees them, whatever their source (Workload
  * API, files, development CA), and the checks an SVID must pass before it is used (the ones
- * go-spiffe makes when parsing, X509-SVID.md §4–5):
+ * go-spiffe makes when parsing, as the SPIFFE X509-SVID standard asks):
  * - the chain is not empty; the leaf has exactly one URI SAN, a SPIFFE ID with a path, equal to
  *   the ID the source announced (when it announced one);
  * - the leaf is not a CA, has keyUsage with digitalSignature and without keyCertSign/cRLSign;
@@ -10,7 +10,7 @@
  */
 import { createPrivateKey, KeyObject, X509Certificate } from 'node:crypto';
 import { AgentError } from '../core/errors';
-import { parseWorkloadId, trustDomainName } from './id';
+import { parseWorkloadId } from './id';
 import { certificatesFromDer, inspect, KU, notAfter } from './x509';
 
 export interface X509Svid {
@@ -112,17 +112,6 @@ export function bundleFromDer(td: string, buf: Buffer): X509Certificate[] {
     throw invalid(`the bundle of ${td} does not parse: ${(err as Error).message}`);
   }
   return certs;
-}
-
-/** A bundle map keyed by trust domain name, from keys spelled `td` or `spiffe://td`. */
-export function bundlesFrom(entries: Iterable<[string, readonly X509Certificate[]]>): Map<string, readonly X509Certificate[]> {
-  const out = new Map<string, readonly X509Certificate[]>();
-  for (const [key, certs] of entries) {
-    const td = trustDomainName(key);
-    if (out.has(td)) throw invalid(`trust domain ${td} appears twice in a bundle map`);
-    out.set(td, certs);
-  }
-  return out;
 }
 
 /** Picks the SVID to present: the one with `hint`, else the first (the default identity). */

@@ -1,5 +1,5 @@
 /**
- * NSM tokens (spec nsm-api.md §3.3, upstream spiffejwt): JWTs signed ES256 with the X.509-SVID
+ * NSM tokens (as NSM's sdk/pkg/tools/spiffejwt): JWTs signed ES256 with the X.509-SVID
  * private key, so that a token verifies with the public key of the certificate its sender
  * presents in mTLS.
  *
@@ -17,7 +17,7 @@ import { rfc3339Nano } from '../api/time';
 import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import { RecentMap } from '../core/recent';
-import type { Token, TokenSource } from '../networkservice/updatetoken/token';
+import type { Token, TokenSource } from '../core/token';
 import { isSpiffeId } from './id';
 import type { PeerIdentity } from './peer';
 import type { X509Source } from './source';
@@ -119,7 +119,7 @@ export function verifyEs256(token: string, publicKey: KeyObject): DecodedJwt {
 /**
  * Per public key, the tokens verified with it lately: the same bytes verify the same way every
  * time, and a peer sends the same token on its calls within a second (SpiffeTokenSource signs
- * once per claims and second), so an ES256 verification (~0.1-0.3 ms) is done once per token.
+ * once per claims and second), so the ES256 verification is done once per token.
  * Only successes are kept; expiry is checked apart (checkExpiry) on every use.
  */
 const verifiedTokens = new WeakMap<KeyObject, RecentMap<string, DecodedJwt>>();
@@ -164,7 +164,7 @@ export class SpiffeTokenSource implements TokenSource {
   /**
    * Per SVID, the tokens signed lately by claims (`aud` and `exp`, whole seconds): a token asked
    * for again within the same second has exactly the same claims, so the one already signed is
-   * returned (an ES256 signature costs ~30-100 us, and every connect and refresh asks for a few).
+   * returned (every connect and refresh asks for a few, and an ES256 signature is not cheap).
    */
   private readonly signed = new WeakMap<X509Svid, RecentMap<string, string>>();
 
@@ -180,7 +180,7 @@ export class SpiffeTokenSource implements TokenSource {
 
   /**
    * A token signed with a given SVID of this agent: the one presented on the connection the
-   * token travels on (tls.ts), so that the receiver can verify it with the certificate it saw
+   * token travels on (channel.ts), so that the receiver can verify it with the certificate it saw
    * even after this agent's SVID has rotated.
    */
   signWith(svid: X509Svid, now: number, audience?: string, peer?: { expiresAt?: number }): Token {
@@ -212,7 +212,7 @@ export function tokenMetadata(t: Token, md = new grpc.Metadata()): grpc.Metadata
 
 /**
  * Per-call credentials adding a fresh token for the server the channel is connected to
- * (`peer()`, e.g. SpiffeChannel.peer from tls.ts). grpc-js asks for them after the connection
+ * (`peer()`, e.g. SpiffeChannel.peer from channel.ts). grpc-js asks for them after the connection
  * is up, so the peer is known. Only compose them with TLS channel credentials.
  */
 export function tokenCallCredentials(

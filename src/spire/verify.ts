@@ -1,5 +1,5 @@
 /**
- * Peer X.509-SVID verification, as go-spiffe's x509svid.Verify (spec spiffe.md §2.3):
+ * Peer X.509-SVID verification, as go-spiffe's x509svid.Verify:
  * 1. the chain is not empty; the leaf carries exactly one SPIFFE ID (URI SAN) with a path;
  * 2. the leaf is not a CA and has neither keyCertSign nor cRLSign;
  * 3. the bundle of the leaf ID's OWN trust domain is looked up (none: untrusted peer);
@@ -9,7 +9,7 @@
  *
  * Step 3–4 is the <trust domain, bundle> binding: a certificate signed by td2's CA that claims
  * an ID in td1 is refused even when td2 is trusted. OpenSSL cannot do this with one merged CA
- * pool, which is why the TLS layer (tls.ts) calls this after the handshake.
+ * pool, which is why both mTLS sides (channel.ts, listen.ts) call this after the handshake.
  */
 import type { X509Certificate } from 'node:crypto';
 import { AgentError } from '../core/errors';

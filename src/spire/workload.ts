@@ -1,10 +1,10 @@
 /**
- * SPIFFE Workload API client (spec spiffe.md §1): gRPC without TLS on the endpoint from
+ * SPIFFE Workload API client (the SPIFFE Workload Endpoint and Workload API standards): gRPC without TLS on the endpoint from
  * `SPIFFE_ENDPOINT_SOCKET` (or configuration), the mandatory `workload.spiffe.io: true` header on
  * every call, the FetchX509SVID and FetchX509Bundles streams, and the X509Source kept current
  * by the first.
  *
- * Stream rules (spec §1.3–1.4):
+ * Stream rules (as go-spiffe's workloadapi client):
  * - every message is the complete state: the source replaces its state with each accepted one
  *   (an SVID or federated bundle missing from a later message is gone);
  * - a message with a mandatory field missing, or an SVID that fails validation, is reported
@@ -35,7 +35,7 @@ import type { X509Certificate } from 'node:crypto';
 export const ENDPOINT_ENV = 'SPIFFE_ENDPOINT_SOCKET';
 export const SECURITY_HEADER = 'workload.spiffe.io';
 
-/** Codes after which a stream is reopened (spec §1.4); OK is a clean end by the server. */
+/** Codes after which a stream is reopened; OK is a clean end by the server. */
 export const RETRY_CODES: ReadonlySet<grpc.status> = new Set([
   grpc.status.OK,
   grpc.status.UNAVAILABLE,

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
- * Kernel-access layer: network namespaces, rtnetlink (links, addresses,
- * routes, neighbours), sysctls, TUN and sd_notify. This directory is the only
+ * Kernel-access layer: network namespaces, rtnetlink (links of any kind,
+ * addresses, routes, neighbours), generic netlink (kernel WireGuard), sockaddr
+ * encoding, sysctls, TUN and sd_notify. This directory is the only
  * place that loads the native addon and the `netlink` package; the rest of
  * the agent uses these typed functions. Linux only; most operations need
  * CAP_NET_ADMIN, namespace switching also CAP_SYS_ADMIN.
@@ -36,6 +37,7 @@ export {
   listLinks,
   moveLink,
   renameLink,
+  renameLinkWith,
   setLinkAlias,
   setLinkUp,
   setLinkUpRequest,
@@ -46,6 +48,9 @@ export type { VethEnd, VethPair } from './veth';
 export { createVethPair, createVethPairNow } from './veth';
 export type { VxlanSpec } from './vxlan';
 export { createVxlan } from './vxlan';
+export type { WireguardDeviceSettings, WireguardPeerSettings } from './wireguard';
+export { createWireguardLink, genlFamilyId, hasGenlFamily, setWireguardDevice } from './wireguard';
+export { SOCKADDR_IN6_LEN, SOCKADDR_IN_LEN, encodeSockaddr } from './sockaddr';
 export type { AddressInfo, AddressOptions } from './addr';
 export { addAddress, addAddressRequest, delAddress, listAddresses } from './addr';
 export type { RouteInfo, RouteScope, RouteSelector, RouteSpec } from './route';

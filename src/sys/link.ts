@@ -60,7 +60,8 @@ export function validateIfName(name: string, syscall = 'RTM_NEWLINK'): void {
 
 /**
  * struct ifinfomsg (AF_UNSPEC) for link `index` (0: by name or new), optionally changing IFF_UP.
- * Written directly: rt.formatLink took ~20 us per call after the agent idled, five per connect.
+ * Written directly rather than through rt.formatLink, which is slow for a message built several
+ * times per connect.
  */
 export function ifinfo(out: AttrStream, index: number, up?: boolean): void {
   const msg = Buffer.alloc(IFINFOMSG_LEN);
@@ -94,8 +95,8 @@ function eachAttr(buf: Buffer, at: number, end: number, fn: (type: number, start
 
 /**
  * Parses an RTM_NEWLINK payload: the ifinfomsg and the few attributes LinkInfo has, skipping
- * the rest (a veth's reply has some forty). On the connect path: the netlink package's full
- * parse (rt.parseLinkMessage) took 20 us hot and 85 us after the agent idled, per link.
+ * the rest (a veth's reply has some forty): on the connect path, the netlink package's full
+ * parse (rt.parseLinkMessage) is too slow.
  * Integers in host byte order, as netlink sends them.
  */
 export function parseLinkInfo(payload: Buffer): LinkInfo {
@@ -226,6 +227,30 @@ export async function renameLink(rtnl: Rtnl, index: number, newName: string): Pr
 }
 
 /**
+ * Renames the link, setting its MTU (when > 0) and raising it (`up`) in the same request: the
+ * kernel renames before it applies the flags, so a link that is down is renamed and raised in
+ * one message. `slow` as for {@link Rtnl.request}; `subject` names the link in errors.
+ */
+export async function renameLinkWith(
+  rtnl: Rtnl,
+  index: number,
+  newName: string,
+  options: { mtu?: number; up?: boolean; slow?: boolean; subject?: string } = {},
+): Promise<void> {
+  validateIfName(newName);
+  const { mtu, up, slow = false, subject = String(index) } = options;
+  await rtnl.request(
+    rt.MessageType.NEWLINK,
+    (out) => {
+      ifinfo(out, index, up ? true : undefined);
+      if (mtu !== undefined && mtu > 0) out.push(IFLA.MTU, putU32(mtu));
+      out.push(IFLA.IFNAME, putString(newName));
+    },
+    { subject, slow },
+  );
+}
+
+/**
  * Moves the link into `target` (optionally renaming it in the same request).
  * The link gets a new ifindex there if its old one is taken; look it up with
  * getLink on Rtnl.for(target). Moving takes the link down.
@@ -248,13 +273,12 @@ export async function moveLink(rtnl: Rtnl, index: number, target: Netns, newName
 /**
  * Deletes the link (for veth: both ends). ENODEV if there is none with that index.
  *
- * The kernel answers a DELLINK only after an RCU barrier, ~17 ms here, one at a time per
- * namespace (the slow lane, see Rtnl): 1,000 connections closed at once took 20 s to tear
- * down (bench/scale.mjs). So deletions in one namespace asked for while one is in flight are
- * coalesced: the next batch gets a fresh random interface group (SETLINK IFLA_GROUP, no
- * barrier) and goes in one DELLINK of that group, which the kernel unregisters together,
- * behind one barrier (`ip link del group N`: 200 veths in 70 ms here, against 3.4 s one by
- * one). If the kernel refuses the group delete (a link kind it cannot delete that way), the
+ * The kernel answers a DELLINK only after an RCU barrier, one at a time per namespace (the
+ * slow lane, see Rtnl), so many connections closed at once would take long to tear down one
+ * by one. So deletions in one namespace asked for while one is in flight are coalesced: the
+ * next batch gets a fresh random interface group (SETLINK IFLA_GROUP, no barrier) and goes in
+ * one DELLINK of that group, which the kernel unregisters together, behind one barrier (as
+ * `ip link del group N` does). If the kernel refuses the group delete (a link kind it cannot delete that way), the
  * batch's links are deleted one by one, as a single deletion is.
  */
 export function deleteLink(rtnl: Rtnl, index: number): Promise<void> {

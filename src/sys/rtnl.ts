@@ -11,13 +11,13 @@
  * Requests are synchronous transactions (native rtnlTransact): rtnetlink
  * handles a request inside the send that carries it, so the answer is
  * already queued when the send returns and is read at once, on this thread,
- * without an event-loop round trip. (Through the `netlink` package each
- * request cost ~45 µs of promises, callbacks and parsing: the local vWire
- * took 1.5 ms where the C floor takes 0.6 ms, bench/connect-local.mjs.)
- * {@link Rtnl.batch} sends several requests in one send. The promises
- * settle one event-loop turn later (see transact). Requests of one socket are therefore handled in the order they
- * are made, also across sockets. Requests the kernel makes wait (`slow`: a link deleted or
- * moved to another namespace, ~15-20 ms of RCU barrier each) would block the event loop that
+ * without an event-loop round trip (the `netlink` package's socket spends
+ * promises, callbacks and parsing on each request, which the connect path
+ * cannot afford). {@link Rtnl.batch} sends several requests in one send. The
+ * promises settle one event-loop turn later (see transact). Requests of one
+ * socket are therefore handled in the order they are made, also across
+ * sockets. Requests the kernel makes wait (`slow`: a link deleted or moved to
+ * another namespace, an RCU barrier each) would block the event loop that
  * long, every held connection's refresh and check and every other call with it; they go to a
  * second socket of the namespace, one at a time, from a libuv pool thread (native
  * rtnlTransactAsync), and are ordered only among themselves: a caller that needs one done
@@ -25,9 +25,9 @@
  *
  * Lifetime: an Rtnl stays open while at least one Netns handle that asked for
  * it is open, and {@link Rtnl.lingerMs} after the last of them closes (a handle to the same
- * namespace asking meanwhile takes it over), or until {@link Rtnl.closeAll}. Opening a socket
- * inside a namespace (two setns and a socket) was ~0.1 ms of a local connect after the agent
- * idled, twice per connect when clients connect and disconnect in turn (bench/connect-local.mjs).
+ * namespace asking meanwhile takes it over), or until {@link Rtnl.closeAll}: opening a socket
+ * inside a namespace (two setns and a socket) would otherwise be paid twice per connect when
+ * clients connect and disconnect in turn.
  * The open socket itself keeps the namespace alive, so a deleted namespace outlives its
  * last handle by up to the linger; a namespace made again under the same name is another
  * namespace (another inode) and gets its own socket.
@@ -63,7 +63,7 @@ export interface RequestOptions {
   subject?: string;
   /**
    * The kernel answers only after waiting (a link deleted, or moved to another namespace: an
-   * RCU barrier, ~15-20 ms): sent on this namespace's second socket from a libuv pool thread,
+   * RCU barrier): sent on this namespace's second socket from a libuv pool thread,
    * one at a time, so the event loop runs meanwhile. Never part of a batch.
    */
   slow?: boolean;

@@ -88,8 +88,7 @@ export function createVethPairNow(host: Rtnl, a: VethEnd, b: VethEnd): VethPair 
     },
     options: { flags: FlagsNew.CREATE | FlagsNew.EXCL, subject: `${a.name}/${b.name}` },
   };
-  // With `host` being a's own socket (the agent sends from the client's namespace, as the C
-  // floor does), a's read-back goes in the same send as the NEWLINK; rtnetlink handles the
+  // With `host` being a's own socket (the agent sends from the client's namespace), a's read-back goes in the same send as the NEWLINK; rtnetlink handles the
   // requests of a send in order, so it sees the new link.
   const readAWith = rtnlA === host && b.up !== true;
   const [made, sentA] = host.transactNow(readAWith ? [create, getLinkRequest(a.name)] : [create]);

@@ -2,8 +2,8 @@
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { BIN } from '../helpers/agent';
-import { isRoot, sh } from '../helpers/exec';
+import { BIN } from '../harness/agent.mjs';
+import { isRoot, sh } from '../harness/exec.mjs';
 
 const run = isRoot ? describe : describe.skip;
 

@@ -1,5 +1,5 @@
 /**
- * Issue 5 end to end: vWires survive agent restarts, wireguard-go crashes, registry restarts,
+ * End to end: vWires survive agent restarts, wireguard-go crashes, registry restarts,
  * endpoint removal and a broken interface. Four hosts (namespaces on one bridge, each with its
  * own agent, mTLS identities from Workload API doubles): host-a holds the connections, host-b
  * and host-c host endpoints, host-c runs the registry, host-d comes and goes.
@@ -11,10 +11,11 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { buildHosts, Mesh } from '../helpers/hosts';
+import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
-import { links, ping, sh, isRoot, until } from '../helpers/exec';
-import { startPinger, startTcpStream } from '../helpers/traffic';
+import { sh, isRoot, until } from '../harness/exec.mjs';
+import { links, ping } from '../harness/netns.mjs';
+import { startPinger, startTcpStream } from '../harness/traffic.mjs';
 import { localClients, unaryCall } from '../../src/agent/client';
 
 const run = isRoot ? describe : describe.skip;

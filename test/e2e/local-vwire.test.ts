@@ -1,5 +1,5 @@
 /**
- * Issue 2 end to end, as root with real namespaces: one agent hosts an icmp-responder endpoint
+ * End to end, as root with real namespaces: one agent hosts an icmp-responder endpoint
  * in one namespace and connects a client namespace to it with a veth vWire.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -8,9 +8,10 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { startAgent, stopAll, RunningAgent, cli } from '../helpers/agent';
-import { addNetns, delNetns, links, addrs, ping, uniq, isRoot } from '../helpers/exec';
-import { NsmClient, kernelRequest } from '../helpers/nsm-client';
+import { startAgent, stopAll, type RunningAgent, cli } from '../harness/agent.mjs';
+import { uniq, isRoot } from '../harness/exec.mjs';
+import { addNetns, delNetns, links, addrs, ping } from '../harness/netns.mjs';
+import { NsmClient, kernelRequest } from '../harness/clients.mjs';
 
 const run = isRoot ? describe : describe.skip;
 

@@ -1,5 +1,5 @@
 /**
- * Issue 3 end to end: three hosts (namespaces on one bridge, each running its own agent).
+ * End to end: three hosts (namespaces on one bridge, each running its own agent).
  * host-c runs the registry, host-b hosts the endpoints, host-a connects clients to them:
  * Kernel2IP2Kernel over WireGuard and Kernel2Ethernet2Kernel over VXLAN, negotiated between
  * the two agents with the NSM protocol.
@@ -7,7 +7,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
-import { buildHosts, callFrom, Mesh } from '../helpers/hosts';
+import { buildHosts, type Mesh } from '../harness/hosts.mjs';
+import { callFrom } from '../harness/clients.mjs';
 import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../../src/registry/client';
 import { Ctx } from '../../src/core/ctx';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
@@ -17,7 +18,8 @@ import { SpiffeTokenSource } from '../../src/spire/token';
 import type { X509Svid } from '../../src/spire/svid';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { addrs, links, ping, sh, isRoot, until } from '../helpers/exec';
+import { sh, isRoot, until } from '../harness/exec.mjs';
+import { addrs, links, ping } from '../harness/netns.mjs';
 
 const run = isRoot ? describe : describe.skip;
 
@@ -61,14 +63,17 @@ run('multi-host vWires (three agents)', () => {
   const registryURL = () => `tcp://${mesh.hosts[2]!.ip}:5002`;
   // One SPIRE agent double per host under one SPIRE server (shared CA): mTLS and signed tokens
   // on every hop, with SVIDs rotated at half-life while the tests run.
+  // The doubles serve from this process, and several tests block it in synchronous calls
+  // (callFrom, cli): the lifetime leaves room for a rotation pushed late on a loaded host.
+  const SVID_TTL_MS = 40_000;
   const spire: FakeWorkloadApi[] = [];
   const identity = (i: number) => ({ source: 'spiffe', socket: spire[i]!.address });
 
   beforeAll(async () => {
-    const first = await FakeWorkloadApi.start({ trustDomains: ['example.org'], entries: [{ id: 'spiffe://example.org/host-a', ttlMs: 20_000 }] });
+    const first = await FakeWorkloadApi.start({ trustDomains: ['example.org'], entries: [{ id: 'spiffe://example.org/host-a', ttlMs: SVID_TTL_MS }] });
     spire.push(first);
     for (const h of ['host-b', 'host-c']) {
-      spire.push(await FakeWorkloadApi.start({ sameCasAs: first, entries: [{ id: `spiffe://example.org/${h}`, ttlMs: 20_000 }] }));
+      spire.push(await FakeWorkloadApi.start({ sameCasAs: first, entries: [{ id: `spiffe://example.org/${h}`, ttlMs: SVID_TTL_MS }] }));
     }
     mesh = await buildHosts(3, 'mh');
     agentPids = () => mesh.hosts.map((h) => h.agent?.proc.pid).filter((p): p is number => !!p);

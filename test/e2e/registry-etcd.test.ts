@@ -1,13 +1,14 @@
 /**
- * Issue 3: two agents, each with the embedded registry, over one etcd. An endpoint registered
+ * Two agents, each with the embedded registry, over one etcd. An endpoint registered
  * through one agent is found through the other, and when its agent dies without unregistering,
  * its expiry reaches a watcher on the other agent as a deleted event.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { startAgent, RunningAgent } from '../helpers/agent';
-import { haveEtcd, startEtcd, RunningEtcd } from '../helpers/etcd';
-import { addNetns, delNetns, uniq, isRoot } from '../helpers/exec';
+import { startAgent, type RunningAgent } from '../harness/agent.mjs';
+import { haveEtcd, startEtcd, type RunningEtcd } from '../harness/etcd.mjs';
+import { uniq, isRoot } from '../harness/exec.mjs';
+import { addNetns, delNetns } from '../harness/netns.mjs';
 import { newRegistryClients } from '../../src/registry/client';
 
 const run = isRoot && haveEtcd() ? describe : describe.skip;

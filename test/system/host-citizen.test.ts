@@ -1,5 +1,5 @@
 /**
- * Issue 6 with a real systemd: the deb and rpm built by scripts/package.mjs, installed into a
+ * With a real systemd: the deb and rpm built by scripts/package.mjs, installed into a
  * minimal Debian 12 (no nodejs) booted with systemd-nspawn (test/system/lib/container.ts).
  *
  * Static checks on the host: lintian (no errors), the rpm's file list, scriptlets and an

@@ -15,8 +15,9 @@ import { mkdtempSync, rmSync, writeFileSync, statSync, readFileSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { startAgent, stopAll, RunningAgent, BIN } from '../helpers/agent';
-import { addNetns, delNetns, links, ping, uniq, isRoot, sh } from '../helpers/exec';
+import { startAgent, stopAll, type RunningAgent, BIN } from '../harness/agent.mjs';
+import { uniq, isRoot, sh } from '../harness/exec.mjs';
+import { addNetns, delNetns, links, ping } from '../harness/netns.mjs';
 
 const run = isRoot ? describe : describe.skip;
 if (!isRoot) console.warn('test/system/reload-units: skipped, needs root (namespaces, veth pairs)');

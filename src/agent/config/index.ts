@@ -25,6 +25,8 @@ export interface EndpointConfig {
   /** Endpoint-side interface name; generated per connection when absent. */
   interface?: string;
   excludedPrefixes: string[];
+  /** The kind of endpoint (src/agent/endpoints/kinds.ts); absent: p2p. Set by code: agent.yaml has no key for it. */
+  kind?: string;
 }
 
 export interface ConnectionConfig {

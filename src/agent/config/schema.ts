@@ -1,6 +1,6 @@
 /**
- * The JSON schema of agent.yaml: the keys are the user-facing contract
- * (shared/design/architecture.md §3). Unknown keys are errors, so a typo is never ignored.
+ * The JSON schema of agent.yaml: the keys are the user-facing contract. Unknown keys are
+ * errors, so a typo is never ignored.
  */
 const duration = { type: 'string', pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h))+$' };
 const labels = { type: 'object', additionalProperties: { type: 'string' } };
@@ -42,7 +42,7 @@ export const AGENT_SCHEMA = {
         // destination address, inside the client's namespace); 0s turns it off
         livenessInterval: duration,
         livenessTimeout: duration,
-        // the periodic checks of all held connections together (about 0.2 ms of CPU each)
+        // the periodic checks of all held connections together (each costs CPU, so the total must stay bounded)
         maxChecksPerSecond: { type: 'integer', minimum: 1 },
       },
     },

@@ -6,8 +6,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { Ctx } from '../../core/ctx';
 import { AgentError, toStatus } from '../../core/errors';
-import { INCOMING_TOKEN } from '../../networkservice/updatetoken';
-import { PEER, checkedPeerOf, peerFromCall } from '../../spire';
+import { INCOMING_TOKEN } from '../../core/token';
+import { PEER, peerFromCall } from '../../spire';
 
 interface AnyCall {
   metadata: grpc.Metadata;
@@ -46,8 +46,8 @@ export function callCtx(base: Ctx, call: AnyCall): [Ctx, () => void] {
   }
   const token = tokenFromMetadata(call.metadata);
   if (token) ctx = ctx.with(INCOMING_TOKEN, token);
-  // mTLS callers only; the unix socket has none. The server check's answer if it ran (tls.ts).
-  const peer = checkedPeerOf(call.metadata) ?? peerFromCall(call);
+  // mTLS callers only; the unix socket has none.
+  const peer = peerFromCall(call);
   if (peer) ctx = ctx.with(PEER, peer);
   return [
     ctx,

@@ -5,14 +5,20 @@ import * as grpc from '@grpc/grpc-js';
 import { api } from '../../api';
 import { toTimestamp } from '../../api/time';
 import { Ctx } from '../../core/ctx';
-import type { Agent } from '../agent';
+import type { HeldConnections } from '../held';
 import { unaryHandler as handle } from './call-ctx';
 
-export function addControl(server: grpc.Server, agent: Agent, base: () => Ctx): void {
+/** What the control API needs of the agent. */
+export interface ControlTarget {
+  status(): unknown;
+  connections: Pick<HeldConnections, 'connect' | 'disconnect'>;
+}
+
+export function addControl(server: grpc.Server, target: ControlTarget, base: () => Ctx): void {
   server.addService(api().agent.nsmagent.v1.Agent.service, {
-    Status: handle(base, async () => agent.status()),
+    Status: handle(base, async () => target.status()),
     Connect: handle<{ url: string; netns: string; id: string }, unknown>(base, async (_ctx, req) => {
-      const held = await agent.connect(req.url, req.netns || 'host', req.id || undefined);
+      const held = await target.connections.connect(req.url, req.netns || 'host', req.id || undefined);
       return {
         connection: held.conn,
         origin: 'agent',
@@ -22,7 +28,7 @@ export function addControl(server: grpc.Server, agent: Agent, base: () => Ctx): 
       };
     }),
     Disconnect: handle<{ id: string }, unknown>(base, async (_ctx, req) => {
-      await agent.disconnect(req.id);
+      await target.connections.disconnect(req.id);
       return {};
     }),
   });

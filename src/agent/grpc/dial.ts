@@ -16,7 +16,7 @@ import type { Ctx } from '../../core/ctx';
 import { AgentError, fromStatus } from '../../core/errors';
 import type { NetworkServiceClient } from '../../core/networkservice';
 import { clientURL } from '../../networkservice/clienturl';
-import { INCOMING_TOKEN } from '../../networkservice/updatetoken';
+import { INCOMING_TOKEN } from '../../core/token';
 import { SERVER_PEER, type SpiffeChannel } from '../../spire';
 
 type NsStub = grpc.Client & {

@@ -16,7 +16,7 @@
  *   every refresh (expiries rounded up to about half a token lifetime, see recordExpiry), and
  *   most are unchanged. The record is serialised at put (the caller may change its object
  *   afterwards) and that JSON is kept per key to compare the next put with (a few hundred bytes
- *   per record; a SHA-1 digest instead cost ~30 us per put on the connect path).
+ *   per record; cheaper on the connect path than hashing each put).
  * - On open, each kind's files are read back as leftovers. A kind registered with a reaper
  *   has every leftover reaped at its expiry unless claimed first; records that cannot be read
  *   are logged and removed.
@@ -43,9 +43,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * How long a put record waits before its batch is written. A connect puts its records while it
- * is being answered; written at once, the pool thread doing the file system work took the CPU
- * from the answer on a 2-core host (local connect p50 5-8% slower, bench/connect-local.mjs).
- * Waiting this long puts the writes after the answer, and gathers a connect's records in one batch.
+ * is being answered; written at once, the pool thread doing the file system work would take CPU
+ * from the answer on a small host. Waiting this long puts the writes after the answer, and
+ * gathers a connect's records in one batch.
  */
 const WRITE_BEHIND_MS = 5;
 

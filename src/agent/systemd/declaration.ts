@@ -1,5 +1,5 @@
 /**
- * The `[X-NetworkServiceMesh]` section of a unit (shared/design/architecture.md section 2):
+ * The `[X-NetworkServiceMesh]` section of a unit:
  *
  *   [X-NetworkServiceMesh]
  *   Connect=kernel://db-replication/nsm-1?app=postgres   # one or more NSM client URLs

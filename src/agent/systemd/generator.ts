@@ -28,7 +28,6 @@ import { collectDecl, SECTION, unitBase } from './declaration';
 import { findUnitFiles, isTemplate, listServiceUnits, sectionOf, UnitFiles, unitSearchPath } from './unitfile';
 
 export const DROP_IN = '50-nsm-agent.conf';
-export const HELPER_TEMPLATE = 'nsm-connect@.service';
 
 /** Units of our own that are never consumers. */
 function ours(unit: string): boolean {

@@ -20,8 +20,8 @@ import { AgentError } from '../../core/errors';
 import type { Logger } from '../../core/log';
 import { parseNsURL } from '../../networkservice/nsurl';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
-import type { Agent } from '../agent';
 import type { EndpointConfig } from '../config';
+import { closeEndpointConnections, type AgentParts } from '../parts';
 import { RawDecl, unitBase, unitNetnsName } from './declaration';
 import { isValidUnitName } from './unitfile';
 
@@ -96,22 +96,6 @@ export function unitEndpointName(nodeName: string, unit: string): string {
   return `${nodeName}-${base || 'unit'}`.slice(0, 253).replace(/[^a-z0-9]+$/, '');
 }
 
-/** Closes every connection that reaches endpoint `name` (held ones and clients'). */
-export async function closeEndpointConnections(agent: Agent, name: string, log: Logger): Promise<string[]> {
-  const closed: string[] = [];
-  for (const [id, h] of [...agent.held]) {
-    if (h.conn.network_service_endpoint_name !== name) continue;
-    await agent.disconnect(id).catch((err) => log.warn('close failed', { id, error: err }));
-    closed.push(id);
-  }
-  for (const c of agent.hub.connections()) {
-    if (c.network_service_endpoint_name !== name || !c.id) continue;
-    await agent.disconnect(c.id).catch((err) => log.warn('close failed', { id: c.id, error: err }));
-    closed.push(c.id);
-  }
-  return closed;
-}
-
 export interface UnitState {
   unit: string;
   netns: string;
@@ -126,8 +110,8 @@ export class UnitManager {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly agent: Agent,
-    private readonly opts: { dir: string; log: Logger },
+    private readonly parts: AgentParts,
+    private readonly opts: { dir: string; log: Logger; nodeName: string },
   ) {}
 
   /** Serializes `fn` after every operation already queued (also used by the reloader). */
@@ -138,7 +122,7 @@ export class UnitManager {
   }
 
   endpointName(unit: string): string {
-    return unitEndpointName(this.agent.cfg.name, unit);
+    return unitEndpointName(this.opts.nodeName, unit);
   }
 
   /** A connection id of a unit, with its URL and namespace (to re-request it). */
@@ -206,7 +190,7 @@ export class UnitManager {
   }
 
   private isUp(spec: UnitSpec): boolean {
-    return spec.connect.every((c) => this.agent.held.has(c.id)) && (!spec.provide || this.agent.endpoints.has(this.endpointName(spec.unit)));
+    return spec.connect.every((c) => this.parts.held.has(c.id)) && (!spec.provide || this.parts.endpoints.has(this.endpointName(spec.unit)));
   }
 
   private state(spec: UnitSpec): UnitState {
@@ -215,7 +199,7 @@ export class UnitManager {
       netns: spec.netns,
       endpoint: spec.provide ? this.endpointName(spec.unit) : undefined,
       services: spec.provide?.services ?? [],
-      connections: spec.connect.map((c) => ({ ...c, up: this.agent.held.has(c.id) })),
+      connections: spec.connect.map((c) => ({ ...c, up: this.parts.held.has(c.id) })),
     };
   }
 
@@ -228,7 +212,7 @@ export class UnitManager {
     const made: string[] = [];
     let endpoint: string | undefined;
     try {
-      if (spec.provide && !this.agent.endpoints.has(this.endpointName(spec.unit))) {
+      if (spec.provide && !this.parts.endpoints.has(this.endpointName(spec.unit))) {
         const cfg: EndpointConfig = {
           name: this.endpointName(spec.unit),
           services: spec.provide.services,
@@ -239,7 +223,7 @@ export class UnitManager {
           excludedPrefixes: [],
         };
         try {
-          await this.agent.addEndpoint(cfg);
+          await this.parts.endpoints.addEndpoint(cfg);
           endpoint = cfg.name;
         } catch (err) {
           const e = AgentError.wrap(err, `${spec.unit}: Provide=${spec.provide.services.join(',')}`);
@@ -248,10 +232,10 @@ export class UnitManager {
         }
       }
       for (const c of spec.connect) {
-        if (this.agent.held.has(c.id)) continue;
+        if (this.parts.held.has(c.id)) continue;
         try {
           // Restoring after an agent restart: the connection is kept trying if it fails now.
-          await this.agent.connect(c.url, spec.netns, c.id, { retry: !opts.atomic });
+          await this.parts.held.connect(c.url, spec.netns, c.id, { retry: !opts.atomic });
           made.push(c.id);
         } catch (err) {
           const e = AgentError.wrap(err, `${spec.unit}: Connect=${c.url}`);
@@ -261,20 +245,20 @@ export class UnitManager {
         }
       }
     } catch (err) {
-      for (const id of made.reverse()) await this.agent.disconnect(id).catch(() => {});
-      if (endpoint) await this.agent.removeEndpoint(endpoint).catch(() => {});
+      for (const id of made.reverse()) await this.parts.held.disconnect(id).catch(() => {});
+      if (endpoint) await this.parts.endpoints.removeEndpoint(endpoint).catch(() => {});
       throw err;
     }
   }
 
   private async teardown(spec: UnitSpec): Promise<void> {
     for (const c of spec.connect) {
-      if (this.agent.held.has(c.id)) await this.agent.disconnect(c.id).catch((err) => this.opts.log.warn('disconnect failed', { id: c.id, error: err }));
+      if (this.parts.held.has(c.id)) await this.parts.held.disconnect(c.id).catch((err) => this.opts.log.warn('disconnect failed', { id: c.id, error: err }));
     }
     if (spec.provide) {
       const name = this.endpointName(spec.unit);
-      await closeEndpointConnections(this.agent, name, this.opts.log);
-      await this.agent.removeEndpoint(name).catch((err) => this.opts.log.warn('unregister failed', { endpoint: name, error: err }));
+      await closeEndpointConnections(this.parts, name, this.opts.log);
+      await this.parts.endpoints.removeEndpoint(name).catch((err) => this.opts.log.warn('unregister failed', { endpoint: name, error: err }));
     }
   }
 

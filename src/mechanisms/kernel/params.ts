@@ -25,8 +25,8 @@ const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ
 /**
  * NSM's default name: the first ten characters of the service, a dash, random characters, 15 in
  * all. The name only has to be unlikely to collide (a taken name fails the request, it is never
- * reused silently), so Math.random is enough: crypto.randomBytes cost ~40 us here on the connect
- * path once the agent had been idle.
+ * reused silently), so Math.random is enough, and cheaper than crypto.randomBytes on the connect
+ * path.
  */
 export function defaultIfName(service: string): string {
   const head = service.replace(/[^\w.-]/g, '').slice(0, 10) || 'nsm';

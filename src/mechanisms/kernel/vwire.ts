@@ -57,8 +57,8 @@ function randomMac(): string {
  *
  * All of it goes to the kernel in one send: rtnetlink handles the requests in order and none
  * of them needs an earlier one's answer (routes and neighbours name the link by ifindex, not
- * by an address), so waiting for the addresses before sending the routes only added round
- * trips (bench/connect-local.mjs). Fails with the first request's error; the others were
+ * by an address), so waiting for the addresses before sending the routes would only add round
+ * trips. Fails with the first request's error; the others were
  * still made (the caller removes the link).
  */
 export async function configureSide(side: VethSide, index: number, cfg: SideConfig, peerMac?: string): Promise<void> {
@@ -127,13 +127,12 @@ export interface VethPair {
  * Creates and configures the pair. Throws AgentError; nothing is left behind on failure.
  * Both ends must not exist yet (an existing name fails with ALREADY_EXISTS).
  *
- * The same kernel work as the raw-netlink floor (bench/floor/veth-floor.c): the NEWLINK with
+ * The same kernel work as a raw-netlink program would do: the NEWLINK with
  * both ends and the read-back of their ifindexes; then, per side in one send, the endpoint
  * end's SETLINK up (a veth peer cannot be created up) with the addresses, routes and neighbours.
  * All of it in one stretch of synchronous code (Rtnl.transactNow), each answer read as soon as
  * its send returns, and one event-loop turn at the end, so that concurrent connects take turns
- * per vWire: two turns and their promise hops in between cost ~60 us per connect after the
- * agent idled (timed inside the agent; BENCHMARKS.md, connect-local, fifth round).
+ * per vWire instead of paying for several turns and the promise hops between them.
  */
 export async function createVethPair(
   pair: VethPair,
@@ -141,7 +140,7 @@ export async function createVethPair(
   opts: { mtu?: number; payloadIp: boolean },
 ): Promise<void> {
   // Sent from the client's namespace, with the client end's read-back in the same send (the
-  // socket is needed there anyway; the C floor does the same).
+  // socket is needed there anyway, and one send fewer is one syscall fewer on the connect path).
   const macs = { client: randomMac(), endpoint: randomMac() };
   let created: { a: sys.LinkInfo; b: sys.LinkInfo };
   try {
@@ -207,4 +206,3 @@ export async function inNetns<T>(path: string, fn: (ns: sys.Netns) => Promise<T>
   }
 }
 
-export { AgentError };

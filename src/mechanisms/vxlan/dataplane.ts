@@ -1,8 +1,8 @@
 /**
- * VXLAN as a tunnel dataplane (spec §2, §5.2): payload ETHERNET. Both ends use one UDP port
+ * VXLAN as a tunnel dataplane, as NSM's vxlan mechanism: payload ETHERNET. Both ends use one UDP port
  * (4789; Linux sends to and listens on the same `dstport`, and VPP does likewise), so a peer
  * advertising another port is refused. The serving end chooses the VNI with the parity rule,
- * unique among this agent's devices (stricter than the spec's per-remote uniqueness: Linux
+ * unique among this agent's devices (stricter than NSM's per-remote uniqueness: Linux
  * refuses two devices with one VNI on the same local address and port) and kept across
  * refreshes; a VNI the requester already carries (a refresh after this agent restarted) is
  * kept when it is valid and free.
@@ -20,7 +20,7 @@ import { paramIp, paramPort, type End, type Underlay } from '../tunnel/params';
 import { parseVni, randomVni, vniFits } from './vni';
 
 export const VXLAN_PORT = 4789;
-/** Outer IPv4/IPv6 + UDP + VXLAN + inner Ethernet headers (spec §5.2). */
+/** Outer IPv4/IPv6 + UDP + VXLAN + inner Ethernet headers. */
 export const VXLAN_OVERHEAD_V4 = 54;
 export const VXLAN_OVERHEAD_V6 = 74;
 

@@ -1,5 +1,5 @@
 /**
- * VXLAN network identifiers (spec §2, NSM api vxlan.GenerateRandomVNI): a random 24-bit value,
+ * VXLAN network identifiers (as NSM api's vxlan.GenerateRandomVNI): a random 24-bit value,
  * forced even when src ≤ dst and odd otherwise, comparing the two IPs byte by byte (the
  * `orig_*_ip` values when present). Two hosts that request from each other thus never pick
  * the same VNI for their two directions.

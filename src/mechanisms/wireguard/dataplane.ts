@@ -1,11 +1,15 @@
+// SPDX-License-Identifier: Apache-2.0
+// Over 400 lines: one closure, the TunnelDataplane adapter, whose steps share each device's state.
 /**
- * WIREGUARD as a tunnel dataplane (spec §5.2): a fresh Curve25519 key pair and a distinct
- * local UDP port per connection end, advertised as `<end>_public_key` / `<end>_ip` /
- * `<end>_port`; one device per end with exactly one peer (the other end's ip:port from the
- * mechanism, AllowedIPs 0.0.0.0/0 and ::/0, keepalive 10 s), created in the host namespace
- * (its UDP socket stays there), then moved into the target namespace under the requested name.
- * Payload IP only. A wireguard-go device that dies is restarted by its supervisor, and the
- * addresses and routes, which died with the old link, are put back here.
+ * WIREGUARD as a tunnel dataplane, as NSM's wireguard mechanism: a fresh Curve25519 key pair
+ * and a distinct local UDP port per connection end, advertised as `<end>_public_key` /
+ * `<end>_ip` / `<end>_port`; one device per end with exactly one peer (the other end's ip:port
+ * from the mechanism, AllowedIPs 0.0.0.0/0 and ::/0, keepalive 10 s), created in the host
+ * namespace (its UDP socket stays there), then moved into the target namespace under the
+ * requested name. Payload IP only. A wireguard-go device that dies is restarted by its
+ * supervisor, and the addresses and routes, which died with the old link, are put back here.
+ * Devices made ahead of need come from a {@link SparePool}; devices are made through a
+ * {@link DeviceFactory} (unit tests pass in-memory fakes).
  */
 import { AgentError } from '../../core/errors';
 import type { Logger } from '../../core/log';
@@ -15,19 +19,14 @@ import { configureSide, inNetns, type SideConfig } from '../kernel/vwire';
 import { PAYLOAD, TYPE } from '../common';
 import type { CreateArgs, PrepareArgs, TunnelDataplane } from '../tunnel/dataplane';
 import { hostPort, paramIp, paramPort, type End, type Underlay } from '../tunnel/params';
-import {
-  KernelWireguard,
-  reapWireguard,
-  WireguardGo,
-  WG_OVERHEAD_V4,
-  WG_OVERHEAD_V6,
-  type WireguardDevice,
-  type WireguardGoOptions,
-  type WireguardSnapshot,
-  isListenPortTaken,
-} from './device';
+import { isListenPortTaken, type WireguardDevice, type WireguardSnapshot } from './device';
+import { hostDevices, type DeviceFactory } from './factory';
 import { generateKeyPair, validatePublicKey, type WgKeyPair } from './keys';
-import { UdpPortAllocator } from './ports';
+import { reapWireguard } from './leftovers';
+import { WG_OVERHEAD_V4, WG_OVERHEAD_V6 } from './names';
+import type { UdpPortAllocator } from './ports';
+import { SparePool } from './spares';
+import type { WireguardGoOptions } from './wireguard-go';
 
 export interface WgLocal {
   keys: WgKeyPair;
@@ -59,6 +58,8 @@ export interface WireguardDataplaneOptions {
   kernel?: boolean;
   /** Devices kept started ahead of need once WireGuard is in use (default 0). */
   spares?: number;
+  /** Quiet time after the last take of a spare before spares are made again (default SPARE_REFILL_DELAY_MS). */
+  spareRefillDelayMs?: number;
   wireguardGo?: Omit<WireguardGoOptions, 'afterRestart'>;
   /**
    * Where devices are recorded for a restarted agent: `dev:<hostName>` for a device no
@@ -66,6 +67,8 @@ export interface WireguardDataplaneOptions {
    * connection's end (adopted on its next Request, else reaped at `expires`).
    */
   records?: Records<WgRecord>;
+  /** How devices are made, taken back and reaped (default: wireguard-go, or kernel WireGuard with `kernel`). */
+  devices?: DeviceFactory;
 }
 
 export interface WgRecord {
@@ -84,7 +87,7 @@ export const wireguardReaper = {
   reap: (_key: string, r: WgRecord) => reapWireguard(r.device),
 };
 
-/** Quiet time after the last take of a spare before spares are made again (see refillSoon). */
+/** Quiet time after the last take of a spare before spares are made again. */
 export const SPARE_REFILL_DELAY_MS = 100;
 /** How long spares keep waiting in a namespace after the last connection end there left. */
 export const SPARE_HOME_IDLE_MS = 1000;
@@ -103,8 +106,7 @@ const samePeer = (a: WgPeer, b: WgPeer): boolean => a.publicKey === b.publicKey 
 export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDataplane<WgLocal, WgPeer, WgDevice> {
   const records = opts.records ?? noRecords<WgRecord>();
   const devKey = (dev: WireguardDevice) => `dev:${dev.info().hostName}`;
-  const createDevice = (hooks: Pick<WireguardGoOptions, 'afterRestart'>): WireguardDevice =>
-    opts.kernel ? new KernelWireguard() : new WireguardGo({ ...opts.wireguardGo, ...hooks });
+  const devices = opts.devices ?? hostDevices(opts);
   const configOf = (local: WgLocal, peer: WgPeer | undefined) => ({
     privateKey: local.keys.privateKey,
     listenPort: local.port,
@@ -144,7 +146,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
   };
   const newDevice = (): Prepared => {
     const p: Prepared = { ifname: '' } as Prepared;
-    p.dev = createDevice({
+    p.dev = devices.make({
       afterRestart: async () => {
         if (p.addressed) await address(p.addressed);
       },
@@ -173,85 +175,19 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     }
   };
 
-  // Spare devices: started ahead of need, not yet configured, so that a connection does not
-  // wait for a wireguard-go to start. Kept only once WireGuard is in use (an agent that never
-  // tunnels runs no idle wireguard-go), and removed by close().
-  //
-  // Where they wait: moving a link into another namespace costs the kernel an RCU barrier
-  // (~20 ms here, whatever the link) while it holds the RTNL lock, which every other link,
-  // address and route change on the host (the other end's too, when both agents share a
-  // kernel) waits for. On the serving end the move comes after the endpoint's answer, on the
-  // connect path; on the requesting end it overlaps the request but stalls the serving end's
-  // netlink work. So spares wait, down and under their temporary name, in the namespace where
-  // the last connection end was moved (`home`): usually the namespace of the endpoint this
-  // agent serves, or of the client it serves; a connection there only renames and raises its
-  // spare. A spare elsewhere is still used (moved). A spare's namespace whose name is deleted
-  // stays alive, held by the spare's handle, until the spare is deleted.
-  const spareCount = opts.spares ?? 0;
-  const spares: Prepared[] = [];
-  let home: string | undefined;
-  let filling: Promise<void> | undefined;
-  let closed = false;
-  const refill = (): void => {
-    if (filling || closed || spares.length >= spareCount) return;
-    filling = (async () => {
-      while (!closed && spares.length < spareCount) {
-        const p = newDevice();
-        try {
-          const own: WgLocal = { keys: generateKeyPair(), port: await opts.ports.allocate() };
-          p.own = own;
-          await startDevice(p);
-          await configure(p, own, undefined); // key and port now, while nothing waits for them
-          const where = home;
-          if (where !== undefined) await wait(p, where);
-          if (home !== where) {
-            await dropSpare(p); // its namespace stopped being home meanwhile
-            return;
-          }
-        } catch (err) {
-          opts.log.warn('cannot make a spare WireGuard device', { error: err, netns: home });
-          await dropSpare(p).catch(() => {});
-          if (home === undefined) return;
-          home = undefined; // its namespace may be gone: spares wait in the host namespace again
-          continue;
-        }
-        if (closed || spares.length >= spareCount) await dropSpare(p).catch(() => {}); // a recycled end filled the place meanwhile
-        else spares.push(p);
-      }
-    })().finally(() => {
-      filling = undefined;
-    });
-  };
-  // Spares leave `home` once no connection end of ours has been there for SPARE_HOME_IDLE_MS
-  // (its endpoint removed, its client gone): nothing of the agent's lingers in a namespace
-  // nobody uses it for.
-  const endsIn = new Map<string, number>();
-  let idleTimer: NodeJS.Timeout | undefined;
-  let evicting: Promise<void> | undefined;
-  const endArrived = (netns: string): void => {
-    endsIn.set(netns, (endsIn.get(netns) ?? 0) + 1);
-  };
-  const endLeft = (netns: string): void => {
-    const n = (endsIn.get(netns) ?? 1) - 1;
-    if (n > 0) endsIn.set(netns, n);
-    else endsIn.delete(netns);
-    if (n > 0 || netns !== home) return;
-    if (idleTimer) clearTimeout(idleTimer);
-    idleTimer = setTimeout(() => {
-      idleTimer = undefined;
-      if (home === undefined || endsIn.has(home)) return;
-      const left = home;
-      home = undefined;
-      const evicted = spares.filter((p) => p.waitsIn === left);
-      spares.splice(0, spares.length, ...spares.filter((p) => p.waitsIn !== left));
-      const done: Promise<void> = Promise.all(evicted.map((p) => dropSpare(p).catch(() => {})))
-        .then(refillSoon)
-        .finally(() => {
-          if (evicting === done) evicting = undefined;
-        });
-      evicting = done;
-    }, SPARE_HOME_IDLE_MS);
-    idleTimer.unref();
+  /** A spare: a running device with its own key pair and port, no peer. */
+  const startSpare = async (): Promise<Prepared> => {
+    const p = newDevice();
+    try {
+      const own: WgLocal = { keys: generateKeyPair(), port: await opts.ports.allocate() };
+      p.own = own;
+      await startDevice(p);
+      await configure(p, own, undefined); // key and port now, while nothing waits for them
+      return p;
+    } catch (err) {
+      await dropSpare(p).catch(() => {});
+      throw err;
+    }
   };
   /** Moves a spare, down and under its temporary name, into `netns` (re-recorded there). */
   const wait = async (p: Prepared, netns: string): Promise<void> => {
@@ -259,31 +195,17 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     p.waitsIn = netns;
     records.put(devKey(p.dev), { expires: 0, device: p.dev.snapshot() });
   };
-  // Refilling starts a wireguard-go (fork, Go runtime start, TUN, UAPI socket: tens of ms of
-  // CPU on a small host). Started at once, it competed with the very connection that took the
-  // spare (measured: the serving end's first UAPI set went from ~4 to 20-40 ms on 2 cores), so
-  // it waits until takes have paused for SPARE_REFILL_DELAY_MS. A connection that finds no
-  // spare still starts its own device at once.
-  let refillTimer: NodeJS.Timeout | undefined;
-  const refillSoon = (): void => {
-    if (refillTimer) clearTimeout(refillTimer);
-    refillTimer = setTimeout(() => {
-      refillTimer = undefined;
-      refill();
-    }, SPARE_REFILL_DELAY_MS);
-    refillTimer.unref();
-  };
-  /** A running spare, one waiting in `netns` first, taken out of the list (undefined: none). */
-  const takeSpare = async (netns: string | undefined): Promise<Prepared | undefined> => {
-    refillSoon(); // WireGuard is in use: spares are (re)made once takes pause
-    for (;;) {
-      const i = spares.findIndex((p) => p.waitsIn === netns);
-      const spare = spares.splice(i >= 0 ? i : 0, 1)[0];
-      if (!spare) return undefined;
-      if (spare.dev.info().state === 'running') return spare;
-      await dropSpare(spare).catch(() => {});
-    }
-  };
+  const pool = new SparePool<Prepared>(
+    {
+      start: startSpare,
+      wait,
+      drop: dropSpare,
+      waitsIn: (p) => p.waitsIn,
+      usable: (p) => p.dev.info().state === 'running',
+    },
+    { count: opts.spares ?? 0, refillDelayMs: opts.spareRefillDelayMs ?? SPARE_REFILL_DELAY_MS, homeIdleMs: SPARE_HOME_IDLE_MS, log: opts.log },
+  );
+
   // Values allocate() handed out from a spare, and that spare, until prepare() or create()
   // takes it (or release() deletes it: the request never got that far).
   const reserved = new Map<WgLocal, Prepared>();
@@ -295,7 +217,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       if (mine.dev.info().state === 'running') return mine;
       await deleteDevice(mine.dev).catch(() => {}); // its port is the connection's, released with it
     }
-    const spare = await takeSpare(netns);
+    const spare = await pool.take(netns);
     if (spare) return spare;
     const p = newDevice();
     try {
@@ -338,25 +260,27 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
 
   const place = async (p: Prepared, target: { netns: string; ifname: string }, mtu: number | undefined): Promise<void> => {
     p.ifname = target.ifname;
-    if (p.waitsIn !== target.netns) home = target.netns; // a move on the connect path: wait there next time
+    if (p.waitsIn !== target.netns) pool.movedTo(target.netns); // a move on the connect path: wait there next time
     await inNetns(target.netns, (ns) => p.dev.move(ns, target.ifname, { mtu, up: true }));
     p.placed = { mtu };
     p.waitsIn = undefined;
   };
 
   /**
-   * A connection's end, closed in `home`, kept as a spare instead of deleted (when one is
-   * missing): new key pair and port, no peer (replaced by none), down, under its temporary name,
-   * without the connection's addresses (IPv4 ones are removed; IPv6 ones and the routes go with
-   * the link's going down). Deleting the device and making a spare again cost the kernel two RCU
-   * barriers under the RTNL lock (the TUN's unregistration, the new one's move here) and a
-   * wireguard-go start, which landed in the connections that followed. False: not kept (the
-   * caller deletes it).
+   * A connection's end, closed in the pool's home, kept as a spare instead of deleted (when one
+   * is missing): new key pair and port, no peer (replaced by none), down, under its temporary
+   * name, without the connection's addresses (IPv4 ones are removed; IPv6 ones and the routes go
+   * with the link's going down). Deleting the device and making a spare again would cost the
+   * kernel two RCU barriers under the RTNL lock (the TUN's unregistration, the new one's move
+   * here) and a wireguard-go start, in the way of the connections that follow. False: not kept
+   * (the caller deletes it).
    */
-  const recycling = new Set<Promise<boolean>>();
-  const recycle = async (p: Prepared, d: WgDevice): Promise<boolean> => {
-    if (closed || opts.kernel || d.target.netns !== home || spares.length + (filling ? 1 : 0) >= spareCount) return false;
-    if (d.dev.info().state !== 'running' || p.configuring) return false;
+  const keepAsSpare = (p: Prepared, d: WgDevice): Promise<boolean> => {
+    if (opts.kernel || d.dev.info().state !== 'running' || p.configuring) return Promise.resolve(false);
+    return pool.keep(d.target.netns, () => recycle(p, d));
+  };
+  /** Turns a closed end into a spare waiting where it was; undefined: that failed, and it is gone. */
+  const recycle = async (p: Prepared, d: WgDevice): Promise<Prepared | undefined> => {
     let own: WgLocal | undefined;
     try {
       own = { keys: generateKeyPair(), port: await opts.ports.allocate() };
@@ -375,15 +299,13 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       opts.log.debug('cannot keep a closed WireGuard end as a spare; deleting it', { error: err });
       if (own && !p.own) p.own = own; // dropSpare gives the port back once the process is gone
       await dropSpare(p).catch(() => {});
-      return true; // gone either way
+      return undefined;
     }
     p.ifname = '';
     p.placed = undefined;
     p.waitsIn = d.target.netns;
     records.put(devKey(p.dev), { expires: 0, device: p.dev.snapshot() });
-    if (closed || home !== d.target.netns || spares.length >= spareCount) await dropSpare(p).catch(() => {});
-    else spares.push(p);
-    return true;
+    return p;
   };
 
   const setMtuAt = (target: { netns: string; ifname: string }, mtu: number): Promise<void> =>
@@ -409,14 +331,14 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     async allocate() {
       // A spare's values first (its device already has them): the end will likely be made where
       // spares wait, and then only its peer is set. Both ends' keys are still fresh per connection.
-      const spare = await takeSpare(home);
+      const spare = await pool.take(pool.home);
       if (spare?.own) {
         const local = spare.own;
         spare.own = undefined; // the connection's now, released with it
         reserved.set(local, spare);
         return local;
       }
-      if (spare) spares.push(spare); // none of its own (cannot happen): back to the others
+      if (spare) pool.putBack(spare); // none of its own (cannot happen): back to the others
       return { keys: generateKeyPair(), port: await opts.ports.allocate() };
     },
     release(local) {
@@ -449,7 +371,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     },
 
     async prepare({ local, peer, target, mtu }: PrepareArgs<WgLocal, WgPeer>): Promise<Prepared> {
-      const p = await takeDevice(target ? target.netns : home, local); // no target yet (serving end): likely home
+      const p = await takeDevice(target ? target.netns : pool.home, local); // no target yet (serving end): likely home
       // The UAPI set (usually the peer alone: a spare has its key and port) runs alongside the
       // placement here, and on the serving end alongside the endpoint and create()'s placement.
       const configuring = configure(p, local, peer);
@@ -499,7 +421,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         await dropSpare(p).catch(() => {});
         throw err;
       }
-      endArrived(target.netns);
+      pool.endArrived(target.netns);
       return d;
     },
 
@@ -507,7 +429,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       const r = records.claim(`conn:${id}`);
       if (!r) return undefined;
       if (!r.local || !r.target || !r.side || !r.peer) {
-        await reapWireguard(r.device).catch(() => {});
+        await devices.reap(r.device).catch(() => {});
         records.delete(`conn:${id}`);
         return undefined;
       }
@@ -518,18 +440,15 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         const afterRestart = async () => {
           await address(d);
         };
-        p.dev =
-          r.device.impl === 'kernel'
-            ? await KernelWireguard.adopt(r.device)
-            : await WireguardGo.adopt(r.device, { ...opts.wireguardGo, afterRestart });
+        p.dev = await devices.adopt(r.device, { afterRestart });
       } catch (err) {
         opts.log.warn('cannot take back a WireGuard device; removing it', { id, device: r.device.hostName, error: err });
-        await reapWireguard(r.device).catch(() => {});
+        await devices.reap(r.device).catch(() => {});
         records.delete(`conn:${id}`);
         return undefined;
       }
       d.dev = p.dev;
-      endArrived(r.target.netns);
+      pool.endArrived(r.target.netns);
       watch(p);
       if (!opts.ports.reserve(r.local.port)) opts.log.warn('adopted WireGuard port was already in use here', { id, port: r.local.port });
       opts.log.info('WireGuard device taken back', { id, ifname: r.target.ifname, device: r.device.hostName, pid: p.dev.info().pid });
@@ -549,13 +468,7 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     },
 
     async close() {
-      closed = true;
-      if (refillTimer) clearTimeout(refillTimer);
-      if (idleTimer) clearTimeout(idleTimer);
-      await evicting;
-      await filling; // a spare being made now is deleted by the loop itself
-      await Promise.allSettled([...recycling]); // an end being kept now is deleted by recycle itself
-      await Promise.all(spares.splice(0).map((p) => dropSpare(p).catch(() => {})));
+      await pool.close();
     },
 
     async update(device, local, peer) {
@@ -568,12 +481,10 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       if (device.removed) return; // once: a recycled device is a spare now, not this end
       device.removed = true;
       try {
-        const kept = recycle(device.prepared as Prepared, device);
-        recycling.add(kept);
-        const done = await kept.finally(() => recycling.delete(kept));
-        if (!done) await deleteDevice(device.dev);
+        const kept = await keepAsSpare(device.prepared as Prepared, device);
+        if (!kept) await deleteDevice(device.dev);
       } finally {
-        endLeft(device.target.netns); // gone or not, this connection no longer keeps spares there
+        pool.endLeft(device.target.netns); // gone or not, this connection no longer keeps spares there
       }
     },
 

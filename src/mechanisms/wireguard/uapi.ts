@@ -42,6 +42,11 @@ export function uapiSocketPath(name: string): string {
   return `${UAPI_DIR}/${name}.sock`;
 }
 
+/** wireguard-go's output goes to a file next to its UAPI socket, never to a pipe (see the supervisor). */
+export function wireguardGoLogPath(name: string): string {
+  return `${UAPI_DIR}/${name}.log`;
+}
+
 export interface UapiPeerConfig {
   /** base64 public key of the peer. */
   publicKey: string;

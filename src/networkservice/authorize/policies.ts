@@ -1,5 +1,5 @@
 /**
- * NSM's default authorization policies (upstream OPA/rego, spec nsm-api.md §3.4) as plain
+ * NSM's default authorization policies (upstream sdk pkg/tools/opa, in rego) as plain
  * functions over a path of tokens:
  * - tokens_valid: every token decodes as a JWT (an empty path is valid);
  * - tokens_expired: every token's `exp` is after now;

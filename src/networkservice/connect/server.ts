@@ -15,7 +15,7 @@ import { fromTimestamp } from '../../api/time';
 import { Ctx, Key } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, NetworkServiceClient, nextServer } from '../../core/networkservice';
-import { INCOMING_TOKEN } from '../updatetoken';
+import { INCOMING_TOKEN } from '../../core/token';
 import { markNextHop } from '../trimpath';
 import { clone } from '../../api/clone';
 

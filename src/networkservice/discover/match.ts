@@ -1,5 +1,6 @@
 /**
- * Endpoint matching for a network service (NSM matchutils.MatchEndpoint), spec 3.8 C and D.
+ * Endpoint matching for a network service, as NSM's discover does it (sdk matchutils and
+ * discover's matchEndpoint).
  *
  * - A service without matches: every endpoint.
  * - Otherwise the first match whose source_selector is a subset of the request labels decides:

@@ -1,5 +1,5 @@
 /**
- * heal client (NSM common/heal + upstreamrefresh, spec 3.6): watches each connection on the
+ * heal client (NSM sdk common/heal + upstreamrefresh): watches each connection on the
  * next hop's MonitorConnections stream and, optionally, with a data-plane liveness check, and
  * re-Requests it through the begin EventFactory when it breaks.
  *

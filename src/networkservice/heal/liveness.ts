@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * Data-plane liveness check for kernel-interface connections, as NSM's
- * sdk-kernel `heal.KernelLivenessCheck`: heal (spec 3.6, trigger c) runs it
+ * sdk-kernel `heal.KernelLivenessCheck`: heal (client.ts, trigger c) runs it
  * every 200 ms by default and, when it says dead, re-requests with reselect.
  */
 import type { Connection } from '../../api';

@@ -8,7 +8,8 @@
  * carry our id and the event's path index must be ours or ours + 1; a DELETE counts as DOWN.
  * A stream error ends the watch; one with code CANCELLED ends it quietly.
  *
- * monitorDownstreamClient (spec 3.7, last bullet): in a client chain to remote hops, keeps one
+ * monitorDownstreamClient (as NSM's nsmgr follows its next hop's MonitorConnections, so that a
+ * heal upstream learns of a broken path): in a client chain to remote hops, keeps one
  * watch per connection id on the URL the Request was sent to. A DOWN or DELETE for the
  * connection, or a broken stream, calls onDown(id, why) once and ends the watch; the next
  * successful Request (a heal from upstream) opens it again, as does a Request that went to

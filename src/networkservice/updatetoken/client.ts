@@ -5,7 +5,7 @@
  */
 import { toTimestamp } from '../../api/time';
 import { NetworkServiceClient, nextClient } from '../../core/networkservice';
-import { INCOMING_TOKEN, TokenSource } from './token';
+import { INCOMING_TOKEN, TokenSource } from '../../core/token';
 import { clone } from '../../api/clone';
 
 export function updateTokenClient(tokens: TokenSource): NetworkServiceClient {

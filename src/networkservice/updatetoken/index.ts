@@ -1,4 +1,4 @@
 export { updateTokenServer } from './server';
 export { updateTokenClient } from './client';
-export { INCOMING_TOKEN, unsignedTokens } from './token';
-export type { Token, TokenSource } from './token';
+// The elements' parameter and Ctx key, for callers that wire them; defined in src/core/token.ts.
+export { INCOMING_TOKEN, type Token, type TokenSource } from '../../core/token';

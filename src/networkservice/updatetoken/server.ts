@@ -14,7 +14,7 @@ import type { Connection } from '../../api';
 import { toTimestamp, fromTimestamp } from '../../api/time';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { Ctx } from '../../core/ctx';
-import { INCOMING_TOKEN, TokenSource } from './token';
+import { INCOMING_TOKEN, TokenSource } from '../../core/token';
 import { PEER } from '../../spire/peer';
 import { clone } from '../../api/clone';
 

@@ -1,5 +1,6 @@
 /**
- * expire (NSE server, spec 3.9): bounds how long an NSE registration lives without a refresh.
+ * expire (NSE server, as upstream NSM sdk registry/common/expire): bounds how long an NSE
+ * registration lives without a refresh.
  *
  * - Register: expiration_time = now + defaultExpiration, applied only if it is earlier than
  *   the value the NSE sent (or the NSE sent none). If the entry that comes back expires even

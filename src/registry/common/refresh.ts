@@ -1,5 +1,6 @@
 /**
- * refresh (NSE registry client, spec 3.9): keeps an NSE registered.
+ * refresh (NSE registry client, as upstream NSM sdk registry/common/refresh): keeps an NSE
+ * registered.
  *
  * - After each successful Register it re-registers at 2/3 of the time left until the returned
  *   expiration_time (about every 40 s with the 1-minute default). No expiration_time, no

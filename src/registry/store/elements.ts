@@ -3,7 +3,7 @@
  *
  * - register: rejects an empty name (INVALID_ARGUMENT), lets the rest of the chain see the
  *   entry, then upserts what came back and returns it.
- * - find without watch: the current matches (spec 1.5 rules), then whatever the rest of the
+ * - find without watch: the current matches (match.ts), then whatever the rest of the
  *   chain yields, then the end.
  * - find with watch: the rest of the chain first (upstream order), then the current matches
  *   and every later change of a matching entry (deleted=false on register, deleted=true on
@@ -94,17 +94,17 @@ async function* findIn<T extends { name?: string }, R>(
   rest: () => AsyncIterable<R>,
 ): AsyncIterable<R> {
   if (!watch) {
-    // A query with a name matches that record only: look it up instead of scanning the store
-    // (Find by name was O(entries) with a copy of each: 11 ms at 2,000 NSEs, bench/registry.mjs).
+    // A query with a name matches that record only: look it up instead of scanning the store,
+    // so that a Find by name does not grow with the number of entries.
     const found = name ? [await store.get(name)].filter((r): r is T => r !== undefined) : await store.list(matches);
     for (const r of found) if (matches(r)) yield response(r, false);
     yield* rest();
     return;
   }
   yield* rest();
-  // The store tests `matches` before copying (a watcher of one service does not get a copy of
-  // every record: with 10,000 NSEs and 100 watchers that was a million copies to start); tested
-  // again here for a store that ignores the filter.
+  // The store tests `matches` before copying, so that a watcher of one service does not get a
+  // copy of every record (watchers times records copies to start); tested again here for a
+  // store that ignores the filter.
   for await (const ev of store.watch(ctx.signal, matches)) {
     if (matches(ev.record)) yield response(ev.record, ev.type === 'delete');
   }

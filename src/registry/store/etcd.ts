@@ -18,8 +18,8 @@
  * the store and kept until close(): the records read once at revision R, then one etcd watch
  * from R + 1 keeps them current. Reads (`get`, `list`) and watchers are answered from it, as
  * copies; a new watcher's snapshot is taken from it in the same synchronous step as its
- * subscription, so joining costs no etcd read (100 watchers each reading 10,000 records did not
- * finish in 60 s, bench/registry.mjs). Each change is fanned out in process to the watchers
+ * subscription, so joining costs no etcd read (a read of every record per watcher would make
+ * many watchers joining at once slow the registry). Each change is fanned out in process to the watchers
  * whose filter accepts it. A watcher with more than `watchBuffer` unread live events ends with
  * AgentError UNAVAILABLE after the events already queued.
  *
@@ -27,7 +27,7 @@
  * this store not delivered within the store timeout) the mirror is dropped at once: every
  * watcher ends with UNAVAILABLE (consumers re-Find to resume) and the next read or watch starts
  * a new mirror (read + watch). Until that one is valid, reads are etcd range reads, so while etcd
- * is down they fail with UNAVAILABLE as before rather than answer from a mirror that no longer
+ * is down they fail with UNAVAILABLE rather than answer from a mirror that no longer
  * follows etcd. gRPC keepalive pings (every 10 s, answered within the store timeout) make a
  * silently lost connection a broken watch too, so a mirror cut off from etcd by a partition is
  * dropped within about 10 s + the timeout instead of being served indefinitely.
@@ -41,11 +41,9 @@
  *   bounded only by the watch being alive (see above). A read in agent A right after a Register
  *   returned in agent B may miss it for that long. This is what Kubernetes informers give, and
  *   upstream NSM's registry-k8s answers Find from such an informer cache.
- * Why: issue 7's target is Find p50 under 2 ms at 10,000 endpoints. Reading etcd per call cost
- * 2.33 ms p50 by name (one key: the agent's gRPC path is 1.2 ms by itself and an etcd round
- * trip 0.7-1.4 ms) and 91.86 ms by service (a range of all 10,000 records, decoded, per Find),
- * against 1.20 and 6.30 ms for the memory store (BENCHMARKS.md, "Registry at scale"). Answered
- * from the mirror, they cost what the memory store's do (1.25 and 6.10 ms in the same bench).
+ * Why a mirror: a Find read from etcd per call adds an etcd round trip to every Find by name and,
+ * by service, a range read of every record with its decoding; answered from the mirror, a Find
+ * costs what it costs on the memory store (BENCHMARKS.md, "Registry at scale").
  *
  * Every etcd failure is reported as AgentError UNAVAILABLE.
  */

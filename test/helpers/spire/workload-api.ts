@@ -1,6 +1,5 @@
 /**
- * A Workload API server for tests that behaves like a SPIRE agent where it matters
- * (spec spiffe.md §6):
+ * A Workload API server for tests that behaves like a SPIRE agent where it matters:
  * - gRPC without TLS on a unix socket in a fresh temp dir (stale socket removed, mode 0777);
  * - every call must carry exactly one `workload.spiffe.io: true` header, else INVALID_ARGUMENT
  *   "security header missing from request", checked before anything else;
@@ -17,6 +16,8 @@
  *
  * Fault hooks: revoke(), breakStreams(), failNext(), stop()/restart(), pushMalformed(),
  * root rotation in three steps. `close()` removes everything it created.
+ *
+ * Over 400 lines: one fake server, whose handlers share its entries, CAs and streams.
  */
 import * as grpc from '@grpc/grpc-js';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';

@@ -15,7 +15,8 @@ import { addMonitor } from '../../../src/agent/grpc/networkservice';
 import { MonitorHub } from '../../../src/networkservice/monitor';
 import { LocalCa } from '../../../src/spire/ca';
 import { peerFromCall } from '../../../src/spire/peer';
-import { channelCredentials, serverCredentials } from '../../../src/spire/tls';
+import { channelCredentials } from '../../../src/spire/channel';
+import { serverCredentials } from '../../helpers/spire/server-credentials';
 import { StaticSource, contextOf } from '../../helpers/spire/static-source';
 import { waitFor } from '../../helpers/spire/wait';
 

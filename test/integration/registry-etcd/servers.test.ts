@@ -14,7 +14,7 @@ import { Ctx } from '../../../src/core/ctx';
 import { findAll } from '../../../src/core/registry';
 import { newRegistryServer, RegistryServer } from '../../../src/registry/server';
 import { EtcdStore } from '../../../src/registry/store/etcd';
-import { RunningEtcd, haveEtcd, startEtcd } from '../../helpers/etcd';
+import { type RunningEtcd, haveEtcd, startEtcd } from '../../harness/etcd.mjs';
 import { activeHandles, waitFor } from './util';
 
 describe.skipIf(!haveEtcd())('registry servers sharing one etcd', () => {

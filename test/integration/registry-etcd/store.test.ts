@@ -13,12 +13,11 @@ import { toTimestamp } from '../../../src/api/time';
 import { AgentError } from '../../../src/core/errors';
 import { EtcdStore, EtcdStoreOptions } from '../../../src/registry/store/etcd';
 import type { StoreEvent } from '../../../src/registry/store/store';
-import { RunningEtcd, haveEtcd, startEtcd } from '../../helpers/etcd';
+import { type RunningEtcd, haveEtcd, startEtcd } from '../../harness/etcd.mjs';
 import { activeHandles, tcpProxy, TcpProxy, waitFor } from './util';
 
-// Known flake, seen once in a full-suite run on a loaded 2-core host: the second client's watch
-// got no events within 5 s (etcd3 watch stream set-up under load; not reproduced alone in many
-// runs). Retried until that is understood; see the session note of issue 3.
+// Known flake on a loaded 2-core host: a second client's watch can get no events within 5 s
+// (etcd3 watch stream set-up under load; not reproduced alone). Retried until that is understood.
 describe.skipIf(!haveEtcd())('EtcdStore', { retry: 2 }, () => {
   let etcd: RunningEtcd;
   let handlesBefore: Map<string, number>;

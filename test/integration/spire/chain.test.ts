@@ -14,11 +14,13 @@ import { createLogger } from '../../../src/core/log';
 import { chainClient, chainServer, NetworkServiceClient } from '../../../src/core/networkservice';
 import { authorizeClient, authorizeServer, ServicePolicy } from '../../../src/networkservice/authorize';
 import { updatePathClient, updatePathServer } from '../../../src/networkservice/updatepath';
-import { INCOMING_TOKEN, updateTokenClient, updateTokenServer, type TokenSource } from '../../../src/networkservice/updatetoken';
+import { updateTokenClient, updateTokenServer } from '../../../src/networkservice/updatetoken';
+import { INCOMING_TOKEN, type TokenSource } from '../../../src/core/token';
 import { tokenFromMetadata } from '../../../src/agent/grpc/call-ctx';
 import { LocalCa } from '../../../src/spire/ca';
 import { PEER, peerFromCall, SERVER_PEER } from '../../../src/spire/peer';
-import { channelCredentials, serverCredentials } from '../../../src/spire/tls';
+import { channelCredentials } from '../../../src/spire/channel';
+import { serverCredentials } from '../../helpers/spire/server-credentials';
 import { SpiffeTokenSource, decodeJwt, audienceOf } from '../../../src/spire/token';
 import { StaticSource, contextOf } from '../../helpers/spire/static-source';
 

@@ -7,7 +7,9 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { peerFromCall } from '../../../src/spire/peer';
-import { channelCredentials, listenMtls, recycleConnections, serverCredentials } from '../../../src/spire/tls';
+import { channelCredentials } from '../../../src/spire/channel';
+import { listenMtls } from '../../../src/spire/listen';
+import { recycleConnections, serverCredentials } from '../../helpers/spire/server-credentials';
 import { checkExpiry, SpiffeTokenSource, TOKEN_HEADER, verifyEs256 } from '../../../src/spire/token';
 import { WorkloadX509Source } from '../../../src/spire/workload';
 import { FakeWorkloadApi } from '../../helpers/spire/workload-api';

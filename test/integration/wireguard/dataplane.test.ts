@@ -241,8 +241,16 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
         return port;
       }
     }
+    // No refill while the test runs: the closed end must find the spare missing, however long
+    // the connect took (a refill started meanwhile would make it the spare instead).
     const make = (min: number) =>
-      wireguardDataplane({ underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 }, ports: new RacyAllocator({ host: '127.0.0.1', min, max: min + 9 }), log: silentLogger, spares: 1 });
+      wireguardDataplane({
+        underlay: { ip: '127.0.0.1', family: 4, mtu: 1500 },
+        ports: new RacyAllocator({ host: '127.0.0.1', min, max: min + 9 }),
+        log: silentLogger,
+        spares: 1,
+        spareRefillDelayMs: 60_000,
+      });
     const dpC = make(54151);
     const dpS = make(54161);
     const ends: (() => Promise<void>)[] = [];

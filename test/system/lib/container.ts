@@ -1,6 +1,5 @@
 /**
- * A booted Debian 12 with a real systemd, for the system test (shared/testing/
- * linux-test-environment.md section 3):
+ * A booted Debian 12 with a real systemd, for the system test:
  *
  * - rootfs(): a minimal bookworm made by debootstrap once and cached under
  *   /var/cache/nsm-agent-test/ (its name carries a hash of what it includes, so a change of the

@@ -1,7 +1,7 @@
 /**
  * Wire compatibility: our .proto files must produce exactly the bytes upstream NSM does. Each
- * case builds the expected bytes by hand from the field numbers and wire types in
- * shared/spec/nsm-api.md §1, and checks both directions (encode equals, decode gives back).
+ * case builds the expected bytes by hand from the field numbers and wire types of the
+ * networkservicemesh/api .proto files, and checks both directions (encode equals, decode gives back).
  */
 import { describe, it, expect } from 'vitest';
 import path from 'node:path';

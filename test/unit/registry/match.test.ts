@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { matchNs, matchNse } from '../../../src/registry/store/memory';
 import type { NetworkService, NetworkServiceEndpoint } from '../../../src/api';
 
-describe('matchNs (spec 1.5)', () => {
+describe('matchNs (NSM registry matching)', () => {
   const ns: NetworkService = {
     name: 'icmp-responder',
     payload: 'ETHERNET',
@@ -50,7 +50,7 @@ describe('matchNs (spec 1.5)', () => {
   });
 });
 
-describe('matchNse (spec 1.5)', () => {
+describe('matchNse (NSM registry matching)', () => {
   const nse: NetworkServiceEndpoint = {
     name: 'nse-1',
     network_service_names: ['a', 'b'],

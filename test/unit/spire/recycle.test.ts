@@ -2,7 +2,7 @@
 import { describe, it, expect } from 'vitest';
 import { FakeClock } from '../../../src/core/clock';
 import { LocalCa } from '../../../src/spire/ca';
-import { recycleConnections } from '../../../src/spire/tls';
+import { recycleConnections } from '../../helpers/spire/server-credentials';
 import { StaticSource, contextOf } from '../../helpers/spire/static-source';
 
 describe('recycleConnections', () => {

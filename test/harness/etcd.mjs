@@ -1,24 +1,25 @@
+// @ts-check
 /**
- * A throwaway single-node etcd for tests: `etcd --name nsmt-<random>` (the leak check looks for
+ * A throwaway single-node etcd: `etcd --name nsmt-<random>` (the tests' leak check looks for
  * that) on 127.0.0.1 with random high ports, its data dir in a temp dir that stop() removes.
- * Fast elections (heartbeat 10 ms, election 100 ms) make it healthy in about 0.1 s.
+ * Fast elections (heartbeat 10 ms, election 100 ms) so that it is healthy soon after its start.
  */
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
-export interface RunningEtcd {
-  /** host:port of the client URL (no scheme). */
-  endpoint: string;
-  stop(): Promise<void>;
-}
+/**
+ * @typedef {object} RunningEtcd
+ * @property {string} endpoint  host:port of the client URL (no scheme)
+ * @property {() => Promise<void>} stop
+ */
 
 /** True when the `etcd` binary is on PATH. */
-export function haveEtcd(): boolean {
+export function haveEtcd() {
   try {
     execFileSync('etcd', ['--version'], { stdio: 'ignore', timeout: 5000 });
     return true;
@@ -31,22 +32,26 @@ const START_ATTEMPTS = 5;
 const HEALTHY_WITHIN_MS = 10_000;
 const KILL_AFTER_MS = 3_000;
 
-/** Processes still running, killed on exit should a test forget stop(). */
-const live = new Set<ChildProcess>();
+/** Processes still running, killed on exit should a caller forget stop(). */
+const live = new Set();
 let exitHook = false;
 
-export async function startEtcd(): Promise<RunningEtcd> {
+/**
+ * @param {{ quotaBackendBytes?: number }} [opts]  `--quota-backend-bytes` (etcd's default if absent)
+ * @returns {Promise<RunningEtcd>}
+ */
+export async function startEtcd(opts = {}) {
   if (!exitHook) {
     exitHook = true;
     process.once('exit', () => {
       for (const p of live) p.kill('SIGKILL');
     });
   }
-  let last: unknown;
+  let last;
   for (let i = 0; i < START_ATTEMPTS; i++) {
     const [client, peer] = await twoFreePorts();
     try {
-      return await startOn(client, peer);
+      return await startOn(client, peer, opts);
     } catch (err) {
       last = err;
     }
@@ -54,7 +59,13 @@ export async function startEtcd(): Promise<RunningEtcd> {
   throw new Error(`etcd did not start after ${START_ATTEMPTS} attempts: ${String(last)}`);
 }
 
-async function startOn(clientPort: number, peerPort: number): Promise<RunningEtcd> {
+/**
+ * @param {number} clientPort
+ * @param {number} peerPort
+ * @param {{ quotaBackendBytes?: number }} opts
+ * @returns {Promise<RunningEtcd>}
+ */
+async function startOn(clientPort, peerPort, opts) {
   const name = `nsmt-${randomBytes(4).toString('hex')}`;
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-etcd-'));
   const clientUrl = `http://127.0.0.1:${clientPort}`;
@@ -66,24 +77,27 @@ async function startOn(clientPort: number, peerPort: number): Promise<RunningEtc
     '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
     '--initial-cluster', `${name}=${peerUrl}`,
     '--heartbeat-interval', '10', '--election-timeout', '100',
+    ...(opts.quotaBackendBytes ? ['--quota-backend-bytes', String(opts.quotaBackendBytes)] : []),
     '--log-level', 'warn', '--logger', 'zap',
   ];
   const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   live.add(proc);
   let stderr = '';
-  proc.stderr?.setEncoding('utf8');
-  proc.stderr?.on('data', (d: string) => {
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (/** @type {string} */ d) => {
     if (stderr.length < 8192) stderr += d;
   });
-  const exited = new Promise<void>((resolve) => {
+  /** @type {Promise<void>} */
+  const exited = new Promise((resolve) => {
     if (proc.exitCode !== null || proc.signalCode !== null) resolve();
     else proc.once('close', () => resolve()); // after 'exit', once its stderr pipe is closed too
   });
   proc.once('exit', () => live.delete(proc));
   proc.once('error', () => undefined); // spawn failure: shows up as an exit
 
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
+  /** @type {Promise<void> | undefined} */
+  let stopping;
+  const stop = () =>
     (stopping ??= (async () => {
       if (proc.exitCode === null && proc.signalCode === null && proc.pid !== undefined) {
         proc.kill('SIGTERM');
@@ -93,7 +107,7 @@ async function startOn(clientPort: number, peerPort: number): Promise<RunningEtc
       } else {
         await exited;
       }
-      proc.stderr?.destroy();
+      proc.stderr.destroy();
       rmSync(dataDir, { recursive: true, force: true });
     })());
 
@@ -115,12 +129,16 @@ async function startOn(clientPort: number, peerPort: number): Promise<RunningEtc
   return { endpoint: `127.0.0.1:${clientPort}`, stop };
 }
 
-function healthy(port: number): Promise<boolean> {
+/**
+ * @param {number} port
+ * @returns {Promise<boolean>}
+ */
+function healthy(port) {
   return new Promise((resolve) => {
     const req = http.get({ host: '127.0.0.1', port, path: '/health', agent: false, timeout: 1000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
+      res.on('data', (d) => (body += d));
       res.on('end', () => resolve(res.statusCode === 200 && /"health":\s*"true"/.test(body)));
       res.on('error', () => resolve(false));
     });
@@ -129,17 +147,25 @@ function healthy(port: number): Promise<boolean> {
   });
 }
 
-/** Two distinct random high ports that could be bound just now (etcd may still lose a race). */
-async function twoFreePorts(): Promise<[number, number]> {
-  const ports: number[] = [];
+/**
+ * Two distinct random high ports that could be bound just now (etcd may still lose a race).
+ * @returns {Promise<[number, number]>}
+ */
+async function twoFreePorts() {
+  /** @type {number[]} */
+  const ports = [];
   while (ports.length < 2) {
     const p = 20_000 + Math.floor(Math.random() * 40_000);
     if (!ports.includes(p) && (await canBind(p))) ports.push(p);
   }
-  return [ports[0] as number, ports[1] as number];
+  return [/** @type {number} */ (ports[0]), /** @type {number} */ (ports[1])];
 }
 
-function canBind(port: number): Promise<boolean> {
+/**
+ * @param {number} port
+ * @returns {Promise<boolean>}
+ */
+function canBind(port) {
   return new Promise((resolve) => {
     const s = net.createServer();
     s.once('error', () => resolve(false));

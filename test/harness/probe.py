@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Small probes for the benchmarks (python3, standard library only), started once per run so
-their own start-up is never timed. Times are CLOCK_MONOTONIC nanoseconds, the clock Node's
-process.hrtime uses, so the caller can subtract its own start time.
+"""Small probes for the tests and benchmarks (python3, standard library only), started once per
+run so that their own start-up is never timed. Times are CLOCK_MONOTONIC nanoseconds, the clock
+Node's process.hrtime uses, so the caller can subtract its own start time.
 
   probe.py ping          in a network namespace (ip netns exec NS python3 probe.py ping):
                          prints "ready"; then per stdin line "ADDR TIMEOUT_MS" sends an ICMP

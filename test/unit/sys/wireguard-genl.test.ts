@@ -3,8 +3,23 @@
  * and the attributes the kernel gets, checked against <linux/wireguard.h> and the kernel's strict
  * validation of the wireguard family (nested attributes flagged NLA_F_NESTED), without a kernel.
  */
-import { describe, it, expect } from 'vitest';
-import { NLA_F_NESTED, setDeviceAttrs, setKernelDevice } from '../../../src/mechanisms/wireguard/device';
+import { describe, it, expect, vi } from 'vitest';
+
+/** Generic-netlink sockets that answer GET_FAMILY with family 0x1c and record every request. */
+const sent = vi.hoisted(() => [] as { family: number; cmd: number; version: number; data: Buffer }[]);
+vi.mock('netlink', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('netlink')>()),
+  createGenericNetlink: () => ({
+    ctrlRequest: async () => [{ familyId: 0x1c, familyName: 'wireguard' }],
+    request: async (family: number, cmd: number, version: number, data: Buffer[]) => {
+      sent.push({ family, cmd, version, data: Buffer.concat(data) });
+      return [[], {}];
+    },
+    socket: { close: () => {} },
+  }),
+}));
+
+import { NLA_F_NESTED, setDeviceAttrs, setWireguardDevice } from '../../../src/sys/wireguard';
 
 interface Attr {
   type: number;
@@ -33,29 +48,19 @@ const get = (list: Attr[], type: number): Attr => {
 
 const privateKey = Buffer.alloc(32, 7);
 const publicKey = Buffer.alloc(32, 9);
-const endpoint = Buffer.from('02004e2a0a4d00010000000000000000', 'hex'); // AF_INET 10.77.0.1:20010
 const cfg = {
   privateKey,
   listenPort: 51820,
-  peers: [
-    {
-      publicKey,
-      endpoint,
-      persistentKeepalive: 10,
-      allowedIps: [
-        { family: 2 as const, addr: Buffer.alloc(4), cidr: 0 },
-        { family: 10 as const, addr: Buffer.alloc(16), cidr: 0 },
-      ],
-    },
-  ],
+  peers: [{ publicKey, endpoint: { ip: '10.77.0.1', port: 20010 }, persistentKeepalive: 10, allowedIps: ['0.0.0.0/0', '::/0'] }],
 };
+const endpoint = Buffer.from('02004e2a0a4d00010000000000000000', 'hex'); // sockaddr_in AF_INET 10.77.0.1:20010
 
 describe('kernel WireGuard over generic netlink', () => {
   it('SET_DEVICE goes out as command 1 of the wireguard family (enum wg_cmd: GET_DEVICE 0, SET_DEVICE 1), version 1', async () => {
-    const sent: { family: number; cmd: number; version: number }[] = [];
-    const sock = { request: async (family: number, cmd: number, version: number) => (sent.push({ family, cmd, version }), [[], {}]) };
-    await setKernelDevice(sock as never, 0x1c, 'nsm-1', cfg);
-    expect(sent).toEqual([{ family: 0x1c, cmd: 1, version: 1 }]);
+    sent.length = 0;
+    await setWireguardDevice(undefined, 'nsm-1', cfg);
+    expect(sent.map(({ family, cmd, version }) => ({ family, cmd, version }))).toEqual([{ family: 0x1c, cmd: 1, version: 1 }]);
+    expect(sent[0]!.data).toEqual(setDeviceAttrs('nsm-1', cfg));
   });
 
   it('device attributes: NUL-terminated name, key, REPLACE_PEERS, u16 port; every nested attribute flagged NLA_F_NESTED', () => {

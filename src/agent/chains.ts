@@ -1,0 +1,166 @@
+/**
+ * The agent's chains, each an ordered list read top to bottom, as NSM's chains/nsmgr keeps
+ * them apart from the daemon that runs them. Pure assembly: every dependency is an argument.
+ *
+ *   server chain:   updatepath → begin → updatetoken → authorize → metadata → timeout → monitor
+ *                   → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN} → discover
+ *                   → roundrobin → connect
+ *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
+ *   remote chain:   mechanismtranslation → tunnel clients {WIREGUARD, VXLAN} → downstream monitor
+ *                   → authorize → dial (gRPC)
+ *   endpoint chain: updatepath → updatetoken → the kind's elements (p2p: ipam → KERNEL endpoint
+ *                   side) → trimpath
+ *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
+ *                   (in-process; heal watches this agent's own monitor hub and pings)
+ */
+import type { Connection } from '../api';
+import type { Logger } from '../core/log';
+import { chainClient, chainServer, serverToClient, NetworkServiceClient, NetworkServiceServer } from '../core/networkservice';
+import type { NsRegistry, NseRegistry } from '../core/registry';
+import { kernelSide } from '../mechanisms/kernel/params';
+import { authorizeClient, authorizeServer, ServicePolicy } from '../networkservice/authorize';
+import { beginClient, beginServer } from '../networkservice/begin';
+import { clientInfoServer } from '../networkservice/clientinfo';
+import { connectServer } from '../networkservice/connect';
+import { discoverServer } from '../networkservice/discover';
+import { healClient, kernelLivenessCheck } from '../networkservice/heal';
+import { mechanismsServer } from '../networkservice/mechanisms';
+import { metadataClient, metadataServer } from '../networkservice/metadata';
+import { MonitorHub, monitorDownstreamClient, monitorServer } from '../networkservice/monitor';
+import { refreshClient } from '../networkservice/refresh';
+import { roundRobinServer } from '../networkservice/roundrobin';
+import { timeoutServer } from '../networkservice/timeout';
+import { trimPathServer } from '../networkservice/trimpath';
+import { updatePathClient, updatePathServer } from '../networkservice/updatepath';
+import type { TokenSource } from '../core/token';
+import { updateTokenClient, updateTokenServer } from '../networkservice/updatetoken';
+import type { AgentConfig } from './config';
+import { ChannelPool, dialClient } from './grpc/dial';
+
+export interface ServerChainDeps {
+  /** The agent's name: its path segment and the clients' nodeName label. */
+  name: string;
+  tokens: TokenSource;
+  /** This agent's SPIFFE ID (undefined until the identity is loaded). */
+  selfId: () => string | undefined;
+  policy: AgentConfig['policy'];
+  hub: MonitorHub;
+  /** The mechanism handlers, by mechanism type (KERNEL, and WIREGUARD and VXLAN with an underlay). */
+  mechanisms: Record<string, NetworkServiceServer>;
+  registry: { ns: NsRegistry; nse: NseRegistry };
+  /** The chain of a hosted endpoint, by its name. */
+  local: (endpoint: string) => NetworkServiceServer | undefined;
+  /** The chain to endpoints on other hosts; without it, only hosted endpoints are reached. */
+  remote?: NetworkServiceClient;
+}
+
+/** The local NSM manager and forwarder: what local clients and other hosts' agents call. */
+export function serverChain(d: ServerChainDeps): NetworkServiceServer {
+  return chainServer(
+    updatePathServer(d.name, { requireConnectionId: true }),
+    beginServer(),
+    updateTokenServer(d.tokens, { trustLocalCallers: true, self: d.selfId }),
+    authorizeServer({ servicePolicy: new ServicePolicy(d.policy), self: d.selfId }),
+    metadataServer(),
+    timeoutServer(),
+    monitorServer(d.hub),
+    trimPathServer(),
+    clientInfoServer({ nodeName: d.name }),
+    mechanismsServer(d.mechanisms),
+    discoverServer(d.registry.ns, d.registry.nse),
+    roundRobinServer(),
+    connectServer({ local: d.local, remote: d.remote }),
+  );
+}
+
+export interface RemoteChainDeps {
+  /** Translates the local mechanism into the tunnel the next hop chose, and remembers it. */
+  translation: NetworkServiceClient;
+  /** Tunnel mechanism clients, in order of preference. */
+  tunnels: NetworkServiceClient[];
+  hub: MonitorHub;
+  pool: ChannelPool;
+  selfId: () => string | undefined;
+  log: Logger;
+}
+
+/** The way to an endpoint on another host, through that host's agent. */
+export function remoteClientChain(d: RemoteChainDeps): NetworkServiceClient {
+  return chainClient(
+    d.translation,
+    ...d.tunnels,
+    // A broken monitor stream to the next host, or its DOWN/DELETE, is DOWN here too: the
+    // heal of whoever holds the connection (held connections, local NSCs) takes it from there.
+    monitorDownstreamClient({
+      monitor: (_ctx, url, selector, onEvent, onError) => d.pool.monitor(url, selector, onEvent, onError),
+      onDown: (id, why) => {
+        const known = d.hub.get(id);
+        if (!known) return;
+        d.log.warn('next hop reports the connection down', { id, why });
+        d.hub.update({ ...known, state: 'DOWN' });
+      },
+    }),
+    authorizeClient({ self: d.selfId }),
+    dialClient(d.pool),
+  );
+}
+
+/** The endpoint chain of a hosted endpoint: the frame every kind shares around its elements. */
+export function endpointChain(name: string, tokens: TokenSource, kind: NetworkServiceServer[]): NetworkServiceServer {
+  return chainServer(updatePathServer(name), updateTokenServer(tokens), ...kind, trimPathServer());
+}
+
+/**
+ * Back-off of heal re-requests: a next hop that comes back is found within HEAL_RETRY_MAX_MS,
+ * so a connection recovers within a second of a remote agent's restart.
+ */
+const HEAL_RETRY = { initialMs: 100, maxMs: 400 };
+
+export interface HeldChainDeps {
+  name: string;
+  tokens: TokenSource;
+  hub: MonitorHub;
+  /** The server chain, called in-process. */
+  server: NetworkServiceServer;
+  /** The data-plane check and how often it runs per connection; absent: no check. */
+  liveness?: { check: (conn: Connection) => Promise<boolean>; intervalMs: () => number };
+}
+
+/**
+ * The client of the connections the agent holds. They heal as NSM's NSC does: the monitor
+ * stream is this agent's own hub (the next hop is in-process).
+ */
+export function heldClientChain(d: HeldChainDeps): NetworkServiceClient {
+  return chainClient(
+    updatePathClient(`${d.name}-nsc`),
+    beginClient(),
+    metadataClient(),
+    refreshClient(),
+    healClient({
+      monitor: (_ctx, selector, onEvent) => d.hub.subscribe(selector, onEvent),
+      ...(d.liveness ? { liveness: d.liveness.check, livenessIntervalMs: d.liveness.intervalMs } : {}),
+      retry: HEAL_RETRY,
+    }),
+    updateTokenClient(d.tokens),
+    serverToClient(d.server),
+  );
+}
+
+/**
+ * The data-plane check of held connections: ICMP from each source to each destination
+ * address in the client's namespace. A failure is confirmed by a second check one interval
+ * later before it counts: a wireguard-go that its supervisor is restarting, or an echo lost on
+ * a saturated link, must not cost a reselect, which makes a new vWire.
+ */
+export function confirmedLiveness(heal: AgentConfig['heal'], log: Logger): (conn: Connection) => Promise<boolean> {
+  const check = kernelLivenessCheck({
+    netnsOf: (conn) => (conn.mechanism?.type === 'KERNEL' ? kernelSide(conn.mechanism).netns : undefined),
+    timeoutMs: heal.livenessTimeoutMs,
+    log,
+  });
+  return async (conn) => {
+    if (await check(conn)) return true;
+    await new Promise((r) => setTimeout(r, heal.livenessIntervalMs));
+    return check(conn);
+  };
+}

@@ -1,0 +1,200 @@
+/**
+ * Endpoints hosted by the agent (agent.yaml `endpoints:`, units' Provide=): each is an
+ * in-process endpoint chain of its kind (./kinds.ts) and a registration in the registry (its
+ * network services, labels with nodeName, and the agent's URL), refreshed while the agent runs
+ * and removed when it stops or the endpoint is removed.
+ */
+import type { NetworkServiceEndpoint } from '../../api';
+import type { Ctx } from '../../core/ctx';
+import { AgentError } from '../../core/errors';
+import type { Logger } from '../../core/log';
+import type { NetworkServiceServer } from '../../core/networkservice';
+import { chainNseRegistry, findAll, NsRegistry, NseRegistry } from '../../core/registry';
+import type { Records } from '../../core/records';
+import { scopedRecords } from '../../core/records';
+import type { IpamRecord } from '../../networkservice/ipam/server';
+import type { TokenSource } from '../../core/token';
+import { refreshNseClient } from '../../registry/client';
+import { netnsPath } from '../../sys';
+import { endpointChain } from '../chains';
+import type { EndpointConfig } from '../config';
+import { endpointKind } from './kinds';
+
+export interface HostedEndpoint {
+  readonly cfg: EndpointConfig;
+  readonly chain: NetworkServiceServer;
+  registration: NetworkServiceEndpoint;
+  /** Connections it serves now. */
+  connectionCount(): number;
+  /** Frees what a reservation record of a previous run holds (key within this endpoint). */
+  release(key: string): void;
+}
+
+export const HOST_NETNS_PATH = '/proc/self/ns/net';
+
+/** The namespace file of 'host' or of a namespace name (or path). */
+export function endpointNetnsPath(netns: string): string {
+  return netns === 'host' ? HOST_NETNS_PATH : netnsPath(netns);
+}
+
+export function hostEndpoint(
+  cfg: EndpointConfig,
+  opts: { nodeName: string; url: string; tokens: TokenSource; ipamRecords: Records<IpamRecord> },
+): HostedEndpoint {
+  const kind = endpointKind(cfg);
+  const parts = kind(cfg, { nodeName: opts.nodeName, tokens: opts.tokens, netnsPath: endpointNetnsPath(cfg.netns), ipamRecords: opts.ipamRecords });
+  const labels = { ...cfg.labels, nodeName: opts.nodeName };
+  const registration: NetworkServiceEndpoint = {
+    name: cfg.name,
+    network_service_names: cfg.services,
+    network_service_labels: Object.fromEntries(cfg.services.map((s) => [s, { labels }])),
+    url: opts.url,
+  };
+  return {
+    cfg,
+    chain: endpointChain(cfg.name, opts.tokens, parts.elements),
+    registration,
+    connectionCount: parts.connectionCount,
+    release: parts.release,
+  };
+}
+
+/**
+ * Registers the endpoint's services (only those not registered yet, so manifests applied by
+ * users keep their matches) and the endpoint itself. `nse` should refresh the registration.
+ */
+export async function registerEndpoint(ctx: Ctx, ep: HostedEndpoint, reg: { ns: NsRegistry; nse: NseRegistry }): Promise<void> {
+  await registerServices(ctx, ep, reg.ns);
+  ep.registration = await reg.nse.register(ctx, ep.registration);
+}
+
+/** Registers the endpoint's network services that the registry does not have. */
+export async function registerServices(ctx: Ctx, ep: HostedEndpoint, ns: NsRegistry): Promise<void> {
+  for (const name of ep.cfg.services) {
+    const existing = await findAll(ns.find(ctx, { network_service: { name }, watch: false }));
+    if (!existing.some((r) => r.network_service?.name === name)) {
+      await ns.register(ctx, { name, payload: ep.cfg.payload });
+    }
+  }
+}
+
+/** What reload and units use of the hosted endpoints. */
+export interface EndpointHost {
+  /** Hosts one more endpoint and registers it (kept registered until removeEndpoint or stop). */
+  addEndpoint(cfg: EndpointConfig): Promise<HostedEndpoint>;
+  /** Unregisters an endpoint and stops hosting it. Close its connections first. */
+  removeEndpoint(name: string): Promise<void>;
+  has(name: string): boolean;
+  list(): HostedEndpoint[];
+}
+
+export interface HostedEndpointsOptions {
+  nodeName: string;
+  /** The URL registered for the endpoints: the agent's TCP listener when it has one. */
+  url: () => string;
+  tokens: TokenSource;
+  /** The state directory's address reservations (all endpoints; scoped per endpoint here). */
+  ipamRecords: () => Records<IpamRecord>;
+  registry: { ns: NsRegistry; nse: NseRegistry };
+  /** Re-register after the registry lost a registration (a remote registry that restarted). */
+  heal: boolean;
+  ctx: () => Ctx;
+  /** The agent's lifetime: the registrations' refreshes end with it. */
+  signal: AbortSignal;
+  log: Logger;
+}
+
+/** The endpoints this agent hosts, by name, and their registrations. */
+export class HostedEndpoints implements EndpointHost {
+  private readonly endpoints = new Map<string, HostedEndpoint>();
+  /** Registers through a refresh that keeps each registration alive. */
+  private readonly registrar: NseRegistry;
+
+  constructor(private readonly opts: HostedEndpointsOptions) {
+    this.registrar = chainNseRegistry(
+      refreshNseClient({
+        heal: opts.heal,
+        signal: opts.signal,
+        // A registry that lost this endpoint (restarted) lost its services too.
+        beforeHeal: async (ctx, nse) => {
+          const ep = this.endpoints.get(nse.name ?? '');
+          if (ep) await registerServices(ctx, ep, opts.registry.ns);
+        },
+      }),
+      opts.registry.nse,
+    );
+  }
+
+  get size(): number {
+    return this.endpoints.size;
+  }
+
+  has(name: string): boolean {
+    return this.endpoints.has(name);
+  }
+
+  /** The endpoint chain of a hosted endpoint (connect's local next hop). */
+  chain(name: string): NetworkServiceServer | undefined {
+    return this.endpoints.get(name)?.chain;
+  }
+
+  list(): HostedEndpoint[] {
+    return [...this.endpoints.values()];
+  }
+
+  /**
+   * Hosts the configured endpoints, then registers them one by one: all are hosted before
+   * the first registration, so a client that finds one finds its chain.
+   */
+  async start(cfgs: EndpointConfig[]): Promise<void> {
+    for (const cfg of cfgs) this.endpoints.set(cfg.name, this.host(cfg));
+    for (const ep of this.endpoints.values()) {
+      await registerEndpoint(this.opts.ctx(), ep, { ns: this.opts.registry.ns, nse: this.registrar });
+      this.opts.log.info('endpoint registered', { endpoint: ep.cfg.name, services: ep.cfg.services.join(','), url: this.opts.url() });
+    }
+  }
+
+  async addEndpoint(cfg: EndpointConfig): Promise<HostedEndpoint> {
+    if (this.endpoints.has(cfg.name)) throw new AgentError('ALREADY_EXISTS', `endpoint ${cfg.name} already exists`);
+    const ep = this.host(cfg);
+    this.endpoints.set(cfg.name, ep);
+    try {
+      await registerEndpoint(this.opts.ctx(), ep, { ns: this.opts.registry.ns, nse: this.registrar });
+    } catch (err) {
+      this.endpoints.delete(cfg.name);
+      throw err;
+    }
+    this.opts.log.info('endpoint registered', { endpoint: cfg.name, services: cfg.services.join(',') });
+    return ep;
+  }
+
+  async removeEndpoint(name: string): Promise<void> {
+    const ep = this.endpoints.get(name);
+    if (!ep) return;
+    this.endpoints.delete(name);
+    await this.registrar.unregister(this.opts.ctx(), ep.registration);
+    this.opts.log.info('endpoint unregistered', { endpoint: name });
+  }
+
+  /** Frees an address reservation of a previous run: key `<endpoint>/<connection>`. */
+  release(key: string): void {
+    const cut = key.indexOf('/');
+    this.endpoints.get(key.slice(0, cut))?.release(key.slice(cut + 1));
+  }
+
+  /** Unregisters every endpoint (best effort), keeping them hosted until the agent stops. */
+  async unregisterAll(): Promise<void> {
+    for (const ep of this.endpoints.values()) {
+      await this.registrar.unregister(this.opts.ctx(), ep.registration).catch(() => {});
+    }
+  }
+
+  private host(cfg: EndpointConfig): HostedEndpoint {
+    return hostEndpoint(cfg, {
+      nodeName: this.opts.nodeName,
+      url: this.opts.url(),
+      tokens: this.opts.tokens,
+      ipamRecords: scopedRecords(this.opts.ipamRecords(), `${cfg.name}/`),
+    });
+  }
+}

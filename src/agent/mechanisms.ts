@@ -1,0 +1,91 @@
+/**
+ * The mechanisms of the agent's server chain and remote chain: KERNEL (veth) always; with an
+ * underlay, the WireGuard and VXLAN tunnels, each a server (this host is the next hop) and a
+ * client (this host dials the next hop) over one dataplane. Each records what it makes in the
+ * state directory, for a restarted agent to take back or reap.
+ */
+import type { Mechanism } from '../api';
+import type { Logger } from '../core/log';
+import type { NetworkServiceClient, NetworkServiceServer } from '../core/networkservice';
+import { kernelReaper, kernelServer } from '../mechanisms/kernel/server';
+import { tunnelClient, TunnelClient } from '../mechanisms/tunnel/client';
+import type { Underlay } from '../mechanisms/tunnel/params';
+import { tunnelServer, TunnelServer } from '../mechanisms/tunnel/server';
+import { vxlanDataplane, vxlanReaper } from '../mechanisms/vxlan/dataplane';
+import { wireguardDataplane, wireguardReaper } from '../mechanisms/wireguard/dataplane';
+import { UdpPortAllocator } from '../mechanisms/wireguard/ports';
+import { mechanismTranslationClient, type MechanismTranslationClient } from '../networkservice/mechanismtranslation/client';
+import type { AgentConfig } from './config';
+import type { StateStore } from './state/store';
+
+/**
+ * Registers every mechanism's reaper with the state directory, also those of mechanisms that
+ * are off in this run, so that what an earlier run made with them is still reaped when due.
+ */
+export function registerReapers(store: StateStore): void {
+  store.records('wireguard', wireguardReaper);
+  store.records('vxlan', vxlanReaper);
+  store.records('veth', kernelReaper);
+}
+
+export interface Mechanisms {
+  /** The server chain's mechanism handlers, by mechanism type. */
+  handlers: Record<string, NetworkServiceServer>;
+  /** The remote chain's mechanism translation (the mechanism the next hop chose, by connection). */
+  translation: MechanismTranslationClient;
+  /** The remote chain's tunnel clients in order of preference; none without an underlay. */
+  tunnelClients: NetworkServiceClient[];
+  /** The tunnel of a connection: the mechanism the next hop chose, and the local device. */
+  tunnelOf(id: string): { mechanism?: Mechanism; device?: Record<string, unknown> };
+  /** Stops the dataplanes (what they made stays, recorded). */
+  close(): Promise<void>;
+}
+
+export interface MechanismsOptions {
+  underlay: Underlay | undefined;
+  wireguard: AgentConfig['wireguard'];
+  /** Kernel WireGuard rather than wireguard-go. */
+  wireguardKernel: boolean;
+  store: StateStore;
+  log: Logger;
+}
+
+export function openMechanisms(o: MechanismsOptions): Mechanisms {
+  const handlers: Record<string, NetworkServiceServer> = { KERNEL: kernelServer({ records: o.store.records('veth', kernelReaper) }) };
+  const translation = mechanismTranslationClient();
+  const servers: TunnelServer[] = [];
+  const clients: TunnelClient[] = [];
+  const dataplanes: { close?(): Promise<void> }[] = [];
+  if (o.underlay) {
+    const underlay = o.underlay;
+    const ports = new UdpPortAllocator({ min: o.wireguard.portMin, max: o.wireguard.portMax, host: underlay.ip });
+    const wg = wireguardDataplane({
+      underlay,
+      ports,
+      log: o.log,
+      kernel: o.wireguardKernel,
+      spares: o.wireguard.spares,
+      records: o.store.records('wireguard', wireguardReaper),
+    });
+    const vx = vxlanDataplane({ underlay, records: o.store.records('vxlan', vxlanReaper) });
+    dataplanes.push(wg, vx);
+    const wgServer = tunnelServer(wg, { underlay });
+    const vxServer = tunnelServer(vx, { underlay });
+    servers.push(wgServer, vxServer);
+    clients.push(tunnelClient(wg, { underlay }), tunnelClient(vx, { underlay }));
+    handlers['WIREGUARD'] = wgServer;
+    handlers['VXLAN'] = vxServer;
+  }
+  return {
+    handlers,
+    translation,
+    tunnelClients: clients,
+    tunnelOf: (id) => ({
+      mechanism: translation.chosen(id),
+      device: [...clients, ...servers].map((t) => t.describe(id)).find((d) => d !== undefined),
+    }),
+    close: async () => {
+      await Promise.all(dataplanes.map((d) => d.close?.().catch(() => {})));
+    },
+  };
+}

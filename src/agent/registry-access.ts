@@ -1,0 +1,77 @@
+/**
+ * The registry as the agent uses it: embedded (served from memory or etcd by this agent) or
+ * a remote one reached over gRPC, whose finds are answered from memory kept current by
+ * watches (src/registry/querycache.ts).
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Clock } from '../core/clock';
+import type { Logger } from '../core/log';
+import type { NsRegistry, NseRegistry } from '../core/registry';
+import { nseQueryCache, nsQueryCache } from '../registry/querycache';
+import { newRegistryServer, RegistryServer } from '../registry/server';
+import { EtcdStore } from '../registry/store/etcd';
+import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../registry/client';
+import type { TokenSource } from '../core/token';
+import { channelCredentials, type X509Source } from '../spire';
+import type { AgentConfig } from './config';
+
+export interface RegistryAccess {
+  ns: NsRegistry;
+  nse: NseRegistry;
+  /** The embedded registry's server, when embedded. */
+  embedded?: RegistryServer;
+  close(): void;
+}
+
+export interface RegistryAccessOptions {
+  clock: Clock;
+  log: Logger;
+  /** mTLS and tokens towards a tcp:// registry. */
+  identity: X509Source;
+  tokens: TokenSource;
+  /** This agent's SPIFFE ID: an embedded registry's authorization knows this agent's own calls by it. */
+  selfId: () => string | undefined;
+}
+
+export function openRegistry(registry: AgentConfig['registry'], opts: RegistryAccessOptions): RegistryAccess {
+  if (registry.url === 'embedded') {
+    const store = registry.store === 'etcd' ? new EtcdStore({ endpoints: registry.etcd }) : undefined;
+    const embedded = newRegistryServer({
+      clock: opts.clock,
+      log: opts.log,
+      defaultExpiration: registry.expirationMs,
+      store,
+      authorize: { self: opts.selfId },
+    });
+    return {
+      ns: embedded.ns,
+      nse: embedded.nse,
+      embedded,
+      close: () => {
+        embedded.close();
+        if (embedded.store instanceof EtcdStore) embedded.store.close();
+      },
+    };
+  }
+  const u = new URL(registry.url);
+  const target = u.protocol === 'unix:' ? `unix://${u.pathname}` : u.host;
+  const creds = u.protocol === 'tcp:' ? channelCredentials(opts.identity, { tokens: opts.tokens }).credentials : grpc.credentials.createInsecure();
+  const clients = newRegistryClients(target, creds);
+  const cache = { clock: opts.clock, log: opts.log };
+  const ns = nsQueryCache(grpcNsRegistry(clients.ns), cache);
+  const nse = nseQueryCache(grpcNseRegistry(clients.nse), cache);
+  return {
+    ns,
+    nse,
+    close: () => {
+      ns.close();
+      nse.close();
+      clients.close();
+    },
+  };
+}
+
+/** How `status` names the registry. */
+export function registryLabel(registry: AgentConfig['registry']): string {
+  return registry.url === 'embedded' ? `embedded (${registry.store})` : registry.url;
+}
