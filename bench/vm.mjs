@@ -2,8 +2,10 @@
 // READY, reboot to traffic again, and connect to first ping over kernel WireGuard against
 // wireguard-go between the same two VMs.
 //
-//   npm run build && node bench/vm.mjs [--rounds N]
+//   npm run build && node bench/vm.mjs [--rounds N] [--from FIGURES.json]
 //
+// --from renders the section from the figures a previous run wrote (NSM_BENCH_OUT) instead of
+// running the test.
 // Runs the VM system test (test/vm/kernel-wireguard.test.ts), which measures these figures on
 // its way and writes them to NSM_BENCH_OUT; nothing is measured twice. Needs root and what the
 // VM test needs (qemu-system-x86, qemu-utils, debootstrap, e2fsprogs, dpkg-dev, binutils).
@@ -11,11 +13,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, machine, table, writeSection } from './lib.mjs';
+import { ROOT } from '../test/harness/exec.mjs';
+import { machine, table, writeSection } from './lib.mjs';
 
 const argv = process.argv.slice(2);
 const ri = argv.indexOf('--rounds');
 const rounds = ri >= 0 ? Number(argv[ri + 1]) : 5;
+const fi = argv.indexOf('--from');
+const from = fi >= 0 ? argv[fi + 1] : undefined;
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -27,14 +32,16 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'nsm-vm-bench-'));
 const figuresFile = path.join(dir, 'figures.json');
 try {
   const t0 = Date.now();
-  const t = spawnSync('npx', ['vitest', 'run', 'test/vm/kernel-wireguard.test.ts'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-    env: { ...process.env, NSM_BENCH_OUT: figuresFile, NSM_VM_ROUNDS: String(rounds) },
-  });
-  if (t.status !== 0) throw new Error('the VM test failed');
+  if (!from) {
+    const t = spawnSync('npx', ['vitest', 'run', 'test/vm/kernel-wireguard.test.ts'], {
+      cwd: ROOT,
+      stdio: 'inherit',
+      env: { ...process.env, NSM_BENCH_OUT: figuresFile, NSM_VM_ROUNDS: String(rounds) },
+    });
+    if (t.status !== 0) throw new Error('the VM test failed');
+  }
   const wallS = (Date.now() - t0) / 1000;
-  const f = JSON.parse(readFileSync(figuresFile, 'utf8'));
+  const f = JSON.parse(readFileSync(from ?? figuresFile, 'utf8'));
   const k = median(f.connectPingKernelMs);
   const g = median(f.connectPingWireguardGoMs);
   const rows = [
@@ -66,7 +73,7 @@ ${out}
 Connect to first ping: \`nsm-agent connect\` on vm2 to the Provide= unit of vm1 until the first
 echo reply in the client's namespace (50 ms probes), measured inside vm2. Emulation makes every
 absolute time here several times slower than on hardware; the kernel / wireguard-go ratio is
-what carries over. Whole test run: ${wallS.toFixed(0)} s.`,
+what carries over.${from ? '' : ` Whole test run: ${wallS.toFixed(0)} s.`}`,
   );
 } finally {
   rmSync(dir, { recursive: true, force: true });
