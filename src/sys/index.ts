@@ -49,7 +49,7 @@ export { createVethPair, createVethPairNow } from './veth';
 export type { VxlanSpec } from './vxlan';
 export { createVxlan } from './vxlan';
 export type { WireguardDeviceSettings, WireguardPeerSettings } from './wireguard';
-export { createWireguardLink, hasGenlFamily, setWireguardDevice } from './wireguard';
+export { createWireguardLink, genlFamilyId, hasGenlFamily, setWireguardDevice } from './wireguard';
 export { SOCKADDR_IN6_LEN, SOCKADDR_IN_LEN, encodeSockaddr } from './sockaddr';
 export type { AddressInfo, AddressOptions } from './addr';
 export { addAddress, addAddressRequest, delAddress, listAddresses } from './addr';

@@ -5,7 +5,7 @@
  * namespace it was opened in, so the configuration is sent from a socket opened inside the
  * link's namespace. Failures are SysErrors (a genetlink ERROR reply's errno as `code`).
  */
-import { FlagsNew, createGenericNetlink, createWireGuard, genl, putString, rt, type wg } from 'netlink';
+import { FlagsNew, createGenericNetlink, genl, putString, rt } from 'netlink';
 import { SysError, toSysError } from './errors';
 import { addressFamily, parseCidr } from './ip';
 import { IFLA, IFLA_INFO, ifinfo } from './link';
@@ -33,19 +33,25 @@ export interface WireguardDeviceSettings {
 }
 
 /**
- * True if the kernel has the generic-netlink family `name` (its module built in or loaded).
- * Asked from the calling thread's namespace; any failure counts as no.
+ * The id of the generic-netlink family `name`, undefined if the kernel has none (module neither
+ * built in nor loadable). Asked by name, which makes the kernel load the family's module on
+ * demand; asked from the calling thread's namespace; any failure counts as none.
  */
-export async function hasGenlFamily(name: string): Promise<boolean> {
+export async function genlFamilyId(name: string): Promise<number | undefined> {
   const sock = createGenericNetlink();
   try {
     const reply = await sock.ctrlRequest(genl.Commands.GET_FAMILY, { familyName: name });
-    return reply.length > 0;
+    return reply[0]?.familyId;
   } catch {
-    return false;
+    return undefined;
   } finally {
     sock.socket.close();
   }
+}
+
+/** True if the kernel has the generic-netlink family `name` (its module built in or loaded). */
+export async function hasGenlFamily(name: string): Promise<boolean> {
+  return (await genlFamilyId(name)) !== undefined;
 }
 
 /** Creates a `wireguard` link named `name` (down, unconfigured) in the namespace of `rtnl`. EEXIST if taken. */
@@ -62,34 +68,102 @@ export async function createWireguardLink(rtnl: Rtnl, name: string): Promise<voi
 }
 
 /**
+ * WG_CMD_SET_DEVICE of <linux/wireguard.h> (enum wg_cmd: GET_DEVICE 0, SET_DEVICE 1). The
+ * netlink package numbers its Commands from 1, so its setDevice() would send 2, which the kernel
+ * rejects with EOPNOTSUPP: the request is built and sent here instead.
+ */
+export const WG_CMD_SET_DEVICE = 1;
+/** Set on nested attributes: the wireguard family parses them with nla_parse_nested(). */
+export const NLA_F_NESTED = 0x8000;
+/** <linux/wireguard.h> attribute numbers and flags used here. */
+const WGDEVICE_A = { IFNAME: 2, PRIVATE_KEY: 3, FLAGS: 5, LISTEN_PORT: 6, PEERS: 8 } as const;
+const WGPEER_A = { PUBLIC_KEY: 1, FLAGS: 3, ENDPOINT: 4, PERSISTENT_KEEPALIVE_INTERVAL: 5, ALLOWEDIPS: 9 } as const;
+const WGALLOWEDIP_A = { FAMILY: 1, IPADDR: 2, CIDR_MASK: 3 } as const;
+const WGDEVICE_F_REPLACE_PEERS = 1;
+const WGPEER_F_REPLACE_ALLOWEDIPS = 2;
+
+function nla(type: number, payload: Buffer): Buffer {
+  const len = 4 + payload.length;
+  const b = Buffer.alloc((len + 3) & ~3);
+  b.writeUInt16LE(len, 0);
+  b.writeUInt16LE(type, 2);
+  payload.copy(b, 4);
+  return b;
+}
+const nested = (type: number, parts: Buffer[]): Buffer => nla(type | NLA_F_NESTED, Buffer.concat(parts));
+const u8 = (v: number): Buffer => Buffer.from([v]);
+const u16 = (v: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(v);
+  return b;
+};
+const u32 = (v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v);
+  return b;
+};
+
+/**
+ * The attributes of WG_CMD_SET_DEVICE for `ifname`: NUL-terminated name, key, REPLACE_PEERS,
+ * port, and the peers, each with REPLACE_ALLOWEDIPS. Every nested attribute (the peer list, each
+ * peer, its allowed-IP list, each allowed IP) carries NLA_F_NESTED: the kernel's wireguard family
+ * validates strictly and rejects one without it with EINVAL (the netlink package never sets it).
+ */
+export function setDeviceAttrs(ifname: string, settings: WireguardDeviceSettings): Buffer {
+  const peers = settings.peers.map((p, i) =>
+    nested(i + 1, [
+      nla(WGPEER_A.PUBLIC_KEY, p.publicKey),
+      nla(WGPEER_A.FLAGS, u32(WGPEER_F_REPLACE_ALLOWEDIPS)),
+      nla(WGPEER_A.ENDPOINT, encodeSockaddr(p.endpoint.ip, p.endpoint.port)),
+      nla(WGPEER_A.PERSISTENT_KEEPALIVE_INTERVAL, u16(p.persistentKeepalive)),
+      nested(
+        WGPEER_A.ALLOWEDIPS,
+        p.allowedIps.map((cidr, j) => {
+          const prefix = parseCidr(cidr, 'WG_CMD_SET_DEVICE');
+          return nested(j + 1, [
+            nla(WGALLOWEDIP_A.FAMILY, u16(addressFamily(prefix.family))),
+            nla(WGALLOWEDIP_A.IPADDR, prefix.bytes),
+            nla(WGALLOWEDIP_A.CIDR_MASK, u8(prefix.prefixLen)),
+          ]);
+        }),
+      ),
+    ]),
+  );
+  return Buffer.concat([
+    nla(WGDEVICE_A.IFNAME, Buffer.from(`${ifname}\0`)),
+    nla(WGDEVICE_A.PRIVATE_KEY, settings.privateKey),
+    nla(WGDEVICE_A.FLAGS, u32(WGDEVICE_F_REPLACE_PEERS)),
+    nla(WGDEVICE_A.LISTEN_PORT, u16(settings.listenPort)),
+    nested(WGDEVICE_A.PEERS, peers),
+  ]);
+}
+
+/** The wireguard family's id once found (stable while the module stays loaded). */
+let wireguardFamily: number | undefined;
+
+/**
  * Configures the kernel WireGuard link `ifname` of namespace `ns` (undefined: the agent's own):
  * private key, listen port, and its peers replaced by `settings.peers`. EADDRINUSE if the listen
- * port is bound by another socket.
+ * port is bound by another socket; EOPNOTSUPP if the kernel has no WireGuard.
  */
 export async function setWireguardDevice(ns: Netns | undefined, ifname: string, settings: WireguardDeviceSettings): Promise<void> {
-  const peers = settings.peers.map((p): wg.Peer => ({
-    publicKey: p.publicKey,
-    endpoint: encodeSockaddr(p.endpoint.ip, p.endpoint.port),
-    persistentKeepaliveInterval: p.persistentKeepalive,
-    flags: { replaceAllowedIps: true as const },
-    allowedIps: p.allowedIps.map((cidr) => {
-      const prefix = parseCidr(cidr, 'WG_CMD_SET_DEVICE');
-      return { family: addressFamily(prefix.family), ipaddr: prefix.bytes, cidrMask: prefix.prefixLen };
-    }),
-  }));
-  let sock: Awaited<ReturnType<typeof createWireGuard>>;
+  const attrs = setDeviceAttrs(ifname, settings);
+  wireguardFamily ??= await genlFamilyId('wireguard');
+  const family = wireguardFamily;
+  if (family === undefined) throw new SysError('EOPNOTSUPP', 'WG_CMD_SET_DEVICE', { path: ifname, detail: 'no wireguard generic-netlink family' });
+  let sock: ReturnType<typeof createGenericNetlink>;
   try {
-    // createWireGuard opens its socket synchronously, before its first await: inside `ns`.
-    sock = ns === undefined ? await createWireGuard() : await withNetns(ns, () => ({ p: createWireGuard() })).p;
+    // Opened inside `ns`: a generic-netlink socket acts in the namespace it was opened in.
+    sock = ns === undefined ? createGenericNetlink() : withNetns(ns, () => createGenericNetlink());
   } catch (err) {
     throw genlError(err, 'WG_CMD_SET_DEVICE', ifname);
   }
   try {
-    await sock.setDevice(ifname, { privateKey: settings.privateKey, listenPort: settings.listenPort, flags: { replacePeers: true }, peers });
+    await sock.request(family, WG_CMD_SET_DEVICE, 1, [attrs]);
   } catch (err) {
     throw genlError(err, 'WG_CMD_SET_DEVICE', ifname);
   } finally {
-    sock.socket.socket.close();
+    sock.socket.close();
   }
 }
 

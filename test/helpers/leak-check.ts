@@ -1,7 +1,8 @@
 /**
  * Global setup: records what exists before the suite and fails the run if the suite leaves
  * network namespaces, wireguard-go processes or agent processes behind (and, for test/system,
- * systemd-nspawn containers with their overlay mounts and package build directories).
+ * systemd-nspawn containers with their overlay mounts and package build directories; for
+ * test/vm, qemu processes and their run directories).
  * The one host setting agents change on purpose (they reserve their WireGuard ports from the
  * ephemeral range, net.ipv4.ip_local_reserved_ports) is put back as it was.
  */
@@ -28,7 +29,7 @@ function procs(pattern: RegExp): string[] {
 /** Leftovers on disk: etcd data dirs, agent dirs, WireGuard UAPI sockets and logs of our devices. */
 function files(): string[] {
   const list = (dir: string, re: RegExp) => (existsSync(dir) ? readdirSync(dir).filter((f) => re.test(f)).map((f) => `${dir}/${f}`) : []);
-  return [...list(os.tmpdir(), /^nsmt-(etcd|agent)-/), ...list('/var/run/wireguard', /^nsmwg.*\.(sock|log)$/), ...list(os.tmpdir(), /^(nsmt-ct-|nsm-package-)/), ...mounts()].sort();
+  return [...list(os.tmpdir(), /^nsmt-(etcd|agent)-/), ...list('/var/run/wireguard', /^nsmwg.*\.(sock|log)$/), ...list(os.tmpdir(), /^(nsmt-ct-|nsmt-vm-|nsm-package-)/), ...mounts()].sort();
 }
 /** Overlay roots of the system test's containers (test/system). */
 function mounts(): string[] {
@@ -42,7 +43,7 @@ function mounts(): string[] {
     return [];
   }
 }
-const WATCHED = /wireguard-go|nsm-agent.* run|dist\/agent\/main\.js run|etcd --name nsmt|systemd-nspawn/;
+const WATCHED = /wireguard-go|nsm-agent.* run|dist\/agent\/main\.js run|etcd --name nsmt|systemd-nspawn|qemu-system/;
 
 const RESERVED_PORTS = '/proc/sys/net/ipv4/ip_local_reserved_ports';
 const readReserved = (): string | undefined => (existsSync(RESERVED_PORTS) ? readFileSync(RESERVED_PORTS, 'utf8') : undefined);
