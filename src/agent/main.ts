@@ -12,7 +12,9 @@ import { VERSION } from './version';
 
 const USAGE = `usage: nsm-agent <command> [options]
 
-  run [--config FILE] [--cleanup-on-exit]   run the agent in the foreground (systemd runs this)
+  run [--config FILE] [--cleanup-on-exit]   run the agent in the foreground (systemd runs this);
+                                            FILE defaults to $NSM_AGENT_CONFIG, then
+                                            /etc/nsm-agent/agent.yaml if it exists
   status [--json]                           identity, registry, endpoints and connections
   connect URL [--netns NAME | --netns-path PATH] [--id ID] [--json]
                                             request a network service, e.g. kernel://icmp-responder/nsm-1

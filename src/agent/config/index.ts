@@ -3,7 +3,7 @@
  * defaults. Every error names the file, the key (dotted path) and what is wrong; the caller
  * exits non-zero before touching the host.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Ajv, { ErrorObject } from 'ajv';
@@ -228,6 +228,23 @@ function parseIdentity(file: string, id: Record<string, any>, stateDir: string):
       allowNonLoopback: id.dev?.allowNonLoopback ?? false,
     },
   };
+}
+
+/** The configuration file `nsm-agent run` reads when neither --config nor $NSM_AGENT_CONFIG names one. */
+export const DEFAULT_CONFIG_FILE = '/etc/nsm-agent/agent.yaml';
+
+/**
+ * Which file `run` reads: --config, then $NSM_AGENT_CONFIG, then DEFAULT_CONFIG_FILE if it
+ * exists; undefined (built-in defaults) otherwise. `exists` is injectable for tests.
+ */
+export function resolveConfigFile(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  exists: (file: string) => boolean = existsSync,
+): string | undefined {
+  if (flag) return flag;
+  if (env['NSM_AGENT_CONFIG']) return env['NSM_AGENT_CONFIG'];
+  return exists(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined;
 }
 
 /** Reads and validates a file; a missing file, bad YAML or bad values all throw ConfigError. */

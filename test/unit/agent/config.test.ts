@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig, parseConfig, ConfigError } from '../../../src/agent/config';
+import { loadConfig, parseConfig, ConfigError, resolveConfigFile, DEFAULT_CONFIG_FILE } from '../../../src/agent/config';
 import { parseDuration } from '../../../src/agent/config/duration';
 
 function expectConfigError(fn: () => unknown, key: string, reason: RegExp) {
@@ -88,5 +88,29 @@ describe('durations', () => {
     expect(parseDuration('10')).toBeUndefined();
     expect(parseDuration('0s')).toBeUndefined();
     expect(parseDuration('5s junk')).toBeUndefined();
+  });
+});
+
+describe('the configuration file `run` reads', () => {
+  const seen: string[] = [];
+  const exists = (present: boolean) => (file: string) => {
+    seen.push(file);
+    return present;
+  };
+
+  it('is /etc/nsm-agent/agent.yaml when neither --config nor $NSM_AGENT_CONFIG is given and it exists', () => {
+    expect(resolveConfigFile(undefined, {}, exists(true))).toBe('/etc/nsm-agent/agent.yaml');
+    expect(DEFAULT_CONFIG_FILE).toBe('/etc/nsm-agent/agent.yaml');
+  });
+
+  it('is none (built-in defaults) when /etc/nsm-agent/agent.yaml does not exist', () => {
+    expect(resolveConfigFile(undefined, {}, exists(false))).toBeUndefined();
+  });
+
+  it('is --config first, then $NSM_AGENT_CONFIG, whether or not the default exists', () => {
+    seen.length = 0;
+    expect(resolveConfigFile('/x/a.yaml', { NSM_AGENT_CONFIG: '/y/b.yaml' }, exists(true))).toBe('/x/a.yaml');
+    expect(resolveConfigFile(undefined, { NSM_AGENT_CONFIG: '/y/b.yaml' }, exists(true))).toBe('/y/b.yaml');
+    expect(seen).toEqual([]);
   });
 });
