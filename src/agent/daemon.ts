@@ -24,6 +24,7 @@ import { ConfigReloader, ReloadResult, withConnectionIds } from './reload';
 import { Notifier } from './systemd/notify';
 import { controlSocketPath, ControlServer, listenControl } from './systemd/control';
 import { UnitManager } from './systemd/units';
+import { socketAnswers } from './socket-claim';
 import { statusLine } from './status';
 
 export interface RunOptions {
@@ -80,6 +81,11 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   const cfg = loadConfig(resolveConfigFile(opts.configFile));
   adjust(cfg);
   withConnectionIds(cfg);
+  // Before anything is touched: an agent already running on these sockets keeps them (and the
+  // vWires and state it holds), and this one exits with SOCKET_IN_USE naming the socket.
+  for (const [what, p] of [['the agent socket', cfg.listen.unix], ['the systemd socket', controlSocketPath(cfg.listen.unix)]] as const) {
+    if (await socketAnswers(p)) throw new AgentError('SOCKET_IN_USE', `${what} ${p} is in use by a running agent; give this agent its own listen.unix`);
+  }
   const log = createLogger({ level: cfg.logLevel, fields: { agent: cfg.name } });
   // SIGHUP's default action ends the process: until the reload handler is in place, a reload
   // requested during start-up is remembered and done once ready.

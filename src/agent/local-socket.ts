@@ -9,6 +9,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../core/log';
 import { peerCredentials } from '../sys';
+import { claimSocketPath } from './socket-claim';
 
 export interface LocalSocket {
   close(): Promise<void>;
@@ -20,7 +21,7 @@ export async function listenLocal(
   opts: { allowUids: number[]; log: Logger },
 ): Promise<LocalSocket> {
   mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
-  if (existsSync(socketPath)) rmSync(socketPath); // a stale socket from a previous run
+  await claimSocketPath(socketPath, 'the agent socket');
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const allowed = new Set([0, process.getuid?.() ?? 0, ...opts.allowUids]);
   const listener = net.createServer((socket) => {

@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   NO_CANDIDATES: Status.NOT_FOUND, // the service exists but no endpoint matches
   NETNS_NOT_FOUND: Status.NOT_FOUND, // the requested network namespace does not exist
   ALREADY_EXISTS: Status.ALREADY_EXISTS,
+  SOCKET_IN_USE: Status.ALREADY_EXISTS, // another running agent answers on the socket this one was given
   POOL_EXHAUSTED: Status.RESOURCE_EXHAUSTED, // an endpoint's address pool has no free address
   PERMISSION_DENIED: Status.PERMISSION_DENIED,
   UNAUTHENTICATED: Status.UNAUTHENTICATED,

@@ -1,5 +1,6 @@
 /**
- * The systemd socket: `<dir of listen.unix>/systemd.sock` (default /run/nsm-agent/systemd.sock),
+ * The systemd socket, one per agent socket (controlSocketPath): /run/nsm-agent/systemd.sock for
+ * the default /run/nsm-agent/agent.sock, `<dir>/<name>-systemd.sock` for any other `<name>.sock`,
  * what nsm-connect@.service and ExecReload= use to reach the agent and wait for the result:
  *
  *   {"op":"reload"}                     re-read agent.yaml and apply it  -> ReloadResult
@@ -14,19 +15,28 @@
  * deliberately tiny and separate so that systemd's helpers need no gRPC.)
  */
 import net from 'node:net';
-import { chmodSync, existsSync, rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { AgentError, ErrorCode, ERROR_CODES } from '../../core/errors';
 import type { Logger } from '../../core/log';
 import { peerCredentials } from '../../sys';
 import type { ReloadResult } from '../reload';
 import type { UnitSpec, UnitState } from './units';
+import { claimSocketPath } from '../socket-claim';
 
 export const CONTROL_SOCKET = 'systemd.sock';
+const DEFAULT_AGENT_SOCKET_NAME = 'agent.sock';
 const MAX_REQUEST = 1 << 20;
 
+/**
+ * The systemd socket of the agent listening on `agentSocket`, next to it and named after it, so
+ * that agents whose sockets share a directory each have their own.
+ */
 export function controlSocketPath(agentSocket: string): string {
-  return path.join(path.dirname(agentSocket), CONTROL_SOCKET);
+  const dir = path.dirname(agentSocket);
+  const name = path.basename(agentSocket);
+  if (name === DEFAULT_AGENT_SOCKET_NAME) return path.join(dir, CONTROL_SOCKET);
+  return path.join(dir, `${name.replace(/\.sock$/, '')}-${CONTROL_SOCKET}`);
 }
 
 export type ControlRequest = { op: 'reload' } | { op: 'unit-start'; spec: UnitSpec } | { op: 'unit-stop'; unit: string } | { op: 'units' };
@@ -61,7 +71,7 @@ async function dispatch(req: ControlRequest, h: ControlHandlers): Promise<unknow
 }
 
 export async function listenControl(socketPath: string, handlers: ControlHandlers, opts: { log: Logger }): Promise<ControlServer> {
-  if (existsSync(socketPath)) rmSync(socketPath, { force: true });
+  await claimSocketPath(socketPath, 'the systemd socket');
   const allowed = new Set([0, process.getuid?.() ?? 0]);
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
