@@ -202,8 +202,14 @@ export class HeldConnectionManager implements HeldConnections {
     }
   }
 
-  /** Closes a held connection, or a client's connection by its id at any hop. */
-  async disconnect(id: string): Promise<void> {
+  /**
+   * Closes a held connection, or a client's connection by its id at any hop. A held connection
+   * named by its id at another hop (this agent's, the endpoint's) is closed as held, through
+   * the client chain: closing only the server side would leave the client holding it, and
+   * heal would ask for it again.
+   */
+  async disconnect(hopId: string): Promise<void> {
+    const id = this.heldIdAtAnyHop(hopId);
     const retry = this.retrying.get(id);
     if (retry) {
       retry.cancel();
@@ -237,6 +243,15 @@ export class HeldConnectionManager implements HeldConnections {
       done();
     }
     this.opts.log.info('disconnected', { id });
+  }
+
+  /** The id of the held connection that `id` names at any hop of its path; `id` itself if none. */
+  private heldIdAtAnyHop(id: string): string {
+    if (this.held.has(id) || this.retrying.has(id)) return id;
+    for (const [heldId, h] of this.held) {
+      if (h.conn.path?.path_segments?.some((seg) => seg.id === id)) return heldId;
+    }
+    return id;
   }
 
   /**

@@ -359,7 +359,7 @@ run('heal and restarts without loss', () => {
     await sleep(300);
     await mesh.start(1, configs[1]!, { dir: bDir });
 
-    const recordFile = path.join(bDir, 'state', 'wireguard', `${encodeURIComponent('conn:' + onB.id)}.json`);
+    const recordFile = path.join(bDir, 'state', 'wireguard', `${encodeURIComponent('conn:' + onB.agentId)}.json`);
     const gone = await until(() => !existsSync(recordFile) && (!bWg || !alive(bWg)), 10_000, 100);
     console.log(`[heal] client vanished while host-b was down: reaped ${gone ? 'yes' : 'no'}`);
     expect(gone).toBeTruthy();

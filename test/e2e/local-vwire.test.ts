@@ -79,6 +79,33 @@ run('local vWire (one agent)', () => {
     expect(agent.cliJson(['status']).connections).toEqual([]);
   });
 
+  it('has one id per connection (table, JSON, connect, disconnect); a disconnect by the JSON id stays done', async () => {
+    agent.cliJson(['connect', 'kernel://icmp-responder/nsm-1', '--netns', nsc, '--id', 'nsc-2']);
+    const conn = agent.cliJson(['status']).connections.find((x: any) => x.clientId === 'nsc-2');
+    // The id this agent gave its own hop (what `id` was in the JSON) still closes it, for good.
+    const agentId = conn.path[1].id;
+    expect(agent.cli(['disconnect', agentId]).code).toBe(0);
+    // Past heal's reaction (liveness every 200 ms, retries up to 1 s): nothing comes back.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(agent.cliJson(['status']).connections).toEqual([]);
+    expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);
+    expect(links(nse).map((l) => l.ifname)).toEqual(['lo']);
+
+    // And by the id that every view shows.
+    const c = agent.cliJson(['connect', 'kernel://icmp-responder/nsm-1', '--netns', nsc, '--id', 'nsc-3']);
+    expect(c.id).toBe('nsc-3');
+    const shown = agent.cliJson(['status']).connections[0];
+    expect(shown.id).toBe('nsc-3');
+    expect(shown.agentId).toBe(shown.path[1].id);
+    expect(agent.cli(['status']).stdout).toMatch(/\nnsc-3\s+icmp-responder/);
+    const id = shown.id;
+    expect(agent.cli(['disconnect', id]).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(agent.cliJson(['status']).connections).toEqual([]);
+    expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);
+    expect(links(nse).map((l) => l.ifname)).toEqual(['lo']);
+  });
+
   it('reports every served service SERVING on grpc.health.v1', async () => {
     const { api } = await import('../../src/api');
     const Health = api().health.grpc.health.v1.Health as any;

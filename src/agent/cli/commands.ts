@@ -25,8 +25,12 @@ export interface StatusView {
 }
 
 export interface ConnectionView {
+  /** The connection's one id: its client's (the first path segment's), as the table shows it and disconnect takes it. */
   id: string;
+  /** The same as id (kept for scripts that read it). */
   clientId: string;
+  /** This agent's id for its own hop (path segment); disconnect takes it too. */
+  agentId: string;
   service: string;
   endpoint: string;
   state: string;
@@ -54,8 +58,9 @@ function viewConnection(s: any): ConnectionView {
   const c = s.connection ?? {};
   const segs = c.path?.path_segments ?? [];
   return {
-    id: c.id,
+    id: segs[0]?.id ?? c.id,
     clientId: segs[0]?.id ?? c.id,
+    agentId: c.id,
     service: c.network_service,
     endpoint: c.network_service_endpoint_name,
     state: c.state,

@@ -234,6 +234,16 @@ describe('HeldConnectionManager', () => {
     expect(client.requests.map((r) => r.connection?.id)).toEqual(['c1', 'c2']);
   });
 
+  it('disconnect by the id of another hop closes the held connection through the client chain, and forgets it', async () => {
+    const { held, client, records, closedOther } = setup();
+    await held.connect(URL_A, 'host', 'c1');
+    await held.disconnect('srv-c1');
+    expect(client.closes.map((c) => c.id)).toEqual(['c1']);
+    expect(closedOther).toEqual([]);
+    expect(held.has('c1')).toBe(false);
+    expect(records.stored.has('c1')).toBe(false);
+  });
+
   it('stop with cleanup closes every held connection and ends retries', async () => {
     const { held, client, clock } = setup();
     await held.connect(URL_A, 'host', 'c1');
