@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { startAgent, stopAll, type RunningAgent, cli } from '../harness/agent.mjs';
+import { startAgent, stopAll, type RunningAgent, cli, writeAgentConfig, BIN } from '../harness/agent.mjs';
 import { uniq, isRoot } from '../harness/exec.mjs';
 import { addNetns, delNetns, links, addrs, ping } from '../harness/netns.mjs';
 import { NsmClient, kernelRequest } from '../harness/clients.mjs';
@@ -104,7 +104,23 @@ run('local vWire (one agent)', () => {
     expect(agent.cliJson(['status']).connections).toEqual([]);
     expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);
     expect(links(nse).map((l) => l.ifname)).toEqual(['lo']);
-  });
+  }, 90_000);
+
+  it('refuses a second agent on the running agent`s socket, which keeps it', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-second-'));
+    try {
+      const file = writeAgentConfig(dir, { name: 'host-a2', listen: { unix: agent.socket } });
+      const r = spawnSync(process.execPath, [BIN, 'run', '--config', file], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`${agent.socket} is in use by a running agent`);
+      expect(r.stderr).toContain('SOCKET_IN_USE');
+      expect(existsSync(agent.socket)).toBe(true);
+      expect(agent.cli(['status']).code).toBe(0);
+      expect(agent.cli(['reload']).code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('reports every served service SERVING on grpc.health.v1', async () => {
     const { api } = await import('../../src/api');
