@@ -5,8 +5,10 @@
  * - After each successful Register it re-registers at 2/3 of the time left until the returned
  *   expiration_time (about every 40 s with the 1-minute default). No expiration_time, no
  *   refresh. A failed re-register is retried until it works or the entry is stopped, with an
- *   exponential back-off: `retryInterval` (200 ms) doubling up to `maxRetryInterval` (5 s),
- *   each wait jittered by ±20 %; each try has its own `tryTimeout` (15 s).
+ *   exponential back-off: `retryInterval` (200 ms) doubling up to `maxRetryInterval` (1 s),
+ *   each wait jittered by ±20 %; each try has its own `tryTimeout` (15 s). The cap is short
+ *   because a registry that restarted must have the endpoint back within about a second of
+ *   serving again; the log, not the retry rate, is what an outage must not flood.
  * - A run of failures is logged once at warn when it starts, then at most every
  *   `failureLogInterval` (1 min) with the count so far, and its end at info ("registry
  *   reachable again after N failures"), so a registry outage costs a few lines, not a flood.
@@ -37,7 +39,7 @@ export interface RefreshOptions {
   heal?: boolean;
   /** Milliseconds before the first retry of a failed re-register; doubles per failure. Default 200. */
   retryInterval?: number;
-  /** The longest wait between retries, in milliseconds; default 5 s. */
+  /** The longest wait between retries, in milliseconds; default 1 s. */
   maxRetryInterval?: number;
   /** Milliseconds between warnings that a run of failures goes on; default 1 min. */
   failureLogInterval?: number;
@@ -71,7 +73,7 @@ interface Entry {
 
 export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
   const retryInterval = opts.retryInterval ?? 200;
-  const maxRetryInterval = Math.max(retryInterval, opts.maxRetryInterval ?? 5_000);
+  const maxRetryInterval = Math.max(retryInterval, opts.maxRetryInterval ?? 1_000);
   const failureLogInterval = opts.failureLogInterval ?? 60_000;
   const random = opts.random ?? Math.random;
   /** The wait after the n-th failure in a row (n >= 1). */

@@ -150,7 +150,7 @@ describe('refresh client', () => {
     life.abort();
   });
 
-  it('backs off exponentially up to 5 s while the registry is down, logging the outage once and its end', async () => {
+  it('backs off exponentially up to 1 s while the registry is down, logging the outage once and its end', async () => {
     const { clock, remote, chain, ctx, life, lines } = setup();
     await chain.register(ctx, { name: 'a' });
     remote.failNext = 1000;
@@ -163,18 +163,18 @@ describe('refresh client', () => {
       await flush();
     }
     const gaps = remote.registers.slice(1).map((r, i, all) => r.at - (i === 0 ? t : all[i - 1]!.at));
-    expect(gaps.slice(0, 7)).toEqual([0, 200, 400, 800, 1600, 3200, 5000]);
-    expect(Math.max(...gaps)).toBe(5000);
+    expect(gaps.slice(0, 6)).toEqual([0, 200, 400, 800, 1000, 1000]);
+    expect(Math.max(...gaps)).toBe(1000);
     const tries = remote.registers.length - 1;
-    expect(tries).toBeLessThan(40); // 200 ms apart would be 750
+    expect(tries).toBeLessThan(160); // 200 ms apart would be 750
     const warns = lines.filter((l) => l.level === 'warn');
     // the first failure, then one reminder per minute with the count
     expect(warns.length).toBe(3);
     expect(warns[0]?.msg).toMatch(/re-register failed/);
-    expect(warns[2]?.fields.failures).toBeGreaterThan(20);
+    expect(warns[2]?.fields.failures).toBeGreaterThan(100);
 
     remote.failNext = 0;
-    clock.advance(5000);
+    clock.advance(1000);
     await flush();
     const back = lines.filter((l) => l.level === 'info' && /registry reachable again/.test(l.msg));
     expect(back).toHaveLength(1);
