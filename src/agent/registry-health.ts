@@ -41,6 +41,8 @@ export class RegistryHealth {
   failed(ctx: Ctx, err: unknown): unknown {
     if (ctx.signal.aborted) return err;
     const e = AgentError.from(err);
+    // A call that timed out says nothing either way (a slow answer, or no route at all).
+    if (e.code === 'DEADLINE_EXCEEDED' || e.code === 'CANCELLED') return err;
     if (e.code !== 'UNAVAILABLE') {
       // The registry answered (with an error of its own): it is reachable.
       this.reachable();
