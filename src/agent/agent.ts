@@ -232,6 +232,7 @@ export class Agent {
       version: VERSION,
       started: this.started,
       registry: registryLabel(this.cfg.registry),
+      registryHealth: this.reg.health?.view(),
       listen: this.listeners.listening,
       url: this.url,
       tunnelIp: this.underlay?.ip ?? '',

@@ -14,12 +14,15 @@ import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../registry
 import type { TokenSource } from '../core/token';
 import { channelCredentials, type X509Source } from '../spire';
 import type { AgentConfig } from './config';
+import { healthWatched, RegistryHealth } from './registry-health';
 
 export interface RegistryAccess {
   ns: NsRegistry;
   nse: NseRegistry;
   /** The embedded registry's server, when embedded. */
   embedded?: RegistryServer;
+  /** A remote registry's reachability, as the agent's calls find it. */
+  health?: RegistryHealth;
   close(): void;
 }
 
@@ -58,11 +61,13 @@ export function openRegistry(registry: AgentConfig['registry'], opts: RegistryAc
   const creds = u.protocol === 'tcp:' ? channelCredentials(opts.identity, { tokens: opts.tokens }).credentials : grpc.credentials.createInsecure();
   const clients = newRegistryClients(target, creds);
   const cache = { clock: opts.clock, log: opts.log };
-  const ns = nsQueryCache(grpcNsRegistry(clients.ns), cache);
-  const nse = nseQueryCache(grpcNseRegistry(clients.nse), cache);
+  const health = new RegistryHealth(registry.url, opts.clock);
+  const ns = nsQueryCache(healthWatched(grpcNsRegistry(clients.ns), health), cache);
+  const nse = nseQueryCache(healthWatched(grpcNseRegistry(clients.nse), health), cache);
   return {
     ns,
     nse,
+    health,
     close: () => {
       ns.close();
       nse.close();

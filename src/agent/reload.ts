@@ -4,8 +4,11 @@
  * untouched vWires are never dropped:
  *
  *   - an endpoint that is gone: what reaches it is closed, then it is unregistered;
- *   - a changed endpoint (any key): the same, then it is hosted and registered anew, and the
- *     connections the agent held through it (config or unit ones) are requested again;
+ *   - a changed endpoint (any key): the same, then it is hosted and registered anew, and every
+ *     connection the agent held through it (configured, a unit's, or made with `nsm-agent
+ *     connect`) is requested again, with new addresses if the pool changed; one that cannot be
+ *     made at once is retried in the background (DOWN in `status`), never dropped. The result
+ *     lists what happened to each (`connections`);
  *   - a new endpoint: hosted and registered;
  *   - connections, keyed by id (withConnectionIds gives configured ones a stable id): a removed
  *     one is closed, a changed one (url or netns) is closed and requested again, a new one or
@@ -20,6 +23,7 @@ import { AgentError } from '../core/errors';
 import type { Logger } from '../core/log';
 import { AgentConfig, loadConfig } from './config';
 import { closeEndpointConnections, type AgentParts } from './parts';
+import type { Connection } from '../api';
 
 export interface ReloadResult {
   file: string;
@@ -29,6 +33,11 @@ export interface ReloadResult {
   /** Keys whose new value takes effect only after a restart. */
   restartNeeded: string[];
   errors: string[];
+  /**
+   * What happened to each held connection the reload touched, one line each, e.g.
+   * `conn-1: re-requested, 172.16.1.97/32 -> 172.16.2.1/32`.
+   */
+  connections: string[];
 }
 
 /** Keys a reload does not apply. */
@@ -86,7 +95,7 @@ export class ConfigReloader {
   async apply(next: AgentConfig): Promise<ReloadResult> {
     const log = this.opts.log;
     const cur = this.current;
-    const result: ReloadResult = { file: next.file, added: [], removed: [], changed: [], restartNeeded: [], errors: [] };
+    const result: ReloadResult = { file: next.file, added: [], removed: [], changed: [], restartNeeded: [], errors: [], connections: [] };
     for (const key of RESTART_KEYS) {
       if (!same(cur[key], next[key])) result.restartNeeded.push(key === 'maxTokenLifetimeMs' ? 'maxTokenLifetime' : key);
     }
@@ -112,16 +121,23 @@ export class ConfigReloader {
     }
     // 2. endpoints that go or change; remember held connections that went with them
     const reconnect = new Map<string, { url: string; netns: string }>();
+    const addressesBefore = new Map<string, string>();
     for (const [name, e] of oldEps) {
       const n = newEps.get(name);
       if (n && same(n, e)) continue;
-      const held = new Map(this.parts.held.list().map(([id, h]) => [id, h.netns]));
+      const held = new Map(this.parts.held.list());
       const closed = await closeEndpointConnections(this.parts, name, log);
       for (const id of closed) {
+        const h = held.get(id);
+        if (!h) continue;
+        addressesBefore.set(id, srcAddresses(h.conn));
+        // A configured connection as agent.yaml says now, a unit's as the unit says, one made
+        // with `nsm-agent connect` as it was asked for.
         const c = newConns.get(id);
         const unit = this.opts.unitConnection?.(id);
-        if (c && held.has(id)) reconnect.set(id, { url: c.url, netns: c.netns });
-        else if (unit && held.has(id)) reconnect.set(id, unit);
+        if (c) reconnect.set(id, { url: c.url, netns: c.netns });
+        else if (unit) reconnect.set(id, unit);
+        else if (!oldConns.has(id)) reconnect.set(id, { url: h.url, netns: h.netns });
       }
       try {
         await this.parts.endpoints.removeEndpoint(name);
@@ -142,20 +158,33 @@ export class ConfigReloader {
       }
     }
     // 4. connections that come, changed, lost their endpoint, or were not up
+    const reRequested = (id: string, h: { conn: Connection }) => {
+      const before = addressesBefore.get(id);
+      const after = srcAddresses(h.conn);
+      result.connections.push(`${id}: re-requested, ${before === after ? after || 'same addresses' : `${before || '-'} -> ${after || '-'}`}`);
+    };
     for (const [id, c] of newConns) {
       if (this.parts.held.has(id)) continue;
-      reconnect.delete(id);
+      const again = reconnect.delete(id);
       try {
-        await this.parts.held.connect(c.url, c.netns, id);
+        const h = await this.parts.held.connect(c.url, c.netns, id, { retry: again });
         if (!oldConns.has(id)) result.added.push(`connection ${id}`);
+        if (again) reRequested(id, h);
       } catch (err) {
         note(err, `connection ${id} (${c.url})`);
+        if (again) result.connections.push(`${id}: re-request failed, retrying: ${AgentError.from(err).message}`);
       }
     }
     for (const [id, c] of reconnect) {
       if (this.parts.held.has(id)) continue;
-      await this.parts.held.connect(c.url, c.netns, id).catch((err) => note(err, `reconnect ${id}`));
+      try {
+        reRequested(id, await this.parts.held.connect(c.url, c.netns, id, { retry: true }));
+      } catch (err) {
+        note(err, `reconnect ${id}`);
+        result.connections.push(`${id}: re-request failed, retrying: ${AgentError.from(err).message}`);
+      }
     }
+    for (const line of result.connections) log.info('reload: held connection', { result: line });
 
     this.current = { ...next, ...Object.fromEntries(RESTART_KEYS.map((k) => [k, cur[k]])) } as AgentConfig;
     if (result.restartNeeded.length) log.warn('reload: restart needed to apply', { keys: result.restartNeeded.join(',') });
@@ -170,3 +199,7 @@ export class ConfigReloader {
   }
 }
 
+/** A connection's addresses on the client's side, e.g. `172.16.1.97/32`. */
+function srcAddresses(conn: Connection): string {
+  return (conn.context?.ip_context?.src_ip_addrs ?? []).join(',');
+}

@@ -7,6 +7,7 @@ import { toTimestamp } from '../api/time';
 import { parseNsURL } from '../networkservice/nsurl';
 import type { HostedEndpoint } from './endpoints';
 import type { HeldConnection, PendingConnection } from './held';
+import type { RegistryHealthView } from './registry-health';
 
 export interface StatusSources {
   name: string;
@@ -14,6 +15,8 @@ export interface StatusSources {
   /** When the agent started (ms since the epoch). */
   started: number;
   registry: string;
+  /** A remote registry's reachability; undefined when embedded. */
+  registryHealth?: RegistryHealthView;
   listen: string[];
   url: string;
   tunnelIp: string;
@@ -41,6 +44,16 @@ export function projectStatus(s: StatusSources) {
     version: s.version,
     started: toTimestamp(s.started),
     registry: s.registry,
+    ...(s.registryHealth
+      ? {
+          registry_health: {
+            url: s.registryHealth.url,
+            state: s.registryHealth.state,
+            since: s.registryHealth.since ? toTimestamp(s.registryHealth.since) : null,
+            error: s.registryHealth.error,
+          },
+        }
+      : {}),
     listen: [...s.listen],
     url: s.url,
     tunnel_ip: s.tunnelIp,

@@ -15,6 +15,8 @@ export interface StatusView {
   version: string;
   started: number | undefined;
   registry: string;
+  /** A remote registry's reachability (absent when embedded): state since a time (ms). */
+  registryHealth?: { url: string; state: string; since: number | undefined; error: string };
   listen: string[];
   /** The URL endpoints of this agent are registered with. */
   url: string;
@@ -83,7 +85,8 @@ async function withClients<T>(socket: string, fn: (c: LocalClients) => Promise<T
     return await fn(c);
   } catch (err) {
     const e = AgentError.from(err);
-    if (e.code === 'UNAVAILABLE') throw new AgentError('UNAVAILABLE', `cannot reach the agent at ${socket}: ${e.message}`);
+    // An agent that answered may report another component unreachable (the registry at its URL).
+    if (e.code === 'UNAVAILABLE' && !e.message.includes('cannot reach the ')) throw new AgentError('UNAVAILABLE', `cannot reach the agent at ${socket}: ${e.message}`);
     throw e;
   } finally {
     c.close();
@@ -103,6 +106,9 @@ export function viewStatus(s: any): StatusView {
       version: s.version,
       started: fromTimestamp(s.started),
       registry: s.registry,
+      ...(s.registry_health
+        ? { registryHealth: { url: s.registry_health.url, state: s.registry_health.state, since: fromTimestamp(s.registry_health.since), error: s.registry_health.error ?? '' } }
+        : {}),
       listen: s.listen,
       url: s.url,
       tunnelIP: s.tunnel_ip,
@@ -116,7 +122,7 @@ export function printStatus(s: StatusView): string {
   const out = [
     `agent ${s.name} (nsm-agent ${s.version}), up ${s.started ? age(s.started) : '?'}`,
     `identity: ${s.identity}`,
-    `registry: ${s.registry}`,
+    `registry: ${s.registry}${registryHealthLine(s)}`,
     `listening: ${s.listen.join(', ')}`,
     `endpoints registered as: ${s.url}${s.tunnelIP ? `, tunnel IP ${s.tunnelIP}` : ''}`,
     '',
@@ -144,6 +150,14 @@ export function printStatus(s: StatusView): string {
     ),
   ];
   return out.join('\n');
+}
+
+function registryHealthLine(s: StatusView): string {
+  const h = s.registryHealth;
+  if (!h) return '';
+  const since = h.since ? ` for ${age(h.since)}` : '';
+  if (h.state === 'unreachable') return ` (unreachable${since}: ${h.error})`;
+  return ` (${h.state}${since})`;
 }
 
 export async function connect(socket: string, url: string, netns: string, id?: string): Promise<ConnectionView> {

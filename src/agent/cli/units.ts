@@ -127,6 +127,7 @@ export function printReload(r: ReloadResult): string {
   for (const x of r.added) lines.push(`  + ${x}`);
   for (const x of r.removed) lines.push(`  - ${x}`);
   for (const x of r.changed) lines.push(`  ~ ${x}`);
+  for (const x of r.connections ?? []) lines.push(`  connection ${x}`);
   if (r.restartNeeded.length) lines.push(`restart needed to apply: ${r.restartNeeded.join(', ')}`);
   for (const e of r.errors) lines.push(`error: ${e}`);
   return lines.join('\n');

@@ -61,7 +61,11 @@ import { uapiAlive, uapiGet, uapiSet, uapiSocketPath, wireguardGoLogPath } from 
 export interface WireguardGoOptions {
   /** Executable; default 'wireguard-go' from PATH. */
   binary?: string;
-  /** How long to wait for the UAPI socket after spawning (default 3000 ms). */
+  /**
+   * How long to wait for the UAPI socket after spawning (default 10 s). A process that exits
+   * fails the start at once; only one that hangs waits this long, and a loaded or emulated
+   * host can take seconds to start a Go runtime.
+   */
   startTimeoutMs?: number;
   /** Restart the process when it dies unexpectedly (default true). */
   restart?: boolean;
@@ -430,7 +434,7 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
       exited = true;
       this.onExit(child, code, signal);
     });
-    const timeout = this.options.startTimeoutMs ?? 3000;
+    const timeout = this.options.startTimeoutMs ?? 10_000;
     const deadline = Date.now() + timeout;
     for (;;) {
       if (exited) {

@@ -4,8 +4,14 @@
  *
  * - After each successful Register it re-registers at 2/3 of the time left until the returned
  *   expiration_time (about every 40 s with the 1-minute default). No expiration_time, no
- *   refresh. A failed re-register is retried every `retryInterval` (200 ms) until it works or
- *   the entry is stopped; each try has its own `tryTimeout` (15 s).
+ *   refresh. A failed re-register is retried until it works or the entry is stopped, with an
+ *   exponential back-off: `retryInterval` (200 ms) doubling up to `maxRetryInterval` (1 s),
+ *   each wait jittered by ±20 %; each try has its own `tryTimeout` (15 s). The cap is short
+ *   because a registry that restarted must have the endpoint back within about a second of
+ *   serving again; the log, not the retry rate, is what an outage must not flood.
+ * - A run of failures is logged once at warn when it starts, then at most every
+ *   `failureLogInterval` (1 min) with the count so far, and its end at info ("registry
+ *   reachable again after N failures"), so a registry outage costs a few lines, not a flood.
  * - What is re-sent is the last response with the caller's name and expiration_time cleared
  *   (upstream begin's mergeNSE), so initial_registration_time survives and the registry
  *   chooses a fresh expiry.
@@ -31,8 +37,14 @@ export interface RefreshOptions {
   signal?: AbortSignal;
   /** Watch the own entry and re-register when the watch breaks or reports it deleted. */
   heal?: boolean;
-  /** Milliseconds between failed re-register attempts; default 200. */
+  /** Milliseconds before the first retry of a failed re-register; doubles per failure. Default 200. */
   retryInterval?: number;
+  /** The longest wait between retries, in milliseconds; default 1 s. */
+  maxRetryInterval?: number;
+  /** Milliseconds between warnings that a run of failures goes on; default 1 min. */
+  failureLogInterval?: number;
+  /** A number in [0, 1) for the jitter; default Math.random (tests pass a constant). */
+  random?: () => number;
   /** Milliseconds one re-register attempt may take; default 15 s. */
   tryTimeout?: number;
   /**
@@ -61,6 +73,14 @@ interface Entry {
 
 export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
   const retryInterval = opts.retryInterval ?? 200;
+  const maxRetryInterval = Math.max(retryInterval, opts.maxRetryInterval ?? 1_000);
+  const failureLogInterval = opts.failureLogInterval ?? 60_000;
+  const random = opts.random ?? Math.random;
+  /** The wait after the n-th failure in a row (n >= 1). */
+  const backoff = (n: number) => {
+    const base = Math.min(maxRetryInterval, retryInterval * 2 ** Math.min(n - 1, 30));
+    return Math.round(base * (0.8 + 0.4 * random()));
+  };
   const tryTimeout = opts.tryTimeout ?? 15_000;
   const entries = new Map<string, Entry>();
 
@@ -90,6 +110,8 @@ export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
   };
 
   const attempt = async (e: Entry, why: string) => {
+    let failures = 0;
+    let lastWarnAt = 0;
     while (!e.ac.signal.aborted) {
       const [withStop, releaseStop] = e.base.withSignal(e.ac.signal);
       const [ctx, releaseTimeout] = withStop.withTimeout(tryTimeout);
@@ -99,16 +121,25 @@ export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
         e.registration = forRefresh(e.name, resp);
         schedule(e, resp);
         if (opts.heal && !e.watching) watch(e);
-        e.base.log.debug('re-registered', { nse: e.name, why });
+        if (failures > 0) e.base.log.info(`registry reachable again after ${failures} failures`, { nse: e.name, why, failures });
+        else e.base.log.debug('re-registered', { nse: e.name, why });
         return;
       } catch (err) {
         if (e.ac.signal.aborted) return;
-        e.base.log.warn('re-register failed; retrying', { nse: e.name, why, err });
+        failures++;
+        const now = e.base.clock.now();
+        if (failures === 1) {
+          lastWarnAt = now;
+          e.base.log.warn('re-register failed; retrying with back-off', { nse: e.name, why, err });
+        } else if (now - lastWarnAt >= failureLogInterval) {
+          lastWarnAt = now;
+          e.base.log.warn('re-register still failing; retrying with back-off', { nse: e.name, why, failures, err });
+        }
       } finally {
         releaseTimeout();
         releaseStop();
       }
-      await sleep(e.base.clock, retryInterval, e.ac.signal);
+      await sleep(e.base.clock, backoff(failures), e.ac.signal);
     }
   };
 

@@ -6,6 +6,7 @@ import { NseRegistry, chainNseRegistry } from '../../../src/core/registry';
 import type { NetworkServiceEndpoint, NetworkServiceEndpointResponse } from '../../../src/api';
 import { fromTimestamp, toTimestamp } from '../../../src/api/time';
 import { refreshNseClient } from '../../../src/registry/common/refresh';
+import type { Logger } from '../../../src/core/log';
 import { flush } from './helpers';
 
 const MIN = 60_000;
@@ -81,9 +82,19 @@ function setup(opts: { heal?: boolean; expiry?: number } = {}) {
   const clock = new FakeClock();
   const remote = new FakeRemote(clock, opts.expiry);
   const life = new AbortController();
-  const chain = chainNseRegistry(refreshNseClient({ signal: life.signal, heal: opts.heal }), remote);
-  const ctx = Ctx.background({ clock }).with(MARK, 'original');
-  return { clock, remote, life, chain, ctx };
+  // random 0.5 = no jitter, so the retry times are exact.
+  const chain = chainNseRegistry(refreshNseClient({ signal: life.signal, heal: opts.heal, random: () => 0.5 }), remote);
+  const lines: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
+  const recording: Logger = {
+    level: 'debug',
+    debug: (msg, fields = {}) => lines.push({ level: 'debug', msg, fields }),
+    info: (msg, fields = {}) => lines.push({ level: 'info', msg, fields }),
+    warn: (msg, fields = {}) => lines.push({ level: 'warn', msg, fields }),
+    error: (msg, fields = {}) => lines.push({ level: 'error', msg, fields }),
+    with: () => recording,
+  };
+  const ctx = Ctx.background({ clock, log: recording }).with(MARK, 'original');
+  return { clock, remote, life, chain, ctx, lines };
 }
 
 describe('refresh client', () => {
@@ -121,21 +132,71 @@ describe('refresh client', () => {
     life.abort();
   });
 
-  it('retries a failed refresh every 200 ms until it works, then goes back to 2/3', async () => {
+  it('retries a failed refresh after 200, 400, 800 ms until it works, then goes back to 2/3', async () => {
     const { clock, remote, chain, ctx, life } = setup();
     const t0 = clock.now();
     await chain.register(ctx, { name: 'a' });
     remote.failNext = 3;
     clock.advance(40_000);
     await flush();
-    for (let i = 0; i < 3; i++) {
-      clock.advance(200);
+    for (const wait of [200, 400, 800]) {
+      clock.advance(wait);
       await flush();
     }
-    expect(remote.registers.map((r) => r.at - t0)).toEqual([0, 40_000, 40_200, 40_400, 40_600]);
+    expect(remote.registers.map((r) => r.at - t0)).toEqual([0, 40_000, 40_200, 40_600, 41_400]);
     clock.advance(40_000);
     await flush();
-    expect(remote.registers.map((r) => r.at - t0).slice(-1)).toEqual([80_600]);
+    expect(remote.registers.map((r) => r.at - t0).slice(-1)).toEqual([81_400]);
+    life.abort();
+  });
+
+  it('backs off exponentially up to 1 s while the registry is down, logging the outage once and its end', async () => {
+    const { clock, remote, chain, ctx, life, lines } = setup();
+    await chain.register(ctx, { name: 'a' });
+    remote.failNext = 1000;
+    const t = clock.now() + 40_000;
+    clock.advance(40_000);
+    await flush();
+    // Two and a half minutes of outage, stepped 100 ms at a time.
+    for (let i = 0; i < 1500; i++) {
+      clock.advance(100);
+      await flush();
+    }
+    const gaps = remote.registers.slice(1).map((r, i, all) => r.at - (i === 0 ? t : all[i - 1]!.at));
+    expect(gaps.slice(0, 6)).toEqual([0, 200, 400, 800, 1000, 1000]);
+    expect(Math.max(...gaps)).toBe(1000);
+    const tries = remote.registers.length - 1;
+    expect(tries).toBeLessThan(160); // 200 ms apart would be 750
+    const warns = lines.filter((l) => l.level === 'warn');
+    // the first failure, then one reminder per minute with the count
+    expect(warns.length).toBe(3);
+    expect(warns[0]?.msg).toMatch(/re-register failed/);
+    expect(warns[2]?.fields.failures).toBeGreaterThan(100);
+
+    remote.failNext = 0;
+    clock.advance(1000);
+    await flush();
+    const back = lines.filter((l) => l.level === 'info' && /registry reachable again/.test(l.msg));
+    expect(back).toHaveLength(1);
+    expect(back[0]?.msg).toBe(`registry reachable again after ${tries} failures`);
+    life.abort();
+  });
+
+  it('jitters each wait by at most 20 %', async () => {
+    const clock = new FakeClock();
+    const remote = new FakeRemote(clock);
+    const life = new AbortController();
+    const chain = chainNseRegistry(refreshNseClient({ signal: life.signal, random: () => 0 }), remote);
+    await chain.register(Ctx.background({ clock }), { name: 'a' });
+    remote.failNext = 2;
+    clock.advance(40_000);
+    await flush();
+    clock.advance(159);
+    await flush();
+    expect(remote.registers).toHaveLength(2);
+    clock.advance(1);
+    await flush();
+    expect(remote.registers).toHaveLength(3);
     life.abort();
   });
 
@@ -198,7 +259,7 @@ describe('refresh client with heal', () => {
     life.abort();
   });
 
-  it('retries the heal every 200 ms while the registry is down', async () => {
+  it('retries the heal with back-off while the registry is down', async () => {
     const { clock, remote, chain, ctx, life } = setup({ heal: true });
     await chain.register(ctx, { name: 'a' });
     await flush();
@@ -210,9 +271,9 @@ describe('refresh client with heal', () => {
     await flush();
     clock.advance(200);
     await flush();
-    clock.advance(200);
+    clock.advance(400);
     await flush();
-    expect(remote.registers.map((r) => r.at - t)).toEqual([0, 200, 400]);
+    expect(remote.registers.map((r) => r.at - t)).toEqual([0, 200, 600]);
     expect(remote.open).toHaveLength(1);
     life.abort();
   });

@@ -3,6 +3,7 @@
 import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from '../../google/protobuf/Timestamp';
 import type { EndpointStatus as _nsmagent_v1_EndpointStatus, EndpointStatus__Output as _nsmagent_v1_EndpointStatus__Output } from '../../nsmagent/v1/EndpointStatus';
 import type { ConnectionStatus as _nsmagent_v1_ConnectionStatus, ConnectionStatus__Output as _nsmagent_v1_ConnectionStatus__Output } from '../../nsmagent/v1/ConnectionStatus';
+import type { RegistryHealth as _nsmagent_v1_RegistryHealth, RegistryHealth__Output as _nsmagent_v1_RegistryHealth__Output } from '../../nsmagent/v1/RegistryHealth';
 
 export interface StatusResponse {
   'name'?: (string);
@@ -15,6 +16,7 @@ export interface StatusResponse {
   'connections'?: (_nsmagent_v1_ConnectionStatus)[];
   'url'?: (string);
   'tunnel_ip'?: (string);
+  'registry_health'?: (_nsmagent_v1_RegistryHealth | null);
 }
 
 export interface StatusResponse__Output {
@@ -28,4 +30,5 @@ export interface StatusResponse__Output {
   'connections': (_nsmagent_v1_ConnectionStatus__Output)[];
   'url': (string);
   'tunnel_ip': (string);
+  'registry_health': (_nsmagent_v1_RegistryHealth__Output | null);
 }
