@@ -33,6 +33,9 @@ import { channelCredentials, createX509Source, SpiffeTokenSource, waitForIdentit
 import { confirmedLiveness, heldClientChain, remoteClientChain, serverChain } from './chains';
 import type { AgentConfig } from './config';
 import { HostedEndpoints } from './endpoints';
+import type { Vl3Record } from './endpoints/kind';
+import { removeRouterNetns } from './endpoints/vl3/router';
+import { leasePrefix } from './vl3-lease';
 import { ChannelPool } from './grpc/dial';
 import { HealthService } from './grpc/health';
 import { HeldConnectionManager, type HeldRecord } from './held';
@@ -74,6 +77,7 @@ export class Agent {
   /** The state directory's records (opened by start()). */
   private store: StateStore | undefined;
   private ipamRecords: Records<IpamRecord> = noRecords();
+  private vl3Records: Records<Vl3Record> = noRecords();
   private readonly life = new AbortController();
   private readonly health = new HealthService();
   private readonly pool: ChannelPool;
@@ -103,6 +107,9 @@ export class Agent {
       ctx: () => this.ctx(),
       signal: this.life.signal,
       log: this.log,
+      held: () => this.held,
+      leasePrefix: (url, previous) => leasePrefix(url, { previous, pool: this.pool, log: this.log }),
+      vl3Records: () => this.vl3Records,
     });
   }
 
@@ -166,6 +173,8 @@ export class Agent {
     const store = new StateStore(path.join(this.cfg.stateDir, 'state'), this.clock, this.log);
     this.store = store;
     this.ipamRecords = store.records<IpamRecord>('ipam');
+    // A vL3 endpoint that no configuration names any more: its router namespace goes at expiry.
+    this.vl3Records = store.records<Vl3Record>('vl3', { expiresOf: (r) => r.expires, reap: (key) => removeRouterNetns(key) });
     registerReapers(store);
     return store;
   }
@@ -194,6 +203,7 @@ export class Agent {
       tokens: this.tokens,
       hub: this.hub,
       server: this.server,
+      keepsEndpoint: (id) => this.held.keepsEndpoint(id),
       liveness:
         heal.livenessIntervalMs > 0
           ? {
@@ -254,6 +264,7 @@ export class Agent {
   async stop(opts: { cleanup: boolean } = { cleanup: true }): Promise<void> {
     this.health.shutdown();
     await this.held?.stop(opts);
+    await this.endpoints.stopAll(opts);
     if (opts.cleanup) {
       for (const conn of this.hub.connections()) {
         const [ctx, done] = this.ctx().withTimeout(5_000);

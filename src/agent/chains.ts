@@ -122,6 +122,8 @@ export interface HeldChainDeps {
   hub: MonitorHub;
   /** The server chain, called in-process. */
   server: NetworkServiceServer;
+  /** Connections whose heal keeps their endpoint on reselect, by id. */
+  keepsEndpoint?: (id: string) => boolean;
   /** The data-plane check and how often it runs per connection; absent: no check. */
   liveness?: { check: (conn: Connection) => Promise<boolean>; intervalMs: () => number };
 }
@@ -133,7 +135,7 @@ export interface HeldChainDeps {
 export function heldClientChain(d: HeldChainDeps): NetworkServiceClient {
   return chainClient(
     updatePathClient(`${d.name}-nsc`),
-    beginClient(),
+    beginClient(d.keepsEndpoint ? { keepsEndpoint: d.keepsEndpoint } : {}),
     metadataClient(),
     refreshClient(),
     healClient({

@@ -7,7 +7,7 @@
  * takes its vWire back.
  */
 import { randomBytes } from 'node:crypto';
-import { stateName, type Connection, type ConnectionEvent } from '../api';
+import { stateName, type Connection, type ConnectionContext, type ConnectionEvent } from '../api';
 import type { Clock } from '../core/clock';
 import type { Ctx } from '../core/ctx';
 import { AgentError } from '../core/errors';
@@ -38,6 +38,20 @@ export interface HeldRecord {
   created: number;
   /** The connection as last seen by the client: same ids and path, mechanism, addresses. */
   conn: Connection;
+  /** The endpoint it is pinned to (see ConnectOptions.endpoint). */
+  endpoint?: string;
+}
+
+export interface ConnectOptions {
+  /** Retry a failed request in the background with back-off (the first error is still thrown). */
+  retry?: boolean;
+  /**
+   * Asks this endpoint by name, and keeps it on a heal's reselect (a vL3 endpoint meshing with
+   * a peer): the connection never moves to another endpoint.
+   */
+  endpoint?: string;
+  /** The connection context of the first request (a vL3 endpoint's own address and routes). */
+  context?: ConnectionContext;
 }
 
 /** A held connection that is not established (yet, or since a failed heal), being retried. */
@@ -50,7 +64,7 @@ export interface PendingConnection {
 /** What reload, units and the control API use of the agent's connections. */
 export interface HeldConnections {
   /** Requests and holds a connection; see HeldConnectionManager.connect. */
-  connect(url: string, netns: string, id?: string, opts?: { retry?: boolean }): Promise<HeldConnection>;
+  connect(url: string, netns: string, id?: string, opts?: ConnectOptions): Promise<HeldConnection>;
   /** Closes a held connection, or a client's connection by its id at any hop. */
   disconnect(id: string): Promise<void>;
   has(id: string): boolean;
@@ -93,6 +107,8 @@ export class HeldConnectionManager implements HeldConnections {
   /** Held connections being retried in the background, by id. */
   private readonly retrying = new Map<string, { url: string; netns: string; cancel: () => void }>();
   private readonly connects: Limiter;
+  /** Connections pinned to their endpoint (ConnectOptions.endpoint), by id. */
+  private readonly pinned = new Map<string, string>();
   private readonly retryMs: { minMs: number; maxMs: number };
 
   constructor(private readonly opts: HeldConnectionOptions) {
@@ -106,6 +122,11 @@ export class HeldConnectionManager implements HeldConnections {
 
   has(id: string): boolean {
     return this.held.has(id);
+  }
+
+  /** True if the connection keeps its endpoint on reselect (begin's keepsEndpoint). */
+  keepsEndpoint(id: string): boolean {
+    return this.pinned.has(id);
   }
 
   get(id: string): HeldConnection | undefined {
@@ -129,7 +150,7 @@ export class HeldConnectionManager implements HeldConnections {
    * With `retry`, a failed request is retried in the background with back-off (the first
    * error is still thrown); without, nothing is kept.
    */
-  async connect(url: string, netns: string, id?: string, opts: { retry?: boolean } = {}): Promise<HeldConnection> {
+  async connect(url: string, netns: string, id?: string, opts: ConnectOptions = {}): Promise<HeldConnection> {
     const u = parseNsURL(url);
     if (u.mechanism !== 'KERNEL') throw new AgentError('UNSUPPORTED_MECHANISM', `mechanism ${u.mechanism} is not supported for local clients`);
     const nsPath = endpointNetnsPath(netns);
@@ -144,6 +165,8 @@ export class HeldConnectionManager implements HeldConnections {
     const previous = records.claim(connId);
     const before = previous && same(previous) ? previous : undefined;
     const ifname = u.interfaceName ?? '';
+    const endpoint = opts.endpoint ?? before?.endpoint;
+    if (endpoint) this.pinned.set(connId, endpoint);
     const attempt = (): Promise<HeldConnection> => this.connects.run(once);
     const once = async (): Promise<HeldConnection> => {
       const [ctx, done] = this.opts.ctx().withTimeout(CONNECT_TIMEOUT_MS);
@@ -151,7 +174,14 @@ export class HeldConnectionManager implements HeldConnections {
         const conn = await this.opts.client.request(ctx, {
           connection: before
             ? { ...before.conn, state: 'UP' }
-            : { id: connId, network_service: u.networkService, labels: u.labels, payload: '' },
+            : {
+                id: connId,
+                network_service: u.networkService,
+                labels: u.labels,
+                payload: '',
+                network_service_endpoint_name: endpoint ?? '',
+                ...(opts.context ? { context: opts.context } : {}),
+              },
           mechanism_preferences: [kernelMechanism({ netns: nsPath, ifname })],
         });
         const held: HeldConnection = {
@@ -178,10 +208,11 @@ export class HeldConnectionManager implements HeldConnections {
     } catch (err) {
       if (!opts.retry) {
         if (previous) records.delete(connId);
+        this.pinned.delete(connId);
         throw err;
       }
       if (!before) {
-        records.put(connId, { url, netns, ifname, created: this.opts.clock.now(), conn: { id: connId, network_service: u.networkService, labels: u.labels } });
+        records.put(connId, { url, netns, ifname, created: this.opts.clock.now(), conn: { id: connId, network_service: u.networkService, labels: u.labels }, endpoint });
       }
       this.retry(connId, url, netns, attempt);
       throw err;
@@ -196,7 +227,7 @@ export class HeldConnectionManager implements HeldConnections {
   async resume(): Promise<void> {
     for (const [id, r] of this.opts.records.leftovers()) {
       if (this.held.has(id) || this.retrying.has(id)) continue;
-      await this.connect(r.url, r.netns, id, { retry: true }).catch((err) =>
+      await this.connect(r.url, r.netns, id, { retry: true, endpoint: r.endpoint }).catch((err) =>
         this.opts.log.warn('connection of the previous run not re-established yet', { id, url: r.url, error: err }),
       );
     }
@@ -210,6 +241,7 @@ export class HeldConnectionManager implements HeldConnections {
    */
   async disconnect(hopId: string): Promise<void> {
     const id = this.heldIdAtAnyHop(hopId);
+    this.pinned.delete(id);
     const retry = this.retrying.get(id);
     if (retry) {
       retry.cancel();
@@ -286,7 +318,7 @@ export class HeldConnectionManager implements HeldConnections {
   }
 
   private record(id: string, h: HeldConnection): void {
-    this.opts.records.put(id, { url: h.url, netns: h.netns, ifname: h.ifname, created: h.created, conn: h.conn });
+    this.opts.records.put(id, { url: h.url, netns: h.netns, ifname: h.ifname, created: h.created, conn: h.conn, endpoint: this.pinned.get(id) });
   }
 
   /** Retries a held connection's request with back-off until it succeeds or is disconnected. */

@@ -13,6 +13,7 @@ import { parseDuration } from './duration';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { idMatcher, trustDomainName } from '../../spire/id';
 import { endpointTarget } from '../../spire/workload';
+import { routerNetnsName } from '../endpoints/vl3/names';
 
 export interface EndpointConfig {
   name: string;
@@ -25,8 +26,17 @@ export interface EndpointConfig {
   /** Endpoint-side interface name; generated per connection when absent. */
   interface?: string;
   excludedPrefixes: string[];
-  /** The kind of endpoint (src/agent/endpoints/kinds.ts); absent: p2p. Set by code: agent.yaml has no key for it. */
+  /** The kind of endpoint (src/agent/endpoints/kinds.ts); absent: p2p. Set from the entry's keys (`vl3:` makes a vL3 endpoint). */
   kind?: string;
+  /** A vL3 endpoint's settings (kind 'vl3'). */
+  vl3?: Vl3Config;
+}
+
+export interface Vl3Config {
+  /** vl3-ipam server URLs (tcp://host:port or unix:///path), one per address family. */
+  ipam: string[];
+  /** True when the agent makes the router's namespace itself (no `netns` given). */
+  ownNetns: boolean;
 }
 
 export interface ConnectionConfig {
@@ -158,6 +168,8 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     const key = `endpoints[${i}]`;
     if (names.has(e.name)) throw new ConfigError(file, `${key}.name`, `duplicate endpoint name ${e.name}`);
     names.add(e.name);
+    if (e.vl3) return vl3Endpoint(file, key, e);
+    if (e.cidr === undefined) throw new ConfigError(file, `${key}.cidr`, 'is required (the pool of the endpoint\'s addresses), unless the endpoint is a vL3 one (vl3:)');
     const pools = String(e.cidr).split(',').map((s) => s.trim());
     for (const p of pools) {
       if (!parsePrefix(p) || !p.includes('/')) throw new ConfigError(file, `${key}.cidr`, `${p} is not a CIDR prefix`);
@@ -198,6 +210,33 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     policy: raw.policy ?? [],
     endpoints,
     connections: (raw.connections ?? []).map((c: any) => ({ url: c.url, netns: c.netns ?? 'host', id: c.id })),
+  };
+}
+
+/** A vL3 endpoint entry: `vl3.ipam` instead of `cidr`; its router namespace by default. */
+function vl3Endpoint(file: string, key: string, e: any): EndpointConfig {
+  if (e.cidr !== undefined) throw new ConfigError(file, `${key}.cidr`, 'a vL3 endpoint leases its addresses from vl3.ipam: remove cidr');
+  if (e.services.length !== 1) throw new ConfigError(file, `${key}.services`, 'a vL3 endpoint serves exactly one network service');
+  if (e.payload === 'ETHERNET') throw new ConfigError(file, `${key}.payload`, 'a vL3 network is IP: payload must be IP');
+  const ipam: string[] = e.vl3.ipam;
+  ipam.forEach((url, j) => {
+    if (!/^(tcp:\/\/[^/\s]+:\d{1,5}|unix:\/\/\/\S+)$/.test(url)) {
+      throw new ConfigError(file, `${key}.vl3.ipam[${j}]`, `${JSON.stringify(url)} is not a vl3-ipam URL (tcp://host:port or unix:///path)`);
+    }
+  });
+  if (new Set(ipam).size !== ipam.length) throw new ConfigError(file, `${key}.vl3.ipam`, 'names the same server twice');
+  const ownNetns = e.netns === undefined;
+  return {
+    name: e.name,
+    services: e.services,
+    labels: e.labels ?? {},
+    cidr: '',
+    netns: ownNetns ? routerNetnsName(e.name) : e.netns,
+    payload: 'IP',
+    interface: e.interface,
+    excludedPrefixes: [],
+    kind: 'vl3',
+    vl3: { ipam, ownNetns },
   };
 }
 

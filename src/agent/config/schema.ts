@@ -105,7 +105,7 @@ export const AGENT_SCHEMA = {
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['name', 'services', 'cidr'],
+        required: ['name', 'services'],
         properties: {
           name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },
           services: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
@@ -115,6 +115,12 @@ export const AGENT_SCHEMA = {
           payload: { enum: ['IP', 'ETHERNET'] },
           interface: ifname,
           excludedPrefixes: { type: 'array', items: { type: 'string' } },
+          vl3: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['ipam'],
+            properties: { ipam: { type: 'array', minItems: 1, maxItems: 2, items: { type: 'string', minLength: 1 } } },
+          },
         },
       },
     },

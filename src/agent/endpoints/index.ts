@@ -18,6 +18,8 @@ import { refreshNseClient } from '../../registry/client';
 import { netnsPath } from '../../sys';
 import { endpointChain } from '../chains';
 import type { EndpointConfig } from '../config';
+import type { HeldConnections } from '../held';
+import type { EndpointKindEnv, EndpointKindParts, Vl3Record } from './kind';
 import { endpointKind } from './kinds';
 
 export interface HostedEndpoint {
@@ -28,6 +30,8 @@ export interface HostedEndpoint {
   connectionCount(): number;
   /** Frees what a reservation record of a previous run holds (key within this endpoint). */
   release(key: string): void;
+  /** The kind's own parts: start, registered, stop, status. */
+  readonly kind: EndpointKindParts;
 }
 
 export const HOST_NETNS_PATH = '/proc/self/ns/net';
@@ -39,10 +43,10 @@ export function endpointNetnsPath(netns: string): string {
 
 export function hostEndpoint(
   cfg: EndpointConfig,
-  opts: { nodeName: string; url: string; tokens: TokenSource; ipamRecords: Records<IpamRecord> },
+  opts: Omit<EndpointKindEnv, 'netnsPath'> & { url: string },
 ): HostedEndpoint {
   const kind = endpointKind(cfg);
-  const parts = kind(cfg, { nodeName: opts.nodeName, tokens: opts.tokens, netnsPath: endpointNetnsPath(cfg.netns), ipamRecords: opts.ipamRecords });
+  const parts = kind(cfg, { ...opts, netnsPath: endpointNetnsPath(cfg.netns) });
   const labels = { ...cfg.labels, nodeName: opts.nodeName };
   const registration: NetworkServiceEndpoint = {
     name: cfg.name,
@@ -56,6 +60,7 @@ export function hostEndpoint(
     registration,
     connectionCount: parts.connectionCount,
     release: parts.release,
+    kind: parts,
   };
 }
 
@@ -66,6 +71,7 @@ export function hostEndpoint(
 export async function registerEndpoint(ctx: Ctx, ep: HostedEndpoint, reg: { ns: NsRegistry; nse: NseRegistry }): Promise<void> {
   await registerServices(ctx, ep, reg.ns);
   ep.registration = await reg.nse.register(ctx, ep.registration);
+  ep.kind.registered?.(ep.registration);
 }
 
 /** Registers the endpoint's network services that the registry does not have. */
@@ -102,6 +108,12 @@ export interface HostedEndpointsOptions {
   /** The agent's lifetime: the registrations' refreshes end with it. */
   signal: AbortSignal;
   log: Logger;
+  /** The agent's held connections (vL3 endpoints' peer connections). */
+  held: () => HeldConnections;
+  /** Leases a vl3-ipam prefix (vL3 endpoints). */
+  leasePrefix: EndpointKindEnv['leasePrefix'];
+  /** vL3 endpoints' records. */
+  vl3Records: () => Records<Vl3Record>;
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -148,6 +160,7 @@ export class HostedEndpoints implements EndpointHost {
    */
   async start(cfgs: EndpointConfig[]): Promise<void> {
     for (const cfg of cfgs) this.endpoints.set(cfg.name, this.host(cfg));
+    for (const ep of this.endpoints.values()) await ep.kind.start?.();
     for (const ep of this.endpoints.values()) {
       await registerEndpoint(this.opts.ctx(), ep, { ns: this.opts.registry.ns, nse: this.registrar });
       this.opts.log.info('endpoint registered', { endpoint: ep.cfg.name, services: ep.cfg.services.join(','), url: this.opts.url() });
@@ -159,9 +172,11 @@ export class HostedEndpoints implements EndpointHost {
     const ep = this.host(cfg);
     this.endpoints.set(cfg.name, ep);
     try {
+      await ep.kind.start?.();
       await registerEndpoint(this.opts.ctx(), ep, { ns: this.opts.registry.ns, nse: this.registrar });
     } catch (err) {
       this.endpoints.delete(cfg.name);
+      await ep.kind.stop?.({ cleanup: true }).catch(() => {});
       throw err;
     }
     this.opts.log.info('endpoint registered', { endpoint: cfg.name, services: cfg.services.join(',') });
@@ -172,7 +187,11 @@ export class HostedEndpoints implements EndpointHost {
     const ep = this.endpoints.get(name);
     if (!ep) return;
     this.endpoints.delete(name);
-    await this.registrar.unregister(this.opts.ctx(), ep.registration);
+    try {
+      await this.registrar.unregister(this.opts.ctx(), ep.registration);
+    } finally {
+      await ep.kind.stop?.({ cleanup: true });
+    }
     this.opts.log.info('endpoint unregistered', { endpoint: name });
   }
 
@@ -189,12 +208,28 @@ export class HostedEndpoints implements EndpointHost {
     }
   }
 
+  /**
+   * Stops what endpoints run beside their chains (vL3 leases and peer watches); with cleanup,
+   * removes what they made. Without, it stays for the next start to take back.
+   */
+  async stopAll(opts: { cleanup: boolean }): Promise<void> {
+    for (const ep of this.endpoints.values()) {
+      await ep.kind.stop?.(opts).catch((err) => this.opts.log.warn('endpoint stop failed', { endpoint: ep.cfg.name, error: err }));
+    }
+  }
+
   private host(cfg: EndpointConfig): HostedEndpoint {
     return hostEndpoint(cfg, {
       nodeName: this.opts.nodeName,
       url: this.opts.url(),
       tokens: this.opts.tokens,
       ipamRecords: scopedRecords(this.opts.ipamRecords(), `${cfg.name}/`),
+      log: this.opts.log,
+      ctx: this.opts.ctx,
+      nse: this.opts.registry.nse,
+      held: this.opts.held,
+      leasePrefix: this.opts.leasePrefix,
+      vl3Records: this.opts.vl3Records(),
     });
   }
 }

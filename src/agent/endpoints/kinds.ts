@@ -6,9 +6,11 @@ import { AgentError } from '../../core/errors';
 import type { EndpointConfig } from '../config';
 import type { EndpointKind } from './kind';
 import { p2pEndpoint } from './p2p';
+import { vl3Endpoint } from './vl3';
 
 export const ENDPOINT_KINDS: Readonly<Record<string, EndpointKind>> = {
   p2p: p2pEndpoint,
+  vl3: vl3Endpoint,
 };
 
 /** The kind of an endpoint whose configuration names none. */

@@ -21,6 +21,11 @@ export interface BeginOptions {
    * first Request had left when it arrived, or 15 s if it had no deadline.
    */
   requestTimeoutMs?: number;
+  /**
+   * Connections whose reselect keeps the endpoint name (NSM's ReselectWithSameEndpointFunc,
+   * as vL3 endpoints mesh with a peer by name), by connection id.
+   */
+  keepsEndpoint?: (id: string) => boolean;
 }
 
 export const DEFAULT_CLOSE_TIMEOUT_MS = 60_000;
@@ -34,13 +39,13 @@ export interface Downstream {
 
 type State = 'zero' | 'established' | 'down' | 'closed';
 
-function reselectForm(req: NetworkServiceRequest): NetworkServiceRequest {
+function reselectForm(req: NetworkServiceRequest, keepEndpoint = false): NetworkServiceRequest {
   return {
     ...req,
     connection: {
       ...(req.connection ?? {}),
       mechanism: null,
-      network_service_endpoint_name: '',
+      network_service_endpoint_name: keepEndpoint ? (req.connection?.network_service_endpoint_name ?? '') : '',
       state: 'RESELECT_REQUESTED',
     },
   };
@@ -117,7 +122,7 @@ class Factory implements EventFactory {
         await this.closeDownstream();
         this.state = 'down';
       }
-      if (this.state === 'down') req = reselectForm(req);
+      if (this.state === 'down') req = reselectForm(req, this.owner.opts.keepsEndpoint?.(this.id));
       const [ctx, cancel] = this.eventCtx(this.requestTimeoutMs);
       try {
         const conn = await this.next.request(ctx, req);
@@ -214,7 +219,7 @@ export class BeginCore {
         r = { ...req, connection: mergeConnection(factory.returned, req.connection ?? {}, factory.stored?.connection ?? undefined) };
       }
       // The downstream was closed for a reselect that has not succeeded yet: keep reselecting.
-      if (factory.state === 'down') r = reselectForm(r);
+      if (factory.state === 'down') r = reselectForm(r, this.opts.keepsEndpoint?.(id));
       let conn: Connection;
       try {
         conn = await next.request(withEventFactory(ctx, factory, this.side), r);

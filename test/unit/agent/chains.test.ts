@@ -4,6 +4,7 @@
  * What each element adds shows where it sits: the path segments, the nodeName label that
  * clientinfo adds before the mechanism runs and discover picks the endpoint, the monitor hub.
  */
+import { tailNseRegistry } from '../../../src/core/registry';
 import { describe, it, expect, afterEach } from 'vitest';
 import type { NetworkServiceEndpoint } from '../../../src/api';
 import { FakeClock } from '../../../src/core/clock';
@@ -121,7 +122,22 @@ describe('endpoint kinds', () => {
     excludedPrefixes: [],
     ...extra,
   });
-  const opts = { nodeName: 'host-a', url: 'tcp://10.0.0.1:5001', tokens, ipamRecords: noRecords<never>() };
+  const opts = {
+    nodeName: 'host-a',
+    url: 'tcp://10.0.0.1:5001',
+    tokens,
+    ipamRecords: noRecords<never>(),
+    log: silentLogger,
+    ctx: () => Ctx.background({}),
+    nse: tailNseRegistry,
+    held: () => {
+      throw new Error('no held connections here');
+    },
+    leasePrefix: () => {
+      throw new Error('no vl3-ipam here');
+    },
+    vl3Records: noRecords<never>(),
+  };
 
   it('hosts an endpoint without a kind as the default kind, registered with nodeName and the URL', () => {
     expect(Object.keys(ENDPOINT_KINDS)).toContain(DEFAULT_ENDPOINT_KIND);
@@ -136,7 +152,7 @@ describe('endpoint kinds', () => {
   });
 
   it('refuses a kind nobody registered, naming the endpoint and the kinds known', () => {
-    expect(() => hostEndpoint(cfg({ kind: 'nope' }), opts)).toThrow(/endpoint ep-1: unknown kind "nope" \(known: p2p\)/);
+    expect(() => hostEndpoint(cfg({ kind: 'nope' }), opts)).toThrow(/endpoint ep-1: unknown kind "nope" \(known: p2p, vl3\)/);
     expect(() => hostEndpoint(cfg({ kind: 'toString' }), opts)).toThrow(/unknown kind/);
   });
 });
@@ -157,6 +173,13 @@ describe('HostedEndpoints', () => {
       ctx,
       signal: life.signal,
       log: silentLogger,
+      held: () => {
+        throw new Error('no held connections here');
+      },
+      leasePrefix: () => {
+        throw new Error('no vl3-ipam here');
+      },
+      vl3Records: () => noRecords(),
     });
     const cfg: EndpointConfig = { name: 'ep-1', services: ['svc-a'], labels: {}, cidr: '172.16.0.0/24', netns: 'host', payload: 'IP', excludedPrefixes: [] };
     await eps.addEndpoint(cfg);

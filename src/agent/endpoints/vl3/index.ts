@@ -1,0 +1,111 @@
+/**
+ * The vL3 endpoint: one L3 network across hosts for a network service, as upstream NSM's vL3
+ * endpoints make it, with a kernel router (./router.ts) in place of VPP. It leases a prefix
+ * from each vl3-ipam server (one per address family), gives each client one address of it
+ * (./server.ts), and meshes with the service's other vL3 endpoints (./mesh.ts). Clients
+ * connect to it as to any endpoint; their vWires end in the router.
+ */
+import { kernelEndpointServer } from '../../../mechanisms/kernel/endpoint';
+import { AgentError } from '../../../core/errors';
+import type { NetworkServiceEndpoint, Route } from '../../../api';
+import type { EndpointKind, PrefixSource } from '../kind';
+import { Vl3Mesh } from './mesh';
+import { Vl3Pool } from './pool';
+import { Router } from './router';
+import { vl3Server } from './server';
+
+/** How long a vL3 record outlives its last write when nothing claims it (the endpoint is gone). */
+const RECORD_LIFETIME_MS = 24 * 3600_000;
+
+export const vl3Endpoint: EndpointKind = (cfg, env) => {
+  const vl3 = cfg.vl3;
+  if (!vl3 || vl3.ipam.length === 0) throw new AgentError('INVALID_ARGUMENT', `endpoint ${cfg.name}: vl3.ipam must name at least one vl3-ipam server`);
+  const log = env.log.with({ endpoint: cfg.name });
+  const pools = vl3.ipam.map(() => new Vl3Pool());
+  const leases: PrefixSource[] = [];
+  let router: Router | undefined;
+  let registration: NetworkServiceEndpoint | undefined;
+  let meshing = false;
+  const service = cfg.services[0]!;
+  const mesh = new Vl3Mesh({
+    self: cfg.name,
+    service,
+    netnsPath: env.netnsPath,
+    nse: env.nse,
+    held: env.held,
+    context: () => ({
+      ip_context: {
+        src_ip_addrs: pools.map((p) => p.self!),
+        dst_routes: pools.flatMap((p): Route[] => [
+          { prefix: p.self!, nextHop: p.selfIp! },
+          { prefix: p.prefix!, nextHop: p.selfIp! },
+        ]),
+      },
+    }),
+    ctx: env.ctx,
+    log,
+  });
+  const ready = () => pools.every((p) => p.initialized);
+  const startMesh = () => {
+    if (!registration || !ready()) return;
+    meshing = true;
+    mesh.start(registration);
+  };
+  const record = () =>
+    env.vl3Records.put(cfg.name, { expires: Date.now() + RECORD_LIFETIME_MS, prefixes: pools.map((p) => p.prefix ?? '') });
+
+  const onPrefix = async (i: number, prefix: string, excluded: string[]) => {
+    const pool = pools[i]!;
+    let changed: boolean;
+    try {
+      changed = pool.reset(prefix, excluded);
+    } catch (err) {
+      log.error('vL3 prefix refused', { ipam: vl3.ipam[i], prefix, error: err });
+      return;
+    }
+    if (!changed) return;
+    log.info('vL3 prefix leased', { ipam: vl3.ipam[i], prefix: pool.prefix, address: pool.self });
+    await router?.setAddresses(pools.filter((p) => p.initialized).map((p) => p.self!)).catch((err) => log.error('vL3 router addresses not set', { error: err }));
+    record();
+    if (meshing) await mesh.renew();
+    else startMesh();
+  };
+
+  return {
+    elements: [vl3Server(pools), kernelEndpointServer({ netns: env.netnsPath, ifname: cfg.interface })],
+    connectionCount: () => Math.max(0, ...pools.map((p) => p.size)),
+    release: () => {},
+
+    async start() {
+      router = await Router.open(cfg.name, vl3.ownNetns ? undefined : cfg.netns, log);
+      const previous = env.vl3Records.claim(cfg.name);
+      vl3.ipam.forEach((url, i) => {
+        const lease = env.leasePrefix(url, previous?.prefixes[i] || undefined);
+        leases.push(lease);
+        lease.onPrefix((prefix, excluded) => void onPrefix(i, prefix, excluded));
+      });
+    },
+
+    registered(reg) {
+      registration = reg;
+      startMesh();
+    },
+
+    async stop(opts) {
+      await mesh.stop({ disconnect: opts.cleanup });
+      for (const lease of leases.splice(0)) lease.close();
+      if (opts.cleanup) {
+        await router?.remove();
+        env.vl3Records.delete(cfg.name);
+      }
+    },
+
+    status: () => ({
+      prefixes: pools.map((p) => p.prefix ?? ''),
+      addresses: pools.map((p) => p.self ?? ''),
+      members: Math.max(0, ...pools.map((p) => p.size)),
+      peers: mesh.peerNames(),
+      netns: env.netnsPath,
+    }),
+  };
+};

@@ -1,0 +1,166 @@
+/**
+ * The vL3 endpoint's addresses and routes (pool.ts, server.ts), in-process: what a client, a
+ * peer endpoint and a client healing over from another endpoint get, as upstream's vl3 server
+ * and strictvl3ipam give them.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Connection, NetworkServiceRequest } from '../../../../src/api';
+import { Ctx } from '../../../../src/core/ctx';
+import { chainServer, NetworkServiceServer } from '../../../../src/core/networkservice';
+import { Vl3Pool } from '../../../../src/agent/endpoints/vl3/pool';
+import { vl3Server } from '../../../../src/agent/endpoints/vl3/server';
+import { isOlder, peerConnectionId, peerIfName } from '../../../../src/agent/endpoints/vl3/mesh';
+import { routerNetnsName } from '../../../../src/agent/endpoints/vl3/names';
+
+const tail: NetworkServiceServer = { request: async (_ctx, req) => req.connection ?? {}, close: async () => {} };
+
+function setup(...prefixes: string[]) {
+  const pools = prefixes.map((p) => {
+    const pool = new Vl3Pool();
+    pool.reset(p);
+    return pool;
+  });
+  const chain = chainServer(vl3Server(pools), tail);
+  const request = (conn: Connection) => chain.request(Ctx.background(), { connection: conn } as NetworkServiceRequest);
+  return { pools, chain, request };
+}
+
+describe('Vl3Pool', () => {
+  it('masks host bits and derives the own address and the global network as upstream', () => {
+    const pool = new Vl3Pool();
+    expect(pool.initialized).toBe(false);
+    pool.reset('172.16.1.7/24');
+    expect(pool.prefix).toBe('172.16.1.0/24');
+    expect(pool.self).toBe('172.16.1.0/32');
+    expect(pool.global).toBe('172.16.1.0/16');
+    const v6 = new Vl3Pool();
+    v6.reset('2001:db8::1:0/112');
+    expect(v6.self).toBe('2001:db8::1:0/128');
+    expect(v6.global).toBe('2001:db8::1:0/64');
+  });
+
+  it('never hands out the own address, honours excludes, keeps an owner on one address', () => {
+    const pool = new Vl3Pool();
+    pool.reset('10.0.0.0/29', ['10.0.0.1/32']);
+    const a = pool.allocate('a');
+    expect(a).toBe('10.0.0.2/32');
+    expect(pool.allocate('a')).toBe(a);
+    expect(pool.allocate('b', '10.0.0.2/32')).not.toBe(a); // taken by a
+    expect(pool.allocate('c', '10.0.0.5/32')).toBe('10.0.0.5/32'); // free: granted
+    expect(pool.allocate('d', '192.168.0.1/32')).not.toBe('192.168.0.1/32'); // outside
+  });
+
+  it('runs out with POOL_EXHAUSTED and frees on release', () => {
+    const pool = new Vl3Pool();
+    pool.reset('10.0.0.0/30'); // .0 own, .3 broadcast: .1 and .2
+    pool.allocate('a');
+    pool.allocate('b');
+    expect(() => pool.allocate('c')).toThrow(expect.objectContaining({ code: 'POOL_EXHAUSTED' }));
+    pool.release('a');
+    expect(pool.allocate('c')).toBe('10.0.0.1/32');
+  });
+
+  it('keeps its allocations when the same prefix comes again, drops them on a new one', () => {
+    const pool = new Vl3Pool();
+    pool.reset('10.0.1.0/24');
+    pool.allocate('a');
+    expect(pool.reset('10.0.1.0/24')).toBe(false);
+    expect(pool.size).toBe(1);
+    expect(pool.reset('10.0.2.0/24')).toBe(true);
+    expect(pool.size).toBe(0);
+    expect(() => pool.reset('2001:db8::/64')).toThrow(/not an IPv4 prefix/);
+    expect(() => pool.reset('10.0.0.0/32')).toThrow(/too small/);
+  });
+});
+
+describe('vl3Server', () => {
+  it('fails UNAVAILABLE until the prefix is leased', async () => {
+    const chain = chainServer(vl3Server([new Vl3Pool()]), tail);
+    await expect(chain.request(Ctx.background(), { connection: { id: 'c1' } })).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/initializing/) });
+  });
+
+  it('gives a client one address and routes to the endpoint, its prefix and the network', async () => {
+    const { request } = setup('172.16.0.0/24');
+    const out = await request({ id: 'c1' });
+    const ipc = out.context?.ip_context;
+    expect(ipc?.src_ip_addrs).toEqual(['172.16.0.1/32']);
+    expect(ipc?.dst_ip_addrs).toEqual(['172.16.0.0/32']);
+    expect(ipc?.src_routes).toEqual([
+      { prefix: '172.16.0.0/32', nextHop: '172.16.0.0' },
+      { prefix: '172.16.0.0/24', nextHop: '172.16.0.0' },
+      { prefix: '172.16.0.0/16', nextHop: '172.16.0.0' },
+    ]);
+    expect(ipc?.dst_routes).toEqual([{ prefix: '172.16.0.1/32', nextHop: '' }]);
+    // a refresh keeps the address; another client gets another
+    expect((await request(out)).context?.ip_context?.src_ip_addrs).toEqual(['172.16.0.1/32']);
+    expect((await request({ id: 'c2' })).context?.ip_context?.src_ip_addrs).toEqual(['172.16.0.2/32']);
+  });
+
+  it('keeps the address a client brings after an agent restart when it is free', async () => {
+    const { request } = setup('172.16.0.0/24');
+    const out = await request({ id: 'c9', context: { ip_context: { src_ip_addrs: ['172.16.0.77/32'], dst_ip_addrs: ['172.16.0.0/32'] } } });
+    expect(out.context?.ip_context?.src_ip_addrs).toEqual(['172.16.0.77/32']);
+  });
+
+  it('gives a client healing over from another endpoint a new address (strict)', async () => {
+    const { request } = setup('172.16.0.0/24');
+    const out = await request({ id: 'c1', context: { ip_context: { src_ip_addrs: ['172.16.1.5/32'], dst_ip_addrs: ['172.16.1.0/32'] } } });
+    expect(out.context?.ip_context?.src_ip_addrs).toEqual(['172.16.0.1/32']);
+    expect(out.context?.ip_context?.dst_ip_addrs).toEqual(['172.16.0.0/32']);
+  });
+
+  it('gives a peer endpoint no address and keeps its routes to its prefix', async () => {
+    const { request, pools } = setup('172.16.0.0/24');
+    const out = await request({
+      id: 'peer',
+      context: {
+        ip_context: {
+          src_ip_addrs: ['172.16.1.0/32'],
+          dst_routes: [
+            { prefix: '172.16.1.0/32', nextHop: '172.16.1.0' },
+            { prefix: '172.16.1.0/24', nextHop: '172.16.1.0' },
+          ],
+        },
+      },
+    });
+    const ipc = out.context?.ip_context;
+    expect(ipc?.src_ip_addrs).toEqual(['172.16.1.0/32']);
+    expect(ipc?.dst_ip_addrs).toEqual(['172.16.0.0/32']);
+    expect(ipc?.dst_routes).toEqual([
+      { prefix: '172.16.1.0/32', nextHop: '172.16.1.0' },
+      { prefix: '172.16.1.0/24', nextHop: '172.16.1.0' },
+    ]);
+    expect(pools[0]!.size).toBe(0);
+  });
+
+  it('dual stack: one address per family', async () => {
+    const { request } = setup('172.16.0.0/24', '2001:db8::/112');
+    const out = await request({ id: 'c1' });
+    expect(out.context?.ip_context?.src_ip_addrs).toEqual(['172.16.0.1/32', '2001:db8::1/128']);
+    expect(out.context?.ip_context?.dst_ip_addrs).toEqual(['172.16.0.0/32', '2001:db8::/128']);
+  });
+
+  it('frees the address on close', async () => {
+    const { request, chain, pools } = setup('172.16.0.0/24');
+    const out = await request({ id: 'c1' });
+    await chain.close(Ctx.background(), out);
+    expect(pools[0]!.size).toBe(0);
+  });
+});
+
+describe('mesh rules', () => {
+  const at = (ms: number) => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 });
+  it('connects to endpoints registered before, ties broken by name', () => {
+    expect(isOlder({ name: 'a', initial_registration_time: at(1000) }, { name: 'b', initial_registration_time: at(2000) })).toBe(true);
+    expect(isOlder({ name: 'b', initial_registration_time: at(2000) }, { name: 'a', initial_registration_time: at(1000) })).toBe(false);
+    expect(isOlder({ name: 'a', initial_registration_time: at(1000) }, { name: 'b', initial_registration_time: at(1000) })).toBe(true);
+    expect(isOlder({ name: 'b', initial_registration_time: at(1000) }, { name: 'a', initial_registration_time: at(1000) })).toBe(false);
+  });
+
+  it('names peer connections and interfaces stably and within limits', () => {
+    expect(peerConnectionId('a', 'b')).toBe(peerConnectionId('a', 'b'));
+    expect(peerConnectionId('a', 'b')).not.toBe(peerConnectionId('b', 'a'));
+    expect(peerIfName('a', 'b').length).toBeLessThanOrEqual(15);
+    expect(routerNetnsName('x'.repeat(200)).length).toBeLessThanOrEqual(40);
+  });
+});
