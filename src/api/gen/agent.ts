@@ -30,6 +30,7 @@ import type { RegistryHealth as _nsmagent_v1_RegistryHealth, RegistryHealth__Out
 import type { StatusRequest as _nsmagent_v1_StatusRequest, StatusRequest__Output as _nsmagent_v1_StatusRequest__Output } from './nsmagent/v1/StatusRequest';
 import type { StatusResponse as _nsmagent_v1_StatusResponse, StatusResponse__Output as _nsmagent_v1_StatusResponse__Output } from './nsmagent/v1/StatusResponse';
 import type { TunnelStatus as _nsmagent_v1_TunnelStatus, TunnelStatus__Output as _nsmagent_v1_TunnelStatus__Output } from './nsmagent/v1/TunnelStatus';
+import type { Vl3EndpointStatus as _nsmagent_v1_Vl3EndpointStatus, Vl3EndpointStatus__Output as _nsmagent_v1_Vl3EndpointStatus__Output } from './nsmagent/v1/Vl3EndpointStatus';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new(...args: ConstructorParameters<Constructor>): Subtype;
@@ -76,6 +77,7 @@ export interface ProtoGrpcType {
       StatusRequest: MessageTypeDefinition<_nsmagent_v1_StatusRequest, _nsmagent_v1_StatusRequest__Output>
       StatusResponse: MessageTypeDefinition<_nsmagent_v1_StatusResponse, _nsmagent_v1_StatusResponse__Output>
       TunnelStatus: MessageTypeDefinition<_nsmagent_v1_TunnelStatus, _nsmagent_v1_TunnelStatus__Output>
+      Vl3EndpointStatus: MessageTypeDefinition<_nsmagent_v1_Vl3EndpointStatus, _nsmagent_v1_Vl3EndpointStatus__Output>
     }
   }
 }

@@ -105,7 +105,6 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
       addresses: pools.map((p) => p.self ?? ''),
       members: Math.max(0, ...pools.map((p) => p.size)),
       peers: mesh.peerNames(),
-      netns: env.netnsPath,
     }),
   };
 };

@@ -1,5 +1,6 @@
 // Original file: proto/agent/agent.proto
 
+import type { Vl3EndpointStatus as _nsmagent_v1_Vl3EndpointStatus, Vl3EndpointStatus__Output as _nsmagent_v1_Vl3EndpointStatus__Output } from '../../nsmagent/v1/Vl3EndpointStatus';
 
 export interface EndpointStatus {
   'name'?: (string);
@@ -9,6 +10,7 @@ export interface EndpointStatus {
   'url'?: (string);
   'labels'?: ({[key: string]: string});
   'connections'?: (number);
+  'vl3'?: (_nsmagent_v1_Vl3EndpointStatus | null);
 }
 
 export interface EndpointStatus__Output {
@@ -19,4 +21,5 @@ export interface EndpointStatus__Output {
   'url': (string);
   'labels': ({[key: string]: string});
   'connections': (number);
+  'vl3': (_nsmagent_v1_Vl3EndpointStatus__Output | null);
 }
