@@ -5,9 +5,10 @@
  *   Connect=kernel://db-replication/nsm-1?app=postgres   # one or more NSM client URLs
  *   Provide=db-replication?app=postgres                  # a service this unit serves, with labels
  *   AddressPool=172.16.1.0/24                            # the pool of the unit's endpoint
+ *   VL3IPAM=tcp://10.0.0.1:5006                          # or: a vL3 endpoint leasing from these
  *   Namespace=private                                    # private (default) or host
  *
- * Connect=, Provide= and AddressPool= are lists: several values on one line (blank-separated)
+ * Connect=, Provide=, AddressPool= and VL3IPAM= are lists: several values on one line (blank-separated)
  * or several lines add up, and an empty assignment resets the list, as with systemd's own
  * list settings. This module only collects the values (no imports beyond unitfile, so the
  * generator stays quick); src/agent/systemd/units.ts checks them.
@@ -23,27 +24,29 @@ export interface RawDecl {
   connect: string[];
   provide: string[];
   addressPool: string[];
+  /** vl3-ipam servers: the unit's endpoint is a vL3 one, its router the unit's namespace. */
+  vl3ipam: string[];
   /** Where the section was read from (fragment and drop-ins that have it). */
   files: string[];
 }
 
-const LIST_KEYS = { Connect: 'connect', Provide: 'provide', AddressPool: 'addressPool' } as const;
+const LIST_KEYS = { Connect: 'connect', Provide: 'provide', AddressPool: 'addressPool', VL3IPAM: 'vl3ipam' } as const;
 
 /** Collects the section's assignments; throws UnitFileError naming the file and line. */
 export function collectDecl(unit: string, assignments: Assignment[]): RawDecl {
-  const decl: RawDecl = { unit, namespace: 'private', connect: [], provide: [], addressPool: [], files: [] };
+  const decl: RawDecl = { unit, namespace: 'private', connect: [], provide: [], addressPool: [], vl3ipam: [], files: [] };
   for (const a of assignments) {
     if (!decl.files.includes(a.file)) decl.files.push(a.file);
     if (a.key in LIST_KEYS) {
       const list = decl[LIST_KEYS[a.key as keyof typeof LIST_KEYS]];
       if (a.value === '') list.length = 0;
-      else list.push(...a.value.split(a.key === 'AddressPool' ? /[\s,]+/ : /\s+/).filter(Boolean));
+      else list.push(...a.value.split(a.key === 'AddressPool' || a.key === 'VL3IPAM' ? /[\s,]+/ : /\s+/).filter(Boolean));
     } else if (a.key === 'Namespace') {
       if (a.value === '' || a.value === 'private') decl.namespace = 'private';
       else if (a.value === 'host') decl.namespace = 'host';
       else throw new UnitFileError(a.file, a.line, `Namespace= must be private or host, not ${JSON.stringify(a.value)}`);
     } else {
-      throw new UnitFileError(a.file, a.line, `unknown key ${a.key}= in [${SECTION}] (known: Connect, Provide, AddressPool, Namespace)`);
+      throw new UnitFileError(a.file, a.line, `unknown key ${a.key}= in [${SECTION}] (known: Connect, Provide, AddressPool, VL3IPAM, Namespace)`);
     }
   }
   return decl;

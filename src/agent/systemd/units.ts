@@ -30,12 +30,14 @@ export interface UnitSpec {
   /** 'host', or a namespace name under /run/netns. */
   netns: string;
   connect: { url: string; id: string; ifname: string }[];
-  provide?: { services: string[]; labels: Record<string, string>; cidr: string };
+  provide?: { services: string[]; labels: Record<string, string>; cidr: string; vl3ipam?: string[] };
 }
 
 function invalid(unit: string, why: string): AgentError {
   return new AgentError('INVALID_ARGUMENT', `${unit}: [X-NetworkServiceMesh] ${why}`);
 }
+
+const VL3IPAM_URL = /^(tcp:\/\/[^/\s]+:\d{1,5}|unix:\/\/\/\S+)$/;
 
 /** Checks a unit's declaration and turns it into what the agent applies. */
 export function checkDecl(decl: RawDecl): UnitSpec {
@@ -76,13 +78,25 @@ export function checkDecl(decl: RawDecl): UnitSpec {
         labels[k] = v;
       }
     }
-    if (!decl.addressPool.length) throw invalid(unit, 'Provide= needs AddressPool= (the addresses handed to clients)');
-    for (const c of decl.addressPool) {
-      if (!c.includes('/') || !parsePrefix(c)) throw invalid(unit, `AddressPool=${c} is not a CIDR prefix`);
+    if (decl.vl3ipam.length) {
+      if (decl.addressPool.length) throw invalid(unit, 'AddressPool= and VL3IPAM= exclude each other (a vL3 endpoint leases its addresses)');
+      if (services.length !== 1) throw invalid(unit, 'a vL3 endpoint (VL3IPAM=) provides exactly one service');
+      if (decl.vl3ipam.length > 2) throw invalid(unit, 'VL3IPAM= names at most two servers (IPv4 and IPv6)');
+      for (const url of decl.vl3ipam) {
+        if (!VL3IPAM_URL.test(url)) throw invalid(unit, `VL3IPAM=${url} is not a vl3-ipam URL (tcp://host:port or unix:///path)`);
+      }
+      provide = { services, labels, cidr: '', vl3ipam: [...new Set(decl.vl3ipam)] };
+    } else {
+      if (!decl.addressPool.length) throw invalid(unit, 'Provide= needs AddressPool= (the addresses handed to clients) or VL3IPAM=');
+      for (const c of decl.addressPool) {
+        if (!c.includes('/') || !parsePrefix(c)) throw invalid(unit, `AddressPool=${c} is not a CIDR prefix`);
+      }
+      provide = { services, labels, cidr: decl.addressPool.join(',') };
     }
-    provide = { services, labels, cidr: decl.addressPool.join(',') };
   } else if (decl.addressPool.length) {
     throw invalid(unit, 'AddressPool= without Provide=');
+  } else if (decl.vl3ipam.length) {
+    throw invalid(unit, 'VL3IPAM= without Provide=');
   }
   return { unit, netns, connect, provide };
 }
@@ -221,6 +235,8 @@ export class UnitManager {
           netns: spec.netns,
           payload: 'IP',
           excludedPrefixes: [],
+          // A vL3 endpoint's router is the unit's namespace: the unit is reached at its address.
+          ...(spec.provide.vl3ipam ? { kind: 'vl3', vl3: { ipam: spec.provide.vl3ipam, ownNetns: false } } : {}),
         };
         try {
           await this.parts.endpoints.addEndpoint(cfg);

@@ -90,9 +90,26 @@ describe('projectStatus', () => {
       cfg: { name: 'ep-1', services: ['svc'], labels: { a: 'b' }, cidr: '172.16.0.0/24', netns: 'host', payload: 'IP', excludedPrefixes: [] },
       registration: { name: 'ep-1', url: 'tcp://10.0.0.1:5001' },
       connectionCount: () => 3,
+      kind: {},
     } as unknown as HostedEndpoint;
-    expect(projectStatus(sources({ endpoints: [ep] })).endpoints).toEqual([
+    const vl3 = {
+      cfg: { name: 'ep-2', services: ['app'], labels: {}, cidr: '', netns: 'nsm-vl3-ep-2', payload: 'IP', excludedPrefixes: [], kind: 'vl3', vl3: { ipam: ['tcp://10.0.0.1:5006'], ownNetns: true } },
+      registration: { name: 'ep-2', url: 'tcp://10.0.0.1:5001' },
+      connectionCount: () => 2,
+      kind: { status: () => ({ prefixes: ['172.16.1.0/24'], addresses: ['172.16.1.0/32'], members: 2, peers: ['ep-1'] }) },
+    } as unknown as HostedEndpoint;
+    expect(projectStatus(sources({ endpoints: [ep, vl3] })).endpoints).toEqual([
       { name: 'ep-1', services: ['svc'], cidr: '172.16.0.0/24', netns: 'host', url: 'tcp://10.0.0.1:5001', labels: { a: 'b' }, connections: 3 },
+      {
+        name: 'ep-2',
+        services: ['app'],
+        cidr: 'vL3 172.16.1.0/24',
+        netns: 'nsm-vl3-ep-2',
+        url: 'tcp://10.0.0.1:5001',
+        labels: {},
+        connections: 2,
+        vl3: { prefixes: ['172.16.1.0/24'], addresses: ['172.16.1.0/32'], members: 2, peers: ['ep-1'] },
+      },
     ]);
   });
 });

@@ -133,7 +133,7 @@ describe('[X-NetworkServiceMesh]', () => {
   });
 
   it('checks the declaration: URLs, interface names, labels, pools', () => {
-    const base = { unit: 'db.service', namespace: 'private' as const, connect: [], provide: [], addressPool: [], files: [] };
+    const base = { unit: 'db.service', namespace: 'private' as const, connect: [], provide: [], addressPool: [], vl3ipam: [], files: [] };
     const spec = checkDecl({ ...base, connect: ['kernel://db-replication/nsm-1?app=pg', 'other'], provide: ['db?app=pg', 'db2?tier=x'], addressPool: ['172.16.1.0/24'] });
     expect(spec).toEqual({
       unit: 'db.service',
@@ -161,6 +161,25 @@ describe('[X-NetworkServiceMesh]', () => {
     bad({ addressPool: ['10.0.0.0/24'] }, /AddressPool= without Provide=/);
     bad({ provide: ['a?app=1', 'b?app=2'], addressPool: ['10.0.0.0/24'] }, /label app is given two values/);
     bad({ provide: ['kernel://svc/x'], addressPool: ['10.0.0.0/24'] }, /without a scheme or interface/);
+    // a vL3 endpoint: VL3IPAM= instead of AddressPool=, one service, URLs checked
+    expect(checkDecl({ ...base, provide: ['app?x=1'], vl3ipam: ['tcp://10.0.0.1:5006'] }).provide).toEqual({
+      services: ['app'],
+      labels: { x: '1' },
+      cidr: '',
+      vl3ipam: ['tcp://10.0.0.1:5006'],
+    });
+    bad({ provide: ['app'], vl3ipam: ['tcp://10.0.0.1:5006'], addressPool: ['10.0.0.0/24'] }, /exclude each other/);
+    bad({ provide: ['a', 'b'], vl3ipam: ['tcp://10.0.0.1:5006'] }, /exactly one service/);
+    bad({ provide: ['app'], vl3ipam: ['http://x'] }, /not a vl3-ipam URL/);
+    bad({ vl3ipam: ['tcp://10.0.0.1:5006'] }, /VL3IPAM= without Provide=/);
+  });
+
+  it('reads VL3IPAM= as a list', () => {
+    const decl = collectDecl('v.service', [
+      { key: 'Provide', value: 'app', file: 'f', line: 1 },
+      { key: 'VL3IPAM', value: 'tcp://10.0.0.1:5006, tcp://[2001:db8::1]:5006', file: 'f', line: 2 },
+    ]);
+    expect(decl.vl3ipam).toEqual(['tcp://10.0.0.1:5006', 'tcp://[2001:db8::1]:5006']);
   });
 
   it('names namespaces and endpoints after the unit', () => {
