@@ -13,7 +13,7 @@ const bin = path.join(root, 'node_modules/.bin/proto-loader-gen-types');
 // One entry per .proto file; each gets an aggregate `<name>.ts` at the top of src/api/gen.
 const PROTOS = [
   'connection.proto', 'connectioncontext.proto', 'networkservice.proto', 'registry.proto', 'health.proto', 'agent.proto',
-  'workload.proto',
+  'workload.proto', 'ipam.proto',
 ];
 execFileSync(bin, [
   // file names first: yargs treats everything after -I as more include dirs
@@ -25,6 +25,7 @@ execFileSync(bin, [
   '-I', path.join(root, 'proto/grpc'),
   '-I', path.join(root, 'proto/agent'),
   '-I', path.join(root, 'proto/spiffe'),
+  '-I', path.join(root, 'proto/ipam'),
 ], { stdio: 'inherit', cwd: root });
 
 // The generator writes absolute proto paths into comments; make them relative so the output

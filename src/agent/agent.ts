@@ -9,7 +9,7 @@
  *   chains.ts           the server, remote, endpoint and held-connection chains
  *   endpoints/          hosted endpoints by kind, and their registrations
  *   held.ts             connections the agent holds: connect, retry, disconnect, records
- *   listeners.ts        the unix socket and the TCP listeners
+ *   listeners.ts        the unix socket, the TCP listeners and vl3-ipam
  *   status.ts           what `nsm-agent status` shows
  *   parts.ts            the narrow views reload.ts and systemd/units.ts work through
  *
@@ -30,6 +30,7 @@ import { MonitorHub } from '../networkservice/monitor';
 import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
 import { channelCredentials, createX509Source, SpiffeTokenSource, waitForIdentity, type X509Source } from '../spire';
+import type { Vl3IpamServer } from '../vl3/ipam/server';
 import { confirmedLiveness, heldClientChain, remoteClientChain, serverChain } from './chains';
 import type { AgentConfig } from './config';
 import { HostedEndpoints } from './endpoints';
@@ -71,6 +72,8 @@ export class Agent {
   readonly identity: X509Source;
   /** The server chain; built by start() (the tunnel mechanisms need the underlay). */
   server!: NetworkServiceServer;
+  /** The vl3-ipam server this agent runs (`vl3ipam` in agent.yaml); set by start(). */
+  vl3ipam: Vl3IpamServer | undefined;
   /** Where other hosts reach this agent's tunnels; undefined when it has no underlay. */
   underlay: Underlay | undefined;
   private mechanisms: Mechanisms | undefined;
@@ -146,6 +149,8 @@ export class Agent {
     };
     await this.listeners.local(cfg.listen, served);
     this.url = advertisedUrl(cfg.listen, this.underlay?.ip);
+    // vl3-ipam before the endpoints: a vL3 endpoint of this agent may lease from it.
+    if (cfg.vl3ipam) this.vl3ipam = await this.listeners.vl3ipam(cfg.vl3ipam, cfg.listen.allowUids);
     // Endpoints are registered before other hosts can reach this agent: after a restart, their
     // clients' heals re-request at once, and must find the endpoints (discover) already back.
     await this.endpoints.start(cfg.endpoints);

@@ -1,8 +1,8 @@
 /**
  * The agent's listeners: the unix socket (NSM APIs, registry, control API for the CLI); with
  * `listen.tcp`, the NSM APIs for other hosts; with an embedded registry on a networked agent,
- * the registry on TCP (`registry.listen`, default port 5002). Every TCP listener is mutual TLS
- * with the agent's SPIFFE identity.
+ * the registry on TCP (`registry.listen`, default port 5002); with `vl3ipam`, the vl3-ipam
+ * server. Every TCP listener is mutual TLS with the agent's SPIFFE identity.
  */
 import * as grpc from '@grpc/grpc-js';
 import { SERVER_OPTIONS } from '../api';
@@ -13,7 +13,8 @@ import type { NsRegistry, NseRegistry } from '../core/registry';
 import type { MonitorHub } from '../networkservice/monitor';
 import { addRegistryServices } from '../registry/grpc';
 import { listenMtls, type MtlsListener, type X509Source } from '../spire';
-import type { AgentConfig } from './config';
+import { Vl3IpamServer } from '../vl3/ipam/server';
+import type { AgentConfig, Vl3IpamConfig } from './config';
 import { addControl, type ControlTarget } from './grpc/control';
 import type { HealthService } from './grpc/health';
 import { addMonitor, addNetworkService } from './grpc/networkservice';
@@ -39,6 +40,8 @@ export class Listeners {
   private readonly servers: grpc.Server[] = [];
   private readonly mtls: MtlsListener[] = [];
   private localSocket: LocalSocket | undefined;
+  /** The vl3-ipam server and its unix socket, if any: stopped with the TCP listeners. */
+  private vl3: { server: grpc.Server; socket?: LocalSocket } | undefined;
 
   constructor(
     private readonly identity: X509Source,
@@ -75,15 +78,46 @@ export class Listeners {
     await this.tcp(server, addr);
   }
 
+  /**
+   * vl3-ipam (ipam.IPAM/ManagePrefixes) on a listener of its own: mutual TLS on `host:port`
+   * (any peer of a trusted trust domain, as upstream cmd-ipam-vl3 authorises), or plain on
+   * `unix:///path`, open to the same users as the agent socket.
+   */
+  async vl3ipam(cfg: Vl3IpamConfig, allowUids: number[]): Promise<Vl3IpamServer> {
+    const ipam = new Vl3IpamServer({ prefix: cfg.prefix, clientPrefixLength: cfg.clientPrefixLength, log: this.log });
+    const server = new grpc.Server(SERVER_OPTIONS);
+    ipam.addTo(server);
+    if (cfg.listen.startsWith('unix://')) {
+      const socketPath = cfg.listen.slice('unix://'.length);
+      const socket = await listenLocal(server, socketPath, { allowUids, log: this.log, what: 'the vl3-ipam socket' });
+      this.vl3 = { server, socket };
+      this.listening.push(cfg.listen);
+    } else {
+      const l = await listenMtls(server, cfg.listen, this.identity, { log: this.log });
+      this.mtls.push(l);
+      this.vl3 = { server };
+      this.listening.push(`tcp://${cfg.listen}`);
+    }
+    this.log.info('vl3-ipam serving', { listen: cfg.listen, prefix: ipam.pool.cidr, clientPrefixLength: cfg.clientPrefixLength });
+    return ipam;
+  }
+
   /** Stops accepting on the unix socket. */
   async closeLocal(): Promise<void> {
     await this.localSocket?.close();
     this.localSocket = undefined;
   }
 
-  /** Stops accepting on the TLS listeners. */
+  /**
+   * Stops accepting on the TLS listeners, and ends vl3-ipam: its streams (the leases) are
+   * cancelled at once, since they would never end by themselves.
+   */
   async closeTcp(): Promise<void> {
     await Promise.all(this.mtls.splice(0).map((l) => l.close().catch(() => {})));
+    const vl3 = this.vl3;
+    this.vl3 = undefined;
+    await vl3?.socket?.close();
+    vl3?.server.forceShutdown();
   }
 
   /** Shuts every gRPC server down, forcing those that still have calls after 2 s. */

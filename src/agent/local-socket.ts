@@ -18,10 +18,10 @@ export interface LocalSocket {
 export async function listenLocal(
   server: grpc.Server,
   socketPath: string,
-  opts: { allowUids: number[]; log: Logger },
+  opts: { allowUids: number[]; log: Logger; /** For messages; default 'the agent socket'. */ what?: string },
 ): Promise<LocalSocket> {
   mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
-  await claimSocketPath(socketPath, 'the agent socket');
+  await claimSocketPath(socketPath, opts.what ?? 'the agent socket');
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const allowed = new Set([0, process.getuid?.() ?? 0, ...opts.allowUids]);
   const listener = net.createServer((socket) => {

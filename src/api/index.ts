@@ -13,6 +13,7 @@ import type { ProtoGrpcType as NsType } from './gen/networkservice';
 import type { ProtoGrpcType as RegType } from './gen/registry';
 import type { ProtoGrpcType as HealthType } from './gen/health';
 import type { ProtoGrpcType as AgentType } from './gen/agent';
+import type { ProtoGrpcType as IpamType } from './gen/ipam';
 
 export type { Connection } from './gen/connection/Connection';
 export type { Mechanism } from './gen/connection/Mechanism';
@@ -34,6 +35,9 @@ export type { NetworkServiceResponse } from './gen/registry/NetworkServiceRespon
 export type { NetworkServiceEndpointResponse } from './gen/registry/NetworkServiceEndpointResponse';
 export type { Match } from './gen/registry/Match';
 export type { Destination } from './gen/registry/Destination';
+export type { PrefixRequest, PrefixRequest__Output } from './gen/ipam/PrefixRequest';
+export type { PrefixResponse, PrefixResponse__Output } from './gen/ipam/PrefixResponse';
+export type { IPAMClient } from './gen/ipam/IPAM';
 
 /** Proto-loader options shared by the runtime and the generator (scripts/gen-proto.mjs). */
 export const LOADER_OPTIONS: protoLoader.Options = {
@@ -50,23 +54,24 @@ const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
 function load(files: string[]): protoLoader.PackageDefinition {
   return protoLoader.loadSync(files, {
     ...LOADER_OPTIONS,
-    includeDirs: ['networkservice', 'registry', 'grpc', 'agent'].map((d) => path.join(PROTO_ROOT, d)),
+    includeDirs: ['networkservice', 'registry', 'grpc', 'agent', 'ipam'].map((d) => path.join(PROTO_ROOT, d)),
   });
 }
 
-type Loaded = { ns: NsType; reg: RegType; health: HealthType; agent: AgentType; defs: protoLoader.PackageDefinition };
+type Loaded = { ns: NsType; reg: RegType; health: HealthType; agent: AgentType; ipam: IpamType; defs: protoLoader.PackageDefinition };
 let cached: Loaded | undefined;
 
 /** Loads the .proto files once and returns the grpc-js service constructors and message types. */
 export function api(): Loaded {
   if (!cached) {
-    const defs = load(['networkservice.proto', 'connection.proto', 'registry.proto', 'health.proto', 'agent.proto']);
+    const defs = load(['networkservice.proto', 'connection.proto', 'registry.proto', 'health.proto', 'agent.proto', 'ipam.proto']);
     const loaded = grpc.loadPackageDefinition(defs);
     cached = {
       ns: loaded as unknown as NsType,
       reg: loaded as unknown as RegType,
       health: loaded as unknown as HealthType,
       agent: loaded as unknown as AgentType,
+      ipam: loaded as unknown as IpamType,
       defs,
     };
   }

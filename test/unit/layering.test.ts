@@ -19,6 +19,8 @@ const ALLOWED: Record<string, (to: string) => boolean> = {
   mechanisms: (to) => to !== 'agent',
   networkservice: (to) => to !== 'agent',
   registry: (to) => to !== 'agent',
+  // vL3 protocol pieces (vl3-ipam server and lease): the agent wires them, never the reverse
+  vl3: (to) => to !== 'agent',
 };
 
 function sourceFiles(dir: string): string[] {

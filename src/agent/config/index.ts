@@ -14,6 +14,7 @@ import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { idMatcher, trustDomainName } from '../../spire/id';
 import { endpointTarget } from '../../spire/workload';
 import { routerNetnsName } from '../endpoints/vl3/names';
+import { poolSettingsProblem } from '../../vl3/ipam/pool';
 
 export interface EndpointConfig {
   name: string;
@@ -56,6 +57,14 @@ export interface IdentityConfig {
   dev: { caDir: string; trustDomain: string; allowNonLoopback: boolean };
 }
 
+/** This agent serves vl3-ipam: leases of /clientPrefixLength prefixes of `prefix` to vL3 endpoints. */
+export interface Vl3IpamConfig {
+  /** `host:port` (mutual TLS) or `unix:///path` (plain). */
+  listen: string;
+  prefix: string;
+  clientPrefixLength: number;
+}
+
 export interface AgentConfig {
   /** Where it was read from ('<defaults>' when no file was given). */
   file: string;
@@ -77,6 +86,7 @@ export interface AgentConfig {
   policy: { service: string; allow: string[] }[];
   endpoints: EndpointConfig[];
   connections: ConnectionConfig[];
+  vl3ipam?: Vl3IpamConfig;
 }
 
 export class ConfigError extends Error {
@@ -210,6 +220,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     policy: raw.policy ?? [],
     endpoints,
     connections: (raw.connections ?? []).map((c: any) => ({ url: c.url, netns: c.netns ?? 'host', id: c.id })),
+    ...(raw.vl3ipam ? { vl3ipam: parseVl3Ipam(file, raw.vl3ipam) } : {}),
   };
 }
 
@@ -238,6 +249,23 @@ function vl3Endpoint(file: string, key: string, e: any): EndpointConfig {
     kind: 'vl3',
     vl3: { ipam, ownNetns },
   };
+}
+
+/** Upstream cmd-ipam-vl3's default client prefix length. */
+const VL3IPAM_CLIENT_PREFIX_LENGTH = 24;
+
+function parseVl3Ipam(file: string, v: { listen: string; prefix: string; clientPrefixLength?: number }): Vl3IpamConfig {
+  const listen = v.listen.trim();
+  if (listen.startsWith('unix:')) {
+    if (!/^unix:\/\/\/\S+$/.test(listen)) throw new ConfigError(file, 'vl3ipam.listen', `${listen} is not unix:///absolute/path`);
+  } else {
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]/]*):(\d{1,5})$/.exec(listen);
+    if (!m || Number(m[2]) > 65535) throw new ConfigError(file, 'vl3ipam.listen', `${listen} is not host:port, [v6]:port or unix:///path`);
+  }
+  const clientPrefixLength = v.clientPrefixLength ?? VL3IPAM_CLIENT_PREFIX_LENGTH;
+  const problem = poolSettingsProblem(v.prefix, clientPrefixLength);
+  if (problem) throw new ConfigError(file, `vl3ipam.${problem.key}`, problem.reason);
+  return { listen, prefix: v.prefix, clientPrefixLength };
 }
 
 function parseIdentity(file: string, id: Record<string, any>, stateDir: string): IdentityConfig {

@@ -124,6 +124,17 @@ export const AGENT_SCHEMA = {
         },
       },
     },
+    // this agent serves vl3-ipam (ipam.IPAM/ManagePrefixes); listen and the pool checked in index.ts
+    vl3ipam: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['listen', 'prefix'],
+      properties: {
+        listen: { type: 'string', minLength: 1 },
+        prefix: { type: 'string', minLength: 1 },
+        clientPrefixLength: { type: 'integer', minimum: 1, maximum: 128 },
+      },
+    },
     connections: {
       type: 'array',
       items: {

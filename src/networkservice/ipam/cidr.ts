@@ -103,3 +103,45 @@ export function formatPrefix(p: Prefix): string {
 export function hostPrefix(family: 4 | 6, value: bigint): string {
   return `${formatIp(family, value)}/${WIDTH[family]}`;
 }
+
+/** The prefix with its host bits cleared: 172.16.1.0/16 is 172.16.0.0/16. */
+export function masked(p: Prefix): Prefix {
+  return { family: p.family, addr: networkOf(p), bits: p.bits };
+}
+
+/**
+ * Parses "addr/len" (the length is required) and clears the host bits, as a network prefix
+ * on the wire may carry them (Go's IPNet.String keeps them). Undefined if invalid.
+ */
+export function parseNetwork(text: string): Prefix | undefined {
+  if (!text.includes('/')) return undefined;
+  const p = parsePrefix(text);
+  return p && masked(p);
+}
+
+/** Whether `inner` lies wholly inside `outer`. */
+export function within(outer: Prefix, inner: Prefix): boolean {
+  return inner.family === outer.family && inner.bits >= outer.bits && contains(outer, inner.family, networkOf(inner));
+}
+
+/**
+ * The first prefix of length `bits` inside `outer`, aligned on its own size, that overlaps
+ * none of `taken`; undefined when there is none. Works on the ranges, not on the candidates,
+ * so a /64 split into /112s costs as little as a /16 split into /24s.
+ */
+export function firstFreeSubnet(outer: Prefix, bits: number, taken: readonly Prefix[]): Prefix | undefined {
+  if (bits < outer.bits || bits > width(outer)) return undefined;
+  const size = 1n << BigInt(width(outer) - bits);
+  const end = networkOf(outer) + sizeOf(outer);
+  const ranges = taken
+    .filter((t) => overlaps(t, outer))
+    .map((t) => [networkOf(t), networkOf(t) + sizeOf(t)] as const)
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  let candidate = networkOf(outer);
+  for (const [start, stop] of ranges) {
+    if (stop <= candidate) continue;
+    if (start >= candidate + size) break;
+    candidate = ((stop + size - 1n) / size) * size; // the next aligned start after this range
+  }
+  return candidate + size <= end ? { family: outer.family, addr: candidate, bits } : undefined;
+}

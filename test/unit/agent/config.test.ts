@@ -79,6 +79,36 @@ describe('agent.yaml', () => {
   });
 });
 
+describe('vl3ipam', () => {
+  const ipam = (v: Record<string, unknown>) => parseConfig({ vl3ipam: { listen: '10.0.0.1:5006', prefix: '172.16.0.0/16', ...v } });
+
+  it('is absent unless given; clientPrefixLength defaults to 24, as upstream', () => {
+    expect(parseConfig({}).vl3ipam).toBeUndefined();
+    expect(ipam({}).vl3ipam).toEqual({ listen: '10.0.0.1:5006', prefix: '172.16.0.0/16', clientPrefixLength: 24 });
+    expect(ipam({ listen: 'unix:///run/nsm-agent/vl3-ipam.sock', prefix: '2001:db8::/64', clientPrefixLength: 112 }).vl3ipam).toMatchObject({
+      listen: 'unix:///run/nsm-agent/vl3-ipam.sock',
+      clientPrefixLength: 112,
+    });
+    expect(ipam({ listen: '[::1]:5006' }).vl3ipam?.listen).toBe('[::1]:5006');
+  });
+
+  it('names the key of a bad listen address, prefix or client length', () => {
+    expectConfigError(() => parseConfig({ vl3ipam: { listen: '10.0.0.1:5006' } }), 'vl3ipam.prefix', /required/);
+    expectConfigError(() => ipam({ listen: '10.0.0.1' }), 'vl3ipam.listen', /not host:port, \[v6\]:port or unix:\/\/\/path/);
+    expectConfigError(() => ipam({ listen: '10.0.0.1:70000' }), 'vl3ipam.listen', /not host:port/);
+    expectConfigError(() => ipam({ listen: 'tcp://10.0.0.1:5006' }), 'vl3ipam.listen', /not host:port/);
+    expectConfigError(() => ipam({ listen: 'unix://relative.sock' }), 'vl3ipam.listen', /not unix:\/\/\/absolute\/path/);
+    expectConfigError(() => ipam({ prefix: '172.16.0.300/16' }), 'vl3ipam.prefix', /not a CIDR prefix/);
+    expectConfigError(() => ipam({ prefix: '172.16.0.0' }), 'vl3ipam.prefix', /not a CIDR prefix/);
+    expectConfigError(() => ipam({ clientPrefixLength: 16 }), 'vl3ipam.clientPrefixLength', /16 does not fit 172\.16\.0\.0\/16: it must be longer than \/16 and at most \/32/);
+    expectConfigError(() => ipam({ clientPrefixLength: 33 }), 'vl3ipam.clientPrefixLength', /at most \/32/);
+    expectConfigError(() => ipam({ prefix: '2001:db8::/64', clientPrefixLength: 129 }), 'vl3ipam.clientPrefixLength', /maximum|<= 128/);
+    expectConfigError(() => ipam({ prefix: '2001:db8::/64' }), 'vl3ipam.clientPrefixLength', /24 does not fit 2001:db8::\/64/);
+    expectConfigError(() => ipam({ clientPrefixLength: 24.5 }), 'vl3ipam.clientPrefixLength', /integer/);
+    expectConfigError(() => ipam({ colour: 'x' }), 'vl3ipam.colour', /unknown key/);
+  });
+});
+
 describe('durations', () => {
   it('parses Go-style durations', () => {
     expect(parseDuration('10m')).toBe(600_000);
