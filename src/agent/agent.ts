@@ -111,7 +111,7 @@ export class Agent {
       signal: this.life.signal,
       log: this.log,
       held: () => this.held,
-      leasePrefix: (url, previous) => leasePrefix(url, { previous, pool: this.pool, log: this.log }),
+      leasePrefix: (url, previous) => leasePrefix(url, { previous, identity: this.identity, log: this.log }),
       vl3Records: () => this.vl3Records,
     });
   }
@@ -198,6 +198,7 @@ export class Agent {
       mechanisms: mech.handlers,
       registry: this.reg,
       local: (name) => this.endpoints.chain(name),
+      localVl3: (service) => this.endpoints.vl3EndpointFor(service),
       remote: this.underlay
         ? remoteClientChain({ translation: mech.translation, tunnels: mech.tunnelClients, hub: this.hub, pool: this.pool, selfId, log: this.log })
         : undefined,

@@ -3,7 +3,7 @@
  * them apart from the daemon that runs them. Pure assembly: every dependency is an argument.
  *
  *   server chain:   updatepath → begin → updatetoken → authorize → metadata → timeout → monitor
- *                   → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN} → discover
+ *                   → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN} → preferLocalVl3 → discover
  *                   → roundrobin → connect
  *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
  *   remote chain:   mechanismtranslation → tunnel clients {WIREGUARD, VXLAN} → downstream monitor
@@ -22,6 +22,7 @@ import { authorizeClient, authorizeServer, ServicePolicy } from '../networkservi
 import { beginClient, beginServer } from '../networkservice/begin';
 import { clientInfoServer } from '../networkservice/clientinfo';
 import { connectServer } from '../networkservice/connect';
+import { preferLocalVl3Server } from './endpoints/vl3/prefer-local';
 import { discoverServer } from '../networkservice/discover';
 import { healClient, kernelLivenessCheck } from '../networkservice/heal';
 import { mechanismsServer } from '../networkservice/mechanisms';
@@ -52,6 +53,8 @@ export interface ServerChainDeps {
   local: (endpoint: string) => NetworkServiceServer | undefined;
   /** The chain to endpoints on other hosts; without it, only hosted endpoints are reached. */
   remote?: NetworkServiceClient;
+  /** The hosted vL3 endpoint serving a service, if any (requests for it go there). */
+  localVl3?: (service: string) => string | undefined;
 }
 
 /** The local NSM manager and forwarder: what local clients and other hosts' agents call. */
@@ -67,6 +70,7 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     trimPathServer(),
     clientInfoServer({ nodeName: d.name }),
     mechanismsServer(d.mechanisms),
+    preferLocalVl3Server(d.localVl3 ?? (() => undefined)),
     discoverServer(d.registry.ns, d.registry.nse),
     roundRobinServer(),
     connectServer({ local: d.local, remote: d.remote }),

@@ -107,6 +107,8 @@ export class HeldConnectionManager implements HeldConnections {
   /** Held connections being retried in the background, by id. */
   private readonly retrying = new Map<string, { url: string; netns: string; cancel: () => void }>();
   private readonly connects: Limiter;
+  /** First requests in flight, by id. */
+  private readonly inFlight = new Map<string, { url: string; netns: string; done: Promise<HeldConnection> }>();
   /** Connections pinned to their endpoint (ConnectOptions.endpoint), by id. */
   private readonly pinned = new Map<string, string>();
   private readonly retryMs: { minMs: number; maxMs: number };
@@ -158,6 +160,10 @@ export class HeldConnectionManager implements HeldConnections {
     const same = (h: { url: string; netns: string }) => h.url === url && h.netns === netns;
     const existing = this.held.get(connId);
     if (existing && same(existing)) return existing;
+    // The same connection asked for while its first request is in flight (a unit's restore
+    // and a resume, a vL3 endpoint and a resume): one request, both wait for it.
+    const inFlight = this.inFlight.get(connId);
+    if (inFlight && same(inFlight)) return inFlight.done;
     const pending = this.retrying.get(connId);
     if (existing || (pending && !same(pending))) throw new AgentError('ALREADY_EXISTS', `connection ${connId} already exists`);
     if (pending) throw new AgentError('UNAVAILABLE', `connection ${connId} is being re-established`);
@@ -203,8 +209,11 @@ export class HeldConnectionManager implements HeldConnections {
         done();
       }
     };
+    const first = attempt();
+    const flight = { url, netns, done: first };
+    this.inFlight.set(connId, flight);
     try {
-      return await attempt();
+      return await first;
     } catch (err) {
       if (!opts.retry) {
         if (previous) records.delete(connId);
@@ -216,6 +225,8 @@ export class HeldConnectionManager implements HeldConnections {
       }
       this.retry(connId, url, netns, attempt);
       throw err;
+    } finally {
+      if (this.inFlight.get(connId) === flight) this.inFlight.delete(connId);
     }
   }
 

@@ -89,7 +89,8 @@ run('vL3: one L3 network across hosts', () => {
   }
 
   const allClients = () => clients.flat();
-  const endpointAddrs = () => mesh.hosts.slice(0, routers.length).map((_, i) => `172.16.${i}.0`);
+  /** The endpoints' own addresses, of the hosts that have clients (started). */
+  const endpointAddrs = () => clients.map((_, i) => `172.16.${i}.0`);
 
   beforeAll(async () => {
     const first = await FakeWorkloadApi.start({ trustDomains: ['example.org'], entries: [{ id: 'spiffe://example.org/host-a', ttlMs: 120_000 }] });
@@ -170,6 +171,8 @@ run('vL3: one L3 network across hosts', () => {
     await sleep(2000);
     const others = await between.stop();
     const b = await toB.stop(t0);
+    if (b.lost) console.log(mesh.hosts[1]!.agent!.logs.join('').split('\n').filter((l) => !l.includes('level=debug')).slice(0, 80).join('\n'));
+    console.log(`host-b agent killed and restarted: a->c ${JSON.stringify(others)}, a->b ${JSON.stringify(b)}`);
     expect(others.lost).toBe(0);
     // host-b's data plane stays in the kernel while its agent is down
     expect(b.lost).toBe(0);

@@ -154,6 +154,12 @@ export class HostedEndpoints implements EndpointHost {
     return [...this.endpoints.values()];
   }
 
+  /** The name of a hosted vL3 endpoint serving `service`, if there is one. */
+  vl3EndpointFor(service: string): string | undefined {
+    for (const ep of this.endpoints.values()) if (ep.cfg.vl3 && ep.cfg.services.includes(service)) return ep.cfg.name;
+    return undefined;
+  }
+
   /**
    * Hosts the configured endpoints, then registers them one by one: all are hosted before
    * the first registration, so a client that finds one finds its chain.

@@ -8,7 +8,7 @@
 import type { IPContext } from '../../api';
 import * as sys from '../../sys';
 import { AgentError } from '../../core/errors';
-import { parsePrefix, contains, parseIp } from '../../networkservice/ipam/cidr';
+import { parsePrefix, contains, parseIp, parseNetwork, formatPrefix } from '../../networkservice/ipam/cidr';
 
 export interface VethSide {
   netns: sys.Netns;
@@ -110,7 +110,9 @@ function sideRequests(side: VethSide, index: number, cfg: SideConfig, peerMac: s
     const fam = familyOf(ipOf(r.prefix));
     const via = r.nextHop || cfg.peers.map(ipOf).find((p) => familyOf(p) === fam);
     if (!via) continue;
-    reqs.push(sys.replaceRouteRequest({ dst: r.prefix, index, via, onlink: true }));
+    // Prefixes may come with host bits (upstream's vl3 sends 172.16.1.0/16): the kernel wants them masked.
+    const net = parseNetwork(r.prefix);
+    reqs.push(sys.replaceRouteRequest({ dst: net ? formatPrefix(net) : r.prefix, index, via, onlink: true }));
   }
   if (peerMac) {
     for (const peer of cfg.peers) reqs.push(sys.replaceNeighborRequest({ index, ip: ipOf(peer), mac: peerMac, permanent: true }));

@@ -79,6 +79,18 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
     async start() {
       router = await Router.open(cfg.name, vl3.ownNetns ? undefined : cfg.netns, log);
       const previous = env.vl3Records.claim(cfg.name);
+      // After a restart, the prefixes held before serve at once (the clients' vWires are taken
+      // back, not torn down while the lease is renewed); a lease that comes back different
+      // replaces them, and strict addressing moves the clients over.
+      previous?.prefixes.forEach((prefix, i) => {
+        if (!prefix || !pools[i]) return;
+        try {
+          pools[i]!.reset(prefix);
+        } catch {
+          /* not a prefix: lease afresh */
+        }
+      });
+      if (pools.some((p) => p.initialized)) await router.setAddresses(pools.filter((p) => p.initialized).map((p) => p.self!));
       vl3.ipam.forEach((url, i) => {
         const lease = env.leasePrefix(url, previous?.prefixes[i] || undefined);
         leases.push(lease);
