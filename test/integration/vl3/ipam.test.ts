@@ -2,15 +2,13 @@
  * vl3-ipam interop: the agent's vl3-ipam listener (Listeners.vl3ipam, mutual TLS or a unix
  * socket) driven by a client built from UPSTREAM's own ipam.proto (test/fixtures/upstream),
  * and our PrefixLease against the same listener and against a tiny server built from that
- * proto. The upstream side uses proto-loader's default field names (camelCase), so only the
- * wire format is shared with our generated code.
+ * proto (test/helpers/upstream-ipam.ts).
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import path from 'node:path';
 import os from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { Listeners } from '../../../src/agent/listeners';
 import { createLogger, silentLogger, type Logger } from '../../../src/core/log';
 import { LocalCa } from '../../../src/spire/ca';
@@ -19,68 +17,25 @@ import { PrefixLease, type PrefixLeaseOptions } from '../../../src/vl3/ipam/leas
 import type { Vl3IpamServer } from '../../../src/vl3/ipam/server';
 import { StaticSource, contextOf } from '../../helpers/spire/static-source';
 import { sleep, waitFor } from '../../helpers/spire/wait';
+import { UpstreamIpam, UpstreamStream, upstreamIpamClient, type UpstreamIpamClient, type UpstreamRequest, type UpstreamResponse } from '../../helpers/upstream-ipam';
 
 const TD = 'example.org';
 const AGENT_ID = 'spiffe://example.org/nsm/agent/ipam-host';
 const NSE_ID = 'spiffe://example.org/nsm/agent/vl3-host';
-
-// ---- upstream's proto, as a Go program's generated code sees it ----
-
-interface Request {
-  type?: 'UNDEFINED' | 'ALLOCATE' | 'DELETE';
-  prefix?: string;
-  excludePrefixes?: string[];
-}
-interface Response {
-  prefix: string;
-  excludePrefixes: string[];
-}
-type Duplex = grpc.ClientDuplexStream<Request, Response>;
-type IpamClient = grpc.Client & { ManagePrefixes(): Duplex };
-type IpamCtor = new (target: string, creds: grpc.ChannelCredentials, opts?: grpc.ChannelOptions) => IpamClient;
-
-const upstream = (() => {
-  const defs = protoLoader.loadSync(path.resolve(__dirname, '../../fixtures/upstream/ipam.proto'), { enums: String, defaults: true });
-  return (grpc.loadPackageDefinition(defs) as unknown as { ipam: { IPAM: IpamCtor & { service: grpc.ServiceDefinition } } }).ipam.IPAM;
-})();
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()?.();
 });
 
-/** One ManagePrefixes stream of an upstream client, with what came back. */
-class Stream {
-  readonly responses: Response[] = [];
-  status: grpc.StatusObject | undefined;
-  private readonly call: Duplex;
-  constructor(client: IpamClient) {
-    this.call = client.ManagePrefixes();
-    this.call.on('data', (r: Response) => this.responses.push(r));
-    this.call.on('error', () => {});
-    this.call.on('status', (s: grpc.StatusObject) => (this.status = s));
-    cleanups.push(() => this.call.cancel());
-  }
-  /** Sends a request and waits for its response (ALLOCATE). */
-  async allocate(prefix = '', excludePrefixes: string[] = []): Promise<Response> {
-    const n = this.responses.length;
-    this.call.write({ type: 'ALLOCATE', prefix, excludePrefixes });
-    await waitFor(() => this.responses.length > n || this.status, 3000, 'a PrefixResponse');
-    const r = this.responses[n];
-    if (!r) throw new Error(`stream ended: ${this.status?.details}`);
-    return r;
-  }
-  send(req: Request): void {
-    this.call.write(req);
-  }
-  end(): void {
-    this.call.end();
-  }
-  cancel(): void {
-    this.call.cancel();
-  }
-  ended(): Promise<grpc.StatusObject> {
-    return waitFor(() => this.status, 3000, 'the stream status');
+type Request = UpstreamRequest;
+type Response = UpstreamResponse;
+
+/** An upstream stream, cancelled after the test. */
+class Stream extends UpstreamStream {
+  constructor(client: UpstreamIpamClient) {
+    super(client);
+    cleanups.push(() => this.cancel());
   }
 }
 
@@ -109,10 +64,8 @@ async function agentIpam(
 }
 
 /** An upstream-proto client of a tcp:// (mTLS with `source`) or unix:// URL. */
-function upstreamClient(url: string, source?: StaticSource): IpamClient {
-  const u = new URL(url);
-  const target = u.protocol === 'unix:' ? `unix://${u.pathname}` : u.host;
-  const c = new upstream(target, source ? channelCredentials(source).credentials : grpc.credentials.createInsecure());
+function upstreamClient(url: string, source?: StaticSource): UpstreamIpamClient {
+  const c = upstreamIpamClient(url, source && channelCredentials(source).credentials);
   cleanups.push(() => c.close());
   return c;
 }
@@ -278,7 +231,7 @@ async function tinyServer(prefixes: string[], opts: { port?: number; answer?: (p
     stop: () => {},
     start: async () => {
       const server = new grpc.Server();
-      server.addService(upstream.service, {
+      server.addService(UpstreamIpam.service, {
         ManagePrefixes: (call: grpc.ServerDuplexStream<Request, Response>) => {
           const owner = {};
           tiny.open++;
