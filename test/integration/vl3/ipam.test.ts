@@ -10,6 +10,7 @@ import os from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Listeners } from '../../../src/agent/listeners';
+import { api } from '../../../src/api';
 import { createLogger, silentLogger, type Logger } from '../../../src/core/log';
 import { LocalCa } from '../../../src/spire/ca';
 import { channelCredentials } from '../../../src/spire/channel';
@@ -69,6 +70,26 @@ function upstreamClient(url: string, source?: StaticSource): UpstreamIpamClient 
   cleanups.push(() => c.close());
   return c;
 }
+
+describe('proto/ipam/ipam.proto', () => {
+  it('is wire-identical with upstream\'s: same method path, messages decode both ways', () => {
+    const ours = api().ipam.ipam.IPAM.service.ManagePrefixes;
+    const theirs = UpstreamIpam.service['ManagePrefixes'] as grpc.MethodDefinition<UpstreamRequest, UpstreamResponse>;
+    expect(ours.path).toBe('/ipam.IPAM/ManagePrefixes');
+    expect(theirs.path).toBe(ours.path);
+    expect([ours.requestStream, ours.responseStream]).toEqual([theirs.requestStream, theirs.responseStream]);
+    for (const type of ['UNDEFINED', 'ALLOCATE', 'DELETE'] as const) {
+      const wire = ours.requestSerialize({ type, prefix: '172.16.1.0/24', exclude_prefixes: ['10.0.0.0/8', '::/0'] });
+      expect(theirs.requestDeserialize(wire)).toEqual({ type, prefix: '172.16.1.0/24', excludePrefixes: ['10.0.0.0/8', '::/0'] });
+      const back = theirs.requestSerialize({ type, prefix: 'p', excludePrefixes: ['x'] });
+      expect(ours.requestDeserialize(back)).toEqual({ type, prefix: 'p', exclude_prefixes: ['x'] });
+    }
+    const res = ours.responseSerialize({ prefix: '2001:db8::/112', exclude_prefixes: ['a'] });
+    expect(theirs.responseDeserialize(res)).toEqual({ prefix: '2001:db8::/112', excludePrefixes: ['a'] });
+    // field numbers: prefix is 2 and exclude_prefixes 3 in both messages (tag bytes 0x12, 0x1a)
+    expect([...res.subarray(0, 1)]).toEqual([0x12]);
+  });
+});
 
 describe('the agent\'s vl3-ipam server, to an upstream client over mutual TLS', () => {
   it('allocates /clientPrefixLength prefixes, several per stream, echoing exclude_prefixes', async () => {
