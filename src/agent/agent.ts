@@ -150,7 +150,7 @@ export class Agent {
     await this.listeners.local(cfg.listen, served);
     this.url = advertisedUrl(cfg.listen, this.underlay?.ip);
     // vl3-ipam before the endpoints: a vL3 endpoint of this agent may lease from it.
-    if (cfg.vl3ipam) this.vl3ipam = await this.listeners.vl3ipam(cfg.vl3ipam, cfg.listen.allowUids);
+    if (cfg.vl3ipam) this.vl3ipam = (await this.listeners.vl3ipam(cfg.vl3ipam, cfg.listen.allowUids)).server;
     // Endpoints are registered before other hosts can reach this agent: after a restart, their
     // clients' heals re-request at once, and must find the endpoints (discover) already back.
     await this.endpoints.start(cfg.endpoints);

@@ -81,25 +81,28 @@ export class Listeners {
   /**
    * vl3-ipam (ipam.IPAM/ManagePrefixes) on a listener of its own: mutual TLS on `host:port`
    * (any peer of a trusted trust domain, as upstream cmd-ipam-vl3 authorises), or plain on
-   * `unix:///path`, open to the same users as the agent socket.
+   * `unix:///path`, open to the same users as the agent socket. Returns the server and the URL
+   * it is reached at (the bound port when `listen` has port 0).
    */
-  async vl3ipam(cfg: Vl3IpamConfig, allowUids: number[]): Promise<Vl3IpamServer> {
+  async vl3ipam(cfg: Vl3IpamConfig, allowUids: number[]): Promise<{ server: Vl3IpamServer; url: string }> {
     const ipam = new Vl3IpamServer({ prefix: cfg.prefix, clientPrefixLength: cfg.clientPrefixLength, log: this.log });
     const server = new grpc.Server(SERVER_OPTIONS);
     ipam.addTo(server);
+    let url: string;
     if (cfg.listen.startsWith('unix://')) {
       const socketPath = cfg.listen.slice('unix://'.length);
       const socket = await listenLocal(server, socketPath, { allowUids, log: this.log, what: 'the vl3-ipam socket' });
       this.vl3 = { server, socket };
-      this.listening.push(cfg.listen);
+      url = cfg.listen;
     } else {
       const l = await listenMtls(server, cfg.listen, this.identity, { log: this.log });
       this.mtls.push(l);
       this.vl3 = { server };
-      this.listening.push(`tcp://${cfg.listen}`);
+      url = `tcp://${cfg.listen.slice(0, cfg.listen.lastIndexOf(':'))}:${l.port}`;
     }
-    this.log.info('vl3-ipam serving', { listen: cfg.listen, prefix: ipam.pool.cidr, clientPrefixLength: cfg.clientPrefixLength });
-    return ipam;
+    this.listening.push(url);
+    this.log.info('vl3-ipam serving', { url, prefix: ipam.pool.cidr, clientPrefixLength: cfg.clientPrefixLength });
+    return { server: ipam, url };
   }
 
   /** Stops accepting on the unix socket. */

@@ -17,7 +17,7 @@ export const ERROR_CODES = {
   NETNS_NOT_FOUND: Status.NOT_FOUND, // the requested network namespace does not exist
   ALREADY_EXISTS: Status.ALREADY_EXISTS,
   SOCKET_IN_USE: Status.ALREADY_EXISTS, // another running agent answers on the socket this one was given
-  POOL_EXHAUSTED: Status.RESOURCE_EXHAUSTED, // an endpoint's address pool has no free address
+  POOL_EXHAUSTED: Status.RESOURCE_EXHAUSTED, // an address pool (endpoint) or prefix pool (vl3-ipam) has nothing free
   PERMISSION_DENIED: Status.PERMISSION_DENIED,
   UNAUTHENTICATED: Status.UNAUTHENTICATED,
   FAILED_PRECONDITION: Status.FAILED_PRECONDITION,

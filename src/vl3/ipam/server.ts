@@ -35,6 +35,8 @@ export class Vl3IpamServer {
   readonly pool: PrefixPool;
   private readonly log: Logger;
   private open = 0;
+  /** The last ALLOCATE found the pool full: further refusals are logged at debug only. */
+  private exhausted = false;
 
   /** Throws INVALID_ARGUMENT for a prefix or client length that does not make a pool. */
   constructor(opts: Vl3IpamServerOptions) {
@@ -79,9 +81,15 @@ export class Vl3IpamServer {
           try {
             prefix = this.pool.allocate(req.prefix, req.exclude_prefixes);
           } catch (err) {
-            log.warn('allocation refused', { requested: req.prefix, error: err });
+            const full = err instanceof AgentError && err.code === 'POOL_EXHAUSTED';
+            // Endpoints retry a full pool with back-off: say it once per episode, not per retry.
+            if (full && this.exhausted) log.debug('allocation refused', { requested: req.prefix, error: err });
+            else if (full) log.warn('prefix pool exhausted; allocation refused', { requested: req.prefix, error: err });
+            else log.info('allocation refused', { requested: req.prefix, error: err });
+            this.exhausted ||= full;
             return fail(err);
           }
+          this.exhausted = false;
           owned.push(prefix);
           log.info('prefix allocated', { prefix, requested: req.prefix || undefined });
           call.write({ prefix, exclude_prefixes: req.exclude_prefixes });
