@@ -73,6 +73,29 @@ Connect=kernel://no-such-service/nsm-1
 ExecStart=/bin/sleep infinity
 `;
 
+// A vL3 endpoint unit: its namespace is the router; members connect to the service.
+const VL3_ROUTER = `[Unit]
+Description=nsmt vL3 endpoint of nsmt-vl3
+
+[X-NetworkServiceMesh]
+Provide=nsmt-vl3
+VL3IPAM=unix:///run/nsm-agent/vl3ipam.sock
+
+[Service]
+ExecStart=/bin/sleep infinity
+`;
+
+const VL3_MEMBER = `[Unit]
+Description=nsmt member of nsmt-vl3
+After=nsmt-vl3.service
+
+[X-NetworkServiceMesh]
+Connect=kernel://nsmt-vl3/nsm-1
+
+[Service]
+ExecStart=/bin/sleep infinity
+`;
+
 const LATE_PLAIN = `[Unit]
 Description=nsmt unit that gets a section later
 After=nsmt-provider.service
@@ -339,6 +362,31 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     await until('provider unregistered', () => !cliJson('endpoints').some((e: { name: string }) => e.name === 'vm-nsmt-provider'));
     await until('provider namespace removed', () => !netnsList().includes('nsm-nsmt-provider'));
     expect(show('nsm-agent', 'StatusText')).toMatch(/1 endpoint, 0 connections/);
+  }, T);
+
+  it('a vL3 network under systemd: two member units reach each other and the endpoint unit', async () => {
+    const conf = ct().path('etc/nsm-agent/agent.yaml');
+    writeFileSync(conf, readFileSync(conf, 'utf8') + 'vl3ipam: {listen: "unix:///run/nsm-agent/vl3ipam.sock", prefix: 172.16.200.0/22, clientPrefixLength: 24}\n');
+    ct().sh('systemctl restart nsm-agent');
+    writeUnit('nsmt-vl3.service', VL3_ROUTER);
+    writeUnit('nsmt-m1.service', VL3_MEMBER);
+    writeUnit('nsmt-m2.service', VL3_MEMBER);
+    ct().sh('systemctl daemon-reload');
+    const start = ct().exec(['systemctl', 'start', 'nsmt-vl3', 'nsmt-m1', 'nsmt-m2']);
+    expect(start.code, start.stderr + ct().exec(['journalctl', '-u', 'nsm-agent', '--no-pager', '-n', '30']).stdout).toBe(0);
+    const addr = (unit: string) => /inet (\S+)\//.exec(ct().sh(`ip -n nsm-${unit} -o -4 addr show dev nsm-1`))?.[1] ?? '';
+    const [m1, m2] = [addr('nsmt-m1'), addr('nsmt-m2')];
+    expect(m1).toMatch(/^172\.16\.200\.\d+$/);
+    expect(m2).toMatch(/^172\.16\.200\.\d+$/);
+    expect(m1).not.toBe(m2);
+    expect(ct().test(`ip netns exec nsm-nsmt-m1 ping -c1 -W2 ${m2}`)).toBe(0);
+    expect(ct().test(`ip netns exec nsm-nsmt-m2 ping -c1 -W2 ${m1}`)).toBe(0);
+    // the endpoint unit's own namespace is the router: it answers at the prefix's address
+    expect(ct().test('ip netns exec nsm-nsmt-m1 ping -c1 -W2 172.16.200.0')).toBe(0);
+    const ep = cliJson('status').endpoints.find((e: { name: string }) => e.name === 'vm-nsmt-vl3');
+    expect(ep.vl3).toMatchObject({ prefixes: ['172.16.200.0/24'], addresses: ['172.16.200.0/32'], members: 2 });
+    ct().sh('systemctl stop nsmt-m1 nsmt-m2 nsmt-vl3');
+    await until('vL3 units gone', () => !/nsm-nsmt-(m1|m2|vl3)/.test(netnsList()) && !cliJson('endpoints').some((e: { name: string }) => e.name === 'vm-nsmt-vl3'));
   }, T);
 
   it('upgrade to a higher version keeps the edited agent.yaml and restarts the agent', () => {

@@ -20,6 +20,8 @@ export interface PrefixSource {
   readonly prefix: string | undefined;
   /** Called with each new prefix (the first, and a different one after a reconnect). */
   onPrefix(cb: (prefix: string, excluded: string[]) => void): () => void;
+  /** Resolves with the current prefix, or the first one to come; rejects on abort or close(). */
+  ready(signal?: AbortSignal): Promise<string>;
   /** Ends the lease (the server frees the prefix) and stops reconnecting. */
   close(): void;
 }

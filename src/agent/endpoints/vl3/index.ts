@@ -14,6 +14,9 @@ import { Vl3Pool } from './pool';
 import { Router } from './router';
 import { vl3Server } from './server';
 
+/** How long an endpoint's start waits for its first lease before it registers anyway. */
+const FIRST_LEASE_WAIT_MS = 2_000;
+
 /** How long a vL3 record outlives its last write when nothing claims it (the endpoint is gone). */
 const RECORD_LIFETIME_MS = 24 * 3600_000;
 
@@ -54,6 +57,8 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
   const record = () =>
     env.vl3Records.put(cfg.name, { expires: Date.now() + RECORD_LIFETIME_MS, prefixes: pools.map((p) => p.prefix ?? '') });
 
+  /** The prefix handling in progress (router addresses, mesh), in order. */
+  let settled: Promise<void> = Promise.resolve();
   const onPrefix = async (i: number, prefix: string, excluded: string[]) => {
     const pool = pools[i]!;
     let changed: boolean;
@@ -94,8 +99,18 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
       vl3.ipam.forEach((url, i) => {
         const lease = env.leasePrefix(url, previous?.prefixes[i] || undefined);
         leases.push(lease);
-        lease.onPrefix((prefix, excluded) => void onPrefix(i, prefix, excluded));
+        lease.onPrefix((prefix, excluded) => {
+          settled = settled.then(() => onPrefix(i, prefix, excluded));
+        });
       });
+      // Registered with its first lease, when the server answers soon, so that the first
+      // clients are served; a server that is down does not hold the agent up (requests fail
+      // UNAVAILABLE until the lease comes).
+      if (!ready()) {
+        const wait = AbortSignal.timeout(FIRST_LEASE_WAIT_MS);
+        await Promise.all(leases.map((l) => l.ready(wait))).catch(() => {});
+        await settled;
+      }
     },
 
     registered(reg) {
