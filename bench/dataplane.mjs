@@ -36,7 +36,7 @@ async function waitSock(dev) {
 }
 
 /** A wireguard-go tunnel by hand between nsc (via host-a) and nse (via host-b), as the agent builds it. */
-async function handWireguard(scope, dir, mesh, nsc, nse) {
+export async function handWireguard(scope, dir, mesh, nsc, nse) {
   const hosts = mesh.hosts;
   const { generateKeyPair } = require(path.join(ROOT, 'dist/mechanisms/wireguard/keys.js'));
   const keys = [generateKeyPair(), generateKeyPair()];
@@ -88,7 +88,8 @@ async function tincSetup(dir, hosts) {
   return conf;
 }
 
-main(async (scope) => {
+if (import.meta.url === `file://${process.argv[1]}`)
+  main(async (scope) => {
   const dir = scope.dir('nsmd-');
   const mesh = await scope.hosts(2, P, 226);
   const hosts = mesh.hosts;

@@ -37,6 +37,7 @@ import { HostedEndpoints } from './endpoints';
 import type { Vl3Record } from './endpoints/kind';
 import { removeRouterNetns } from './endpoints/vl3/router';
 import { leasePrefix } from './vl3-lease';
+import { wireguardMtu } from '../mechanisms/wireguard/names';
 import { ChannelPool } from './grpc/dial';
 import { HealthService } from './grpc/health';
 import { HeldConnectionManager, type HeldRecord } from './held';
@@ -113,6 +114,7 @@ export class Agent {
       held: () => this.held,
       leasePrefix: (url, previous) => leasePrefix(url, { previous, identity: this.identity, log: this.log }),
       vl3Records: () => this.vl3Records,
+      meshMtu: () => (this.underlay ? wireguardMtu(this.underlay.mtu, this.underlay.family) : undefined),
     });
   }
 

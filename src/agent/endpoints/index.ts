@@ -114,6 +114,7 @@ export interface HostedEndpointsOptions {
   leasePrefix: EndpointKindEnv['leasePrefix'];
   /** vL3 endpoints' records. */
   vl3Records: () => Records<Vl3Record>;
+  meshMtu: EndpointKindEnv['meshMtu'];
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -236,6 +237,7 @@ export class HostedEndpoints implements EndpointHost {
       held: this.opts.held,
       leasePrefix: this.opts.leasePrefix,
       vl3Records: this.opts.vl3Records(),
+      meshMtu: this.opts.meshMtu,
     });
   }
 }

@@ -51,6 +51,8 @@ export interface EndpointKindEnv {
   leasePrefix: (url: string, previous: string | undefined) => PrefixSource;
   /** vL3 endpoints' records (by endpoint name). */
   vl3Records: Records<Vl3Record>;
+  /** The MTU of this host's WireGuard vWires to other hosts; undefined without an underlay. */
+  meshMtu: () => number | undefined;
 }
 
 export interface EndpointKindParts {

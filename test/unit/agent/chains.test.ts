@@ -137,6 +137,7 @@ describe('endpoint kinds', () => {
       throw new Error('no vl3-ipam here');
     },
     vl3Records: noRecords<never>(),
+    meshMtu: () => undefined,
   };
 
   it('hosts an endpoint without a kind as the default kind, registered with nodeName and the URL', () => {
@@ -180,6 +181,7 @@ describe('HostedEndpoints', () => {
         throw new Error('no vl3-ipam here');
       },
       vl3Records: () => noRecords(),
+      meshMtu: () => undefined,
     });
     const cfg: EndpointConfig = { name: 'ep-1', services: ['svc-a'], labels: {}, cidr: '172.16.0.0/24', netns: 'host', payload: 'IP', excludedPrefixes: [] };
     await eps.addEndpoint(cfg);

@@ -10,6 +10,10 @@
  *   routes to its prefix that it sends in dst_routes are kept;
  * - src_routes: this endpoint's address, its prefix via it, and (on the way back) the whole
  *   network via it; dst_routes: each src address, on-link.
+ * MTU, as upstream's vl3mtu: every connection's MTU is clamped to the lowest seen on the
+ * endpoint (from the host's WireGuard vWires on, and lowered by any request that comes with a
+ * smaller one, e.g. a peer's over a narrower path), so members never send more than the mesh
+ * between the routers carries.
  * Fails with UNAVAILABLE until every family has its first prefix.
  * Placement: in a vL3 endpoint chain, before the KERNEL endpoint side.
  */
@@ -17,6 +21,7 @@ import type { Connection, IPContext, Route } from '../../../api';
 import { clone } from '../../../api/clone';
 import { AgentError } from '../../../core/errors';
 import { NetworkServiceServer, nextServer } from '../../../core/networkservice';
+import { clampContextMtu, minMtu } from '../../../mechanisms/tunnel/params';
 import type { Vl3Pool } from './pool';
 
 function familyOf(addr: string): 4 | 6 {
@@ -27,13 +32,16 @@ function addRoute(routes: Route[], prefix: string, nextHop = ''): void {
   if (!routes.some((r) => r.prefix === prefix)) routes.push({ prefix, nextHop });
 }
 
-export function vl3Server(pools: Vl3Pool[]): NetworkServiceServer {
+export function vl3Server(pools: Vl3Pool[], opts: { mtu?: () => number | undefined } = {}): NetworkServiceServer {
+  let lowest: number | undefined;
   const isOwnAddress = (addr: string) => pools.some((p) => p.isSelf(addr));
   return {
     async request(ctx, req) {
       if (!pools.every((p) => p.initialized)) throw new AgentError('UNAVAILABLE', 'vL3 prefix pool is initializing');
       const conn: Connection = clone(req.connection ?? {});
       const id = conn.id ?? '';
+      lowest = minMtu(lowest, opts.mtu?.(), conn.context?.MTU);
+      if (lowest) clampContextMtu(conn, lowest);
       const asked: IPContext = ((conn.context ??= {}).ip_context ??= {});
       const stale = (asked.dst_ip_addrs ?? []).some((a) => !isOwnAddress(a));
       const given = stale ? [] : (asked.src_ip_addrs ?? []);

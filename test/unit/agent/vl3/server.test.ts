@@ -140,6 +140,17 @@ describe('vl3Server', () => {
     expect(out.context?.ip_context?.dst_ip_addrs).toEqual(['172.16.0.0/32', '2001:db8::/128']);
   });
 
+  it('clamps the MTU to the lowest seen: the mesh vWires, then any narrower request', async () => {
+    const pool = new Vl3Pool();
+    pool.reset('172.16.0.0/24');
+    const chain = chainServer(vl3Server([pool], { mtu: () => 1440 }), tail);
+    const req = (id: string, MTU?: number) => chain.request(Ctx.background(), { connection: { id, ...(MTU ? { context: { MTU } } : {}) } });
+    expect((await req('c1')).context?.MTU).toBe(1440);
+    expect((await req('c2', 9000)).context?.MTU).toBe(1440);
+    expect((await req('peer', 1400)).context?.MTU).toBe(1400);
+    expect((await req('c3')).context?.MTU).toBe(1400);
+  });
+
   it('frees the address on close', async () => {
     const { request, chain, pools } = setup('172.16.0.0/24');
     const out = await request({ id: 'c1' });
