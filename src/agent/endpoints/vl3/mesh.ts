@@ -94,7 +94,13 @@ export class Vl3Mesh {
   private async dropAll(): Promise<void> {
     for (const [name, id] of [...this.peers]) {
       this.peers.delete(name);
-      await this.o.held().disconnect(id).catch((err) => this.o.log.warn('vL3 peer disconnect failed', { endpoint: this.o.self, peer: name, error: err }));
+      await this.o
+        .held()
+        .disconnect(id)
+        .catch((err) => {
+          // Already closed (the agent's stop closes every held connection first).
+          if (AgentError.from(err).code !== 'NOT_FOUND') this.o.log.warn('vL3 peer disconnect failed', { endpoint: this.o.self, peer: name, error: err });
+        });
     }
   }
 
