@@ -256,4 +256,28 @@ describe('HeldConnectionManager', () => {
     expect(client.requests).toHaveLength(2);
     expect(held.pending()).toEqual([]);
   });
+
+  it('sends one request for a connection asked for twice while the first is in flight', async () => {
+    const { held, client } = setup();
+    let open!: () => void;
+    client.hold(new Promise<void>((r) => (open = r)));
+    const first = held.connect(URL_A, 'host', 'c1');
+    const second = held.connect(URL_A, 'host', 'c1');
+    open();
+    const [a, b] = await Promise.all([first, second]);
+    expect(a).toBe(b);
+    expect(client.requests).toHaveLength(1);
+  });
+
+  it('pins a connection to an endpoint: asked by name, with its context, kept on reselect, recorded', async () => {
+    const { held, client, records } = setup();
+    const context = { ip_context: { src_ip_addrs: ['172.16.1.0/32'] } };
+    await held.connect('kernel://vl3-app/vl3p-1', 'host', 'mesh-1', { endpoint: 'vl3-host-a', context });
+    expect(client.requests[0]!.connection).toMatchObject({ id: 'mesh-1', network_service_endpoint_name: 'vl3-host-a', context });
+    expect(held.keepsEndpoint('mesh-1')).toBe(true);
+    expect(held.keepsEndpoint('other')).toBe(false);
+    expect(records.stored.get('mesh-1')?.endpoint).toBe('vl3-host-a');
+    await held.disconnect('mesh-1');
+    expect(held.keepsEndpoint('mesh-1')).toBe(false);
+  });
 });
