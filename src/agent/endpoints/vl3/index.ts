@@ -63,6 +63,11 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
     const pool = pools[i]!;
     let changed: boolean;
     try {
+      const family = prefix.includes(':') ? 6 : 4;
+      const twin = pools.findIndex((p, j) => j !== i && p.family === family);
+      if (twin >= 0) {
+        throw new AgentError('INVALID_ARGUMENT', `${vl3.ipam[i]} and ${vl3.ipam[twin]} both lease IPv${family} prefixes: name one server per address family`);
+      }
       changed = pool.reset(prefix, excluded);
     } catch (err) {
       log.error('vL3 prefix refused', { ipam: vl3.ipam[i], prefix, error: err });
