@@ -261,8 +261,10 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     const table = cli('status').stdout;
     for (const line of table.split('\n')) expect(line.length).toBeLessThanOrEqual(100);
     const [own, served] = table.split('SERVED');
-    expect(own).toMatch(new RegExp(`^${conn.id} +nsmt-svc +UP +nsm-nsmt-consumer/nsm-1 +\\S+ +veth \\(local\\) `, 'm'));
-    expect(served).toMatch(new RegExp(`^\\S+ +${conn.id} +nsmt-svc +vm-nsmt-provider +UP +\\S+ +veth \\(local\\) `, 'm'));
+    expect(own).toMatch(new RegExp(`^${conn.id} +nsmt-svc +UP +veth \\(local\\) +\\d`, 'm'));
+    expect(own).toContain(`    nsm-1 in nsm-nsmt-consumer: ${conn.srcIps[0]} -> vm-nsmt-provider ${conn.dstIps[0]}`);
+    expect(served).toMatch(new RegExp(`^\\S+ +${conn.id} +nsmt-svc +vm-nsmt-provider +UP +veth \\(local\\) +\\d`, 'm'));
+    expect(served).toContain(`    ${conn.dstIps[0]} <- client ${conn.srcIps[0]}`);
     const peer = String(conn.dstIps[0]).split('/')[0];
     expect(ct().test(`ip netns exec nsm-nsmt-consumer ping -c1 -W2 ${peer}`)).toBe(0);
     expect(show('nsm-agent', 'StatusText')).toMatch(/1 endpoint, 1 connection/);

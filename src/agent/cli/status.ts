@@ -212,6 +212,7 @@ function healDetail(h: HealView, now: number): string {
 
 /** Table rows, each with its indented detail lines under it. */
 function rowsWithDetails(headers: string[], rows: { cells: string[]; details: string[] }[]): string {
+  if (rows.length === 0) return '(none)';
   const lines = table(headers, rows.map((r) => r.cells)).split('\n');
   const out = [lines[0]!];
   rows.forEach((r, i) => {
@@ -221,40 +222,33 @@ function rowsWithDetails(headers: string[], rows: { cells: string[]; details: st
   return out.join('\n');
 }
 
+/** `nsm-1 in nsc: 172.16.1.101/32 -> icmp-responder-b 172.16.1.100/32`: this side first. */
+function addressDetail(c: ConnectionView): string {
+  const where = c.interface ? `${c.interface}${c.netns ? ` in ${c.netns}` : ''}: ` : '';
+  const here = c.localIps.join(',') || '-';
+  const there = [c.direction === 'in' ? `client on ${c.clientNode || '?'}` : c.endpoint, c.peerIps.join(',')].filter(Boolean).join(' ');
+  return `${where}${here} -> ${there || '?'}`;
+}
+
 function connectionsTable(list: ConnectionView[], now: number): string {
   return rowsWithDetails(
-    ['ID', 'SERVICE', 'STATE', 'INTERFACE', 'ADDRESS', 'PATH', 'AGE'],
+    ['ID', 'SERVICE', 'STATE', 'PATH', 'AGE'],
     list.map((c) => ({
-      cells: [
-        c.clientId,
-        c.service,
-        c.state,
-        c.netns && c.interface ? `${c.netns}/${c.interface}` : c.interface,
-        c.localIps.join(','),
-        pathCell(c),
-        c.created ? age(c.created, now) : '',
-      ],
-      details: [
-        ...(c.endpoint || c.peerIps.length ? [`to ${c.endpoint || '?'} ${c.peerIps.join(',')}`.trimEnd()] : []),
-        ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : []),
-        ...(c.lastHeal ? [healDetail(c.lastHeal, now)] : []),
-      ],
+      cells: [c.clientId, c.service, c.state, pathCell(c), c.created ? age(c.created, now) : ''],
+      details: [addressDetail(c), ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : []), ...(c.lastHeal ? [healDetail(c.lastHeal, now)] : [])],
     })),
   );
 }
 
 function servedTable(list: ConnectionView[], now: number): string {
   return rowsWithDetails(
-    ['CLIENT', 'ID', 'SERVICE', 'ENDPOINT', 'STATE', 'CLIENT ADDRESS', 'PATH', 'AGE'],
+    ['CLIENT', 'ID', 'SERVICE', 'ENDPOINT', 'STATE', 'PATH', 'AGE'],
     list.map((c) => {
       const clientIps = c.direction === 'in' ? c.peerIps : c.localIps;
       const endpointIps = c.direction === 'in' ? c.localIps : c.peerIps;
       return {
-        cells: [c.clientNode, c.clientId, c.service, c.endpoint, c.state, clientIps.join(','), pathCell(c), c.created ? age(c.created, now) : ''],
-        details: [
-          ...(endpointIps.length ? [`endpoint address ${endpointIps.join(',')}`] : []),
-          ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : []),
-        ],
+        cells: [c.clientNode, c.clientId, c.service, c.endpoint, c.state, pathCell(c), c.created ? age(c.created, now) : ''],
+        details: [`${endpointIps.join(',') || '-'} <- client ${clientIps.join(',') || '-'}`, ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : [])],
       };
     }),
   );
@@ -272,9 +266,9 @@ export function printStatus(s: StatusView, now = Date.now()): string {
     `endpoints registered as: ${s.url}${s.tunnelIP ? `, tunnel IP ${s.tunnelIP}` : ''}`,
     '',
     'ENDPOINTS',
-    table(
+    rowsWithDetails(
       ['NAME', 'SERVICES', 'CIDR', 'NETNS', 'CONNECTIONS'],
-      s.endpoints.map((e) => [e.name, e.services.join(','), e.cidr, e.netns, String(e.connections)]),
+      s.endpoints.map((e) => ({ cells: [e.name, e.services.join(','), e.cidr, e.netns, String(e.connections)], details: [] })),
     ),
     '',
     'CONNECTIONS',

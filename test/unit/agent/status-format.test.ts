@@ -103,27 +103,30 @@ describe('status view (--json)', () => {
 describe('status table', () => {
   it('the requesting side: health header, the connection row with its path, peer and heal lines', () => {
     const out = printStatus(viewStatus(requesting()), NOW);
+    if (process.env['SHOW']) console.log(out);
     for (const line of out.split('\n')) expect(line.length).toBeLessThanOrEqual(100);
     expect(out).toContain('agent host-a (nsm-agent 1.2.3), up 10m0s');
     expect(out).toContain('identity:  spiffe://example.org/host-a from spiffe, expires in 30m0s (2023-11-14T22:53:20Z)');
     expect(out).toContain('registry:  tcp://10.0.0.3:5002, reachable for 9m59s');
     const lines = out.split('\n');
     const row = lines.findIndex((l) => l.startsWith('wg-1 '));
-    expect(lines[row]).toMatch(/^wg-1 +icmp-responder +UP +nsc\/nsm-1 +172\.16\.1\.101\/32 +WIREGUARD to host-b +9m0s$/);
-    expect(lines[row + 1]).toBe('    to icmp-responder-b 172.16.1.100/32');
+    expect(lines[row]).toMatch(/^wg-1 +icmp-responder +UP +WIREGUARD to host-b +9m0s$/);
+    expect(lines[row + 1]).toBe('    nsm-1 in nsc: 172.16.1.101/32 -> icmp-responder-b 172.16.1.100/32');
     expect(lines[row + 2]).toBe('    via host-b 10.0.0.2, tcp://10.0.0.2:5001, device wg0');
     expect(lines[row + 3]).toBe('    last heal 30s ago (data plane check failed): back in 350 ms, 1 attempt, reselected');
   });
 
   it('the serving side lists the connection under SERVED, from the endpoint\'s point of view', () => {
     const out = printStatus(viewStatus(serving()), NOW);
+    if (process.env['SHOW']) console.log(out);
     for (const line of out.split('\n')) expect(line.length).toBeLessThanOrEqual(100);
     const [own, served] = out.split('SERVED');
     expect(own).not.toContain('wg-1');
+    expect(own).toMatch(/^CONNECTIONS\n\(none\)$/m);
     const lines = served!.split('\n');
     const row = lines.findIndex((l) => l.startsWith('host-a '));
-    expect(lines[row]).toMatch(/^host-a +wg-1 +icmp-responder +icmp-responder-b +UP +172\.16\.1\.101\/32 +WIREGUARD from host-a +8m59s$/);
-    expect(lines[row + 1]).toBe('    endpoint address 172.16.1.100/32');
+    expect(lines[row]).toMatch(/^host-a +wg-1 +icmp-responder +icmp-responder-b +UP +WIREGUARD from host-a +8m59s$/);
+    expect(lines[row + 1]).toBe('    172.16.1.100/32 <- client 172.16.1.101/32');
     expect(lines[row + 2]).toBe('    via host-a 10.0.0.1, device wg3');
   });
 
