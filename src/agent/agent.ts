@@ -10,7 +10,7 @@
  *   endpoints/          hosted endpoints by kind, and their registrations
  *   held.ts             connections the agent holds: connect, retry, disconnect, records
  *   listeners.ts        the unix socket, the TCP listeners and vl3-ipam
- *   status.ts           what `nsm-agent status` shows
+ *   status.ts           what `nsm-agent status` shows (journal.ts: ages, next hops, heals)
  *   parts.ts            the narrow views reload.ts and systemd/units.ts work through
  *
  * State: the elements record what they make in <stateDir>/state (src/agent/state); a restarted
@@ -38,6 +38,7 @@ import type { Vl3Record } from './endpoints/kind';
 import { removeRouterNetns } from './endpoints/vl3/router';
 import { leasePrefix } from './vl3-lease';
 import { wireguardMtu } from '../mechanisms/wireguard/names';
+import { ConnectionJournal } from './journal';
 import { ChannelPool } from './grpc/dial';
 import { HealthService } from './grpc/health';
 import { HeldConnectionManager, type HeldRecord } from './held';
@@ -84,6 +85,8 @@ export class Agent {
   private vl3Records: Records<Vl3Record> = noRecords();
   private readonly life = new AbortController();
   private readonly health = new HealthService();
+  /** Connection ages, next hop URLs and last heals, for status. */
+  private readonly journal: ConnectionJournal;
   private readonly pool: ChannelPool;
   private readonly listeners: Listeners;
   /** The URL registered for hosted endpoints: the TCP listener when there is one. */
@@ -93,6 +96,8 @@ export class Agent {
     this.clock = opts.clock ?? realClock;
     this.log = opts.log ?? silentLogger;
     this.started = this.clock.now();
+    this.journal = new ConnectionJournal(this.clock);
+    this.hub.subscribe(null, (event) => this.journal.follow(event));
     setMaxListeners(0, this.life.signal); // every call in flight listens to the agent's lifetime
     this.identity = createX509Source(cfg.identity, { name: cfg.name, log: this.log, clock: this.clock });
     this.tokens = new SpiffeTokenSource(this.identity, cfg.maxTokenLifetimeMs);
@@ -202,7 +207,15 @@ export class Agent {
       local: (name) => this.endpoints.chain(name),
       localVl3: (service) => this.endpoints.vl3EndpointFor(service),
       remote: this.underlay
-        ? remoteClientChain({ translation: mech.translation, tunnels: mech.tunnelClients, hub: this.hub, pool: this.pool, selfId, log: this.log })
+        ? remoteClientChain({
+            translation: mech.translation,
+            nextHops: this.journal.nextHopRecorder(),
+            tunnels: mech.tunnelClients,
+            hub: this.hub,
+            pool: this.pool,
+            selfId,
+            log: this.log,
+          })
         : undefined,
     });
     const heal = cfg.heal;
@@ -221,6 +234,7 @@ export class Agent {
               intervalMs: () => Math.max(heal.livenessIntervalMs, (1000 * this.held.size) / heal.maxChecksPerSecond),
             }
           : undefined,
+      onHeal: (id, report) => this.journal.healed(id, report),
     });
     this.held = new HeldConnectionManager({
       name: cfg.name,
@@ -245,6 +259,12 @@ export class Agent {
   }
 
   status() {
+    let svid: { id: string; expiresAt: number } | undefined;
+    try {
+      svid = this.identity.svid();
+    } catch {
+      svid = undefined;
+    }
     return projectStatus({
       name: this.cfg.name,
       version: VERSION,
@@ -254,12 +274,14 @@ export class Agent {
       listen: this.listeners.listening,
       url: this.url,
       tunnelIp: this.underlay?.ip ?? '',
-      identity: `${this.selfId() ?? '(none yet)'} from ${this.identity.kind}`,
+      identity: `${svid?.id ?? '(none yet)'} from ${this.identity.kind}`,
+      svid: svid ? { id: svid.id, expires: svid.expiresAt, source: this.identity.kind } : { id: '', expires: 0, source: this.identity.kind },
       endpoints: this.endpoints.list(),
       connections: this.hub.connections(),
       held: this.held ? this.held.list().map(([, h]) => h) : [],
       pending: this.held ? this.held.pending() : [],
       tunnelOf: (id) => this.mechanisms?.tunnelOf(id) ?? {},
+      journal: this.journal,
     });
   }
 

@@ -6,8 +6,8 @@
  *                   → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN} → preferLocalVl3 → discover
  *                   → roundrobin → connect
  *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
- *   remote chain:   mechanismtranslation → tunnel clients {WIREGUARD, VXLAN} → downstream monitor
- *                   → authorize → dial (gRPC)
+ *   remote chain:   mechanismtranslation → next hop recorder (for status) → tunnel clients
+ *                   {WIREGUARD, VXLAN} → downstream monitor → authorize → dial (gRPC)
  *   endpoint chain: updatepath → updatetoken → the kind's elements (p2p: ipam → KERNEL endpoint
  *                   side) → trimpath
  *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
@@ -24,7 +24,7 @@ import { clientInfoServer } from '../networkservice/clientinfo';
 import { connectServer } from '../networkservice/connect';
 import { preferLocalVl3Server } from './endpoints/vl3/prefer-local';
 import { discoverServer } from '../networkservice/discover';
-import { healClient, kernelLivenessCheck } from '../networkservice/heal';
+import { healClient, kernelLivenessCheck, type HealOptions } from '../networkservice/heal';
 import { mechanismsServer } from '../networkservice/mechanisms';
 import { metadataClient, metadataServer } from '../networkservice/metadata';
 import { MonitorHub, monitorDownstreamClient, monitorServer } from '../networkservice/monitor';
@@ -86,12 +86,15 @@ export interface RemoteChainDeps {
   pool: ChannelPool;
   selfId: () => string | undefined;
   log: Logger;
+  /** Records each connection's next hop URL, for status. */
+  nextHops?: NetworkServiceClient;
 }
 
 /** The way to an endpoint on another host, through that host's agent. */
 export function remoteClientChain(d: RemoteChainDeps): NetworkServiceClient {
   return chainClient(
     d.translation,
+    ...(d.nextHops ? [d.nextHops] : []),
     ...d.tunnels,
     // A broken monitor stream to the next host, or its DOWN/DELETE, is DOWN here too: the
     // heal of whoever holds the connection (held connections, local NSCs) takes it from there.
@@ -130,6 +133,8 @@ export interface HeldChainDeps {
   keepsEndpoint?: (id: string) => boolean;
   /** The data-plane check and how often it runs per connection; absent: no check. */
   liveness?: { check: (conn: Connection) => Promise<boolean>; intervalMs: () => number };
+  /** Told about each heal (for status). */
+  onHeal?: HealOptions['onHeal'];
 }
 
 /**
@@ -146,6 +151,7 @@ export function heldClientChain(d: HeldChainDeps): NetworkServiceClient {
       monitor: (_ctx, selector, onEvent) => d.hub.subscribe(selector, onEvent),
       ...(d.liveness ? { liveness: d.liveness.check, livenessIntervalMs: d.liveness.intervalMs } : {}),
       retry: HEAL_RETRY,
+      ...(d.onHeal ? { onHeal: d.onHeal } : {}),
     }),
     updateTokenClient(d.tokens),
     serverToClient(d.server),

@@ -7,6 +7,7 @@ import { toTimestamp } from '../api/time';
 import { parseNsURL } from '../networkservice/nsurl';
 import type { HostedEndpoint } from './endpoints';
 import type { HeldConnection, PendingConnection } from './held';
+import type { LastHeal } from './journal';
 import type { RegistryHealthView } from './registry-health';
 
 export interface StatusSources {
@@ -21,6 +22,8 @@ export interface StatusSources {
   url: string;
   tunnelIp: string;
   identity: string;
+  /** The agent's X.509-SVID (id '' and expires 0 until loaded). */
+  svid: { id: string; expires: number; source: string };
   endpoints: HostedEndpoint[];
   /** The server chain's connections (the monitor hub). */
   connections: Connection[];
@@ -30,6 +33,52 @@ export interface StatusSources {
   pending: PendingConnection[];
   /** The tunnel of a connection (by its id at this agent). */
   tunnelOf(id: string): { mechanism?: Mechanism; device?: Record<string, unknown> };
+  /** First-seen times and next hop URLs (by this agent's connection id), last heals (by the held connection's id). */
+  journal: { since(id: string): number | undefined; nextHop(id: string): string | undefined; lastHeal(id: string): LastHeal | undefined };
+}
+
+const TUNNELS = new Set(['WIREGUARD', 'VXLAN']);
+
+/** Where the connection's client and endpoint are, seen from this agent. */
+function directionOf(conn: Connection, hosted: Set<string>, tunnel: { mechanism?: Mechanism }): 'out' | 'in' | 'local' | 'transit' {
+  const fromAnotherHost = TUNNELS.has(conn.mechanism?.type ?? '');
+  const toAnotherHost = !!tunnel.mechanism || !hosted.has(conn.network_service_endpoint_name ?? '');
+  if (fromAnotherHost) return toAnotherHost ? 'transit' : 'in';
+  return toAnotherHost ? 'out' : 'local';
+}
+
+function segmentName(conn: Connection, offset: number): string {
+  const segs = conn.path?.path_segments ?? [];
+  return segs[(conn.path?.index ?? 0) + offset]?.name ?? '';
+}
+
+/** The way between the hosts: the tunnel this agent dialled (out) or was dialled on (in), or the local veth. */
+function routeOf(conn: Connection, direction: string, tunnel: { mechanism?: Mechanism; device?: Record<string, unknown> }, nextHop: string | undefined) {
+  const device = String(tunnel.device?.['device'] ?? tunnel.device?.['ifname'] ?? '');
+  if (direction === 'in') {
+    const p = conn.mechanism?.parameters ?? {};
+    return { mechanism: conn.mechanism?.type ?? '', peer_agent: segmentName(conn, -1), peer_host: p['src_ip'] ?? '', peer_url: '', device };
+  }
+  if (tunnel.mechanism) {
+    const p = tunnel.mechanism.parameters ?? {};
+    return { mechanism: tunnel.mechanism.type ?? '', peer_agent: segmentName(conn, 1), peer_host: p['dst_ip'] ?? '', peer_url: nextHop ?? '', device };
+  }
+  return { mechanism: conn.mechanism?.type ?? '', peer_agent: '', peer_host: '', peer_url: nextHop ?? '', device: '' };
+}
+
+type RouteStatus = ReturnType<typeof routeOf>;
+
+function healStatus(h: LastHeal | undefined) {
+  if (!h) return undefined;
+  return {
+    started: toTimestamp(h.started),
+    trigger: h.trigger,
+    detail: h.detail ?? '',
+    attempts: h.attempts,
+    reselected: h.reselected,
+    recovered: h.recovered !== undefined ? toTimestamp(h.recovered) : null,
+    count: h.count,
+  };
 }
 
 export function projectStatus(s: StatusSources) {
@@ -39,6 +88,7 @@ export function projectStatus(s: StatusSources) {
     const seg = h.conn.path?.path_segments?.[1];
     if (seg?.id) heldByAgentId.set(seg.id, h);
   }
+  const hosted = new Set(s.endpoints.map((e) => e.cfg.name));
   return {
     name: s.name,
     version: s.version,
@@ -58,6 +108,7 @@ export function projectStatus(s: StatusSources) {
     url: s.url,
     tunnel_ip: s.tunnelIp,
     identity: s.identity,
+    svid: { spiffe_id: s.svid.id, expires: s.svid.expires ? toTimestamp(s.svid.expires) : null, source: s.svid.source },
     endpoints: s.endpoints.map((e) => ({
       name: e.cfg.name,
       services: e.cfg.services,
@@ -74,10 +125,17 @@ export function projectStatus(s: StatusSources) {
         const params = conn.mechanism?.parameters ?? {};
         const tunnel = s.tunnelOf(conn.id ?? '');
         const nsPath = params['inodeURL'] ? String(params['inodeURL']).replace(/^file:\/\//, '') : String(tunnel.device?.['netns'] ?? '');
+        const direction = directionOf(conn, hosted, tunnel);
+        const since = held ? held.created : s.journal.since(conn.id ?? '');
+        const lastHeal = healStatus(s.journal.lastHeal(held?.conn.id ?? ''));
         return {
           connection: { ...conn, state: stateName(conn.state) },
           origin: held ? 'agent' : 'client',
-          created: held ? toTimestamp(held.created) : undefined,
+          created: since !== undefined ? toTimestamp(since) : undefined,
+          direction,
+          route: routeOf(conn, direction, tunnel, s.journal.nextHop(conn.id ?? '')) as RouteStatus | undefined,
+          client_node: conn.labels?.['nodeName'] ?? (direction === 'in' ? segmentName(conn, -1) : s.name),
+          ...(lastHeal ? { last_heal: lastHeal } : {}),
           netns: held?.netns ?? nsPath.replace(/^\/run\/netns\//, ''),
           interface: params['name'] ?? String(tunnel.device?.['ifname'] ?? ''),
           ...(tunnel.mechanism || tunnel.device ? { remote: { mechanism: tunnel.mechanism ?? null, device: tunnel.device ? JSON.stringify(tunnel.device) : '' } } : {}),
@@ -85,7 +143,9 @@ export function projectStatus(s: StatusSources) {
       })
       .concat(
         // Held connections not established (yet, or since a failed heal): DOWN, being retried.
-        s.pending.map((p) => ({
+        s.pending.map((p) => {
+          const lastHeal = healStatus(s.journal.lastHeal(p.id));
+          return {
           connection: {
             id: p.id,
             network_service: parseNsURL(p.url).networkService,
@@ -96,7 +156,12 @@ export function projectStatus(s: StatusSources) {
           created: undefined,
           netns: p.netns,
           interface: parseNsURL(p.url).interfaceName ?? '',
-        })),
+          direction: 'out' as const,
+          route: undefined,
+          client_node: s.name,
+          ...(lastHeal ? { last_heal: lastHeal } : {}),
+        };
+        }),
       ),
   };
 }

@@ -295,6 +295,13 @@ run('heal and restarts without loss', () => {
     expect(after.state).toBe('UP');
     // Reselected: a new vWire (fresh keys), the old one is gone; one nsm-1 only.
     expect(after.tunnel.parameters.src_public_key).not.toBe(before.tunnel.parameters.src_public_key);
+    // status tells the heal: when, why, how long, reselected, and counts it.
+    expect(after.lastHeal).toMatchObject({ trigger: 'data plane check failed', reselected: true });
+    expect(after.lastHeal.started).toBeGreaterThanOrEqual(downAt);
+    expect(after.lastHeal.recovered).toBeGreaterThanOrEqual(after.lastHeal.started);
+    expect(after.lastHeal.count).toBe((before.lastHeal?.count ?? 0) + 1);
+    expect(after.route).toMatchObject({ mechanism: 'WIREGUARD', peerAgent: 'host-b', peerUrl: `tcp://${mesh.hosts[1]!.ip}:5001` });
+    expect(mesh.hosts[0]!.agent!.cli(['status']).stdout).toMatch(/last heal \d+s ago \(data plane check failed\): back in \d+ ms, \d+ attempts?, reselected/);
     expect(links(nsc).filter((l) => l.ifname.startsWith('nsm-')).map((l) => l.ifname)).toEqual(['nsm-1']);
   }, 30_000);
 

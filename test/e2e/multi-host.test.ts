@@ -46,6 +46,9 @@ async function holdUdpPorts(netns: string, ports: number[]): Promise<() => void>
   return () => p.kill('SIGKILL');
 }
 
+/** The WireGuard device of a requesting side's connection, as status names it. */
+const dev0 = (c: any): string => c.tunnel.device.device;
+
 /** wireguard-go processes of this test's agents (other runs on the machine are not counted). */
 let agentPids: () => number[] = () => [];
 function wgProcs(): number[] {
@@ -137,6 +140,30 @@ run('multi-host vWires (three agents)', () => {
     expect(p.src_public_key).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     expect(p.dst_public_key).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     expect(cb.path.map((s: any) => s.name)).toEqual(['host-a-nsc', 'host-a', 'host-b', 'icmp-responder-b']);
+
+    // The status fields an operator reads: health, path, addresses from each side, age.
+    expect(sa.svid.spiffeId).toBe('spiffe://example.org/host-a');
+    expect(sa.svid.expires).toBeGreaterThan(Date.now());
+    expect(sa.registryHealth.state).toBe('reachable');
+    expect(sa.registryHealth.since).toBeLessThanOrEqual(Date.now());
+    expect(ca.direction).toBe('out');
+    expect(ca.route).toEqual({ mechanism: 'WIREGUARD', peerAgent: 'host-b', peerHost: b!.ip, peerUrl: `tcp://${b!.ip}:5001`, device: dev0(ca) });
+    expect([ca.localIps, ca.peerIps]).toEqual([['172.16.1.101/32'], ['172.16.1.100/32']]);
+    expect(ca.created).toBeLessThanOrEqual(Date.now());
+    expect(ca.lastHeal).toBeNull();
+    expect(cb.direction).toBe('in');
+    expect(cb.clientNode).toBe('host-a');
+    expect(cb.route).toMatchObject({ mechanism: 'WIREGUARD', peerAgent: 'host-a', peerHost: a!.ip, peerUrl: '' });
+    expect([cb.localIps, cb.peerIps]).toEqual([['172.16.1.100/32'], ['172.16.1.101/32']]);
+    const tableA = a!.agent!.cli(['status']).stdout;
+    expect(tableA).toMatch(/^wg-1 +icmp-responder +UP +WIREGUARD to host-b +\d/m);
+    expect(tableA).toContain(`    nsm-1 in ${nsc}: 172.16.1.101/32 -> icmp-responder-b 172.16.1.100/32`);
+    expect(tableA).toContain(`via host-b ${b!.ip}, tcp://${b!.ip}:5001`);
+    expect(tableA).toMatch(/^registry: +tcp:\/\/\S+, reachable for /m);
+    const tableB = b!.agent!.cli(['status']).stdout;
+    expect(tableB.split('SERVED')[1]).toMatch(/^host-a +wg-1 +icmp-responder +icmp-responder-b +UP +WIREGUARD from host-a +\d/m);
+    expect(tableB).toContain('    172.16.1.100/32 <- client 172.16.1.101/32');
+    for (const line of [...tableA.split('\n'), ...tableB.split('\n')]) expect(line.length).toBeLessThanOrEqual(100);
 
     // wg show: the client's device has exactly one peer, with a recent handshake.
     const dev = ca.tunnel.device.device as string;

@@ -223,6 +223,15 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     expect(show('nsm-agent', 'User')).toBe('nsm-agent');
     const st = cliJson('status');
     expect(st.version).toBe(VERSION);
+    // Agent health under systemd: identity with its expiry, listeners, uptime.
+    expect(st.svid.spiffeId).toMatch(/^spiffe:\/\/[^/]+\//);
+    expect(st.svid.expires).toBeGreaterThan(Date.now());
+    expect(st.listen).toContain('unix:///run/nsm-agent/agent.sock');
+    expect(st.started).toBeLessThanOrEqual(Date.now());
+    const header = cli('status').stdout;
+    expect(header).toMatch(/^agent \S+ \(nsm-agent .+\), up \d+/m);
+    expect(header).toMatch(/^identity: +spiffe:\/\/\S+ from \w+, expires in \S+ \(\d{4}-\d\d-\d\dT/m);
+    expect(header).toMatch(/^listening: unix:\/\/\/run\/nsm-agent\/agent\.sock/m);
     // Logs carry the syslog priority: journald files "agent ready" as info (6).
     const entries = c
       .sh('journalctl -u nsm-agent -o json --no-pager')
@@ -267,6 +276,18 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     expect(eps.map((e: { name: string }) => e.name)).toContain('vm-nsmt-provider');
     const conn = cliJson('status').connections.find((x: { interface: string }) => x.interface === 'nsm-1');
     expect(conn).toMatchObject({ netns: 'nsm-nsmt-consumer', service: 'nsmt-svc', endpoint: 'vm-nsmt-provider', state: 'UP' });
+    // Client and endpoint on this host: a local veth, listed as this host's and as served.
+    expect(conn).toMatchObject({ direction: 'local', route: { mechanism: 'KERNEL', peerAgent: '', peerUrl: '' }, lastHeal: null });
+    expect(conn.localIps).toEqual(conn.srcIps);
+    expect(conn.peerIps).toEqual(conn.dstIps);
+    expect(conn.created).toBeLessThanOrEqual(Date.now());
+    const table = cli('status').stdout;
+    for (const line of table.split('\n')) expect(line.length).toBeLessThanOrEqual(100);
+    const [own, served] = table.split('SERVED');
+    expect(own).toMatch(new RegExp(`^${conn.id} +nsmt-svc +UP +veth \\(local\\) +\\d`, 'm'));
+    expect(own).toContain(`    nsm-1 in nsm-nsmt-consumer: ${conn.srcIps[0]} -> vm-nsmt-provider ${conn.dstIps[0]}`);
+    expect(served).toMatch(new RegExp(`^\\S+ +${conn.id} +nsmt-svc +vm-nsmt-provider +UP +veth \\(local\\) +\\d`, 'm'));
+    expect(served).toContain(`    ${conn.dstIps[0]} <- client ${conn.srcIps[0]}`);
     const peer = String(conn.dstIps[0]).split('/')[0];
     expect(ct().test(`ip netns exec nsm-nsmt-consumer ping -c1 -W2 ${peer}`)).toBe(0);
     expect(show('nsm-agent', 'StatusText')).toMatch(/1 endpoint, 1 connection/);

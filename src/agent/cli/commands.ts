@@ -9,75 +9,9 @@ import { AgentError } from '../../core/errors';
 import { localClients, streamAll, unaryCall, LocalClients } from '../client';
 import { parseManifests } from '../manifest';
 import { age, table } from './format';
+import { viewConnection, viewStatus, type ConnectionView, type StatusView } from './status';
 
-export interface StatusView {
-  name: string;
-  version: string;
-  started: number | undefined;
-  registry: string;
-  /** A remote registry's reachability (absent when embedded): state since a time (ms). */
-  registryHealth?: { url: string; state: string; since: number | undefined; error: string };
-  listen: string[];
-  /** The URL endpoints of this agent are registered with. */
-  url: string;
-  tunnelIP: string;
-  identity: string;
-  endpoints: { name: string; services: string[]; cidr: string; netns: string; url: string; labels: Record<string, string>; connections: number }[];
-  connections: ConnectionView[];
-}
-
-export interface ConnectionView {
-  /** The connection's one id: its client's (the first path segment's), as the table shows it and disconnect takes it. */
-  id: string;
-  /** The same as id (kept for scripts that read it). */
-  clientId: string;
-  /** This agent's id for its own hop (path segment); disconnect takes it too. */
-  agentId: string;
-  service: string;
-  endpoint: string;
-  state: string;
-  mechanism: string;
-  /** The connection's mechanism parameters, as on the wire. */
-  parameters: Record<string, string>;
-  /** For a vWire to another host: the tunnel's mechanism (as the next hop chose it) and device. */
-  tunnel: { type: string; parameters: Record<string, string>; device: Record<string, unknown> | null } | null;
-  netns: string;
-  interface: string;
-  srcIps: string[];
-  dstIps: string[];
-  origin: string;
-  created: number | undefined;
-  path: { name: string; id: string; expires: number | undefined }[];
-}
-
-function tunnelView(s: any, c: any): ConnectionView['tunnel'] {
-  if (!s.remote) return null;
-  const mech = s.remote.mechanism ?? c.mechanism ?? {};
-  return { type: mech.type ?? '', parameters: mech.parameters ?? {}, device: s.remote.device ? JSON.parse(s.remote.device) : null };
-}
-
-function viewConnection(s: any): ConnectionView {
-  const c = s.connection ?? {};
-  const segs = c.path?.path_segments ?? [];
-  return {
-    id: segs[0]?.id ?? c.id,
-    clientId: segs[0]?.id ?? c.id,
-    agentId: c.id,
-    service: c.network_service,
-    endpoint: c.network_service_endpoint_name,
-    state: c.state,
-    mechanism: c.mechanism?.type ?? '',
-    parameters: c.mechanism?.parameters ?? {},
-    tunnel: tunnelView(s, c),
-    netns: s.netns,
-    interface: s.interface,
-    srcIps: c.context?.ip_context?.src_ip_addrs ?? [],
-    dstIps: c.context?.ip_context?.dst_ip_addrs ?? [],
-    origin: s.origin,
-    created: fromTimestamp(s.created),
-    path: segs.map((p: any) => ({ name: p.name, id: p.id, expires: fromTimestamp(p.expires) })),
-  };
-}
+export { printStatus, viewStatus, type ConnectionView, type StatusView } from './status';
 
 async function withClients<T>(socket: string, fn: (c: LocalClients) => Promise<T>): Promise<T> {
   const c = localClients(socket);
@@ -97,67 +31,6 @@ export async function getStatus(socket: string): Promise<StatusView> {
   return withClients(socket, async (c) => {
     return viewStatus(await unaryCall<any>(c.agent, 'Status', {}));
   });
-}
-
-/** The CLI's view of a StatusResponse (as received, or as Agent.status() returns it). */
-export function viewStatus(s: any): StatusView {
-    return {
-      name: s.name,
-      version: s.version,
-      started: fromTimestamp(s.started),
-      registry: s.registry,
-      ...(s.registry_health
-        ? { registryHealth: { url: s.registry_health.url, state: s.registry_health.state, since: fromTimestamp(s.registry_health.since), error: s.registry_health.error ?? '' } }
-        : {}),
-      listen: s.listen,
-      url: s.url,
-      tunnelIP: s.tunnel_ip,
-      identity: s.identity,
-      endpoints: s.endpoints,
-      connections: (s.connections ?? []).map(viewConnection),
-    };
-}
-
-export function printStatus(s: StatusView): string {
-  const out = [
-    `agent ${s.name} (nsm-agent ${s.version}), up ${s.started ? age(s.started) : '?'}`,
-    `identity: ${s.identity}`,
-    `registry: ${s.registry}${registryHealthLine(s)}`,
-    `listening: ${s.listen.join(', ')}`,
-    `endpoints registered as: ${s.url}${s.tunnelIP ? `, tunnel IP ${s.tunnelIP}` : ''}`,
-    '',
-    'ENDPOINTS',
-    table(
-      ['NAME', 'SERVICES', 'CIDR', 'NETNS', 'CONNECTIONS'],
-      s.endpoints.map((e) => [e.name, e.services.join(','), e.cidr, e.netns, String(e.connections)]),
-    ),
-    '',
-    'CONNECTIONS',
-    table(
-      ['ID', 'SERVICE', 'ENDPOINT', 'STATE', 'MECH', 'NETNS', 'IF', 'ADDRESS', 'PEER', 'AGE'],
-      s.connections.map((c) => [
-        c.clientId,
-        c.service,
-        c.endpoint,
-        c.state,
-        c.tunnel && c.tunnel.type !== c.mechanism ? `${c.mechanism}/${c.tunnel.type}` : c.mechanism,
-        c.netns,
-        c.interface,
-        c.srcIps.join(','),
-        c.dstIps.join(','),
-        c.created ? age(c.created) : '',
-      ]),
-    ),
-  ];
-  return out.join('\n');
-}
-
-function registryHealthLine(s: StatusView): string {
-  const h = s.registryHealth;
-  if (!h) return '';
-  const since = h.since ? ` for ${age(h.since)}` : '';
-  if (h.state === 'unreachable') return ` (unreachable${since}: ${h.error})`;
-  return ` (${h.state}${since})`;
 }
 
 export async function connect(socket: string, url: string, netns: string, id?: string): Promise<ConnectionView> {

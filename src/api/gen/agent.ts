@@ -26,9 +26,12 @@ import type { ConnectRequest as _nsmagent_v1_ConnectRequest, ConnectRequest__Out
 import type { ConnectionStatus as _nsmagent_v1_ConnectionStatus, ConnectionStatus__Output as _nsmagent_v1_ConnectionStatus__Output } from './nsmagent/v1/ConnectionStatus';
 import type { DisconnectRequest as _nsmagent_v1_DisconnectRequest, DisconnectRequest__Output as _nsmagent_v1_DisconnectRequest__Output } from './nsmagent/v1/DisconnectRequest';
 import type { EndpointStatus as _nsmagent_v1_EndpointStatus, EndpointStatus__Output as _nsmagent_v1_EndpointStatus__Output } from './nsmagent/v1/EndpointStatus';
+import type { HealStatus as _nsmagent_v1_HealStatus, HealStatus__Output as _nsmagent_v1_HealStatus__Output } from './nsmagent/v1/HealStatus';
 import type { RegistryHealth as _nsmagent_v1_RegistryHealth, RegistryHealth__Output as _nsmagent_v1_RegistryHealth__Output } from './nsmagent/v1/RegistryHealth';
+import type { RouteStatus as _nsmagent_v1_RouteStatus, RouteStatus__Output as _nsmagent_v1_RouteStatus__Output } from './nsmagent/v1/RouteStatus';
 import type { StatusRequest as _nsmagent_v1_StatusRequest, StatusRequest__Output as _nsmagent_v1_StatusRequest__Output } from './nsmagent/v1/StatusRequest';
 import type { StatusResponse as _nsmagent_v1_StatusResponse, StatusResponse__Output as _nsmagent_v1_StatusResponse__Output } from './nsmagent/v1/StatusResponse';
+import type { SvidStatus as _nsmagent_v1_SvidStatus, SvidStatus__Output as _nsmagent_v1_SvidStatus__Output } from './nsmagent/v1/SvidStatus';
 import type { TunnelStatus as _nsmagent_v1_TunnelStatus, TunnelStatus__Output as _nsmagent_v1_TunnelStatus__Output } from './nsmagent/v1/TunnelStatus';
 import type { Vl3EndpointStatus as _nsmagent_v1_Vl3EndpointStatus, Vl3EndpointStatus__Output as _nsmagent_v1_Vl3EndpointStatus__Output } from './nsmagent/v1/Vl3EndpointStatus';
 
@@ -73,9 +76,12 @@ export interface ProtoGrpcType {
       ConnectionStatus: MessageTypeDefinition<_nsmagent_v1_ConnectionStatus, _nsmagent_v1_ConnectionStatus__Output>
       DisconnectRequest: MessageTypeDefinition<_nsmagent_v1_DisconnectRequest, _nsmagent_v1_DisconnectRequest__Output>
       EndpointStatus: MessageTypeDefinition<_nsmagent_v1_EndpointStatus, _nsmagent_v1_EndpointStatus__Output>
+      HealStatus: MessageTypeDefinition<_nsmagent_v1_HealStatus, _nsmagent_v1_HealStatus__Output>
       RegistryHealth: MessageTypeDefinition<_nsmagent_v1_RegistryHealth, _nsmagent_v1_RegistryHealth__Output>
+      RouteStatus: MessageTypeDefinition<_nsmagent_v1_RouteStatus, _nsmagent_v1_RouteStatus__Output>
       StatusRequest: MessageTypeDefinition<_nsmagent_v1_StatusRequest, _nsmagent_v1_StatusRequest__Output>
       StatusResponse: MessageTypeDefinition<_nsmagent_v1_StatusResponse, _nsmagent_v1_StatusResponse__Output>
+      SvidStatus: MessageTypeDefinition<_nsmagent_v1_SvidStatus, _nsmagent_v1_SvidStatus__Output>
       TunnelStatus: MessageTypeDefinition<_nsmagent_v1_TunnelStatus, _nsmagent_v1_TunnelStatus__Output>
       Vl3EndpointStatus: MessageTypeDefinition<_nsmagent_v1_Vl3EndpointStatus, _nsmagent_v1_Vl3EndpointStatus__Output>
     }

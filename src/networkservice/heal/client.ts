@@ -69,6 +69,26 @@ export interface HealOptions {
   livenessIntervalMs?: number | (() => number);
   /** Back-off of heal re-requests: default 100 ms doubling to 1000 ms. */
   retry?: { initialMs?: number; maxMs?: number };
+  /**
+   * Told about each heal of a connection (by its own id): when it starts, after each failed
+   * attempt and when it recovers; `undefined` once the connection is closed. For status.
+   */
+  onHeal?: (id: string, heal: HealReport | undefined) => void;
+}
+
+/** What a heal did so far, as onHeal reports it. */
+export interface HealReport {
+  trigger: HealTrigger;
+  /** The trigger's detail (the stream's error), if any. */
+  detail?: string;
+  /** When it started, ms since the epoch (the chain's clock). */
+  started: number;
+  /** Requests sent so far. */
+  attempts: number;
+  /** A reselect was needed (the data plane was dead, or there is no liveness check). */
+  reselected: boolean;
+  /** When the connection was back; undefined while the heal runs. */
+  recovered?: number;
 }
 
 export type HealTrigger = 'monitor stream broke' | 'connection down' | 'data plane check failed';
@@ -82,6 +102,7 @@ export interface HealClient extends NetworkServiceClient {
 
 interface Heal {
   trigger: HealTrigger;
+  detail: string | undefined;
   started: number;
   attempts: number;
   /** Sticky: once a reselect was needed, every later attempt reselects. */
@@ -96,6 +117,7 @@ interface Heal {
 
 interface Settings {
   monitor: HealOptions['monitor'];
+  onHeal: HealOptions['onHeal'];
   liveness: HealOptions['liveness'];
   intervalMs: () => number;
   initialMs: number;
@@ -143,6 +165,18 @@ class Healer {
     this.unwatch();
     this.stopChecks();
     this.gone(this);
+    this.s.onHeal?.(this.id, undefined);
+  }
+
+  private report(h: Heal, recovered?: number): void {
+    this.s.onHeal?.(this.id, {
+      trigger: h.trigger,
+      ...(h.detail ? { detail: h.detail } : {}),
+      started: h.started,
+      attempts: h.attempts,
+      reselected: h.reselect,
+      ...(recovered !== undefined ? { recovered } : {}),
+    });
   }
 
   /** The Close that a reselect of this heal sends down (not a Close of the connection). */
@@ -243,6 +277,7 @@ class Healer {
     this.stopChecks();
     const h: Heal = {
       trigger,
+      detail,
       started: this.clock.now(),
       attempts: 0,
       reselect: trigger === 'data plane check failed' || !this.s.liveness,
@@ -253,6 +288,7 @@ class Healer {
     };
     this.heal = h;
     this.log.info('heal: starting', { id: this.id, trigger, detail, reselect: h.reselect || undefined });
+    this.report(h);
     void this.next(h);
   }
 
@@ -278,6 +314,7 @@ class Healer {
       return;
     }
     this.log.warn('heal: attempt failed', { id: this.id, attempt: h.attempts, reselect: h.reselect, retryInMs: h.backoff, err: err.message });
+    this.report(h);
     const wait = h.backoff;
     h.backoff = Math.min(h.backoff * 2, this.s.maxMs);
     h.stopTimer = this.clock.after(wait, () => {
@@ -290,6 +327,7 @@ class Healer {
     const h = this.heal;
     if (!h) return;
     this.endHeal();
+    this.report(h, this.clock.now());
     this.log.info('heal: recovered', {
       id: this.id,
       trigger: h.trigger,
@@ -313,6 +351,7 @@ class Healer {
 export function healClient(opts: HealOptions): HealClient {
   const s: Settings = {
     monitor: opts.monitor,
+    onHeal: opts.onHeal,
     liveness: opts.liveness,
     intervalMs: (() => {
       const i = opts.livenessIntervalMs ?? DEFAULT_LIVENESS_INTERVAL_MS;

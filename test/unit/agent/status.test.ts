@@ -24,11 +24,13 @@ function sources(extra: Partial<StatusSources> = {}): StatusSources {
     url: 'unix:///run/nsm-agent/agent.sock',
     tunnelIp: '10.0.0.1',
     identity: 'spiffe://nsm.local/nsm-agent/host-a from dev',
+    svid: { id: 'spiffe://nsm.local/nsm-agent/host-a', expires: 1_700_003_600_000, source: 'dev' },
     endpoints: [],
     connections: [],
     held: [],
     pending: [],
     tunnelOf: () => ({}),
+    journal: { since: () => undefined, nextHop: () => undefined, lastHeal: () => undefined },
     ...extra,
   };
 }
@@ -69,6 +71,9 @@ describe('projectStatus', () => {
         created: undefined,
         netns: 'green',
         interface: 'nsm-4',
+        direction: 'out',
+        route: undefined,
+        client_node: 'host-a',
       },
     ]);
   });
@@ -111,6 +116,86 @@ describe('projectStatus', () => {
         vl3: { prefixes: ['172.16.1.0/24'], addresses: ['172.16.1.0/32'], members: 2, peers: ['ep-1'] },
       },
     ]);
+  });
+});
+
+describe('projectStatus: health, paths, served connections, heals', () => {
+  const wgOut = (id: string): Connection => ({
+    id,
+    network_service: 'icmp-responder',
+    network_service_endpoint_name: 'icmp-b',
+    state: 'UP',
+    labels: { nodeName: 'host-a' },
+    mechanism: { type: 'KERNEL', parameters: { name: 'nsm-1', inodeURL: 'file:///run/netns/blue' } },
+    context: { ip_context: { src_ip_addrs: ['172.16.1.101/32'], dst_ip_addrs: ['172.16.1.100/32'] } },
+    path: { index: 1, path_segments: [{ id: 'h1', name: 'host-a-nsc' }, { id, name: 'host-a' }, { id: 'b1', name: 'host-b' }, { id: 'e1', name: 'icmp-b' }] },
+  });
+  const wgMech = { type: 'WIREGUARD', cls: 'REMOTE', parameters: { src_ip: '10.0.0.1', dst_ip: '10.0.0.2' } };
+
+  it('an out connection: WIREGUARD to the next agent, its host, the URL dialled, age and last heal', () => {
+    const held: HeldConnection = { conn: { id: 'h1', path: wgOut('s1').path! }, created: 1_700_000_001_000, netns: 'blue', ifname: 'nsm-1', url: 'kernel://icmp-responder/nsm-1' };
+    const s = projectStatus(
+      sources({
+        held: [held],
+        connections: [wgOut('s1')],
+        tunnelOf: () => ({ mechanism: wgMech, device: { type: 'wireguard', device: 'wg7', ifname: 'nsm-1' } }),
+        journal: {
+          since: () => 1_700_000_009_000,
+          nextHop: (id) => (id === 's1' ? 'tcp://10.0.0.2:5001' : undefined),
+          lastHeal: (id) => (id === 'h1' ? { trigger: 'connection down', started: 1_700_000_050_000, attempts: 2, reselected: true, recovered: 1_700_000_050_400, count: 3 } : undefined),
+        },
+      }),
+    );
+    const c = s.connections[0]!;
+    expect(c.direction).toBe('out');
+    expect(c.route).toEqual({ mechanism: 'WIREGUARD', peer_agent: 'host-b', peer_host: '10.0.0.2', peer_url: 'tcp://10.0.0.2:5001', device: 'wg7' });
+    expect(c.client_node).toBe('host-a');
+    expect(fromTimestamp(c.created)).toBe(1_700_000_001_000); // the held connection's own time, not first seen
+    expect(c.last_heal).toMatchObject({ trigger: 'connection down', detail: '', attempts: 2, reselected: true, count: 3 });
+    expect(fromTimestamp(c.last_heal!.started)).toBe(1_700_000_050_000);
+    expect(fromTimestamp(c.last_heal!.recovered)).toBe(1_700_000_050_400);
+  });
+
+  it('an in connection: served to a hosted endpoint, from the client agent at the tunnel source, first-seen age', () => {
+    const conn: Connection = {
+      ...wgOut('b1'),
+      network_service_endpoint_name: 'icmp-b',
+      mechanism: wgMech,
+      path: { index: 2, path_segments: [{ id: 'h1', name: 'host-a-nsc' }, { id: 's1', name: 'host-a' }, { id: 'b1', name: 'host-b' }, { id: 'e1', name: 'icmp-b' }] },
+    };
+    const ep = { cfg: { name: 'icmp-b', services: ['icmp-responder'] }, registration: {}, connectionCount: () => 1 } as unknown as HostedEndpoint;
+    const s = projectStatus(
+      sources({
+        name: 'host-b',
+        endpoints: [ep],
+        connections: [conn],
+        tunnelOf: () => ({ device: { type: 'wireguard', device: 'wg2' } }),
+        journal: { since: (id) => (id === 'b1' ? 1_700_000_020_000 : undefined), nextHop: () => undefined, lastHeal: () => undefined },
+      }),
+    );
+    const c = s.connections[0]!;
+    expect(c.direction).toBe('in');
+    expect(c.route).toEqual({ mechanism: 'WIREGUARD', peer_agent: 'host-a', peer_host: '10.0.0.1', peer_url: '', device: 'wg2' });
+    expect(c.client_node).toBe('host-a');
+    expect(fromTimestamp(c.created)).toBe(1_700_000_020_000);
+    expect(c.last_heal).toBeUndefined();
+  });
+
+  it('a local connection: client and hosted endpoint on this host, over a veth', () => {
+    const ep = { cfg: { name: 'local-ep', services: ['local'] }, registration: {}, connectionCount: () => 1 } as unknown as HostedEndpoint;
+    const conn = serverConn('s5', 'x', { network_service_endpoint_name: 'local-ep', mechanism: { type: 'KERNEL', parameters: { name: 'nsm-2' } } });
+    const c = projectStatus(sources({ endpoints: [ep], connections: [conn] })).connections[0]!;
+    expect(c.direction).toBe('local');
+    expect(c.route).toEqual({ mechanism: 'KERNEL', peer_agent: '', peer_host: '', peer_url: '', device: '' });
+    expect(c.client_node).toBe('host-a');
+  });
+
+  it('the SVID: its SPIFFE ID, expiry and source', () => {
+    const s = projectStatus(sources());
+    expect(s.svid.spiffe_id).toBe('spiffe://nsm.local/nsm-agent/host-a');
+    expect(fromTimestamp(s.svid.expires)).toBe(1_700_003_600_000);
+    expect(s.svid.source).toBe('dev');
+    expect(projectStatus(sources({ svid: { id: '', expires: 0, source: 'spiffe' } })).svid).toEqual({ spiffe_id: '', expires: null, source: 'spiffe' });
   });
 });
 

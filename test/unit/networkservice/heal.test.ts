@@ -16,7 +16,7 @@ import { beginClient, beginServer } from '../../../src/networkservice/begin';
 import { metadataClient, metadataServer } from '../../../src/networkservice/metadata';
 import { refreshClient } from '../../../src/networkservice/refresh';
 import { MonitorHub, monitorServer } from '../../../src/networkservice/monitor';
-import { healClient, HealOptions } from '../../../src/networkservice/heal';
+import { healClient, HealOptions, type HealReport } from '../../../src/networkservice/heal';
 import { expireAll, flush, recorder } from './helpers';
 
 const LIFETIME = 600_000; // refresh after 2 minutes: out of the way of these tests
@@ -62,7 +62,7 @@ function endpoint(clock: FakeClock): NetworkServiceServer & { failing: number; a
   return el;
 }
 
-function setup(opts: { liveness?: boolean; retry?: HealOptions['retry'] } = {}) {
+function setup(opts: { liveness?: boolean; retry?: HealOptions['retry']; onHeal?: HealOptions['onHeal'] } = {}) {
   const clock = new FakeClock();
   const lines: string[] = [];
   const log = createLogger({ level: 'debug', write: (l) => lines.push(l) });
@@ -86,7 +86,7 @@ function setup(opts: { liveness?: boolean; retry?: HealOptions['retry'] } = {}) 
     data.checks.push(structuredClone(conn));
     return data.alive;
   };
-  const heal = healClient({ monitor, ...(opts.liveness === false ? {} : { liveness }), retry: opts.retry });
+  const heal = healClient({ monitor, ...(opts.liveness === false ? {} : { liveness }), retry: opts.retry, ...(opts.onHeal ? { onHeal: opts.onHeal } : {}) });
   const chain = chainClient(updatePathClient('nsc'), beginClient(), metadataClient(), refreshClient(), heal, serverToClient(nextHop));
 
   const open = () => streams.filter((s) => s.open);
@@ -307,6 +307,26 @@ describe('heal client', () => {
     expect(t.ep.attempts.slice(3).map((a) => a.connection!.state)).toEqual(['RESELECT_REQUESTED', 'RESELECT_REQUESTED']);
     expect(t.ep.seen.slice(1)).toEqual(['close nse=nse-1', 'request state=RESELECT_REQUESTED nse=']);
     expect(t.heal.healing('c1')).toBe(false);
+  });
+
+  it('reports each heal to onHeal: its start, each failed attempt, its recovery; and the Close', async () => {
+    const reports: [string, HealReport | undefined][] = [];
+    const t = setup({ onHeal: (id, h) => reports.push([id, h && { ...h }]) });
+    const conn = await request(t);
+    t.clock.advance(1_000);
+    t.data.alive = false;
+    t.ep.failing = 1;
+    t.down();
+    await flush();
+    await t.advance(100);
+    const started = t.clock.now() - 100;
+    expect(reports).toEqual([
+      ['c1', { trigger: 'connection down', started, attempts: 0, reselected: false }],
+      ['c1', { trigger: 'connection down', started, attempts: 1, reselected: true }],
+      ['c1', { trigger: 'connection down', started, attempts: 2, reselected: true, recovered: started + 100 }],
+    ]);
+    await t.chain.close(t.ctx, conn);
+    expect(reports.at(-1)).toEqual(['c1', undefined]);
   });
 
   it('REFRESH_REQUESTED from the next hop refreshes at once, without reselect', async () => {

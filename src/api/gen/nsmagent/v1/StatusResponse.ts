@@ -4,6 +4,7 @@ import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _goo
 import type { EndpointStatus as _nsmagent_v1_EndpointStatus, EndpointStatus__Output as _nsmagent_v1_EndpointStatus__Output } from '../../nsmagent/v1/EndpointStatus';
 import type { ConnectionStatus as _nsmagent_v1_ConnectionStatus, ConnectionStatus__Output as _nsmagent_v1_ConnectionStatus__Output } from '../../nsmagent/v1/ConnectionStatus';
 import type { RegistryHealth as _nsmagent_v1_RegistryHealth, RegistryHealth__Output as _nsmagent_v1_RegistryHealth__Output } from '../../nsmagent/v1/RegistryHealth';
+import type { SvidStatus as _nsmagent_v1_SvidStatus, SvidStatus__Output as _nsmagent_v1_SvidStatus__Output } from '../../nsmagent/v1/SvidStatus';
 
 export interface StatusResponse {
   'name'?: (string);
@@ -17,6 +18,7 @@ export interface StatusResponse {
   'url'?: (string);
   'tunnel_ip'?: (string);
   'registry_health'?: (_nsmagent_v1_RegistryHealth | null);
+  'svid'?: (_nsmagent_v1_SvidStatus | null);
 }
 
 export interface StatusResponse__Output {
@@ -31,4 +33,5 @@ export interface StatusResponse__Output {
   'url': (string);
   'tunnel_ip': (string);
   'registry_health': (_nsmagent_v1_RegistryHealth__Output | null);
+  'svid': (_nsmagent_v1_SvidStatus__Output | null);
 }

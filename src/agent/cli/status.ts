@@ -1,0 +1,281 @@
+/**
+ * `nsm-agent status`: the CLI's view of a StatusResponse (what `--json` prints, documented as
+ * stable in docs/commands.md) and its table. Lines stay within ~100 columns: each connection is
+ * one table row, with its path, peer and last heal on indented lines under it.
+ */
+import { fromTimestamp } from '../../api/time';
+import { age, table } from './format';
+
+export interface StatusView {
+  name: string;
+  version: string;
+  started: number | undefined;
+  registry: string;
+  /** A remote registry's reachability (absent when embedded): state since a time (ms). */
+  registryHealth?: { url: string; state: string; since: number | undefined; error: string };
+  listen: string[];
+  /** The URL endpoints of this agent are registered with. */
+  url: string;
+  tunnelIP: string;
+  identity: string;
+  /** The agent's X.509-SVID; spiffeId '' and expires undefined until it is loaded. */
+  svid: { spiffeId: string; expires: number | undefined; source: string };
+  endpoints: { name: string; services: string[]; cidr: string; netns: string; url: string; labels: Record<string, string>; connections: number }[];
+  connections: ConnectionView[];
+}
+
+export interface RouteView {
+  /** KERNEL (a veth on this host), WIREGUARD or VXLAN. */
+  mechanism: string;
+  /** The agent at the tunnel's other end, as it names itself in the path. */
+  peerAgent: string;
+  /** The other host's underlay address. */
+  peerHost: string;
+  /** The URL this agent dialled the next agent at; '' on the serving side. */
+  peerUrl: string;
+  /** The local tunnel interface. */
+  device: string;
+}
+
+export interface HealView {
+  started: number | undefined;
+  trigger: string;
+  detail: string;
+  attempts: number;
+  reselected: boolean;
+  /** Undefined while the heal runs. */
+  recovered: number | undefined;
+  count: number;
+}
+
+export interface ConnectionView {
+  /** The connection's one id: its client's (the first path segment's), as the table shows it and disconnect takes it. */
+  id: string;
+  /** The same as id (kept for scripts that read it). */
+  clientId: string;
+  /** This agent's id for its own hop (path segment); disconnect takes it too. */
+  agentId: string;
+  service: string;
+  endpoint: string;
+  state: string;
+  mechanism: string;
+  /** The connection's mechanism parameters, as on the wire. */
+  parameters: Record<string, string>;
+  /** For a vWire to another host: the tunnel's mechanism (as the next hop chose it) and device. */
+  tunnel: { type: string; parameters: Record<string, string>; device: Record<string, unknown> | null } | null;
+  netns: string;
+  interface: string;
+  srcIps: string[];
+  dstIps: string[];
+  origin: string;
+  created: number | undefined;
+  path: { name: string; id: string; expires: number | undefined }[];
+  /** out, in, local or transit: where the client and the endpoint are, seen from this agent. */
+  direction: string;
+  /** The way between the hosts; null for a held connection not established. */
+  route: RouteView | null;
+  /** The node the client runs on. */
+  clientNode: string;
+  /** This side's addresses: the client's for out, the endpoint's for in. */
+  localIps: string[];
+  /** The other side's addresses. */
+  peerIps: string[];
+  /** Null when it never healed since the agent started (or the agent does not hold it). */
+  lastHeal: HealView | null;
+}
+
+function tunnelView(s: any, c: any): ConnectionView['tunnel'] {
+  if (!s.remote) return null;
+  const mech = s.remote.mechanism ?? c.mechanism ?? {};
+  return { type: mech.type ?? '', parameters: mech.parameters ?? {}, device: s.remote.device ? JSON.parse(s.remote.device) : null };
+}
+
+function routeView(r: any): RouteView | null {
+  if (!r) return null;
+  return { mechanism: r.mechanism ?? '', peerAgent: r.peer_agent ?? '', peerHost: r.peer_host ?? '', peerUrl: r.peer_url ?? '', device: r.device ?? '' };
+}
+
+function healView(h: any): HealView | null {
+  if (!h) return null;
+  return {
+    started: fromTimestamp(h.started),
+    trigger: h.trigger ?? '',
+    detail: h.detail ?? '',
+    attempts: h.attempts ?? 0,
+    reselected: !!h.reselected,
+    recovered: fromTimestamp(h.recovered),
+    count: h.count ?? 0,
+  };
+}
+
+/** A ConnectionStatus as received (or as Agent.status() returns it). */
+export function viewConnection(s: any): ConnectionView {
+  const c = s.connection ?? {};
+  const segs = c.path?.path_segments ?? [];
+  const src: string[] = c.context?.ip_context?.src_ip_addrs ?? [];
+  const dst: string[] = c.context?.ip_context?.dst_ip_addrs ?? [];
+  // An agent older than these fields sends no direction: the client's side, as it showed before.
+  const direction: string = s.direction || 'out';
+  const serving = direction === 'in';
+  return {
+    id: segs[0]?.id ?? c.id,
+    clientId: segs[0]?.id ?? c.id,
+    agentId: c.id,
+    service: c.network_service,
+    endpoint: c.network_service_endpoint_name,
+    state: c.state,
+    mechanism: c.mechanism?.type ?? '',
+    parameters: c.mechanism?.parameters ?? {},
+    tunnel: tunnelView(s, c),
+    netns: s.netns,
+    interface: s.interface,
+    srcIps: src,
+    dstIps: dst,
+    origin: s.origin,
+    created: fromTimestamp(s.created),
+    path: segs.map((p: any) => ({ name: p.name, id: p.id, expires: fromTimestamp(p.expires) })),
+    direction,
+    route: routeView(s.route),
+    clientNode: s.client_node ?? '',
+    localIps: serving ? dst : src,
+    peerIps: serving ? src : dst,
+    lastHeal: healView(s.last_heal),
+  };
+}
+
+/** The CLI's view of a StatusResponse (as received, or as Agent.status() returns it). */
+export function viewStatus(s: any): StatusView {
+  return {
+    name: s.name,
+    version: s.version,
+    started: fromTimestamp(s.started),
+    registry: s.registry,
+    ...(s.registry_health
+      ? { registryHealth: { url: s.registry_health.url, state: s.registry_health.state, since: fromTimestamp(s.registry_health.since), error: s.registry_health.error ?? '' } }
+      : {}),
+    listen: s.listen,
+    url: s.url,
+    tunnelIP: s.tunnel_ip,
+    identity: s.identity,
+    svid: { spiffeId: s.svid?.spiffe_id ?? '', expires: fromTimestamp(s.svid?.expires), source: s.svid?.source ?? '' },
+    endpoints: s.endpoints,
+    connections: (s.connections ?? []).map(viewConnection),
+  };
+}
+
+const INDENT = '    ';
+
+/** `in 40m (2026-12-07T06:00:00Z)`, or `EXPIRED 3m ago (...)`. */
+function expiry(ms: number, now: number): string {
+  const at = new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return ms > now ? `expires in ${age(now, ms)} (${at})` : `EXPIRED ${age(ms, now)} ago (${at})`;
+}
+
+function identityLine(s: StatusView, now: number): string {
+  if (!s.svid?.spiffeId) return s.identity;
+  return `${s.svid.spiffeId} from ${s.svid.source}${s.svid.expires ? `, ${expiry(s.svid.expires, now)}` : ''}`;
+}
+
+function registryLine(s: StatusView, now: number): string {
+  const h = s.registryHealth;
+  if (!h) return s.registry;
+  const since = h.since ? ` for ${age(h.since, now)}` : '';
+  if (h.state === 'unreachable') return `${s.registry}, UNREACHABLE${since}: ${h.error}`;
+  return `${s.registry}, ${h.state}${since}`;
+}
+
+/** `WIREGUARD to host-b`, `veth (local)`. */
+function pathCell(c: ConnectionView): string {
+  const r = c.route;
+  if (!r) return '';
+  if (c.direction === 'local' || (!r.peerAgent && !r.peerHost && r.mechanism === 'KERNEL')) return 'veth (local)';
+  const toward = c.direction === 'in' ? 'from' : 'to';
+  return `${r.mechanism} ${toward} ${r.peerAgent || r.peerHost || '?'}`;
+}
+
+/** `host-b 10.0.0.2, tcp://10.0.0.2:5001, device wg0`. */
+function peerDetail(c: ConnectionView): string {
+  const r = c.route;
+  if (!r || c.direction === 'local') return '';
+  return [[r.peerAgent, r.peerHost].filter(Boolean).join(' '), r.peerUrl, r.device ? `device ${r.device}` : ''].filter(Boolean).join(', ');
+}
+
+function healDetail(h: HealView, now: number): string {
+  const when = h.started ? `${age(h.started, now)} ago` : '';
+  const cause = h.detail ? `${h.trigger}: ${h.detail}` : h.trigger;
+  const how = h.reselected ? 'reselected' : 'same path';
+  const attempts = `${h.attempts} attempt${h.attempts === 1 ? '' : 's'}`;
+  const outcome = h.recovered !== undefined ? `back in ${Math.round(h.recovered - (h.started ?? h.recovered))} ms` : 'HEALING';
+  const times = h.count > 1 ? `, ${h.count} heals since start` : '';
+  return `last heal ${when} (${cause}): ${outcome}, ${attempts}, ${how}${times}`;
+}
+
+/** Table rows, each with its indented detail lines under it. */
+function rowsWithDetails(headers: string[], rows: { cells: string[]; details: string[] }[]): string {
+  if (rows.length === 0) return '(none)';
+  const lines = table(headers, rows.map((r) => r.cells)).split('\n');
+  const out = [lines[0]!];
+  rows.forEach((r, i) => {
+    out.push(lines[i + 1]!);
+    for (const d of r.details) out.push(`${INDENT}${d}`);
+  });
+  return out.join('\n');
+}
+
+/** `nsm-1 in nsc: 172.16.1.101/32 -> icmp-responder-b 172.16.1.100/32`: this side first. */
+function addressDetail(c: ConnectionView): string {
+  const where = c.interface ? `${c.interface}${c.netns ? ` in ${c.netns}` : ''}: ` : '';
+  const here = c.localIps.join(',') || '-';
+  const there = [c.direction === 'in' ? `client on ${c.clientNode || '?'}` : c.endpoint, c.peerIps.join(',')].filter(Boolean).join(' ');
+  return `${where}${here} -> ${there || '?'}`;
+}
+
+function connectionsTable(list: ConnectionView[], now: number): string {
+  return rowsWithDetails(
+    ['ID', 'SERVICE', 'STATE', 'PATH', 'AGE'],
+    list.map((c) => ({
+      cells: [c.clientId, c.service, c.state, pathCell(c), c.created ? age(c.created, now) : ''],
+      details: [addressDetail(c), ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : []), ...(c.lastHeal ? [healDetail(c.lastHeal, now)] : [])],
+    })),
+  );
+}
+
+function servedTable(list: ConnectionView[], now: number): string {
+  return rowsWithDetails(
+    ['CLIENT', 'ID', 'SERVICE', 'ENDPOINT', 'STATE', 'PATH', 'AGE'],
+    list.map((c) => {
+      const clientIps = c.direction === 'in' ? c.peerIps : c.localIps;
+      const endpointIps = c.direction === 'in' ? c.localIps : c.peerIps;
+      return {
+        cells: [c.clientNode, c.clientId, c.service, c.endpoint, c.state, pathCell(c), c.created ? age(c.created, now) : ''],
+        details: [`${endpointIps.join(',') || '-'} <- client ${clientIps.join(',') || '-'}`, ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : [])],
+      };
+    }),
+  );
+}
+
+export function printStatus(s: StatusView, now = Date.now()): string {
+  // This host's clients (and transit hops); served: the clients of endpoints hosted here.
+  const own = s.connections.filter((c) => c.direction !== 'in');
+  const served = s.connections.filter((c) => c.direction === 'in' || c.direction === 'local');
+  const out = [
+    `agent ${s.name} (nsm-agent ${s.version}), up ${s.started ? age(s.started, now) : '?'}`,
+    `identity:  ${identityLine(s, now)}`,
+    `registry:  ${registryLine(s, now)}`,
+    `listening: ${s.listen.join(', ')}`,
+    `endpoints registered as: ${s.url}${s.tunnelIP ? `, tunnel IP ${s.tunnelIP}` : ''}`,
+    '',
+    'ENDPOINTS',
+    rowsWithDetails(
+      ['NAME', 'SERVICES', 'CIDR', 'NETNS', 'CONNECTIONS'],
+      s.endpoints.map((e) => ({ cells: [e.name, e.services.join(','), e.cidr, e.netns, String(e.connections)], details: [] })),
+    ),
+    '',
+    'CONNECTIONS',
+    connectionsTable(own, now),
+    '',
+    'SERVED (clients of the endpoints hosted here)',
+    servedTable(served, now),
+  ];
+  return out.join('\n');
+}
