@@ -4,7 +4,7 @@
  * Exit codes: 0 ok, 1 failure reported by the agent or the kernel, 2 usage or configuration error.
  */
 import { parseArgs } from 'node:util';
-import { AgentError } from '../core/errors';
+import { describeError } from '../core/errors';
 import { ConfigError } from './config';
 import { socketPath } from './client';
 import * as cmd from './cli/commands';
@@ -167,8 +167,7 @@ export function cli(argv: string[]): void {
         process.stderr.write(`nsm-agent: configuration error: ${err.message}\n`);
         process.exitCode = 2;
       } else {
-        const e = AgentError.from(err);
-        process.stderr.write(`nsm-agent: ${e.message} (${e.code})\n`);
+        process.stderr.write(`nsm-agent: ${describeError(err)}\n`);
         process.exitCode = 1;
       }
     },

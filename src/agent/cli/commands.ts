@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { NetworkService, NetworkServiceEndpoint } from '../../api';
 import { fromTimestamp } from '../../api/time';
-import { AgentError } from '../../core/errors';
+import { AgentError, COMPONENT, plainGrpcDetails } from '../../core/errors';
 import { localClients, streamAll, unaryCall, LocalClients } from '../client';
 import { parseManifests } from '../manifest';
 import { age, table } from './format';
@@ -86,7 +86,11 @@ async function withClients<T>(socket: string, fn: (c: LocalClients) => Promise<T
   } catch (err) {
     const e = AgentError.from(err);
     // An agent that answered may report another component unreachable (the registry at its URL).
-    if (e.code === 'UNAVAILABLE' && !e.message.includes('cannot reach the ')) throw new AgentError('UNAVAILABLE', `cannot reach the agent at ${socket}: ${e.message}`);
+    // It names the component that failed when it is not the agent itself; no answer at all is
+    // the agent at the socket.
+    if (e.code === 'UNAVAILABLE' && !e.component && !e.message.includes('cannot reach the ')) {
+      throw new AgentError('UNAVAILABLE', `cannot reach the agent at ${socket}: ${plainGrpcDetails(e.message)}`, { component: COMPONENT.agent(socket) });
+    }
     throw e;
   } finally {
     c.close();
