@@ -2,12 +2,12 @@
  * The client commands: they talk to a running agent over its unix socket and print
  * tables, or JSON with --json.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import type { NetworkService, NetworkServiceEndpoint } from '../../api';
 import { fromTimestamp } from '../../api/time';
 import { AgentError, COMPONENT, plainGrpcDetails } from '../../core/errors';
 import { localClients, streamAll, unaryCall, LocalClients } from '../client';
-import { parseManifests } from '../manifest';
+import { MAX_MANIFEST_BYTES, parseManifests, tooLarge } from '../manifest';
 import { age, table } from './format';
 
 export interface StatusView {
@@ -205,14 +205,43 @@ export function printEndpoints(list: NetworkServiceEndpoint[]): string {
   );
 }
 
-export async function apply(socket: string, file: string): Promise<NetworkService[]> {
-  let text: string;
+/**
+ * Reads a manifest file ('-': standard input), refusing one of more than MAX_MANIFEST_BYTES
+ * before it is parsed (reading stops one byte past the limit).
+ */
+export function readManifestFile(file: string): string {
+  const chunks: Buffer[] = [];
+  let size = 0;
   try {
-    text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+    const fd = file === '-' ? 0 : openSync(file, 'r');
+    try {
+      const buf = Buffer.alloc(64 * 1024);
+      for (;;) {
+        let n: number;
+        try {
+          n = readSync(fd, buf, 0, buf.length, null);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+          if ((err as NodeJS.ErrnoException).code === 'EOF') break;
+          throw err;
+        }
+        if (n === 0) break;
+        size += n;
+        if (size > MAX_MANIFEST_BYTES) throw tooLarge(file);
+        chunks.push(Buffer.from(buf.subarray(0, n)));
+      }
+    } finally {
+      if (fd !== 0) closeSync(fd);
+    }
   } catch (err) {
+    if (err instanceof AgentError) throw err;
     throw new AgentError('INVALID_ARGUMENT', `${file}: cannot read: ${(err as Error).message}`);
   }
-  const list = parseManifests(text, file);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function apply(socket: string, file: string): Promise<NetworkService[]> {
+  const list = parseManifests(readManifestFile(file), file);
   return withClients(socket, async (c) => {
     const out: NetworkService[] = [];
     for (const ns of list) out.push(await unaryCall<NetworkService>(c.ns, 'Register', ns));
