@@ -240,11 +240,69 @@ export function readManifestFile(file: string): string {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-export async function apply(socket: string, file: string): Promise<NetworkService[]> {
+export type ApplyOutcome = 'created' | 'configured' | 'unchanged';
+
+/** What a NetworkService says, with the defaults the registry fills in made explicit, for comparing. */
+function serviceSpec(ns: NetworkService): string {
+  const sorted = (l: Record<string, string> | null | undefined) => Object.entries(l ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify({
+    payload: ns.payload || 'IP',
+    matches: (ns.matches ?? []).map((m) => ({
+      source: sorted(m.source_selector),
+      routes: (m.routes ?? []).map((r) => ({ dest: sorted(r.destination_selector), weight: r.weight ?? 0 })),
+      fallthrough: !!m.fallthrough,
+      metadata: sorted(m.metadata?.labels),
+    })),
+  });
+}
+
+async function findService(c: LocalClients, name: string): Promise<NetworkService | undefined> {
+  const res = await streamAll<any>(c.ns, 'Find', { network_service: { name }, watch: false });
+  return res.filter((r) => !r.deleted).map((r) => r.network_service as NetworkService).find((s) => s.name === name);
+}
+
+/**
+ * Registers each NetworkService of the manifest file: created (new), configured (changed) or
+ * unchanged (the registry has it as the file says; it is not sent again).
+ */
+export async function apply(socket: string, file: string): Promise<{ name: string; outcome: ApplyOutcome }[]> {
   const list = parseManifests(readManifestFile(file), file);
   return withClients(socket, async (c) => {
-    const out: NetworkService[] = [];
-    for (const ns of list) out.push(await unaryCall<NetworkService>(c.ns, 'Register', ns));
+    const out: { name: string; outcome: ApplyOutcome }[] = [];
+    for (const ns of list) {
+      const existing = await findService(c, ns.name ?? '');
+      if (existing && serviceSpec(existing) === serviceSpec(ns)) {
+        out.push({ name: ns.name ?? '', outcome: 'unchanged' });
+        continue;
+      }
+      await unaryCall<NetworkService>(c.ns, 'Register', ns);
+      out.push({ name: ns.name ?? '', outcome: existing ? 'configured' : 'created' });
+    }
+    return out;
+  });
+}
+
+/** The names of the NetworkServices of a manifest file, for `delete -f`. */
+export function manifestNames(file: string): string[] {
+  return parseManifests(readManifestFile(file), file).map((ns) => ns.name ?? '');
+}
+
+/**
+ * Unregisters network services by name: `deleted`, or `not found` (the others are still
+ * deleted; the caller exits 1).
+ */
+export async function deleteServices(socket: string, names: string[]): Promise<{ name: string; outcome: 'deleted' | 'not found' }[]> {
+  return withClients(socket, async (c) => {
+    const out: { name: string; outcome: 'deleted' | 'not found' }[] = [];
+    for (const name of names) {
+      const existing = await findService(c, name);
+      if (!existing) {
+        out.push({ name, outcome: 'not found' });
+        continue;
+      }
+      await unaryCall(c.ns, 'Unregister', existing);
+      out.push({ name, outcome: 'deleted' });
+    }
     return out;
   });
 }
