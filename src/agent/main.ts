@@ -54,7 +54,7 @@ Requests a network service and holds the connection until disconnect.
   URL                [kernel://]SERVICE[/IFNAME][?LABEL=VALUE&...], e.g. kernel://icmp-responder/nsm-1
   --netns NAME       put the interface in /run/netns/NAME (default: the host namespace)
   --netns-path PATH  put the interface in the namespace at PATH (e.g. /proc/PID/ns/net)
-  --id ID            the connection's id (letters, digits, . _ ~ : @ -; at most 80); default NAME-HEX
+  --id ID            the connection's id (printable ASCII, no spaces; 80 characters always fit); default NAME-HEX
   --json             print the connection as JSON`,
   disconnect: `usage: nsm-agent disconnect ID [--socket PATH]
 

@@ -6,16 +6,18 @@
 import { AgentError } from './errors';
 
 /**
- * Connection ids: kept in state file names (percent-encoded, under the 255-byte limit of a
- * file name) and sent on as NSM path segment ids.
+ * Connection ids: printable ASCII without spaces (units' ids are `UNIT/IFNAME`), kept in state
+ * file names percent-encoded, which must stay under the 255-byte limit of a file name.
  */
-export const MAX_ID_LENGTH = 80;
-const ID_RE = /^[A-Za-z0-9._~:@-]+$/;
+export const MAX_ENCODED_ID = 240;
+const ID_RE = /^[\x21-\x7e]+$/;
 
 export function validateId(id: string, key = 'connection id'): string {
   if (!id) throw new AgentError('INVALID_ARGUMENT', `${key} must not be empty`);
-  if (id.length > MAX_ID_LENGTH) throw new AgentError('INVALID_ARGUMENT', `${key} ${JSON.stringify(id.slice(0, 20) + '...')} is longer than ${MAX_ID_LENGTH} characters`);
-  if (!ID_RE.test(id)) throw new AgentError('INVALID_ARGUMENT', `${key} ${JSON.stringify(id)} may contain only letters, digits and . _ ~ : @ -`);
+  if (!ID_RE.test(id)) throw new AgentError('INVALID_ARGUMENT', `${key} ${JSON.stringify(id.slice(0, 80))} may contain only printable ASCII characters without spaces`);
+  if (encodeURIComponent(id).length > MAX_ENCODED_ID) {
+    throw new AgentError('INVALID_ARGUMENT', `${key} ${JSON.stringify(`${id.slice(0, 20)}...`)} is too long: at most ${MAX_ENCODED_ID} characters once percent-encoded (80 always fit)`);
+  }
   return id;
 }
 
