@@ -9,7 +9,7 @@ import YAML from 'yaml';
 import type { NetworkService, Match } from '../api';
 import { AgentError } from '../core/errors';
 import { validateLabels } from '../core/validate';
-import { yamlErrorText } from './config/yaml-error';
+import { yamlErrorText, yamlValueError } from './config/yaml-error';
 
 const NAME_RE = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 
@@ -112,7 +112,12 @@ export function parseManifests(text: string, file: string): NetworkService[] {
       const e = yamlErrorText(d.errors[0]!);
       fail(where, e.where, `invalid YAML: ${e.reason}`);
     }
-    const js = d.toJS();
+    let js: unknown;
+    try {
+      js = d.toJS();
+    } catch (err) {
+      fail(where, '', `invalid YAML: ${yamlValueError(err)}`);
+    }
     if (js === null || js === undefined) return;
     out.push(parseNetworkService(js, where));
   });

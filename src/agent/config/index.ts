@@ -9,7 +9,7 @@ import path from 'node:path';
 import Ajv, { ErrorObject } from 'ajv';
 import YAML from 'yaml';
 import { AGENT_SCHEMA } from './schema';
-import { yamlErrorText } from './yaml-error';
+import { yamlErrorText, yamlValueError } from './yaml-error';
 import { parseDuration } from './duration';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { AddressPool } from '../../networkservice/ipam/pool';
@@ -78,7 +78,7 @@ export class ConfigError extends Error {
     readonly key: string,
     readonly reason: string,
   ) {
-    super(`${file}: ${key || '(top level)'}: ${reason}`);
+    super(key ? `${file}: ${key}: ${reason}` : `${file}: ${reason}`);
   }
 }
 
@@ -319,5 +319,12 @@ export function loadConfig(file?: string): AgentConfig {
     const { where, reason } = yamlErrorText(first);
     throw new ConfigError(file, where, `invalid YAML: ${reason}`);
   }
-  return parseConfig(parsed.toJS(), file);
+  let doc: unknown;
+  try {
+    doc = parsed.toJS();
+  } catch (err) {
+    // e.g. an alias to an anchor defined later, or too many aliases
+    throw new ConfigError(file, '', `invalid YAML: ${yamlValueError(err)}`);
+  }
+  return parseConfig(doc, file);
 }

@@ -27,3 +27,11 @@ export function yamlErrorText(err: YAMLError): { where: string; reason: string }
   const reason = OWN_WORDS[err.code] ?? (first ? first.charAt(0).toLowerCase() + first.slice(1) : 'not valid YAML');
   return { where: pos ? `line ${pos.line}, column ${pos.col}` : '', reason };
 }
+
+/** An error of turning a parsed document into values (aliases), in our words. */
+export function yamlValueError(err: unknown): string {
+  const m = err instanceof Error ? err.message : String(err);
+  if (/Unresolved alias/.test(m)) return `an alias to an anchor that is not defined before it (${m.replace(/^.*: /, '')})`;
+  if (/Excessive alias count/.test(m)) return 'too many aliases';
+  return m.split('\n')[0] ?? 'not valid YAML';
+}

@@ -102,6 +102,8 @@ describe('agent.yaml', () => {
       expect(() => loadConfig(path.join(dir, 'missing.yaml'))).toThrow(/missing\.yaml: .*cannot read/);
       writeFileSync(bad, 'name: a\nname: b\n');
       expect(() => loadConfig(bad)).toThrow(new RegExp(`^${bad}: line 2, column 1: invalid YAML: a key appears twice in the same map$`));
+      writeFileSync(bad, 'name: *n\nstateDir: &n /x\n');
+      expect(() => loadConfig(bad)).toThrow(new RegExp(`^${bad}: invalid YAML: an alias to an anchor that is not defined before it`));
       writeFileSync(bad, 'name: a\nlisten\n');
       expect(() => loadConfig(bad)).toThrow(new RegExp(`^${bad}: line 2, column 1: invalid YAML: implicit map keys need to be followed by map values$`));
     } finally {
