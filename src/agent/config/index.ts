@@ -13,6 +13,8 @@ import { yamlErrorText, yamlValueError } from './yaml-error';
 import { parseDuration } from './duration';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { AddressPool } from '../../networkservice/ipam/pool';
+import { parseNsURL } from '../../networkservice/nsurl';
+import { validateId, validateLabels } from '../../core/validate';
 import { idMatcher, trustDomainName } from '../../spire/id';
 import { endpointTarget } from '../../spire/workload';
 
@@ -233,8 +235,31 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     },
     policy: raw.policy ?? [],
     endpoints,
-    connections: (raw.connections ?? []).map((c: any) => ({ url: c.url, netns: c.netns ?? 'host', id: c.id })),
+    connections: (raw.connections ?? []).map((c: any, i: number) => checkConnection(file, i, { url: c.url, netns: c.netns ?? 'host', id: c.id })),
   };
+}
+
+/** A configured connection as `connect` would check it: URL, namespace name and id. */
+function checkConnection(file: string, i: number, c: ConnectionConfig): ConnectionConfig {
+  const key = `connections[${i}]`;
+  try {
+    const u = parseNsURL(c.url);
+    if (u.mechanism !== 'KERNEL') throw new Error(`mechanism ${u.mechanism} is not supported for local clients`);
+    validateLabels(u.labels);
+  } catch (err) {
+    throw new ConfigError(file, `${key}.url`, (err as Error).message);
+  }
+  if (c.netns !== 'host' && !path.isAbsolute(c.netns) && (!/^[^/\0]+$/.test(c.netns) || c.netns === '.' || c.netns === '..')) {
+    throw new ConfigError(file, `${key}.netns`, `${JSON.stringify(c.netns)} must be host, a name under /run/netns or an absolute path`);
+  }
+  if (c.id !== undefined) {
+    try {
+      validateId(c.id);
+    } catch (err) {
+      throw new ConfigError(file, `${key}.id`, (err as Error).message);
+    }
+  }
+  return c;
 }
 
 function parseIdentity(file: string, id: Record<string, any>, stateDir: string): IdentityConfig {

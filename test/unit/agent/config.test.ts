@@ -86,6 +86,16 @@ describe('agent.yaml', () => {
     expectConfigError(() => ep({ netns: '..' }), 'endpoints[0].netns', /not a namespace name/);
   });
 
+  it('checks configured connections as connect would: URL, namespace name and id', () => {
+    const conn = (c: object) => parseConfig({ connections: [{ url: 'kernel://s/nsm-1', ...c }] });
+    expect(conn({}).connections[0]).toEqual({ url: 'kernel://s/nsm-1', netns: 'host', id: undefined });
+    expectConfigError(() => conn({ url: 'kernel://s/much-too-long-name' }), 'connections[0].url', /longer than 15/);
+    expectConfigError(() => conn({ url: 'kernel://s/nsm-1?a=%zz' }), 'connections[0].url', /malformed/);
+    expectConfigError(() => conn({ url: 'vfio://s/nsm-1' }), 'connections[0].url', /not supported/);
+    expectConfigError(() => conn({ netns: 'a/b' }), 'connections[0].netns', /must be host/);
+    expectConfigError(() => conn({ id: 'a b' }), 'connections[0].id', /printable ASCII/);
+  });
+
   it('refuses an endpoint whose network namespace does not exist on this host', () => {
     const cfg = parseConfig({ endpoints: [{ name: 'a', services: ['s'], cidr: '10.0.0.0/24', netns: 'gone' }] }, 'agent.yaml');
     expectConfigError(() => checkOnHost(cfg, () => false), 'endpoints[0].netns', /^network namespace \/run\/netns\/gone of endpoint a does not exist/);
