@@ -19,7 +19,7 @@
  * A file that does not load (YAML or schema error) changes nothing.
  */
 import { createHash } from 'node:crypto';
-import { AgentError } from '../core/errors';
+import { AgentError, describeError } from '../core/errors';
 import type { Logger } from '../core/log';
 import { AgentConfig, checkOnHost, loadConfig } from './config';
 import { closeEndpointConnections, type AgentParts } from './parts';
@@ -101,7 +101,7 @@ export class ConfigReloader {
     }
     const note = (err: unknown, what: string) => {
       const e = AgentError.wrap(err, what);
-      result.errors.push(`${e.message} (${e.code})`);
+      result.errors.push(describeError(e));
       log.error('reload: ' + what + ' failed', { error: e });
     };
 
