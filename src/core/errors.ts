@@ -113,10 +113,13 @@ export class AgentError extends Error {
 /**
  * The one-line form users see: the innermost cause first, then the code and the component
  * that failed (`this agent` when none is named), e.g.
- * `network namespace /run/netns/x does not exist (NETNS_NOT_FOUND from this agent)`.
+ * `network namespace /run/netns/x does not exist (NETNS_NOT_FOUND from this agent)`; a message
+ * that names its component already ends with the code alone.
  */
 export function describeError(err: unknown): string {
   const e = AgentError.from(err);
+  // `cannot reach the registry at URL: ...` names it already.
+  if (e.component && e.message.includes(e.component)) return `${e.message} (${e.code})`;
   return `${e.message} (${e.code} from ${e.component ?? 'this agent'})`;
 }
 

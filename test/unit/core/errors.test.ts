@@ -50,6 +50,9 @@ describe('errors', () => {
       'create veth pair: EPERM: operation not permitted, RTM_NEWLINK (DATAPLANE from the kernel)',
     );
     expect(describeError(AgentError.at(new AgentError('UNAVAILABLE', 'down'), 'the agent at tcp://b:5001'))).toBe('down (UNAVAILABLE from the agent at tcp://b:5001)');
+    expect(describeError(new AgentError('UNAVAILABLE', 'cannot reach the registry at tcp://r:5002: refused', { component: 'the registry at tcp://r:5002' }))).toBe(
+      'cannot reach the registry at tcp://r:5002: refused (UNAVAILABLE)',
+    );
   });
 
   it('turns errno errors from the kernel into DATAPLANE and keeps the context when wrapping', () => {
