@@ -114,6 +114,33 @@ run('the CLI against an agent', () => {
   });
 });
 
+run('an endpoint whose namespace went away', () => {
+  const nse = uniq('clig');
+  const nsc = uniq('clic');
+  let agent: RunningAgent;
+
+  beforeAll(async () => {
+    addNetns(nse);
+    addNetns(nsc);
+    agent = await startAgent({ name: 'host-gone', endpoints: [{ name: 'gone-ep', services: ['gonesvc'], cidr: '172.16.82.0/30', netns: nse }] });
+  });
+
+  afterAll(async () => {
+    await stopAll();
+    delNetns(nse);
+    delNetns(nsc);
+  });
+
+  it('is FAILED_PRECONDITION naming the endpoint, not the client`s NETNS_NOT_FOUND', () => {
+    delNetns(nse);
+    const r = agent.cli(['connect', 'kernel://gonesvc/nsm-1', '--netns', nsc]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).not.toContain('NETNS_NOT_FOUND');
+    expect(r.stderr).toContain(`endpoint gone-ep's network namespace /run/netns/${nse} does not exist`);
+    expect(r.stderr).toContain('(FAILED_PRECONDITION from this agent)');
+  });
+});
+
 run('agent.yaml checked on the host at start', () => {
   it('exits 2 naming the key when an endpoint`s netns does not exist', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-cfgns-'));
