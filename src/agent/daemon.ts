@@ -17,7 +17,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import { createLogger } from '../core/log';
 import { findAll } from '../core/registry';
-import { loadConfig, resolveConfigFile, AgentConfig, ConfigError } from './config';
+import { checkOnHost, loadConfig, resolveConfigFile, AgentConfig, ConfigError } from './config';
 import { AgentError } from '../core/errors';
 import { Agent } from './agent';
 import { ConfigReloader, ReloadResult, withConnectionIds } from './reload';
@@ -78,7 +78,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
     if (opts.socket) cfg.listen.unix = opts.socket;
     else if (process.env['NSM_AGENT_SOCKET'] && !opts.configFile) cfg.listen.unix = process.env['NSM_AGENT_SOCKET'];
   };
-  const cfg = loadConfig(resolveConfigFile(opts.configFile));
+  const cfg = checkOnHost(loadConfig(resolveConfigFile(opts.configFile)));
   adjust(cfg);
   withConnectionIds(cfg);
   // Before anything is touched: an agent already running on these sockets keeps them (and the

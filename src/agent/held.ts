@@ -11,6 +11,7 @@ import { stateName, type Connection, type ConnectionContext, type ConnectionEven
 import type { Clock } from '../core/clock';
 import type { Ctx } from '../core/ctx';
 import { AgentError } from '../core/errors';
+import { validateId, validateLabels } from '../core/validate';
 import { Limiter } from '../core/limiter';
 import type { Logger } from '../core/log';
 import type { NetworkServiceClient } from '../core/networkservice';
@@ -155,7 +156,14 @@ export class HeldConnectionManager implements HeldConnections {
   async connect(url: string, netns: string, id?: string, opts: ConnectOptions = {}): Promise<HeldConnection> {
     const u = parseNsURL(url);
     if (u.mechanism !== 'KERNEL') throw new AgentError('UNSUPPORTED_MECHANISM', `mechanism ${u.mechanism} is not supported for local clients`);
-    const nsPath = endpointNetnsPath(netns);
+    validateLabels(u.labels, `${url}: labels`);
+    if (id) validateId(id);
+    let nsPath: string;
+    try {
+      nsPath = endpointNetnsPath(netns);
+    } catch (err) {
+      throw new AgentError('INVALID_ARGUMENT', `network namespace ${JSON.stringify(netns)}: give a name under /run/netns or an absolute path`, { cause: err });
+    }
     const connId = id || `${this.opts.name}-${randomBytes(4).toString('hex')}`;
     const same = (h: { url: string; netns: string }) => h.url === url && h.netns === netns;
     const existing = this.held.get(connId);

@@ -4,7 +4,7 @@
  * Exit codes: 0 ok, 1 failure reported by the agent or the kernel, 2 usage or configuration error.
  */
 import { parseArgs } from 'node:util';
-import { AgentError } from '../core/errors';
+import { AgentError, describeError } from '../core/errors';
 import { ConfigError } from './config';
 import { socketPath } from './client';
 import * as cmd from './cli/commands';
@@ -21,7 +21,9 @@ const USAGE = `usage: nsm-agent <command> [options]
   disconnect ID                             close a connection
   services [--json]                         network services in the registry
   endpoints [--json]                        network service endpoints in the registry
-  apply -f FILE                             register NetworkService manifests (networkservicemesh.io/v1)
+  apply -f FILE [--json]                    register NetworkService manifests (networkservicemesh.io/v1):
+                                            created, configured or unchanged per service
+  delete -f FILE | delete service NAME...   remove network services from the registry
   demo [--keep]                             a small mesh on this machine: connect, ping, show, remove
   identity create-ca|issue|show ...        a small PKI for hosts without SPIRE (nsm-agent identity help)
   reload [--json]                           re-read agent.yaml and apply endpoint/connection changes
@@ -29,7 +31,65 @@ const USAGE = `usage: nsm-agent <command> [options]
                                             (start/stop are run by nsm-connect@.service)
   version
 
-  --socket PATH   the agent's socket (default: $NSM_AGENT_SOCKET or /run/nsm-agent/agent.sock)`;
+  COMMAND --help, -h   the command's own usage
+  --socket PATH        the agent's socket (default: $NSM_AGENT_SOCKET or /run/nsm-agent/agent.sock);
+                       before or after the command`;
+
+/** Each command's own usage, for `nsm-agent COMMAND --help` (and -h). */
+const HELP: Record<string, string> = {
+  run: `usage: nsm-agent run [--config FILE] [--cleanup-on-exit] [--socket PATH]
+
+Runs the agent in the foreground (what systemd runs).
+  -c, --config FILE    agent.yaml; default $NSM_AGENT_CONFIG, then /etc/nsm-agent/agent.yaml
+                       if it exists, else built-in defaults
+  --cleanup-on-exit    remove every vWire when stopping (default: leave them for the next start)
+  --socket PATH        serve on PATH instead of listen.unix`,
+  status: `usage: nsm-agent status [--json] [--socket PATH]
+
+Identity, registry (and whether it answers), listeners, endpoints and connections.
+  --json    the same as JSON`,
+  connect: `usage: nsm-agent connect URL [--netns NAME | --netns-path PATH] [--id ID] [--json] [--socket PATH]
+
+Requests a network service and holds the connection until disconnect.
+  URL                [kernel://]SERVICE[/IFNAME][?LABEL=VALUE&...], e.g. kernel://icmp-responder/nsm-1
+  --netns NAME       put the interface in /run/netns/NAME (default: the host namespace)
+  --netns-path PATH  put the interface in the namespace at PATH (e.g. /proc/PID/ns/net)
+  --id ID            the connection's id (printable ASCII, no spaces; 80 characters always fit); default NAME-HEX
+  --json             print the connection as JSON`,
+  disconnect: `usage: nsm-agent disconnect ID [--socket PATH]
+
+Closes a connection (ID as status shows it).`,
+  services: `usage: nsm-agent services [--json] [--socket PATH]
+
+Network services in the registry.`,
+  endpoints: `usage: nsm-agent endpoints [--json] [--socket PATH]
+
+Network service endpoints in the registry.`,
+  apply: `usage: nsm-agent apply -f FILE [--json] [--socket PATH]
+
+Registers the NetworkService manifests (networkservicemesh.io/v1) of FILE ('-': standard input,
+at most 1 MiB) and prints per service whether it was created, configured or unchanged.`,
+  delete: `usage: nsm-agent delete -f FILE [--socket PATH]
+       nsm-agent delete service NAME... [--socket PATH]
+
+Removes NetworkServices from the registry: those of the manifests in FILE, or by name.`,
+  reload: `usage: nsm-agent reload [--json] [--socket PATH]
+
+Re-reads agent.yaml (what ExecReload= runs) and applies endpoint and connection changes; lists
+what happened to each held connection it touched. --json prints the result, or the error, as JSON.`,
+  unit: `usage: nsm-agent unit start|stop UNIT [--json] [--socket PATH]
+       nsm-agent unit list [--json] [--socket PATH]
+
+Connections and endpoints of systemd units with [X-NetworkServiceMesh] (start and stop are run
+by nsm-connect@.service).`,
+  demo: `usage: nsm-agent demo [--keep]
+
+A small mesh on this machine: three agents in namespaces, connect, ping, show, remove.
+  --keep    leave it running until Ctrl-C`,
+  version: `usage: nsm-agent version
+
+Prints the version.`,
+};
 
 class UsageError extends Error {}
 
@@ -52,8 +112,29 @@ function print(json: boolean | undefined, value: unknown, text: () => string): v
   process.stdout.write((json ? JSON.stringify(value, null, 2) : text()) + '\n');
 }
 
+/**
+ * Global flags may come before the command: `nsm-agent --socket P status` is
+ * `nsm-agent status --socket P`.
+ */
+function hoistGlobals(argv: string[]): string[] {
+  const globals: string[] = [];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--socket' && i + 1 < argv.length) globals.push(a, argv[++i]!);
+    else if (a.startsWith('--socket=') || a === '--json') globals.push(a);
+    else break;
+  }
+  const [command, ...rest] = argv.slice(i);
+  return command === undefined ? globals : [command, ...rest, ...globals];
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+  const [command, ...rest] = hoistGlobals(argv);
+  if (command && HELP[command] && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(HELP[command] + '\n');
+    return 0;
+  }
   switch (command) {
     case 'run': {
       const { values } = parse(rest, { config: { type: 'string', short: 'c' }, 'cleanup-on-exit': { type: 'boolean' } });
@@ -100,8 +181,19 @@ export async function main(argv: string[]): Promise<number> {
       const file = str(values['file']);
       if (!file || positionals.length) throw new UsageError('apply needs -f FILE');
       const list = await cmd.apply(socketPath(values.socket), file);
-      for (const ns of list) process.stdout.write(`networkservice/${ns.name} registered\n`);
+      print(values.json, list, () => list.map((r) => `networkservice/${r.name} ${r.outcome}`).join('\n'));
       return 0;
+    }
+    case 'delete': {
+      const { values, positionals } = parse(rest, { file: { type: 'string', short: 'f' } });
+      const file = str(values['file']);
+      const [kind, ...names] = positionals;
+      if (file ? positionals.length > 0 : !(kind === 'service' || kind === 'services' || kind === 'networkservice') || !names.length) {
+        throw new UsageError('delete needs -f FILE or service NAME...');
+      }
+      const list = await cmd.deleteServices(socketPath(values.socket), file ? cmd.manifestNames(file) : names);
+      print(values.json, list, () => list.map((r) => `networkservice/${r.name} ${r.outcome}`).join('\n'));
+      return list.some((r) => r.outcome !== 'deleted') ? 1 : 0;
     }
     case 'demo': {
       const { values } = parse(rest, { keep: { type: 'boolean' } });
@@ -136,10 +228,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'identity': {
       const { runIdentity } = await import('./cli/identity');
-      return runIdentity(rest);
+      return runIdentity(rest.includes('-h') && rest.length === 1 ? ['--help'] : rest);
     }
     case 'version':
     case '--version':
+      if (rest.length) throw new UsageError('version takes no arguments');
       process.stdout.write(`nsm-agent ${VERSION}\n`);
       return 0;
     case undefined:
@@ -160,16 +253,26 @@ export function cli(argv: string[]): void {
       process.exitCode = code;
     },
     (err) => {
+      const command = hoistGlobals(argv)[0] ?? '';
+      let code: string;
       if (err instanceof UsageError) {
-        process.stderr.write(`nsm-agent: ${err.message}\n\n${USAGE}\n`);
+        process.stderr.write(`nsm-agent: ${err.message}\n\n${HELP[command] ?? USAGE}\n`);
         process.exitCode = 2;
+        code = 'INVALID_ARGUMENT';
       } else if (err instanceof ConfigError) {
         process.stderr.write(`nsm-agent: configuration error: ${err.message}\n`);
         process.exitCode = 2;
+        code = 'INVALID_ARGUMENT';
       } else {
-        const e = AgentError.from(err);
-        process.stderr.write(`nsm-agent: ${e.message} (${e.code})\n`);
+        process.stderr.write(`nsm-agent: ${describeError(err)}\n`);
         process.exitCode = 1;
+        code = AgentError.from(err).code;
+      }
+      // --json callers read standard output: the failure is there as JSON too.
+      if (argv.includes('--json')) {
+        const e = err instanceof AgentError ? err : undefined;
+        const error = { code, message: (err as Error).message ?? String(err), component: e?.component ?? (process.exitCode === 1 ? 'this agent' : 'nsm-agent') };
+        process.stdout.write(JSON.stringify({ error }, null, 2) + '\n');
       }
     },
   );

@@ -8,13 +8,18 @@
 import YAML from 'yaml';
 import type { NetworkService, Match } from '../api';
 import { AgentError } from '../core/errors';
+import { validateLabels } from '../core/validate';
+import { yamlErrorText, yamlValueError } from './config/yaml-error';
 
 const NAME_RE = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+
+/** The largest manifest file `apply` and `delete -f` read (docs/commands.md). */
+export const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 type Obj = Record<string, unknown>;
 
 function fail(where: string, key: string, reason: string): never {
-  throw new AgentError('INVALID_ARGUMENT', `${where}: ${key}: ${reason}`);
+  throw new AgentError('INVALID_ARGUMENT', key ? `${where}: ${key}: ${reason}` : `${where}: ${reason}`);
 }
 
 function isObj(v: unknown): v is Obj {
@@ -32,6 +37,11 @@ function labels(where: string, key: string, v: unknown): Record<string, string> 
   for (const [k, val] of Object.entries(v)) {
     if (typeof val !== 'string' && typeof val !== 'number' && typeof val !== 'boolean') fail(where, `${key}.${k}`, 'must be a string');
     out[k] = String(val);
+  }
+  try {
+    validateLabels(out, key);
+  } catch (err) {
+    throw new AgentError('INVALID_ARGUMENT', `${where}: ${(err as Error).message}`);
   }
   return out;
 }
@@ -86,14 +96,28 @@ export function parseNetworkService(doc: unknown, where: string): NetworkService
   return { name, payload, matches: matches.map((m, i) => parseMatch(where, `spec.matches[${i}]`, m)) };
 }
 
+export function tooLarge(file: string): AgentError {
+  return new AgentError('INVALID_ARGUMENT', `${file}: the file is larger than ${MAX_MANIFEST_BYTES} bytes (1 MiB), the most a manifest file may have`);
+}
+
 /** All NetworkService documents of a YAML text (documents separated by ---). */
 export function parseManifests(text: string, file: string): NetworkService[] {
+  const size = Buffer.byteLength(text);
+  if (size > MAX_MANIFEST_BYTES) throw tooLarge(file);
   const docs = YAML.parseAllDocuments(text);
   const out: NetworkService[] = [];
   docs.forEach((d, i) => {
     const where = `${file} (document ${i + 1})`;
-    if ('errors' in d && d.errors.length) fail(where, '', `invalid YAML: ${d.errors[0]!.message.split('\n')[0]}`);
-    const js = d.toJS();
+    if ('errors' in d && d.errors.length) {
+      const e = yamlErrorText(d.errors[0]!);
+      fail(where, e.where, `invalid YAML: ${e.reason}`);
+    }
+    let js: unknown;
+    try {
+      js = d.toJS();
+    } catch (err) {
+      fail(where, '', `invalid YAML: ${yamlValueError(err)}`);
+    }
     if (js === null || js === undefined) return;
     out.push(parseNetworkService(js, where));
   });

@@ -5,7 +5,7 @@
  * sees blames the registry, not the agent that relayed it.
  */
 import type { Clock } from '../core/clock';
-import { AgentError } from '../core/errors';
+import { AgentError, COMPONENT } from '../core/errors';
 import type { NsRegistry, NseRegistry } from '../core/registry';
 import type { Ctx } from '../core/ctx';
 
@@ -46,7 +46,7 @@ export class RegistryHealth {
     if (e.code !== 'UNAVAILABLE') {
       // The registry answered (with an error of its own): it is reachable.
       this.reachable();
-      return err;
+      return AgentError.at(e, COMPONENT.registry(this.url));
     }
     if (this.state !== 'unreachable') {
       this.state = 'unreachable';
@@ -54,7 +54,7 @@ export class RegistryHealth {
     }
     if (e.message.startsWith('cannot reach the registry')) return e;
     this.error = e.message;
-    return new AgentError('UNAVAILABLE', `cannot reach the registry at ${this.url}: ${e.message}`, { cause: err });
+    return new AgentError('UNAVAILABLE', `cannot reach the registry at ${this.url}: ${e.message}`, { cause: err, component: COMPONENT.registry(this.url) });
   }
 
   view(): RegistryHealthView {

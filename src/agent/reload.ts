@@ -19,9 +19,9 @@
  * A file that does not load (YAML or schema error) changes nothing.
  */
 import { createHash } from 'node:crypto';
-import { AgentError } from '../core/errors';
+import { AgentError, describeError } from '../core/errors';
 import type { Logger } from '../core/log';
-import { AgentConfig, loadConfig } from './config';
+import { AgentConfig, checkOnHost, loadConfig } from './config';
 import { closeEndpointConnections, type AgentParts } from './parts';
 import type { Connection } from '../api';
 
@@ -55,7 +55,7 @@ const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 
 export interface ReloaderOptions {
   log: Logger;
-  /** Reads the file again; default loadConfig. */
+  /** Reads the file again; default loadConfig, then checkOnHost. */
   load?: (file: string) => AgentConfig;
   /** Adjusts a freshly loaded config the way the daemon did at start (e.g. --socket). */
   adjust?: (cfg: AgentConfig) => void;
@@ -83,7 +83,7 @@ export class ConfigReloader {
   /** Re-reads `file` (default: the file the agent started with) and applies it. */
   reload(file: string = this.current.file): Promise<ReloadResult> {
     const run = async () => {
-      const next = (this.opts.load ?? loadConfig)(file);
+      const next = (this.opts.load ?? ((f: string) => checkOnHost(loadConfig(f))))(file);
       this.opts.adjust?.(next);
       withConnectionIds(next);
       return this.apply(next);
@@ -101,7 +101,7 @@ export class ConfigReloader {
     }
     const note = (err: unknown, what: string) => {
       const e = AgentError.wrap(err, what);
-      result.errors.push(`${e.message} (${e.code})`);
+      result.errors.push(describeError(e));
       log.error('reload: ' + what + ' failed', { error: e });
     };
 

@@ -2,6 +2,9 @@
  * One error type for the whole agent. Every failure that crosses a module boundary is an
  * AgentError with a stable code; the code is mapped to a gRPC status in exactly one place
  * (toStatus, used by the servers), and back when an error arrives from a peer (fromStatus).
+ * The stable code itself, and the component that failed, travel in the status's trailing
+ * metadata (`nsm-agent-error-code`, `nsm-agent-error-component`), which upstream NSM clients
+ * ignore: they see the gRPC status only, so that stays true to each code.
  * docs/errors.md lists every code; a unit test keeps the two in step.
  */
 import { status as Status, Metadata } from '@grpc/grpc-js';
@@ -31,6 +34,21 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** Trailing metadata keys that carry the stable code and the failed component across gRPC. */
+export const ERROR_CODE_HEADER = 'nsm-agent-error-code';
+export const ERROR_COMPONENT_HEADER = 'nsm-agent-error-component';
+
+/** The component names errors use: who failed, as the operator knows it. */
+export const COMPONENT = {
+  kernel: 'the kernel',
+  registry: (url: string) => `the registry at ${url}`,
+  agent: (url: string) => `the agent at ${url}`,
+} as const;
+
+function isErrorCode(v: unknown): v is ErrorCode {
+  return typeof v === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, v);
+}
+
 const BY_STATUS = new Map<number, ErrorCode>([
   [Status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
   [Status.NOT_FOUND, 'NOT_FOUND'],
@@ -47,12 +65,18 @@ const BY_STATUS = new Map<number, ErrorCode>([
 
 export class AgentError extends Error {
   override readonly name = 'AgentError';
+  /**
+   * Who failed, when it is not the agent that reports the error: `the kernel`, `the registry at
+   * URL`, `the agent at URL` (COMPONENT). Undefined: the reporting agent itself.
+   */
+  readonly component: string | undefined;
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; component?: string | undefined },
   ) {
-    super(message, options);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.component = options?.component || undefined;
   }
 
   get grpcStatus(): Status {
@@ -63,10 +87,10 @@ export class AgentError extends Error {
   static from(err: unknown, fallback: ErrorCode = 'INTERNAL'): AgentError {
     if (err instanceof AgentError) return err;
     const st = grpcStatusOf(err);
-    if (st) return fromStatus(st.code, st.details, err);
+    if (st) return fromStatus(st.code, st.details, err, st.metadata);
     const e = err as { code?: unknown; syscall?: unknown; message?: unknown } | undefined;
     if (e && typeof e.code === 'string' && typeof e.syscall === 'string') {
-      return new AgentError('DATAPLANE', String(e.message ?? e.code), { cause: err });
+      return new AgentError('DATAPLANE', String(e.message ?? e.code), { cause: err, component: COMPONENT.kernel });
     }
     const message = err instanceof Error ? err.message : String(err);
     return new AgentError(fallback, message, { cause: err });
@@ -75,8 +99,28 @@ export class AgentError extends Error {
   /** Prefixes the message with context, keeping the code: `select endpoint: <message>`. */
   static wrap(err: unknown, context: string, fallback: ErrorCode = 'INTERNAL'): AgentError {
     const e = AgentError.from(err, fallback);
-    return new AgentError(e.code, `${context}: ${e.message}`, { cause: e.cause ?? err });
+    return new AgentError(e.code, `${context}: ${e.message}`, { cause: e.cause ?? err, component: e.component ?? (e.code === 'DATAPLANE' ? COMPONENT.kernel : undefined) });
   }
+
+  /** The same error, naming `component` as the one that failed unless it already names one. */
+  static at(err: unknown, component: string): AgentError {
+    const e = AgentError.from(err);
+    if (e.component) return e;
+    return new AgentError(e.code, e.message, { cause: e.cause ?? err, component });
+  }
+}
+
+/**
+ * The one-line form users see: the innermost cause first, then the code and the component
+ * that failed (`this agent` when none is named), e.g.
+ * `network namespace /run/netns/x does not exist (NETNS_NOT_FOUND from this agent)`; a message
+ * that names its component already ends with the code alone.
+ */
+export function describeError(err: unknown): string {
+  const e = AgentError.from(err);
+  // `cannot reach the registry at URL: ...` names it already.
+  if (e.component && e.message.includes(e.component)) return `${e.message} (${e.code})`;
+  return `${e.message} (${e.code} from ${e.component ?? 'this agent'})`;
 }
 
 /** True for an AgentError of one of these codes. */
@@ -84,21 +128,47 @@ export function isCode(err: unknown, ...codes: ErrorCode[]): boolean {
   return err instanceof AgentError && codes.includes(err.code);
 }
 
-function grpcStatusOf(err: unknown): { code: number; details: string } | undefined {
+function grpcStatusOf(err: unknown): { code: number; details: string; metadata: Metadata } | undefined {
   const e = err as { code?: unknown; details?: unknown; metadata?: unknown } | undefined;
   if (e && typeof e.code === 'number' && typeof e.details === 'string' && e.metadata instanceof Metadata) {
-    return { code: e.code, details: e.details };
+    return { code: e.code, details: e.details, metadata: e.metadata };
   }
   return undefined;
 }
 
-/** An error received from a peer as a gRPC status. */
-export function fromStatus(code: number, details: string, cause?: unknown): AgentError {
-  return new AgentError(BY_STATUS.get(code) ?? 'UNKNOWN', details, { cause });
+/**
+ * grpc-js's connection failure text in our words: `No connection established. Last error:
+ * connect ECONNREFUSED 10.0.0.1:5002. Resolution note: ` becomes `connect ECONNREFUSED
+ * 10.0.0.1:5002`; an empty resolution note is dropped, a real one kept as `(name resolution: ...)`.
+ */
+export function plainGrpcDetails(details: string): string {
+  let out = details.replace(/^No connection established\. Last error: /, '');
+  out = out.replace(/\.? ?Resolution note: ?(.*)$/s, (_m, note: string) => (note.trim() ? ` (name resolution: ${note.trim()})` : ''));
+  return out.replace(/^No addresses resolved(?: \(name resolution: (.*)\))?$/, (_m, note?: string) => `no address found${note ? `: ${note}` : ''}`);
+}
+
+function header(md: Metadata | undefined, key: string): string | undefined {
+  const v = md?.get(key)[0];
+  return typeof v === 'string' && v.length <= 1024 ? v : undefined;
+}
+
+/**
+ * An error received from a peer as a gRPC status. The stable code in its trailing metadata is
+ * kept when it agrees with the status (a peer cannot turn a NOT_FOUND into POOL_EXHAUSTED);
+ * otherwise the status decides.
+ */
+export function fromStatus(code: number, details: string, cause?: unknown, metadata?: Metadata): AgentError {
+  const sent = header(metadata, ERROR_CODE_HEADER);
+  const stable = isErrorCode(sent) && ERROR_CODES[sent] === code ? sent : (BY_STATUS.get(code) ?? 'UNKNOWN');
+  return new AgentError(stable, plainGrpcDetails(details), { cause, component: header(metadata, ERROR_COMPONENT_HEADER) });
 }
 
 /** The server boundary: what a gRPC caller receives for an error thrown by a chain. */
-export function toStatus(err: unknown): { code: Status; details: string } {
+export function toStatus(err: unknown): { code: Status; details: string; metadata: Metadata } {
   const e = AgentError.from(err);
-  return { code: e.grpcStatus, details: e.message };
+  const metadata = new Metadata();
+  metadata.set(ERROR_CODE_HEADER, e.code);
+  // Header values are printable ASCII; anything else in a component name becomes '?'.
+  if (e.component) metadata.set(ERROR_COMPONENT_HEADER, e.component.replace(/[^\x20-\x7e]/g, '?'));
+  return { code: e.grpcStatus, details: e.message, metadata };
 }

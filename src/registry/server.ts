@@ -1,8 +1,9 @@
 /**
  * The registry server: NS and NSE chains over a store, shaped like upstream registry-memory.
  *
- *   NS:  setpayload → store
- *   NSE: [clientinfo(nodeName)] → expire(defaultExpiration) → setregistrationtime → store
+ *   NS:  validate → [authorize] → setpayload → store
+ *   NSE: validate → [authorize] → [clientinfo(nodeName)] → expire(defaultExpiration)
+ *        → setregistrationtime → store
  *
  * Callers (the gRPC glue, or in-process users) pass a Ctx whose clock is `clock`; `close()`
  * disarms expiry timers (it does not end watchers: abort their ctx for that).
@@ -19,6 +20,7 @@ import { storeNsRegistry, storeNseRegistry } from './store/elements';
 import { MemoryStore } from './store/memory';
 import { RegistryStore } from './store/store';
 import { authorizeNseRegistry, authorizeNsRegistry } from './common/authorize';
+import { validateNseRegistry, validateNsRegistry } from './common/validate';
 
 export interface RegistryServerOptions {
   clock: Clock;
@@ -53,13 +55,14 @@ export function newRegistryServer(opts: RegistryServerOptions): RegistryServer {
   const log = opts.log ?? silentLogger;
   const auth = opts.authorize ? { self: opts.authorize.self, forgetAfterMs: opts.defaultExpiration ?? DEFAULT_EXPIRATION_MS } : undefined;
   const nse = chainNseRegistry(
+    validateNseRegistry(),
     ...(auth ? [authorizeNseRegistry(auth)] : []),
     ...(opts.nodeName ? [clientInfoNseRegistry({ nodeName: opts.nodeName })] : []),
     expireNseRegistry({ defaultExpiration: opts.defaultExpiration ?? DEFAULT_EXPIRATION_MS, signal: life.signal }),
     setRegistrationTimeNseRegistry(),
     storeNseRegistry(store.nse),
   );
-  const ns = chainNsRegistry(...(auth ? [authorizeNsRegistry({ self: auth.self })] : []), setPayloadNsRegistry(), storeNsRegistry(store.ns));
+  const ns = chainNsRegistry(validateNsRegistry(), ...(auth ? [authorizeNsRegistry({ self: auth.self })] : []), setPayloadNsRegistry(), storeNsRegistry(store.ns));
   return {
     ns,
     nse,

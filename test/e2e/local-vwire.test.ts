@@ -24,12 +24,12 @@ async function until(cond: () => boolean, ms: number, step = 100): Promise<boole
   return cond();
 }
 
-async function grpcCode(p: Promise<unknown>): Promise<{ code: number; details: string }> {
+async function grpcCode(p: Promise<unknown>): Promise<{ code: number; details: string; stable: unknown }> {
   try {
     await p;
   } catch (err) {
     const e = err as grpc.ServiceError;
-    return { code: e.code, details: e.details };
+    return { code: e.code, details: e.details, stable: e.metadata?.get('nsm-agent-error-code')[0] };
   }
   throw new Error('expected the call to fail');
 }
@@ -153,6 +153,7 @@ run('local vWire (one agent)', () => {
       expect(await bad(kernelRequest('b1', 'no-such-service', nsc, 'nsm-2'))).toMatchObject({
         code: grpc.status.NOT_FOUND,
         details: expect.stringMatching(/no-such-service/),
+        stable: 'SERVICE_NOT_FOUND',
       });
       const memif = kernelRequest('b2', 'icmp-responder', nsc, 'nsm-2');
       memif.mechanism_preferences = [{ cls: 'LOCAL', type: 'MEMIF', parameters: {} }];
@@ -160,16 +161,19 @@ run('local vWire (one agent)', () => {
       expect(await bad(kernelRequest('b3', 'icmp-responder', nsc, 'a-very-long-interface'))).toMatchObject({
         code: grpc.status.INVALID_ARGUMENT,
         details: expect.stringMatching(/15 characters/),
+        stable: 'INVALID_INTERFACE_NAME',
       });
       expect(await bad(kernelRequest('b4', 'icmp-responder', 'no-such-netns', 'nsm-2'))).toMatchObject({
         code: grpc.status.NOT_FOUND,
-        details: expect.stringMatching(/no-such-netns/),
+        details: expect.stringMatching(/^network namespace \/run\/netns\/no-such-netns does not exist$/),
+        stable: 'NETNS_NOT_FOUND',
       });
       // exhaust the /31 pool with one connection, then ask again
       const first = await client.request(kernelRequest('b5', 'icmp-responder', nsc, 'nsm-5'));
       expect(await bad(kernelRequest('b6', 'icmp-responder', nsc, 'nsm-6'))).toMatchObject({
         code: grpc.status.RESOURCE_EXHAUSTED,
         details: expect.stringMatching(/exhausted/),
+        stable: 'POOL_EXHAUSTED',
       });
       // nothing half-made: only the first connection's interface exists
       expect(links(nsc).map((l) => l.ifname).sort()).toEqual(['lo', 'nsm-5']);
@@ -183,6 +187,25 @@ run('local vWire (one agent)', () => {
     } finally {
       client.dispose();
     }
+  });
+
+  it('prints the stable code and the component, innermost cause first, for what connect is refused', () => {
+    const fails = (args: string[]) => {
+      const r = agent.cli(['connect', ...args]);
+      expect(r.code, r.stdout).toBe(1);
+      expect(r.stderr).not.toMatch(/cannot support any of the requested mechanisms|INTERNAL|DATAPLANE/);
+      return r.stderr.trim();
+    };
+    expect(fails(['kernel://no-such-service/nsm-9'])).toBe('nsm-agent: network service no-such-service is not found (SERVICE_NOT_FOUND from this agent)');
+    expect(fails(['kernel://icmp-responder/nsm-9', '--netns', 'no-such-netns'])).toBe(
+      'nsm-agent: network namespace /run/netns/no-such-netns does not exist (NETNS_NOT_FOUND from this agent)',
+    );
+    expect(fails(['kernel://icmp-responder/a-very-long-interface'])).toMatch(/15 bytes \(INVALID_INTERFACE_NAME from this agent\)$/);
+    expect(fails(['kernel://icmp-responder/nsm-9', '--netns-path', '/etc/hostname'])).toMatch(/\/etc\/hostname is not a network namespace \(INVALID_ARGUMENT from this agent\)$/);
+    expect(fails(['kernel://icmp-responder/nsm-9', '--id', 'a b/c'])).toMatch(/\(INVALID_ARGUMENT from this agent\)$/);
+    const held = agent.cliJson(['connect', 'kernel://icmp-responder/nsm-9', '--netns', nsc, '--id', 'full-1']);
+    expect(fails(['kernel://icmp-responder/nsm-8', '--netns', nsc])).toMatch(/^nsm-agent: address pool 172\.16\.1\.100\/31 is exhausted \(endpoint icmp-responder\) \(POOL_EXHAUSTED from this agent\)$/);
+    expect(agent.cli(['disconnect', held.id]).code).toBe(0);
   });
 
   it('rejects malformed manifests with the file and key named', () => {

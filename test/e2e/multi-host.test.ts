@@ -261,7 +261,7 @@ run('multi-host vWires (three agents)', () => {
         type: 'WIREGUARD',
         parameters: { src_ip: a!.ip, src_port: '51900', src_public_key: 'bm90IGEga2V5', MTU: '1440' },
       }), { identity: rawPeer });
-      expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(r.code, r.details).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details).toMatch(/src_public_key.*malformed WireGuard public key/);
       nothingLeft();
     });
@@ -269,7 +269,7 @@ run('multi-host vWires (three agents)', () => {
     it('an unknown mechanism is INVALID_ARGUMENT listing what was offered', () => {
       const [a, b] = mesh.hosts;
       const r = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-mech', 'icmp-responder', { cls: 'REMOTE', type: 'IPSEC', parameters: {} }), { identity: rawPeer });
-      expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(r.code, r.details).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details).toMatch(/cannot support any of the requested mechanisms: \[IPSEC\]/);
       nothingLeft();
     });
@@ -281,7 +281,7 @@ run('multi-host vWires (three agents)', () => {
         type: 'VXLAN',
         parameters: { src_ip: a!.ip, src_port: '4789', vni: '16777216', MTU: '1446' },
       }), { identity: rawPeer });
-      expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(r.code, r.details).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details).toMatch(/vni must be 1\.\.16777215/);
       nothingLeft();
     });
@@ -291,7 +291,7 @@ run('multi-host vWires (three agents)', () => {
       const ip = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-ip', 'icmp-responder', {
         cls: 'REMOTE', type: 'WIREGUARD', parameters: { src_ip: '10.0.0.300', src_port: '51900', src_public_key: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' },
       }), { identity: rawPeer });
-      expect(ip.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(ip.code, ip.details).toBe(grpc.status.INVALID_ARGUMENT);
       expect(ip.details).toMatch(/src_ip must be an IP address/);
       const port = callFrom(a!.netns, `${b!.ip}:5001`, 'Request', request('bad-port', 'l2-responder', {
         cls: 'REMOTE', type: 'VXLAN', parameters: { src_ip: a!.ip, src_port: '8472' },

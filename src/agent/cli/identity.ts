@@ -14,7 +14,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { AgentError } from '../../core/errors';
+import { AgentError, describeError } from '../../core/errors';
 import { KeyType, LocalCa, writeAtomic } from '../../spire/ca';
 import { parseCertificates } from '../../spire/files';
 import { parseWorkloadId } from '../../spire/id';
@@ -206,8 +206,7 @@ export async function runIdentity(args: string[], io: IdentityIo = { out: (t) =>
       io.err(`nsm-agent identity: ${err.message}\n\n${IDENTITY_USAGE}`);
       return 2;
     }
-    const e = AgentError.from(err);
-    io.err(`nsm-agent identity: ${e.message} (${e.code})`);
+    io.err(`nsm-agent identity: ${describeError(err)}`);
     return 1;
   }
 }

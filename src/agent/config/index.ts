@@ -9,8 +9,12 @@ import path from 'node:path';
 import Ajv, { ErrorObject } from 'ajv';
 import YAML from 'yaml';
 import { AGENT_SCHEMA } from './schema';
+import { yamlErrorText, yamlValueError } from './yaml-error';
 import { parseDuration } from './duration';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
+import { AddressPool } from '../../networkservice/ipam/pool';
+import { parseNsURL } from '../../networkservice/nsurl';
+import { validateId, validateLabels } from '../../core/validate';
 import { idMatcher, trustDomainName } from '../../spire/id';
 import { endpointTarget } from '../../spire/workload';
 import { routerNetnsName } from '../endpoints/vl3/names';
@@ -96,7 +100,7 @@ export class ConfigError extends Error {
     readonly key: string,
     readonly reason: string,
   ) {
-    super(`${file}: ${key || '(top level)'}: ${reason}`);
+    super(key ? `${file}: ${key}: ${reason}` : `${file}: ${reason}`);
   }
 }
 
@@ -107,7 +111,8 @@ function defaultName(): string {
   return h.replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'nsm-agent';
 }
 
-const ajv = new Ajv({ allErrors: false, strict: true });
+// verbose: each error carries the value it is about, for messages that show it.
+const ajv = new Ajv({ allErrors: false, strict: true, verbose: true });
 const validate = ajv.compile(AGENT_SCHEMA);
 
 function keyOf(err: ErrorObject): string {
@@ -117,18 +122,39 @@ function keyOf(err: ErrorObject): string {
   return parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i ? `.${p}` : p)).join('');
 }
 
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/** A sentence about what is wrong with the value, with the limit it broke (never ajv's own words). */
 function reasonOf(err: ErrorObject): string {
+  const p = err.params as Record<string, unknown>;
+  const shown = typeof err.data === 'string' ? `${JSON.stringify(err.data.length > 40 ? `${err.data.slice(0, 40)}...` : err.data)} ` : '';
   switch (err.keyword) {
     case 'additionalProperties':
       return 'unknown key';
     case 'required':
       return 'is required';
     case 'enum':
-      return `must be one of ${(err.params['allowedValues'] as unknown[]).join(', ')}`;
+      return `must be one of ${(p['allowedValues'] as unknown[]).join(', ')}`;
     case 'pattern':
-      return 'has an invalid format';
+      return `${shown}has an invalid format`;
+    case 'maxLength':
+      return `${shown}is longer than ${plural(Number(p['limit']), 'character')}, the most allowed`;
+    case 'minLength':
+      return Number(p['limit']) === 1 ? 'must not be empty' : `must be at least ${plural(Number(p['limit']), 'character')} long`;
+    case 'type': {
+      const t = ({ object: 'map', array: 'list' } as Record<string, string>)[String(p['type'])] ?? String(p['type']);
+      return `must be ${/^[aeiou]/.test(t) ? 'an' : 'a'} ${t}`;
+    }
+    case 'minimum':
+      return `must be at least ${String(p['limit'])}`;
+    case 'maximum':
+      return `must be at most ${String(p['limit'])}`;
+    case 'minItems':
+      return `must list at least ${plural(Number(p['limit']), 'item')}`;
+    case 'maxItems':
+      return `must list at most ${plural(Number(p['limit']), 'item')}`;
     default:
-      return err.message ?? 'is invalid';
+      return 'has an invalid value';
   }
 }
 
@@ -187,6 +213,18 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     for (const [j, p] of (e.excludedPrefixes ?? []).entries()) {
       if (!parsePrefix(p)) throw new ConfigError(file, `${key}.excludedPrefixes[${j}]`, `${p} is not a CIDR prefix`);
     }
+    for (const p of pools) {
+      // Each connection takes two addresses of every pool (endpoint and client side).
+      try {
+        new AddressPool([p], (e.excludedPrefixes ?? []).map((x: string) => parsePrefix(x)!)).allocate('check', { src: [], dst: [] });
+      } catch {
+        throw new ConfigError(file, `${key}.cidr`, `${p} can never hold a connection: each needs two free addresses (a /31 or larger IPv4 prefix, a /127 or larger IPv6 one, not all excluded)`);
+      }
+    }
+    if (e.netns !== undefined && e.netns !== 'host' && !path.isAbsolute(e.netns) && !/^[^/\0]+$/.test(e.netns)) {
+      throw new ConfigError(file, `${key}.netns`, `${JSON.stringify(e.netns)} must be host, a name under /run/netns or an absolute path`);
+    }
+    if (e.netns === '.' || e.netns === '..') throw new ConfigError(file, `${key}.netns`, `${e.netns} is not a namespace name`);
     return {
       name: e.name,
       services: e.services,
@@ -219,7 +257,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     },
     policy: raw.policy ?? [],
     endpoints,
-    connections: (raw.connections ?? []).map((c: any) => ({ url: c.url, netns: c.netns ?? 'host', id: c.id })),
+    connections: (raw.connections ?? []).map((c: any, i: number) => checkConnection(file, i, { url: c.url, netns: c.netns ?? 'host', id: c.id })),
     ...(raw.vl3ipam ? { vl3ipam: parseVl3Ipam(file, raw.vl3ipam) } : {}),
   };
 }
@@ -268,6 +306,29 @@ function parseVl3Ipam(file: string, v: { listen: string; prefix: string; clientP
   return { listen, prefix: v.prefix, clientPrefixLength };
 }
 
+/** A configured connection as `connect` would check it: URL, namespace name and id. */
+function checkConnection(file: string, i: number, c: ConnectionConfig): ConnectionConfig {
+  const key = `connections[${i}]`;
+  try {
+    const u = parseNsURL(c.url);
+    if (u.mechanism !== 'KERNEL') throw new Error(`mechanism ${u.mechanism} is not supported for local clients`);
+    validateLabels(u.labels);
+  } catch (err) {
+    throw new ConfigError(file, `${key}.url`, (err as Error).message);
+  }
+  if (c.netns !== 'host' && !path.isAbsolute(c.netns) && (!/^[^/\0]+$/.test(c.netns) || c.netns === '.' || c.netns === '..')) {
+    throw new ConfigError(file, `${key}.netns`, `${JSON.stringify(c.netns)} must be host, a name under /run/netns or an absolute path`);
+  }
+  if (c.id !== undefined) {
+    try {
+      validateId(c.id);
+    } catch (err) {
+      throw new ConfigError(file, `${key}.id`, (err as Error).message);
+    }
+  }
+  return c;
+}
+
 function parseIdentity(file: string, id: Record<string, any>, stateDir: string): IdentityConfig {
   const source: IdentityConfig['source'] = id.source ?? 'dev';
   if (source === 'files' && !id.files) throw new ConfigError(file, 'identity.files', 'is required with identity.source files');
@@ -295,6 +356,28 @@ function parseIdentity(file: string, id: Record<string, any>, stateDir: string):
       allowNonLoopback: id.dev?.allowNonLoopback ?? false,
     },
   };
+}
+
+/** The namespace file of an endpoint's `netns` (host: none to check). */
+export function endpointNetnsFile(netns: string): string | undefined {
+  if (netns === 'host') return undefined;
+  return path.isAbsolute(netns) ? netns : `/run/netns/${netns}`;
+}
+
+/**
+ * Checks what the file names on this host: every endpoint's network namespace must exist
+ * (the agent does not make them, except a vL3 endpoint's own router namespace; a missing one
+ * would fail each client's request later). Throws ConfigError naming the key.
+ */
+export function checkOnHost(cfg: AgentConfig, exists: (file: string) => boolean = existsSync): AgentConfig {
+  cfg.endpoints.forEach((e, i) => {
+    if (e.vl3?.ownNetns) return;
+    const f = endpointNetnsFile(e.netns);
+    if (f && !exists(f)) {
+      throw new ConfigError(cfg.file, `endpoints[${i}].netns`, `network namespace ${f} of endpoint ${e.name} does not exist (create it first, e.g. ip netns add ${e.netns})`);
+    }
+  });
+  return cfg;
 }
 
 /** The configuration file `nsm-agent run` reads when neither --config nor $NSM_AGENT_CONFIG names one. */
@@ -326,8 +409,15 @@ export function loadConfig(file?: string): AgentConfig {
   const parsed = YAML.parseDocument(text, { uniqueKeys: true });
   const first = parsed.errors[0];
   if (first) {
-    const line = first.linePos?.[0];
-    throw new ConfigError(file, line ? `line ${line.line}` : '', `invalid YAML: ${first.message.split('\n')[0]}`);
+    const { where, reason } = yamlErrorText(first);
+    throw new ConfigError(file, where, `invalid YAML: ${reason}`);
   }
-  return parseConfig(parsed.toJS(), file);
+  let doc: unknown;
+  try {
+    doc = parsed.toJS();
+  } catch (err) {
+    // e.g. an alias to an anchor defined later, or too many aliases
+    throw new ConfigError(file, '', `invalid YAML: ${yamlValueError(err)}`);
+  }
+  return parseConfig(doc, file);
 }

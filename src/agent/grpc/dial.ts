@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, api, type Connection, type ConnectionEvent, type MonitorScopeSelector, type NetworkServiceRequest } from '../../api';
 import { rfc3339Nano } from '../../api/time';
 import type { Ctx } from '../../core/ctx';
-import { AgentError, fromStatus } from '../../core/errors';
+import { AgentError, COMPONENT, fromStatus, plainGrpcDetails } from '../../core/errors';
 import type { NetworkServiceClient } from '../../core/networkservice';
 import { clientURL } from '../../networkservice/clienturl';
 import { INCOMING_TOKEN } from '../../core/token';
@@ -85,7 +85,7 @@ export class ChannelPool {
     const limit = Math.min(Date.now() + (this.opts.dialTimeoutMs ?? 2_000), ctx.deadline ?? Infinity);
     await new Promise<void>((resolve, reject) => {
       c.waitForReady(limit, (err) => {
-        if (err) reject(new AgentError('UNAVAILABLE', `cannot reach ${url.href}: ${err.message}`, { cause: err }));
+        if (err) reject(new AgentError('UNAVAILABLE', `cannot reach ${url.href}: ${plainGrpcDetails(err.message)}`, { cause: err, component: COMPONENT.agent(url.href) }));
         else resolve();
       });
     });
@@ -172,13 +172,22 @@ function call<T>(
       // The server this call reached, for the authorize client (its token must be signed by it).
       const slot = ctx.get(SERVER_PEER);
       if (slot && d.tls) slot.peer = d.tls.peer();
-      if (err) {
-        const e = AgentError.from(err);
-        reject(new AgentError(e.code, `${url.host || url.pathname}: ${e.message}`, { cause: err }));
-      } else resolve(res as T);
+      if (err) reject(remoteError(err, url));
+      else resolve(res as T);
     });
     ctx.signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * An error the next hop answered with: its code, and the component it names, placed at that
+ * hop (`the kernel` there is `the kernel at tcp://host:port`); none named is the agent at URL.
+ */
+export function remoteError(err: unknown, url: URL): AgentError {
+  const e = AgentError.from(err);
+  const at = COMPONENT.agent(url.href);
+  const component = !e.component ? at : e.component === COMPONENT.kernel ? `${COMPONENT.kernel} at ${url.href}` : e.component;
+  return new AgentError(e.code, e.message, { cause: err, component });
 }
 
 function urlOf(ctx: Ctx): URL {

@@ -17,7 +17,7 @@
 import net from 'node:net';
 import { chmodSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { AgentError, ErrorCode, ERROR_CODES } from '../../core/errors';
+import { AgentError, COMPONENT, ErrorCode, ERROR_CODES } from '../../core/errors';
 import type { Logger } from '../../core/log';
 import { peerCredentials } from '../../sys';
 import type { ReloadResult } from '../reload';
@@ -114,7 +114,7 @@ export async function listenControl(socketPath: string, handlers: ControlHandler
         (result) => socket.end(JSON.stringify({ ok: true, result }) + '\n'),
         (err) => {
           const e = AgentError.from(err);
-          socket.end(JSON.stringify({ ok: false, code: e.code, message: e.message }) + '\n');
+          socket.end(JSON.stringify({ ok: false, code: e.code, message: e.message, ...(e.component ? { component: e.component } : {}) }) + '\n');
         },
       );
     });
@@ -157,13 +157,13 @@ export function controlCall<T>(socketPath: string, req: ControlRequest, timeoutM
       const unreachable = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
       finish(
         unreachable
-          ? new AgentError('UNAVAILABLE', `cannot reach the agent at ${socketPath} (is nsm-agent.service running?)`)
-          : new AgentError('UNAVAILABLE', `${socketPath}: ${err.message}`),
+          ? new AgentError('UNAVAILABLE', `cannot reach the agent at ${socketPath} (is nsm-agent.service running?)`, { component: COMPONENT.agent(socketPath) })
+          : new AgentError('UNAVAILABLE', `${socketPath}: ${err.message}`, { component: COMPONENT.agent(socketPath) }),
       );
     });
     socket.on('end', () => {
       const line = buf.split('\n')[0] ?? '';
-      let answer: { ok: boolean; result?: T; code?: string; message?: string };
+      let answer: { ok: boolean; result?: T; code?: string; message?: string; component?: string };
       try {
         answer = JSON.parse(line);
       } catch {
@@ -171,7 +171,7 @@ export function controlCall<T>(socketPath: string, req: ControlRequest, timeoutM
       }
       if (answer.ok) return finish(undefined, answer.result);
       const code = (answer.code && answer.code in ERROR_CODES ? answer.code : 'UNKNOWN') as ErrorCode;
-      finish(new AgentError(code, answer.message ?? 'failed'));
+      finish(new AgentError(code, String(answer.message ?? 'failed'), { component: typeof answer.component === 'string' ? answer.component : undefined }));
     });
   });
 }

@@ -17,6 +17,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../../core/errors';
+import { validateLabels } from '../../core/validate';
 import type { Logger } from '../../core/log';
 import { parseNsURL } from '../../networkservice/nsurl';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
@@ -101,6 +102,38 @@ export function checkDecl(decl: RawDecl): UnitSpec {
   return { unit, netns, connect, provide };
 }
 
+/**
+ * Checks a UnitSpec as it arrives on the systemd socket (a client other than `nsm-agent unit
+ * start` may send anything): the same rules as checkDecl, and the namespace and ids it derives.
+ */
+export function checkSpec(spec: unknown): UnitSpec {
+  const s = spec as Partial<UnitSpec> | null;
+  const unit = typeof s?.unit === 'string' ? s.unit : '';
+  if (!isValidUnitName(unit)) throw new AgentError('INVALID_ARGUMENT', `${JSON.stringify(unit).slice(0, 300)} is not a service unit name`);
+  if (s!.netns !== 'host' && s!.netns !== unitNetnsName(unit)) throw invalid(unit, `namespace must be host or ${unitNetnsName(unit)}`);
+  if (!Array.isArray(s!.connect)) throw invalid(unit, 'connect must be a list');
+  const provide = s!.provide;
+  if (provide !== undefined && (typeof provide !== 'object' || provide === null || !Array.isArray(provide.services) || typeof provide.cidr !== 'string')) {
+    throw invalid(unit, 'provide must have services and cidr');
+  }
+  const decl: RawDecl = {
+    unit,
+    namespace: s!.netns === 'host' ? 'host' : 'private',
+    connect: s!.connect.map((c) => (typeof c?.url === 'string' ? c.url : '')),
+    provide: provide ? provide.services.map((svc) => `${String(svc)}${Object.keys(provide.labels ?? {}).length ? '?' + new URLSearchParams(provide.labels as Record<string, string>).toString() : ''}`) : [],
+    addressPool: provide && provide.cidr ? provide.cidr.split(',') : [],
+    vl3ipam: provide && Array.isArray(provide.vl3ipam) ? provide.vl3ipam.map(String) : [],
+    files: [],
+  };
+  const checked = checkDecl(decl);
+  checked.connect.forEach((c, i) => {
+    const sent = s!.connect![i]!;
+    if (sent.id !== c.id || sent.ifname !== c.ifname) throw invalid(unit, `connect[${i}]: id and ifname must be ${c.id} and ${c.ifname}`);
+  });
+  if (provide) validateLabels(provide.labels as Record<string, unknown>, `${unit}: provide.labels`);
+  return s as UnitSpec;
+}
+
 /** The registry name of a unit's endpoint: unique per host and unit. */
 export function unitEndpointName(nodeName: string, unit: string): string {
   const base = unitBase(unit)
@@ -153,8 +186,9 @@ export class UnitManager {
   }
 
   /** Applies a unit (all or nothing); the same spec again is a no-op, a changed one replaces it. */
-  start(spec: UnitSpec): Promise<UnitState> {
+  start(sent: UnitSpec): Promise<UnitState> {
     return this.serial(async () => {
+      const spec = checkSpec(sent);
       const old = this.specs.get(spec.unit);
       if (old && JSON.stringify(old) === JSON.stringify(spec) && this.isUp(old)) return this.state(old);
       if (old) await this.teardown(old);

@@ -153,7 +153,7 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
       try {
         const ep = kernelSide(slot.conn.mechanism);
         const cns = clientNs ?? existing?.pair.client.netns ?? requireNetns(want.netns);
-        pair = { client: { netns: cns, ifname: want.ifname }, endpoint: { netns: requireNetns(ep.netns), ifname: ep.ifname } };
+        pair = { client: { netns: cns, ifname: want.ifname }, endpoint: { netns: requireNetns(ep.netns, slot.conn.network_service_endpoint_name ?? ''), ifname: ep.ifname } };
         await createVethPair(pair, out.context?.ip_context, {
           mtu: out.context?.MTU || undefined,
           payloadIp: (out.payload || PAYLOAD.IP) === PAYLOAD.IP,

@@ -186,15 +186,27 @@ export async function vethExists(side: VethSide): Promise<boolean> {
   return !!(await sys.getLink(sys.Rtnl.for(side.netns), side.ifname));
 }
 
-export function requireNetns(path: string): sys.Netns {
+/**
+ * Opens the namespace at `path`. Missing (or an unmounted leftover under /run/netns):
+ * NETNS_NOT_FOUND; a file that is not a namespace, or a malformed name: INVALID_ARGUMENT; both
+ * are the requester's. With `endpoint`, the namespace is that hosted endpoint's, a fault of the
+ * agent's configuration and not of the client: FAILED_PRECONDITION naming the endpoint.
+ */
+export function requireNetns(path: string, endpoint?: string): sys.Netns {
   try {
     return sys.openNetns(path);
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'ENOENT' || code === 'EINVAL') {
+    const e = err as { code?: string; syscall?: string };
+    const whose = endpoint !== undefined ? `endpoint ${endpoint}'s network namespace` : 'network namespace';
+    if (e.code === 'ENOENT' || e.code === 'ENOTDIR' || (e.code === 'EINVAL' && path.startsWith('/run/netns/'))) {
+      if (endpoint !== undefined) throw new AgentError('FAILED_PRECONDITION', `${whose} ${path} does not exist`, { cause: err });
       throw new AgentError('NETNS_NOT_FOUND', `network namespace ${path} does not exist`, { cause: err });
     }
-    throw AgentError.wrap(err, `open network namespace ${path}`, 'DATAPLANE');
+    if (e.code === 'EINVAL') {
+      const reason = e.syscall === 'netns' ? `: ${(err as Error).message.replace(/^EINVAL: [^,]*, netns '[^']*': /, '')}` : ' is not a network namespace';
+      throw new AgentError(endpoint !== undefined ? 'FAILED_PRECONDITION' : 'INVALID_ARGUMENT', `${path}${reason}`, { cause: err });
+    }
+    throw AgentError.wrap(err, `open ${whose} ${path}`, 'DATAPLANE');
   }
 }
 

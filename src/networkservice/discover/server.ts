@@ -42,6 +42,7 @@ async function findEndpoint(ctx: Ctx, reg: NseRegistry, name: string, live: bool
 
 async function findService(ctx: Ctx, reg: NsRegistry, conn: Connection): Promise<NetworkService> {
   const name = conn.network_service ?? '';
+  if (!name) throw new AgentError('INVALID_ARGUMENT', 'the request names no network service (connection.network_service is empty)');
   const query = conn.payload ? { name, payload: conn.payload } : { name };
   const found = await findAll(reg.find(ctx, { network_service: query, watch: false }));
   const ns = found.map((r) => r.network_service).find((s): s is NetworkService => !!s && s.name === name);

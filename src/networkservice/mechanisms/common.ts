@@ -1,7 +1,10 @@
 /**
  * Mechanism selection shared by the mechanisms server and client: with conn.mechanism set (a
  * refresh) its type's handler or UNSUPPORTED_MECHANISM; otherwise each preference with a
- * handler in order, first success wins, all failures joined (the last one's code kept).
+ * handler in order, first success wins. When the one supported preference failed, its error is
+ * passed on as it is (code, message and component: whatever failed after mechanism selection
+ * is not a mechanism problem); when several failed, the last one's code and component are
+ * kept and each failure is listed, the last first, by its mechanism type.
  */
 import type { Connection, Mechanism, NetworkServiceRequest } from '../../api';
 import { AgentError } from '../../core/errors';
@@ -13,12 +16,13 @@ export function typesOf(prefs: Mechanism[] | undefined): string {
   return `[${(prefs ?? []).map((m) => m.type ?? '').join(', ')}]`;
 }
 
-export function allFailed(prefs: Mechanism[] | undefined, errors: unknown[]): AgentError {
-  const base = `cannot support any of the requested mechanisms: ${typesOf(prefs)}`;
-  if (errors.length === 0) return new AgentError('UNSUPPORTED_MECHANISM', base);
+export function allFailed(prefs: Mechanism[] | undefined, errors: unknown[], tried: string[] = []): AgentError {
+  if (errors.length === 0) return new AgentError('UNSUPPORTED_MECHANISM', `cannot support any of the requested mechanisms: ${typesOf(prefs)}`);
   const wrapped = errors.map((e) => AgentError.from(e));
   const last = wrapped[wrapped.length - 1]!;
-  return new AgentError(last.code, `${base}: ${wrapped.map((e) => e.message).join('; ')}`, { cause: last });
+  if (wrapped.length === 1) return last;
+  const parts = wrapped.map((e, i) => (tried[i] ? `${tried[i]}: ${e.message}` : e.message)).reverse();
+  return new AgentError(last.code, parts.join('; '), { cause: last, component: last.component });
 }
 
 /** Runs the request through the selected handler; `attempt` shapes the request per preference. */
@@ -35,6 +39,7 @@ export async function selectMechanism<H extends { request(ctx: Ctx, req: Network
     return h.request(ctx, req);
   }
   const errors: unknown[] = [];
+  const tried: string[] = [];
   for (const pref of req.mechanism_preferences ?? []) {
     const h = chains.get(pref.type ?? '');
     if (!h) continue;
@@ -43,7 +48,8 @@ export async function selectMechanism<H extends { request(ctx: Ctx, req: Network
     } catch (err) {
       ctx.log.debug('mechanism failed', { type: pref.type, err: AgentError.from(err).message });
       errors.push(err);
+      tried.push(pref.type ?? '');
     }
   }
-  throw allFailed(req.mechanism_preferences, errors);
+  throw allFailed(req.mechanism_preferences, errors, tried);
 }

@@ -7,7 +7,8 @@
  *   request goes on with conn.mechanism = a copy of that preference. The first that succeeds
  *   wins; if it fails (the handler or anything after it), the next supported preference is
  *   tried, as NSM does. No supported type: UNSUPPORTED_MECHANISM "cannot support any of the
- *   requested mechanisms: [A, B]". All supported ones failed: the last failure's code, with
+ *   requested mechanisms: [A, B]". One supported preference failed: its error as it is;
+ *   several: the last failure's code, with
  *   every failure in the message.
  * - Close goes to the handler of conn.mechanism.type; a connection without a known mechanism
  *   continues down the chain untouched (Close must not fail for what it does not know).

@@ -3,9 +3,10 @@
  *
  * A counter per network service name says where to start; each candidate is tried at most
  * once, in turn (the counter advances on every try): network_service_endpoint_name and the
- * client URL (its registered url) are set and the chain goes on. The first success wins. If
- * all fail: "all candidates have failed: <name>: <reason>; ...", with the failures' code when
- * they all share one, else UNAVAILABLE. A client URL already in the Ctx skips selection.
+ * client URL (its registered url) are set and the chain goes on. The first success wins. The
+ * only candidate failing: its error, code and component kept, with "(endpoint <name>)" after
+ * the reason. Several failing: "all candidates have failed: <name>: <reason>; ...", with the
+ * failures' code when they all share one, else UNAVAILABLE. A client URL already in the Ctx skips selection.
  *
  * Placement: right after discover.
  */
@@ -16,6 +17,10 @@ import { clientURL, parseClientURL, withClientURL } from '../clienturl';
 import { candidates } from '../discover';
 
 function allFailed(failures: { nse: NetworkServiceEndpoint; err: AgentError }[]): AgentError {
+  if (failures.length === 1) {
+    const { nse, err } = failures[0]!;
+    return new AgentError(err.code, `${err.message} (endpoint ${nse.name ?? ''})`, { cause: err, component: err.component });
+  }
   const codes = new Set(failures.map((f) => f.err.code));
   const code: ErrorCode = codes.size === 1 ? failures[0]!.err.code : 'UNAVAILABLE';
   const reasons = failures.map((f) => `${f.nse.name ?? ''}: ${f.err.message}`).join('; ');

@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Connection } from '../../api';
 import { AgentError } from '../../core/errors';
+import { validateId } from '../../core/validate';
 import { clone } from '../utils';
 
 export interface UpdatePathOptions {
@@ -42,6 +43,8 @@ export function updatePath(input: Connection, name: string, opts: UpdatePathOpti
     if (!conn.id) {
       if (opts.requireConnectionId) throw new AgentError('INVALID_ARGUMENT', 'connection id must not be empty');
       conn.id = randomUUID();
+    } else if (opts.requireConnectionId) {
+      validateId(conn.id);
     }
     path.index = 0;
     segments.push({ name, id: conn.id });

@@ -17,7 +17,11 @@
  *    nobody owns it, and refreshed or unregistered only by its owner. The first successful
  *    Register records the owner; a successful Unregister forgets it; so does `forgetAfterMs`
  *    without a Register of that name (set it to the registration expiry, so that an expired
- *    entry's name can be taken by someone else).
+ *    entry's name can be taken by someone else). A network service registered bare (no
+ *    matches, no metadata: what an endpoint host registers for the services its endpoints
+ *    provide) holds no one's configuration: anyone the policies let through may register it
+ *    again with matches or metadata (not bare), and becomes its owner (the operator's manifest applied after the
+ *    endpoints came up). Unregistering it stays its owner's.
  * Find is not checked. Refusals are PERMISSION_DENIED naming both identities, and logged.
  */
 import type { Ctx } from '../../core/ctx';
@@ -42,6 +46,8 @@ interface Owner {
   id: string;
   /** Clock ms of the last successful Register. */
   seen: number;
+  /** Registered bare (a network service without matches or metadata): another may configure it. */
+  bare: boolean;
 }
 
 /** The ownership table and checks shared by the NS and NSE elements. */
@@ -65,7 +71,7 @@ class Authorizer {
   }
 
   /** Checks the call; returns the identity that acts. Throws PERMISSION_DENIED. */
-  check(ctx: Ctx, name: string, action: 'register' | 'unregister'): string {
+  check(ctx: Ctx, name: string, action: 'register' | 'unregister', configures = false): string {
     const peer = ctx.get(PEER);
     const path = ctx.get(REGISTRY_PATH);
     const tokens = (path?.PathSegments ?? []).map((s) => s.token ?? '');
@@ -80,7 +86,7 @@ class Authorizer {
       requester = peer.id; // no path header: the TLS identity is all there is
     }
     const owner = this.owner(ctx, name);
-    if (owner && owner.id !== requester) {
+    if (owner && owner.id !== requester && !(owner.bare && configures && action === 'register')) {
       throw this.deny(ctx, name, action, requester, peer?.id ?? 'local', `${this.kind} ${name} belongs to ${owner.id}`);
     }
     return requester;
@@ -95,8 +101,8 @@ class Authorizer {
     return o;
   }
 
-  registered(ctx: Ctx, name: string, id: string): void {
-    this.owners.set(name, { id, seen: ctx.clock.now() });
+  registered(ctx: Ctx, name: string, id: string, bare: boolean): void {
+    this.owners.set(name, { id, seen: ctx.clock.now(), bare: this.kind === 'network service' && bare });
   }
 
   unregistered(name: string): void {
@@ -122,9 +128,10 @@ function authorizing<R extends { name?: string }, Q, A>(auth: Authorizer, next: 
   return {
     async register(ctx, r) {
       const name = r.name ?? '';
-      const id = auth.check(ctx, name, 'register');
+      const bare = !(r as { matches?: unknown[] }).matches?.length && !(r as { metadata?: unknown }).metadata;
+      const id = auth.check(ctx, name, 'register', !bare);
       const out = await next(ctx).register(ctx, r);
-      auth.registered(ctx, out.name || name, id);
+      auth.registered(ctx, out.name || name, id, bare);
       return out;
     },
     find: (ctx, q) => next(ctx).find(ctx, q),

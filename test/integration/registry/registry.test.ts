@@ -217,7 +217,7 @@ describe('registry over gRPC', () => {
 
     const big = 'x'.repeat(16 * 1024);
     const t0 = Date.now();
-    for (let i = 0; i < 100; i++) await nse.register(ctx, { name: `n${i}`, url: `tcp://${big}` });
+    for (let i = 0; i < 100; i++) await nse.register(ctx, { name: `n${i}`, url: `tcp://${big}:5001` });
     expect(Date.now() - t0).toBeLessThan(5000);
     // Everything is registered even though the watcher is stuck.
     expect((await findAll(nse.find(ctx, { network_service_endpoint: {} }))).length).toBe(100);

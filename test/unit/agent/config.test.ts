@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig, parseConfig, ConfigError, resolveConfigFile, DEFAULT_CONFIG_FILE } from '../../../src/agent/config';
+import { loadConfig, parseConfig, checkOnHost, ConfigError, resolveConfigFile, DEFAULT_CONFIG_FILE } from '../../../src/agent/config';
 import { parseDuration } from '../../../src/agent/config/duration';
 
 function expectConfigError(fn: () => unknown, key: string, reason: RegExp) {
@@ -64,6 +64,45 @@ describe('agent.yaml', () => {
     expectConfigError(() => parseConfig({ endpoints: [{ name: 'a', services: ['s'], cidr: '10.0.0.0/24', interface: 'much-too-long-name' }] }), 'endpoints[0].interface', /15/);
   });
 
+  it('words schema errors as sentences naming the value and the limit, never ajv`s', () => {
+    const ep = (extra: object) => parseConfig({ endpoints: [{ name: 'a', services: ['s'], cidr: '10.0.0.0/24', ...extra }] });
+    expectConfigError(() => ep({ interface: 'much-too-long-name' }), 'endpoints[0].interface', /^"much-too-long-name" is longer than 15 characters, the most allowed$/);
+    expectConfigError(() => ep({ services: [] }), 'endpoints[0].services', /^must list at least 1 item$/);
+    expectConfigError(() => ep({ labels: { a: 1 } }), 'endpoints[0].labels.a', /^must be a string$/);
+    expectConfigError(() => parseConfig({ heal: { maxChecksPerSecond: 0 } }), 'heal.maxChecksPerSecond', /^must be at least 1$/);
+    expectConfigError(() => parseConfig({ endpoints: {} }), 'endpoints', /^must be a list$/);
+    for (const fn of [() => ep({ interface: 'much-too-long-name' }), () => ep({ services: [] }), () => parseConfig({ heal: { maxChecksPerSecond: 0 } })]) {
+      expect(() => fn()).not.toThrow(/must NOT|must have|must be >=/);
+    }
+  });
+
+  it('refuses an endpoint pool that can never hold a pair, and malformed namespace names', () => {
+    const ep = (extra: object) => parseConfig({ endpoints: [{ name: 'a', services: ['s'], cidr: '10.0.0.0/24', ...extra }] });
+    expectConfigError(() => ep({ cidr: '10.0.0.1/32' }), 'endpoints[0].cidr', /10\.0\.0\.1\/32 can never hold a connection/);
+    expectConfigError(() => ep({ cidr: 'fd00::1/128' }), 'endpoints[0].cidr', /can never hold a connection/);
+    expectConfigError(() => ep({ cidr: '10.0.0.0/30', excludedPrefixes: ['10.0.0.0/31', '10.0.0.3/32'] }), 'endpoints[0].cidr', /can never hold/);
+    expect(ep({ cidr: '10.0.0.0/31' }).endpoints[0]!.cidr).toBe('10.0.0.0/31');
+    expectConfigError(() => ep({ netns: 'a/b' }), 'endpoints[0].netns', /must be host, a name under \/run\/netns or an absolute path/);
+    expectConfigError(() => ep({ netns: '..' }), 'endpoints[0].netns', /not a namespace name/);
+  });
+
+  it('checks configured connections as connect would: URL, namespace name and id', () => {
+    const conn = (c: object) => parseConfig({ connections: [{ url: 'kernel://s/nsm-1', ...c }] });
+    expect(conn({}).connections[0]).toEqual({ url: 'kernel://s/nsm-1', netns: 'host', id: undefined });
+    expectConfigError(() => conn({ url: 'kernel://s/much-too-long-name' }), 'connections[0].url', /longer than 15/);
+    expectConfigError(() => conn({ url: 'kernel://s/nsm-1?a=%zz' }), 'connections[0].url', /malformed/);
+    expectConfigError(() => conn({ url: 'vfio://s/nsm-1' }), 'connections[0].url', /not supported/);
+    expectConfigError(() => conn({ netns: 'a/b' }), 'connections[0].netns', /must be host/);
+    expectConfigError(() => conn({ id: 'a b' }), 'connections[0].id', /printable ASCII/);
+  });
+
+  it('refuses an endpoint whose network namespace does not exist on this host', () => {
+    const cfg = parseConfig({ endpoints: [{ name: 'a', services: ['s'], cidr: '10.0.0.0/24', netns: 'gone' }] }, 'agent.yaml');
+    expectConfigError(() => checkOnHost(cfg, () => false), 'endpoints[0].netns', /^network namespace \/run\/netns\/gone of endpoint a does not exist/);
+    expect(checkOnHost(cfg, (f) => f === '/run/netns/gone')).toBe(cfg);
+    expect(checkOnHost(parseConfig({ endpoints: [{ name: 'a', services: ['s'], cidr: '10.0.0.0/24' }] }), () => false).endpoints).toHaveLength(1);
+  });
+
   it('reports the file for unreadable files and invalid YAML', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-cfg-'));
     try {
@@ -72,7 +111,11 @@ describe('agent.yaml', () => {
       expect(() => loadConfig(bad)).toThrow(new RegExp(`${bad}: .*invalid YAML`));
       expect(() => loadConfig(path.join(dir, 'missing.yaml'))).toThrow(/missing\.yaml: .*cannot read/);
       writeFileSync(bad, 'name: a\nname: b\n');
-      expect(() => loadConfig(bad)).toThrow(/invalid YAML/);
+      expect(() => loadConfig(bad)).toThrow(new RegExp(`^${bad}: line 2, column 1: invalid YAML: a key appears twice in the same map$`));
+      writeFileSync(bad, 'name: *n\nstateDir: &n /x\n');
+      expect(() => loadConfig(bad)).toThrow(new RegExp(`^${bad}: invalid YAML: an alias to an anchor that is not defined before it`));
+      writeFileSync(bad, 'name: a\nlisten\n');
+      expect(() => loadConfig(bad)).toThrow(new RegExp(`^${bad}: line 2, column 1: invalid YAML: implicit map keys need to be followed by map values$`));
     } finally {
       rmSync(dir, { recursive: true });
     }

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { parseManifests } from '../../../src/agent/manifest';
+import { MAX_MANIFEST_BYTES, parseManifests } from '../../../src/agent/manifest';
 
 const TWO = `apiVersion: networkservicemesh.io/v1
 kind: NetworkService
@@ -67,8 +67,15 @@ describe('NetworkService manifests', () => {
     ['kind: NetworkService\napiVersion: networkservicemesh.io/v1\nmetadata: {name: a}\nspec: {matches: [{fallthrough: yes please}]}', /fallthrough: must be true or false/],
     ['kind: NetworkService\napiVersion: networkservicemesh.io/v1\nmetadata: {name: a}\nspec: {colour: red}', /spec.colour: unknown key/],
     ['key: [unclosed', /invalid YAML/],
+    ['a: 1\nb\n', /^bad\.yaml \(document 1\): line 2, column 1: invalid YAML: implicit map keys need to be followed by map values$/],
+    ['kind: NetworkService\napiVersion: networkservicemesh.io/v1\nmetadata: {name: a}\nspec: {matches: [{source_selector: {"a b": x}}]}', /label key "a b" must be/],
     ['', /no NetworkService manifest found/],
   ])('rejects %j', (text, message) => {
     expect(() => parseManifests(text, 'bad.yaml')).toThrow(message);
+  });
+
+  it('refuses a manifest of more than 1 MiB before parsing it', () => {
+    const big = 'apiVersion: networkservicemesh.io/v1\nkind: NetworkService\nmetadata: {name: a}\n' + '#'.repeat(MAX_MANIFEST_BYTES);
+    expect(() => parseManifests(big, 'big.yaml')).toThrow(/^big\.yaml: the file is larger than 1048576 bytes \(1 MiB\), the most a manifest file may have$/);
   });
 });

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseUnitText, findUnitFiles, templateOf, isTemplate, listServiceUnits, UnitFileError, unitSearchPath } from '../../../src/agent/systemd/unitfile';
 import { collectDecl, readDecl, unitNetnsName } from '../../../src/agent/systemd/declaration';
-import { checkDecl, unitEndpointName } from '../../../src/agent/systemd/units';
+import { checkDecl, checkSpec, unitEndpointName } from '../../../src/agent/systemd/units';
 import { generate, DROP_IN } from '../../../src/agent/systemd/generator';
 import { Notifier } from '../../../src/agent/systemd/notify';
 import { withConnectionIds } from '../../../src/agent/reload';
@@ -289,5 +289,30 @@ describe('configured connection ids', () => {
     expect(a[0]).toMatch(/^h-cfg-[0-9a-f]{10}$/);
     expect(a[0]).not.toBe(a[1]);
     expect(a[2]).toBe('mine');
+  });
+});
+
+describe('unit specs received on the systemd socket', () => {
+  const good = () =>
+    checkDecl({ unit: 'db.service', namespace: 'private', connect: ['kernel://repl/nsm-1?app=pg'], provide: ['db?tier=a'], addressPool: ['10.1.0.0/30'], vl3ipam: [], files: [] });
+
+  it('accepts what checkDecl made, as it is', () => {
+    const spec = good();
+    expect(checkSpec(JSON.parse(JSON.stringify(spec)))).toEqual(spec);
+  });
+
+  it.each([
+    ['a unit name that is not one', (s: any) => (s.unit = '../x')],
+    ['a namespace other than the unit`s', (s: any) => (s.netns = '../../etc')],
+    ['an id that is not UNIT/IFNAME', (s: any) => (s.connect[0].id = 'other')],
+    ['an interface name that is too long', (s: any) => ((s.connect[0].url = 'kernel://repl/much-too-long-name'), (s.connect[0].ifname = 'much-too-long-name'))],
+    ['a pool that is not a prefix', (s: any) => (s.provide.cidr = 'nope')],
+    ['a label key with a space', (s: any) => (s.provide.labels = { 'a b': 'c' })],
+    ['no connect list', (s: any) => (s.connect = 'x')],
+    ['nothing', (s: any) => Object.keys(s).forEach((k) => delete s[k])],
+  ])('refuses %s with INVALID_ARGUMENT', (_what, mutate) => {
+    const s = JSON.parse(JSON.stringify(good()));
+    mutate(s);
+    expect(() => checkSpec(s)).toThrow(expect.objectContaining({ code: expect.stringMatching(/^INVALID_/) }));
   });
 });

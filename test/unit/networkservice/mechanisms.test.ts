@@ -66,8 +66,19 @@ describe('mechanisms server', () => {
     const err = await chainServer(mechanismsServer({ KERNEL: handler('KERNEL', [], new AgentError('NETNS_NOT_FOUND', 'no netns x')) }))
       .request(Ctx.background(), { connection: { id: 'a' }, mechanism_preferences: prefs('KERNEL') })
       .catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'NETNS_NOT_FOUND' });
-    expect((err as Error).message).toContain('no netns x');
+    expect(err).toMatchObject({ code: 'NETNS_NOT_FOUND', message: 'no netns x' });
+  });
+
+  it('lists every failure, the last first, when several supported handlers failed', async () => {
+    const err = await chainServer(
+      mechanismsServer({
+        KERNEL: handler('KERNEL', [], new AgentError('DATAPLANE', 'no veth', { component: 'the kernel' })),
+        WIREGUARD: handler('WIREGUARD', [], new AgentError('UNAVAILABLE', 'peer down')),
+      }),
+    )
+      .request(Ctx.background(), { connection: { id: 'a' }, mechanism_preferences: prefs('KERNEL', 'WIREGUARD') })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'UNAVAILABLE', message: 'WIREGUARD: peer down; KERNEL: no veth' });
   });
 
   it('on refresh uses the selected mechanism or fails; Close goes to its handler', async () => {

@@ -112,4 +112,16 @@ describe('registry authorize', () => {
     expect(await code(reg.unregister(ctx(NSE2, direct(NSE2)), { name: 'svc' }))).toBe('PERMISSION_DENIED');
     await reg.unregister(ctx(NSE1, direct(NSE1)), { name: 'svc' });
   });
+
+  it('lets another configure a network service that an endpoint host registered bare', async () => {
+    const reg = chainNsRegistry(authorizeNsRegistry({ self: () => REG.id }), memoryNsRegistry(new MemoryStore()));
+    await reg.register(ctx(NSE1, direct(NSE1)), { name: 'svc', payload: 'IP' });
+    const configured = { name: 'svc', payload: 'IP', matches: [{ source_selector: {}, routes: [{ destination_selector: { app: 'x' } }] }] };
+    expect(await code(reg.register(ctx(NSE2, direct(NSE2)), configured))).toBeUndefined();
+    // now the configuration is NSE2's: the endpoint host can neither overwrite nor remove it
+    expect(await code(reg.register(ctx(NSE1, direct(NSE1)), { name: 'svc', payload: 'IP' }))).toBe('PERMISSION_DENIED');
+    expect(await code(reg.register(ctx(NSE1, direct(NSE1)), configured))).toBe('PERMISSION_DENIED');
+    expect(await code(reg.unregister(ctx(NSE1, direct(NSE1)), { name: 'svc' }))).toBe('PERMISSION_DENIED');
+    await reg.unregister(ctx(NSE2, direct(NSE2)), { name: 'svc' });
+  });
 });
