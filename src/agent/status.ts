@@ -112,12 +112,12 @@ export function projectStatus(s: StatusSources) {
     endpoints: s.endpoints.map((e) => ({
       name: e.cfg.name,
       services: e.cfg.services,
-      cidr: e.cfg.vl3 ? `vL3 ${(e.kind.status?.()['prefixes'] as string[] | undefined)?.filter(Boolean).join(',') || '(leasing)'}` : e.cfg.cidr,
+      cidr: e.cfg.vl3 ? `vL3 ${(e.kind?.status?.()['prefixes'] as string[] | undefined)?.filter(Boolean).join(',') || '(leasing)'}` : e.cfg.cidr,
       netns: e.cfg.netns,
       url: e.registration.url ?? '',
       labels: e.cfg.labels,
       connections: e.connectionCount(),
-      ...(e.kind.status ? { vl3: e.kind.status() } : {}),
+      ...(e.kind?.status ? { vl3: e.kind?.status() } : {}),
     })),
     connections: s.connections
       .map((conn) => {
