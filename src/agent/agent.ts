@@ -23,6 +23,7 @@ import { Ctx } from '../core/ctx';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
 import type { NetworkServiceServer } from '../core/networkservice';
+import type { Connection } from '../api';
 import { noRecords, type Records } from '../core/records';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import type { IpamRecord } from '../networkservice/ipam/server';
@@ -40,6 +41,9 @@ import { prepareHost } from './host';
 import { advertisedUrl, Listeners, registryListenAddress, type Served } from './listeners';
 import { openMechanisms, registerReapers, type Mechanisms } from './mechanisms';
 import { openRegistry, registryLabel, type RegistryAccess } from './registry-access';
+import { readFigures } from './metrics/traffic';
+import type { HealCause, RunningMetrics } from './metrics';
+import type { HealTrigger } from '../networkservice/heal';
 import { StateStore } from './state/store';
 import { projectStatus } from './status';
 import { VERSION } from './version';
@@ -52,6 +56,11 @@ export interface AgentOptions {
 /** How long start() waits for a SPIFFE identity before giving up with the reason. */
 const IDENTITY_WAIT_MS = 30_000;
 const NETWORK_SERVICE_NAMES = ['networkservice.NetworkService', 'connection.MonitorConnection'];
+const HEAL_CAUSE: Record<HealTrigger, HealCause> = {
+  'data plane check failed': 'liveness',
+  'monitor stream broke': 'monitor_break',
+  'connection down': 'connection_down',
+};
 
 export class Agent {
   readonly clock: Clock;
@@ -71,6 +80,8 @@ export class Agent {
   /** Where other hosts reach this agent's tunnels; undefined when it has no underlay. */
   underlay: Underlay | undefined;
   private mechanisms: Mechanisms | undefined;
+  /** The Prometheus exporter, when agent.yaml has `metrics:`. */
+  private metrics: RunningMetrics | undefined;
   /** The state directory's records (opened by start()). */
   private store: StateStore | undefined;
   private ipamRecords: Records<IpamRecord> = noRecords();
@@ -127,6 +138,7 @@ export class Agent {
     const store = this.openState();
     const host = await prepareHost(cfg, this.log);
     this.underlay = host.underlay;
+    if (cfg.metrics) await this.startMetrics(cfg.metrics);
     this.buildChains(store, host.wireguardKernel);
 
     const served: Served = {
@@ -170,11 +182,41 @@ export class Agent {
     return store;
   }
 
+  private async startMetrics(cfg: NonNullable<AgentConfig['metrics']>): Promise<void> {
+    const { startMetrics } = await import('./metrics');
+    this.metrics = await startMetrics(
+      cfg,
+      {
+        connections: () => this.hub.connections(),
+        interfacesOf: (conn) => this.mechanisms?.interfacesOf(conn) ?? {},
+        tunnelOf: (id) => this.mechanisms?.tunnelOf(id) ?? {},
+        svidExpiresAt: () => (this.identity.current() ? this.identity.svid().expiresAt : undefined),
+        bundleExpiries: () => this.bundleExpiries(),
+        registryHealth: () => (this.reg.health ? { ...this.reg.health.view(), failures: this.reg.health.failures } : undefined),
+        now: () => this.clock.now(),
+      },
+      { identity: this.identity, log: this.log },
+    );
+  }
+
+  /** The earliest NotAfter of each trust bundle the identity has. */
+  private bundleExpiries(): [string, number][] {
+    const ctx = this.identity.current();
+    if (!ctx) return [];
+    const out: [string, number][] = [];
+    for (const [td, certs] of ctx.bundles) {
+      const ends = certs.map((c) => Date.parse(c.validTo)).filter((t) => !Number.isNaN(t));
+      if (ends.length) out.push([td, Math.min(...ends)]);
+    }
+    return out;
+  }
+
   private buildChains(store: StateStore, wireguardKernel: boolean): void {
     const cfg = this.cfg;
     const selfId = () => this.selfId();
     const mech = openMechanisms({ underlay: this.underlay, wireguard: cfg.wireguard, wireguardKernel, store, log: this.log });
     this.mechanisms = mech;
+    const observer = this.metrics?.observer;
     this.server = serverChain({
       name: cfg.name,
       tokens: this.tokens,
@@ -187,6 +229,11 @@ export class Agent {
       remote: this.underlay
         ? remoteClientChain({ translation: mech.translation, tunnels: mech.tunnelClients, hub: this.hub, pool: this.pool, selfId, log: this.log })
         : undefined,
+      stats: {
+        known: (id) => this.hub.get(id) !== undefined,
+        figures: async (conn) => (await readFigures([conn], mech.interfacesOf))[0]?.figures ?? {},
+        ...(observer ? { requested: (conn: Connection, seconds: number) => observer.requested(conn, seconds) } : {}),
+      },
     });
     const heal = cfg.heal;
     const client = heldClientChain({
@@ -203,6 +250,14 @@ export class Agent {
               intervalMs: () => Math.max(heal.livenessIntervalMs, (1000 * this.held.size) / heal.maxChecksPerSecond),
             }
           : undefined,
+      ...(observer
+        ? {
+            observeHeal: {
+              started: (trigger: HealTrigger) => observer.healStarted(HEAL_CAUSE[trigger]),
+              recovered: (trigger: HealTrigger, reselected: boolean, ms: number) => observer.healRecovered(HEAL_CAUSE[trigger], reselected, ms / 1000),
+            },
+          }
+        : {}),
     });
     this.held = new HeldConnectionManager({
       name: cfg.name,
@@ -271,5 +326,6 @@ export class Agent {
     this.pool.close();
     this.identity.close();
     await this.listeners.shutdown();
+    await this.metrics?.close();
   }
 }

@@ -2,7 +2,7 @@
  * The agent's chains, each an ordered list read top to bottom, as NSM's chains/nsmgr keeps
  * them apart from the daemon that runs them. Pure assembly: every dependency is an argument.
  *
- *   server chain:   updatepath → begin → updatetoken → authorize → metadata → timeout → monitor
+ *   server chain:   updatepath → stats → begin → updatetoken → authorize → metadata → timeout → monitor
  *                   → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN} → discover
  *                   → roundrobin → connect
  *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
@@ -23,12 +23,13 @@ import { beginClient, beginServer } from '../networkservice/begin';
 import { clientInfoServer } from '../networkservice/clientinfo';
 import { connectServer } from '../networkservice/connect';
 import { discoverServer } from '../networkservice/discover';
-import { healClient, kernelLivenessCheck } from '../networkservice/heal';
+import { healClient, kernelLivenessCheck, type HealObserver } from '../networkservice/heal';
 import { mechanismsServer } from '../networkservice/mechanisms';
 import { metadataClient, metadataServer } from '../networkservice/metadata';
 import { MonitorHub, monitorDownstreamClient, monitorServer } from '../networkservice/monitor';
 import { refreshClient } from '../networkservice/refresh';
 import { roundRobinServer } from '../networkservice/roundrobin';
+import { statsServer, type StatsOptions } from '../networkservice/stats';
 import { timeoutServer } from '../networkservice/timeout';
 import { trimPathServer } from '../networkservice/trimpath';
 import { updatePathClient, updatePathServer } from '../networkservice/updatepath';
@@ -52,12 +53,15 @@ export interface ServerChainDeps {
   local: (endpoint: string) => NetworkServiceServer | undefined;
   /** The chain to endpoints on other hosts; without it, only hosted endpoints are reached. */
   remote?: NetworkServiceClient;
+  /** Traffic figures for the path segment metrics, and the Request timing; absent: no stats element. */
+  stats?: StatsOptions;
 }
 
 /** The local NSM manager and forwarder: what local clients and other hosts' agents call. */
 export function serverChain(d: ServerChainDeps): NetworkServiceServer {
   return chainServer(
     updatePathServer(d.name, { requireConnectionId: true }),
+    ...(d.stats ? [statsServer(d.stats)] : []),
     beginServer(),
     updateTokenServer(d.tokens, { trustLocalCallers: true, self: d.selfId }),
     authorizeServer({ servicePolicy: new ServicePolicy(d.policy), self: d.selfId }),
@@ -124,6 +128,8 @@ export interface HeldChainDeps {
   server: NetworkServiceServer;
   /** The data-plane check and how often it runs per connection; absent: no check. */
   liveness?: { check: (conn: Connection) => Promise<boolean>; intervalMs: () => number };
+  /** Told when heals start and end (metrics). */
+  observeHeal?: HealObserver;
 }
 
 /**
@@ -140,6 +146,7 @@ export function heldClientChain(d: HeldChainDeps): NetworkServiceClient {
       monitor: (_ctx, selector, onEvent) => d.hub.subscribe(selector, onEvent),
       ...(d.liveness ? { liveness: d.liveness.check, livenessIntervalMs: d.liveness.intervalMs } : {}),
       retry: HEAL_RETRY,
+      ...(d.observeHeal ? { observe: d.observeHeal } : {}),
     }),
     updateTokenClient(d.tokens),
     serverToClient(d.server),

@@ -44,6 +44,8 @@ export {
   setMtu,
   validateIfName,
 } from './link';
+export type { LinkStats } from './linkstats';
+export { listLinkStats, parseLinkStats } from './linkstats';
 export type { VethEnd, VethPair } from './veth';
 export { createVethPair, createVethPairNow } from './veth';
 export type { VxlanSpec } from './vxlan';

@@ -34,6 +34,18 @@ export const AGENT_SCHEMA = {
       },
     },
     maxTokenLifetime: duration,
+    // Prometheus /metrics (docs/metrics.md); off unless set
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['listen'],
+      properties: {
+        listen: hostPort,
+        // HTTPS with the agent's SVID; mtls: clients must present an SVID of the agent's trust domain
+        tls: { type: 'boolean' },
+        mtls: { type: 'boolean' },
+      },
+    },
     heal: {
       type: 'object',
       additionalProperties: false,

@@ -69,6 +69,13 @@ export interface HealOptions {
   livenessIntervalMs?: number | (() => number);
   /** Back-off of heal re-requests: default 100 ms doubling to 1000 ms. */
   retry?: { initialMs?: number; maxMs?: number };
+  /** Told when a heal starts and when it recovers the connection (metrics). */
+  observe?: HealObserver;
+}
+
+export interface HealObserver {
+  started(trigger: HealTrigger): void;
+  recovered(trigger: HealTrigger, reselected: boolean, tookMs: number): void;
 }
 
 export type HealTrigger = 'monitor stream broke' | 'connection down' | 'data plane check failed';
@@ -100,6 +107,7 @@ interface Settings {
   intervalMs: () => number;
   initialMs: number;
   maxMs: number;
+  observe: HealObserver | undefined;
 }
 
 /** One connection's watch, checks and heal. */
@@ -253,6 +261,7 @@ class Healer {
     };
     this.heal = h;
     this.log.info('heal: starting', { id: this.id, trigger, detail, reselect: h.reselect || undefined });
+    this.s.observe?.started(trigger);
     void this.next(h);
   }
 
@@ -290,6 +299,7 @@ class Healer {
     const h = this.heal;
     if (!h) return;
     this.endHeal();
+    this.s.observe?.recovered(h.trigger, h.reselect, this.clock.now() - h.started);
     this.log.info('heal: recovered', {
       id: this.id,
       trigger: h.trigger,
@@ -320,6 +330,7 @@ export function healClient(opts: HealOptions): HealClient {
     })(),
     initialMs: opts.retry?.initialMs ?? DEFAULT_RETRY_INITIAL_MS,
     maxMs: opts.retry?.maxMs ?? DEFAULT_RETRY_MAX_MS,
+    observe: opts.observe,
   };
   const healers = new Map<string, Healer>();
   const gone = (h: Healer) => {

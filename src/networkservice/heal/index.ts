@@ -7,5 +7,6 @@ export {
   type HealOptions,
   type HealClient,
   type HealTrigger,
+  type HealObserver,
 } from './client';
 export * from './liveness';

@@ -37,6 +37,15 @@ describe('agent.yaml', () => {
     expect(c.endpoints[0]).toMatchObject({ netns: 'nse', payload: 'IP', labels: {}, excludedPrefixes: [] });
   });
 
+  it('reads metrics: off unless set, mtls implies tls', () => {
+    expect(parseConfig({}).metrics).toBeUndefined();
+    expect(parseConfig({ metrics: { listen: '127.0.0.1:9090' } }).metrics).toEqual({ listen: '127.0.0.1:9090', tls: false, mtls: false });
+    expect(parseConfig({ metrics: { listen: '[::1]:9090', mtls: true } }).metrics).toEqual({ listen: '[::1]:9090', tls: true, mtls: true });
+    expectConfigError(() => parseConfig({ metrics: { tls: true } }), 'metrics.listen', /required/);
+    expectConfigError(() => parseConfig({ metrics: { listen: '9090' } }), 'metrics.listen', /format/);
+    expectConfigError(() => parseConfig({ metrics: { listen: ':9090', tls: false, mtls: true } }), 'metrics.mtls', /needs metrics.tls/);
+  });
+
   it('names the key of an unknown setting', () => {
     expectConfigError(() => parseConfig({ endpoints: [{ name: 'a', services: ['s'], cidr: '10.0.0.0/24', colour: 'x' }] }), 'endpoints[0].colour', /unknown key/);
   });

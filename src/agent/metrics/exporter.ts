@@ -1,0 +1,198 @@
+/**
+ * The Prometheus exporter: the agent's metrics in a prom-client registry, served on `/metrics`.
+ * Loaded only when agent.yaml has `metrics:` (src/agent/metrics/index.ts), so that an agent
+ * without it never loads prom-client.
+ *
+ * Per-connection series are read at each scrape from the connections the agent has then, so a
+ * closed connection's series are gone from the next scrape. The names of the traffic counters
+ * are those of sdk-vpp's Prometheus exporter, so existing NSM dashboards work.
+ */
+import client from 'prom-client';
+import type { Connection } from '../../api';
+import { stateName } from '../../api';
+import { uapiGet, uapiSocketPath } from '../../mechanisms/wireguard/uapi';
+import type { SideFigures } from '../../networkservice/stats';
+import { readFigures } from './traffic';
+import type { MetricsSources, Observer, HealCause } from './types';
+
+const TRAFFIC_LABELS = ['connection_id', 'network_service', 'nsc', 'nsc_interface', 'nse_interface'] as const;
+type TrafficLabels = Record<(typeof TRAFFIC_LABELS)[number], string>;
+
+const FIGURES: [keyof SideFigures, string][] = [
+  ['rxBytes', 'rx_bytes'],
+  ['txBytes', 'tx_bytes'],
+  ['rxPackets', 'rx_packets'],
+  ['txPackets', 'tx_packets'],
+  ['drops', 'drops'],
+];
+
+const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const HEAL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** A scrape waits at most this long for a wireguard-go answer. */
+const UAPI_TIMEOUT_MS = 500;
+
+export class Exporter implements Observer {
+  readonly registry = new client.Registry();
+  private readonly requests: client.Histogram<'endpoint' | 'mechanism'>;
+  private readonly heals: client.Counter<'cause'>;
+  private readonly healDuration: client.Histogram<'cause' | 'reselected'>;
+  /** Reads every connection's counters into the per-connection series (set by trafficCounters). */
+  private readTraffic!: () => Promise<void>;
+
+  constructor(private readonly s: MetricsSources) {
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'nsm_agent_' });
+    this.requests = new client.Histogram({
+      name: 'nsm_agent_request_duration_seconds',
+      help: 'Duration of successful Requests at this agent, by where the endpoint is (local, remote) and the mechanism of the connection here.',
+      labelNames: ['endpoint', 'mechanism'],
+      buckets: REQUEST_BUCKETS,
+      registers,
+    });
+    this.heals = new client.Counter({
+      name: 'nsm_agent_heals_total',
+      help: 'Heals of held connections started, by cause (liveness, monitor_break, connection_down).',
+      labelNames: ['cause'],
+      registers,
+    });
+    this.healDuration = new client.Histogram({
+      name: 'nsm_agent_heal_duration_seconds',
+      help: 'Time from the start of a heal to the connection working again, by cause and whether it reselected.',
+      labelNames: ['cause', 'reselected'],
+      buckets: HEAL_BUCKETS,
+      registers,
+    });
+    this.trafficCounters(registers);
+    const connections = new client.Gauge({
+      name: 'nsm_agent_connections',
+      help: 'Connections of this agent by state and mechanism.',
+      labelNames: ['state', 'mechanism'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of s.connections()) connections.inc({ state: stateName(c.state), mechanism: c.mechanism?.type ?? '' });
+      },
+    });
+    this.identityGauges(registers);
+    if (s.registryHealth()) this.registryGauges(registers);
+  }
+
+  requested(conn: Connection, seconds: number): void {
+    this.requests.observe({ endpoint: this.s.tunnelOf(conn.id ?? '').mechanism ? 'remote' : 'local', mechanism: conn.mechanism?.type ?? '' }, seconds);
+  }
+
+  healStarted(cause: HealCause): void {
+    this.heals.inc({ cause });
+  }
+
+  healRecovered(cause: HealCause, reselected: boolean, seconds: number): void {
+    this.healDuration.observe({ cause, reselected: String(reselected) }, seconds);
+  }
+
+  /** The Prometheus text of every metric, the per-connection ones read from the kernel now. */
+  async metrics(): Promise<string> {
+    await this.readTraffic();
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private trafficCounters(registers: client.Registry[]): void {
+    const s = this.s;
+    const counters = new Map<string, client.Counter<(typeof TRAFFIC_LABELS)[number]>>();
+    for (const side of ['server', 'client'] as const) {
+      for (const [, suffix] of FIGURES) {
+        const name = `${side}_${suffix}_total`;
+        counters.set(name, new client.Counter({ name, help: `${side === 'server' ? 'Client' : 'Endpoint'}-side interface ${suffix.replace('_', ' ')} as the forwarder counts them (rx: from the interface's owner).`, labelNames: TRAFFIC_LABELS, registers }));
+      }
+    }
+    const handshake = new client.Gauge({
+      name: 'nsm_agent_wireguard_handshake_age_seconds',
+      help: "Seconds since the latest WireGuard handshake of a connection's tunnel (wireguard-go devices).",
+      labelNames: ['connection_id'],
+      registers,
+    });
+    // prom-client collects metrics concurrently, so the reading is done before it starts:
+    // every connection's counters at once (a dump per namespace) for all ten counters.
+    this.readTraffic = async () => {
+      for (const c of counters.values()) c.reset();
+      handshake.reset();
+      const conns = s.connections();
+      const read = await readFigures(conns, s.interfacesOf);
+      conns.forEach((conn, i) => {
+        const r = read[i];
+        if (!r) return;
+        const labels: TrafficLabels = {
+          connection_id: conn.id ?? '',
+          network_service: conn.network_service ?? '',
+          nsc: conn.path?.path_segments?.[0]?.name ?? '',
+          nsc_interface: r.ifs.server?.ifname ?? '',
+          nse_interface: r.ifs.client?.ifname ?? '',
+        };
+        for (const side of ['server', 'client'] as const) {
+          const f = r.figures[side];
+          if (!f) continue;
+          for (const [key, suffix] of FIGURES) counters.get(`${side}_${suffix}_total`)?.inc(labels, f[key]);
+        }
+      });
+      await Promise.all(
+        conns.map(async (conn) => {
+          const device = s.tunnelOf(conn.id ?? '').device;
+          if (device?.['type'] !== 'WIREGUARD' || device['impl'] !== 'wireguard-go') return;
+          const state = await uapiGet(uapiSocketPath(String(device['device'])), UAPI_TIMEOUT_MS).catch(() => undefined);
+          const last = state?.peers[0]?.lastHandshake;
+          if (last) handshake.set({ connection_id: conn.id ?? '' }, Math.max(0, (s.now() - last.getTime()) / 1000));
+        }),
+      );
+    };
+  }
+
+  private identityGauges(registers: client.Registry[]): void {
+    const s = this.s;
+    const svid = new client.Gauge({
+      name: 'nsm_agent_svid_expiry_timestamp_seconds',
+      help: "When the agent's X.509 SVID expires (Unix time).",
+      registers,
+      collect() {
+        this.reset();
+        const at = s.svidExpiresAt();
+        if (at !== undefined) svid.set(at / 1000);
+      },
+    });
+    const bundle = new client.Gauge({
+      name: 'nsm_agent_bundle_expiry_timestamp_seconds',
+      help: 'When the first authority of a trust bundle expires (Unix time), by trust domain.',
+      labelNames: ['trust_domain'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [td, at] of s.bundleExpiries()) bundle.set({ trust_domain: td }, at / 1000);
+      },
+    });
+  }
+
+  private registryGauges(registers: client.Registry[]): void {
+    const s = this.s;
+    const reachable = new client.Gauge({
+      name: 'nsm_agent_registry_reachable',
+      help: 'Whether the remote registry answered the latest call (1) or not (0) (none yet: 0).',
+      registers,
+      collect() {
+        this.reset();
+        reachable.set(s.registryHealth()?.state === 'reachable' ? 1 : 0);
+      },
+    });
+    const failures = new client.Counter({
+      name: 'nsm_agent_registry_failures_total',
+      help: 'Calls to the remote registry (registrations, refreshes, finds) that could not reach it.',
+      registers,
+      collect() {
+        this.reset();
+        const h = s.registryHealth();
+        if (h) failures.inc(h.failures);
+      },
+    });
+  }
+}
