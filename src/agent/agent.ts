@@ -41,7 +41,7 @@ import { prepareHost } from './host';
 import { advertisedUrl, Listeners, registryListenAddress, type Served } from './listeners';
 import { openMechanisms, registerReapers, type Mechanisms } from './mechanisms';
 import { openRegistry, registryLabel, type RegistryAccess } from './registry-access';
-import { readFigures } from './metrics/traffic';
+import { readFigures, readTrafficViews, type TrafficView } from './metrics/traffic';
 import type { HealCause, RunningMetrics } from './metrics';
 import type { HealTrigger } from '../networkservice/heal';
 import { StateStore } from './state/store';
@@ -145,7 +145,7 @@ export class Agent {
       server: this.server,
       hub: this.hub,
       registry: this.reg,
-      control: { status: () => this.status(), connections: this.held },
+      control: { status: async () => this.status(await this.traffic()), connections: this.held },
       health: this.health,
       ctx: () => this.ctx(),
     };
@@ -281,7 +281,14 @@ export class Agent {
     await this.server.close(ctx, conn);
   }
 
-  status() {
+  /** The traffic figures of the server chain's connections, by id (for status). */
+  async traffic(): Promise<Map<string, TrafficView>> {
+    const mech = this.mechanisms;
+    if (!mech) return new Map();
+    return readTrafficViews(this.hub.connections(), mech.interfacesOf, (id) => mech.tunnelOf(id).device, this.clock.now());
+  }
+
+  status(traffic?: Map<string, TrafficView>) {
     return projectStatus({
       name: this.cfg.name,
       version: VERSION,
@@ -297,6 +304,7 @@ export class Agent {
       held: this.held ? this.held.list().map(([, h]) => h) : [],
       pending: this.held ? this.held.pending() : [],
       tunnelOf: (id) => this.mechanisms?.tunnelOf(id) ?? {},
+      traffic: (id) => traffic?.get(id),
     });
   }
 

@@ -8,6 +8,7 @@ import { parseNsURL } from '../networkservice/nsurl';
 import type { HostedEndpoint } from './endpoints';
 import type { HeldConnection, PendingConnection } from './held';
 import type { RegistryHealthView } from './registry-health';
+import type { TrafficView } from './metrics/traffic';
 
 export interface StatusSources {
   name: string;
@@ -30,6 +31,8 @@ export interface StatusSources {
   pending: PendingConnection[];
   /** The tunnel of a connection (by its id at this agent). */
   tunnelOf(id: string): { mechanism?: Mechanism; device?: Record<string, unknown> };
+  /** The traffic of a connection (by its id at this agent), when it was read. */
+  traffic?: (id: string) => TrafficView | undefined;
 }
 
 export function projectStatus(s: StatusSources) {
@@ -72,6 +75,7 @@ export function projectStatus(s: StatusSources) {
         const held = heldByAgentId.get(conn.id ?? '');
         const params = conn.mechanism?.parameters ?? {};
         const tunnel = s.tunnelOf(conn.id ?? '');
+        const traffic = s.traffic?.(conn.id ?? '');
         const nsPath = params['inodeURL'] ? String(params['inodeURL']).replace(/^file:\/\//, '') : String(tunnel.device?.['netns'] ?? '');
         return {
           connection: { ...conn, state: stateName(conn.state) },
@@ -80,6 +84,7 @@ export function projectStatus(s: StatusSources) {
           netns: held?.netns ?? nsPath.replace(/^\/run\/netns\//, ''),
           interface: params['name'] ?? String(tunnel.device?.['ifname'] ?? ''),
           ...(tunnel.mechanism || tunnel.device ? { remote: { mechanism: tunnel.mechanism ?? null, device: tunnel.device ? JSON.stringify(tunnel.device) : '' } } : {}),
+          ...(traffic ? { traffic } : {}),
         };
       })
       .concat(

@@ -15,6 +15,7 @@ import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 import { sh, isRoot, until } from '../harness/exec.mjs';
 import { links, ping } from '../harness/netns.mjs';
+import { NsmClient, kernelRequest } from '../harness/clients.mjs';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const run = isRoot && existsSync(PROMETHEUS) ? describe : describe.skip;
@@ -151,6 +152,19 @@ run('metrics scraped by Prometheus', () => {
     expect(bLabels).toMatchObject({ job: 'host-b', nse_interface: expect.stringMatching(/^icmp-respo-/) });
     expect(bLabels).not.toHaveProperty('nsc_interface');
 
+    // `nsm-agent status` shows the same figures, as the client's interface counts them, and
+    // the tunnel's handshake age; host-b shows its endpoint-side end.
+    const shown = a.cliJson(['status']).connections.find((x: any) => x.clientId === 'm-1').traffic;
+    expect(shown).toMatchObject({ side: 'client' });
+    expect(shown.txPackets).toBeGreaterThanOrEqual(before.aRx + N);
+    expect(shown.rxPackets).toBeGreaterThanOrEqual(before.aTx + N);
+    expect(shown.handshakeAgeMs).toBeGreaterThan(0);
+    expect(shown.handshakeAgeMs).toBeLessThan(180_000);
+    const shownB = mesh.hosts[1]!.agent!.cliJson(['status']).connections.find((x: any) => x.clientId === 'm-1').traffic;
+    expect(shownB).toMatchObject({ side: 'endpoint' });
+    expect(shownB.rxPackets).toBeGreaterThanOrEqual(before.bTx + N);
+    expect(a.cli(['status']).stdout).toMatch(/^TRAFFIC$/m);
+
     // The Request was timed at both agents: a remote endpoint at host-a, a local one at host-b.
     expect(value('nsm_agent_request_duration_seconds_count{job="host-a",endpoint="remote",mechanism="KERNEL"}')).toBeGreaterThanOrEqual(1);
     expect(value('nsm_agent_request_duration_seconds_count{job="host-b",endpoint="local",mechanism="WIREGUARD"}')).toBeGreaterThanOrEqual(1);
@@ -161,7 +175,7 @@ run('metrics scraped by Prometheus', () => {
 
   it('counts a heal once, with its cause', async () => {
     const a = mesh.hosts[0]!.agent!;
-    const heals = () => Object.fromEntries(query('nsm_agent_heals_total{job="host-a"}').map((s) => [s.metric['cause'], Number(s.value[1])]));
+    const heals = (): Record<string, number> => Object.fromEntries(query('nsm_agent_heals_total{job="host-a"}').map((s) => [s.metric['cause'], Number(s.value[1])]));
     const since = (before: Record<string, number>) =>
       Object.entries(heals())
         .map(([cause, n]) => [cause, n - (before[cause] ?? 0)] as [string, number])
@@ -192,4 +206,31 @@ run('metrics scraped by Prometheus', () => {
     expect(since(before)).toEqual([['liveness', 1]]);
     expect(value('sum(nsm_agent_heal_duration_seconds_count{job="host-a",cause="liveness",reselected="true"})')).toBe(durations + 1);
   }, 90_000);
+
+  it('fills the path segment metrics on a refresh, as the stats element of an NSM forwarder does', async () => {
+    const a = mesh.hosts[0]!.agent!;
+    const client = new NsmClient(a.socket);
+    try {
+      const first: any = await client.request(kernelRequest('seg-1', 'icmp-responder', nsc, 'nsm-s'));
+      // A raw client (no updatepath of its own): host-a's segment comes first.
+      const hop = (conn: any, name: string) => conn.path.path_segments.find((p: any) => p.name === name);
+      expect(hop(first, 'host-a').metrics).toEqual({});
+      const dst = first.context.ip_context.dst_ip_addrs[0].split('/')[0];
+      const N = 20;
+      expect(sh('ip', ['netns', 'exec', nsc, 'ping', '-q', '-c', String(N), '-i', '0.01', '-W', '1', dst]).code).toBe(0);
+      const again: any = await client.request({ connection: first, mechanism_preferences: [first.mechanism] });
+      const hopA = hop(again, 'host-a');
+      const hopB = hop(again, 'host-b');
+      console.log(`[metrics] segment metrics after a ping of ${N}: ${hopA.name} ${JSON.stringify(hopA.metrics)}; ${hopB.name} ${JSON.stringify(hopB.metrics)}`);
+      // host-a: the client's interface (server side); host-b: the endpoint's end (client side).
+      expect(Number(hopA.metrics.server_rx_packets)).toBeGreaterThanOrEqual(N);
+      expect(Number(hopA.metrics.server_tx_packets)).toBeGreaterThanOrEqual(N);
+      expect(Object.keys(hopA.metrics).sort()).toEqual(['server_drops', 'server_rx_bytes', 'server_rx_packets', 'server_tx_bytes', 'server_tx_packets']);
+      expect(Number(hopB.metrics.client_tx_packets)).toBeGreaterThanOrEqual(N);
+      expect(Number(hopB.metrics.client_rx_packets)).toBeGreaterThanOrEqual(N);
+      await client.close(again);
+    } finally {
+      client.dispose();
+    }
+  }, 60_000);
 });

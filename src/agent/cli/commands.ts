@@ -48,6 +48,25 @@ export interface ConnectionView {
   origin: string;
   created: number | undefined;
   path: { name: string; id: string; expires: number | undefined }[];
+  /** The counters of the connection's interface at this host (as the interface counts them); null when not read. */
+  traffic: { side: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number; handshakeAgeMs: number | undefined } | null;
+}
+
+function trafficView(t: any): ConnectionView['traffic'] {
+  if (!t) return null;
+  const ms = Number(t.handshake_age_ms ?? 0);
+  return { side: t.side, rxBytes: Number(t.rx_bytes), txBytes: Number(t.tx_bytes), rxPackets: Number(t.rx_packets), txPackets: Number(t.tx_packets), handshakeAgeMs: ms > 0 ? ms : undefined };
+}
+
+/** 1536 -> "1.5 KiB" */
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }
 
 function tunnelView(s: any, c: any): ConnectionView['tunnel'] {
@@ -76,6 +95,7 @@ function viewConnection(s: any): ConnectionView {
     origin: s.origin,
     created: fromTimestamp(s.created),
     path: segs.map((p: any) => ({ name: p.name, id: p.id, expires: fromTimestamp(p.expires) })),
+    traffic: trafficView(s.traffic),
   };
 }
 
@@ -149,6 +169,20 @@ export function printStatus(s: StatusView): string {
       ]),
     ),
   ];
+  const withTraffic = s.connections.filter((c) => c.traffic);
+  if (withTraffic.length) {
+    out.push(
+      '',
+      'TRAFFIC',
+      table(
+        ['ID', 'INTERFACE', 'RX', 'TX', 'RX PACKETS', 'TX PACKETS', 'HANDSHAKE'],
+        withTraffic.map((c) => {
+          const t = c.traffic!;
+          return [c.clientId, t.side, bytes(t.rxBytes), bytes(t.txBytes), String(t.rxPackets), String(t.txPackets), t.handshakeAgeMs !== undefined ? `${Math.round(t.handshakeAgeMs / 1000)}s ago` : ''];
+        }),
+      ),
+    );
+  }
   return out.join('\n');
 }
 

@@ -10,9 +10,8 @@
 import client from 'prom-client';
 import type { Connection } from '../../api';
 import { stateName } from '../../api';
-import { uapiGet, uapiSocketPath } from '../../mechanisms/wireguard/uapi';
 import type { SideFigures } from '../../networkservice/stats';
-import { readFigures } from './traffic';
+import { handshakeAgeMs, readFigures } from './traffic';
 import type { MetricsSources, Observer, HealCause } from './types';
 
 const TRAFFIC_LABELS = ['connection_id', 'network_service', 'nsc', 'nsc_interface', 'nse_interface'] as const;
@@ -28,8 +27,6 @@ const FIGURES: [keyof SideFigures, string][] = [
 
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const HEAL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
-/** A scrape waits at most this long for a wireguard-go answer. */
-const UAPI_TIMEOUT_MS = 500;
 
 export class Exporter implements Observer {
   readonly registry = new client.Registry();
@@ -139,11 +136,8 @@ export class Exporter implements Observer {
       });
       await Promise.all(
         conns.map(async (conn) => {
-          const device = s.tunnelOf(conn.id ?? '').device;
-          if (device?.['type'] !== 'WIREGUARD' || device['impl'] !== 'wireguard-go') return;
-          const state = await uapiGet(uapiSocketPath(String(device['device'])), UAPI_TIMEOUT_MS).catch(() => undefined);
-          const last = state?.peers[0]?.lastHandshake;
-          if (last) handshake.set({ connection_id: conn.id ?? '' }, Math.max(0, (s.now() - last.getTime()) / 1000));
+          const ms = await handshakeAgeMs(s.tunnelOf(conn.id ?? '').device, s.now());
+          if (ms !== undefined) handshake.set({ connection_id: conn.id ?? '' }, ms / 1000);
         }),
       );
     };

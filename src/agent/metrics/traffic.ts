@@ -5,6 +5,7 @@
  */
 import type { Connection } from '../../api';
 import * as sys from '../../sys';
+import { uapiGet, uapiSocketPath } from '../../mechanisms/wireguard/uapi';
 import type { ConnectionFigures, SideFigures } from '../../networkservice/stats';
 
 /** An interface: a namespace (an open handle, or a path or name) and the link's name there. */
@@ -95,4 +96,63 @@ export async function readFigures(conns: Connection[], interfacesOf: InterfacesO
     }
     return { ifs: i, figures };
   });
+}
+
+/** A wireguard-go answer taking longer than this is left out (no handshake age). */
+const UAPI_TIMEOUT_MS = 500;
+
+/**
+ * Milliseconds since the latest handshake of a tunnel device (as `tunnelOf(id).device`
+ * describes it), undefined when not known: not WireGuard, no handshake yet, or kernel
+ * WireGuard (its counters need a genetlink GET_DEVICE the agent does not make).
+ */
+export async function handshakeAgeMs(device: Record<string, unknown> | undefined, now: number): Promise<number | undefined> {
+  if (device?.['type'] !== 'WIREGUARD' || device['impl'] !== 'wireguard-go' || !device['device']) return undefined;
+  const state = await uapiGet(uapiSocketPath(String(device['device'])), UAPI_TIMEOUT_MS).catch(() => undefined);
+  const last = state?.peers[0]?.lastHandshake;
+  return last ? Math.max(0, now - last.getTime()) : undefined;
+}
+
+/** What `nsm-agent status` shows of a connection's traffic (proto TrafficStatus). */
+export interface TrafficView {
+  side: 'client' | 'endpoint';
+  rx_bytes: number;
+  tx_bytes: number;
+  rx_packets: number;
+  tx_packets: number;
+  handshake_age_ms: number;
+}
+
+/**
+ * The traffic of each connection by its id: the counters of its interface at this host (the
+ * client's if there is one, else the endpoint's end) as the interface counts them, and the
+ * tunnel's handshake age.
+ */
+export async function readTrafficViews(
+  conns: Connection[],
+  interfacesOf: InterfacesOf,
+  tunnelDevice: (id: string) => Record<string, unknown> | undefined,
+  now: number,
+): Promise<Map<string, TrafficView>> {
+  const out = new Map<string, TrafficView>();
+  const picked = conns.map((c) => {
+    let ifs: ConnectionInterfaces = {};
+    try {
+      ifs = interfacesOf(c);
+    } catch {
+      // no interfaces to read
+    }
+    return ifs.server ? { side: 'client' as const, ref: ifs.server } : ifs.client ? { side: 'endpoint' as const, ref: ifs.client } : undefined;
+  });
+  const refs = picked.flatMap((p) => (p ? [p.ref] : []));
+  const [stats, ages] = await Promise.all([readInterfaces(refs), Promise.all(conns.map((c) => handshakeAgeMs(tunnelDevice(c.id ?? ''), now)))]);
+  let at = 0;
+  conns.forEach((c, i) => {
+    const p = picked[i];
+    if (!p) return;
+    const s = stats[at++];
+    if (!s) return;
+    out.set(c.id ?? '', { side: p.side, rx_bytes: s.rxBytes, tx_bytes: s.txBytes, rx_packets: s.rxPackets, tx_packets: s.txPackets, handshake_age_ms: Math.round(ages[i] ?? 0) });
+  });
+  return out;
 }

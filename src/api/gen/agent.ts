@@ -29,6 +29,7 @@ import type { EndpointStatus as _nsmagent_v1_EndpointStatus, EndpointStatus__Out
 import type { RegistryHealth as _nsmagent_v1_RegistryHealth, RegistryHealth__Output as _nsmagent_v1_RegistryHealth__Output } from './nsmagent/v1/RegistryHealth';
 import type { StatusRequest as _nsmagent_v1_StatusRequest, StatusRequest__Output as _nsmagent_v1_StatusRequest__Output } from './nsmagent/v1/StatusRequest';
 import type { StatusResponse as _nsmagent_v1_StatusResponse, StatusResponse__Output as _nsmagent_v1_StatusResponse__Output } from './nsmagent/v1/StatusResponse';
+import type { TrafficStatus as _nsmagent_v1_TrafficStatus, TrafficStatus__Output as _nsmagent_v1_TrafficStatus__Output } from './nsmagent/v1/TrafficStatus';
 import type { TunnelStatus as _nsmagent_v1_TunnelStatus, TunnelStatus__Output as _nsmagent_v1_TunnelStatus__Output } from './nsmagent/v1/TunnelStatus';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
@@ -75,6 +76,7 @@ export interface ProtoGrpcType {
       RegistryHealth: MessageTypeDefinition<_nsmagent_v1_RegistryHealth, _nsmagent_v1_RegistryHealth__Output>
       StatusRequest: MessageTypeDefinition<_nsmagent_v1_StatusRequest, _nsmagent_v1_StatusRequest__Output>
       StatusResponse: MessageTypeDefinition<_nsmagent_v1_StatusResponse, _nsmagent_v1_StatusResponse__Output>
+      TrafficStatus: MessageTypeDefinition<_nsmagent_v1_TrafficStatus, _nsmagent_v1_TrafficStatus__Output>
       TunnelStatus: MessageTypeDefinition<_nsmagent_v1_TunnelStatus, _nsmagent_v1_TunnelStatus__Output>
     }
   }

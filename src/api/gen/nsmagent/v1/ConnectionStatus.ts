@@ -3,6 +3,7 @@
 import type { Connection as _connection_Connection, Connection__Output as _connection_Connection__Output } from '../../connection/Connection';
 import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from '../../google/protobuf/Timestamp';
 import type { TunnelStatus as _nsmagent_v1_TunnelStatus, TunnelStatus__Output as _nsmagent_v1_TunnelStatus__Output } from '../../nsmagent/v1/TunnelStatus';
+import type { TrafficStatus as _nsmagent_v1_TrafficStatus, TrafficStatus__Output as _nsmagent_v1_TrafficStatus__Output } from '../../nsmagent/v1/TrafficStatus';
 
 export interface ConnectionStatus {
   'connection'?: (_connection_Connection | null);
@@ -11,6 +12,7 @@ export interface ConnectionStatus {
   'netns'?: (string);
   'interface'?: (string);
   'remote'?: (_nsmagent_v1_TunnelStatus | null);
+  'traffic'?: (_nsmagent_v1_TrafficStatus | null);
 }
 
 export interface ConnectionStatus__Output {
@@ -20,4 +22,5 @@ export interface ConnectionStatus__Output {
   'netns': (string);
   'interface': (string);
   'remote': (_nsmagent_v1_TunnelStatus__Output | null);
+  'traffic': (_nsmagent_v1_TrafficStatus__Output | null);
 }
