@@ -62,7 +62,7 @@ export { delNeighbor, listNeighbors, replaceNeighbor, replaceNeighborRequest } f
 export { getSysctl, setSysctl, sysctlPath } from './sysctl';
 export type { TunFlags, TunHandle } from './tun';
 export { openTun } from './tun';
-export { sdNotify } from './notify';
+export { sdNotify, sendDatagram } from './notify';
 export { peerCredentials } from './peercred';
 export type { PeerCredentials } from './peercred';
 export { icmpEcho, type IcmpEchoOptions } from './icmp';

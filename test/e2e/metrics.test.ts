@@ -67,6 +67,7 @@ run('metrics scraped by Prometheus', () => {
       registry: { url: 'embedded' },
       heal,
       metrics: { listen: `${b!.ip}:${METRICS_PORT}` }, // plain HTTP beyond loopback: warned about
+      logLevel: 'info', // SIGUSR1/SIGUSR2 are checked against it
       endpoints: [{ name: 'icmp-b', services: ['icmp-responder'], cidr: '172.16.1.0/24', netns: nse }],
     });
     await mesh.start(0, {
@@ -233,4 +234,27 @@ run('metrics scraped by Prometheus', () => {
       client.dispose();
     }
   }, 60_000);
+
+  it('SIGUSR1 raises the log level to debug, SIGUSR2 restores it', async () => {
+    const b = mesh.hosts[1]!.agent!;
+    const out = () => b.logs.join('');
+    // A failing control call is logged at debug level ("call failed").
+    const failingCall = () => expect(b.cli(['disconnect', 'no-such-connection']).code).not.toBe(0);
+    let from = out().length;
+    failingCall();
+    await sleep(300);
+    expect(out().slice(from)).not.toMatch(/level=debug msg="call failed"/);
+
+    process.kill(b.pid, 'SIGUSR1');
+    expect(await until(() => out().slice(from).includes('log level raised'), 5_000)).toBeTruthy();
+    failingCall();
+    expect(await until(() => /level=debug msg="call failed"/.test(out().slice(from)), 5_000)).toBeTruthy();
+
+    process.kill(b.pid, 'SIGUSR2');
+    expect(await until(() => out().slice(from).includes('log level restored'), 5_000)).toBeTruthy();
+    from = out().length;
+    failingCall();
+    await sleep(300);
+    expect(out().slice(from)).not.toMatch(/level=debug/);
+  }, 30_000);
 });
