@@ -43,6 +43,7 @@ import { openMechanisms, registerReapers, type Mechanisms } from './mechanisms';
 import { openRegistry, registryLabel, type RegistryAccess } from './registry-access';
 import { readFigures, readTrafficViews, type TrafficView } from './metrics/traffic';
 import type { HealCause, RunningMetrics } from './metrics';
+import { startTracing, tracingSettings, type RunningTracing } from './tracing';
 import type { HealTrigger } from '../networkservice/heal';
 import { StateStore } from './state/store';
 import { projectStatus } from './status';
@@ -82,6 +83,8 @@ export class Agent {
   private mechanisms: Mechanisms | undefined;
   /** The Prometheus exporter, when agent.yaml has `metrics:`. */
   private metrics: RunningMetrics | undefined;
+  /** OTLP traces, when switched on (TELEMETRY=true or `telemetry:`). */
+  private tracing: RunningTracing | undefined;
   /** The state directory's records (opened by start()). */
   private store: StateStore | undefined;
   private ipamRecords: Records<IpamRecord> = noRecords();
@@ -114,6 +117,7 @@ export class Agent {
       ctx: () => this.ctx(),
       signal: this.life.signal,
       log: this.log,
+      tracer: () => this.tracing?.tracer,
     });
   }
 
@@ -139,6 +143,8 @@ export class Agent {
     const host = await prepareHost(cfg, this.log);
     this.underlay = host.underlay;
     if (cfg.metrics) await this.startMetrics(cfg.metrics);
+    const tracing = tracingSettings(cfg.telemetry);
+    if (tracing) this.tracing = await startTracing(tracing, cfg.name, this.log);
     this.buildChains(store, host.wireguardKernel);
 
     const served: Served = {
@@ -227,8 +233,9 @@ export class Agent {
       registry: this.reg,
       local: (name) => this.endpoints.chain(name),
       remote: this.underlay
-        ? remoteClientChain({ translation: mech.translation, tunnels: mech.tunnelClients, hub: this.hub, pool: this.pool, selfId, log: this.log })
+        ? remoteClientChain({ translation: mech.translation, tunnels: mech.tunnelClients, hub: this.hub, pool: this.pool, selfId, log: this.log, tracer: this.tracing?.tracer })
         : undefined,
+      tracer: this.tracing?.tracer,
       stats: {
         known: (id) => this.hub.get(id) !== undefined,
         figures: async (conn) => (await readFigures([conn], mech.interfacesOf))[0]?.figures ?? {},
@@ -335,5 +342,6 @@ export class Agent {
     this.identity.close();
     await this.listeners.shutdown();
     await this.metrics?.close();
+    await this.tracing?.close().catch(() => {});
   }
 }

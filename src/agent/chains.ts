@@ -2,7 +2,7 @@
  * The agent's chains, each an ordered list read top to bottom, as NSM's chains/nsmgr keeps
  * them apart from the daemon that runs them. Pure assembly: every dependency is an argument.
  *
- *   server chain:   updatepath → stats → begin → updatetoken → authorize → metadata → timeout → monitor
+ *   server chain:   [trace] → updatepath → stats → begin → updatetoken → authorize → metadata → timeout → monitor
  *                   → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN} → discover
  *                   → roundrobin → connect
  *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
@@ -30,6 +30,7 @@ import { MonitorHub, monitorDownstreamClient, monitorServer } from '../networkse
 import { refreshClient } from '../networkservice/refresh';
 import { roundRobinServer } from '../networkservice/roundrobin';
 import { statsServer, type StatsOptions } from '../networkservice/stats';
+import { traceServer, tracedClient, tracedServer, type Tracer } from '../networkservice/trace';
 import { timeoutServer } from '../networkservice/timeout';
 import { trimPathServer } from '../networkservice/trimpath';
 import { updatePathClient, updatePathServer } from '../networkservice/updatepath';
@@ -55,11 +56,19 @@ export interface ServerChainDeps {
   remote?: NetworkServiceClient;
   /** Traffic figures for the path segment metrics, and the Request timing; absent: no stats element. */
   stats?: StatsOptions;
+  /** Spans of the hop and of the elements that work (dataplane, registry, next hop), when tracing is on. */
+  tracer?: Tracer;
+}
+
+/** `element` traced as `name` when there is a tracer. */
+function traced(tracer: Tracer | undefined, name: string, element: NetworkServiceServer): NetworkServiceServer {
+  return tracer ? tracedServer(tracer, name, element) : element;
 }
 
 /** The local NSM manager and forwarder: what local clients and other hosts' agents call. */
 export function serverChain(d: ServerChainDeps): NetworkServiceServer {
   return chainServer(
+    ...(d.tracer ? [traceServer(d.tracer, d.name)] : []),
     updatePathServer(d.name, { requireConnectionId: true }),
     ...(d.stats ? [statsServer(d.stats)] : []),
     beginServer(),
@@ -70,10 +79,10 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     monitorServer(d.hub),
     trimPathServer(),
     clientInfoServer({ nodeName: d.name }),
-    mechanismsServer(d.mechanisms),
-    discoverServer(d.registry.ns, d.registry.nse),
+    traced(d.tracer, 'mechanisms', mechanismsServer(d.mechanisms)),
+    traced(d.tracer, 'discover', discoverServer(d.registry.ns, d.registry.nse)),
     roundRobinServer(),
-    connectServer({ local: d.local, remote: d.remote }),
+    traced(d.tracer, 'connect', connectServer({ local: d.local, remote: d.remote })),
   );
 }
 
@@ -86,6 +95,7 @@ export interface RemoteChainDeps {
   pool: ChannelPool;
   selfId: () => string | undefined;
   log: Logger;
+  tracer?: Tracer;
 }
 
 /** The way to an endpoint on another host, through that host's agent. */
@@ -105,13 +115,13 @@ export function remoteClientChain(d: RemoteChainDeps): NetworkServiceClient {
       },
     }),
     authorizeClient({ self: d.selfId }),
-    dialClient(d.pool),
+    d.tracer ? tracedClient(d.tracer, 'dial', dialClient(d.pool)) : dialClient(d.pool),
   );
 }
 
 /** The endpoint chain of a hosted endpoint: the frame every kind shares around its elements. */
-export function endpointChain(name: string, tokens: TokenSource, kind: NetworkServiceServer[]): NetworkServiceServer {
-  return chainServer(updatePathServer(name), updateTokenServer(tokens), ...kind, trimPathServer());
+export function endpointChain(name: string, tokens: TokenSource, kind: NetworkServiceServer[], tracer?: Tracer): NetworkServiceServer {
+  return chainServer(...(tracer ? [traceServer(tracer, name)] : []), updatePathServer(name), updateTokenServer(tokens), ...kind, trimPathServer());
 }
 
 /**

@@ -65,6 +65,8 @@ export interface AgentConfig {
   /** listen: where an embedded registry serves other hosts; undefined = local only unless listen.tcp is set. */
   registry: { url: string; listen?: string; store: 'memory' | 'etcd'; etcd: string[]; expirationMs: number };
   policy: { service: string; allow: string[] }[];
+  /** OTLP/gRPC traces to this collector (TELEMETRY=true switches them on too); undefined: off. */
+  telemetry?: { endpoint: string };
   /** Prometheus `/metrics`; undefined: off. */
   metrics?: { listen: string; tls: boolean; mtls: boolean };
   endpoints: EndpointConfig[];
@@ -199,6 +201,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       expirationMs: expiration,
     },
     policy: raw.policy ?? [],
+    ...(raw.telemetry ? { telemetry: { endpoint: raw.telemetry.endpoint } } : {}),
     ...(raw.metrics ? { metrics: { listen: raw.metrics.listen, tls: raw.metrics.tls ?? !!raw.metrics.mtls, mtls: raw.metrics.mtls ?? false } } : {}),
     endpoints,
     connections: (raw.connections ?? []).map((c: any) => ({ url: c.url, netns: c.netns ?? 'host', id: c.id })),

@@ -34,6 +34,13 @@ export const AGENT_SCHEMA = {
       },
     },
     maxTokenLifetime: duration,
+    // OTLP traces (docs/metrics.md); TELEMETRY=true and NSM_OPEN_TELEMETRY_ENDPOINT also switch them
+    telemetry: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['endpoint'],
+      properties: { endpoint: hostPort },
+    },
     // Prometheus /metrics (docs/metrics.md); off unless set
     metrics: {
       type: 'object',

@@ -4,6 +4,7 @@
  * network services, labels with nodeName, and the agent's URL), refreshed while the agent runs
  * and removed when it stops or the endpoint is removed.
  */
+import type { Tracer } from '../../networkservice/trace';
 import type { NetworkServiceEndpoint } from '../../api';
 import type { Ctx } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
@@ -39,7 +40,7 @@ export function endpointNetnsPath(netns: string): string {
 
 export function hostEndpoint(
   cfg: EndpointConfig,
-  opts: { nodeName: string; url: string; tokens: TokenSource; ipamRecords: Records<IpamRecord> },
+  opts: { nodeName: string; url: string; tokens: TokenSource; ipamRecords: Records<IpamRecord>; tracer?: Tracer | undefined },
 ): HostedEndpoint {
   const kind = endpointKind(cfg);
   const parts = kind(cfg, { nodeName: opts.nodeName, tokens: opts.tokens, netnsPath: endpointNetnsPath(cfg.netns), ipamRecords: opts.ipamRecords });
@@ -52,7 +53,7 @@ export function hostEndpoint(
   };
   return {
     cfg,
-    chain: endpointChain(cfg.name, opts.tokens, parts.elements),
+    chain: endpointChain(cfg.name, opts.tokens, parts.elements, opts.tracer),
     registration,
     connectionCount: parts.connectionCount,
     release: parts.release,
@@ -102,6 +103,8 @@ export interface HostedEndpointsOptions {
   /** The agent's lifetime: the registrations' refreshes end with it. */
   signal: AbortSignal;
   log: Logger;
+  /** Spans of the endpoints' chains, when tracing is on. */
+  tracer?: () => Tracer | undefined;
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -195,6 +198,7 @@ export class HostedEndpoints implements EndpointHost {
       url: this.opts.url(),
       tokens: this.opts.tokens,
       ipamRecords: scopedRecords(this.opts.ipamRecords(), `${cfg.name}/`),
+      tracer: this.opts.tracer?.(),
     });
   }
 }

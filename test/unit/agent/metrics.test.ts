@@ -94,10 +94,10 @@ describe('metrics listener', () => {
 describe('lazy loading', () => {
   // The built agent (npm run build); skipped when there is none.
   const built = path.resolve(__dirname, '../../../dist/agent/agent.js');
-  it.skipIf(!existsSync(built))('the agent module does not load prom-client until metrics are started', () => {
+  it.skipIf(!existsSync(built))('the agent module loads neither prom-client nor OpenTelemetry until they are switched on', () => {
     const loaded = execFileSync(
       process.execPath,
-      ['-e', `require(${JSON.stringify(built)}); console.log(Object.keys(require.cache).filter((k) => k.includes('prom-client')).length)`],
+      ['-e', `require(${JSON.stringify(built)}); console.log(Object.keys(require.cache).filter((k) => /prom-client|@opentelemetry/.test(k)).length)`],
       { encoding: 'utf8' },
     );
     expect(loaded.trim()).toBe('0');
