@@ -14,8 +14,14 @@ import type { SideFigures } from '../../networkservice/stats';
 import { handshakeAgeMs, readFigures } from './traffic';
 import type { MetricsSources, Observer, HealCause } from './types';
 
-const TRAFFIC_LABELS = ['connection_id', 'network_service', 'nsc', 'nsc_interface', 'nse_interface'] as const;
-type TrafficLabels = Record<(typeof TRAFFIC_LABELS)[number], string>;
+type TrafficLabels = Record<'connection_id' | 'network_service' | 'nsc' | 'nsc_interface' | 'nse_interface', string>;
+
+/** `{k="v",...}` with the text format's escapes (backslash, double quote, newline). */
+function labelText(labels: TrafficLabels): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(labels)) parts.push(`${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  return `{${parts.join(',')}}`;
+}
 
 const FIGURES: [keyof SideFigures, string][] = [
   ['rxBytes', 'rx_bytes'],
@@ -33,8 +39,10 @@ export class Exporter implements Observer {
   private readonly requests: client.Histogram<'endpoint' | 'mechanism'>;
   private readonly heals: client.Counter<'cause'>;
   private readonly healDuration: client.Histogram<'cause' | 'reselected'>;
-  /** Reads every connection's counters into the per-connection series (set by trafficCounters). */
+  /** Reads every connection's counters into trafficText (set by trafficCounters). */
   private readTraffic!: () => Promise<void>;
+  /** The per-connection traffic counters in the text format, as of the latest read. */
+  private trafficText = '';
 
   constructor(private readonly s: MetricsSources) {
     const registers = [this.registry];
@@ -67,7 +75,15 @@ export class Exporter implements Observer {
       registers,
       collect() {
         this.reset();
-        for (const c of s.connections()) connections.inc({ state: stateName(c.state), mechanism: c.mechanism?.type ?? '' });
+        const counts = new Map<string, number>();
+        for (const c of s.connections()) {
+          const key = `${stateName(c.state)}\0${c.mechanism?.type ?? ''}`;
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+        for (const [key, n] of counts) {
+          const [state = '', mechanism = ''] = key.split('\0');
+          connections.set({ state, mechanism }, n);
+        }
       },
     });
     this.identityGauges(registers);
@@ -89,7 +105,7 @@ export class Exporter implements Observer {
   /** The Prometheus text of every metric, the per-connection ones read from the kernel now. */
   async metrics(): Promise<string> {
     await this.readTraffic();
-    return this.registry.metrics();
+    return this.trafficText + (await this.registry.metrics());
   }
 
   get contentType(): string {
@@ -98,13 +114,6 @@ export class Exporter implements Observer {
 
   private trafficCounters(registers: client.Registry[]): void {
     const s = this.s;
-    const counters = new Map<string, client.Counter<(typeof TRAFFIC_LABELS)[number]>>();
-    for (const side of ['server', 'client'] as const) {
-      for (const [, suffix] of FIGURES) {
-        const name = `${side}_${suffix}_total`;
-        counters.set(name, new client.Counter({ name, help: `${side === 'server' ? 'Client' : 'Endpoint'}-side interface ${suffix.replace('_', ' ')} as the forwarder counts them (rx: from the interface's owner).`, labelNames: TRAFFIC_LABELS, registers }));
-      }
-    }
     const handshake = new client.Gauge({
       name: 'nsm_agent_wireguard_handshake_age_seconds',
       help: "Seconds since the latest WireGuard handshake of a connection's tunnel (wireguard-go devices).",
@@ -112,28 +121,38 @@ export class Exporter implements Observer {
       registers,
     });
     // prom-client collects metrics concurrently, so the reading is done before it starts:
-    // every connection's counters at once (a dump per namespace) for all ten counters.
+    // every connection's counters at once (a dump per namespace) for all ten counters. The ten
+    // counters' text is written here rather than by prom-client: with a series per connection
+    // and counter, its per-series cost would make a scrape of a thousand connections slow.
     this.readTraffic = async () => {
-      for (const c of counters.values()) c.reset();
       handshake.reset();
       const conns = s.connections();
       const read = await readFigures(conns, s.interfacesOf);
+      const blocks = new Map<string, string[]>();
+      for (const side of ['server', 'client'] as const) for (const [, suffix] of FIGURES) blocks.set(`${side}_${suffix}`, []);
       conns.forEach((conn, i) => {
         const r = read[i];
         if (!r) return;
-        const labels: TrafficLabels = {
+        const labels = labelText({
           connection_id: conn.id ?? '',
           network_service: conn.network_service ?? '',
           nsc: conn.path?.path_segments?.[0]?.name ?? '',
           nsc_interface: r.ifs.server?.ifname ?? '',
           nse_interface: r.ifs.client?.ifname ?? '',
-        };
+        });
         for (const side of ['server', 'client'] as const) {
           const f = r.figures[side];
           if (!f) continue;
-          for (const [key, suffix] of FIGURES) counters.get(`${side}_${suffix}_total`)?.inc(labels, f[key]);
+          for (const [key, suffix] of FIGURES) blocks.get(`${side}_${suffix}`)?.push(`${side}_${suffix}_total${labels} ${f[key]}`);
         }
       });
+      let text = '';
+      for (const [name, lines] of blocks) {
+        const [side, ...rest] = name.split('_');
+        text += `# HELP ${name}_total ${side === 'server' ? 'Client' : 'Endpoint'}-side interface ${rest.join(' ')} as the forwarder counts them (rx: from the interface's owner).\n# TYPE ${name}_total counter\n`;
+        text += lines.length ? `${lines.join('\n')}\n\n` : '\n';
+      }
+      this.trafficText = text;
       await Promise.all(
         conns.map(async (conn) => {
           const ms = await handshakeAgeMs(s.tunnelOf(conn.id ?? '').device, s.now());

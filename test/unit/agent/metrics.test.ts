@@ -52,6 +52,13 @@ describe('Exporter', () => {
     expect(text).not.toMatch(/^nsm_agent_connections\{/m);
   });
 
+  it('escapes label values as the text format wants', async () => {
+    const odd = { ...conn('c"1'), network_service: 'a\\b\nc' };
+    const text = await new Exporter(sources([odd])).metrics();
+    expect(text).toContain('server_rx_bytes_total{connection_id="c\\"1",network_service="a\\\\b\\nc",');
+    expect(text).toMatch(/^# TYPE server_rx_bytes_total counter$/m);
+  });
+
   it('counts Requests by endpoint place and mechanism, heals by cause, and registry failures', async () => {
     const e = new Exporter(
       sources([], {
