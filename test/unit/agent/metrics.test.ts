@@ -9,7 +9,11 @@ import type { Connection } from '../../../src/api';
 import { silentLogger } from '../../../src/core/log';
 import { startMetrics, type MetricsSources, type RunningMetrics } from '../../../src/agent/metrics';
 import { Exporter } from '../../../src/agent/metrics/exporter';
+import https from 'node:https';
 import type { X509Source } from '../../../src/spire';
+import { LocalCa } from '../../../src/spire/ca';
+import { toPem } from '../../../src/spire/x509';
+import { StaticSource, contextOf } from '../../helpers/spire/static-source';
 
 const conn = (id: string, state = 0, mech = 'KERNEL'): Connection => ({
   id,
@@ -95,6 +99,40 @@ describe('metrics listener', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0.0.4/);
     expect(await res.text()).toMatch(/^server_tx_packets_total\{connection_id="c1"/m);
     expect((await fetch(`http://${running.address}/`)).status).toBe(404);
+  });
+});
+
+/** GET over HTTPS with the CA's bundle, optionally presenting a client certificate; resolves with the status or the error's code. */
+function httpsGet(address: string, ca: LocalCa, client?: { cert: string; key: string }): Promise<number | string> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  return new Promise((resolve) => {
+    const req = https.get({ host, port, path: '/metrics', ca: toPem(ca.bundle()), checkServerIdentity: () => undefined, ...(client ?? {}) }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+}
+
+describe('metrics listener over TLS', () => {
+  it('serves with the SVID, and with mtls only to clients with a certificate of the trust domain', async () => {
+    const ca = LocalCa.create({ trustDomain: 'example.org' });
+    const identity = new StaticSource(contextOf(ca.issue('spiffe://example.org/host-a'), ca));
+    const tls = await startMetrics({ listen: '127.0.0.1:0', tls: true, mtls: false }, sources([]), { identity, log: silentLogger });
+    const mtls = await startMetrics({ listen: '127.0.0.1:0', tls: true, mtls: true }, sources([]), { identity, log: silentLogger });
+    try {
+      expect(await httpsGet(tls.address, ca)).toBe(200);
+      const svid = ca.issue('spiffe://example.org/prometheus');
+      const client = { cert: toPem(svid.chain), key: svid.key.export({ type: 'pkcs8', format: 'pem' }) as string };
+      expect(await httpsGet(mtls.address, ca, client)).toBe(200);
+      expect(await httpsGet(mtls.address, ca)).not.toBe(200);
+      const other = LocalCa.create({ trustDomain: 'other.org' }).issue('spiffe://other.org/x');
+      expect(await httpsGet(mtls.address, ca, { cert: toPem(other.chain), key: other.key.export({ type: 'pkcs8', format: 'pem' }) as string })).not.toBe(200);
+    } finally {
+      await tls.close();
+      await mtls.close();
+      await identity.close();
+    }
   });
 });
 
