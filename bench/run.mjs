@@ -23,6 +23,7 @@ const benches = {
   registry: quick ? ['--endpoints', '2000', '--watchers', '20', '--finds', '50'] : ['--endpoints', '10000', '--watchers', '100', '--finds', '200'],
   dataplane: quick ? ['--seconds', '1', '--rounds', '1'] : ['--seconds', '3', '--rounds', '3'],
   heal: quick ? ['3'] : ['10'],
+  observability: quick ? ['30', '--scrape-conns', '200'] : ['150'],
 };
 const only = opt.only ? String(opt.only).split(',') : Object.keys(benches);
 let failed = 0;

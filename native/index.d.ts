@@ -54,6 +54,8 @@ export interface NsmNative {
   openTun(name: string, flags?: TunFlags): TunHandle;
   /** Send `state` to $NOTIFY_SOCKET; false if the variable is unset or empty. */
   sdNotify(state: string): boolean;
+  /** One datagram to the unix datagram socket at `path` (journald's native protocol). */
+  sendDatagram(path: string, data: Buffer): void;
   /** getsockopt(SO_PEERCRED) on a connected unix socket fd. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /**

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deleteNetns", Napi::Function::New(env, nsm::DeleteNetns, "deleteNetns"));
   exports.Set("openTun", Napi::Function::New(env, nsm::OpenTun, "openTun"));
   exports.Set("sdNotify", Napi::Function::New(env, nsm::SdNotify, "sdNotify"));
+  exports.Set("sendDatagram", Napi::Function::New(env, nsm::SendDatagram, "sendDatagram"));
   exports.Set("peerCredentials", Napi::Function::New(env, nsm::PeerCredentials, "peerCredentials"));
   exports.Set("icmpEcho", Napi::Function::New(env, nsm::IcmpEcho, "icmpEcho"));
   exports.Set("rtnlOpen", Napi::Function::New(env, nsm::RtnlOpen, "rtnlOpen"));

@@ -28,6 +28,7 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info);
 
 // notify.cc
 Napi::Value SdNotify(const Napi::CallbackInfo& info);
+Napi::Value SendDatagram(const Napi::CallbackInfo& info);
 
 // getsockopt(SO_PEERCRED) on a connected unix socket: {pid, uid, gid}.
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info);

@@ -23,6 +23,7 @@ import { Ctx } from '../core/ctx';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
 import type { NetworkServiceServer } from '../core/networkservice';
+import type { Connection } from '../api';
 import { noRecords, type Records } from '../core/records';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import type { IpamRecord } from '../networkservice/ipam/server';
@@ -46,6 +47,10 @@ import { prepareHost } from './host';
 import { advertisedUrl, Listeners, registryListenAddress, type Served } from './listeners';
 import { openMechanisms, registerReapers, type Mechanisms } from './mechanisms';
 import { openRegistry, registryLabel, type RegistryAccess } from './registry-access';
+import { readFigures, readTrafficViews, type TrafficView } from './metrics/traffic';
+import type { HealCause, RunningMetrics } from './metrics';
+import { startTracing, tracingSettings, type RunningTracing } from './tracing';
+import type { HealTrigger } from '../networkservice/heal';
 import { StateStore } from './state/store';
 import { projectStatus } from './status';
 import { VERSION } from './version';
@@ -58,6 +63,11 @@ export interface AgentOptions {
 /** How long start() waits for a SPIFFE identity before giving up with the reason. */
 const IDENTITY_WAIT_MS = 30_000;
 const NETWORK_SERVICE_NAMES = ['networkservice.NetworkService', 'connection.MonitorConnection'];
+const HEAL_CAUSE: Record<HealTrigger, HealCause> = {
+  'data plane check failed': 'liveness',
+  'monitor stream broke': 'monitor_break',
+  'connection down': 'connection_down',
+};
 
 export class Agent {
   readonly clock: Clock;
@@ -79,6 +89,10 @@ export class Agent {
   /** Where other hosts reach this agent's tunnels; undefined when it has no underlay. */
   underlay: Underlay | undefined;
   private mechanisms: Mechanisms | undefined;
+  /** The Prometheus exporter, when agent.yaml has `metrics:`. */
+  private metrics: RunningMetrics | undefined;
+  /** OTLP traces, when switched on (TELEMETRY=true or `telemetry:`). */
+  private tracing: RunningTracing | undefined;
   /** The state directory's records (opened by start()). */
   private store: StateStore | undefined;
   private ipamRecords: Records<IpamRecord> = noRecords();
@@ -120,6 +134,7 @@ export class Agent {
       leasePrefix: (url, previous) => leasePrefix(url, { previous, identity: this.identity, log: this.log }),
       vl3Records: () => this.vl3Records,
       meshMtu: () => (this.underlay ? wireguardMtu(this.underlay.mtu, this.underlay.family) : undefined),
+      tracer: () => this.tracing?.tracer,
     });
   }
 
@@ -144,13 +159,16 @@ export class Agent {
     const store = this.openState();
     const host = await prepareHost(cfg, this.log);
     this.underlay = host.underlay;
+    if (cfg.metrics) await this.startMetrics(cfg.metrics);
+    const tracing = tracingSettings(cfg.telemetry);
+    if (tracing) this.tracing = await startTracing(tracing, cfg.name, this.log);
     this.buildChains(store, host.wireguardKernel);
 
     const served: Served = {
       server: this.server,
       hub: this.hub,
       registry: this.reg,
-      control: { status: () => this.status(), connections: this.held },
+      control: { status: async () => this.status(await this.traffic()), connections: this.held },
       health: this.health,
       ctx: () => this.ctx(),
     };
@@ -191,11 +209,41 @@ export class Agent {
     return store;
   }
 
+  private async startMetrics(cfg: NonNullable<AgentConfig['metrics']>): Promise<void> {
+    const { startMetrics } = await import('./metrics');
+    this.metrics = await startMetrics(
+      cfg,
+      {
+        connections: () => this.hub.connections(),
+        interfacesOf: (conn) => this.mechanisms?.interfacesOf(conn) ?? {},
+        tunnelOf: (id) => this.mechanisms?.tunnelOf(id) ?? {},
+        svidExpiresAt: () => (this.identity.current() ? this.identity.svid().expiresAt : undefined),
+        bundleExpiries: () => this.bundleExpiries(),
+        registryHealth: () => (this.reg.health ? { ...this.reg.health.view(), failures: this.reg.health.failures } : undefined),
+        now: () => this.clock.now(),
+      },
+      { identity: this.identity, log: this.log },
+    );
+  }
+
+  /** The earliest NotAfter of each trust bundle the identity has. */
+  private bundleExpiries(): [string, number][] {
+    const ctx = this.identity.current();
+    if (!ctx) return [];
+    const out: [string, number][] = [];
+    for (const [td, certs] of ctx.bundles) {
+      const ends = certs.map((c) => Date.parse(c.validTo)).filter((t) => !Number.isNaN(t));
+      if (ends.length) out.push([td, Math.min(...ends)]);
+    }
+    return out;
+  }
+
   private buildChains(store: StateStore, wireguardKernel: boolean): void {
     const cfg = this.cfg;
     const selfId = () => this.selfId();
     const mech = openMechanisms({ underlay: this.underlay, wireguard: cfg.wireguard, wireguardKernel, store, log: this.log });
     this.mechanisms = mech;
+    const observer = this.metrics?.observer;
     this.server = serverChain({
       name: cfg.name,
       tokens: this.tokens,
@@ -215,8 +263,15 @@ export class Agent {
             pool: this.pool,
             selfId,
             log: this.log,
+            tracer: this.tracing?.tracer,
           })
         : undefined,
+      tracer: this.tracing?.tracer,
+      stats: {
+        known: (id) => this.hub.get(id) !== undefined,
+        figures: async (conn) => (await readFigures([conn], mech.interfacesOf))[0]?.figures ?? {},
+        ...(observer ? { requested: (conn: Connection, seconds: number) => observer.requested(conn, seconds) } : {}),
+      },
     });
     const heal = cfg.heal;
     const client = heldClientChain({
@@ -235,6 +290,14 @@ export class Agent {
             }
           : undefined,
       onHeal: (id, report) => this.journal.healed(id, report),
+      ...(observer
+        ? {
+            observeHeal: {
+              started: (trigger: HealTrigger) => observer.healStarted(HEAL_CAUSE[trigger]),
+              recovered: (trigger: HealTrigger, reselected: boolean, ms: number) => observer.healRecovered(HEAL_CAUSE[trigger], reselected, ms / 1000),
+            },
+          }
+        : {}),
     });
     this.held = new HeldConnectionManager({
       name: cfg.name,
@@ -258,7 +321,14 @@ export class Agent {
     await this.server.close(ctx, conn);
   }
 
-  status() {
+  /** The traffic figures of the server chain's connections, by id (for status). */
+  async traffic(): Promise<Map<string, TrafficView>> {
+    const mech = this.mechanisms;
+    if (!mech) return new Map();
+    return readTrafficViews(this.hub.connections(), mech.interfacesOf, (id) => mech.tunnelOf(id).device, this.clock.now());
+  }
+
+  status(traffic?: Map<string, TrafficView>) {
     let svid: { id: string; expiresAt: number } | undefined;
     try {
       svid = this.identity.svid();
@@ -282,6 +352,7 @@ export class Agent {
       pending: this.held ? this.held.pending() : [],
       tunnelOf: (id) => this.mechanisms?.tunnelOf(id) ?? {},
       journal: this.journal,
+      traffic: (id) => traffic?.get(id),
     });
   }
 
@@ -312,5 +383,7 @@ export class Agent {
     this.pool.close();
     this.identity.close();
     await this.listeners.shutdown();
+    await this.metrics?.close();
+    await this.tracing?.close().catch(() => {});
   }
 }

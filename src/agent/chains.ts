@@ -2,8 +2,9 @@
  * The agent's chains, each an ordered list read top to bottom, as NSM's chains/nsmgr keeps
  * them apart from the daemon that runs them. Pure assembly: every dependency is an argument.
  *
- *   server chain:   updatepath → begin → updatetoken → authorize → metadata → timeout → monitor
- *                   → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN} → preferLocalVl3 → discover
+ *   server chain:   [trace] → updatepath → stats → begin → updatetoken → authorize → metadata → timeout
+ *                   → monitor → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN}
+ *                   → preferLocalVl3 → discover
  *                   → roundrobin → connect
  *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
  *   remote chain:   mechanismtranslation → next hop recorder (for status) → tunnel clients
@@ -24,12 +25,14 @@ import { clientInfoServer } from '../networkservice/clientinfo';
 import { connectServer } from '../networkservice/connect';
 import { preferLocalVl3Server } from './endpoints/vl3/prefer-local';
 import { discoverServer } from '../networkservice/discover';
-import { healClient, kernelLivenessCheck, type HealOptions } from '../networkservice/heal';
+import { healClient, kernelLivenessCheck, type HealObserver, type HealOptions } from '../networkservice/heal';
 import { mechanismsServer } from '../networkservice/mechanisms';
 import { metadataClient, metadataServer } from '../networkservice/metadata';
 import { MonitorHub, monitorDownstreamClient, monitorServer } from '../networkservice/monitor';
 import { refreshClient } from '../networkservice/refresh';
 import { roundRobinServer } from '../networkservice/roundrobin';
+import { statsServer, type StatsOptions } from '../networkservice/stats';
+import { traceServer, tracedClient, tracedServer, type Tracer } from '../networkservice/trace';
 import { timeoutServer } from '../networkservice/timeout';
 import { trimPathServer } from '../networkservice/trimpath';
 import { updatePathClient, updatePathServer } from '../networkservice/updatepath';
@@ -55,12 +58,23 @@ export interface ServerChainDeps {
   remote?: NetworkServiceClient;
   /** The hosted vL3 endpoint serving a service, if any (requests for it go there). */
   localVl3?: (service: string) => string | undefined;
+  /** Traffic figures for the path segment metrics, and the Request timing; absent: no stats element. */
+  stats?: StatsOptions;
+  /** Spans of the hop and of the elements that work (dataplane, registry, next hop), when tracing is on. */
+  tracer?: Tracer;
+}
+
+/** `element` traced as `name` when there is a tracer. */
+function traced(tracer: Tracer | undefined, name: string, element: NetworkServiceServer): NetworkServiceServer {
+  return tracer ? tracedServer(tracer, name, element) : element;
 }
 
 /** The local NSM manager and forwarder: what local clients and other hosts' agents call. */
 export function serverChain(d: ServerChainDeps): NetworkServiceServer {
   return chainServer(
+    ...(d.tracer ? [traceServer(d.tracer, d.name)] : []),
     updatePathServer(d.name, { requireConnectionId: true }),
+    ...(d.stats ? [statsServer(d.stats)] : []),
     beginServer(),
     updateTokenServer(d.tokens, { trustLocalCallers: true, self: d.selfId }),
     authorizeServer({ servicePolicy: new ServicePolicy(d.policy), self: d.selfId }),
@@ -69,11 +83,11 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     monitorServer(d.hub),
     trimPathServer(),
     clientInfoServer({ nodeName: d.name }),
-    mechanismsServer(d.mechanisms),
+    traced(d.tracer, 'mechanisms', mechanismsServer(d.mechanisms)),
     preferLocalVl3Server(d.localVl3 ?? (() => undefined)),
-    discoverServer(d.registry.ns, d.registry.nse),
+    traced(d.tracer, 'discover', discoverServer(d.registry.ns, d.registry.nse)),
     roundRobinServer(),
-    connectServer({ local: d.local, remote: d.remote }),
+    traced(d.tracer, 'connect', connectServer({ local: d.local, remote: d.remote })),
   );
 }
 
@@ -88,6 +102,7 @@ export interface RemoteChainDeps {
   log: Logger;
   /** Records each connection's next hop URL, for status. */
   nextHops?: NetworkServiceClient;
+  tracer?: Tracer;
 }
 
 /** The way to an endpoint on another host, through that host's agent. */
@@ -108,13 +123,13 @@ export function remoteClientChain(d: RemoteChainDeps): NetworkServiceClient {
       },
     }),
     authorizeClient({ self: d.selfId }),
-    dialClient(d.pool),
+    d.tracer ? tracedClient(d.tracer, 'dial', dialClient(d.pool)) : dialClient(d.pool),
   );
 }
 
 /** The endpoint chain of a hosted endpoint: the frame every kind shares around its elements. */
-export function endpointChain(name: string, tokens: TokenSource, kind: NetworkServiceServer[]): NetworkServiceServer {
-  return chainServer(updatePathServer(name), updateTokenServer(tokens), ...kind, trimPathServer());
+export function endpointChain(name: string, tokens: TokenSource, kind: NetworkServiceServer[], tracer?: Tracer): NetworkServiceServer {
+  return chainServer(...(tracer ? [traceServer(tracer, name)] : []), updatePathServer(name), updateTokenServer(tokens), ...kind, trimPathServer());
 }
 
 /**
@@ -135,6 +150,8 @@ export interface HeldChainDeps {
   liveness?: { check: (conn: Connection) => Promise<boolean>; intervalMs: () => number };
   /** Told about each heal (for status). */
   onHeal?: HealOptions['onHeal'];
+  /** Told when heals start and end (metrics). */
+  observeHeal?: HealObserver;
 }
 
 /**
@@ -152,6 +169,7 @@ export function heldClientChain(d: HeldChainDeps): NetworkServiceClient {
       ...(d.liveness ? { liveness: d.liveness.check, livenessIntervalMs: d.liveness.intervalMs } : {}),
       retry: HEAL_RETRY,
       ...(d.onHeal ? { onHeal: d.onHeal } : {}),
+      ...(d.observeHeal ? { observe: d.observeHeal } : {}),
     }),
     updateTokenClient(d.tokens),
     serverToClient(d.server),

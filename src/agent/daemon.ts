@@ -15,7 +15,8 @@
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import v8 from 'node:v8';
-import { createLogger } from '../core/log';
+import { createLogger, type LevelRef } from '../core/log';
+import { journaldSink, stderrIsJournal } from './journald';
 import { findAll } from '../core/registry';
 import { checkOnHost, loadConfig, resolveConfigFile, AgentConfig, ConfigError } from './config';
 import { AgentError } from '../core/errors';
@@ -86,7 +87,20 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   for (const [what, p] of [['the agent socket', cfg.listen.unix], ['the systemd socket', controlSocketPath(cfg.listen.unix)]] as const) {
     if (await socketAnswers(p)) throw new AgentError('SOCKET_IN_USE', `${what} ${p} is in use by a running agent; give this agent its own listen.unix`);
   }
-  const log = createLogger({ level: cfg.logLevel, fields: { agent: cfg.name } });
+  // SIGUSR1 raises the level to debug, SIGUSR2 restores the configured one, as NSM's
+  // components do (their SIGUSR1 is TRACE; debug is the agent's most detailed level).
+  const level: LevelRef = { current: cfg.logLevel };
+  const log = createLogger({ level, fields: { agent: cfg.name }, ...(stderrIsJournal() ? { sink: journaldSink() } : {}) });
+  const onUsr1 = () => {
+    level.current = 'debug';
+    log.info('log level raised (SIGUSR1)', { level: 'debug' });
+  };
+  const onUsr2 = () => {
+    level.current = cfg.logLevel;
+    log.info('log level restored (SIGUSR2)', { level: cfg.logLevel });
+  };
+  process.on('SIGUSR1', onUsr1);
+  process.on('SIGUSR2', onUsr2);
   // SIGHUP's default action ends the process: until the reload handler is in place, a reload
   // requested during start-up is remembered and done once ready.
   let earlyHup = false;

@@ -4,10 +4,11 @@
  * client (this host dials the next hop) over one dataplane. Each records what it makes in the
  * state directory, for a restarted agent to take back or reap.
  */
-import type { Mechanism } from '../api';
+import type { Connection, Mechanism } from '../api';
 import type { Logger } from '../core/log';
 import type { NetworkServiceClient, NetworkServiceServer } from '../core/networkservice';
-import { kernelReaper, kernelServer } from '../mechanisms/kernel/server';
+import { kernelSide } from '../mechanisms/kernel/params';
+import { kernelReaper, kernelServer, type KernelVWire } from '../mechanisms/kernel/server';
 import { tunnelClient, TunnelClient } from '../mechanisms/tunnel/client';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import { tunnelServer, TunnelServer } from '../mechanisms/tunnel/server';
@@ -16,6 +17,7 @@ import { wireguardDataplane, wireguardReaper } from '../mechanisms/wireguard/dat
 import { UdpPortAllocator } from '../mechanisms/wireguard/ports';
 import { mechanismTranslationClient, type MechanismTranslationClient } from '../networkservice/mechanismtranslation/client';
 import type { AgentConfig } from './config';
+import type { ConnectionInterfaces } from './metrics/traffic';
 import type { StateStore } from './state/store';
 
 /**
@@ -37,6 +39,8 @@ export interface Mechanisms {
   tunnelClients: NetworkServiceClient[];
   /** The tunnel of a connection: the mechanism the next hop chose, and the local device. */
   tunnelOf(id: string): { mechanism?: Mechanism; device?: Record<string, unknown> };
+  /** The interfaces of a connection of the server chain at this host (for its traffic figures). */
+  interfacesOf(conn: Connection): ConnectionInterfaces;
   /** Stops the dataplanes (what they made stays, recorded). */
   close(): Promise<void>;
 }
@@ -51,7 +55,9 @@ export interface MechanismsOptions {
 }
 
 export function openMechanisms(o: MechanismsOptions): Mechanisms {
-  const handlers: Record<string, NetworkServiceServer> = { KERNEL: kernelServer({ records: o.store.records('veth', kernelReaper) }) };
+  const vwires = new Map<string, KernelVWire>();
+  const onChange = (id: string, vwire: KernelVWire | undefined) => (vwire ? vwires.set(id, vwire) : vwires.delete(id));
+  const handlers: Record<string, NetworkServiceServer> = { KERNEL: kernelServer({ records: o.store.records('veth', kernelReaper), onChange }) };
   const translation = mechanismTranslationClient();
   const servers: TunnelServer[] = [];
   const clients: TunnelClient[] = [];
@@ -76,14 +82,26 @@ export function openMechanisms(o: MechanismsOptions): Mechanisms {
     handlers['WIREGUARD'] = wgServer;
     handlers['VXLAN'] = vxServer;
   }
+  const tunnelOf = (id: string) => ({
+    mechanism: translation.chosen(id),
+    device: [...clients, ...servers].map((t) => t.describe(id)).find((d) => d !== undefined),
+  });
   return {
     handlers,
     translation,
     tunnelClients: clients,
-    tunnelOf: (id) => ({
-      mechanism: translation.chosen(id),
-      device: [...clients, ...servers].map((t) => t.describe(id)).find((d) => d !== undefined),
-    }),
+    tunnelOf,
+    // KERNEL: the client's interface (a vWire's end, or the tunnel device moved there), and a
+    // local vWire's endpoint end. A tunnel from another host: the device in the endpoint's namespace.
+    interfacesOf: (conn) => {
+      const id = conn.id ?? '';
+      if (conn.mechanism?.type === 'KERNEL') {
+        const vwire = vwires.get(id);
+        return vwire ? { server: vwire.pair.client, client: vwire.pair.endpoint } : { server: kernelSide(conn.mechanism) };
+      }
+      const device = tunnelOf(id).device;
+      return device?.['ifname'] && device['netns'] ? { client: { netns: String(device['netns']), ifname: String(device['ifname']) } } : {};
+    },
     close: async () => {
       await Promise.all(dataplanes.map((d) => d.close?.().catch(() => {})));
     },

@@ -23,6 +23,8 @@ export class RegistryHealth {
   private state: RegistryHealthView['state'] = 'unknown';
   private since = 0;
   private error = '';
+  /** Calls that could not reach the registry, since the start. */
+  failures = 0;
 
   constructor(
     readonly url: string,
@@ -48,6 +50,7 @@ export class RegistryHealth {
       this.reachable();
       return AgentError.at(e, COMPONENT.registry(this.url));
     }
+    this.failures++;
     if (this.state !== 'unreachable') {
       this.state = 'unreachable';
       this.since = this.clock.now();

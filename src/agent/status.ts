@@ -9,6 +9,7 @@ import type { HostedEndpoint } from './endpoints';
 import type { HeldConnection, PendingConnection } from './held';
 import type { LastHeal } from './journal';
 import type { RegistryHealthView } from './registry-health';
+import type { TrafficView } from './metrics/traffic';
 
 export interface StatusSources {
   name: string;
@@ -35,6 +36,8 @@ export interface StatusSources {
   tunnelOf(id: string): { mechanism?: Mechanism; device?: Record<string, unknown> };
   /** First-seen times and next hop URLs (by this agent's connection id), last heals (by the held connection's id). */
   journal: { since(id: string): number | undefined; nextHop(id: string): string | undefined; lastHeal(id: string): LastHeal | undefined };
+  /** The traffic of a connection (by its id at this agent), when it was read. */
+  traffic?: (id: string) => TrafficView | undefined;
 }
 
 const TUNNELS = new Set(['WIREGUARD', 'VXLAN']);
@@ -124,6 +127,7 @@ export function projectStatus(s: StatusSources) {
         const held = heldByAgentId.get(conn.id ?? '');
         const params = conn.mechanism?.parameters ?? {};
         const tunnel = s.tunnelOf(conn.id ?? '');
+        const traffic = s.traffic?.(conn.id ?? '');
         const nsPath = params['inodeURL'] ? String(params['inodeURL']).replace(/^file:\/\//, '') : String(tunnel.device?.['netns'] ?? '');
         const direction = directionOf(conn, hosted, tunnel);
         const since = held ? held.created : s.journal.since(conn.id ?? '');
@@ -139,6 +143,7 @@ export function projectStatus(s: StatusSources) {
           netns: held?.netns ?? nsPath.replace(/^\/run\/netns\//, ''),
           interface: params['name'] ?? String(tunnel.device?.['ifname'] ?? ''),
           ...(tunnel.mechanism || tunnel.device ? { remote: { mechanism: tunnel.mechanism ?? null, device: tunnel.device ? JSON.stringify(tunnel.device) : '' } } : {}),
+          ...(traffic ? { traffic } : {}),
         };
       })
       .concat(

@@ -44,6 +44,8 @@ export {
   setMtu,
   validateIfName,
 } from './link';
+export type { LinkStats } from './linkstats';
+export { listLinkStats, parseLinkStats } from './linkstats';
 export type { VethEnd, VethPair } from './veth';
 export { createVethPair, createVethPairNow } from './veth';
 export type { VxlanSpec } from './vxlan';
@@ -60,7 +62,7 @@ export { delNeighbor, listNeighbors, replaceNeighbor, replaceNeighborRequest } f
 export { getSysctl, setSysctl, sysctlPath } from './sysctl';
 export type { TunFlags, TunHandle } from './tun';
 export { openTun } from './tun';
-export { sdNotify } from './notify';
+export { sdNotify, sendDatagram } from './notify';
 export { peerCredentials } from './peercred';
 export type { PeerCredentials } from './peercred';
 export { icmpEcho, type IcmpEchoOptions } from './icmp';

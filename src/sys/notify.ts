@@ -15,3 +15,12 @@ export function sdNotify(state: string): boolean {
     rethrow(err, { syscall: 'sendto' });
   }
 }
+
+/** Sends one datagram to the unix datagram socket at `path`; throws SysError (ENOENT, EMSGSIZE, ...). */
+export function sendDatagram(path: string, data: Buffer): void {
+  try {
+    native().sendDatagram(path, data);
+  } catch (err) {
+    rethrow(err, { syscall: 'sendto', path });
+  }
+}

@@ -82,6 +82,33 @@ export interface ConnectionView {
   peerIps: string[];
   /** Null when it never healed since the agent started (or the agent does not hold it). */
   lastHeal: HealView | null;
+  /** The counters of the connection's interface at this host (as the interface counts them); null when not read. */
+  traffic: { side: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number; handshakeAgeMs: number | undefined } | null;
+}
+
+function trafficView(t: any): ConnectionView['traffic'] {
+  if (!t) return null;
+  const ms = Number(t.handshake_age_ms ?? 0);
+  return { side: t.side, rxBytes: Number(t.rx_bytes), txBytes: Number(t.tx_bytes), rxPackets: Number(t.rx_packets), txPackets: Number(t.tx_packets), handshakeAgeMs: ms > 0 ? ms : undefined };
+}
+
+/** 1536 -> "1.5 KiB" */
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+/** "rx 1.5 KiB (12), tx 900 B (10), handshake 3s ago" for the line under a row. */
+function trafficDetail(c: ConnectionView): string[] {
+  const t = c.traffic;
+  if (!t) return [];
+  const hs = t.handshakeAgeMs !== undefined ? `, handshake ${Math.round(t.handshakeAgeMs / 1000)}s ago` : '';
+  return [`${t.side} rx ${bytes(t.rxBytes)} (${t.rxPackets}), tx ${bytes(t.txBytes)} (${t.txPackets})${hs}`];
 }
 
 function tunnelView(s: any, c: any): ConnectionView['tunnel'] {
@@ -140,6 +167,7 @@ export function viewConnection(s: any): ConnectionView {
     localIps: serving ? dst : src,
     peerIps: serving ? src : dst,
     lastHeal: healView(s.last_heal),
+    traffic: trafficView(s.traffic),
   };
 }
 
@@ -235,7 +263,7 @@ function connectionsTable(list: ConnectionView[], now: number): string {
     ['ID', 'SERVICE', 'STATE', 'PATH', 'AGE'],
     list.map((c) => ({
       cells: [c.clientId, c.service, c.state, pathCell(c), c.created ? age(c.created, now) : ''],
-      details: [addressDetail(c), ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : []), ...(c.lastHeal ? [healDetail(c.lastHeal, now)] : [])],
+      details: [addressDetail(c), ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : []), ...trafficDetail(c), ...(c.lastHeal ? [healDetail(c.lastHeal, now)] : [])],
     })),
   );
 }
@@ -248,7 +276,7 @@ function servedTable(list: ConnectionView[], now: number): string {
       const endpointIps = c.direction === 'in' ? c.localIps : c.peerIps;
       return {
         cells: [c.clientNode, c.clientId, c.service, c.endpoint, c.state, pathCell(c), c.created ? age(c.created, now) : ''],
-        details: [`${endpointIps.join(',') || '-'} <- client ${clientIps.join(',') || '-'}`, ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : [])],
+        details: [`${endpointIps.join(',') || '-'} <- client ${clientIps.join(',') || '-'}`, ...(peerDetail(c) ? [`via ${peerDetail(c)}`] : []), ...trafficDetail(c)],
       };
     }),
   );

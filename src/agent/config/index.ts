@@ -88,6 +88,10 @@ export interface AgentConfig {
   /** listen: where an embedded registry serves other hosts; undefined = local only unless listen.tcp is set. */
   registry: { url: string; listen?: string; store: 'memory' | 'etcd'; etcd: string[]; expirationMs: number };
   policy: { service: string; allow: string[] }[];
+  /** OTLP/gRPC traces to this collector (TELEMETRY=true switches them on too); undefined: off. */
+  telemetry?: { endpoint: string };
+  /** Prometheus `/metrics`; undefined: off. */
+  metrics?: { listen: string; tls: boolean; mtls: boolean };
   endpoints: EndpointConfig[];
   connections: ConnectionConfig[];
   vl3ipam?: Vl3IpamConfig;
@@ -188,6 +192,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   if (raw.registry?.store === 'etcd' && !(raw.registry?.etcd ?? []).length) {
     throw new ConfigError(file, 'registry.etcd', 'the etcd store needs at least one endpoint');
   }
+  if (raw.metrics?.mtls && raw.metrics?.tls === false) throw new ConfigError(file, 'metrics.mtls', 'needs metrics.tls (mTLS is TLS with client certificates)');
   const stateDir: string = raw.stateDir ?? '/var/lib/nsm-agent';
   const identity = parseIdentity(file, raw.identity ?? {}, stateDir);
   (raw.policy ?? []).forEach((p: { allow: string[] }, i: number) =>
@@ -256,6 +261,8 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       expirationMs: expiration,
     },
     policy: raw.policy ?? [],
+    ...(raw.telemetry ? { telemetry: { endpoint: raw.telemetry.endpoint } } : {}),
+    ...(raw.metrics ? { metrics: { listen: raw.metrics.listen, tls: raw.metrics.tls ?? !!raw.metrics.mtls, mtls: raw.metrics.mtls ?? false } } : {}),
     endpoints,
     connections: (raw.connections ?? []).map((c: any, i: number) => checkConnection(file, i, { url: c.url, netns: c.netns ?? 'host', id: c.id })),
     ...(raw.vl3ipam ? { vl3ipam: parseVl3Ipam(file, raw.vl3ipam) } : {}),

@@ -34,6 +34,25 @@ export const AGENT_SCHEMA = {
       },
     },
     maxTokenLifetime: duration,
+    // OTLP traces (docs/metrics.md); TELEMETRY=true and NSM_OPEN_TELEMETRY_ENDPOINT also switch them
+    telemetry: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['endpoint'],
+      properties: { endpoint: hostPort },
+    },
+    // Prometheus /metrics (docs/metrics.md); off unless set
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['listen'],
+      properties: {
+        listen: hostPort,
+        // HTTPS with the agent's SVID; mtls: clients must present an SVID of the agent's trust domain
+        tls: { type: 'boolean' },
+        mtls: { type: 'boolean' },
+      },
+    },
     heal: {
       type: 'object',
       additionalProperties: false,

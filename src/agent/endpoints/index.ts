@@ -4,6 +4,7 @@
  * network services, labels with nodeName, and the agent's URL), refreshed while the agent runs
  * and removed when it stops or the endpoint is removed.
  */
+import type { Tracer } from '../../networkservice/trace';
 import type { NetworkServiceEndpoint } from '../../api';
 import type { Ctx } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
@@ -43,7 +44,7 @@ export function endpointNetnsPath(netns: string): string {
 
 export function hostEndpoint(
   cfg: EndpointConfig,
-  opts: Omit<EndpointKindEnv, 'netnsPath'> & { url: string },
+  opts: Omit<EndpointKindEnv, 'netnsPath'> & { url: string; tracer?: Tracer | undefined },
 ): HostedEndpoint {
   const kind = endpointKind(cfg);
   const parts = kind(cfg, { ...opts, netnsPath: endpointNetnsPath(cfg.netns) });
@@ -56,7 +57,7 @@ export function hostEndpoint(
   };
   return {
     cfg,
-    chain: endpointChain(cfg.name, opts.tokens, parts.elements),
+    chain: endpointChain(cfg.name, opts.tokens, parts.elements, opts.tracer),
     registration,
     connectionCount: parts.connectionCount,
     release: parts.release,
@@ -115,6 +116,8 @@ export interface HostedEndpointsOptions {
   /** vL3 endpoints' records. */
   vl3Records: () => Records<Vl3Record>;
   meshMtu: EndpointKindEnv['meshMtu'];
+  /** Spans of the endpoints' chains, when tracing is on. */
+  tracer?: () => Tracer | undefined;
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -238,6 +241,7 @@ export class HostedEndpoints implements EndpointHost {
       leasePrefix: this.opts.leasePrefix,
       vl3Records: this.opts.vl3Records(),
       meshMtu: this.opts.meshMtu,
+      tracer: this.opts.tracer?.(),
     });
   }
 }

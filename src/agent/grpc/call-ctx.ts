@@ -1,12 +1,13 @@
 /**
  * Turns an incoming gRPC call into a Ctx: the call's deadline and cancellation, the caller's
- * NSM token from the `nsm-client-token` / `nsm-client-token-expires` headers, and, for mTLS
- * callers, their SPIFFE identity (PEER).
+ * NSM token from the `nsm-client-token` / `nsm-client-token-expires` headers, the W3C trace
+ * context (`traceparent`, `tracestate`), and, for mTLS callers, their SPIFFE identity (PEER).
  */
 import type * as grpc from '@grpc/grpc-js';
 import { Ctx } from '../../core/ctx';
 import { AgentError, toStatus } from '../../core/errors';
 import { INCOMING_TOKEN } from '../../core/token';
+import { TRACE_CONTEXT, traceContextOf } from '../../core/trace';
 import { PEER, peerFromCall } from '../../spire';
 
 interface AnyCall {
@@ -46,6 +47,11 @@ export function callCtx(base: Ctx, call: AnyCall): [Ctx, () => void] {
   }
   const token = tokenFromMetadata(call.metadata);
   if (token) ctx = ctx.with(INCOMING_TOKEN, token);
+  const [traceparent] = call.metadata.get('traceparent');
+  if (traceparent !== undefined) {
+    const trace = traceContextOf(traceparent, call.metadata.get('tracestate')[0]);
+    if (trace) ctx = ctx.with(TRACE_CONTEXT, trace);
+  }
   // mTLS callers only; the unix socket has none.
   const peer = peerFromCall(call);
   if (peer) ctx = ctx.with(PEER, peer);

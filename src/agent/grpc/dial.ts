@@ -16,6 +16,7 @@ import type { Ctx } from '../../core/ctx';
 import { AgentError, COMPONENT, fromStatus, plainGrpcDetails } from '../../core/errors';
 import type { NetworkServiceClient } from '../../core/networkservice';
 import { clientURL } from '../../networkservice/clienturl';
+import { TRACE_CONTEXT } from '../../core/trace';
 import { INCOMING_TOKEN } from '../../core/token';
 import { SERVER_PEER, type SpiffeChannel } from '../../spire';
 
@@ -147,13 +148,18 @@ export class ChannelPool {
   }
 }
 
-/** Token headers for a plain channel; an mTLS channel's credentials add their own. */
+/** Token headers for a plain channel (an mTLS channel's credentials add their own), and the trace context. */
 function metadataOf(ctx: Ctx, d: Dialed): grpc.Metadata {
   const md = new grpc.Metadata();
   const t = ctx.get(INCOMING_TOKEN);
   if (t && !d.tls) {
     md.set('nsm-client-token', t.token);
     md.set('nsm-client-token-expires', rfc3339Nano(t.expires));
+  }
+  const trace = ctx.get(TRACE_CONTEXT);
+  if (trace) {
+    md.set('traceparent', trace.traceparent);
+    if (trace.tracestate) md.set('tracestate', trace.tracestate);
   }
   return md;
 }

@@ -32,6 +32,7 @@ import type { RouteStatus as _nsmagent_v1_RouteStatus, RouteStatus__Output as _n
 import type { StatusRequest as _nsmagent_v1_StatusRequest, StatusRequest__Output as _nsmagent_v1_StatusRequest__Output } from './nsmagent/v1/StatusRequest';
 import type { StatusResponse as _nsmagent_v1_StatusResponse, StatusResponse__Output as _nsmagent_v1_StatusResponse__Output } from './nsmagent/v1/StatusResponse';
 import type { SvidStatus as _nsmagent_v1_SvidStatus, SvidStatus__Output as _nsmagent_v1_SvidStatus__Output } from './nsmagent/v1/SvidStatus';
+import type { TrafficStatus as _nsmagent_v1_TrafficStatus, TrafficStatus__Output as _nsmagent_v1_TrafficStatus__Output } from './nsmagent/v1/TrafficStatus';
 import type { TunnelStatus as _nsmagent_v1_TunnelStatus, TunnelStatus__Output as _nsmagent_v1_TunnelStatus__Output } from './nsmagent/v1/TunnelStatus';
 import type { Vl3EndpointStatus as _nsmagent_v1_Vl3EndpointStatus, Vl3EndpointStatus__Output as _nsmagent_v1_Vl3EndpointStatus__Output } from './nsmagent/v1/Vl3EndpointStatus';
 
@@ -82,6 +83,7 @@ export interface ProtoGrpcType {
       StatusRequest: MessageTypeDefinition<_nsmagent_v1_StatusRequest, _nsmagent_v1_StatusRequest__Output>
       StatusResponse: MessageTypeDefinition<_nsmagent_v1_StatusResponse, _nsmagent_v1_StatusResponse__Output>
       SvidStatus: MessageTypeDefinition<_nsmagent_v1_SvidStatus, _nsmagent_v1_SvidStatus__Output>
+      TrafficStatus: MessageTypeDefinition<_nsmagent_v1_TrafficStatus, _nsmagent_v1_TrafficStatus__Output>
       TunnelStatus: MessageTypeDefinition<_nsmagent_v1_TunnelStatus, _nsmagent_v1_TunnelStatus__Output>
       Vl3EndpointStatus: MessageTypeDefinition<_nsmagent_v1_Vl3EndpointStatus, _nsmagent_v1_Vl3EndpointStatus__Output>
     }

@@ -74,6 +74,8 @@ export interface HealOptions {
    * attempt and when it recovers; `undefined` once the connection is closed. For status.
    */
   onHeal?: (id: string, heal: HealReport | undefined) => void;
+  /** Told when a heal starts and when it recovers the connection (metrics). */
+  observe?: HealObserver;
 }
 
 /** What a heal did so far, as onHeal reports it. */
@@ -89,6 +91,11 @@ export interface HealReport {
   reselected: boolean;
   /** When the connection was back; undefined while the heal runs. */
   recovered?: number;
+}
+
+export interface HealObserver {
+  started(trigger: HealTrigger): void;
+  recovered(trigger: HealTrigger, reselected: boolean, tookMs: number): void;
 }
 
 export type HealTrigger = 'monitor stream broke' | 'connection down' | 'data plane check failed';
@@ -122,6 +129,7 @@ interface Settings {
   intervalMs: () => number;
   initialMs: number;
   maxMs: number;
+  observe: HealObserver | undefined;
 }
 
 /** One connection's watch, checks and heal. */
@@ -289,6 +297,7 @@ class Healer {
     this.heal = h;
     this.log.info('heal: starting', { id: this.id, trigger, detail, reselect: h.reselect || undefined });
     this.report(h);
+    this.s.observe?.started(trigger);
     void this.next(h);
   }
 
@@ -328,6 +337,7 @@ class Healer {
     if (!h) return;
     this.endHeal();
     this.report(h, this.clock.now());
+    this.s.observe?.recovered(h.trigger, h.reselect, this.clock.now() - h.started);
     this.log.info('heal: recovered', {
       id: this.id,
       trigger: h.trigger,
@@ -359,6 +369,7 @@ export function healClient(opts: HealOptions): HealClient {
     })(),
     initialMs: opts.retry?.initialMs ?? DEFAULT_RETRY_INITIAL_MS,
     maxMs: opts.retry?.maxMs ?? DEFAULT_RETRY_MAX_MS,
+    observe: opts.observe,
   };
   const healers = new Map<string, Healer>();
   const gone = (h: Healer) => {

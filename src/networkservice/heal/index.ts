@@ -8,5 +8,6 @@ export {
   type HealClient,
   type HealTrigger,
   type HealReport,
+  type HealObserver,
 } from './client';
 export * from './liveness';

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, parseConfig, checkOnHost, ConfigError, resolveConfigFile, DEFAULT_CONFIG_FILE } from '../../../src/agent/config';
 import { parseDuration } from '../../../src/agent/config/duration';
+import { DEFAULT_OTLP_ENDPOINT, tracingSettings } from '../../../src/agent/tracing';
 
 function expectConfigError(fn: () => unknown, key: string, reason: RegExp) {
   try {
@@ -35,6 +36,26 @@ describe('agent.yaml', () => {
     });
     expect(c.maxTokenLifetimeMs).toBe(3000);
     expect(c.endpoints[0]).toMatchObject({ netns: 'nse', payload: 'IP', labels: {}, excludedPrefixes: [] });
+  });
+
+  it('reads metrics: off unless set, mtls implies tls', () => {
+    expect(parseConfig({}).metrics).toBeUndefined();
+    expect(parseConfig({ metrics: { listen: '127.0.0.1:9090' } }).metrics).toEqual({ listen: '127.0.0.1:9090', tls: false, mtls: false });
+    expect(parseConfig({ metrics: { listen: '[::1]:9090', mtls: true } }).metrics).toEqual({ listen: '[::1]:9090', tls: true, mtls: true });
+    expectConfigError(() => parseConfig({ metrics: { tls: true } }), 'metrics.listen', /required/);
+    expectConfigError(() => parseConfig({ metrics: { listen: '9090' } }), 'metrics.listen', /format/);
+    expectConfigError(() => parseConfig({ metrics: { listen: ':9090', tls: false, mtls: true } }), 'metrics.mtls', /needs metrics.tls/);
+  });
+
+  it('reads telemetry, and TELEMETRY / NSM_OPEN_TELEMETRY_ENDPOINT switch tracing as in NSM', () => {
+    expect(parseConfig({ telemetry: { endpoint: 'collector:4317' } }).telemetry).toEqual({ endpoint: 'collector:4317' });
+    expectConfigError(() => parseConfig({ telemetry: {} }), 'telemetry.endpoint', /required/);
+    expect(tracingSettings(undefined, {})).toBeUndefined();
+    expect(tracingSettings(undefined, { TELEMETRY: 'true' })).toEqual({ endpoint: DEFAULT_OTLP_ENDPOINT });
+    expect(tracingSettings(undefined, { TELEMETRY: 'true', NSM_OPEN_TELEMETRY_ENDPOINT: 'c:4317' })).toEqual({ endpoint: 'c:4317' });
+    expect(tracingSettings({ endpoint: 'y:1' }, {})).toEqual({ endpoint: 'y:1' });
+    expect(tracingSettings({ endpoint: 'y:1' }, { NSM_OPEN_TELEMETRY_ENDPOINT: 'c:4317' })).toEqual({ endpoint: 'c:4317' });
+    expect(tracingSettings({ endpoint: 'y:1' }, { TELEMETRY: 'false' })).toBeUndefined();
   });
 
   it('names the key of an unknown setting', () => {

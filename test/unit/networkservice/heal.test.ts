@@ -62,7 +62,7 @@ function endpoint(clock: FakeClock): NetworkServiceServer & { failing: number; a
   return el;
 }
 
-function setup(opts: { liveness?: boolean; retry?: HealOptions['retry']; onHeal?: HealOptions['onHeal'] } = {}) {
+function setup(opts: { liveness?: boolean; retry?: HealOptions['retry']; onHeal?: HealOptions['onHeal']; observe?: HealOptions['observe'] } = {}) {
   const clock = new FakeClock();
   const lines: string[] = [];
   const log = createLogger({ level: 'debug', write: (l) => lines.push(l) });
@@ -86,7 +86,13 @@ function setup(opts: { liveness?: boolean; retry?: HealOptions['retry']; onHeal?
     data.checks.push(structuredClone(conn));
     return data.alive;
   };
-  const heal = healClient({ monitor, ...(opts.liveness === false ? {} : { liveness }), retry: opts.retry, ...(opts.onHeal ? { onHeal: opts.onHeal } : {}) });
+  const heal = healClient({
+    monitor,
+    ...(opts.liveness === false ? {} : { liveness }),
+    retry: opts.retry,
+    ...(opts.onHeal ? { onHeal: opts.onHeal } : {}),
+    ...(opts.observe ? { observe: opts.observe } : {}),
+  });
   const chain = chainClient(updatePathClient('nsc'), beginClient(), metadataClient(), refreshClient(), heal, serverToClient(nextHop));
 
   const open = () => streams.filter((s) => s.open);
@@ -221,6 +227,20 @@ describe('heal client', () => {
     await t.advance(200);
     expect(t.data.checks).toHaveLength(4); // the checks go on after the heal
     expect(t.data.checks[3]!.network_service_endpoint_name).toBe('nse-2');
+  });
+
+  it('tells its observer once when a heal starts and once when it recovered, with trigger, reselect and time', async () => {
+    const events: unknown[][] = [];
+    const t = setup({ observe: { started: (trigger) => events.push(['started', trigger]), recovered: (...a) => events.push(['recovered', ...a]) } });
+    await request(t);
+    t.data.alive = false;
+    await t.advance(200);
+    t.data.alive = true;
+    await t.advance(1_000);
+    expect(events).toEqual([
+      ['started', 'data plane check failed'],
+      ['recovered', 'data plane check failed', true, expect.any(Number)],
+    ]);
   });
 
   it('never runs two checks at once', async () => {

@@ -1,0 +1,211 @@
+/**
+ * The Prometheus exporter: the agent's metrics in a prom-client registry, served on `/metrics`.
+ * Loaded only when agent.yaml has `metrics:` (src/agent/metrics/index.ts), so that an agent
+ * without it never loads prom-client.
+ *
+ * Per-connection series are read at each scrape from the connections the agent has then, so a
+ * closed connection's series are gone from the next scrape. The names of the traffic counters
+ * are those of sdk-vpp's Prometheus exporter, so existing NSM dashboards work.
+ */
+import client from 'prom-client';
+import type { Connection } from '../../api';
+import { stateName } from '../../api';
+import type { SideFigures } from '../../networkservice/stats';
+import { handshakeAgeMs, readFigures } from './traffic';
+import type { MetricsSources, Observer, HealCause } from './types';
+
+type TrafficLabels = Record<'connection_id' | 'network_service' | 'nsc' | 'nsc_interface' | 'nse_interface', string>;
+
+/** `{k="v",...}` with the text format's escapes (backslash, double quote, newline). */
+function labelText(labels: TrafficLabels): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(labels)) parts.push(`${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  return `{${parts.join(',')}}`;
+}
+
+const FIGURES: [keyof SideFigures, string][] = [
+  ['rxBytes', 'rx_bytes'],
+  ['txBytes', 'tx_bytes'],
+  ['rxPackets', 'rx_packets'],
+  ['txPackets', 'tx_packets'],
+  ['drops', 'drops'],
+];
+
+const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const HEAL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export class Exporter implements Observer {
+  readonly registry = new client.Registry();
+  private readonly requests: client.Histogram<'endpoint' | 'mechanism'>;
+  private readonly heals: client.Counter<'cause'>;
+  private readonly healDuration: client.Histogram<'cause' | 'reselected'>;
+  /** Reads every connection's counters into trafficText (set by trafficCounters). */
+  private readTraffic!: () => Promise<void>;
+  /** The per-connection traffic counters in the text format, as of the latest read. */
+  private trafficText = '';
+
+  constructor(private readonly s: MetricsSources) {
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'nsm_agent_' });
+    this.requests = new client.Histogram({
+      name: 'nsm_agent_request_duration_seconds',
+      help: 'Duration of successful Requests at this agent, by where the endpoint is (local, remote) and the mechanism of the connection here.',
+      labelNames: ['endpoint', 'mechanism'],
+      buckets: REQUEST_BUCKETS,
+      registers,
+    });
+    this.heals = new client.Counter({
+      name: 'nsm_agent_heals_total',
+      help: 'Heals of held connections started, by cause (liveness, monitor_break, connection_down).',
+      labelNames: ['cause'],
+      registers,
+    });
+    this.healDuration = new client.Histogram({
+      name: 'nsm_agent_heal_duration_seconds',
+      help: 'Time from the start of a heal to the connection working again, by cause and whether it reselected.',
+      labelNames: ['cause', 'reselected'],
+      buckets: HEAL_BUCKETS,
+      registers,
+    });
+    this.trafficCounters(registers);
+    const connections = new client.Gauge({
+      name: 'nsm_agent_connections',
+      help: 'Connections of this agent by state and mechanism.',
+      labelNames: ['state', 'mechanism'],
+      registers,
+      collect() {
+        this.reset();
+        const counts = new Map<string, number>();
+        for (const c of s.connections()) {
+          const key = `${stateName(c.state)}\0${c.mechanism?.type ?? ''}`;
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+        for (const [key, n] of counts) {
+          const [state = '', mechanism = ''] = key.split('\0');
+          connections.set({ state, mechanism }, n);
+        }
+      },
+    });
+    this.identityGauges(registers);
+    if (s.registryHealth()) this.registryGauges(registers);
+  }
+
+  requested(conn: Connection, seconds: number): void {
+    this.requests.observe({ endpoint: this.s.tunnelOf(conn.id ?? '').mechanism ? 'remote' : 'local', mechanism: conn.mechanism?.type ?? '' }, seconds);
+  }
+
+  healStarted(cause: HealCause): void {
+    this.heals.inc({ cause });
+  }
+
+  healRecovered(cause: HealCause, reselected: boolean, seconds: number): void {
+    this.healDuration.observe({ cause, reselected: String(reselected) }, seconds);
+  }
+
+  /** The Prometheus text of every metric, the per-connection ones read from the kernel now. */
+  async metrics(): Promise<string> {
+    await this.readTraffic();
+    return this.trafficText + (await this.registry.metrics());
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private trafficCounters(registers: client.Registry[]): void {
+    const s = this.s;
+    const handshake = new client.Gauge({
+      name: 'nsm_agent_wireguard_handshake_age_seconds',
+      help: "Seconds since the latest WireGuard handshake of a connection's tunnel (wireguard-go devices).",
+      labelNames: ['connection_id'],
+      registers,
+    });
+    // prom-client collects metrics concurrently, so the reading is done before it starts:
+    // every connection's counters at once (a dump per namespace) for all ten counters. The ten
+    // counters' text is written here rather than by prom-client: with a series per connection
+    // and counter, its per-series cost would make a scrape of a thousand connections slow.
+    this.readTraffic = async () => {
+      handshake.reset();
+      const conns = s.connections();
+      const read = await readFigures(conns, s.interfacesOf);
+      const blocks = new Map<string, string[]>();
+      for (const side of ['server', 'client'] as const) for (const [, suffix] of FIGURES) blocks.set(`${side}_${suffix}`, []);
+      conns.forEach((conn, i) => {
+        const r = read[i];
+        if (!r) return;
+        const labels = labelText({
+          connection_id: conn.id ?? '',
+          network_service: conn.network_service ?? '',
+          nsc: conn.path?.path_segments?.[0]?.name ?? '',
+          nsc_interface: r.ifs.server?.ifname ?? '',
+          nse_interface: r.ifs.client?.ifname ?? '',
+        });
+        for (const side of ['server', 'client'] as const) {
+          const f = r.figures[side];
+          if (!f) continue;
+          for (const [key, suffix] of FIGURES) blocks.get(`${side}_${suffix}`)?.push(`${side}_${suffix}_total${labels} ${f[key]}`);
+        }
+      });
+      let text = '';
+      for (const [name, lines] of blocks) {
+        const [side, ...rest] = name.split('_');
+        text += `# HELP ${name}_total ${side === 'server' ? 'Client' : 'Endpoint'}-side interface ${rest.join(' ')} as the forwarder counts them (rx: from the interface's owner).\n# TYPE ${name}_total counter\n`;
+        text += lines.length ? `${lines.join('\n')}\n\n` : '\n';
+      }
+      this.trafficText = text;
+      await Promise.all(
+        conns.map(async (conn) => {
+          const ms = await handshakeAgeMs(s.tunnelOf(conn.id ?? '').device, s.now());
+          if (ms !== undefined) handshake.set({ connection_id: conn.id ?? '' }, ms / 1000);
+        }),
+      );
+    };
+  }
+
+  private identityGauges(registers: client.Registry[]): void {
+    const s = this.s;
+    const svid = new client.Gauge({
+      name: 'nsm_agent_svid_expiry_timestamp_seconds',
+      help: "When the agent's X.509 SVID expires (Unix time).",
+      registers,
+      collect() {
+        this.reset();
+        const at = s.svidExpiresAt();
+        if (at !== undefined) svid.set(at / 1000);
+      },
+    });
+    const bundle = new client.Gauge({
+      name: 'nsm_agent_bundle_expiry_timestamp_seconds',
+      help: 'When the first authority of a trust bundle expires (Unix time), by trust domain.',
+      labelNames: ['trust_domain'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [td, at] of s.bundleExpiries()) bundle.set({ trust_domain: td }, at / 1000);
+      },
+    });
+  }
+
+  private registryGauges(registers: client.Registry[]): void {
+    const s = this.s;
+    const reachable = new client.Gauge({
+      name: 'nsm_agent_registry_reachable',
+      help: 'Whether the remote registry answered the latest call (1) or not (0) (none yet: 0).',
+      registers,
+      collect() {
+        this.reset();
+        reachable.set(s.registryHealth()?.state === 'reachable' ? 1 : 0);
+      },
+    });
+    const failures = new client.Counter({
+      name: 'nsm_agent_registry_failures_total',
+      help: 'Calls to the remote registry (registrations, refreshes, finds) that could not reach it.',
+      registers,
+      collect() {
+        this.reset();
+        const h = s.registryHealth();
+        if (h) failures.inc(h.failures);
+      },
+    });
+  }
+}

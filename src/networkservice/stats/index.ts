@@ -1,0 +1,1 @@
+export { statsServer, segmentEntries, type ConnectionFigures, type SideFigures, type StatsOptions } from './server';

@@ -1,0 +1,1 @@
+export { traceServer, tracedServer, tracedClient, type Span, type Tracer } from './server';
