@@ -4,7 +4,18 @@
  * (toStatus, used by the servers), and back when an error arrives from a peer (fromStatus).
  * docs/errors.md lists every code; a unit test keeps the two in step.
  */
-import { status as Status, Metadata } from '@grpc/grpc-js';
+import type { status as GrpcStatus, Metadata } from '@grpc/grpc-js';
+
+/**
+ * gRPC's status codes, fixed by the gRPC protocol (grpc-js's `status` has the same numbers; a unit
+ * test checks it). Written out so that the CLI, which imports this module, does not load grpc-js.
+ */
+type Status = GrpcStatus;
+const Status = {
+  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
+} as unknown as typeof GrpcStatus;
 
 /** Stable codes and the gRPC status each one maps to. */
 export const ERROR_CODES = {
@@ -86,10 +97,16 @@ export function isCode(err: unknown, ...codes: ErrorCode[]): boolean {
 
 function grpcStatusOf(err: unknown): { code: number; details: string } | undefined {
   const e = err as { code?: unknown; details?: unknown; metadata?: unknown } | undefined;
-  if (e && typeof e.code === 'number' && typeof e.details === 'string' && e.metadata instanceof Metadata) {
+  if (e && typeof e.code === 'number' && typeof e.details === 'string' && isMetadata(e.metadata)) {
     return { code: e.code, details: e.details };
   }
   return undefined;
+}
+
+/** A grpc-js Metadata (what its ServiceErrors carry), recognised without loading grpc-js. */
+function isMetadata(m: unknown): m is Metadata {
+  const x = m as Partial<Metadata> | undefined;
+  return !!x && typeof x.get === 'function' && typeof x.getMap === 'function' && typeof x.clone === 'function';
 }
 
 /** An error received from a peer as a gRPC status. */

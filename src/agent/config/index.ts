@@ -6,13 +6,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Ajv, { ErrorObject } from 'ajv';
-import YAML from 'yaml';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { lazyModule } from '../../core/lazy';
 import { AGENT_SCHEMA } from './schema';
 import { parseDuration } from './duration';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { idMatcher, trustDomainName } from '../../spire/id';
-import { endpointTarget } from '../../spire/workload';
+
+// Loaded on first use: commands that only talk to a running agent import this module for its
+// defaults and ConfigError, and need neither the parsers nor the Workload API client.
+const YAML = lazyModule(() => require('yaml') as typeof import('yaml'));
+const workload = lazyModule(() => require('../../spire/workload') as typeof import('../../spire/workload'));
 
 export interface EndpointConfig {
   name: string;
@@ -87,8 +91,12 @@ function defaultName(): string {
   return h.replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'nsm-agent';
 }
 
-const ajv = new Ajv({ allErrors: false, strict: true });
-const validate = ajv.compile(AGENT_SCHEMA);
+let compiled: ValidateFunction | undefined;
+/** agent.yaml's schema validator, compiled on first use. */
+function validator(): ValidateFunction {
+  const Ajv = (require('ajv') as typeof import('ajv')).default;
+  return (compiled ??= new Ajv({ allErrors: false, strict: true }).compile(AGENT_SCHEMA));
+}
 
 function keyOf(err: ErrorObject): string {
   const parts = err.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
@@ -125,6 +133,7 @@ function portRange(file: string, text: string): { portMin: number; portMax: numb
 /** Validates a parsed document; throws ConfigError. `file` is used in messages only. */
 export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const raw = (doc ?? {}) as Record<string, any>;
+  const validate = validator();
   if (!validate(raw)) {
     const err = validate.errors?.[0];
     throw new ConfigError(file, err ? keyOf(err) : '', err ? reasonOf(err) : 'invalid');
@@ -206,7 +215,7 @@ function parseIdentity(file: string, id: Record<string, any>, stateDir: string):
   if (source === 'files' && !id.files) throw new ConfigError(file, 'identity.files', 'is required with identity.source files');
   if (id.socket !== undefined) {
     try {
-      endpointTarget(id.socket);
+      workload.endpointTarget(id.socket);
     } catch (err) {
       throw new ConfigError(file, 'identity.socket', (err as Error).message);
     }
