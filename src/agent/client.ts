@@ -1,13 +1,12 @@
 /**
  * The CLI's clients of a running agent on its unix socket: the control API (nsmagent.v1.Agent)
  * and the NSM registry it serves there. A small gRPC client over node:http2, for unary and
- * server-streaming calls only, with messages encoded by protobufjs from the same descriptor and
- * with the same options (LOADER_OPTIONS) as the agent's grpc-js servers: requests and replies
- * are what a grpc-js client would send and receive, and a command loads neither grpc-js nor a
- * .proto parser.
+ * server-streaming calls only, with messages encoded from the same descriptor as the agent's
+ * grpc-js servers use and in the same form (src/api/codec.ts): requests and replies are what a
+ * grpc-js client would send and receive, and a command loads neither grpc-js nor protobufjs.
  */
 import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
-import type { Type } from 'protobufjs';
+import { Codecs, decodeMessage, encodeMessage, type DescriptorNode, type MessageType } from '../api/codec';
 import { DEFAULT_SOCKET } from './config';
 import { AgentError, fromStatus } from '../core/errors';
 import { descriptor } from '../api/descriptor';
@@ -29,19 +28,11 @@ export interface LocalClients {
   close(): void;
 }
 
-/** The proto-loader options the agent's servers decode and encode with (src/api LOADER_OPTIONS). */
-const TO_OBJECT = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
-
-let types: ReturnType<typeof loadTypes> | undefined;
-function loadTypes() {
-  const protobuf = require('protobufjs/light') as typeof import('protobufjs');
-  const root = protobuf.Root.fromJSON(descriptor());
-  root.resolveAll();
-  return (service: string, method: string) => {
-    const m = root.lookupService(service).methods[method];
-    if (!m?.resolvedRequestType || !m.resolvedResponseType) throw new AgentError('INTERNAL', `no method ${service}/${method}`);
-    return { req: m.resolvedRequestType, res: m.resolvedResponseType, stream: !!m.responseStream };
-  };
+let codecs: Codecs | undefined;
+function codecOf(service: string, method: string): { req: MessageType; res: MessageType } {
+  const m = (codecs ??= new Codecs(descriptor() as DescriptorNode)).method(service, method);
+  if (!m) throw new AgentError('INTERNAL', `no method ${service}/${method}`);
+  return m;
 }
 
 /** One HTTP/2 connection to the socket, opened on the first call; close() ends it. */
@@ -92,9 +83,9 @@ function frame(msg: Uint8Array): Buffer {
  */
 function call(client: ServiceClient, method: string, req: unknown, timeoutMs: number, onMessage: (m: unknown) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    let codec: { req: Type; res: Type; stream: boolean };
+    let codec: { req: MessageType; res: MessageType };
     try {
-      codec = (types ??= loadTypes())(client.service, method);
+      codec = codecOf(client.service, method);
     } catch (err) {
       return reject(AgentError.from(err));
     }
@@ -138,9 +129,9 @@ function call(client: ServiceClient, method: string, req: unknown, timeoutMs: nu
         const body = pending.subarray(5, 5 + len);
         pending = pending.subarray(5 + len);
         try {
-          onMessage(codec.res.toObject(codec.res.decode(body), TO_OBJECT));
+          onMessage(decodeMessage(codec.res, body));
         } catch (err) {
-          return finish(new AgentError('INTERNAL', `undecodable ${codec.res.fullName.slice(1)}: ${(err as Error).message}`));
+          return finish(new AgentError('INTERNAL', `undecodable ${codec.res.fullName}: ${(err as Error).message}`));
         }
       }
     });
@@ -148,9 +139,9 @@ function call(client: ServiceClient, method: string, req: unknown, timeoutMs: nu
     stream.on('error', (err: Error) => finish(new AgentError('UNAVAILABLE', (err.cause instanceof Error ? err.cause : (client.connection.error ?? err)).message)));
     stream.on('close', () => finish(new AgentError('UNAVAILABLE', 'connection closed before the reply ended')));
     try {
-      stream.end(frame(codec.req.encode(codec.req.fromObject(req as Record<string, unknown>)).finish()));
+      stream.end(frame(encodeMessage(codec.req, req as Record<string, unknown>)));
     } catch (err) {
-      finish(new AgentError('INVALID_ARGUMENT', `cannot encode ${codec.req.fullName.slice(1)}: ${(err as Error).message}`));
+      finish(new AgentError('INVALID_ARGUMENT', `cannot encode ${codec.req.fullName}: ${(err as Error).message}`));
     }
   });
 }
