@@ -1,3 +1,4 @@
+// Over 400 lines: encoder and decoder of one wire format, which must change together.
 /**
  * A protobuf codec driven by the JSON descriptor (src/api/descriptor.ts), for the CLI: it turns
  * plain objects into the bytes protobufjs's `Type.encode(Type.fromObject(o))` gives, and bytes

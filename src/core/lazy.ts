@@ -1,7 +1,7 @@
 /**
  * Modules loaded on first use. The CLI shares modules with the daemon; what only some commands
- * or only the daemon need (a YAML parser, a schema compiler, grpc-js) is loaded when used, so
- * that a command such as `version` or `status` starts as fast as Node itself.
+ * or only the daemon need (a YAML parser, a schema compiler, etcd3) is loaded when used, so that
+ * a command such as `version` or `status` starts without loading them.
  */
 
 /** A module object whose `load` (a `require`) runs on the first access to one of its members. */
