@@ -91,11 +91,25 @@ function defaultName(): string {
   return h.replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'nsm-agent';
 }
 
+/** The options agent.yaml's schema is compiled with, here and by scripts/config-validator.mjs. */
+export const AJV_OPTIONS = { allErrors: false, strict: true } as const;
+
 let compiled: ValidateFunction | undefined;
-/** agent.yaml's schema validator, compiled on first use. */
+/**
+ * agent.yaml's schema validator: the code `npm run build` generated from this schema
+ * (dist/agent/config/validate.js, ajv standalone), so that a start does not compile it; compiled
+ * here when there is none or it was made from another schema.
+ */
 function validator(): ValidateFunction {
+  if (compiled) return compiled;
+  try {
+    const built = require('./validate.js') as ValidateFunction & { schemaText?: string };
+    if (built.schemaText === JSON.stringify(AGENT_SCHEMA)) return (compiled = built);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'MODULE_NOT_FOUND') throw err;
+  }
   const Ajv = (require('ajv') as typeof import('ajv')).default;
-  return (compiled ??= new Ajv({ allErrors: false, strict: true }).compile(AGENT_SCHEMA));
+  return (compiled = new Ajv(AJV_OPTIONS).compile(AGENT_SCHEMA));
 }
 
 function keyOf(err: ErrorObject): string {
