@@ -9,15 +9,12 @@ import type { Logger } from '../core/log';
 import type { NsRegistry, NseRegistry } from '../core/registry';
 import { nseQueryCache, nsQueryCache } from '../registry/querycache';
 import { newRegistryServer, RegistryServer } from '../registry/server';
-import { lazyModule } from '../core/lazy';
+import { EtcdStore } from '../registry/store/etcd';
 import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../registry/client';
 import type { TokenSource } from '../core/token';
 import { channelCredentials, type X509Source } from '../spire';
 import type { AgentConfig } from './config';
 import { healthWatched, RegistryHealth } from './registry-health';
-
-/** etcd3 and its dependencies stay unloaded in agents with the memory store. */
-const etcdStore = lazyModule(() => require('../registry/store/etcd') as typeof import('../registry/store/etcd'));
 
 export interface RegistryAccess {
   ns: NsRegistry;
@@ -41,12 +38,12 @@ export interface RegistryAccessOptions {
 
 export function openRegistry(registry: AgentConfig['registry'], opts: RegistryAccessOptions): RegistryAccess {
   if (registry.url === 'embedded') {
-    const etcd = registry.store === 'etcd' ? new etcdStore.EtcdStore({ endpoints: registry.etcd }) : undefined;
+    const store = registry.store === 'etcd' ? new EtcdStore({ endpoints: registry.etcd }) : undefined;
     const embedded = newRegistryServer({
       clock: opts.clock,
       log: opts.log,
       defaultExpiration: registry.expirationMs,
-      store: etcd,
+      store,
       authorize: { self: opts.selfId },
     });
     return {
@@ -55,7 +52,7 @@ export function openRegistry(registry: AgentConfig['registry'], opts: RegistryAc
       embedded,
       close: () => {
         embedded.close();
-        etcd?.close();
+        if (embedded.store instanceof EtcdStore) embedded.store.close();
       },
     };
   }

@@ -12,11 +12,11 @@ import { AGENT_SCHEMA } from './schema';
 import { parseDuration } from './duration';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { idMatcher, trustDomainName } from '../../spire/id';
+import { endpointTarget } from '../../spire/endpoint';
 
 // Loaded on first use: commands that only talk to a running agent import this module for its
-// defaults and ConfigError, and need neither the parsers nor the Workload API client.
+// defaults and ConfigError, and need no YAML parser.
 const YAML = lazyModule(() => require('yaml') as typeof import('yaml'));
-const workload = lazyModule(() => require('../../spire/workload') as typeof import('../../spire/workload'));
 
 export interface EndpointConfig {
   name: string;
@@ -229,7 +229,7 @@ function parseIdentity(file: string, id: Record<string, any>, stateDir: string):
   if (source === 'files' && !id.files) throw new ConfigError(file, 'identity.files', 'is required with identity.source files');
   if (id.socket !== undefined) {
     try {
-      workload.endpointTarget(id.socket);
+      endpointTarget(id.socket);
     } catch (err) {
       throw new ConfigError(file, 'identity.socket', (err as Error).message);
     }
