@@ -17,6 +17,8 @@ const benches = {
   'connect-local': quick ? ['50', '--concurrent', '50', '--rounds', '1'] : ['200'],
   remote: quick ? ['20', '--peer-runs', '5'] : ['200', '--peer-runs', '30'],
   coldstart: quick ? ['5'] : ['20'],
+  cli: quick ? ['10'] : ['30'],
+  rss: quick ? ['1'] : ['3'],
   scale: quick
     ? ['--connections', '200', '--duration', opt.duration ?? '30s', '--lifetime', '15s', '--remote', '20']
     : ['--connections', '1000', '--duration', opt.duration ?? '5m', '--lifetime', '30s', '--remote', '100'],

@@ -1,60 +1,166 @@
 /**
- * gRPC clients for the CLI: the agent's control API and the NSM registry on the local socket.
+ * The CLI's clients of a running agent on its unix socket: the control API (nsmagent.v1.Agent)
+ * and the NSM registry it serves there. A small gRPC client over node:http2, for unary and
+ * server-streaming calls only, with messages encoded from the same descriptor as the agent's
+ * grpc-js servers use and in the same form (src/api/codec.ts): requests and replies are what a
+ * grpc-js client would send and receive, and a command loads neither grpc-js nor protobufjs.
  */
-import * as grpc from '@grpc/grpc-js';
-import { CHANNEL_OPTIONS, api } from '../api';
+import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
+import { Codecs, decodeMessage, encodeMessage, type DescriptorNode, type MessageType } from '../api/codec';
 import { DEFAULT_SOCKET } from './config';
-import { AgentError } from '../core/errors';
+import { AgentError, fromStatus } from '../core/errors';
+import { descriptor } from '../api/descriptor';
 
 export function socketPath(flag?: string): string {
   return flag || process.env['NSM_AGENT_SOCKET'] || DEFAULT_SOCKET;
 }
 
+/** One service on the agent's socket, e.g. `nsmagent.v1.Agent`. */
+export interface ServiceClient {
+  readonly service: string;
+  readonly connection: Connection;
+}
+
 export interface LocalClients {
-  agent: grpc.Client & Record<string, Function>;
-  ns: grpc.Client & Record<string, Function>;
-  nse: grpc.Client & Record<string, Function>;
+  agent: ServiceClient;
+  ns: ServiceClient;
+  nse: ServiceClient;
   close(): void;
 }
 
+let codecs: Codecs | undefined;
+function codecOf(service: string, method: string): { req: MessageType; res: MessageType } {
+  const m = (codecs ??= new Codecs(descriptor() as DescriptorNode)).method(service, method);
+  if (!m) throw new AgentError('INTERNAL', `no method ${service}/${method}`);
+  return m;
+}
+
+/** One HTTP/2 connection to the socket, opened on the first call; close() ends it. */
+class Connection {
+  private session: ClientHttp2Session | undefined;
+  /** What ended the connection, e.g. `connect ENOENT <socket>`: what a failed call reports. */
+  error: Error | undefined;
+  constructor(readonly socket: string) {}
+
+  open(): ClientHttp2Session {
+    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
+    const http2 = require('node:http2') as typeof import('node:http2');
+    const net = require('node:net') as typeof import('node:net');
+    const s = http2.connect('http://localhost', { createConnection: () => net.connect(this.socket) });
+    s.on('error', (err: Error) => (this.error = err)); // each call reports it
+    this.session = s;
+    return s;
+  }
+
+  close(): void {
+    this.session?.close();
+    this.session = undefined;
+  }
+}
+
 export function localClients(socket: string): LocalClients {
-  const target = `unix://${socket}`;
-  const creds = grpc.credentials.createInsecure();
-  const a = api();
-  const Agent = a.agent.nsmagent.v1.Agent as unknown as typeof grpc.Client;
-  const agent = new Agent(target, creds, CHANNEL_OPTIONS) as LocalClients['agent'];
-  const opts = { channelOverride: agent.getChannel() } as grpc.ClientOptions;
-  const ns = new (a.reg.registry.NetworkServiceRegistry as unknown as typeof grpc.Client)(target, creds, opts) as LocalClients['ns'];
-  const nse = new (a.reg.registry.NetworkServiceEndpointRegistry as unknown as typeof grpc.Client)(target, creds, opts) as LocalClients['nse'];
+  const connection = new Connection(socket);
   return {
-    agent,
-    ns,
-    nse,
-    close: () => agent.close(),
+    agent: { service: 'nsmagent.v1.Agent', connection },
+    ns: { service: 'registry.NetworkServiceRegistry', connection },
+    nse: { service: 'registry.NetworkServiceEndpointRegistry', connection },
+    close: () => connection.close(),
   };
 }
 
-/** Calls a unary method with a deadline; gRPC errors become AgentErrors. */
-export function unaryCall<T>(client: grpc.Client & Record<string, Function>, method: string, req: unknown, timeoutMs = 20_000): Promise<T> {
+/** Frames a message as gRPC does: uncompressed flag, 4-byte big-endian length, bytes. */
+function frame(msg: Uint8Array): Buffer {
+  const out = Buffer.alloc(5 + msg.length);
+  out.writeUInt32BE(msg.length, 1);
+  out.set(msg, 5);
+  return out;
+}
+
+/**
+ * Runs one call; `onMessage` gets each reply decoded. Resolves at the OK status, rejects with an
+ * AgentError for any other status (fromStatus, as for grpc-js errors), a transport failure
+ * (UNAVAILABLE) or the deadline (DEADLINE_EXCEEDED).
+ */
+function call(client: ServiceClient, method: string, req: unknown, timeoutMs: number, onMessage: (m: unknown) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const fn = client[method];
-    if (!fn) return reject(new AgentError('INTERNAL', `no method ${method}`));
-    fn.call(client, req, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: T) => {
-      if (err) reject(AgentError.from(err));
-      else resolve(res);
+    let codec: { req: MessageType; res: MessageType };
+    try {
+      codec = codecOf(client.service, method);
+    } catch (err) {
+      return reject(AgentError.from(err));
+    }
+    let done = false;
+    const finish = (err?: AgentError) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err && !stream.closed) stream.close(0x8); // CANCEL: nothing more is read
+      if (err) reject(err);
+      else resolve();
+    };
+    const session = client.connection.open();
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': `/${client.service}/${method}`,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': `${Math.max(1, Math.ceil(timeoutMs))}m`,
     });
+    const timer = setTimeout(() => finish(new AgentError('DEADLINE_EXCEEDED', `Deadline exceeded after ${(timeoutMs / 1000).toFixed(3)}s`)), timeoutMs);
+    let pending: Buffer = Buffer.alloc(0);
+    const status = (h: IncomingHttpHeaders): boolean => {
+      const code = h['grpc-status'];
+      if (code === undefined) return false;
+      const details = decodeURIComponent(String(h['grpc-message'] ?? ''));
+      finish(Number(code) === 0 ? undefined : fromStatus(Number(code), details));
+      return true;
+    };
+    stream.on('response', (h) => {
+      if (status(h)) return; // trailers-only reply
+      const http = Number(h[':status']);
+      if (http !== 200) finish(new AgentError('UNAVAILABLE', `the agent answered HTTP ${http}, not gRPC`));
+    });
+    stream.on('data', (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      while (!done && pending.length >= 5) {
+        const len = pending.readUInt32BE(1);
+        if (pending.length < 5 + len) break;
+        if (pending[0] !== 0) return finish(new AgentError('INTERNAL', 'compressed reply: not requested'));
+        const body = pending.subarray(5, 5 + len);
+        pending = pending.subarray(5 + len);
+        try {
+          onMessage(decodeMessage(codec.res, body));
+        } catch (err) {
+          return finish(new AgentError('INTERNAL', `undecodable ${codec.res.fullName}: ${(err as Error).message}`));
+        }
+      }
+    });
+    stream.on('trailers', (h) => status(h));
+    stream.on('error', (err: Error) => finish(new AgentError('UNAVAILABLE', (err.cause instanceof Error ? err.cause : (client.connection.error ?? err)).message)));
+    stream.on('close', () => finish(new AgentError('UNAVAILABLE', 'connection closed before the reply ended')));
+    try {
+      stream.end(frame(encodeMessage(codec.req, req as Record<string, unknown>)));
+    } catch (err) {
+      finish(new AgentError('INVALID_ARGUMENT', `cannot encode ${codec.req.fullName}: ${(err as Error).message}`));
+    }
   });
 }
 
-/** Reads a server stream to its end (a non-watch registry Find). */
-export function streamAll<T>(client: grpc.Client & Record<string, Function>, method: string, req: unknown, timeoutMs = 20_000): Promise<T[]> {
-  return new Promise((resolve, reject) => {
-    const fn = client[method];
-    if (!fn) return reject(new AgentError('INTERNAL', `no method ${method}`));
-    const out: T[] = [];
-    const call = fn.call(client, req, { deadline: Date.now() + timeoutMs }) as grpc.ClientReadableStream<T>;
-    call.on('data', (d: T) => out.push(d));
-    call.on('error', (err: grpc.ServiceError) => reject(AgentError.from(err)));
-    call.on('end', () => resolve(out));
+/** Calls a unary method with a deadline; errors are AgentErrors. */
+export async function unaryCall<T>(client: ServiceClient, method: string, req: unknown, timeoutMs = 20_000): Promise<T> {
+  let reply: unknown;
+  let n = 0;
+  await call(client, method, req, timeoutMs, (m) => {
+    reply = m;
+    n++;
   });
+  if (n !== 1) throw new AgentError('INTERNAL', `${client.service}/${method} answered ${n} messages, not 1`);
+  return reply as T;
+}
+
+/** Reads a server stream to its end (a non-watch registry Find). */
+export async function streamAll<T>(client: ServiceClient, method: string, req: unknown, timeoutMs = 20_000): Promise<T[]> {
+  const out: T[] = [];
+  await call(client, method, req, timeoutMs, (m) => out.push(m as T));
+  return out;
 }

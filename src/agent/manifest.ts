@@ -5,11 +5,14 @@
  * fallthrough, metadata.labels). camelCase spellings are accepted too. Errors name the file,
  * the document and the key.
  */
-import YAML from 'yaml';
+import { lazyModule } from '../core/lazy';
 import type { NetworkService, Match } from '../api';
 import { AgentError } from '../core/errors';
 import { validateLabels } from '../core/validate';
 import { yamlErrorText, yamlValueError } from './config/yaml-error';
+
+/** Loaded on first use: only `apply` and the daemon read manifests. */
+const YAML = lazyModule(() => require('yaml') as typeof import('yaml'));
 
 const NAME_RE = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 

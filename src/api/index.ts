@@ -6,9 +6,9 @@
  * `MTU`. Chain elements work on the permissive (input) types, where every field is optional;
  * decoded messages always carry every field (proto-loader `defaults: true`).
  */
-import path from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
+import { descriptor } from './descriptor';
 import type { ProtoGrpcType as NsType } from './gen/networkservice';
 import type { ProtoGrpcType as RegType } from './gen/registry';
 import type { ProtoGrpcType as HealthType } from './gen/health';
@@ -48,23 +48,13 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-/** proto/ sits two levels above both src/api and dist/api. */
-const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
-
-function load(files: string[]): protoLoader.PackageDefinition {
-  return protoLoader.loadSync(files, {
-    ...LOADER_OPTIONS,
-    includeDirs: ['networkservice', 'registry', 'grpc', 'agent', 'ipam'].map((d) => path.join(PROTO_ROOT, d)),
-  });
-}
-
 type Loaded = { ns: NsType; reg: RegType; health: HealthType; agent: AgentType; ipam: IpamType; defs: protoLoader.PackageDefinition };
 let cached: Loaded | undefined;
 
 /** Loads the .proto files once and returns the grpc-js service constructors and message types. */
 export function api(): Loaded {
   if (!cached) {
-    const defs = load(['networkservice.proto', 'connection.proto', 'registry.proto', 'health.proto', 'agent.proto', 'ipam.proto']);
+    const defs = protoLoader.fromJSON(descriptor(), LOADER_OPTIONS);
     const loaded = grpc.loadPackageDefinition(defs);
     cached = {
       ns: loaded as unknown as NsType,

@@ -7,7 +7,18 @@
  * ignore: they see the gRPC status only, so that stays true to each code.
  * docs/errors.md lists every code; a unit test keeps the two in step.
  */
-import { status as Status, Metadata } from '@grpc/grpc-js';
+import type { status as GrpcStatus, Metadata } from '@grpc/grpc-js';
+
+/**
+ * gRPC's status codes, fixed by the gRPC protocol (grpc-js's `status` has the same numbers; a unit
+ * test checks it). Written out so that the CLI, which imports this module, does not load grpc-js.
+ */
+type Status = GrpcStatus;
+const Status = {
+  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
+} as unknown as typeof GrpcStatus;
 
 /** Stable codes and the gRPC status each one maps to. */
 export const ERROR_CODES = {
@@ -130,10 +141,16 @@ export function isCode(err: unknown, ...codes: ErrorCode[]): boolean {
 
 function grpcStatusOf(err: unknown): { code: number; details: string; metadata: Metadata } | undefined {
   const e = err as { code?: unknown; details?: unknown; metadata?: unknown } | undefined;
-  if (e && typeof e.code === 'number' && typeof e.details === 'string' && e.metadata instanceof Metadata) {
+  if (e && typeof e.code === 'number' && typeof e.details === 'string' && isMetadata(e.metadata)) {
     return { code: e.code, details: e.details, metadata: e.metadata };
   }
   return undefined;
+}
+
+/** A grpc-js Metadata (what its ServiceErrors carry), recognised without loading grpc-js. */
+function isMetadata(m: unknown): m is Metadata {
+  const x = m as Partial<Metadata> | undefined;
+  return !!x && typeof x.get === 'function' && typeof x.getMap === 'function' && typeof x.clone === 'function';
 }
 
 /**
@@ -166,7 +183,9 @@ export function fromStatus(code: number, details: string, cause?: unknown, metad
 /** The server boundary: what a gRPC caller receives for an error thrown by a chain. */
 export function toStatus(err: unknown): { code: Status; details: string; metadata: Metadata } {
   const e = AgentError.from(err);
-  const metadata = new Metadata();
+  // Servers only: grpc-js is loaded by whoever serves; the CLI never gets here.
+  const { Metadata: GrpcMetadata } = require('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
+  const metadata = new GrpcMetadata();
   metadata.set(ERROR_CODE_HEADER, e.code);
   // Header values are printable ASCII; anything else in a component name becomes '?'.
   if (e.component) metadata.set(ERROR_COMPONENT_HEADER, e.component.replace(/[^\x20-\x7e]/g, '?'));

@@ -16,7 +16,6 @@
  * - any other code (INVALID_ARGUMENT, UNIMPLEMENTED, ...) is final: no retry, `ready()` fails.
  */
 import path from 'node:path';
-import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { CHANNEL_OPTIONS, LOADER_OPTIONS } from '../api';
@@ -28,11 +27,13 @@ import { Clock, realClock } from '../core/clock';
 import { AgentError, fromStatus } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
 import { trustDomainName } from './id';
+import { ENDPOINT_ENV, endpointTarget } from './endpoint';
+
+export { ENDPOINT_ENV, endpointTarget };
 import { BaseX509Source, SourceOptions } from './source';
 import { bundleFromDer, svidFromDer, X509Context, X509Svid } from './svid';
 import type { X509Certificate } from 'node:crypto';
 
-export const ENDPOINT_ENV = 'SPIFFE_ENDPOINT_SOCKET';
 export const SECURITY_HEADER = 'workload.spiffe.io';
 
 /** Codes after which a stream is reopened; OK is a clean end by the server. */
@@ -45,40 +46,6 @@ export const RETRY_CODES: ReadonlySet<grpc.status> = new Set([
   grpc.status.DEADLINE_EXCEEDED,
 ]);
 
-/**
- * The grpc-js target for a Workload API address (RFC 3986 URI):
- * `unix:///abs/path` or `unix:/abs/path` → `unix:///abs/path`;
- * `tcp://<IP>:<port>` → `ipv4:` / `ipv6:` target. Anything else is INVALID_ARGUMENT.
- */
-export function endpointTarget(address: string | undefined = process.env[ENDPOINT_ENV]): string {
-  const bad = (why: string) =>
-    new AgentError('INVALID_ARGUMENT', `workload endpoint address ${JSON.stringify(address)} ${why}`);
-  if (!address) {
-    throw new AgentError('INVALID_ARGUMENT', `workload endpoint socket address is not configured (set ${ENDPOINT_ENV} or identity.socket)`);
-  }
-  let u: URL;
-  try {
-    u = new URL(address);
-  } catch {
-    throw bad('is not a URI');
-  }
-  if (u.username || u.password) throw bad('must not carry user info');
-  if (u.search || u.hash || address.includes('?') || address.includes('#')) throw bad('must not have a query or fragment');
-  if (u.protocol === 'unix:') {
-    if (u.host) throw bad('must not have an authority: use unix:///path or unix:/path');
-    if (!u.pathname.startsWith('/')) throw bad('must name an absolute socket path');
-    return `unix://${decodeURIComponent(u.pathname)}`;
-  }
-  if (u.protocol === 'tcp:') {
-    if (u.pathname && u.pathname !== '/') throw bad('must not have a path');
-    if (!u.port) throw bad('must have a port');
-    const host = u.hostname.replace(/^\[|\]$/g, '');
-    const family = isIP(host);
-    if (!family) throw bad('must use an IP address, not a host name');
-    return family === 4 ? `ipv4:${host}:${u.port}` : `ipv6:[${host}]:${u.port}`;
-  }
-  throw bad('must use the unix or tcp scheme');
-}
 
 let loaded: ProtoGrpcType | undefined;
 /** proto/spiffe sits two levels above both src/spire and dist/spire. */

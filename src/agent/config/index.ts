@@ -6,8 +6,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Ajv, { ErrorObject } from 'ajv';
-import YAML from 'yaml';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { lazyModule } from '../../core/lazy';
 import { AGENT_SCHEMA } from './schema';
 import { yamlErrorText, yamlValueError } from './yaml-error';
 import { parseDuration } from './duration';
@@ -16,9 +16,13 @@ import { AddressPool } from '../../networkservice/ipam/pool';
 import { parseNsURL } from '../../networkservice/nsurl';
 import { validateId, validateLabels } from '../../core/validate';
 import { idMatcher, trustDomainName } from '../../spire/id';
-import { endpointTarget } from '../../spire/workload';
+import { endpointTarget } from '../../spire/endpoint';
 import { routerNetnsName } from '../endpoints/vl3/names';
 import { poolSettingsProblem } from '../../vl3/ipam/pool';
+
+// Loaded on first use: commands that only talk to a running agent import this module for its
+// defaults and ConfigError, and need no YAML parser.
+const YAML = lazyModule(() => require('yaml') as typeof import('yaml'));
 
 export interface EndpointConfig {
   name: string;
@@ -115,9 +119,29 @@ function defaultName(): string {
   return h.replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'nsm-agent';
 }
 
-// verbose: each error carries the value it is about, for messages that show it.
-const ajv = new Ajv({ allErrors: false, strict: true, verbose: true });
-const validate = ajv.compile(AGENT_SCHEMA);
+/**
+ * The options agent.yaml's schema is compiled with, here and by scripts/config-validator.mjs.
+ * verbose: each error carries the value it is about, for messages that show it.
+ */
+export const AJV_OPTIONS = { allErrors: false, strict: true, verbose: true } as const;
+
+let compiled: ValidateFunction | undefined;
+/**
+ * agent.yaml's schema validator: the code `npm run build` generated from this schema
+ * (dist/agent/config/validate.js, ajv standalone), so that a start does not compile it; compiled
+ * here when there is none or it was made from another schema.
+ */
+function validator(): ValidateFunction {
+  if (compiled) return compiled;
+  try {
+    const built = require('./validate.js') as ValidateFunction & { schemaText?: string };
+    if (built.schemaText === JSON.stringify(AGENT_SCHEMA)) return (compiled = built);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'MODULE_NOT_FOUND') throw err;
+  }
+  const Ajv = (require('ajv') as typeof import('ajv')).default;
+  return (compiled = new Ajv(AJV_OPTIONS).compile(AGENT_SCHEMA));
+}
 
 function keyOf(err: ErrorObject): string {
   const parts = err.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
@@ -175,6 +199,7 @@ function portRange(file: string, text: string): { portMin: number; portMax: numb
 /** Validates a parsed document; throws ConfigError. `file` is used in messages only. */
 export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const raw = (doc ?? {}) as Record<string, any>;
+  const validate = validator();
   if (!validate(raw)) {
     const err = validate.errors?.[0];
     throw new ConfigError(file, err ? keyOf(err) : '', err ? reasonOf(err) : 'invalid');

@@ -47,7 +47,7 @@
  *
  * Every etcd failure is reported as AgentError UNAVAILABLE.
  */
-import { Etcd3, IKeyValue } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
 import type { NetworkService, NetworkServiceEndpoint } from '../../api';
 import { fromTimestamp } from '../../api/time';
 import { AgentError } from '../../core/errors';
@@ -87,6 +87,8 @@ export class EtcdStore implements RegistryStore {
   constructor(opts: EtcdStoreOptions) {
     if (!opts.endpoints.length) throw new AgentError('INVALID_ARGUMENT', 'etcd store: no endpoints');
     const timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    // etcd3 (with cockatiel, bignumber.js) is loaded here, by agents that use the etcd store only
+    const { Etcd3 } = require('etcd3') as typeof import('etcd3');
     this.client = new Etcd3({
       hosts: opts.endpoints.map((e) => (/^[a-z]+:\/\//i.test(e) ? e : `http://${e}`)),
       dialTimeout: timeout,

@@ -62,4 +62,12 @@ describe('errors', () => {
     expect(w.code).toBe('NOT_FOUND');
     expect(w.message).toBe('select endpoint: gone');
   });
+
+  it('uses the status numbers of grpc-js (written out in errors.ts so that the CLI need not load grpc-js)', () => {
+    const shared = Object.entries(ERROR_CODES).filter(([code]) => code in status);
+    expect(shared.length).toBeGreaterThanOrEqual(10);
+    for (const [code, n] of shared) expect(n, code).toBe(status[code as keyof typeof status]);
+    expect(ERROR_CODES.POOL_EXHAUSTED).toBe(status.RESOURCE_EXHAUSTED);
+    expect(ERROR_CODES.DATAPLANE).toBe(status.INTERNAL);
+  });
 });

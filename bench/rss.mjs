@@ -1,0 +1,73 @@
+// Idle memory of `nsm-agent run` (one hosted endpoint, memory registry, no connections, no
+// WireGuard): VmRSS 5 s after READY=1, against two floors started the same way: Node idle, and
+// Node with grpc-js serving one empty service on a unix socket. Runs interleaved; medians.
+//
+// Usage (root): npm run build && node bench/rss.mjs [runs] [--bin FILE]
+//   --bin: the agent entry to measure (default bin/nsm-agent), e.g. another build's.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { sleep } from '../test/harness/exec.mjs';
+import { stopPid } from '../test/harness/proc.mjs';
+import { args, TAG, median, table, machine, writeSection, date } from './lib.mjs';
+import { main } from './scope.mjs';
+
+const opt = args();
+const N = Number(opt._[0] ?? 3);
+const IDLE_MS = 5_000;
+const vmRssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+
+const GRPC_FLOOR = `
+const grpc = require('@grpc/grpc-js');
+const s = new grpc.Server({ 'grpc.enable_channelz': 0 });
+s.bindAsync('unix://' + process.argv[1], grpc.ServerCredentials.createInsecure(), (err) => { if (err) throw err; });
+setInterval(() => {}, 1 << 30);`;
+
+main(async (scope) => {
+  const dir = scope.dir('nsmrss-');
+  const nse = await scope.netns(`nsmr${TAG}-nse`);
+  /** VmRSS of a Node process running `argv`, IDLE_MS after it started. */
+  const nodeRss = async (argv) => {
+    const p = scope.proc(spawn(process.execPath, argv, { stdio: 'inherit', cwd: path.dirname(new URL(import.meta.url).pathname) }));
+    await sleep(IDLE_MS);
+    const kib = vmRssKiB(p.pid);
+    await stopPid(p);
+    return kib;
+  };
+  let k = 0;
+  const cases = {
+    node: () => nodeRss(['-e', 'setInterval(() => {}, 1 << 30)']),
+    grpc: () => nodeRss(['-e', GRPC_FLOOR, path.join(dir, `floor-${k++}.sock`)]),
+    agent: async () => {
+      const ag = await scope.agent({ dir, name: `idle${k++}`, bin: opt.bin, config: { endpoints: [{ name: 'bench', services: ['bench'], cidr: '10.203.0.0/16', netns: nse }] } });
+      await sleep(IDLE_MS);
+      const kib = vmRssKiB(ag.pid);
+      await ag.stop('SIGTERM');
+      return kib;
+    },
+  };
+  const names = Object.keys(cases);
+  const res = Object.fromEntries(names.map((n) => [n, []]));
+  for (let i = 0; i < N; i++) for (let j = 0; j < names.length; j++) res[names[(i + j) % names.length]].push(await cases[names[(i + j) % names.length]]());
+  const mib = (n) => (median(res[n]) / 1024).toFixed(1);
+  const body = [
+    '## Idle memory',
+    '',
+    `Command: \`node bench/rss.mjs ${N}${opt.bin ? ` --bin ${opt.bin}` : ''}\` (after \`npm run build\`), ${date()}.`,
+    `Machine: ${machine()}.`,
+    '',
+    `VmRSS ${IDLE_MS / 1000} s after start, median of ${N} runs interleaved. The agent hosts one endpoint with the memory`,
+    'registry and has no connections (READY=1 before the wait); the floors are Node processes started the same way.',
+    '',
+    table(
+      ['process', 'VmRSS (MiB)'],
+      [
+        ['`nsm-agent run`, one endpoint, idle', mib('agent')],
+        ['Node with a grpc-js server on a unix socket (floor)', mib('grpc')],
+        ['Node idle, `node -e "setInterval(...)"` (floor)', mib('node')],
+      ],
+    ),
+  ].join('\n');
+  console.log(body);
+  writeSection('rss', body);
+});
