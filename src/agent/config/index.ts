@@ -92,7 +92,9 @@ function defaultName(): string {
 }
 
 const ajv = new Ajv({ allErrors: false, strict: true });
-const validate = ajv.compile(AGENT_SCHEMA);
+// Compiled on first use: CLI commands that never read agent.yaml do not pay for it.
+let compiled: ReturnType<typeof ajv.compile> | undefined;
+const validator = () => (compiled ??= ajv.compile(AGENT_SCHEMA));
 
 function keyOf(err: ErrorObject): string {
   const parts = err.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
@@ -129,6 +131,7 @@ function portRange(file: string, text: string): { portMin: number; portMax: numb
 /** Validates a parsed document; throws ConfigError. `file` is used in messages only. */
 export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const raw = (doc ?? {}) as Record<string, any>;
+  const validate = validator();
   if (!validate(raw)) {
     const err = validate.errors?.[0];
     throw new ConfigError(file, err ? keyOf(err) : '', err ? reasonOf(err) : 'invalid');
