@@ -8,7 +8,7 @@
 import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
 import { Codecs, decodeMessage, encodeMessage, type DescriptorNode, type MessageType } from '../api/codec';
 import { DEFAULT_SOCKET } from './config';
-import { AgentError, fromStatus } from '../core/errors';
+import { AgentError, ERROR_CODE_HEADER, ERROR_COMPONENT_HEADER, fromStatus } from '../core/errors';
 import { descriptor } from '../api/descriptor';
 
 export function socketPath(flag?: string): string {
@@ -112,7 +112,7 @@ function call(client: ServiceClient, method: string, req: unknown, timeoutMs: nu
       const code = h['grpc-status'];
       if (code === undefined) return false;
       const details = decodeURIComponent(String(h['grpc-message'] ?? ''));
-      finish(Number(code) === 0 ? undefined : fromStatus(Number(code), details));
+      finish(Number(code) === 0 ? undefined : fromStatus(Number(code), details, undefined, trailerMetadata(h)));
       return true;
     };
     stream.on('response', (h) => {
@@ -163,4 +163,18 @@ export async function streamAll<T>(client: ServiceClient, method: string, req: u
   const out: T[] = [];
   await call(client, method, req, timeoutMs, (m) => out.push(m as T));
   return out;
+}
+
+/**
+ * The stable error code and component the agent sends in its trailers, as the Metadata that
+ * fromStatus reads (only `get` is used of it; grpc-js is not loaded for it).
+ */
+function trailerMetadata(h: IncomingHttpHeaders): Parameters<typeof fromStatus>[3] {
+  const values = new Map<string, string>();
+  for (const key of [ERROR_CODE_HEADER, ERROR_COMPONENT_HEADER]) {
+    const v = h[key];
+    if (typeof v === 'string') values.set(key, v);
+  }
+  const md = { get: (key: string) => (values.has(key) ? [values.get(key)!] : []), getMap: () => Object.fromEntries(values), clone: () => md };
+  return md as unknown as Parameters<typeof fromStatus>[3];
 }

@@ -16,7 +16,7 @@ run('nsm-agent demo', () => {
     expect(r.stdout).toMatch(/host-c: registry on tcp:\/\/10\.222\.0\.3:5002/);
     expect(r.stdout).toMatch(/nsm-demo-nsc -> 172\.16\.1\.100: 3 packets transmitted, 3 received/);
     expect(r.stdout).toMatch(/nsm-demo-nse -> 172\.16\.1\.101: 3 packets transmitted, 3 received/);
-    expect(r.stdout).toMatch(/demo-1\s+icmp-responder\s+icmp-responder\s+UP\s+KERNEL\/WIREGUARD/);
+    expect(r.stdout).toMatch(/demo-1\s+icmp-responder\s+UP\s+WIREGUARD to host-b/);
     expect(r.stdout).toMatch(/demo passed/);
     expect(r.status).toBe(0);
     const left = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('nsm-demo')) : [];

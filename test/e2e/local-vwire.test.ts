@@ -71,7 +71,7 @@ run('local vWire (one agent)', () => {
     expect(conn).toMatchObject({ state: 'UP', service: 'icmp-responder', endpoint: 'icmp-responder', mechanism: 'KERNEL', interface: 'nsm-1' });
     expect(conn.path.map((p: any) => p.name)).toEqual(['host-a-nsc', 'host-a', 'icmp-responder']);
     expect(conn.path[0].id).toBe('nsc-1');
-    expect(agent.cli(['status']).stdout).toMatch(/nsc-1\s+icmp-responder\s+icmp-responder\s+UP\s+KERNEL/);
+    expect(agent.cli(['status']).stdout).toMatch(/nsc-1\s+icmp-responder\s+UP\s+veth \(local\)/);
 
     expect(agent.cli(['disconnect', 'nsc-1']).code).toBe(0);
     expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);

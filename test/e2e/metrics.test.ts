@@ -164,7 +164,7 @@ run('metrics scraped by Prometheus', () => {
     const shownB = mesh.hosts[1]!.agent!.cliJson(['status']).connections.find((x: any) => x.clientId === 'm-1').traffic;
     expect(shownB).toMatchObject({ side: 'endpoint' });
     expect(shownB.rxPackets).toBeGreaterThanOrEqual(before.bTx + N);
-    expect(a.cli(['status']).stdout).toMatch(/^TRAFFIC$/m);
+    expect(a.cli(['status']).stdout).toMatch(/^\s+client rx \S+ \S+ \(\d+\), tx \S+ \S+ \(\d+\), handshake \d+s ago$/m);
 
     // The Request was timed at both agents: a remote endpoint at host-a, a local one at host-b.
     expect(value('nsm_agent_request_duration_seconds_count{job="host-a",endpoint="remote",mechanism="KERNEL"}')).toBeGreaterThanOrEqual(1);
