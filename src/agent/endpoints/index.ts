@@ -115,6 +115,7 @@ export interface HostedEndpointsOptions {
   /** vL3 endpoints' records. */
   vl3Records: () => Records<Vl3Record>;
   meshMtu: EndpointKindEnv['meshMtu'];
+  requestRefresh?: EndpointKindEnv['requestRefresh'];
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -238,6 +239,7 @@ export class HostedEndpoints implements EndpointHost {
       leasePrefix: this.opts.leasePrefix,
       vl3Records: this.opts.vl3Records(),
       meshMtu: this.opts.meshMtu,
+      requestRefresh: this.opts.requestRefresh,
     });
   }
 }

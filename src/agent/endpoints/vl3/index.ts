@@ -77,7 +77,7 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
   };
 
   return {
-    elements: [vl3Server(pools, { mtu: env.meshMtu }), kernelEndpointServer({ netns: env.netnsPath, ifname: cfg.interface })],
+    elements: [vl3Server(pools, { mtu: env.meshMtu, refresh: env.requestRefresh }), kernelEndpointServer({ netns: env.netnsPath, ifname: cfg.interface })],
     connectionCount: () => Math.max(0, ...pools.map((p) => p.size)),
     release: () => {},
 
