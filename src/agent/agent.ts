@@ -122,6 +122,10 @@ export class Agent {
         const hop = prevSegment(conn)?.id;
         if (hop && !this.hub.refreshRequested(hop)) this.log.debug('refresh not requested: connection unknown', { id: hop });
       },
+      connectionUpdates: (cb) =>
+        this.hub.subscribe(null, (event) => {
+          if (event.type === 'UPDATE') for (const conn of Object.values(event.connections ?? {})) cb(conn);
+        }),
     });
   }
 

@@ -116,6 +116,7 @@ export interface HostedEndpointsOptions {
   vl3Records: () => Records<Vl3Record>;
   meshMtu: EndpointKindEnv['meshMtu'];
   requestRefresh?: EndpointKindEnv['requestRefresh'];
+  connectionUpdates?: EndpointKindEnv['connectionUpdates'];
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -240,6 +241,7 @@ export class HostedEndpoints implements EndpointHost {
       vl3Records: this.opts.vl3Records(),
       meshMtu: this.opts.meshMtu,
       requestRefresh: this.opts.requestRefresh,
+      connectionUpdates: this.opts.connectionUpdates,
     });
   }
 }

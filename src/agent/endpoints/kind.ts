@@ -59,6 +59,11 @@ export interface EndpointKindEnv {
    * Without it, nothing is pushed.
    */
   requestRefresh?: (conn: Connection) => void;
+  /**
+   * Calls cb with each connection the agent's server chain answers (as its monitor hub
+   * stores it); returns the function that stops it.
+   */
+  connectionUpdates?: (cb: (conn: Connection) => void) => () => void;
 }
 
 export interface EndpointKindParts {

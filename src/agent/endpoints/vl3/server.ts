@@ -15,7 +15,9 @@
  * smaller one, e.g. a peer's over a narrower path), so members never send more than the mesh
  * between the routers carries. When a successful Request lowers it, every other connection
  * served with a higher MTU is pushed to Request again (opts.refresh: a monitor event with
- * state REFRESH_REQUESTED), and gets the lower one on that Request.
+ * state REFRESH_REQUESTED), and gets the lower one on that Request. lower() does the same for
+ * an MTU found elsewhere: the answer of a peer this endpoint connects to (upstream's vl3mtu
+ * client side), whose path may be narrower than any request seen here.
  * Fails with UNAVAILABLE until every family has its first prefix.
  * Placement: in a vL3 endpoint chain, before the KERNEL endpoint side.
  */
@@ -41,7 +43,12 @@ export interface Vl3ServerOptions {
   refresh?: (conn: Connection) => void;
 }
 
-export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): NetworkServiceServer {
+export interface Vl3Server extends NetworkServiceServer {
+  /** Lowers the MTU to `mtu` if it is lower, and pushes it to every connection served. */
+  lower(mtu: number): void;
+}
+
+export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Vl3Server {
   let lowest: number | undefined;
   /** The connections served, as last answered (path and MTU only), by id. */
   const served = new Map<string, Connection>();
@@ -56,6 +63,12 @@ export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Networ
   };
   const isOwnAddress = (addr: string) => pools.some((p) => p.isSelf(addr));
   return {
+    lower(mtu) {
+      const next = minMtu(lowest, opts.mtu?.(), mtu);
+      if (next === lowest) return;
+      lowest = next;
+      pushLowest('');
+    },
     async request(ctx, req) {
       if (!pools.every((p) => p.initialized)) throw new AgentError('UNAVAILABLE', 'vL3 prefix pool is initializing');
       const conn: Connection = clone(req.connection ?? {});

@@ -181,6 +181,22 @@ describe('vl3Server', () => {
     expect(pushed.map((c) => c.id).sort()).toEqual(['c1', 'c2', 'peer']);
   });
 
+  it('lower(): a narrower MTU found elsewhere (the answer of a peer) is pushed to every connection served', async () => {
+    const pool = new Vl3Pool();
+    pool.reset('172.16.0.0/24');
+    const pushed: string[] = [];
+    const server = vl3Server([pool], { mtu: () => 1440, refresh: (c) => pushed.push(c.id!) });
+    const chain = chainServer(server, tail);
+    await chain.request(Ctx.background(), { connection: { id: 'c1' } });
+    await chain.request(Ctx.background(), { connection: { id: 'c2' } });
+    server.lower(1500);
+    server.lower(1440);
+    expect(pushed).toEqual([]);
+    server.lower(1340);
+    expect(pushed).toEqual(['c1', 'c2']);
+    expect((await chain.request(Ctx.background(), { connection: { id: 'c3' } })).context?.MTU).toBe(1340);
+  });
+
   it('frees the address on close', async () => {
     const { request, chain, pools } = setup('172.16.0.0/24');
     const out = await request({ id: 'c1' });
