@@ -28,6 +28,7 @@ import { noRecords, type Records } from '../core/records';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import type { IpamRecord } from '../networkservice/ipam/server';
 import { MonitorHub } from '../networkservice/monitor';
+import { prevSegment } from '../networkservice/utils';
 import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
 import { channelCredentials, createX509Source, SpiffeTokenSource, waitForIdentity, type X509Source } from '../spire';
@@ -135,6 +136,16 @@ export class Agent {
       vl3Records: () => this.vl3Records,
       meshMtu: () => (this.underlay ? wireguardMtu(this.underlay.mtu, this.underlay.family) : undefined),
       tracer: () => this.tracing?.tracer,
+      // The endpoint chain runs in-process after the server chain: the hop before the
+      // endpoint's is this agent's, whose id keys the connection in the hub.
+      requestRefresh: (conn) => {
+        const hop = prevSegment(conn)?.id;
+        if (hop && !this.hub.refreshRequested(hop)) this.log.debug('refresh not requested: connection unknown', { id: hop });
+      },
+      connectionUpdates: (cb) =>
+        this.hub.subscribe(null, (event) => {
+          if (event.type === 'UPDATE') for (const conn of Object.values(event.connections ?? {})) cb(conn);
+        }),
     });
   }
 

@@ -8,7 +8,8 @@
  *                   → roundrobin → connect
  *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
  *   remote chain:   mechanismtranslation → next hop recorder (for status) → tunnel clients
- *                   {WIREGUARD, VXLAN} → downstream monitor → authorize → dial (gRPC)
+ *                   {WIREGUARD, VXLAN} → downstream monitor (DOWN and REFRESH_REQUESTED passed on
+ *                   to the hub) → authorize → dial (gRPC)
  *   endpoint chain: updatepath → updatetoken → the kind's elements (p2p: ipam → KERNEL endpoint
  *                   side) → trimpath
  *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
@@ -120,6 +121,10 @@ export function remoteClientChain(d: RemoteChainDeps): NetworkServiceClient {
         if (!known) return;
         d.log.warn('next hop reports the connection down', { id, why });
         d.hub.update({ ...known, state: 'DOWN' });
+      },
+      // The next hop's push (a vL3 endpoint whose MTU dropped) reaches the client's heal here.
+      onRefresh: (id) => {
+        if (d.hub.refreshRequested(id)) d.log.debug('next hop requests a refresh', { id });
       },
     }),
     authorizeClient({ self: d.selfId }),

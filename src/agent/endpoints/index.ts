@@ -118,6 +118,8 @@ export interface HostedEndpointsOptions {
   meshMtu: EndpointKindEnv['meshMtu'];
   /** Spans of the endpoints' chains, when tracing is on. */
   tracer?: () => Tracer | undefined;
+  requestRefresh?: EndpointKindEnv['requestRefresh'];
+  connectionUpdates?: EndpointKindEnv['connectionUpdates'];
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -242,6 +244,8 @@ export class HostedEndpoints implements EndpointHost {
       vl3Records: this.opts.vl3Records(),
       meshMtu: this.opts.meshMtu,
       tracer: this.opts.tracer?.(),
+      requestRefresh: this.opts.requestRefresh,
+      connectionUpdates: this.opts.connectionUpdates,
     });
   }
 }

@@ -3,7 +3,7 @@
  * endpoint shares (updatepath, updatetoken ... trimpath: src/agent/chains.ts endpointChain).
  * Kinds are listed in ./kinds.ts and chosen by EndpointConfig.kind.
  */
-import type { NetworkServiceEndpoint } from '../../api';
+import type { Connection, NetworkServiceEndpoint } from '../../api';
 import type { Ctx } from '../../core/ctx';
 import type { Logger } from '../../core/log';
 import type { NetworkServiceServer } from '../../core/networkservice';
@@ -53,6 +53,17 @@ export interface EndpointKindEnv {
   vl3Records: Records<Vl3Record>;
   /** The MTU of this host's WireGuard vWires to other hosts; undefined without an underlay. */
   meshMtu: () => number | undefined;
+  /**
+   * Asks the client of a connection this endpoint serves to Request it again (a monitor event
+   * with state REFRESH_REQUESTED on the agent's hub). conn: as the endpoint chain sees it.
+   * Without it, nothing is pushed.
+   */
+  requestRefresh?: (conn: Connection) => void;
+  /**
+   * Calls cb with each connection the agent's server chain answers (as its monitor hub
+   * stores it); returns the function that stops it.
+   */
+  connectionUpdates?: (cb: (conn: Connection) => void) => () => void;
 }
 
 export interface EndpointKindParts {

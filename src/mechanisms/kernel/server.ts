@@ -3,7 +3,8 @@
  * validates the client's interface name and namespace, lets the rest of the chain find and
  * reach the endpoint, then, for an endpoint on this host, builds the vWire between the
  * client's namespace and the endpoint's side (DOWNSTREAM slot, filled by connect). A refresh
- * keeps an existing vWire. For an endpoint on another host the tunnel client of the remote
+ * keeps an existing vWire, and sets the answer's MTU on both its ends when it changed (a vL3
+ * endpoint lowers it and asks its clients to refresh). For an endpoint on another host the tunnel client of the remote
  * chain makes the local end, where LOCAL_TARGET (set here) says.
  * Failure after the endpoint answered closes the endpoint side again: no half-made vWire.
  * With records, each vWire is recorded; an agent restarted meanwhile takes a vWire back on
@@ -20,11 +21,13 @@ import { DOWNSTREAM, DownstreamSlot } from '../../networkservice/connect';
 import { CLS, PAYLOAD } from '../common';
 import { LOCAL_TARGET } from '../tunnel/params';
 import { kernelSide } from './params';
-import { createVethPair, deleteVethEnd, requireNetns, vethExists, VethPair } from './vwire';
+import { createVethPair, deleteVethEnd, requireNetns, setVethMtu, vethExists, VethPair } from './vwire';
 
 export interface KernelVWire {
   id: string;
   pair: VethPair;
+  /** The MTU set on both ends (undefined: the default, or unknown for a vWire taken back). */
+  mtu?: number;
 }
 
 export interface KernelServerOptions {
@@ -131,6 +134,17 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
         throw err;
       }
       if (existing && (await vethExists(existing.pair.client).catch(() => false))) {
+        const mtu = out.context?.MTU || undefined;
+        if (mtu && mtu !== existing.mtu) {
+          try {
+            await setVethMtu(existing.pair, mtu);
+            existing.mtu = mtu;
+            ctx.log.info('vwire MTU set', { id, ifname: existing.pair.client.ifname, mtu });
+          } catch (err) {
+            // The vWire still carries its old MTU; the next refresh tries again.
+            ctx.log.warn('vwire MTU not set', { id, ifname: existing.pair.client.ifname, mtu, error: err });
+          }
+        }
         record(id, existing.pair, conn, ctx.clock.now());
         return out;
       }
@@ -164,7 +178,7 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
         return undo(err);
       }
       if (existing) closePair(existing.pair);
-      const vwire = { id, pair };
+      const vwire: KernelVWire = { id, pair, mtu: out.context?.MTU || undefined };
       active.set(id, vwire);
       record(id, pair, conn, ctx.clock.now());
       opts.onChange?.(id, vwire);

@@ -181,6 +181,15 @@ export async function deleteVethEnd(side: VethSide): Promise<boolean> {
   return true;
 }
 
+/** Sets the MTU of both ends of the pair where it differs; a missing end is skipped. */
+export async function setVethMtu(pair: VethPair, mtu: number): Promise<void> {
+  for (const side of [pair.client, pair.endpoint]) {
+    const rtnl = sys.Rtnl.for(side.netns);
+    const link = await sys.getLink(rtnl, side.ifname);
+    if (link && link.mtu !== mtu) await sys.setMtu(rtnl, link.index, mtu);
+  }
+}
+
 /** True if the client end still exists. */
 export async function vethExists(side: VethSide): Promise<boolean> {
   return !!(await sys.getLink(sys.Rtnl.for(side.netns), side.ifname));

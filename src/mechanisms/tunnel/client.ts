@@ -8,7 +8,7 @@
  * - when the server answers with this mechanism, validates its `dst_*` parameters and makes
  *   the local end: the device lands in the namespace and under the name the local client
  *   asked for (LOCAL_TARGET), with the client side's addresses and routes. A refresh keeps
- *   the device and only follows a changed peer.
+ *   the device and only follows a changed peer and a changed MTU (a vL3 endpoint lowered it).
  * - a first request that fails after the server answered closes the server side again and
  *   removes whatever was made here: nothing half-made is left on either host.
  * Other payloads, or an answer with another mechanism, pass through untouched.
@@ -76,15 +76,16 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
       try {
         const params = out.mechanism.parameters ?? {};
         const peer = dp.peerOf(params, 'dst');
+        const deviceMtu = minMtu(paramMtu(params), out.context?.MTU, mtu);
         if (session.device) {
-          await dp.update(session.device, session.local, peer);
+          await dp.update(session.device, session.local, peer, deviceMtu);
         } else {
           if (!target) throw new AgentError('INTERNAL', `${dp.type} client: no local target for the tunnel end in the context`);
           session.device = await dp.create({
             local: session.local,
             peer,
             target,
-            mtu: minMtu(paramMtu(params), out.context?.MTU, mtu),
+            mtu: deviceMtu,
             side: sidesOf(out.context?.ip_context).client,
             prepared: await head?.take(),
           });

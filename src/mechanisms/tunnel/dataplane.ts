@@ -71,8 +71,11 @@ export interface TunnelDataplane<L, P, D> {
   discard?(prepared: unknown): Promise<void>;
   /** Makes the device (finishing `prepared` when given); all-or-nothing. */
   create(args: CreateArgs<L, P>): Promise<D>;
-  /** A refresh: brings the device in line with the (possibly changed) peer. */
-  update(device: D, local: L, peer: P): Promise<void>;
+  /**
+   * A refresh: brings the device in line with the (possibly changed) peer, and with `mtu` when
+   * given and different from the device's (the answer lowered the connection's MTU).
+   */
+  update(device: D, local: L, peer: P, mtu?: number): Promise<void>;
   /** Removes the device; a device already gone is not an error. */
   remove(device: D): Promise<void>;
   /**

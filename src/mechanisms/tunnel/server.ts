@@ -7,7 +7,7 @@
  *   its `dst_*` parameters and MTU = min(offered, own); the context MTU is lowered to it;
  * - lets the chain reach the endpoint (DOWNSTREAM slot, filled by connect), then makes this
  *   end in the endpoint's namespace under the endpoint's interface name, with the endpoint
- *   side's addresses and routes. A refresh keeps the device and follows a changed peer.
+ *   side's addresses and routes. A refresh keeps the device and follows a changed peer and MTU.
  * - only endpoints hosted by this agent can be reached this way (no transit through a host);
  *   anything else is UNSUPPORTED_MECHANISM.
  * - a first request that fails after the endpoint answered closes the endpoint side and
@@ -67,7 +67,7 @@ export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
 
       try {
         if (session.device) {
-          await dp.update(session.device, session.local, peer);
+          await dp.update(session.device, session.local, peer, minMtu(out.context?.MTU, mtu));
         } else {
           if (!slot.conn || !slot.local) {
             throw new AgentError('UNSUPPORTED_MECHANISM', `the ${dp.type} mechanism reaches only endpoints hosted on this agent`);

@@ -163,11 +163,16 @@ export function vxlanDataplane(opts: VxlanDataplaneOptions): TunnelDataplane<Vxl
       return make(vni, peer, target, mtu, side);
     },
 
-    async update(device, local, peer) {
+    async update(device, local, peer, mtu) {
       const vni = local.vni ?? peer.vni ?? device.vni;
-      if (device.peer.ip === peer.ip && device.vni === vni) return;
-      await unmake(device);
-      Object.assign(device, await make(vni, peer, device.target, device.mtu, device.side));
+      const newMtu = mtu ?? device.mtu;
+      if (device.peer.ip !== peer.ip || device.vni !== vni) {
+        await unmake(device);
+        Object.assign(device, await make(vni, peer, device.target, newMtu, device.side));
+      } else if (newMtu !== undefined && newMtu !== device.mtu) {
+        await inNetns(device.target.netns, (ns) => sys.setMtu(sys.Rtnl.for(ns), device.ifindex, newMtu));
+        device.mtu = newMtu;
+      }
     },
 
     remove: unmake,

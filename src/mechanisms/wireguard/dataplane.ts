@@ -412,7 +412,10 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
         })();
         const link = (async () => {
           if (!p.placed) await place(p, target, mtu);
-          else if (mtu !== undefined && mtu !== p.placed.mtu) await setMtuAt(target, mtu); // the answer lowered it
+          else if (mtu !== undefined && mtu !== p.placed.mtu) {
+            await setMtuAt(target, mtu); // the answer lowered it
+            p.placed.mtu = mtu;
+          }
           p.addressed = d;
           await address(d);
         })();
@@ -471,10 +474,16 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
       await pool.close();
     },
 
-    async update(device, local, peer) {
-      if (samePeer(device.peer, peer)) return;
-      await device.dev.configure(configOf(local, peer));
-      device.peer = peer;
+    async update(device, local, peer, mtu) {
+      if (!samePeer(device.peer, peer)) {
+        await device.dev.configure(configOf(local, peer));
+        device.peer = peer;
+      }
+      const placed = (device.prepared as Prepared).placed;
+      if (mtu !== undefined && placed && mtu !== placed.mtu) {
+        await setMtuAt(device.target, mtu);
+        placed.mtu = mtu;
+      }
     },
 
     async remove(device) {

@@ -14,7 +14,9 @@
  * connection, or a broken stream, calls onDown(id, why) once and ends the watch; the next
  * successful Request (a heal from upstream) opens it again, as does a Request that went to
  * another URL (a reselect to another host). Close ends the watch before passing on, so the
- * DELETE the next hop sends for it is never reported.
+ * DELETE the next hop sends for it is never reported. A REFRESH_REQUESTED from the next hop
+ * calls onRefresh(id), to be passed on upstream (as NSM's monitor passthrough carries it to
+ * the client's upstreamrefresh); the watch goes on.
  *
  * Placement: in the client chain to remote hops, after the element that sets the next-hop URL
  * (clienturl / discover) and before dial.
@@ -137,6 +139,8 @@ export interface MonitorDownstreamOptions {
   ): () => void;
   /** The downstream of connection `id` (this position's id) failed. */
   onDown(id: string, why: string): void;
+  /** The next hop asks for connection `id` (this position's id) to be Requested again. */
+  onRefresh?(id: string): void;
 }
 
 interface Entry {
@@ -187,6 +191,7 @@ export function monitorDownstreamClient(
         entry.watch = watchConnection((sel, onEvent, onError) => opts.monitor(sctx, url, sel, onEvent, onError), conn, {
           state: (s, type) => {
             if (s === 'DOWN') down(type === 'DELETE' ? 'downstream closed the connection' : 'downstream connection is down');
+            else if (s === 'REFRESH_REQUESTED' && watches.get(id) === entry) opts.onRefresh?.(id);
           },
           broken: (err) => down(`monitor stream to ${url.host || url.pathname} broke: ${err.message}`),
         });

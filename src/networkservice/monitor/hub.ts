@@ -6,6 +6,8 @@
  *   (possibly none), synchronously, then each later UPDATE / DELETE restricted to the matching
  *   connections. Events with no matching connection are not delivered.
  * - UPDATE stores the connections, DELETE removes them; both are then fanned out.
+ * - refreshRequested() sends an UPDATE with a stored connection in state REFRESH_REQUESTED
+ *   (its client is to Request it again, as NSM's vl3mtu asks) without storing that state.
  * - Subscribers get their own copies. A subscriber whose callback throws is dropped.
  * - Subscribers whose selector names a path segment id (heal's and the downstream monitor's:
  *   one per connection) are indexed by that id, so an event reaches only them and the
@@ -79,6 +81,21 @@ export class MonitorHub {
       if (type === 'UPDATE') this.conns.set(id, clone(c));
       else this.conns.delete(id);
     }
+    this.fanOut(type, conns);
+  }
+
+  /**
+   * Asks the client of the stored connection `id` to Request it again: an UPDATE with it in
+   * state REFRESH_REQUESTED; the stored connection is unchanged. False if none is stored.
+   */
+  refreshRequested(id: string): boolean {
+    const c = this.conns.get(id);
+    if (!c) return false;
+    this.fanOut('UPDATE', [{ ...c, state: 'REFRESH_REQUESTED' }]);
+    return true;
+  }
+
+  private fanOut(type: 'UPDATE' | 'DELETE', conns: Connection[]): void {
     for (const sub of this.candidates(conns)) {
       if (!this.subs.has(sub)) continue;
       const matching = filtered(conns, sub.selector);

@@ -71,6 +71,16 @@ describe.skipIf(!root || !hasWgGo)('WireGuard tunnel dataplane', () => {
     const mtu = JSON.parse(spawnSync('ip', ['-n', nsc.name, '-j', 'link', 'show', 'nsm-1'], { encoding: 'utf8' }).stdout)[0].mtu;
     expect(mtu).toBe(1400);
     expect(dp.describe(c)).toMatchObject({ type: 'WIREGUARD', ifname: 'nsm-1', impl: 'wireguard-go' });
+    // a refresh whose answer lowered it again (a vL3 endpoint): both ends follow, same devices
+    const link = (ns: string, ifname: string) => JSON.parse(spawnSync('ip', ['-n', ns, '-j', 'link', 'show', ifname], { encoding: 'utf8' }).stdout)[0];
+    const before = [link(nsc.name, 'nsm-1').ifindex, link(nse.name, 'nsm-e').ifindex];
+    await dp.update(c, client, serverPeer, 1340);
+    await dp.update(e, server, clientPeer, 1340);
+    expect([link(nsc.name, 'nsm-1'), link(nse.name, 'nsm-e')].map((l) => [l.ifindex, l.mtu])).toEqual([
+      [before[0], 1340],
+      [before[1], 1340],
+    ]);
+    expect(ping(nsc.name, '172.16.5.1')).toBe(true);
 
     // two in use, and spares refilled in the background
     const deadline = Date.now() + 5000;

@@ -18,7 +18,7 @@ function fakeDataplane(opts: { failCreate?: boolean } = {}) {
   let next = 1;
   const log: string[] = [];
   const live = new Set<number>();
-  const dp: TunnelDataplane<{ n: number }, { ip: string; port: number }, { n: number; peer: string }> = {
+  const dp: TunnelDataplane<{ n: number }, { ip: string; port: number }, { n: number; peer: string; mtu?: number }> = {
     type: 'FAKE',
     payload: 'IP',
     overhead: { v4: 60, v6: 80 },
@@ -34,15 +34,17 @@ function fakeDataplane(opts: { failCreate?: boolean } = {}) {
     },
     advertise: (l, end) => ({ [`${end}_ip`]: underlay.ip, [`${end}_port`]: String(50000 + l.n) }),
     peerOf: (p, end) => ({ ip: paramIp(p, `${end}_ip`), port: paramPort(p, `${end}_port`) }),
-    async create({ local, peer, target }) {
+    async create({ local, peer, target, mtu }) {
       if (opts.failCreate) throw new AgentError('DATAPLANE', 'boom');
       log.push(`create ${local.n} ${target.ifname} -> ${peer.ip}:${peer.port}`);
-      return { n: local.n, peer: `${peer.ip}:${peer.port}` };
+      return { n: local.n, peer: `${peer.ip}:${peer.port}`, mtu };
     },
-    async update(d, _l, peer) {
+    async update(d, _l, peer, mtu) {
       const p = `${peer.ip}:${peer.port}`;
       if (p !== d.peer) log.push(`update ${d.n} -> ${p}`);
       d.peer = p;
+      if (mtu !== undefined && mtu !== d.mtu) log.push(`mtu ${d.n} ${d.mtu} -> ${mtu}`);
+      d.mtu = mtu ?? d.mtu;
     },
     async remove(d) {
       log.push(`remove ${d.n}`);
@@ -91,6 +93,18 @@ describe('tunnel client', () => {
     await chain.close(ctx(), out);
     expect(log.slice(3)).toEqual(['remove 1', 'release 1']);
     expect(live.size).toBe(0);
+  });
+
+  it('a refresh whose answer lowers the context MTU sets it on the device', async () => {
+    const { dp, log } = fakeDataplane();
+    const tc = tunnelClient(dp, { underlay });
+    const out = await chainClient(tc, farSide((m) => ({ ...m, dst_ip: '10.0.0.2', dst_port: '51820' }))).request(ctx(), req());
+    const lowering: NetworkServiceClient = {
+      request: async (_c, r) => ({ ...structuredClone(r.connection ?? {}), context: { MTU: 1340 } }),
+      close: async () => {},
+    };
+    await chainClient(tc, lowering).request(ctx(), { connection: out, mechanism_preferences: [] });
+    expect(log.slice(2)).toEqual(['mtu 1 1440 -> 1340']);
   });
 
   it('a malformed answer closes the far side and leaves nothing', async () => {
@@ -161,6 +175,24 @@ describe('tunnel server', () => {
     expect(log).toHaveLength(2);
     await chain.close(Ctx.background(), out);
     expect(log.slice(2)).toEqual(['remove 1', 'release 1']);
+  });
+
+  it('a refresh whose answer lowers the context MTU (a vL3 endpoint) sets it on the device', async () => {
+    const { dp, log } = fakeDataplane();
+    let mtu: number | undefined;
+    const ep = endpoint(true);
+    const lowering: NetworkServiceServer = {
+      request: async (c, r) => {
+        const out = await ep.request(c, r);
+        return mtu ? { ...out, context: { ...out.context, MTU: mtu } } : out;
+      },
+      close: async () => {},
+    };
+    const chain = chainServer(tunnelServer(dp, { underlay }), lowering);
+    const out = await chain.request(Ctx.background(), serverReq({ src_ip: '10.0.0.9', src_port: '51820', MTU: '1440' }));
+    mtu = 1340;
+    await chain.request(Ctx.background(), { connection: out, mechanism_preferences: [] });
+    expect(log).toEqual(['allocate 1', 'create 1 ep-1 -> 10.0.0.9:51820', 'mtu 1 1440 -> 1340']);
   });
 
   it('answers with the values the end has once made: one the dataplane replaced while making it', async () => {

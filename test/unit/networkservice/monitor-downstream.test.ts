@@ -72,7 +72,8 @@ function setup() {
     };
   };
   const downs: [string, string][] = [];
-  const el = monitorDownstreamClient({ monitor, onDown: (id, why) => downs.push([id, why]) });
+  const refreshes: string[] = [];
+  const el = monitorDownstreamClient({ monitor, onDown: (id, why) => downs.push([id, why]), onRefresh: (id) => refreshes.push(id) });
   const chain = chainClient(updatePathClient('agent'), select, el, dial);
   const open = () => streams.filter((s) => s.open);
   const peerConn = (url = URL1) => {
@@ -80,7 +81,7 @@ function setup() {
     if (!c) throw new Error(`no connection at ${url}`);
     return c;
   };
-  return { ctx, chain, el, peers, target, streams, open, downs, order, peerConn, failures };
+  return { ctx, chain, el, peers, target, streams, open, downs, refreshes, order, peerConn, failures };
 }
 
 describe('monitorDownstreamClient', () => {
@@ -111,6 +112,21 @@ describe('monitorDownstreamClient', () => {
     await t.chain.request(t.ctx, { connection: conn });
     expect(t.open()).toHaveLength(1);
     expect(t.el.watching('c1')).toBe(true);
+  });
+
+  it('REFRESH_REQUESTED from the next hop: onRefresh for the connection, the stream goes on', async () => {
+    const t = setup();
+    await t.chain.request(t.ctx, { connection: { id: 'c1' } });
+    await t.chain.request(t.ctx, { connection: { id: 'c2' } });
+    const hub = t.peers.get(URL1)!.hub;
+    const c1 = hub.connections().find((c) => c.path?.path_segments?.[0]?.id === 'c1')!;
+    expect(hub.refreshRequested(c1.id!)).toBe(true);
+    expect(t.refreshes).toEqual(['c1']);
+    expect(t.downs).toEqual([]);
+    expect(t.el.watching('c1')).toBe(true);
+    expect(hub.get(c1.id!)?.state).not.toBe('REFRESH_REQUESTED'); // the hub keeps the connection as it was
+    expect(hub.refreshRequested('nobody')).toBe(false);
+    expect(t.refreshes).toEqual(['c1']);
   });
 
   it('DELETE from the next hop (it closed the connection by itself) is DOWN', async () => {

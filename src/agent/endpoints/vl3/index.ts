@@ -7,7 +7,7 @@
  */
 import { kernelEndpointServer } from '../../../mechanisms/kernel/endpoint';
 import { AgentError } from '../../../core/errors';
-import type { NetworkServiceEndpoint, Route } from '../../../api';
+import { stateName, type NetworkServiceEndpoint, type Route } from '../../../api';
 import type { EndpointKind, PrefixSource } from '../kind';
 import { Vl3Mesh } from './mesh';
 import { Vl3Pool } from './pool';
@@ -81,13 +81,22 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
     else startMesh();
   };
 
+  const server = vl3Server(pools, { mtu: env.meshMtu, refresh: env.requestRefresh });
+  /** Stops following the peer connections' answers. */
+  let unfollow: (() => void) | undefined;
+
   return {
-    elements: [vl3Server(pools, { mtu: env.meshMtu }), kernelEndpointServer({ netns: env.netnsPath, ifname: cfg.interface })],
+    elements: [server, kernelEndpointServer({ netns: env.netnsPath, ifname: cfg.interface })],
     connectionCount: () => Math.max(0, ...pools.map((p) => p.size)),
     release: () => {},
 
     async start() {
       router = await Router.open(cfg.name, vl3.ownNetns ? undefined : cfg.netns, log);
+      // A peer's answer with a lower MTU (its host's path is narrower) lowers this endpoint's.
+      unfollow = env.connectionUpdates?.((conn) => {
+        const mtu = conn.context?.MTU;
+        if (mtu && stateName(conn.state) === 'UP' && mesh.isPeerConnection(conn.path?.path_segments?.[0]?.id ?? '')) server.lower(mtu);
+      });
       const previous = env.vl3Records.claim(cfg.name);
       // After a restart, the prefixes held before serve at once (the clients' vWires are taken
       // back, not torn down while the lease is renewed); a lease that comes back different
@@ -124,6 +133,8 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
     },
 
     async stop(opts) {
+      unfollow?.();
+      unfollow = undefined;
       await mesh.stop({ disconnect: opts.cleanup });
       for (const lease of leases.splice(0)) lease.close();
       if (opts.cleanup) {

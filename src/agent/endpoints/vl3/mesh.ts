@@ -67,6 +67,12 @@ export class Vl3Mesh {
     return [...this.peers.keys()];
   }
 
+  /** True if `id` is the (held) connection of this endpoint to one of its peers. */
+  isPeerConnection(id: string): boolean {
+    for (const peerId of this.peers.values()) if (peerId === id) return true;
+    return false;
+  }
+
   /** Starts (or, after a re-registration, goes on) meshing as `registration`. */
   start(registration: NetworkServiceEndpoint): void {
     this.self = registration;

@@ -13,7 +13,11 @@
  * MTU, as upstream's vl3mtu: every connection's MTU is clamped to the lowest seen on the
  * endpoint (from the host's WireGuard vWires on, and lowered by any request that comes with a
  * smaller one, e.g. a peer's over a narrower path), so members never send more than the mesh
- * between the routers carries.
+ * between the routers carries. When a successful Request lowers it, every other connection
+ * served with a higher MTU is pushed to Request again (opts.refresh: a monitor event with
+ * state REFRESH_REQUESTED), and gets the lower one on that Request. lower() does the same for
+ * an MTU found elsewhere: the answer of a peer this endpoint connects to (upstream's vl3mtu
+ * client side), whose path may be narrower than any request seen here.
  * Fails with UNAVAILABLE until every family has its first prefix.
  * Placement: in a vL3 endpoint chain, before the KERNEL endpoint side.
  */
@@ -32,14 +36,44 @@ function addRoute(routes: Route[], prefix: string, nextHop = ''): void {
   if (!routes.some((r) => r.prefix === prefix)) routes.push({ prefix, nextHop });
 }
 
-export function vl3Server(pools: Vl3Pool[], opts: { mtu?: () => number | undefined } = {}): NetworkServiceServer {
+export interface Vl3ServerOptions {
+  /** The MTU of the host's vWires to other hosts (undefined: none). */
+  mtu?: () => number | undefined;
+  /** Asks the client of a connection served here (as last answered) to Request it again. */
+  refresh?: (conn: Connection) => void;
+}
+
+export interface Vl3Server extends NetworkServiceServer {
+  /** Lowers the MTU to `mtu` if it is lower, and pushes it to every connection served. */
+  lower(mtu: number): void;
+}
+
+export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Vl3Server {
   let lowest: number | undefined;
+  /** The connections served, as last answered (path and MTU only), by id. */
+  const served = new Map<string, Connection>();
+  /** Pushes a refresh to every other connection served with an MTU above the lowest. */
+  const pushLowest = (except: string) => {
+    if (!opts.refresh || !lowest) return;
+    for (const [id, conn] of served) {
+      const mtu = conn.context?.MTU;
+      if (id === except || (mtu && mtu <= lowest)) continue;
+      opts.refresh(clone(conn));
+    }
+  };
   const isOwnAddress = (addr: string) => pools.some((p) => p.isSelf(addr));
   return {
+    lower(mtu) {
+      const next = minMtu(lowest, opts.mtu?.(), mtu);
+      if (next === lowest) return;
+      lowest = next;
+      pushLowest('');
+    },
     async request(ctx, req) {
       if (!pools.every((p) => p.initialized)) throw new AgentError('UNAVAILABLE', 'vL3 prefix pool is initializing');
       const conn: Connection = clone(req.connection ?? {});
       const id = conn.id ?? '';
+      const before = lowest;
       lowest = minMtu(lowest, opts.mtu?.(), conn.context?.MTU);
       if (lowest) clampContextMtu(conn, lowest);
       const asked: IPContext = ((conn.context ??= {}).ip_context ??= {});
@@ -70,12 +104,15 @@ export function vl3Server(pools: Vl3Pool[], opts: { mtu?: () => number | undefin
       }
       const routes = (((out.context ??= {}).ip_context ??= {}).src_routes ??= []);
       for (const pool of pools) addRoute(routes, pool.global!, pool.selfIp);
+      served.set(id, { id, path: clone(out.path ?? {}), context: { MTU: out.context.MTU ?? 0 } });
+      if (lowest && lowest < (before ?? Infinity)) pushLowest(id);
       return out;
     },
     async close(ctx, conn) {
       try {
         await nextServer(ctx).close(ctx, conn);
       } finally {
+        served.delete(conn.id ?? '');
         for (const pool of pools) pool.release(conn.id ?? '');
       }
     },

@@ -151,6 +151,52 @@ describe('vl3Server', () => {
     expect((await req('c3')).context?.MTU).toBe(1400);
   });
 
+  it('pushes a refresh to every other connection above the new lowest MTU, once', async () => {
+    const pool = new Vl3Pool();
+    pool.reset('172.16.0.0/24');
+    const pushed: Connection[] = [];
+    const chain = chainServer(vl3Server([pool], { mtu: () => 1440, refresh: (c) => pushed.push(c) }), tail);
+    const path = (id: string) => ({ index: 1, path_segments: [{ name: 'agent', id: `hop-${id}` }, { name: 'vl3', id }] });
+    const req = (id: string, MTU?: number) =>
+      chain.request(Ctx.background(), { connection: { id, path: path(id), ...(MTU ? { context: { MTU } } : {}) } });
+    await req('c1');
+    const c2 = await req('c2');
+    await req('gone');
+    await chain.close(Ctx.background(), { id: 'gone', path: path('gone') });
+    expect(pushed).toEqual([]);
+    await req('peer', 1340);
+    // c1 and c2 (1440) are asked again, with the path they were served on; not the peer itself,
+    // not a closed one.
+    expect(pushed.map((c) => [c.id, c.path?.path_segments?.[0]?.id, c.context?.MTU])).toEqual([
+      ['c1', 'hop-c1', 1440],
+      ['c2', 'hop-c2', 1440],
+    ]);
+    pushed.length = 0;
+    // Their refreshes get the lower MTU and push nothing more; nor does a request at the same MTU.
+    expect((await chain.request(Ctx.background(), { connection: c2 })).context?.MTU).toBe(1340);
+    await req('peer', 1340);
+    expect(pushed).toEqual([]);
+    // A still lower one pushes to those above it only.
+    await req('peer2', 1300);
+    expect(pushed.map((c) => c.id).sort()).toEqual(['c1', 'c2', 'peer']);
+  });
+
+  it('lower(): a narrower MTU found elsewhere (the answer of a peer) is pushed to every connection served', async () => {
+    const pool = new Vl3Pool();
+    pool.reset('172.16.0.0/24');
+    const pushed: string[] = [];
+    const server = vl3Server([pool], { mtu: () => 1440, refresh: (c) => pushed.push(c.id!) });
+    const chain = chainServer(server, tail);
+    await chain.request(Ctx.background(), { connection: { id: 'c1' } });
+    await chain.request(Ctx.background(), { connection: { id: 'c2' } });
+    server.lower(1500);
+    server.lower(1440);
+    expect(pushed).toEqual([]);
+    server.lower(1340);
+    expect(pushed).toEqual(['c1', 'c2']);
+    expect((await chain.request(Ctx.background(), { connection: { id: 'c3' } })).context?.MTU).toBe(1340);
+  });
+
   it('frees the address on close', async () => {
     const { request, chain, pools } = setup('172.16.0.0/24');
     const out = await request({ id: 'c1' });
