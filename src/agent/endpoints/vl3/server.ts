@@ -104,6 +104,10 @@ export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Vl3Ser
       }
       const routes = (((out.context ??= {}).ip_context ??= {}).src_routes ??= []);
       for (const pool of pools) addRoute(routes, pool.global!, pool.selfIp);
+      // The lowest may have dropped while this request was in the chain (a peer's answer): the
+      // answer carries it, so that the vWire is made with it (no push reaches a connection that
+      // is not served yet).
+      if (lowest) clampContextMtu(out, lowest);
       served.set(id, { id, path: clone(out.path ?? {}), context: { MTU: out.context.MTU ?? 0 } });
       if (lowest && lowest < (before ?? Infinity)) pushLowest(id);
       return out;
