@@ -26,6 +26,7 @@ const benches = {
   dataplane: quick ? ['--seconds', '1', '--rounds', '1'] : ['--seconds', '3', '--rounds', '3'],
   heal: quick ? ['3'] : ['10'],
   observability: quick ? ['30', '--scrape-conns', '200'] : ['150'],
+  vl3: quick ? ['--hosts', '3', '--clients', '3', '--seconds', '1', '--rounds', '1'] : ['--hosts', '5', '--clients', '20'],
 };
 const only = opt.only ? String(opt.only).split(',') : Object.keys(benches);
 let failed = 0;
