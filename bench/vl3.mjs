@@ -8,15 +8,21 @@
 //   - all pairs: every client pings every other client and every endpoint address (checked,
 //     and timed as a whole);
 //   - TCP throughput (iperf3) between clients of two hosts through the vL3 (client veth, router,
-//     WireGuard, router, veth) against a hand-made wireguard-go tunnel between the same two
-//     client namespaces (bench/dataplane.mjs handWireguard), rounds interleaved;
+//     WireGuard, router, veth) against a hand-made WireGuard mesh with routes between the same
+//     two client namespaces (a veth from each client namespace to its host namespace, forwarding
+//     on, wireguard-go between the hosts, routes), and against a hand-made wireguard-go tunnel
+//     straight between them (bench/dataplane.mjs handWireguard); rounds interleaved;
 //   - each agent's RSS and CPU while idle, per member it serves.
 //
 // Usage (root): npm run build && node bench/vl3.mjs [--hosts 5] [--clients 20] [--seconds 3] [--rounds 3]
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { ROOT, ip, run, sleep } from '../test/harness/exec.mjs';
+import { stopPid } from '../test/harness/proc.mjs';
 import { NsmClient, kernelRequest } from '../test/harness/clients.mjs';
 import { iperfThroughput } from '../test/harness/traffic.mjs';
-import { sleep } from '../test/harness/exec.mjs';
 import { args, TAG, summary, ms, f1, mib, table, machine, versions, writeSection, date, mono, median, rssKiB, cpuMs } from './lib.mjs';
 import { main } from './scope.mjs';
 import { handWireguard } from './dataplane.mjs';
@@ -28,6 +34,44 @@ const SECONDS = Number(opt.seconds ?? 3);
 const ROUNDS = Number(opt.rounds ?? 3);
 const P = `nsmv${TAG}`;
 const SERVICE = 'bench-vl3';
+const require = createRequire(import.meta.url);
+
+/**
+ * What an operator would build by hand for the same two members: a veth from each client
+ * namespace to its host namespace, forwarding on in the hosts, wireguard-go between the hosts
+ * (MTU 1440, as the vL3's), and routes. Returns the address of the second member.
+ */
+async function handMesh(scope, dir, hosts, members) {
+  const { generateKeyPair } = require(path.join(ROOT, 'dist/mechanisms/wireguard/keys.js'));
+  const keys = [generateKeyPair(), generateKeyPair()];
+  const procs = [];
+  const ends = hosts.map((h, i) => ({ h, ns: members[i], dev: `${P}hm${i}`, port: 53011 + i, net: `172.30.${i + 1}` }));
+  for (const e of ends) {
+    const p = scope.proc(spawn('ip', ['netns', 'exec', e.h.netns, 'wireguard-go', e.dev], { stdio: 'ignore', env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } }));
+    procs.push(p);
+    for (let t = 0; !existsSync(`/var/run/wireguard/${e.dev}.sock`); t++) {
+      if (t > 300) throw new Error(`wireguard-go ${e.dev} did not start`);
+      await sleep(10);
+    }
+  }
+  for (const [i, e] of ends.entries()) {
+    const other = ends[1 - i];
+    const keyFile = path.join(dir, `${e.dev}.key`);
+    writeFileSync(keyFile, keys[i].privateKey, { mode: 0o600 });
+    await run('ip', ['netns', 'exec', e.h.netns, 'wg', 'set', e.dev, 'private-key', keyFile, 'listen-port', String(e.port), 'peer', keys[1 - i].publicKey, 'endpoint', `${other.h.ip}:${other.port}`, 'allowed-ips', '172.30.0.0/16', 'persistent-keepalive', '10']);
+    await ip(['link', 'add', `${P}hv${i}`, 'netns', e.h.netns, 'mtu', '1440', 'type', 'veth', 'peer', 'name', 'hm0', 'netns', e.ns, 'mtu', '1440']);
+    await ip(['-n', e.h.netns, '-batch', '-'], `link set ${e.dev} mtu 1440 up\nlink set ${P}hv${i} up\naddr add ${e.net}.1/24 dev ${P}hv${i}\nroute add ${other.net}.0/24 dev ${e.dev}\n`);
+    await ip(['-n', e.ns, '-batch', '-'], `addr add ${e.net}.2/24 dev hm0\nlink set hm0 up\nroute add 172.30.0.0/16 via ${e.net}.1\n`);
+    await run('ip', ['netns', 'exec', e.h.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  }
+  return {
+    addr: `${ends[1].net}.2`,
+    remove: async () => {
+      for (const p of procs) await stopPid(p);
+      for (const [i, e] of ends.entries()) await ip(['-n', e.h.netns, 'link', 'del', `${P}hv${i}`]).catch(() => {});
+    },
+  };
+}
 
 main(async (scope) => {
   const dir = scope.dir('nsmv-');
@@ -132,12 +176,16 @@ main(async (scope) => {
   // Throughput: host-b's first client to host-c's first client, vL3 against a hand-made tunnel.
   const [x, y] = [clients[1][0], clients[2][0]];
   const hand = await handWireguard(scope, dir, { hosts: [mesh.hosts[1], mesh.hosts[2]] }, x.ns, y.ns);
+  const routed = await handMesh(scope, dir, [mesh.hosts[1], mesh.hosts[2]], [x.ns, y.ns]);
   const vl3Bps = [];
   const handBps = [];
+  const meshBps = [];
   for (let r = 0; r < ROUNDS; r++) {
     vl3Bps.push(await iperfThroughput(x.ns, y.ns, y.addr, SECONDS));
+    meshBps.push(await iperfThroughput(x.ns, y.ns, routed.addr, SECONDS));
     handBps.push(await iperfThroughput(x.ns, y.ns, hand.addr, SECONDS));
   }
+  await routed.remove();
   await hand.remove();
 
   const j = summary(joins);
@@ -155,13 +203,14 @@ main(async (scope) => {
         ['host join: agent start to READY', `${ms(tReady - tStart)} ms`, ''],
         ['host join: READY to reached from every other host', `${ms(tReach - tReady)} ms`, '< 1 s'],
         ['all pairs checked (clients to clients and endpoints)', `${checked} pairs, 0 unreachable, ${f1(allPairsMs / 1000)} s`, 'all'],
-        ['TCP, client to client on two hosts: vL3 / hand-made wireguard-go, median', `${gbit(median(vl3Bps))} / ${gbit(median(handBps))} Gbit/s = ${(median(vl3Bps) / median(handBps)).toFixed(2)}x`, '>= 0.9x'],
+        ['TCP, client to client on two hosts: vL3 / hand-made WireGuard mesh with routes, median', `${gbit(median(vl3Bps))} / ${gbit(median(meshBps))} Gbit/s = ${(median(vl3Bps) / median(meshBps)).toFixed(2)}x`, '>= 0.9x'],
+        ['TCP, the same: vL3 / a wireguard-go tunnel straight between the two members, median', `${gbit(median(vl3Bps))} / ${gbit(median(handBps))} Gbit/s = ${(median(vl3Bps) / median(handBps)).toFixed(2)}x`, ''],
         ['agent RSS, idle (max over agents) / per member', `${mib(Math.max(...rss))} MiB / ${f1(Math.max(...rss) / (members / HOSTS))} KiB`, ''],
         ['agent CPU, idle (max over agents) / per member', `${(100 * Math.max(...cpu)).toFixed(2)} % / ${(100 * Math.max(...cpu) / (members / HOSTS)).toFixed(3)} %`, ''],
       ],
     ),
     '',
-    'The hand-made tunnel is one wireguard-go device per side made in the host namespaces and moved into the two client namespaces (as bench/dataplane.mjs builds it); the vL3 path adds a veth and the kernel router of each host.',
+    'The hand-made mesh is what an operator would build for the same two members: a veth from each client namespace to its host namespace, forwarding on, wireguard-go between the hosts (MTU 1440 as the vL3), routes. The straight tunnel is one wireguard-go device per side moved into the two client namespaces (as bench/dataplane.mjs builds it): no router hop at all.',
   ].join('\n');
   console.log(body);
   writeSection('vl3', body);

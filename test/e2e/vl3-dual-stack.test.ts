@@ -5,35 +5,17 @@
  * clients each. Every client reaches every other client and every endpoint over IPv4 and IPv6.
  * Bad vl3-ipam settings and a vl3-ipam that is down are seen too.
  */
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { isRoot, sh, until } from '../harness/exec.mjs';
 import { startAgent } from '../harness/agent.mjs';
+import { globalAddrs, unreachable } from '../harness/netns.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 
 const run = isRoot ? describe : describe.skip;
+/** The addresses a client's nsm-1 got, IPv4 first. */
+const clientAddrs = (netns: string) => globalAddrs(netns, 'nsm-1');
 const SERVICE = 'vl3-ds';
-
-/** Global addresses of a client's nsm-1, IPv4 first. */
-function clientAddrs(netns: string): string[] {
-  const r = sh('ip', ['-n', netns, '-j', 'addr', 'show', 'dev', 'nsm-1']);
-  if (r.code !== 0) return [];
-  return (JSON.parse(r.stdout)[0]?.addr_info ?? []).filter((a: any) => a.scope === 'global').map((a: any) => a.local);
-}
-
-async function unreachable(pairs: [string, string][]): Promise<string[]> {
-  const results = await Promise.all(
-    pairs.map(
-      ([ns, ip]) =>
-        new Promise<string | undefined>((resolve) => {
-          const p = spawn('ip', ['netns', 'exec', ns, 'ping', ip.includes(':') ? '-6' : '-4', '-c', '1', '-W', '2', ip], { stdio: 'ignore' });
-          p.on('exit', (code) => resolve(code === 0 ? undefined : `${ns} -> ${ip}`));
-        }),
-    ),
-  );
-  return results.filter((x): x is string => !!x);
-}
 
 run('vL3 dual stack (IPv4 and IPv6 vl3-ipam)', () => {
   let mesh: Mesh;

@@ -5,23 +5,17 @@
  * client namespaces each connect to `vl3-app` through their host's agent. Every client reaches
  * every other client and every endpoint; host-d joins and leaves; agents restart under traffic.
  */
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { isRoot, sh, sleep, until } from '../harness/exec.mjs';
-import { ping } from '../harness/netns.mjs';
+import { globalAddrs, ping, unreachable } from '../harness/netns.mjs';
 import { startPinger } from '../harness/traffic.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 
 const run = isRoot ? describe : describe.skip;
+/** The addresses a client's nsm-1 got, IPv4 first. */
+const clientAddrs = (netns: string) => globalAddrs(netns, 'nsm-1');
 const SERVICE = 'vl3-app';
-
-/** Addresses of a client's nsm-1 (no length), IPv4 first. */
-function clientAddrs(netns: string): string[] {
-  const r = sh('ip', ['-n', netns, '-j', 'addr', 'show', 'dev', 'nsm-1']);
-  if (r.code !== 0) return [];
-  return (JSON.parse(r.stdout)[0]?.addr_info ?? []).filter((a: any) => a.scope === 'global').map((a: any) => a.local);
-}
 
 /** Routes of a namespace as `ip -j route` lists them (IPv4 and IPv6). */
 function routes(netns: string): string[] {
@@ -31,20 +25,6 @@ function routes(netns: string): string[] {
     if (r.code === 0) out.push(...JSON.parse(r.stdout).map((x: any) => `${x.dst} ${x.gateway ?? ''} ${x.dev}`));
   }
   return out;
-}
-
-/** Pings from each namespace to each address in parallel; returns the pairs that failed. */
-async function unreachable(pairs: [string, string][]): Promise<string[]> {
-  const results = await Promise.all(
-    pairs.map(
-      ([ns, ip]) =>
-        new Promise<string | undefined>((resolve) => {
-          const p = spawn('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '2', ip], { stdio: 'ignore' });
-          p.on('exit', (code: number) => resolve(code === 0 ? undefined : `${ns} -> ${ip}`));
-        }),
-    ),
-  );
-  return results.filter((x): x is string => !!x);
 }
 
 run('vL3: one L3 network across hosts', () => {
@@ -169,7 +149,8 @@ run('vL3: one L3 network across hosts', () => {
     await h.agent!.stop('SIGKILL', true);
     await sleep(300);
     const lines: string[] = [];
-    await mesh.start(1, { ...configs[1]!, logLevel: 'debug' }, { dir, onLine: (l) => lines.push(`${Date.now() - t0} ${l}`) });
+    // Its log lines, with the time since the kill, are shown if echoes were lost.
+    await mesh.start(1, configs[1]!, { dir, onLine: (l) => lines.push(`${Date.now() - t0} ${l}`) });
     await sleep(2000);
     const others = await between.stop();
     const b = await toB.stop(t0);

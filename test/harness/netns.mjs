@@ -3,6 +3,7 @@
  * Network namespaces by name (`ip netns`) and checks on them from the outside with iproute2
  * and ping.
  */
+import { spawn } from 'node:child_process';
 import { sh } from './exec.mjs';
 
 /**
@@ -54,4 +55,38 @@ export function addrs(netns, dev) {
   const r = sh('ip', ['-n', netns, '-j', 'addr', 'show', 'dev', dev]);
   if (r.code !== 0) return [];
   return (JSON.parse(r.stdout)[0]?.addr_info ?? []).map((/** @type {any} */ a) => `${a.local}/${a.prefixlen}`);
+}
+
+/**
+ * The global addresses of `dev` in `netns` without their lengths, IPv4 first (none if the
+ * device is missing).
+ * @param {string} netns
+ * @param {string} dev
+ * @returns {string[]}
+ */
+export function globalAddrs(netns, dev) {
+  const r = sh('ip', ['-n', netns, '-j', 'addr', 'show', 'dev', dev]);
+  if (r.code !== 0) return [];
+  return (JSON.parse(r.stdout)[0]?.addr_info ?? []).filter((/** @type {any} */ a) => a.scope === 'global').map((/** @type {any} */ a) => a.local);
+}
+
+/**
+ * One echo (2 s to answer) from each namespace to each address, all at once; the pairs that
+ * got no answer, as "netns -> address".
+ * @param {[string, string][]} pairs
+ * @returns {Promise<string[]>}
+ */
+export async function unreachable(pairs) {
+  const results = await Promise.all(
+    pairs.map(
+      ([ns, addr]) =>
+        /** @type {Promise<string | undefined>} */ (
+          new Promise((resolve) => {
+            const p = spawn('ip', ['netns', 'exec', ns, 'ping', addr.includes(':') ? '-6' : '-4', '-c', '1', '-W', '2', addr], { stdio: 'ignore' });
+            p.on('exit', (code) => resolve(code === 0 ? undefined : `${ns} -> ${addr}`));
+          })
+        ),
+    ),
+  );
+  return results.filter((x) => x !== undefined);
 }
