@@ -232,15 +232,16 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     expect(header).toMatch(/^agent \S+ \(nsm-agent .+\), up \d+/m);
     expect(header).toMatch(/^identity: +spiffe:\/\/\S+ from \w+, expires in \S+ \(\d{4}-\d\d-\d\dT/m);
     expect(header).toMatch(/^listening: unix:\/\/\/run\/nsm-agent\/agent\.sock/m);
-    // Logs carry the syslog priority: journald files "agent ready" as info (6).
+    // Logs go to journald with their priority and fields: "agent ready" is info (6), with the
+    // agent's name as a field of its own.
     const entries = c
       .sh('journalctl -u nsm-agent -o json --no-pager')
       .split('\n')
       .filter(Boolean)
-      .map((l) => JSON.parse(l) as { MESSAGE?: string; PRIORITY?: string });
-    const ready = entries.find((e) => typeof e.MESSAGE === 'string' && e.MESSAGE.includes('msg="agent ready"'));
-    expect(ready?.MESSAGE).toMatch(/^level=info /);
+      .map((l) => JSON.parse(l) as { MESSAGE?: string; PRIORITY?: string; AGENT?: string });
+    const ready = entries.find((e) => typeof e.MESSAGE === 'string' && /^(level=info msg=)?"agent ready"/.test(e.MESSAGE));
     expect(ready?.PRIORITY).toBe('6');
+    expect(ready?.AGENT).toBeTruthy();
     // Units verify cleanly (the minimal root has no man-db for Documentation=man:).
     const verify = c.exec(['systemd-analyze', 'verify', '--man=no', 'nsm-agent.service', 'nsm-connect@x.service']);
     expect(verify.stderr.trim(), verify.stderr).toBe('');
@@ -290,6 +291,10 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     expect(served).toContain(`    ${conn.dstIps[0]} <- client ${conn.srcIps[0]}`);
     const peer = String(conn.dstIps[0]).split('/')[0];
     expect(ct().test(`ip netns exec nsm-nsmt-consumer ping -c1 -W2 ${peer}`)).toBe(0);
+    // The agent's lines about the connection carry the service as a journal field.
+    const bySvc = ct().exec(['journalctl', '--no-pager', '-o', 'json', 'NETWORK_SERVICE=nsmt-svc']).stdout.split('\n').filter(Boolean);
+    expect(bySvc.length).toBeGreaterThan(0);
+    expect(bySvc.map((l) => JSON.parse(l)._SYSTEMD_UNIT)).toContain('nsm-agent.service');
     expect(show('nsm-agent', 'StatusText')).toMatch(/1 endpoint, 1 connection/);
   }, T);
 

@@ -112,7 +112,7 @@ run('reload of agent.yaml', () => {
     writeFileSync(path.join(agent.dir, 'agent.yaml'), 'endpoints: [\n');
     const bad = agent.cli(['reload']);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/configuration error: .*invalid YAML: .*\(INVALID_ARGUMENT\)/);
+    expect(bad.stderr).toMatch(/configuration error: .*invalid YAML: .*\(INVALID_ARGUMENT from this agent\)/);
     expect(hasLink(nsc, 'nsm-1')).toBe(true);
     cfg.logLevel = 'info';
     write();
@@ -180,7 +180,7 @@ run('units declaring network services (nsm-agent unit start/stop, no systemd)', 
   it('a unit asking for a missing service fails with the reason and leaves no namespace', () => {
     const r = ucli(['unit', 'start', bad]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`network service nothing-${tag} is not found \\(SERVICE_NOT_FOUND\\)`));
+    expect(r.stderr).toMatch(new RegExp(`network service nothing-${tag} is not found \\(SERVICE_NOT_FOUND from this agent\\)`));
     expect(netns()).not.toContain(`nsm-nsmtu-${tag}-b`);
     expect(ucli(['unit', 'start', 'no-such-unit-at-all']).stderr).toMatch(/has no \[X-NetworkServiceMesh\] section/);
   });
