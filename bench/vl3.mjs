@@ -180,10 +180,17 @@ main(async (scope) => {
   const vl3Bps = [];
   const handBps = [];
   const meshBps = [];
+  const paths = [
+    { addr: y.addr, out: vl3Bps },
+    { addr: routed.addr, out: meshBps },
+    { addr: hand.addr, out: handBps },
+  ];
+  // The paths take turns within each round, the order rotated round by round.
   for (let r = 0; r < ROUNDS; r++) {
-    vl3Bps.push(await iperfThroughput(x.ns, y.ns, y.addr, SECONDS));
-    meshBps.push(await iperfThroughput(x.ns, y.ns, routed.addr, SECONDS));
-    handBps.push(await iperfThroughput(x.ns, y.ns, hand.addr, SECONDS));
+    for (let k = 0; k < paths.length; k++) {
+      const p = paths[(r + k) % paths.length];
+      p.out.push(await iperfThroughput(x.ns, y.ns, p.addr, SECONDS));
+    }
   }
   await routed.remove();
   await hand.remove();

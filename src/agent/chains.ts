@@ -24,7 +24,7 @@ import { authorizeClient, authorizeServer, ServicePolicy } from '../networkservi
 import { beginClient, beginServer } from '../networkservice/begin';
 import { clientInfoServer } from '../networkservice/clientinfo';
 import { connectServer } from '../networkservice/connect';
-import { preferLocalVl3Server } from './endpoints/vl3/prefer-local';
+import { preferLocalVl3Server, type LocalVl3Endpoint } from './endpoints/vl3/prefer-local';
 import { discoverServer } from '../networkservice/discover';
 import { healClient, kernelLivenessCheck, type HealObserver, type HealOptions } from '../networkservice/heal';
 import { mechanismsServer } from '../networkservice/mechanisms';
@@ -58,7 +58,7 @@ export interface ServerChainDeps {
   /** The chain to endpoints on other hosts; without it, only hosted endpoints are reached. */
   remote?: NetworkServiceClient;
   /** The hosted vL3 endpoint serving a service, if any (requests for it go there). */
-  localVl3?: (service: string) => string | undefined;
+  localVl3?: (service: string) => LocalVl3Endpoint | undefined;
   /** Traffic figures for the path segment metrics, and the Request timing; absent: no stats element. */
   stats?: StatsOptions;
   /** Spans of the hop and of the elements that work (dataplane, registry, next hop), when tracing is on. */

@@ -160,9 +160,11 @@ export class HostedEndpoints implements EndpointHost {
     return [...this.endpoints.values()];
   }
 
-  /** The name of a hosted vL3 endpoint serving `service`, if there is one. */
-  vl3EndpointFor(service: string): string | undefined {
-    for (const ep of this.endpoints.values()) if (ep.cfg.vl3 && ep.cfg.services.includes(service)) return ep.cfg.name;
+  /** The hosted vL3 endpoint serving `service` (name and registered URL), if there is one. */
+  vl3EndpointFor(service: string): { name: string; url: string } | undefined {
+    for (const ep of this.endpoints.values()) {
+      if (ep.cfg.vl3 && ep.cfg.services.includes(service)) return { name: ep.cfg.name, url: ep.registration.url || this.opts.url() };
+    }
     return undefined;
   }
 
