@@ -27,7 +27,8 @@ const SECONDS = Number(opt.seconds ?? 3);
 const ROUNDS = Number(opt.rounds ?? 3);
 const P = `nsmd${TAG}`;
 
-async function waitSock(dev) {
+/** Waits for wireguard-go's UAPI socket of `dev` (up to 3 s). */
+export async function waitSock(dev) {
   const { existsSync } = await import('node:fs');
   for (let t = 0; !existsSync(`/var/run/wireguard/${dev}.sock`); t++) {
     if (t > 300) throw new Error(`wireguard-go ${dev} did not start`);

@@ -17,7 +17,7 @@
 // Usage (root): npm run build && node bench/vl3.mjs [--hosts 5] [--clients 20] [--seconds 3] [--rounds 3]
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { ROOT, ip, run, sleep } from '../test/harness/exec.mjs';
 import { stopPid } from '../test/harness/proc.mjs';
@@ -25,7 +25,7 @@ import { NsmClient, kernelRequest } from '../test/harness/clients.mjs';
 import { iperfThroughput } from '../test/harness/traffic.mjs';
 import { args, TAG, summary, ms, f1, mib, table, machine, versions, writeSection, date, mono, median, rssKiB, cpuMs } from './lib.mjs';
 import { main } from './scope.mjs';
-import { handWireguard } from './dataplane.mjs';
+import { handWireguard, waitSock } from './dataplane.mjs';
 
 const opt = args();
 const HOSTS = Number(opt.hosts ?? 5);
@@ -49,10 +49,7 @@ async function handMesh(scope, dir, hosts, members) {
   for (const e of ends) {
     const p = scope.proc(spawn('ip', ['netns', 'exec', e.h.netns, 'wireguard-go', e.dev], { stdio: 'ignore', env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } }));
     procs.push(p);
-    for (let t = 0; !existsSync(`/var/run/wireguard/${e.dev}.sock`); t++) {
-      if (t > 300) throw new Error(`wireguard-go ${e.dev} did not start`);
-      await sleep(10);
-    }
+    await waitSock(e.dev);
   }
   for (const [i, e] of ends.entries()) {
     const other = ends[1 - i];

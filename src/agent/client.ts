@@ -165,16 +165,12 @@ export async function streamAll<T>(client: ServiceClient, method: string, req: u
   return out;
 }
 
-/**
- * The stable error code and component the agent sends in its trailers, as the Metadata that
- * fromStatus reads (only `get` is used of it; grpc-js is not loaded for it).
- */
+/** The stable error code and component the agent sends in its trailers, as fromStatus reads them. */
 function trailerMetadata(h: IncomingHttpHeaders): Parameters<typeof fromStatus>[3] {
-  const values = new Map<string, string>();
-  for (const key of [ERROR_CODE_HEADER, ERROR_COMPONENT_HEADER]) {
-    const v = h[key];
-    if (typeof v === 'string') values.set(key, v);
-  }
-  const md = { get: (key: string) => (values.has(key) ? [values.get(key)!] : []), getMap: () => Object.fromEntries(values), clone: () => md };
-  return md as unknown as Parameters<typeof fromStatus>[3];
+  return {
+    get: (key: string) => {
+      const v = key === ERROR_CODE_HEADER || key === ERROR_COMPONENT_HEADER ? h[key] : undefined;
+      return typeof v === 'string' ? [v] : [];
+    },
+  };
 }

@@ -164,7 +164,7 @@ export function plainGrpcDetails(details: string): string {
   return out.replace(/^No addresses resolved(?: \(name resolution: (.*)\))?$/, (_m, note?: string) => `no address found${note ? `: ${note}` : ''}`);
 }
 
-function header(md: Metadata | undefined, key: string): string | undefined {
+function header(md: Pick<Metadata, 'get'> | undefined, key: string): string | undefined {
   const v = md?.get(key)[0];
   return typeof v === 'string' && v.length <= 1024 ? v : undefined;
 }
@@ -174,7 +174,7 @@ function header(md: Metadata | undefined, key: string): string | undefined {
  * kept when it agrees with the status (a peer cannot turn a NOT_FOUND into POOL_EXHAUSTED);
  * otherwise the status decides.
  */
-export function fromStatus(code: number, details: string, cause?: unknown, metadata?: Metadata): AgentError {
+export function fromStatus(code: number, details: string, cause?: unknown, metadata?: Pick<Metadata, 'get'>): AgentError {
   const sent = header(metadata, ERROR_CODE_HEADER);
   const stable = isErrorCode(sent) && ERROR_CODES[sent] === code ? sent : (BY_STATUS.get(code) ?? 'UNKNOWN');
   return new AgentError(stable, plainGrpcDetails(details), { cause, component: header(metadata, ERROR_COMPONENT_HEADER) });

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Over 400 lines: one closure, the TunnelDataplane adapter, whose steps share each device's state.
+// Over 500 lines: one closure, the TunnelDataplane adapter, whose steps share each device's state.
 /**
  * WIREGUARD as a tunnel dataplane, as NSM's wireguard mechanism: a fresh Curve25519 key pair
  * and a distinct local UDP port per connection end, advertised as `<end>_public_key` /

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
+// Over 500 lines: one class whose process and link halves share the restart's state.
 /**
  * The wireguard-go supervisor: one `wireguard-go` process per device, spawned, watched,
  * restarted when it dies, taken back after an agent restart (adopt), and stopped by PID.
- * Over 400 lines: one class whose process and link halves share the restart's state.
  *
  * wireguard-go specifics (verified on wireguard-go 0.0.20220316):
  *  - The UAPI socket is /var/run/wireguard/<tempName>.sock on the shared
