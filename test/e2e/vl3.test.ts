@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { isRoot, sh, sleep, until } from '../harness/exec.mjs';
-import { globalAddrs, ping, unreachable } from '../harness/netns.mjs';
+import { globalAddrs, links, ping, unreachable } from '../harness/netns.mjs';
 import { startPinger } from '../harness/traffic.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 
@@ -25,6 +25,13 @@ function routes(netns: string): string[] {
     if (r.code === 0) out.push(...JSON.parse(r.stdout).map((x: any) => `${x.dst} ${x.gateway ?? ''} ${x.dev}`));
   }
   return out;
+}
+
+/** A counter of the `Ip:` line of /proc/net/snmp in `netns`. */
+function ipCounter(netns: string, name: string): number {
+  const lines = sh('ip', ['netns', 'exec', netns, 'cat', '/proc/net/snmp']).stdout.split('\n').filter((l) => l.startsWith('Ip:'));
+  const [names, values] = lines.map((l) => l.trim().split(/\s+/));
+  return Number(values![names!.indexOf(name)]);
 }
 
 run('vL3: one L3 network across hosts', () => {
@@ -120,6 +127,17 @@ run('vL3: one L3 network across hosts', () => {
       failed = await unreachable(pairs);
     }
     expect(failed).toEqual([]);
+  });
+
+  it('sends full-size packets between hosts without IP fragments on the underlay', () => {
+    // A WireGuard device that pads by a wrong MTU makes full-size packets exceed the underlay.
+    const [from, to] = [clients[1]![0]!, clients[2]![0]!];
+    const mtu = links(from).find((l) => l.ifname === 'nsm-1')!.mtu;
+    const fragments = () => ipCounter(mesh.hosts[1]!.netns, 'FragCreates');
+    const before = fragments();
+    const r = sh('ip', ['netns', 'exec', from, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(mtu - 28), clientAddrs(to)[0]!]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(fragments() - before).toBe(0);
   });
 
   it('a fourth host joins without a change on the others, and is reached by all', async () => {

@@ -23,7 +23,7 @@ import { isListenPortTaken, type WireguardDevice, type WireguardSnapshot } from 
 import { hostDevices, type DeviceFactory } from './factory';
 import { generateKeyPair, validatePublicKey, type WgKeyPair } from './keys';
 import { reapWireguard } from './leftovers';
-import { WG_OVERHEAD_V4, WG_OVERHEAD_V6 } from './names';
+import { WG_OVERHEAD_V4, WG_OVERHEAD_V6, wireguardMtu } from './names';
 import type { UdpPortAllocator } from './ports';
 import { SparePool } from './spares';
 import type { WireguardGoOptions } from './wireguard-go';
@@ -106,7 +106,7 @@ const samePeer = (a: WgPeer, b: WgPeer): boolean => a.publicKey === b.publicKey 
 export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDataplane<WgLocal, WgPeer, WgDevice> {
   const records = opts.records ?? noRecords<WgRecord>();
   const devKey = (dev: WireguardDevice) => `dev:${dev.info().hostName}`;
-  const devices = opts.devices ?? hostDevices(opts);
+  const devices = opts.devices ?? hostDevices({ ...opts, wireguardGo: { mtu: wireguardMtu(opts.underlay.mtu, opts.underlay.family), ...opts.wireguardGo } });
   const configOf = (local: WgLocal, peer: WgPeer | undefined) => ({
     privateKey: local.keys.privateKey,
     listenPort: local.port,

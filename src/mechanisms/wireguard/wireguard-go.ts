@@ -79,7 +79,19 @@ export interface WireguardGoOptions {
   afterRestart?: (info: WireguardDeviceInfo) => Promise<void> | void;
   /** wireguard-go LOG_LEVEL (default 'error'). */
   logLevel?: 'silent' | 'error' | 'verbose';
+  /**
+   * The MTU the link gets in the host namespace as soon as the process is up: the tunnel MTU
+   * its connections will use (underlay MTU − WireGuard overhead). wireguard-go learns a link's
+   * MTU only from netlink events of its own namespace and reads it there by name, so an MTU set
+   * after the link left the host namespace never reaches it; it keeps padding packets by the
+   * MTU it knows (its default 1420), and a link MTU above that makes the tunnel's UDP packets
+   * larger than the underlay's: every full-size packet leaves as two IP fragments.
+   */
+  mtu?: number;
 }
+
+/** The MTU wireguard-go gives the TUN it makes (its DefaultMTU). */
+export const WIREGUARD_GO_DEFAULT_MTU = 1420;
 
 /** How often an adopted wireguard-go (not our child: no exit event) is checked for life. */
 const ADOPTED_POLL_MS = 50;
@@ -232,6 +244,7 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
       this.linkName = name;
       this.removeStaleSocket();
       await this.spawn();
+      await this.teachMtu(this.options.mtu);
       this.state = 'running';
     } catch (err) {
       liveNames.delete(name);
@@ -277,6 +290,18 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
     } catch (err) {
       throw toAgentError(err, `configure WireGuard device ${this.hostName}`);
     }
+  }
+
+  /**
+   * Sets `mtu` on the process's new link while it is still in the host namespace, where the
+   * process sees the change (see WireguardGoOptions.mtu), well before the link moves.
+   */
+  private async teachMtu(mtu: number | undefined): Promise<void> {
+    if (mtu === undefined || mtu <= 0 || mtu === WIREGUARD_GO_DEFAULT_MTU) return;
+    const here = Rtnl.for(hostNetns());
+    const link = await getLink(here, this.hostName);
+    if (link === undefined) throw new AgentError('DATAPLANE', `link ${this.hostName} not found in the host namespace`);
+    await setMtu(here, link.index, mtu);
   }
 
   async move(target: Netns, newName: string, options: MoveOptions = {}): Promise<void> {
@@ -488,6 +513,7 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
         this.removeStaleSocket();
         await this.spawn();
         if (this.deleting) return;
+        await this.teachMtu(this.moveOpts?.mtu || this.options.mtu);
         if (this.cfg !== undefined) await this.apply(this.cfg);
         if (this.target !== undefined && this.moveOpts !== undefined) {
           await this.placeLink(this.target, this.linkName, this.moveOpts, 1000);
