@@ -50,13 +50,16 @@ export async function handWireguard(scope, dir, mesh, nsc, nse) {
     const p = scope.proc(spawn('ip', ['netns', 'exec', e.h.netns, 'wireguard-go', e.dev], { stdio: 'ignore', env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } }));
     procs.push(p);
     await waitSock(e.dev);
+    // The MTU first, in wireguard-go's own namespace: it learns a link's MTU only there, and
+    // pads by its default (1420) otherwise, which fragments full-size packets on the underlay.
+    await ip(['-n', e.h.netns, 'link', 'set', e.dev, 'mtu', '1440']);
   }
   for (const e of ends) {
     const other = ends[1 - e.me];
     const keyFile = path.join(dir, `${e.dev}.key`);
     writeFileSync(keyFile, keys[e.me].privateKey, { mode: 0o600 });
     await run('wg', ['set', e.dev, 'private-key', keyFile, 'listen-port', String(e.port), 'peer', keys[other.me].publicKey, 'endpoint', `${other.h.ip}:${other.port}`, 'allowed-ips', '0.0.0.0/0', 'persistent-keepalive', '10']);
-    await ip(['-n', e.h.netns, 'link', 'set', e.dev, 'mtu', '1440', 'netns', e.ns, 'name', 'hw0']);
+    await ip(['-n', e.h.netns, 'link', 'set', e.dev, 'netns', e.ns, 'name', 'hw0']);
     await ip(['-n', e.ns, '-batch', '-'], `addr add ${e.addr}/32 dev hw0\nlink set hw0 up\nroute add ${e.peerAddr}/32 dev hw0 scope link\n`);
   }
   return { addr: '172.31.0.2', remove: () => Promise.all(procs.map((p) => stopPid(p))) };

@@ -19,7 +19,7 @@ import type { X509Svid } from '../../src/spire/svid';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { sh, isRoot, until } from '../harness/exec.mjs';
-import { addrs, links, ping } from '../harness/netns.mjs';
+import { addrs, ipCounter, links, ping } from '../harness/netns.mjs';
 
 const run = isRoot ? describe : describe.skip;
 
@@ -124,6 +124,14 @@ run('multi-host vWires (three agents)', () => {
 
     // MTU: the underlay's 1500 minus WireGuard's 60.
     expect(links(nsc).find((l) => l.ifname === 'nsm-1')!.mtu).toBe(1440);
+    // Full-size packets both ways leave each host unfragmented (wireguard-go pads by the MTU it knows).
+    const fragments = () => ipCounter(a!.netns, 'FragCreates') + ipCounter(b!.netns, 'FragCreates');
+    const fragmentsBefore = fragments();
+    for (const [from, to] of [[nsc, '172.16.1.100'], [nse, '172.16.1.101']] as const) {
+      const r = sh('ip', ['netns', 'exec', from, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(1440 - 28), to]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+    }
+    expect(fragments() - fragmentsBefore).toBe(0);
 
     const sa = a!.agent!.cliJson(['status']);
     const sb = b!.agent!.cliJson(['status']);

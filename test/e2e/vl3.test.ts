@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { isRoot, sh, sleep, until } from '../harness/exec.mjs';
-import { globalAddrs, links, ping, unreachable } from '../harness/netns.mjs';
+import { globalAddrs, ipCounter, links, ping, unreachable } from '../harness/netns.mjs';
 import { startPinger } from '../harness/traffic.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 
@@ -25,13 +25,6 @@ function routes(netns: string): string[] {
     if (r.code === 0) out.push(...JSON.parse(r.stdout).map((x: any) => `${x.dst} ${x.gateway ?? ''} ${x.dev}`));
   }
   return out;
-}
-
-/** A counter of the `Ip:` line of /proc/net/snmp in `netns`. */
-function ipCounter(netns: string, name: string): number {
-  const lines = sh('ip', ['netns', 'exec', netns, 'cat', '/proc/net/snmp']).stdout.split('\n').filter((l) => l.startsWith('Ip:'));
-  const [names, values] = lines.map((l) => l.trim().split(/\s+/));
-  return Number(values![names!.indexOf(name)]);
 }
 
 run('vL3: one L3 network across hosts', () => {

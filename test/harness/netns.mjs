@@ -90,3 +90,17 @@ export async function unreachable(pairs) {
   );
   return results.filter((x) => x !== undefined);
 }
+
+/**
+ * A counter of the `Ip:` lines of /proc/net/snmp in `netns` (e.g. 'FragCreates').
+ * @param {string} netns
+ * @param {string} name
+ * @returns {number}
+ */
+export function ipCounter(netns, name) {
+  const lines = sh('ip', ['netns', 'exec', netns, 'cat', '/proc/net/snmp']).stdout.split('\n').filter((l) => l.startsWith('Ip:'));
+  const [names, values] = lines.map((l) => l.trim().split(/\s+/));
+  const i = names ? names.indexOf(name) : -1;
+  if (i < 0 || !values) throw new Error(`no Ip counter ${name} in ${netns}`);
+  return Number(values[i]);
+}
