@@ -1,0 +1,95 @@
+/**
+ * Queries to the DNS servers of a namespace, sent from inside it (the mesh's servers are
+ * reachable only there): one UDP socket per address family, made in the namespace, with a
+ * fresh random id per query. An answer counts only if it comes from the server asked, carries
+ * the id given and repeats the question; anything else arriving on the socket is ignored.
+ */
+import { randomInt } from 'node:crypto';
+import type { Socket } from 'node:dgram';
+import { isIP } from 'node:net';
+import type { Netns } from '../../sys';
+import { udpSocketInNetns } from '../../sys';
+import { questionEnd, type Exchange } from './forwarder';
+
+const DNS_PORT = 53;
+/** Queries waiting for answers at once, per namespace. */
+const MAX_PENDING = 4_096;
+
+interface Pending {
+  server: string;
+  question: Buffer;
+  resolve: (answer: Buffer) => void;
+}
+
+export class UdpUpstream {
+  private readonly sockets = new Map<4 | 6, Promise<Socket>>();
+  private readonly pending = new Map<number, Pending>();
+  private closed = false;
+
+  constructor(private readonly netns: Netns) {}
+
+  readonly exchange: Exchange = async (server, query, timeoutMs) => {
+    const family = isIP(server);
+    if (family !== 4 && family !== 6) throw new Error(`${server} is not an IP address`);
+    const qEnd = questionEnd(query);
+    if (qEnd < 0) throw new Error('query without a question');
+    if (this.pending.size >= MAX_PENDING) throw new Error('too many queries waiting');
+    const sock = await this.socket(family);
+    let id = randomInt(0x10000);
+    while (this.pending.has(id)) id = randomInt(0x10000);
+    const out = Buffer.from(query);
+    out.writeUInt16BE(id, 0);
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`no answer from ${server} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, {
+        server,
+        question: query.subarray(12, qEnd),
+        resolve: (answer) => {
+          clearTimeout(timer);
+          this.pending.delete(id);
+          resolve(answer);
+        },
+      });
+      sock.send(out, DNS_PORT, server, (err) => {
+        if (!err) return;
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(err);
+      });
+    });
+  };
+
+  close(): void {
+    this.closed = true;
+    for (const s of this.sockets.values()) s.then((sock) => sock.close(), () => {});
+    this.sockets.clear();
+  }
+
+  private socket(family: 4 | 6): Promise<Socket> {
+    if (this.closed) return Promise.reject(new Error('resolver closed'));
+    let s = this.sockets.get(family);
+    if (!s) {
+      s = udpSocketInNetns(this.netns, family === 4 ? '0.0.0.0' : '::', 0).then((sock) => {
+        sock.on('message', (msg, rinfo) => this.onAnswer(msg, rinfo.address));
+        // ICMP errors reported on the socket (port unreachable): the query times out instead.
+        sock.on('error', () => {});
+        return sock;
+      });
+      s.catch(() => this.sockets.delete(family));
+      this.sockets.set(family, s);
+    }
+    return s;
+  }
+
+  private onAnswer(msg: Buffer, from: string): void {
+    if (msg.length < 12 || !(msg[2]! & 0x80)) return;
+    const p = this.pending.get(msg.readUInt16BE(0));
+    if (!p || p.server !== from.replace(/^::ffff:/, '')) return;
+    const q = msg.subarray(12, 12 + p.question.length);
+    if (q.length !== p.question.length || q.toString('latin1').toLowerCase() !== p.question.toString('latin1').toLowerCase()) return;
+    p.resolve(msg);
+  }
+}
