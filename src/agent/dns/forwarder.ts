@@ -12,9 +12,10 @@
  *   with the name as asked;
  * - fanout: each try goes to every server at once; the first NOERROR wins.
  *
- * Unlike upstream, where every server said NXDOMAIN to every try the answer is NXDOMAIN (the
- * name does not exist), not SERVFAIL. Anything else that finds no answer (timeouts, SERVFAIL,
- * REFUSED) is SERVFAIL, within `timeoutMs` of the query's arrival.
+ * Unlike upstream, where every server said NXDOMAIN to the name as asked and no search domain
+ * found it, the answer is NXDOMAIN (the name does not exist), not SERVFAIL: the servers of one
+ * search domain need not know the others'. Anything else that finds no answer (timeouts,
+ * SERVFAIL, REFUSED) is SERVFAIL, within `timeoutMs` of the query's arrival.
  */
 import * as packet from 'dns-packet';
 
@@ -138,7 +139,6 @@ export class Forwarder {
     const lower = name.toLowerCase();
     const reverse = /\.(in-addr|ip6)\.arpa$/.test(lower);
     const names = [name, ...(reverse ? [] : search.filter((d) => d && lower !== d.toLowerCase() && !lower.endsWith(`.${d.toLowerCase()}`)).map((d) => `${name}.${d}`))];
-    let allNx = true;
     let nx: Buffer | undefined;
     for (const variant of names) {
       const left = deadline - this.now();
@@ -153,10 +153,9 @@ export class Forwarder {
         this.store(cacheKey, out);
         return out;
       }
-      if (!got.allNx) allNx = false;
-      if (variant === name) nx = got.nx;
+      if (variant === name && got.allNx) nx = got.nx;
     }
-    if (allNx && nx) {
+    if (nx) {
       const out = Buffer.from(nx);
       out.writeUInt16BE(query.readUInt16BE(0), 0);
       return out;

@@ -52,6 +52,16 @@ export function namedNetns(netns: string): string | undefined {
 
 const unique = (xs: string[]) => [...new Set(xs)];
 
+/** True if a process `pid` exists (another agent that is still serving its namespaces). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM';
+  }
+}
+
 export class NamespaceDns {
   private readonly namespaces = new Map<string, NamespaceState>();
   /** Which namespace each connection was last seen in. */
@@ -63,9 +73,10 @@ export class NamespaceDns {
     this.files = opts.files ?? resolvConfFiles();
   }
 
-  /** Puts back the files a previous run left (call before any connection is made). */
+  /** Puts back the files a dead agent left (call before any connection is made). */
   repair(): void {
-    for (const name of this.files.ours()) {
+    for (const { name, pid } of this.files.ours()) {
+      if (pid !== undefined && pid !== process.pid && alive(pid)) continue;
       try {
         this.files.restore(name);
         this.opts.log.info('resolv.conf of a previous run restored', { netns: name });

@@ -8,7 +8,8 @@
  *
  * Our file starts with MARKER and says what to put back: `original=kept` (the file in
  * ORIGINAL_SUFFIX), `original=none` (remove ours), and `dir=made` when the agent made the
- * namespace's directory (removed again when empty).
+ * namespace's directory (removed again when empty); `pid=` names the agent that wrote it, so
+ * that a start repairs only what a dead agent left.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -68,8 +69,8 @@ export interface ResolvConfFiles {
   update(name: string, search: string[]): void;
   /** Puts the original back (or removes ours); nothing if the file is not ours. */
   restore(name: string): void;
-  /** Namespace names whose resolv.conf is ours (left by a run that did not restore it). */
-  ours(): string[];
+  /** Namespaces whose resolv.conf is ours, with the pid of the agent that wrote it. */
+  ours(): { name: string; pid: number | undefined }[];
 }
 
 export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_CONF): ResolvConfFiles {
@@ -81,8 +82,9 @@ export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_C
       const current = readIfExists(f.file);
       if (isOurs(current)) {
         // ours already (a restart that did not restore): keep the original as recorded
-        const kept = current!.split('\n')[0]!.includes('original=kept') ? readIfExists(f.original) : undefined;
-        writeFileSync(f.file, render(name, current!.split('\n')[0]!, search));
+        const header = current!.split('\n')[0]!.replace(/ pid=\d+/, '') + ` pid=${process.pid}`;
+        const kept = header.includes('original=kept') ? readIfExists(f.original) : undefined;
+        writeFileSync(f.file, render(name, header, search));
         return parseResolvConf(kept ?? readFileSync(hostFile, 'utf8'));
       }
       let dirMade = false;
@@ -91,7 +93,7 @@ export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_C
         dirMade = true;
       }
       if (current !== undefined) writeFileSync(f.original, current);
-      const header = `${MARKER} original=${current !== undefined ? 'kept' : 'none'}${dirMade ? ' dir=made' : ''}`;
+      const header = `${MARKER} original=${current !== undefined ? 'kept' : 'none'}${dirMade ? ' dir=made' : ''} pid=${process.pid}`;
       const tmp = `${f.file}.${process.pid}.tmp`;
       writeFileSync(tmp, render(name, header, search), { mode: 0o644 });
       renameSync(tmp, f.file);
@@ -127,7 +129,12 @@ export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_C
       } catch {
         return [];
       }
-      return names.filter((n) => isOurs(readIfExists(netnsFiles(n, etcDir).file) ?? undefined)).sort();
+      return names.sort().flatMap((name) => {
+        const text = readIfExists(netnsFiles(name, etcDir).file);
+        if (!isOurs(text)) return [];
+        const pid = /^[^\n]* pid=(\d+)/.exec(text!)?.[1];
+        return [{ name, pid: pid === undefined ? undefined : Number(pid) }];
+      });
     },
   };
 }

@@ -56,6 +56,13 @@ describe('the resolver forwarder', () => {
     const gone = await nx.answer(query('nothing.here'));
     expect(rcodeOf(gone!)).toBe(RCODE.NXDOMAIN);
     expect(packet.decode(gone!).questions![0]!.name).toBe('nothing.here');
+    // NXDOMAIN for the name as asked from every server: the name does not exist, whatever the search domains' servers say
+    const nxDeadSearch = new Forwarder({
+      exchange: async (server, q, ms) => (server === 'b' && packet.decode(q).questions![0]!.name.endsWith('.x.y') ? servers({ b: 'dead' })(server, q, ms) : servers({ a: {}, b: {} })(server, q, ms)),
+      upstreams: () => ({ servers: ['a', 'b'], search: ['x.y'] }),
+      timeoutMs: 300,
+    });
+    expect(rcodeOf((await nxDeadSearch.answer(query('nothing.here')))!)).toBe(RCODE.NXDOMAIN);
     const dead = new Forwarder({ exchange: servers({ a: {}, b: 'dead' }), upstreams: () => ({ servers: ['a', 'b'], search: [] }), timeoutMs: 300 });
     const t0 = Date.now();
     const fail = await dead.answer(query('nothing.here'));

@@ -29,7 +29,7 @@ describe('resolv.conf of named namespaces', () => {
     expect(ours).toContain('\nnameserver 127.0.0.1\nsearch my.coredns.service\n');
     files.update('app', ['a.b', 'c.d']);
     expect(readFileSync(path.join(etc, 'app', 'resolv.conf'), 'utf8')).toContain('\nsearch a.b c.d\n');
-    expect(files.ours()).toEqual(['app']);
+    expect(files.ours()).toEqual([{ name: 'app', pid: process.pid }]);
     // a second wire (a run that did not restore) keeps the first original
     expect(files.wire('app', [])).toEqual({ nameservers: ['192.0.2.1'], search: ['own.example'] });
     files.restore('app');
