@@ -9,7 +9,7 @@
  */
 import { closeSync } from 'node:fs';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { isIP, createServer, type Server, type Socket } from 'node:net';
+import { isIP, createServer, Socket, type Server } from 'node:net';
 import { invalidArgument, rethrow } from './errors';
 import { native } from './native';
 import { netnsPath as resolveNetnsPath, openNetns, type Netns } from './netns';
@@ -82,4 +82,18 @@ export async function tcpServerInNetns(netns: string | Netns, address: string, p
     rethrow(err, { syscall: 'listen' });
   }
   return server;
+}
+
+/**
+ * A TCP client socket made inside `netns` (bound to the unspecified address of `family`, any
+ * port), not connected yet: call connect() on it; the connection leaves from that namespace.
+ */
+export function tcpClientInNetns(netns: string | Netns, family: 4 | 6): Socket {
+  const fd = socketFd(netns, 'tcp', family === 4 ? '0.0.0.0' : '::', 0);
+  try {
+    return new Socket({ fd, readable: true, writable: true });
+  } catch (err) {
+    closeSync(fd);
+    rethrow(err, { syscall: 'socket' });
+  }
 }

@@ -16,9 +16,10 @@ const haveDnsmasq = sh('sh', ['-c', 'command -v dnsmasq']).code === 0;
 const run = isRoot && haveDnsmasq ? describe : describe.skip;
 
 /** dnsmasq in `netns`, on `address` only, knowing `records` (name -> IPv4), authoritative for `zone` and nx.test (empty). */
-function dnsmasq(netns: string, address: string, zone: string, records: Record<string, string>): ChildProcess {
+function dnsmasq(netns: string, address: string, zone: string, records: Record<string, string>, extra: string[] = []): ChildProcess {
   const args = ['netns', 'exec', netns, 'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--user=root', '--pid-file=', '--bind-interfaces', `--listen-address=${address}`, `--local=/${zone}/`, '--local=/nx.test/'];
   for (const [name, ip] of Object.entries(records)) args.push(`--host-record=${name},${ip}`);
+  args.push(...extra);
   // `ip netns exec` execs dnsmasq in place: the child's PID is dnsmasq's.
   return spawn('ip', args, { stdio: 'ignore' });
 }
@@ -87,7 +88,9 @@ run('DNS for client namespaces', () => {
     const c = agent.cliJson(['connect', 'kernel://dns-svc/nsm-1', '--netns', nsc, '--id', 'dns-1']);
     expect(c.dstIps).toEqual(['172.16.1.100/32']);
     // the endpoint's DNS server, on the endpoint's address of the vWire
-    daemons.push(dnsmasq(nse, '172.16.1.100', 'my.coredns.service', { 'my.coredns.service': '172.16.1.100' }));
+    // and a name with more addresses than a 512-byte UDP answer holds
+    const big = Array.from({ length: 60 }, (_, i) => `--host-record=big.my.coredns.service,10.9.${i}.1`);
+    daemons.push(dnsmasq(nse, '172.16.1.100', 'my.coredns.service', { 'my.coredns.service': '172.16.1.100' }, big));
     const wired = readFileSync(`/etc/netns/${nsc}/resolv.conf`, 'utf8');
     expect(wired).toMatch(/^# nsm-agent resolver/);
     expect(wired).toContain('\nnameserver 127.0.0.1\n');
@@ -114,6 +117,24 @@ while len(d) < n: d += s.recv(n - len(d))
 print(d[3] & 15, socket.inet_ntoa(d[-4:]))`,
     );
     expect(tcp).toBe('0 172.16.1.100');
+    // the big one: truncated (TC) to a plain UDP query; whole over TCP, the agent having asked
+    // the server over TCP in turn
+    const bigAnswers = py(
+      nsc,
+      `import socket, struct
+qn = b''.join(bytes([len(p)]) + p.encode() for p in 'big.my.coredns.service'.split('.')) + b'\\0'
+m = struct.pack('>HHHHHH', 9, 0x100, 1, 0, 0, 0) + qn + struct.pack('>HH', 1, 1)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5); u.sendto(m, ('127.0.0.1', 53))
+d = u.recv(4096)
+print(len(d) <= 512, bool(d[2] & 2))
+s = socket.create_connection(('127.0.0.1', 53), timeout=5)
+s.sendall(struct.pack('>H', len(m)) + m)
+n = struct.unpack('>H', s.recv(2))[0]
+d = b''
+while len(d) < n: d += s.recv(n - len(d))
+print(d[3] & 15, struct.unpack('>H', d[6:8])[0], bool(d[2] & 2))`,
+    );
+    expect(bigAnswers.split('\n')).toEqual(['True True', '0 60 False']);
 
     expect(agent.cli(['disconnect', 'dns-1']).code).toBe(0);
     expect(await until(() => readFileSync(`/etc/netns/${nsc}/resolv.conf`, 'utf8') === originalText, 5_000)).toBe(true);

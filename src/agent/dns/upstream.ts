@@ -3,12 +3,14 @@
  * reachable only there): one UDP socket per address family, made in the namespace, with a
  * fresh random id per query. An answer counts only if it comes from the server asked, carries
  * the id given and repeats the question; anything else arriving on the socket is ignored.
+ * An answer the server truncated (TC) is asked again over TCP, from the namespace too, within
+ * what is left of the time; if that fails the truncated answer stands.
  */
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { Netns } from '../../sys';
-import { udpSocketInNetns } from '../../sys';
+import { tcpClientInNetns, udpSocketInNetns } from '../../sys';
 import { questionEnd, type Exchange } from './forwarder';
 
 const DNS_PORT = 53;
@@ -29,6 +31,52 @@ export class UdpUpstream {
   constructor(private readonly netns: Netns) {}
 
   readonly exchange: Exchange = async (server, query, timeoutMs) => {
+    const start = Date.now();
+    const answer = await this.exchangeUdp(server, query, timeoutMs);
+    if (!(answer[2]! & 0x02)) return answer;
+    const left = timeoutMs - (Date.now() - start);
+    if (left <= 0) return answer;
+    return this.exchangeTcp(server, query, left).catch(() => answer);
+  };
+
+  /** One query over TCP (two-byte length prefix), the connection made in the namespace. */
+  exchangeTcp(server: string, query: Buffer, timeoutMs: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error('resolver closed'));
+    const family = isIP(server) === 6 ? 6 : 4;
+    const qEnd = questionEnd(query);
+    return new Promise<Buffer>((resolve, reject) => {
+      let sock: ReturnType<typeof tcpClientInNetns>;
+      try {
+        sock = tcpClientInNetns(this.netns, family);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      const timer = setTimeout(() => finish(new Error(`no answer over TCP from ${server} within ${timeoutMs} ms`)), timeoutMs);
+      let got: Buffer = Buffer.alloc(0);
+      const finish = (err?: Error, answer?: Buffer) => {
+        clearTimeout(timer);
+        sock.destroy();
+        if (answer) resolve(answer);
+        else reject(err ?? new Error('closed'));
+      };
+      sock.on('error', (err) => finish(err));
+      sock.on('close', () => finish(new Error(`${server} closed the TCP connection`)));
+      sock.on('data', (chunk: Buffer) => {
+        got = Buffer.concat([got, chunk]);
+        if (got.length < 2 || got.length < 2 + got.readUInt16BE(0)) return;
+        const answer = Buffer.from(got.subarray(2, 2 + got.readUInt16BE(0)));
+        const sameQuestion = qEnd > 0 && answer.length >= qEnd && answer.subarray(12, qEnd).toString('latin1').toLowerCase() === query.subarray(12, qEnd).toString('latin1').toLowerCase();
+        if (answer.length < 12 || answer.readUInt16BE(0) !== query.readUInt16BE(0) || !sameQuestion) finish(new Error(`${server} answered another question over TCP`));
+        else finish(undefined, answer);
+      });
+      const head = Buffer.alloc(2);
+      head.writeUInt16BE(query.length);
+      sock.connect(DNS_PORT, server, () => sock.write(Buffer.concat([head, query])));
+    });
+  }
+
+  private async exchangeUdp(server: string, query: Buffer, timeoutMs: number): Promise<Buffer> {
     const family = isIP(server);
     if (family !== 4 && family !== 6) throw new Error(`${server} is not an IP address`);
     const qEnd = questionEnd(query);
@@ -60,7 +108,7 @@ export class UdpUpstream {
         reject(err);
       });
     });
-  };
+  }
 
   close(): void {
     this.closed = true;
