@@ -136,7 +136,16 @@ print(d[3] & 15, struct.unpack('>H', d[6:8])[0], bool(d[2] & 2))`,
     );
     expect(bigAnswers.split('\n')).toEqual(['True True', '0 60 False']);
 
+    // a second connection with DNS into the namespace, its server dead: names still resolve,
+    // and the resolver stays until the last connection with DNS goes
+    agent.cliJson(['connect', 'kernel://dead-dns/nsm-2', '--netns', nsc, '--id', 'dns-1b']);
+    expect(getent(nsc, 'my.coredns.service')).toBe('172.16.1.100');
+    expect(getent(nsc, 'only.default.test')).toBe('192.0.2.77');
     expect(agent.cli(['disconnect', 'dns-1']).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(readFileSync(`/etc/netns/${nsc}/resolv.conf`, 'utf8')).toMatch(/^# nsm-agent resolver/);
+    expect(getent(nsc, 'only.default.test')).toBe('192.0.2.77');
+    expect(agent.cli(['disconnect', 'dns-1b']).code).toBe(0);
     expect(await until(() => readFileSync(`/etc/netns/${nsc}/resolv.conf`, 'utf8') === originalText, 5_000)).toBe(true);
     expect(existsSync(`/etc/netns/${nsc}/resolv.conf.nsm-agent-original`)).toBe(false);
     expect(getent(nsc, 'only.default.test')).toBe('192.0.2.77');

@@ -66,6 +66,8 @@ export class NamespaceDns {
   private readonly namespaces = new Map<string, NamespaceState>();
   /** Which namespace each connection was last seen in. */
   private readonly netnsOf = new Map<string, string>();
+  /** Connections with DNS configs in a namespace that gets no resolver (logged once each). */
+  private readonly unwired = new Set<string>();
   private readonly files: ResolvConfFiles;
   private stopped = false;
 
@@ -96,8 +98,15 @@ export class NamespaceDns {
       this.namespaces.get(before)?.conns.delete(id);
       this.schedule(before);
     }
-    if (name === undefined) return;
-    const configs = (conn!.configs ?? []).filter((c) => (c.dns_server_ips ?? []).length > 0);
+    const configs = (conn?.configs ?? []).filter((c) => (c.dns_server_ips ?? []).length > 0);
+    if (name === undefined) {
+      if (conn && configs.length && !this.unwired.has(id)) {
+        this.unwired.add(id);
+        this.opts.log.info('DNS configs of a connection not wired: only named namespaces (/run/netns/NAME) get a resolver', { id, netns: conn.netns });
+      }
+      if (!conn) this.unwired.delete(id);
+      return;
+    }
     let state = this.namespaces.get(name);
     if (!configs.length && !state?.conns.has(id)) return;
     if (!state) this.namespaces.set(name, (state = { conns: new Map(), queue: Promise.resolve() }));
