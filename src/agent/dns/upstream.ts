@@ -10,12 +10,21 @@ import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { Netns } from '../../sys';
-import { tcpClientInNetns, udpSocketInNetns } from '../../sys';
+import { formatIp, parseIp, tcpClientInNetns, udpSocketInNetns } from '../../sys';
 import { questionEnd, type Exchange } from './forwarder';
 
 const DNS_PORT = 53;
 /** Queries waiting for answers at once, per namespace. */
 const MAX_PENDING = 4_096;
+
+/** One spelling per address (2001:db8:0::1 and 2001:db8::1 are the same server). */
+function canonical(ip: string): string {
+  try {
+    return formatIp(parseIp(ip.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1')).bytes);
+  } catch {
+    return ip;
+  }
+}
 
 interface Pending {
   server: string;
@@ -93,7 +102,7 @@ export class UdpUpstream {
         reject(new Error(`no answer from ${server} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, {
-        server,
+        server: canonical(server),
         question: query.subarray(12, qEnd),
         resolve: (answer) => {
           clearTimeout(timer);
@@ -135,7 +144,7 @@ export class UdpUpstream {
   private onAnswer(msg: Buffer, from: string): void {
     if (msg.length < 12 || !(msg[2]! & 0x80)) return;
     const p = this.pending.get(msg.readUInt16BE(0));
-    if (!p || p.server !== from.replace(/^::ffff:/, '')) return;
+    if (!p || p.server !== canonical(from)) return;
     const q = msg.subarray(12, 12 + p.question.length);
     if (q.length !== p.question.length || q.toString('latin1').toLowerCase() !== p.question.toString('latin1').toLowerCase()) return;
     p.resolve(msg);
