@@ -13,6 +13,9 @@ export interface DnsSettings {
 /** A DNS name: dot-separated labels of letters, digits, '-' and '_', 253 characters at most. */
 const DOMAIN = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 
+/** True for a DNS name this agent accepts as a search domain (also from other hosts' endpoints). */
+export const isDomainName = (s: unknown): s is string => typeof s === 'string' && DOMAIN.test(s);
+
 /** What is wrong with one entry: the key under the entry (e.g. `servers[1]`) and why; undefined if fine. */
 export function dnsSettingsProblem(d: { servers?: unknown; searchDomains?: unknown }): { key: string; reason: string } | undefined {
   const servers = Array.isArray(d.servers) ? d.servers : [];

@@ -11,7 +11,9 @@
  *
  * Not wired here: `netns: host` connections and namespaces named by a path.
  */
+import { isIP } from 'node:net';
 import type { DNSConfig } from '../../api';
+import { isDomainName } from '../config/dns';
 import type { Logger } from '../../core/log';
 import { NETNS_RUN_DIR, Rtnl, openNetns, setLinkUp, type Netns } from '../../sys';
 import { Forwarder } from './forwarder';
@@ -51,6 +53,25 @@ export function namedNetns(netns: string): string | undefined {
 }
 
 const unique = (xs: string[]) => [...new Set(xs)];
+
+/** Servers and search domains a namespace takes from one connection, at most. */
+const MAX_PER_CONNECTION = 16;
+
+/**
+ * A connection's DNS configs as the resolver and resolv.conf may use them: they come from
+ * endpoints, possibly on other hosts, and end up in a file, so only IP addresses and domain
+ * names pass (nothing that could add a line to resolv.conf), and a bounded number of each.
+ */
+export function usableConfigs(configs: readonly DNSConfig[]): DNSConfig[] {
+  const out: DNSConfig[] = [];
+  for (const c of configs.slice(0, MAX_PER_CONNECTION)) {
+    const servers = (c.dns_server_ips ?? []).filter((s) => typeof s === 'string' && isIP(s) !== 0).slice(0, MAX_PER_CONNECTION);
+    if (!servers.length) continue;
+    const domains = (c.search_domains ?? []).filter(isDomainName).map((d) => d.replace(/\.$/, '')).slice(0, MAX_PER_CONNECTION);
+    out.push({ dns_server_ips: servers, search_domains: domains });
+  }
+  return out;
+}
 
 /** True if a process `pid` exists (another agent that is still serving its namespaces). */
 function alive(pid: number): boolean {
@@ -98,7 +119,7 @@ export class NamespaceDns {
       this.namespaces.get(before)?.conns.delete(id);
       this.schedule(before);
     }
-    const configs = (conn?.configs ?? []).filter((c) => (c.dns_server_ips ?? []).length > 0);
+    const configs = usableConfigs(conn?.configs ?? []);
     if (name === undefined) {
       if (conn && configs.length && !this.unwired.has(id)) {
         this.unwired.add(id);

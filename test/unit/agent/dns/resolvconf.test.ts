@@ -54,3 +54,18 @@ describe('resolv.conf of named namespaces', () => {
     expect(existsSync(path.join(etc, 'kept', 'resolv.conf'))).toBe(false);
   });
 });
+
+describe('DNS configs from connections', () => {
+  it('keep only IP addresses and domain names: nothing can add a line to resolv.conf', async () => {
+    const { usableConfigs } = await import('../../../../src/agent/dns');
+    expect(
+      usableConfigs([
+        { dns_server_ips: ['172.16.1.100', 'evil\nnameserver 6.6.6.6', '2001:db8::53'], search_domains: ['my.service.', 'x\nnameserver 6.6.6.6', 'a b', 'ok.example'] },
+        { dns_server_ips: ['not-an-ip'], search_domains: ['lost.example'] },
+        { search_domains: ['no.servers'] },
+      ]),
+    ).toEqual([{ dns_server_ips: ['172.16.1.100', '2001:db8::53'], search_domains: ['my.service', 'ok.example'] }]);
+    const many = Array.from({ length: 40 }, (_, i) => `10.0.0.${i + 1}`);
+    expect(usableConfigs([{ dns_server_ips: many }])[0]!.dns_server_ips).toHaveLength(16);
+  });
+});
