@@ -2,16 +2,17 @@
  * The resolv.conf of named network namespaces: `/etc/netns/NAME/resolv.conf`, which
  * `ip netns exec NAME` (and anything else that enters the namespace the iproute2 way)
  * bind-mounts over /etc/resolv.conf. The agent's file names its resolver (127.0.0.1) and the
- * search domains; the file it replaced is kept beside it, byte for byte, and put back when the
- * namespace's last connection with DNS goes, when the agent stops, and, after a crash, at the
- * next start. This module is the only one that writes these files.
+ * search domains; the file it replaced is kept beside it (a hard link: the same file, so it
+ * comes back with its bytes, mode and owner), and put back when the namespace's last
+ * connection with DNS goes, when the agent stops, and, after a crash, at the next start. This
+ * module is the only one that writes these files.
  *
  * Our file starts with MARKER and says what to put back: `original=kept` (the file in
  * ORIGINAL_SUFFIX), `original=none` (remove ours), and `dir=made` when the agent made the
  * namespace's directory (removed again when empty); `pid=` names the agent that wrote it, so
  * that a start repairs only what a dead agent left.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export const NETNS_ETC_DIR = '/etc/netns';
@@ -92,7 +93,11 @@ export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_C
         mkdirSync(f.dir, { recursive: true, mode: 0o755 });
         dirMade = true;
       }
-      if (current !== undefined) writeFileSync(f.original, current);
+      if (current !== undefined) {
+        // a second name for the file itself: it comes back as it was (inode, mode, owner)
+        rmSync(f.original, { force: true });
+        linkSync(f.file, f.original);
+      }
       const header = `${MARKER} original=${current !== undefined ? 'kept' : 'none'}${dirMade ? ' dir=made' : ''} pid=${process.pid}`;
       const tmp = `${f.file}.${process.pid}.tmp`;
       writeFileSync(tmp, render(name, header, search), { mode: 0o644 });

@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseResolvConf, resolvConfFiles } from '../../../../src/agent/dns/resolvconf';
@@ -22,7 +22,8 @@ describe('resolv.conf of named namespaces', () => {
     const { etc, files } = setup();
     mkdirSync(path.join(etc, 'app'), { recursive: true });
     const original = 'nameserver 192.0.2.1\nsearch own.example\n\n# no final newline';
-    writeFileSync(path.join(etc, 'app', 'resolv.conf'), original);
+    writeFileSync(path.join(etc, 'app', 'resolv.conf'), original, { mode: 0o600 });
+    chmodSync(path.join(etc, 'app', 'resolv.conf'), 0o600);
     expect(files.wire('app', ['my.coredns.service'])).toEqual({ nameservers: ['192.0.2.1'], search: ['own.example'] });
     const ours = readFileSync(path.join(etc, 'app', 'resolv.conf'), 'utf8');
     expect(ours).toMatch(/^# nsm-agent resolver/);
@@ -34,6 +35,7 @@ describe('resolv.conf of named namespaces', () => {
     expect(files.wire('app', [])).toEqual({ nameservers: ['192.0.2.1'], search: ['own.example'] });
     files.restore('app');
     expect(readFileSync(path.join(etc, 'app', 'resolv.conf'), 'utf8')).toBe(original);
+    expect(statSync(path.join(etc, 'app', 'resolv.conf')).mode & 0o777).toBe(0o600);
     expect(existsSync(path.join(etc, 'app', 'resolv.conf.nsm-agent-original'))).toBe(false);
     expect(files.ours()).toEqual([]);
     files.restore('app'); // not ours: untouched
