@@ -38,6 +38,11 @@ export function parseResolvConf(text: string): ResolvConf {
   return out;
 }
 
+/** The `options` lines of a resolv.conf (ndots, timeout, ...), kept in ours as they were. */
+export function optionLines(text: string): string[] {
+  return text.split('\n').filter((l) => /^\s*options\s/.test(l)).map((l) => l.trim());
+}
+
 /** The files of a namespace, by name (a plain name under /run/netns). */
 export function netnsFiles(name: string, etcDir = NETNS_ETC_DIR): { dir: string; file: string; original: string } {
   const dir = path.join(etcDir, name);
@@ -75,8 +80,8 @@ export interface ResolvConfFiles {
 }
 
 export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_CONF): ResolvConfFiles {
-  const render = (name: string, header: string, search: string[]) =>
-    `${header}\n# managed while connections with DNS reach netns ${name}; the original comes back after\nnameserver 127.0.0.1\n${search.length ? `search ${search.join(' ')}\n` : ''}`;
+  const render = (name: string, header: string, search: string[], options: string[]) =>
+    `${header}\n# managed while connections with DNS reach netns ${name}; the original comes back after\nnameserver 127.0.0.1\n${search.length ? `search ${search.join(' ')}\n` : ''}${options.map((o) => `${o}\n`).join('')}`;
   return {
     wire(name, search) {
       const f = netnsFiles(name, etcDir);
@@ -85,8 +90,9 @@ export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_C
         // ours already (a restart that did not restore): keep the original as recorded
         const header = current!.split('\n')[0]!.replace(/ pid=\d+/, '') + ` pid=${process.pid}`;
         const kept = header.includes('original=kept') ? readIfExists(f.original) : undefined;
-        writeFileSync(f.file, render(name, header, search));
-        return parseResolvConf(kept ?? readFileSync(hostFile, 'utf8'));
+        const before = kept ?? readIfExists(hostFile) ?? '';
+        writeFileSync(f.file, render(name, header, search, optionLines(before)));
+        return parseResolvConf(before);
       }
       let dirMade = false;
       if (!existsSync(f.dir)) {
@@ -100,16 +106,17 @@ export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_C
       }
       const header = `${MARKER} original=${current !== undefined ? 'kept' : 'none'}${dirMade ? ' dir=made' : ''} pid=${process.pid}`;
       const tmp = `${f.file}.${process.pid}.tmp`;
-      writeFileSync(tmp, render(name, header, search), { mode: 0o644 });
+      const before = current ?? readIfExists(hostFile) ?? '';
+      writeFileSync(tmp, render(name, header, search, optionLines(before)), { mode: 0o644 });
       renameSync(tmp, f.file);
-      return parseResolvConf(current ?? readIfExists(hostFile) ?? '');
+      return parseResolvConf(before);
     },
     update(name, search) {
       const f = netnsFiles(name, etcDir);
       const current = readIfExists(f.file);
       if (!isOurs(current)) return;
       const tmp = `${f.file}.${process.pid}.tmp`;
-      writeFileSync(tmp, render(name, current!.split('\n')[0]!, search), { mode: 0o644 });
+      writeFileSync(tmp, render(name, current!.split('\n')[0]!, search, optionLines(current!)), { mode: 0o644 });
       renameSync(tmp, f.file);
     },
     restore(name) {

@@ -21,15 +21,15 @@ describe('resolv.conf of named namespaces', () => {
   it('keeps an existing file byte for byte and puts it back', () => {
     const { etc, files } = setup();
     mkdirSync(path.join(etc, 'app'), { recursive: true });
-    const original = 'nameserver 192.0.2.1\nsearch own.example\n\n# no final newline';
+    const original = 'nameserver 192.0.2.1\nsearch own.example\noptions ndots:3 timeout:2\n\n# no final newline';
     writeFileSync(path.join(etc, 'app', 'resolv.conf'), original, { mode: 0o600 });
     chmodSync(path.join(etc, 'app', 'resolv.conf'), 0o600);
     expect(files.wire('app', ['my.coredns.service'])).toEqual({ nameservers: ['192.0.2.1'], search: ['own.example'] });
     const ours = readFileSync(path.join(etc, 'app', 'resolv.conf'), 'utf8');
     expect(ours).toMatch(/^# nsm-agent resolver/);
-    expect(ours).toContain('\nnameserver 127.0.0.1\nsearch my.coredns.service\n');
+    expect(ours).toContain('\nnameserver 127.0.0.1\nsearch my.coredns.service\noptions ndots:3 timeout:2\n');
     files.update('app', ['a.b', 'c.d']);
-    expect(readFileSync(path.join(etc, 'app', 'resolv.conf'), 'utf8')).toContain('\nsearch a.b c.d\n');
+    expect(readFileSync(path.join(etc, 'app', 'resolv.conf'), 'utf8')).toContain('\nsearch a.b c.d\noptions ndots:3 timeout:2\n');
     expect(files.ours()).toEqual([{ name: 'app', pid: process.pid }]);
     // a second wire (a run that did not restore) keeps the first original
     expect(files.wire('app', [])).toEqual({ nameservers: ['192.0.2.1'], search: ['own.example'] });
@@ -45,7 +45,9 @@ describe('resolv.conf of named namespaces', () => {
   it('without a file of its own, the namespace resolved with the host\'s; the directory made goes again', () => {
     const { etc, files } = setup();
     expect(files.wire('bare', [])).toEqual({ nameservers: ['10.0.0.53'], search: ['corp.example'] });
-    expect(readFileSync(path.join(etc, 'bare', 'resolv.conf'), 'utf8')).not.toContain('search');
+    const bare = readFileSync(path.join(etc, 'bare', 'resolv.conf'), 'utf8');
+    expect(bare).not.toContain('search');
+    expect(bare).toContain('\noptions ndots:2\n');
     files.restore('bare');
     expect(existsSync(path.join(etc, 'bare'))).toBe(false);
     // a directory that was there stays
