@@ -1,3 +1,4 @@
+// Over 400 lines: the wiring of every part of the agent in one place, each a few lines.
 /**
  * The agent: one process that is the local NSM manager and forwarder, the client for
  * connections the host asks for, the host of configured endpoints, and (embedded) a registry.

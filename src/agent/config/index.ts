@@ -1,3 +1,4 @@
+// Over 400 lines: every key of agent.yaml is checked here, next to the messages that name it.
 /**
  * agent.yaml: read, validated against AGENT_SCHEMA and a few semantic rules, and filled with
  * defaults. Every error names the file, the key (dotted path) and what is wrong; the caller
