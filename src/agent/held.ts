@@ -7,6 +7,7 @@
  * takes its vWire back.
  */
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { stateName, type Connection, type ConnectionContext, type ConnectionEvent } from '../api';
 import type { Clock } from '../core/clock';
 import type { Ctx } from '../core/ctx';
@@ -18,6 +19,7 @@ import type { NetworkServiceClient } from '../core/networkservice';
 import type { Records } from '../core/records';
 import { kernelMechanism } from '../mechanisms/kernel/params';
 import { parseNsURL } from '../networkservice/nsurl';
+import { namedNetns } from './dns';
 import { endpointNetnsPath } from './endpoints';
 
 export interface HeldConnection {
@@ -53,6 +55,24 @@ export interface ConnectOptions {
   endpoint?: string;
   /** The connection context of the first request (a vL3 endpoint's own address and routes). */
   context?: ConnectionContext;
+  /** The member's name (label podName) when the URL gives none; default: see memberName. */
+  memberName?: string;
+}
+
+/**
+ * The name a connection's client goes by, sent as its `podName` label (as upstream's
+ * clientinfo sends the pod's name; a vL3 endpoint names its members in DNS after it): the
+ * namespace's name for a named namespace, the host's name for `host`; none for a path.
+ */
+export function memberName(netns: string): string | undefined {
+  if (netns === 'host' || netns === '/proc/self/ns/net' || netns === '/proc/1/ns/net') return hostname();
+  return namedNetns(netns);
+}
+
+/** `labels` with podName set to `name` unless they have one. */
+function withPodName(labels: Record<string, string> | undefined, name: string | undefined): Record<string, string> | undefined {
+  if (!name || labels?.['podName']) return labels;
+  return { ...(labels ?? {}), podName: name };
 }
 
 /** A held connection that is not established (yet, or since a failed heal), being retried. */
@@ -193,7 +213,7 @@ export class HeldConnectionManager implements HeldConnections {
             : {
                 id: connId,
                 network_service: u.networkService,
-                labels: u.labels,
+                labels: withPodName(u.labels, opts.memberName ?? memberName(netns)),
                 payload: '',
                 network_service_endpoint_name: endpoint ?? '',
                 ...(opts.context ? { context: opts.context } : {}),

@@ -1,7 +1,7 @@
 /**
- * The resolver's sockets in a namespace: UDP and TCP on 127.0.0.1:53, made there by the agent
- * (src/sys nssocket), each query handed to a Forwarder. TCP carries two-byte length-prefixed
- * messages, several per connection; a connection idle for TCP_IDLE_MS, or one whose message is
+ * DNS sockets in a namespace, made there by the agent (src/sys nssocket): the resolver's on
+ * 127.0.0.1:53, each query handed to a Forwarder, and a vL3 endpoint's on its own address.
+ * TCP carries two-byte length-prefixed messages, several per connection; a connection idle for TCP_IDLE_MS, or one whose message is
  * too short to be DNS, is closed. UDP answers are limited to 512 bytes, or the size the
  * query's EDNS record allows.
  */
@@ -31,14 +31,22 @@ export interface ResolverSockets {
   close(): Promise<void>;
 }
 
-export async function serveResolver(netns: Netns, forwarder: Forwarder, port = 53): Promise<ResolverSockets> {
-  const udp: UdpSocket = await udpSocketInNetns(netns, RESOLVER_ADDRESS, port);
+/** Answers one query (at most `maxSize` bytes); undefined: answer nothing. */
+export type Answerer = (query: Buffer, maxSize: number) => Promise<Buffer | undefined>;
+
+export function serveResolver(netns: Netns, forwarder: Forwarder, port = 53): Promise<ResolverSockets> {
+  return serveDns(netns, RESOLVER_ADDRESS, port, (q, max) => forwarder.answer(q, max));
+}
+
+/** UDP and TCP DNS on `address`:`port` inside `netns`, each query handed to `answer`. */
+export async function serveDns(netns: Netns, address: string, port: number, answer: Answerer): Promise<ResolverSockets> {
+  const udp: UdpSocket = await udpSocketInNetns(netns, address, port);
   udp.on('error', () => {});
   udp.on('message', (msg, rinfo) => {
     if (msg.length > MAX_UDP_QUERY) return;
-    forwarder.answer(msg, udpLimit(msg)).then(
-      (answer) => {
-        if (answer) udp.send(answer, rinfo.port, rinfo.address, () => {});
+    answer(msg, udpLimit(msg)).then(
+      (out) => {
+        if (out) udp.send(out, rinfo.port, rinfo.address, () => {});
       },
       () => {},
     );
@@ -46,7 +54,7 @@ export async function serveResolver(netns: Netns, forwarder: Forwarder, port = 5
   const conns = new Set<Socket>();
   let tcp: Server;
   try {
-    tcp = await tcpServerInNetns(netns, RESOLVER_ADDRESS, port, (sock) => serveTcp(sock, forwarder, conns));
+    tcp = await tcpServerInNetns(netns, address, port, (sock) => serveTcp(sock, answer, conns));
   } catch (err) {
     udp.close();
     throw err;
@@ -61,7 +69,7 @@ export async function serveResolver(netns: Netns, forwarder: Forwarder, port = 5
   };
 }
 
-function serveTcp(sock: Socket, forwarder: Forwarder, conns: Set<Socket>): void {
+function serveTcp(sock: Socket, answer: Answerer, conns: Set<Socket>): void {
   if (conns.size >= MAX_TCP_CONNECTIONS) {
     sock.destroy();
     return;
@@ -82,12 +90,12 @@ function serveTcp(sock: Socket, forwarder: Forwarder, conns: Set<Socket>): void 
       if (buffered.length < 2 + len) return;
       const msg = Buffer.from(buffered.subarray(2, 2 + len));
       buffered = buffered.subarray(2 + len);
-      forwarder.answer(msg, 65_535).then(
-        (answer) => {
-          if (!answer || sock.destroyed) return;
+      answer(msg, 65_535).then(
+        (out) => {
+          if (!out || sock.destroyed) return;
           const head = Buffer.alloc(2);
-          head.writeUInt16BE(answer.length);
-          sock.write(Buffer.concat([head, answer]));
+          head.writeUInt16BE(out.length);
+          sock.write(Buffer.concat([head, out]));
         },
         () => {},
       );

@@ -299,7 +299,7 @@ export class UnitManager {
         if (this.parts.held.has(c.id)) continue;
         try {
           // Restoring after an agent restart: the connection is kept trying if it fails now.
-          await this.parts.held.connect(c.url, spec.netns, c.id, { retry: !opts.atomic });
+          await this.parts.held.connect(c.url, spec.netns, c.id, { retry: !opts.atomic, memberName: spec.unit.replace(/\.service$/, '') });
           made.push(c.id);
         } catch (err) {
           const e = AgentError.wrap(err, `${spec.unit}: Connect=${c.url}`);

@@ -3,13 +3,16 @@
  * endpoints make it, with a kernel router (./router.ts) in place of VPP. It leases a prefix
  * from each vl3-ipam server (one per address family), gives each client one address of it
  * (./server.ts), and meshes with the service's other vL3 endpoints (./mesh.ts). Clients
- * connect to it as to any endpoint; their vWires end in the router.
+ * connect to it as to any endpoint; their vWires end in the router. It names its members in
+ * DNS on its own addresses (./dns-server.ts), and asks its peers for the names of theirs.
  */
 import { kernelEndpointServer } from '../../../mechanisms/kernel/endpoint';
 import { AgentError } from '../../../core/errors';
 import { stateName, type NetworkServiceEndpoint, type Route } from '../../../api';
 import type { EndpointKind, PrefixSource } from '../kind';
+import { Vl3Dns } from './dns-server';
 import { Vl3Mesh } from './mesh';
+import { MemberNames } from './names-dns';
 import { Vl3Pool } from './pool';
 import { Router } from './router';
 import { vl3Server } from './server';
@@ -76,12 +79,23 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
     if (!changed) return;
     log.info('vL3 prefix leased', { ipam: vl3.ipam[i], prefix: pool.prefix, address: pool.self });
     await router?.setAddresses(pools.filter((p) => p.initialized).map((p) => p.self!)).catch((err) => log.error('vL3 router addresses not set', { error: err }));
+    await dns?.listen(ownIps());
     record();
     if (meshing) await mesh.renew();
     else startMesh();
   };
 
-  const server = vl3Server(pools, { mtu: env.meshMtu, refresh: env.requestRefresh });
+  /** Own addresses of the peers this endpoint connects to, by connection id (from their answers). */
+  const peersAsked = new Map<string, string[]>();
+  let dns: Vl3Dns | undefined;
+  const names = new MemberNames(service);
+  const ownIps = () => pools.filter((p) => p.initialized).map((p) => p.selfIp!);
+  const server = vl3Server(pools, {
+    mtu: env.meshMtu,
+    refresh: env.requestRefresh,
+    dnsConfig: () => (ready() ? { dns_server_ips: ownIps(), search_domains: [service] } : undefined),
+    names,
+  });
   /** Stops following the peer connections' answers. */
   let unfollow: (() => void) | undefined;
 
@@ -93,9 +107,22 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
     async start() {
       router = await Router.open(cfg.name, vl3.ownNetns ? undefined : cfg.netns, log);
       // A peer's answer with a lower MTU (its host's path is narrower) lowers this endpoint's.
+      dns = new Vl3Dns({
+        names,
+        netnsPath: router.netnsPath,
+        log,
+        peers: () => [
+          ...server.peerAddresses(),
+          ...[...peersAsked].filter(([id]) => mesh.isPeerConnection(id)).flatMap(([, addrs]) => addrs),
+        ],
+      });
       unfollow = env.connectionUpdates?.((conn) => {
+        const id = conn.path?.path_segments?.[0]?.id ?? '';
+        if (stateName(conn.state) !== 'UP' || !mesh.isPeerConnection(id)) return;
         const mtu = conn.context?.MTU;
-        if (mtu && stateName(conn.state) === 'UP' && mesh.isPeerConnection(conn.path?.path_segments?.[0]?.id ?? '')) server.lower(mtu);
+        if (mtu) server.lower(mtu);
+        const addrs = conn.context?.ip_context?.dst_ip_addrs ?? [];
+        if (addrs.length) peersAsked.set(id, addrs.map((a) => a.replace(/\/\d+$/, '')));
       });
       const previous = env.vl3Records.claim(cfg.name);
       // After a restart, the prefixes held before serve at once (the clients' vWires are taken
@@ -109,7 +136,10 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
           /* not a prefix: lease afresh */
         }
       });
-      if (pools.some((p) => p.initialized)) await router.setAddresses(pools.filter((p) => p.initialized).map((p) => p.self!));
+      if (pools.some((p) => p.initialized)) {
+        await router.setAddresses(pools.filter((p) => p.initialized).map((p) => p.self!));
+        await dns.listen(ownIps());
+      }
       vl3.ipam.forEach((url, i) => {
         const lease = env.leasePrefix(url, previous?.prefixes[i] || undefined);
         leases.push(lease);
@@ -135,6 +165,8 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
     async stop(opts) {
       unfollow?.();
       unfollow = undefined;
+      await dns?.close();
+      dns = undefined;
       await mesh.stop({ disconnect: opts.cleanup });
       for (const lease of leases.splice(0)) lease.close();
       if (opts.cleanup) {

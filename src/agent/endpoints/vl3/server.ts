@@ -18,14 +18,21 @@
  * state REFRESH_REQUESTED), and gets the lower one on that Request. lower() does the same for
  * an MTU found elsewhere: the answer of a peer this endpoint connects to (upstream's vl3mtu
  * client side), whose path may be narrower than any request seen here.
+ * DNS, as upstream's vl3dns: a client's connection carries a DNS config naming this endpoint's
+ * own addresses with the service as search domain (opts.dnsConfig; a stale one for the
+ * service, from an address this endpoint no longer has, is replaced), and its addresses are
+ * named after its `podName` label in opts.names while it is served. Peers get neither; their
+ * own addresses are kept for forwarding DNS queries (peerAddresses()).
  * Fails with UNAVAILABLE until every family has its first prefix.
  * Placement: in a vL3 endpoint chain, before the KERNEL endpoint side.
  */
-import type { Connection, IPContext, Route } from '../../../api';
+import type { Connection, DNSConfig, IPContext, Route } from '../../../api';
 import { clone } from '../../../api/clone';
 import { AgentError } from '../../../core/errors';
 import { NetworkServiceServer, nextServer } from '../../../core/networkservice';
 import { clampContextMtu, minMtu } from '../../../mechanisms/tunnel/params';
+import { sameDnsConfig } from '../../../networkservice/dnscontext';
+import type { MemberNames } from './names-dns';
 import type { Vl3Pool } from './pool';
 
 function familyOf(addr: string): 4 | 6 {
@@ -41,11 +48,27 @@ export interface Vl3ServerOptions {
   mtu?: () => number | undefined;
   /** Asks the client of a connection served here (as last answered) to Request it again. */
   refresh?: (conn: Connection) => void;
+  /** The DNS config clients get (undefined: none). */
+  dnsConfig?: () => DNSConfig | undefined;
+  /** Where clients' names go. */
+  names?: MemberNames;
 }
 
 export interface Vl3Server extends NetworkServiceServer {
   /** Lowers the MTU to `mtu` if it is lower, and pushes it to every connection served. */
   lower(mtu: number): void;
+  /** The own addresses of the peer endpoints that connect to this one. */
+  peerAddresses(): string[];
+}
+
+/** The connection's DNS configs with `config` in place of any other for the same search domains. */
+function withDnsConfig(conn: Connection, config: DNSConfig): void {
+  const search = config.search_domains ?? [];
+  const others = (conn.context?.dns_context?.configs ?? []).filter(
+    (c) => !sameDnsConfig({ search_domains: c.search_domains }, { search_domains: search }) || sameDnsConfig(c, config),
+  );
+  if (!others.some((c) => sameDnsConfig(c, config))) others.push({ dns_server_ips: [...(config.dns_server_ips ?? [])], search_domains: [...search] });
+  (conn.context ??= {}).dns_context = { configs: others };
 }
 
 export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Vl3Server {
@@ -62,7 +85,10 @@ export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Vl3Ser
     }
   };
   const isOwnAddress = (addr: string) => pools.some((p) => p.isSelf(addr));
+  /** Own addresses of the peers served, by connection id. */
+  const peers = new Map<string, string[]>();
   return {
+    peerAddresses: () => [...peers.values()].flat(),
     lower(mtu) {
       const next = minMtu(lowest, opts.mtu?.(), mtu);
       if (next === lowest) return;
@@ -84,9 +110,11 @@ export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Vl3Ser
         // A peer endpoint's routes to itself and its prefix; client routes are made anew below.
         if (route.prefix && !pools.some((p) => p.inPrefix(route.prefix!))) addRoute(ipc.dst_routes!, route.prefix, route.nextHop ?? '');
       }
+      let isPeer = false;
       for (const pool of pools) {
         const mine = given.filter((a) => familyOf(a) === pool.family);
         const peer = mine.length > 0 && mine.every((a) => !pool.inPrefix(a));
+        isPeer ||= peer;
         const src = peer ? mine : [pool.allocate(id, mine[0])];
         ipc.src_ip_addrs!.push(...src);
         ipc.dst_ip_addrs!.push(pool.self!);
@@ -95,6 +123,8 @@ export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Vl3Ser
         for (const a of src) addRoute(ipc.dst_routes!, a);
       }
       conn.context.ip_context = ipc;
+      const dns = isPeer ? undefined : opts.dnsConfig?.();
+      if (dns) withDnsConfig(conn, dns);
       let out: Connection;
       try {
         out = await nextServer(ctx).request(ctx, { ...req, connection: conn });
@@ -109,6 +139,9 @@ export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Vl3Ser
       // is not served yet).
       if (lowest) clampContextMtu(out, lowest);
       served.set(id, { id, path: clone(out.path ?? {}), context: { MTU: out.context.MTU ?? 0 } });
+      const addrs = (ipc.src_ip_addrs ?? []).map((a) => a.replace(/\/\d+$/, ''));
+      if (isPeer) peers.set(id, addrs);
+      else opts.names?.set(id, out.labels?.['podName'] ?? conn.labels?.['podName'], addrs);
       if (lowest && lowest < (before ?? Infinity)) pushLowest(id);
       return out;
     },
@@ -117,6 +150,8 @@ export function vl3Server(pools: Vl3Pool[], opts: Vl3ServerOptions = {}): Vl3Ser
         await nextServer(ctx).close(ctx, conn);
       } finally {
         served.delete(conn.id ?? '');
+        peers.delete(conn.id ?? '');
+        opts.names?.delete(conn.id ?? '');
         for (const pool of pools) pool.release(conn.id ?? '');
       }
     },

@@ -1,0 +1,168 @@
+/**
+ * The names of a vL3 endpoint's members, as upstream's vl3dns serves them: each member
+ * (client) of the endpoint is `<name>.<service>.`, with A and AAAA records for its addresses
+ * and PTR records back from them. This is the pure part: the records and the answer to one
+ * query, without sockets (./dns-server.ts serves it).
+ *
+ * Answers: a name under the service's zone that a member here holds gets its records (TTL 0:
+ * members come and go, nothing should keep them); a reverse name of a member's address gets
+ * the PTR. Any other name under the zone, and any other reverse name, is asked of the service's
+ * other endpoints when the query asks for recursion (RD), with RD cleared: an endpoint answers
+ * a query without RD from its own records only, so a forwarded query is never forwarded again
+ * (no loops between endpoints). Not found anywhere: NXDOMAIN. Names outside the zone and the
+ * reverse trees: REFUSED (the client's resolver asks its other servers at the same time).
+ * Bad input as the client resolver treats it: too short or a response: dropped; not parsable
+ * or other than one question: FORMERR; opcodes other than QUERY: NOTIMP.
+ */
+import * as packet from 'dns-packet';
+import { isIP } from 'node:net';
+import { headerAnswer, questionEnd, rcodeOf, RCODE } from '../../dns/forwarder';
+import { formatIp, parseIp } from '../../../networkservice/ipam/cidr';
+
+const HEADER = 12;
+const QR = 0x8000;
+const AA = 0x0400;
+const RD = 0x0100;
+
+/** A member's name as a DNS label: lower case, letters, digits and '-' (others become '-'), at most 63. */
+export function memberLabel(name: string | undefined): string | undefined {
+  if (!name) return undefined;
+  const label = name
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
+  return label || undefined;
+}
+
+/** The reverse-tree name of an IP address (in-addr.arpa or ip6.arpa), lower case, no final dot. */
+export function reverseName(ip: string): string | undefined {
+  const p = parseIp(ip);
+  if (!p) return undefined;
+  if (p.family === 4) return `${formatIp(4, p.value).split('.').reverse().join('.')}.in-addr.arpa`;
+  const hex = p.value.toString(16).padStart(32, '0');
+  return `${[...hex].reverse().join('.')}.ip6.arpa`;
+}
+
+interface Member {
+  name: string;
+  addresses: string[];
+}
+
+/** The member records of one endpoint, by connection id. */
+export class MemberNames {
+  private readonly byId = new Map<string, Member>();
+  readonly zone: string;
+
+  constructor(service: string) {
+    this.zone = service.toLowerCase().replace(/\.$/, '');
+  }
+
+  /** Sets what connection `id` holds (a name from the member's podName label, its addresses); no name: none. */
+  set(id: string, name: string | undefined, addresses: string[]): void {
+    const label = memberLabel(name);
+    const addrs = addresses.map((a) => a.replace(/\/\d+$/, '')).filter((a) => isIP(a) !== 0);
+    if (!label || addrs.length === 0) {
+      this.byId.delete(id);
+      return;
+    }
+    this.byId.set(id, { name: `${label}.${this.zone}`, addresses: addrs });
+  }
+
+  delete(id: string): void {
+    this.byId.delete(id);
+  }
+
+  /** Every record, for status and tests: fqdn (no final dot) → addresses. */
+  list(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const m of this.byId.values()) out.set(m.name, [...(out.get(m.name) ?? []), ...m.addresses]);
+    return out;
+  }
+
+  /** Addresses of `fqdn` (lower case, no final dot), undefined if no member has it. */
+  addresses(fqdn: string): string[] | undefined {
+    let out: string[] | undefined;
+    for (const m of this.byId.values()) if (m.name === fqdn) (out ??= []).push(...m.addresses);
+    return out;
+  }
+
+  /** The member name of the address whose reverse name is `rev`. */
+  nameOf(rev: string): string | undefined {
+    for (const m of this.byId.values()) if (m.addresses.some((a) => reverseName(a) === rev)) return m.name;
+    return undefined;
+  }
+
+  /** True if `fqdn` is the zone or under it. */
+  inZone(fqdn: string): boolean {
+    return fqdn === this.zone || fqdn.endsWith(`.${this.zone}`);
+  }
+}
+
+/** Asks the other endpoints (the query has RD cleared); resolves with the first answer found, or undefined. */
+export type AskPeers = (query: Buffer) => Promise<Buffer | undefined>;
+
+const TTL_S = 0;
+
+/** The answer to `query` from `names` (asking `peers` for what is not here); undefined: drop it. */
+export async function answerMemberQuery(names: MemberNames, query: Buffer, peers?: AskPeers): Promise<Buffer | undefined> {
+  if (query.length < HEADER) return undefined;
+  const flags = query.readUInt16BE(2);
+  if (flags & QR) return undefined;
+  if ((flags >> 11) & 0x0f) return headerAnswer(query, RCODE.NOTIMP);
+  let decoded: packet.DecodedPacket;
+  try {
+    decoded = packet.decode(query);
+  } catch {
+    return headerAnswer(query, RCODE.FORMERR);
+  }
+  const q = decoded.questions?.[0];
+  if (decoded.questions?.length !== 1 || !q || questionEnd(query) < 0) return headerAnswer(query, RCODE.FORMERR);
+  const fqdn = q.name.toLowerCase().replace(/\.$/, '');
+  const reverse = /\.(in-addr|ip6)\.arpa$/.test(fqdn);
+  if (!reverse && !names.inZone(fqdn)) return headerAnswer(query, RCODE.REFUSED);
+  const type = q.type as string;
+  const answers: packet.Answer[] = [];
+  let found = false;
+  if (reverse) {
+    const name = names.nameOf(fqdn);
+    if (name) {
+      found = true;
+      if (type === 'PTR' || type === 'ANY') answers.push({ name: q.name, type: 'PTR', class: 'IN', ttl: TTL_S, data: `${name}.` });
+    }
+  } else {
+    const addrs = names.addresses(fqdn);
+    if (addrs) {
+      found = true;
+      for (const a of addrs) {
+        const fam = isIP(a);
+        if (fam === 4 && (type === 'A' || type === 'ANY')) answers.push({ name: q.name, type: 'A', class: 'IN', ttl: TTL_S, data: a });
+        if (fam === 6 && (type === 'AAAA' || type === 'ANY')) answers.push({ name: q.name, type: 'AAAA', class: 'IN', ttl: TTL_S, data: a });
+      }
+    }
+  }
+  // The zone itself exists (no data), so that search-domain handling sees NOERROR for it.
+  if (found || fqdn === names.zone) return encodeAnswer(query, decoded, RCODE.NOERROR, answers);
+  if (flags & RD && peers) {
+    const ask = Buffer.from(query);
+    ask.writeUInt16BE(flags & ~RD, 2);
+    const got = await peers(ask).catch(() => undefined);
+    if (got && got.length >= HEADER && rcodeOf(got) === RCODE.NOERROR) {
+      const out = Buffer.from(got);
+      out.writeUInt16BE(query.readUInt16BE(0), 0);
+      out.writeUInt16BE((out.readUInt16BE(2) & ~AA) | RD, 2);
+      return out;
+    }
+  }
+  return encodeAnswer(query, decoded, RCODE.NXDOMAIN, []);
+}
+
+function encodeAnswer(query: Buffer, decoded: packet.DecodedPacket, rcode: number, answers: packet.Answer[]): Buffer {
+  try {
+    const flags = AA | ((decoded.flags ?? 0) & RD) | rcode;
+    return packet.encode({ id: decoded.id, type: 'response', flags, questions: decoded.questions, answers });
+  } catch {
+    return headerAnswer(query, RCODE.SERVFAIL);
+  }
+}
