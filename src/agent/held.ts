@@ -65,7 +65,7 @@ export interface ConnectOptions {
  * namespace's name for a named namespace, the host's name for `host`; none for a path.
  */
 export function memberName(netns: string): string | undefined {
-  if (netns === 'host' || netns === '/proc/self/ns/net' || netns === '/proc/1/ns/net') return hostname();
+  if (netns === 'host') return hostname();
   return namedNetns(netns);
 }
 

@@ -33,6 +33,7 @@ describe('vL3 member names', () => {
     expect(memberName('app')).toBe('app');
     expect(memberName('/run/netns/app')).toBe('app');
     expect(memberName('/proc/7/ns/net')).toBeUndefined();
+    expect(memberName('host')).toMatch(/./);
   });
 
   it('answers A, AAAA and PTR for members, authoritative, TTL 0', async () => {
