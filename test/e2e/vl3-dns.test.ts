@@ -129,11 +129,18 @@ while True:
     d = s.recv(4096)
     if d[:2] == b'\\x42\\x42': break
 print(d[3] & 15, struct.unpack('>H', d[6:8])[0])
+qb = b''.join(bytes([len(p)]) + p.encode() for p in '${b}.${SERVICE}'.split('.')) + b'\\0'
+m = struct.pack('>HHHHHH', 0x4343, 0x100, 1, 0, 0, 0) + qb + struct.pack('>HH', 1, 1)
+t = socket.create_connection(('${server}', 53), timeout=3); t.sendall(struct.pack('>H', len(m)) + m)
+d = b''
+while len(d) < 2 or len(d) < 2 + struct.unpack('>H', d[:2])[0]: d += t.recv(4096)
+print(d[3 + 2] & 15, struct.unpack('>H', d[8:10])[0])
 `;
     const r = sh('ip', ['netns', 'exec', b, 'python3', '-c', py]);
     expect(r.code, r.stderr).toBe(0);
-    // NOERROR with one answer, asked without RD: from host-a's own records
-    expect(r.stdout.trim()).toBe('0 1');
+    // UDP without RD: host-a's own member from its records; TCP with RD: host-b's member,
+    // which host-a asks of its peer
+    expect(r.stdout.trim().split('\n')).toEqual(['0 1', '0 1']);
     expect(getent(b, `${a}.${SERVICE}`)[0]).toBe(addr(a));
     expect(mesh.hosts[0]!.agent!.cli(['status']).code).toBe(0);
   });

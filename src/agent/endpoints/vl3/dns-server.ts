@@ -51,7 +51,7 @@ export class Vl3Dns {
   }
 
   /** The answer to one query (exported for tests). */
-  answer = (query: Buffer): Promise<Buffer | undefined> => answerMemberQuery(this.o.names, query, (q) => this.askPeers(q));
+  answer = (query: Buffer, maxSize = 65_535): Promise<Buffer | undefined> => answerMemberQuery(this.o.names, query, (q) => this.askPeers(q), maxSize);
 
   private async sync(addresses: string[]): Promise<void> {
     for (const [addr, s] of [...this.sockets]) {

@@ -88,7 +88,7 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
   /** Own addresses of the peers this endpoint connects to, by connection id (from their answers). */
   const peersAsked = new Map<string, string[]>();
   let dns: Vl3Dns | undefined;
-  const names = new MemberNames(service);
+  const names = new MemberNames(service, () => pools.filter((p) => p.initialized).map((p) => p.global!));
   const ownIps = () => pools.filter((p) => p.initialized).map((p) => p.selfIp!);
   const server = vl3Server(pools, {
     mtu: env.meshMtu,

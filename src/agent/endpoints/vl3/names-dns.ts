@@ -9,20 +9,23 @@
  * the PTR. Any other name under the zone, and any other reverse name, is asked of the service's
  * other endpoints when the query asks for recursion (RD), with RD cleared: an endpoint answers
  * a query without RD from its own records only, so a forwarded query is never forwarded again
- * (no loops between endpoints). Not found anywhere: NXDOMAIN. Names outside the zone and the
- * reverse trees: REFUSED (the client's resolver asks its other servers at the same time).
+ * (no loops between endpoints). Not found anywhere: NXDOMAIN. Names outside the zone, and
+ * reverse names of addresses outside the vL3 network: REFUSED (the client's resolver asks its
+ * other servers at the same time). An answer bigger than the query allows over UDP is sent
+ * truncated (TC), so the client asks again over TCP.
  * Bad input as the client resolver treats it: too short or a response: dropped; not parsable
  * or other than one question: FORMERR; opcodes other than QUERY: NOTIMP.
  */
 import * as packet from 'dns-packet';
 import { isIP } from 'node:net';
 import { headerAnswer, questionEnd, rcodeOf, RCODE } from '../../dns/forwarder';
-import { formatIp, parseIp } from '../../../networkservice/ipam/cidr';
+import { contains, formatIp, parseIp, parsePrefix } from '../../../networkservice/ipam/cidr';
 
 const HEADER = 12;
 const QR = 0x8000;
 const AA = 0x0400;
 const RD = 0x0100;
+const TC = 0x0200;
 
 /** A member's name as a DNS label: lower case, letters, digits and '-' (others become '-'), at most 63. */
 export function memberLabel(name: string | undefined): string | undefined {
@@ -34,6 +37,18 @@ export function memberLabel(name: string | undefined): string | undefined {
     .slice(0, 63)
     .replace(/-+$/, '');
   return label || undefined;
+}
+
+/** The IP address a full reverse-tree name stands for (4 labels under in-addr.arpa, 32 under ip6.arpa). */
+export function addressOfReverse(rev: string): { family: 4 | 6; value: bigint } | undefined {
+  const v4 = /^((?:\d{1,3}\.){4})in-addr\.arpa$/.exec(rev);
+  if (v4) {
+    const octets = v4[1]!.slice(0, -1).split('.').reverse();
+    return octets.every((o) => Number(o) <= 255) ? parseIp(octets.join('.')) : undefined;
+  }
+  const v6 = /^((?:[0-9a-f]\.){32})ip6\.arpa$/.exec(rev);
+  if (v6) return { family: 6, value: BigInt(`0x${v6[1]!.replace(/\./g, '').split('').reverse().join('')}`) };
+  return undefined;
 }
 
 /** The reverse-tree name of an IP address (in-addr.arpa or ip6.arpa), lower case, no final dot. */
@@ -55,8 +70,26 @@ export class MemberNames {
   private readonly byId = new Map<string, Member>();
   readonly zone: string;
 
-  constructor(service: string) {
+  /**
+   * @param networks the vL3 networks (prefixes) whose reverse names are answered or asked
+   *   of the peers; other reverse names are refused. Undefined: every reverse name.
+   */
+  constructor(
+    service: string,
+    private readonly networks?: () => string[],
+  ) {
     this.zone = service.toLowerCase().replace(/\.$/, '');
+  }
+
+  /** True if `rev` (a reverse-tree name) is an address of the vL3 network. */
+  inReverseZone(rev: string): boolean {
+    if (!this.networks) return true;
+    const a = addressOfReverse(rev);
+    if (!a) return false;
+    return this.networks().some((n) => {
+      const p = parsePrefix(n);
+      return p !== undefined && contains(p, a.family, a.value);
+    });
   }
 
   /** Sets what connection `id` holds (a name from the member's podName label, its addresses); no name: none. */
@@ -106,7 +139,15 @@ export type AskPeers = (query: Buffer) => Promise<Buffer | undefined>;
 const TTL_S = 0;
 
 /** The answer to `query` from `names` (asking `peers` for what is not here); undefined: drop it. */
-export async function answerMemberQuery(names: MemberNames, query: Buffer, peers?: AskPeers): Promise<Buffer | undefined> {
+export async function answerMemberQuery(names: MemberNames, query: Buffer, peers?: AskPeers, maxSize = 65_535): Promise<Buffer | undefined> {
+  const out = await answerOf(names, query, peers);
+  if (!out || out.length <= maxSize) return out;
+  const cut = headerAnswer(query, rcodeOf(out), TC);
+  cut.writeUInt16BE(out.readUInt16BE(2) | TC, 2);
+  return cut;
+}
+
+async function answerOf(names: MemberNames, query: Buffer, peers?: AskPeers): Promise<Buffer | undefined> {
   if (query.length < HEADER) return undefined;
   const flags = query.readUInt16BE(2);
   if (flags & QR) return undefined;
@@ -121,7 +162,7 @@ export async function answerMemberQuery(names: MemberNames, query: Buffer, peers
   if (decoded.questions?.length !== 1 || !q || questionEnd(query) < 0) return headerAnswer(query, RCODE.FORMERR);
   const fqdn = q.name.toLowerCase().replace(/\.$/, '');
   const reverse = /\.(in-addr|ip6)\.arpa$/.test(fqdn);
-  if (!reverse && !names.inZone(fqdn)) return headerAnswer(query, RCODE.REFUSED);
+  if (reverse ? !names.inReverseZone(fqdn) : !names.inZone(fqdn)) return headerAnswer(query, RCODE.REFUSED);
   const type = q.type as string;
   const answers: packet.Answer[] = [];
   let found = false;

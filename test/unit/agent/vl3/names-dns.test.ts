@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { Connection, NetworkServiceRequest } from '../../../../src/api';
 import { Ctx } from '../../../../src/core/ctx';
 import { chainServer, type NetworkServiceServer } from '../../../../src/core/networkservice';
-import { answerMemberQuery, memberLabel, MemberNames, reverseName } from '../../../../src/agent/endpoints/vl3/names-dns';
+import { addressOfReverse, answerMemberQuery, memberLabel, MemberNames, reverseName } from '../../../../src/agent/endpoints/vl3/names-dns';
 import { Vl3Pool } from '../../../../src/agent/endpoints/vl3/pool';
 import { vl3Server } from '../../../../src/agent/endpoints/vl3/server';
 import { memberName } from '../../../../src/agent/held';
@@ -80,6 +80,31 @@ describe('vL3 member names', () => {
     expect(asked).toHaveLength(1);
     // peers that do not know it: NXDOMAIN
     expect(rcode((await answerMemberQuery(n, query('nobody.vl3-app', 'A'), peers))!)).toBe(3);
+  });
+
+  it('answers reverse names of the vL3 network only; truncates what does not fit over UDP', async () => {
+    expect(addressOfReverse(reverseName('172.16.1.2')!)).toEqual({ family: 4, value: 0xac100102n });
+    expect(addressOfReverse(reverseName('fd00::1')!)).toEqual({ family: 6, value: (0xfd00n << 112n) | 1n });
+    expect(addressOfReverse('1.16.172.in-addr.arpa')).toBeUndefined();
+    expect(addressOfReverse('1.1.16.999.in-addr.arpa')).toBeUndefined();
+    const n = new MemberNames('vl3-app', () => ['172.16.1.0/16']);
+    n.set('c1', 'web', ['172.16.1.1']);
+    let asked = 0;
+    const peers = async () => {
+      asked++;
+      return undefined;
+    };
+    expect(rcode((await answerMemberQuery(n, query('1.1.16.172.in-addr.arpa', 'PTR'), peers))!)).toBe(0);
+    expect(rcode((await answerMemberQuery(n, query('9.9.16.172.in-addr.arpa', 'PTR'), peers))!)).toBe(3);
+    expect(asked).toBe(1);
+    expect(rcode((await answerMemberQuery(n, query('8.8.8.8.in-addr.arpa', 'PTR'), peers))!)).toBe(5);
+    expect(asked).toBe(1);
+    for (let i = 2; i < 60; i++) n.set(`c${i}`, 'many', [`172.16.1.${i}`]);
+    const full = (await answerMemberQuery(n, query('many.vl3-app', 'A')))!;
+    expect(packet.decode(full).answers).toHaveLength(58);
+    const cut = (await answerMemberQuery(n, query('many.vl3-app', 'A'), undefined, 512))!;
+    expect(cut.length).toBeLessThanOrEqual(512);
+    expect(cut[2]! & 0x02).toBeTruthy(); // TC
   });
 
   it('treats malformed input as the resolver does', async () => {
