@@ -75,7 +75,9 @@ run('vL3 member names across hosts', () => {
       expect(conf).toMatch(/^nameserver 127\.0\.0\.1$/m);
       expect(conf).toMatch(new RegExp(`^search .*\\b${SERVICE}\\b`, 'm'));
       const st = mesh.hosts[i]!.agent!.cliJson(['status']);
-      expect(JSON.stringify(st)).toContain(`172.16.${i}.0`);
+      const ep = st.endpoints.find((e: any) => e.name === `vl3d-${mesh.hosts[i]!.name}`);
+      expect(ep?.vl3?.addresses).toEqual([`172.16.${i}.0/32`]);
+      expect(ep?.vl3?.names).toEqual([`${ns}.${SERVICE}`]);
     }
   });
 
@@ -143,5 +145,16 @@ print(d[3 + 2] & 15, struct.unpack('>H', d[8:10])[0])
     expect(r.stdout.trim().split('\n')).toEqual(['0 1', '0 1']);
     expect(getent(b, `${a}.${SERVICE}`)[0]).toBe(addr(a));
     expect(mesh.hosts[0]!.agent!.cli(['status']).code).toBe(0);
+  });
+
+  it('after its agent is killed and restarted, the members of a host are named again', async () => {
+    const [a, b] = clients as [string, string];
+    const h = mesh.hosts[1]!;
+    const dir = h.agent!.dir;
+    await h.agent!.stop('SIGKILL', true);
+    await mesh.start(1, config(1), { dir });
+    const t0 = Date.now();
+    expect(await until(() => getent(a, `${b}.${SERVICE}`)[0] === addr(b) && getent(b, `${a}.${SERVICE}`)[0] === addr(a), 15_000, 100)).toBe(true);
+    console.log(`names served again ${Date.now() - t0} ms after the restarted agent was up`);
   });
 });

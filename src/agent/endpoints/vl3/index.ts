@@ -180,6 +180,7 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
       addresses: pools.map((p) => p.self ?? ''),
       members: Math.max(0, ...pools.map((p) => p.size)),
       peers: mesh.peerNames(),
+      names: [...names.list().keys()].sort(),
     }),
   };
 };

@@ -6,10 +6,10 @@
  *
  * Answers: a name under the service's zone that a member here holds gets its records (TTL 0:
  * members come and go, nothing should keep them); a reverse name of a member's address gets
- * the PTR. Any other name under the zone, and any other reverse name, is asked of the service's
- * other endpoints when the query asks for recursion (RD), with RD cleared: an endpoint answers
- * a query without RD from its own records only, so a forwarded query is never forwarded again
- * (no loops between endpoints). Not found anywhere: NXDOMAIN. Names outside the zone, and
+ * the PTR. Any other name under the zone, and any other reverse name of the vL3 network, is
+ * asked of the service's other endpoints when the query asks for recursion (RD), with RD
+ * cleared: an endpoint answers a query without RD from its own records only, so a forwarded
+ * query is never forwarded again (no loops between endpoints). Not found anywhere: NXDOMAIN. Names outside the zone, and
  * reverse names of addresses outside the vL3 network: REFUSED (the client's resolver asks its
  * other servers at the same time). An answer bigger than the query allows over UDP is sent
  * truncated (TC), so the client asks again over TCP.

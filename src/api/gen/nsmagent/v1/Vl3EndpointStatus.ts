@@ -6,6 +6,7 @@ export interface Vl3EndpointStatus {
   'addresses'?: (string)[];
   'members'?: (number);
   'peers'?: (string)[];
+  'names'?: (string)[];
 }
 
 export interface Vl3EndpointStatus__Output {
@@ -13,4 +14,5 @@ export interface Vl3EndpointStatus__Output {
   'addresses': (string)[];
   'members': (number);
   'peers': (string)[];
+  'names': (string)[];
 }
