@@ -28,6 +28,8 @@ run('vL3 member names across hosts', () => {
   const spire: FakeWorkloadApi[] = [];
   const routers: string[] = [];
   const clients: string[] = [];
+  /** Every member namespace made, for the check that none keeps an /etc/netns directory. */
+  const members: string[] = [];
   const addr = (ns: string) => globalAddrs(ns, 'nsm-1')[0]!;
 
   const config = (i: number): Record<string, unknown> => {
@@ -43,6 +45,7 @@ run('vL3 member names across hosts', () => {
   };
 
   const connect = (i: number, ns: string, id: string) => {
+    members.push(ns);
     const r = mesh.hosts[i]!.agent!.cli(['connect', `kernel://${SERVICE}/nsm-1`, '--netns', ns, '--id', id]);
     expect(r.code, r.stderr).toBe(0);
   };
@@ -66,7 +69,7 @@ run('vL3 member names across hosts', () => {
   afterAll(async () => {
     await mesh?.teardown();
     for (const s of spire) await s.close();
-    for (const ns of clients) expect(existsSync(`/etc/netns/${ns}`)).toBe(false);
+    for (const ns of members) expect(existsSync(`/etc/netns/${ns}`)).toBe(false);
   });
 
   it('gives each member the endpoint as DNS server with the service as search domain', () => {

@@ -63,11 +63,17 @@ export function reverseName(ip: string): string | undefined {
 interface Member {
   name: string;
   addresses: string[];
+  /** The addresses' reverse names. */
+  reverse: string[];
 }
 
 /** The member records of one endpoint, by connection id. */
 export class MemberNames {
   private readonly byId = new Map<string, Member>();
+  /** fqdn → ids of the members with that name */
+  private readonly byName = new Map<string, Set<string>>();
+  /** reverse name of an address → id of the member holding it */
+  private readonly byReverse = new Map<string, string>();
   readonly zone: string;
 
   /**
@@ -94,37 +100,45 @@ export class MemberNames {
 
   /** Sets what connection `id` holds (a name from the member's podName label, its addresses); no name: none. */
   set(id: string, name: string | undefined, addresses: string[]): void {
+    this.delete(id);
     const label = memberLabel(name);
     const addrs = addresses.map((a) => a.replace(/\/\d+$/, '')).filter((a) => isIP(a) !== 0);
-    if (!label || addrs.length === 0) {
-      this.byId.delete(id);
-      return;
-    }
-    this.byId.set(id, { name: `${label}.${this.zone}`, addresses: addrs });
+    if (!label || addrs.length === 0) return;
+    const m: Member = { name: `${label}.${this.zone}`, addresses: addrs, reverse: addrs.map((a) => reverseName(a)!) };
+    this.byId.set(id, m);
+    let ids = this.byName.get(m.name);
+    if (!ids) this.byName.set(m.name, (ids = new Set()));
+    ids.add(id);
+    for (const r of m.reverse) this.byReverse.set(r, id);
   }
 
   delete(id: string): void {
+    const m = this.byId.get(id);
+    if (!m) return;
     this.byId.delete(id);
+    const ids = this.byName.get(m.name);
+    ids?.delete(id);
+    if (ids?.size === 0) this.byName.delete(m.name);
+    for (const r of m.reverse) if (this.byReverse.get(r) === id) this.byReverse.delete(r);
   }
 
   /** Every record, for status and tests: fqdn (no final dot) → addresses. */
   list(): Map<string, string[]> {
     const out = new Map<string, string[]>();
-    for (const m of this.byId.values()) out.set(m.name, [...(out.get(m.name) ?? []), ...m.addresses]);
+    for (const name of this.byName.keys()) out.set(name, this.addresses(name)!);
     return out;
   }
 
   /** Addresses of `fqdn` (lower case, no final dot), undefined if no member has it. */
   addresses(fqdn: string): string[] | undefined {
-    let out: string[] | undefined;
-    for (const m of this.byId.values()) if (m.name === fqdn) (out ??= []).push(...m.addresses);
-    return out;
+    const ids = this.byName.get(fqdn);
+    return ids && [...ids].flatMap((id) => this.byId.get(id)!.addresses);
   }
 
   /** The member name of the address whose reverse name is `rev`. */
   nameOf(rev: string): string | undefined {
-    for (const m of this.byId.values()) if (m.addresses.some((a) => reverseName(a) === rev)) return m.name;
-    return undefined;
+    const id = this.byReverse.get(rev);
+    return id === undefined ? undefined : this.byId.get(id)?.name;
   }
 
   /** True if `fqdn` is the zone or under it. */

@@ -54,8 +54,14 @@ describe('vL3 member names', () => {
     const n = names();
     expect(rcode((await answerMemberQuery(n, query('example.com', 'A')))!)).toBe(5);
     expect(rcode((await answerMemberQuery(n, query('db.vl3-app', 'A')))!)).toBe(3);
-    n.delete('c1');
+    // a connection asking again under another name and address: the old records go
+    n.set('c2', 'web', ['172.16.1.9']);
+    n.set('c1', 'api', ['172.16.1.2']);
+    expect(n.list()).toEqual(new Map([['web.vl3-app', ['172.16.1.9']], ['api.vl3-app', ['172.16.1.2']]]));
+    expect(rcode((await answerMemberQuery(n, query('1.1.16.172.in-addr.arpa', 'PTR')))!)).toBe(3);
+    n.delete('c2');
     expect(rcode((await answerMemberQuery(n, query('web.vl3-app', 'A')))!)).toBe(3);
+    n.delete('c1');
     expect(rcode((await answerMemberQuery(n, query('1.1.16.172.in-addr.arpa', 'PTR')))!)).toBe(3);
   });
 
