@@ -3,7 +3,8 @@
  * host-a serves the registry and vl3-ipam (172.16.0.0/16, a /24 per endpoint); host-a, host-b
  * and host-c each host a vL3 endpoint of `vl3-app` with its router in a namespace, and two
  * client namespaces each connect to `vl3-app` through their host's agent. Every client reaches
- * every other client and every endpoint; host-d joins and leaves; agents restart under traffic.
+ * every other client and every endpoint, and resolves each by name (`<namespace>.vl3-app`,
+ * and back by address); host-d joins and leaves; agents restart under traffic.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
@@ -120,6 +121,27 @@ run('vL3: one L3 network across hosts', () => {
       failed = await unreachable(pairs);
     }
     expect(failed).toEqual([]);
+  });
+
+  it('names every member: each resolves every other by <namespace>.<service>, and back by address', async () => {
+    /** `getent hosts KEY` in `ns` through the agent's resolver: [address, name], or []. */
+    const getent = (ns: string, key: string) => {
+      const r = sh('ip', ['netns', 'exec', ns, 'getent', 'hosts', key]);
+      return r.code === 0 ? r.stdout.trim().split(/\s+/).slice(0, 2) : [];
+    };
+    const wrong: string[] = [];
+    for (const from of allClients()) {
+      for (const to of allClients()) {
+        if (to === from) continue;
+        const ip = clientAddrs(to)[0]!;
+        if (getent(from, `${to}.${SERVICE}`)[0] !== ip) wrong.push(`${from} -> ${to}.${SERVICE}`);
+        if (getent(from, ip)[1] !== `${to}.${SERVICE}`) wrong.push(`${from} -> PTR ${ip}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+    const [from, to] = [clients[1]![0]!, clients[2]![1]!];
+    const r = sh('ip', ['netns', 'exec', from, 'ping', '-c', '1', '-W', '2', `${to}.${SERVICE}`]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
   });
 
   it('sends full-size packets between hosts without IP fragments on the underlay', () => {
