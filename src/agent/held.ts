@@ -201,6 +201,7 @@ export class HeldConnectionManager implements HeldConnections {
     const previous = records.claim(connId);
     const before = previous && same(previous) ? previous : undefined;
     const ifname = u.interfaceName ?? '';
+    const labels = withPodName(u.labels, opts.memberName ?? memberName(netns));
     const endpoint = opts.endpoint ?? before?.endpoint;
     if (endpoint) this.pinned.set(connId, endpoint);
     const attempt = (): Promise<HeldConnection> => this.connects.run(once);
@@ -213,7 +214,7 @@ export class HeldConnectionManager implements HeldConnections {
             : {
                 id: connId,
                 network_service: u.networkService,
-                labels: withPodName(u.labels, opts.memberName ?? memberName(netns)),
+                labels,
                 payload: '',
                 network_service_endpoint_name: endpoint ?? '',
                 ...(opts.context ? { context: opts.context } : {}),
@@ -252,7 +253,7 @@ export class HeldConnectionManager implements HeldConnections {
         throw err;
       }
       if (!before) {
-        records.put(connId, { url, netns, ifname, created: this.opts.clock.now(), conn: { id: connId, network_service: u.networkService, labels: u.labels }, endpoint });
+        records.put(connId, { url, netns, ifname, created: this.opts.clock.now(), conn: { id: connId, network_service: u.networkService, labels }, endpoint });
       }
       this.retry(connId, url, netns, attempt);
       throw err;

@@ -3,6 +3,7 @@
  * disconnect (held, being retried, or someone else's), resume after a restart, and the record
  * following the connection. Time is a FakeClock; records live in memory.
  */
+import { hostname } from 'node:os';
 import { describe, it, expect } from 'vitest';
 import type { Connection, ConnectionEvent, NetworkServiceRequest } from '../../../src/api';
 import { FakeClock } from '../../../src/core/clock';
@@ -102,6 +103,23 @@ describe('HeldConnectionManager', () => {
     expect(client.requests).toHaveLength(1);
     await expect(held.connect('kernel://other/nsm-2', 'host', 'c1')).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
     expect(held.list().map(([id]) => id)).toEqual(['c1']);
+  });
+
+  it('names its client in the podName label unless the URL does: namespace, unit, host', async () => {
+    const { held, client, records } = setup();
+    client.fail(1);
+    await expect(held.connect(URL_A, 'app', 'n1', { retry: true })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    expect(client.requests[0]!.connection?.labels).toEqual({ podName: 'app' });
+    // the record kept for the retry asks with it too
+    expect(records.stored.get('n1')?.conn.labels).toEqual({ podName: 'app' });
+    await held.connect(`${URL_A}?app=x&podName=mine`, '/run/netns/app', 'n2');
+    expect(client.requests.at(-1)!.connection?.labels).toEqual({ app: 'x', podName: 'mine' });
+    await held.connect(URL_A, 'nsm-web', 'n3', { memberName: 'web' });
+    expect(client.requests.at(-1)!.connection?.labels).toEqual({ podName: 'web' });
+    await held.connect(URL_A, '/proc/1/ns/net', 'n4');
+    expect(client.requests.at(-1)!.connection?.labels ?? {}).toEqual({});
+    await held.connect(URL_A, 'host', 'n5');
+    expect(client.requests.at(-1)!.connection?.labels?.['podName']).toBe(hostname());
   });
 
   it('refuses a mechanism other than kernel for local clients', async () => {
