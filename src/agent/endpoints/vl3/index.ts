@@ -106,7 +106,6 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
 
     async start() {
       router = await Router.open(cfg.name, vl3.ownNetns ? undefined : cfg.netns, log);
-      // A peer's answer with a lower MTU (its host's path is narrower) lowers this endpoint's.
       dns = new Vl3Dns({
         names,
         netnsPath: router.netnsPath,
@@ -116,6 +115,8 @@ export const vl3Endpoint: EndpointKind = (cfg, env) => {
           ...[...peersAsked].filter(([id]) => mesh.isPeerConnection(id)).flatMap(([, addrs]) => addrs),
         ],
       });
+      // A peer's answer with a lower MTU (its host's path is narrower) lowers this endpoint's;
+      // its own addresses (dst) are where names of its members are asked.
       unfollow = env.connectionUpdates?.((conn) => {
         const id = conn.path?.path_segments?.[0]?.id ?? '';
         if (stateName(conn.state) !== 'UP' || !mesh.isPeerConnection(id)) return;
