@@ -4,6 +4,7 @@
  * exits non-zero before touching the host.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { promises as dnsPromises } from 'node:dns';
 import os from 'node:os';
 import path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
@@ -82,6 +83,10 @@ export interface AgentConfig {
   /** allowUids: besides root and the agent's own user, who may use the local socket. */
   listen: { unix: string; tcp?: string; allowUids: number[] };
   tunnelIP: string;
+  /** This site's domain (`name@<domain>` is served here), if it names one. */
+  domain?: string;
+  /** Other domains' registries: DNS servers to ask (empty: the system's) and the lookup + find timeout. */
+  interdomain: { dns: string[]; timeoutMs: number };
   /** Local UDP ports for WireGuard ends (inclusive) and which implementation to use. */
   /** spares: devices kept started ahead of need once WireGuard is in use. */
   wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go'; spares: number };
@@ -217,6 +222,15 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   if (raw.registry?.store === 'etcd' && !(raw.registry?.etcd ?? []).length) {
     throw new ConfigError(file, 'registry.etcd', 'the etcd store needs at least one endpoint');
   }
+  const interdomainTimeout = parseDuration(raw.interdomain?.timeout ?? '3s');
+  if (interdomainTimeout === undefined) throw new ConfigError(file, 'interdomain.timeout', 'must be a positive duration');
+  for (const [i, server] of (raw.interdomain?.dns ?? []).entries()) {
+    try {
+      new dnsPromises.Resolver().setServers([server]);
+    } catch {
+      throw new ConfigError(file, `interdomain.dns[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
+    }
+  }
   if (raw.metrics?.mtls && raw.metrics?.tls === false) throw new ConfigError(file, 'metrics.mtls', 'needs metrics.tls (mTLS is TLS with client certificates)');
   const stateDir: string = raw.stateDir ?? '/var/lib/nsm-agent';
   const identity = parseIdentity(file, raw.identity ?? {}, stateDir);
@@ -274,6 +288,8 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     stateDir,
     listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
+    ...(raw.domain ? { domain: raw.domain } : {}),
+    interdomain: { dns: raw.interdomain?.dns ?? [], timeoutMs: interdomainTimeout },
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
     maxTokenLifetimeMs: lifetime,
     heal: { livenessIntervalMs: livenessInterval, livenessTimeoutMs: livenessTimeout, maxChecksPerSecond: raw.heal?.maxChecksPerSecond ?? 200 },
