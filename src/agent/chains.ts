@@ -79,7 +79,7 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     ...(d.tracer ? [traceServer(d.tracer, d.name)] : []),
     updatePathServer(d.name, { requireConnectionId: true }),
     ...(d.stats ? [statsServer(d.stats)] : []),
-    interdomainBypassServer(d.domain),
+    interdomainBypassServer({ ownDomain: d.domain, hosts: (name) => d.local(name) !== undefined }),
     beginServer(),
     updateTokenServer(d.tokens, { trustLocalCallers: true, self: d.selfId }),
     authorizeServer({ servicePolicy: new ServicePolicy(d.policy), self: d.selfId }),

@@ -1,8 +1,10 @@
 /**
  * interdomainbypass (server), the remote side of upstream NSM's interdomainbypass: a Request
- * from another domain names `svc@<this domain>` and `nse@<this domain>`; towards this
- * domain's endpoints the suffix is stripped, and it is restored in the answer (and in the
- * connection Close passes on), so the caller sees the names it sent.
+ * from another domain names `svc@<domain>` and `nse@<domain>`; towards this domain's
+ * endpoints the suffix is stripped, and it is restored in the answer (Close is stripped too),
+ * so the caller sees the names it sent. The suffix is this domain's when it is the agent's
+ * `domain`, or when the endpoint named is one this agent hosts (the caller found it in this
+ * domain's registry under any name of the domain, e.g. its `IP:port`).
  *
  * Refused with FOREIGN_DOMAIN: a service and an endpoint name of different domains (an
  * endpoint name spoofing another domain's suffix). Names of other domains go on unchanged
@@ -52,22 +54,36 @@ function restore(conn: Connection, sent: Connection): Connection {
   return out;
 }
 
-function isOwn(conn: Connection, domain: string): boolean {
-  return sameDomain(domainOf(conn.network_service ?? undefined), domain) || sameDomain(domainOf(conn.network_service_endpoint_name ?? undefined), domain);
+export interface InterdomainBypassOptions {
+  /** This agent's domain (agent.yaml `domain`), if it names one. */
+  ownDomain?: string | undefined;
+  /** True for the name of an endpoint this agent hosts. */
+  hosts?: (endpoint: string) => boolean;
 }
 
-export function interdomainBypassServer(ownDomain: string | undefined): NetworkServiceServer {
+/** The domain of `conn`'s names that is this one's, if any. */
+function ownDomainOf(conn: Connection, opts: InterdomainBypassOptions): string | undefined {
+  const svc = domainOf(conn.network_service ?? undefined);
+  const nse = splitDomain(conn.network_service_endpoint_name ?? '');
+  if (sameDomain(svc, opts.ownDomain) || sameDomain(nse.domain, opts.ownDomain)) return opts.ownDomain;
+  if (nse.domain !== undefined && opts.hosts?.(nse.local)) return nse.domain;
+  return undefined;
+}
+
+export function interdomainBypassServer(opts: InterdomainBypassOptions = {}): NetworkServiceServer {
   return {
     async request(ctx, req) {
       const conn = req.connection ?? {};
       checkSameDomain(conn);
-      if (ownDomain === undefined || !isOwn(conn, ownDomain)) return nextServer(ctx).request(ctx, req);
-      const answer = await nextServer(ctx).request(ctx, { ...req, connection: strip(conn, ownDomain) });
+      const domain = ownDomainOf(conn, opts);
+      if (domain === undefined) return nextServer(ctx).request(ctx, req);
+      const answer = await nextServer(ctx).request(ctx, { ...req, connection: strip(conn, domain) });
       return restore(answer, conn);
     },
     async close(ctx, conn) {
-      if (ownDomain === undefined || !isOwn(conn, ownDomain)) return nextServer(ctx).close(ctx, conn);
-      return nextServer(ctx).close(ctx, strip(conn, ownDomain));
+      const domain = ownDomainOf(conn, opts);
+      if (domain === undefined) return nextServer(ctx).close(ctx, conn);
+      return nextServer(ctx).close(ctx, strip(conn, domain));
     },
   };
 }
