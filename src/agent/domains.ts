@@ -1,8 +1,8 @@
 /**
  * The registries of other domains, as this agent reaches them: found by DNS (dnsresolve), each
  * dialed once per address over mTLS with the agent's identity and tokens, and kept while the
- * agent runs. Finds go straight to the remote registry (no query cache): a remote domain's
- * registry going away fails new discoveries only, never existing connections.
+ * agent runs. Repeated finds are answered from memory kept current by watches (querycache), as
+ * for this domain's own remote registry.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../core/clock';
@@ -12,6 +12,7 @@ import type { TokenSource } from '../core/token';
 import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../registry/client';
 import type { DomainRegistry } from '../registry/common/proxydns';
 import { DomainResolver } from '../registry/dnsresolve';
+import { nseQueryCache, nsQueryCache } from '../registry/querycache';
 import { channelCredentials, type X509Source } from '../spire';
 import type { AgentConfig } from './config';
 
@@ -42,7 +43,15 @@ export class DomainRegistries {
     ctx.log.info('interdomain: registry found', { domain, address: found.address, via: found.via });
     this.creds ??= channelCredentials(this.opts.identity, { tokens: this.opts.tokens }).credentials;
     const clients = newRegistryClients(found.address, this.creds);
-    const reg = { ns: grpcNsRegistry(clients.ns), nse: grpcNseRegistry(clients.nse), url: `tcp://${found.address}`, close: () => clients.close() };
+    const cache = { clock: this.opts.clock, log: this.opts.log };
+    const ns = nsQueryCache(grpcNsRegistry(clients.ns), cache);
+    const nse = nseQueryCache(grpcNseRegistry(clients.nse), cache);
+    const close = () => {
+      ns.close();
+      nse.close();
+      clients.close();
+    };
+    const reg = { ns, nse, url: `tcp://${found.address}`, close };
     this.dialed.set(found.address, reg);
     return reg;
   }
