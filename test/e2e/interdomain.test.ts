@@ -9,9 +9,16 @@
  *   domain-a.test: SRV _nsm-registry._tcp.domain-a.test → reg.domain-a.test, A for the target
  *   noaddr.test:   SRV registry.nsm-system.noaddr.test and no address
  *   down.test:     SRV + A pointing to a port nobody listens on
+ *
+ * Then three hosts of three trust domains with SVID files (identity.source: files): a and b
+ * trust each other's bundle (identity.files.federated), a does not trust c's.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { toPem } from '../../src/spire/x509';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 import { isRoot, sh, until } from '../harness/exec.mjs';
@@ -177,4 +184,78 @@ run('interdomain: icmp@domain across registries found by DNS', () => {
       expect(err).toContain(`tcp://${c.ip}:5999`);
     }, 20_000);
   });
+});
+
+/** SVID files of `id` in its own trust domain, trusting the given other trust domains' bundles. */
+function svidFiles(api: FakeWorkloadApi, td: string, host: string, dir: string, federated: string[]) {
+  const svid = api.issuer(td).issue(`spiffe://${td}/${host}`, { ttlMs: 600_000 });
+  const file = (name: string) => path.join(dir, `${host}-${name}`);
+  writeFileSync(file('svid.key'), svid.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  writeFileSync(file('svid.pem'), toPem(svid.chain));
+  writeFileSync(file('bundle.pem'), toPem(api.bundle(td)));
+  const fed: Record<string, string> = {};
+  for (const other of federated) {
+    fed[other] = file(`${other}.pem`);
+    writeFileSync(fed[other]!, toPem(api.bundle(other)));
+  }
+  return { source: 'files', files: { cert: file('svid.pem'), key: file('svid.key'), bundle: file('bundle.pem'), federated: fed } };
+}
+
+run('interdomain across trust domains federated by bundle files', () => {
+  let mesh: Mesh;
+  let api: FakeWorkloadApi;
+  let dir: string;
+  let nsc: string;
+  let nseB: string;
+  let nseC: string;
+
+  beforeAll(async () => {
+    api = await FakeWorkloadApi.start({ trustDomains: ['domain-a.org', 'domain-b.org', 'domain-c.org'] });
+    dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-interdomain-'));
+    mesh = await buildHosts(3, 'fd');
+    const [a, b, c] = mesh.hosts;
+    nsc = mesh.netns('nsc');
+    nseB = mesh.netns('nseb');
+    nseC = mesh.netns('nsec');
+    const common = { registry: { url: 'embedded' }, wireguard: { spares: 0 }, interdomain: { timeout: '2s' } };
+    // a and b federate with each other; c trusts a, but a does not trust c
+    await mesh.start(1, {
+      ...common,
+      identity: svidFiles(api, 'domain-b.org', 'host-b', dir, ['domain-a.org']),
+      listen: { tcp: `${b!.ip}:5001` },
+      endpoints: [{ name: 'icmp-b', services: ['icmp'], cidr: '172.16.2.0/31', netns: nseB }],
+    });
+    await mesh.start(2, {
+      ...common,
+      identity: svidFiles(api, 'domain-c.org', 'host-c', dir, ['domain-a.org']),
+      listen: { tcp: `${c!.ip}:5001` },
+      endpoints: [{ name: 'icmp-c', services: ['icmp'], cidr: '172.16.3.0/31', netns: nseC }],
+    });
+    await mesh.start(0, { ...common, identity: svidFiles(api, 'domain-a.org', 'host-a', dir, ['domain-b.org']), listen: { tcp: `${a!.ip}:5001` } });
+  }, 60_000);
+
+  afterAll(async () => {
+    await mesh?.teardown();
+    await api?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a client of trust domain domain-a.org reaches icmp in domain-b.org, ping both ways', () => {
+    const [a, b] = mesh.hosts;
+    const c = a!.agent!.cliJson(['connect', `kernel://icmp@${b!.ip}:5002/nsm-1`, '--netns', nsc, '--id', 'fed']);
+    expect(c.srcIps).toEqual(['172.16.2.1/32']);
+    expect(ping(nsc, '172.16.2.0', 3)).toBe(true);
+    expect(ping(nseB, '172.16.2.1', 3)).toBe(true);
+    expect(a!.agent!.cli(['disconnect', 'fed']).code).toBe(0);
+    expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);
+  }, 30_000);
+
+  it('a domain whose trust domain is not federated: refused, naming it, nothing made', () => {
+    const [a, , c] = mesh.hosts;
+    const r = a!.agent!.cli(['connect', `kernel://icmp@${c!.ip}:5002/nsm-1`, '--netns', nsc, '--id', 'unfed']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/server spiffe:\/\/domain-c.org\/host-c of trust domain domain-c.org is not trusted/);
+    expect(links(nsc).map((l) => l.ifname)).toEqual(['lo']);
+    expect(a!.agent!.cliJson(['status']).connections).toEqual([]);
+  }, 30_000);
 });
