@@ -184,6 +184,25 @@ run('interdomain: icmp@domain across registries found by DNS', () => {
       expect(err).toContain(`tcp://${c.ip}:5999`);
     }, 20_000);
   });
+
+  it('domain-b\'s agent (its registry and the endpoint) restarts: the connection from domain-a heals', async () => {
+    const [a, b] = mesh.hosts;
+    a!.agent!.cliJson(['connect', 'kernel://icmp@domain-b.test/nsm-1', '--netns', nscA, '--id', 'heal']);
+    expect(ping(nscA, '172.16.2.0', 2)).toBe(true);
+    const dir = b!.agent!.dir;
+    await b!.agent!.stop('SIGKILL', true);
+    await mesh.start(1, b!.config!, { dir });
+    const back = await until(() => ping(nscA, '172.16.2.0', 1) || undefined, 20_000, 200);
+    expect(back).toBe(true);
+    expect(ping(nseB, '172.16.2.1', 2)).toBe(true);
+    const held = () => a!.agent!.cliJson(['status']).connections.find((x: any) => x.clientId === 'heal');
+    // the client's heal re-requests through domain-b's registry, found again by DNS
+    expect(await until(() => held().state === 'UP', 20_000, 200)).toBe(true);
+    expect(held().endpoint).toBe('icmp-b@domain-b.test');
+    expect(ping(nscA, '172.16.2.0', 2)).toBe(true);
+    expect(a!.agent!.cli(['disconnect', 'heal']).code).toBe(0);
+    nothingLeft(nscA);
+  }, 60_000);
 });
 
 /** SVID files of `id` in its own trust domain, trusting the given other trust domains' bundles. */
