@@ -58,6 +58,7 @@ export async function versions(tools) {
     etcd: ['etcd', ['--version'], /[\d.]+/],
     cc: ['cc', ['--version'], /\d+\.\d+\.\d+/],
     python3: ['python3', ['--version'], /[\d.]+/],
+    dnsmasq: ['dnsmasq', ['--version'], /[\d.]+/],
   };
   const out = [];
   for (const t of tools) {

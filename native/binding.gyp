@@ -20,6 +20,7 @@
             "src/notify.cc",
             "src/peercred.cc",
             "src/icmp.cc",
+            "src/nssocket.cc",
             "src/rtnl.cc",
             "src/files.cc"
           ]

@@ -69,6 +69,13 @@ export interface NsmNative {
    */
   icmpEcho(netnsFd: number, src: string, dst: string, timeoutMs: number, count: number, id?: number): Promise<number>;
   /**
+   * A UDP or TCP socket created and bound to `address`:`port` inside netns `netnsFd` (setns
+   * on the calling thread around socket() and bind(), then back), returned as an fd the
+   * caller owns: non-blocking, close-on-exec; TCP with SO_REUSEADDR and not listening yet.
+   * Throws errno errors (setns, socket, bind EADDRINUSE/EADDRNOTAVAIL, inet_pton EINVAL).
+   */
+  socketInNetns(netnsFd: number, type: 'udp' | 'tcp', address: string, port: number): number;
+  /**
    * A bound NETLINK_ROUTE socket (fd, owned by the caller: close it with
    * fs.closeSync) in the netns of `netnsFd` (entered and left inside the call,
    * like withNetns; setns errors are thrown with syscall 'setns'), or in the

@@ -3,7 +3,10 @@
 // JS consumer is src/sys/native.ts.
 #include "nsm_native.h"
 
-namespace nsm { Napi::Value IcmpEcho(const Napi::CallbackInfo& info); }  // icmp.cc
+namespace nsm {
+Napi::Value IcmpEcho(const Napi::CallbackInfo& info);       // icmp.cc
+Napi::Value SocketInNetns(const Napi::CallbackInfo& info);  // nssocket.cc
+}  // namespace nsm
 
 namespace {
 
@@ -17,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendDatagram", Napi::Function::New(env, nsm::SendDatagram, "sendDatagram"));
   exports.Set("peerCredentials", Napi::Function::New(env, nsm::PeerCredentials, "peerCredentials"));
   exports.Set("icmpEcho", Napi::Function::New(env, nsm::IcmpEcho, "icmpEcho"));
+  exports.Set("socketInNetns", Napi::Function::New(env, nsm::SocketInNetns, "socketInNetns"));
   exports.Set("rtnlOpen", Napi::Function::New(env, nsm::RtnlOpen, "rtnlOpen"));
   exports.Set("rtnlTransact", Napi::Function::New(env, nsm::RtnlTransact, "rtnlTransact"));
   exports.Set("rtnlTransactAsync", Napi::Function::New(env, nsm::RtnlTransactAsync, "rtnlTransactAsync"));

@@ -1,3 +1,4 @@
+// Over 400 lines: the wiring of every part of the agent in one place, each a few lines.
 /**
  * The agent: one process that is the local NSM manager and forwarder, the client for
  * connections the host asks for, the host of configured endpoints, and (embedded) a registry.
@@ -44,6 +45,7 @@ import { ConnectionJournal } from './journal';
 import { ChannelPool } from './grpc/dial';
 import { HealthService } from './grpc/health';
 import { HeldConnectionManager, type HeldRecord } from './held';
+import { NamespaceDns } from './dns';
 import { prepareHost } from './host';
 import { advertisedUrl, Listeners, registryListenAddress, type Served } from './listeners';
 import { openMechanisms, registerReapers, type Mechanisms } from './mechanisms';
@@ -79,6 +81,8 @@ export class Agent {
   readonly endpoints: HostedEndpoints;
   /** The connections the agent holds; set by start(). */
   held!: HeldConnectionManager;
+  /** Resolvers of client namespaces whose connections carry DNS. */
+  readonly dns: NamespaceDns;
   readonly started: number;
   readonly tokens: TokenSource;
   /** The agent's SPIFFE identity: mTLS on every TCP listener and dial, and the key that signs tokens. */
@@ -110,6 +114,7 @@ export class Agent {
   constructor(readonly cfg: AgentConfig, opts: AgentOptions = {}) {
     this.clock = opts.clock ?? realClock;
     this.log = opts.log ?? silentLogger;
+    this.dns = new NamespaceDns({ log: this.log });
     this.started = this.clock.now();
     this.journal = new ConnectionJournal(this.clock);
     this.hub.subscribe(null, (event) => this.journal.follow(event));
@@ -197,6 +202,8 @@ export class Agent {
     const registryAddr = this.reg.embedded ? registryListenAddress(cfg) : undefined;
     if (registryAddr) await this.listeners.registry(registryAddr, served);
 
+    // resolv.conf files a crashed run left: put back before connections wire them again.
+    this.dns.repair();
     // Serving: endpoints registered, listeners up (held connections follow).
     for (const s of [...NETWORK_SERVICE_NAMES, ...REGISTRY_SERVICE_NAMES, 'nsmagent.v1.Agent']) this.health.set(s, 'SERVING');
 
@@ -321,6 +328,7 @@ export class Agent {
       client,
       records: store.records<HeldRecord>('held'),
       closeOther: (ctx, id) => this.closeClientConnection(ctx, id),
+      onChange: (id, h) => this.dns.connectionChanged(id, h && { netns: h.netns, configs: h.conn.context?.dns_context?.configs ?? [] }),
     });
     // Held connections follow their connection as the server chain last returned it (refresh,
     // heal, reselect), so that a restarted agent asks for the same one.
@@ -378,6 +386,8 @@ export class Agent {
   async stop(opts: { cleanup: boolean } = { cleanup: true }): Promise<void> {
     this.health.shutdown();
     await this.held?.stop(opts);
+    // Even when connections stay up for the next run: nobody answers at 127.0.0.1 meanwhile.
+    await this.dns.stop();
     await this.endpoints.stopAll(opts);
     if (opts.cleanup) {
       for (const conn of this.hub.connections()) {

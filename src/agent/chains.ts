@@ -10,8 +10,8 @@
  *   remote chain:   mechanismtranslation → next hop recorder (for status) → tunnel clients
  *                   {WIREGUARD, VXLAN} → downstream monitor (DOWN and REFRESH_REQUESTED passed on
  *                   to the hub) → authorize → dial (gRPC)
- *   endpoint chain: updatepath → updatetoken → the kind's elements (p2p: ipam → KERNEL endpoint
- *                   side) → trimpath
+ *   endpoint chain: updatepath → updatetoken → [dnscontext, with `dns`] → the kind's elements
+ *                   (p2p: ipam → KERNEL endpoint side) → trimpath
  *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
  *                   (in-process; heal watches this agent's own monitor hub and pings)
  */

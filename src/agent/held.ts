@@ -91,6 +91,8 @@ export interface HeldConnectionOptions {
   concurrency?: number;
   /** Back-off of connections that could not be (re-)established. */
   retry?: { minMs: number; maxMs: number };
+  /** Told of each held connection as established or changed, and (undefined) when it is closed. */
+  onChange?: (id: string, held: HeldConnection | undefined) => void;
 }
 
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -207,6 +209,7 @@ export class HeldConnectionManager implements HeldConnections {
         };
         this.held.set(connId, held);
         this.record(connId, held);
+        this.opts.onChange?.(connId, held);
         this.opts.log.info(before ? 'connection of the previous run re-established' : 'connected', {
           id: connId,
           service: u.networkService,
@@ -275,6 +278,7 @@ export class HeldConnectionManager implements HeldConnections {
     if (held) {
       this.held.delete(id);
       this.opts.records.delete(id);
+      this.opts.onChange?.(id, undefined);
       // Its own deadline, from when its turn comes.
       await this.connects.run(async () => {
         const [ctx, done] = this.opts.ctx().withTimeout(CONNECT_TIMEOUT_MS);
@@ -334,6 +338,7 @@ export class HeldConnectionManager implements HeldConnections {
     if (what === held.recorded) return;
     held.recorded = what;
     this.record(id, held);
+    this.opts.onChange?.(id, held);
   }
 
   private record(id: string, h: HeldConnection): void {

@@ -25,6 +25,8 @@ export type { ConnectionContext } from './gen/connectioncontext/ConnectionContex
 export type { IPContext } from './gen/connectioncontext/IPContext';
 export type { Route } from './gen/connectioncontext/Route';
 export type { IpNeighbor } from './gen/connectioncontext/IpNeighbor';
+export type { DNSConfig } from './gen/connectioncontext/DNSConfig';
+export type { DNSContext } from './gen/connectioncontext/DNSContext';
 export type { NetworkServiceRequest } from './gen/networkservice/NetworkServiceRequest';
 export type { Timestamp } from './gen/google/protobuf/Timestamp';
 export type { NetworkService } from './gen/registry/NetworkService';

@@ -66,6 +66,7 @@ export { sdNotify, sendDatagram } from './notify';
 export { peerCredentials } from './peercred';
 export type { PeerCredentials } from './peercred';
 export { icmpEcho, type IcmpEchoOptions } from './icmp';
+export { tcpClientInNetns, tcpServerInNetns, udpSocketInNetns } from './nssocket';
 export { liveArgv } from './proc';
 export type { FileOp } from './files';
 export { applyFileOps, tempPathOf } from './files';

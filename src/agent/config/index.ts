@@ -1,3 +1,4 @@
+// Over 400 lines: every key of agent.yaml is checked here, next to the messages that name it.
 /**
  * agent.yaml: read, validated against AGENT_SCHEMA and a few semantic rules, and filled with
  * defaults. Every error names the file, the key (dotted path) and what is wrong; the caller
@@ -20,6 +21,7 @@ import { idMatcher, trustDomainName } from '../../spire/id';
 import { endpointTarget } from '../../spire/endpoint';
 import { routerNetnsName } from '../endpoints/vl3/names';
 import { poolSettingsProblem } from '../../vl3/ipam/pool';
+import { dnsSettingsProblem, type DnsSettings } from './dns';
 
 // Loaded on first use: commands that only talk to a running agent import this module for its
 // defaults and ConfigError, and need no YAML parser.
@@ -40,6 +42,8 @@ export interface EndpointConfig {
   kind?: string;
   /** A vL3 endpoint's settings (kind 'vl3'). */
   vl3?: Vl3Config;
+  /** DNS configs handed to every client (`dns_context.configs`); absent: none. */
+  dns?: DnsSettings[];
 }
 
 export interface Vl3Config {
@@ -248,7 +252,8 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     const key = `endpoints[${i}]`;
     if (names.has(e.name)) throw new ConfigError(file, `${key}.name`, `duplicate endpoint name ${e.name}`);
     names.add(e.name);
-    if (e.vl3) return vl3Endpoint(file, key, e);
+    const dns = parseDns(file, key, e.dns);
+    if (e.vl3) return { ...vl3Endpoint(file, key, e), ...dns };
     if (e.cidr === undefined) throw new ConfigError(file, `${key}.cidr`, 'is required (the pool of the endpoint\'s addresses), unless the endpoint is a vL3 one (vl3:)');
     const pools = String(e.cidr).split(',').map((s) => s.trim());
     for (const p of pools) {
@@ -278,6 +283,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       payload: e.payload ?? 'IP',
       interface: e.interface,
       excludedPrefixes: e.excludedPrefixes ?? [],
+      ...dns,
     };
   });
 
@@ -307,6 +313,18 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     endpoints,
     connections: (raw.connections ?? []).map((c: any, i: number) => checkConnection(file, i, { url: c.url, netns: c.netns ?? 'host', id: c.id })),
     ...(raw.vl3ipam ? { vl3ipam: parseVl3Ipam(file, raw.vl3ipam) } : {}),
+  };
+}
+
+/** An endpoint's `dns` list, checked: `{ dns }` when given, else nothing to add. */
+function parseDns(file: string, key: string, list: { servers: string[]; searchDomains?: string[] }[] | undefined): { dns?: DnsSettings[] } {
+  if (list === undefined) return {};
+  return {
+    dns: list.map((d, j) => {
+      const problem = dnsSettingsProblem(d);
+      if (problem) throw new ConfigError(file, `${key}.dns[${j}].${problem.key}`, problem.reason);
+      return { servers: d.servers, searchDomains: d.searchDomains ?? [] };
+    }),
   };
 }
 

@@ -145,6 +145,19 @@ export const AGENT_SCHEMA = {
           payload: { enum: ['IP', 'ETHERNET'] },
           interface: ifname,
           excludedPrefixes: { type: 'array', items: { type: 'string' } },
+          // DNS servers and search domains handed to every client (checked in dns.ts)
+          dns: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['servers'],
+              properties: {
+                servers: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+                searchDomains: { type: 'array', items: { type: 'string', minLength: 1 } },
+              },
+            },
+          },
           vl3: {
             type: 'object',
             additionalProperties: false,

@@ -18,6 +18,8 @@ import type { TokenSource } from '../../core/token';
 import { refreshNseClient } from '../../registry/client';
 import { netnsPath } from '../../sys';
 import { endpointChain } from '../chains';
+import { dnsContextServer } from '../../networkservice/dnscontext';
+import { toDnsConfig } from '../config/dns';
 import type { EndpointConfig } from '../config';
 import type { HeldConnections } from '../held';
 import type { EndpointKindEnv, EndpointKindParts, Vl3Record } from './kind';
@@ -57,12 +59,17 @@ export function hostEndpoint(
   };
   return {
     cfg,
-    chain: endpointChain(cfg.name, opts.tokens, parts.elements, opts.tracer),
+    chain: endpointChain(cfg.name, opts.tokens, dnsFirst(cfg, parts.elements), opts.tracer),
     registration,
     connectionCount: parts.connectionCount,
     release: parts.release,
     kind: parts,
   };
+}
+
+/** The kind's elements, after the one that hands the endpoint's DNS configs to its clients. */
+function dnsFirst(cfg: EndpointConfig, elements: NetworkServiceServer[]): NetworkServiceServer[] {
+  return cfg.dns?.length ? [dnsContextServer(cfg.dns.map(toDnsConfig)), ...elements] : elements;
 }
 
 /**

@@ -6,9 +6,11 @@
  *   Provide=db-replication?app=postgres                  # a service this unit serves, with labels
  *   AddressPool=172.16.1.0/24                            # the pool of the unit's endpoint
  *   VL3IPAM=tcp://10.0.0.1:5006                          # or: a vL3 endpoint leasing from these
+ *   DNS=172.16.1.100                                     # DNS servers handed to the endpoint's clients
+ *   DNSSearch=my.service                                 # and their search domains
  *   Namespace=private                                    # private (default) or host
  *
- * Connect=, Provide=, AddressPool= and VL3IPAM= are lists: several values on one line (blank-separated)
+ * Connect=, Provide=, AddressPool=, VL3IPAM=, DNS= and DNSSearch= are lists: several values on one line (blank-separated)
  * or several lines add up, and an empty assignment resets the list, as with systemd's own
  * list settings. This module only collects the values (no imports beyond unitfile, so the
  * generator stays quick); src/agent/systemd/units.ts checks them.
@@ -26,27 +28,32 @@ export interface RawDecl {
   addressPool: string[];
   /** vl3-ipam servers: the unit's endpoint is a vL3 one, its router the unit's namespace. */
   vl3ipam: string[];
+  /** DNS servers and search domains of the unit's endpoint (one DNS config); absent: none. */
+  dns?: string[];
+  dnsSearch?: string[];
   /** Where the section was read from (fragment and drop-ins that have it). */
   files: string[];
 }
 
-const LIST_KEYS = { Connect: 'connect', Provide: 'provide', AddressPool: 'addressPool', VL3IPAM: 'vl3ipam' } as const;
+const LIST_KEYS = { Connect: 'connect', Provide: 'provide', AddressPool: 'addressPool', VL3IPAM: 'vl3ipam', DNS: 'dns', DNSSearch: 'dnsSearch' } as const;
+/** List keys whose values may also be comma-separated. */
+const COMMA_LISTS = new Set(['AddressPool', 'VL3IPAM', 'DNS', 'DNSSearch']);
 
 /** Collects the section's assignments; throws UnitFileError naming the file and line. */
 export function collectDecl(unit: string, assignments: Assignment[]): RawDecl {
-  const decl: RawDecl = { unit, namespace: 'private', connect: [], provide: [], addressPool: [], vl3ipam: [], files: [] };
+  const decl: RawDecl = { unit, namespace: 'private', connect: [], provide: [], addressPool: [], vl3ipam: [], dns: [], dnsSearch: [], files: [] };
   for (const a of assignments) {
     if (!decl.files.includes(a.file)) decl.files.push(a.file);
     if (a.key in LIST_KEYS) {
-      const list = decl[LIST_KEYS[a.key as keyof typeof LIST_KEYS]];
+      const list = (decl[LIST_KEYS[a.key as keyof typeof LIST_KEYS]] ??= []);
       if (a.value === '') list.length = 0;
-      else list.push(...a.value.split(a.key === 'AddressPool' || a.key === 'VL3IPAM' ? /[\s,]+/ : /\s+/).filter(Boolean));
+      else list.push(...a.value.split(COMMA_LISTS.has(a.key) ? /[\s,]+/ : /\s+/).filter(Boolean));
     } else if (a.key === 'Namespace') {
       if (a.value === '' || a.value === 'private') decl.namespace = 'private';
       else if (a.value === 'host') decl.namespace = 'host';
       else throw new UnitFileError(a.file, a.line, `Namespace= must be private or host, not ${JSON.stringify(a.value)}`);
     } else {
-      throw new UnitFileError(a.file, a.line, `unknown key ${a.key}= in [${SECTION}] (known: Connect, Provide, AddressPool, VL3IPAM, Namespace)`);
+      throw new UnitFileError(a.file, a.line, `unknown key ${a.key}= in [${SECTION}] (known: Connect, Provide, AddressPool, VL3IPAM, DNS, DNSSearch, Namespace)`);
     }
   }
   return decl;

@@ -25,13 +25,14 @@ import type { EndpointConfig } from '../config';
 import { closeEndpointConnections, type AgentParts } from '../parts';
 import { RawDecl, unitBase, unitNetnsName } from './declaration';
 import { isValidUnitName } from './unitfile';
+import { dnsSettingsProblem, type DnsSettings } from '../config/dns';
 
 export interface UnitSpec {
   unit: string;
   /** 'host', or a namespace name under /run/netns. */
   netns: string;
   connect: { url: string; id: string; ifname: string }[];
-  provide?: { services: string[]; labels: Record<string, string>; cidr: string; vl3ipam?: string[] };
+  provide?: { services: string[]; labels: Record<string, string>; cidr: string; vl3ipam?: string[]; dns?: DnsSettings };
 }
 
 function invalid(unit: string, why: string): AgentError {
@@ -43,6 +44,8 @@ const VL3IPAM_URL = /^(tcp:\/\/[^/\s]+:\d{1,5}|unix:\/\/\/\S+)$/;
 /** Checks a unit's declaration and turns it into what the agent applies. */
 export function checkDecl(decl: RawDecl): UnitSpec {
   const { unit } = decl;
+  const dnsServers = decl.dns ?? [];
+  const dnsSearch = decl.dnsSearch ?? [];
   if (!isValidUnitName(unit)) throw new AgentError('INVALID_ARGUMENT', `${JSON.stringify(unit)} is not a service unit name`);
   const netns = decl.namespace === 'host' ? 'host' : unitNetnsName(unit);
   const connect: UnitSpec['connect'] = [];
@@ -94,6 +97,14 @@ export function checkDecl(decl: RawDecl): UnitSpec {
       }
       provide = { services, labels, cidr: decl.addressPool.join(',') };
     }
+    if (dnsServers.length || dnsSearch.length) {
+      const dns = { servers: [...new Set(dnsServers)], searchDomains: [...new Set(dnsSearch)] };
+      const problem = dnsSettingsProblem(dns);
+      if (problem) throw invalid(unit, problem.key === 'servers' ? 'DNSSearch= needs DNS= (the servers that answer for the domains)' : `${problem.key.startsWith('servers') ? 'DNS' : 'DNSSearch'}=: ${problem.reason}`);
+      provide.dns = dns;
+    }
+  } else if (dnsServers.length || dnsSearch.length) {
+    throw invalid(unit, `${dnsServers.length ? 'DNS' : 'DNSSearch'}= without Provide=`);
   } else if (decl.addressPool.length) {
     throw invalid(unit, 'AddressPool= without Provide=');
   } else if (decl.vl3ipam.length) {
@@ -123,6 +134,8 @@ export function checkSpec(spec: unknown): UnitSpec {
     provide: provide ? provide.services.map((svc) => `${String(svc)}${Object.keys(provide.labels ?? {}).length ? '?' + new URLSearchParams(provide.labels as Record<string, string>).toString() : ''}`) : [],
     addressPool: provide && provide.cidr ? provide.cidr.split(',') : [],
     vl3ipam: provide && Array.isArray(provide.vl3ipam) ? provide.vl3ipam.map(String) : [],
+    dns: provide && Array.isArray(provide.dns?.servers) ? provide.dns.servers.map(String) : [],
+    dnsSearch: provide && Array.isArray(provide.dns?.searchDomains) ? provide.dns.searchDomains.map(String) : [],
     files: [],
   };
   const checked = checkDecl(decl);
@@ -271,6 +284,7 @@ export class UnitManager {
           excludedPrefixes: [],
           // A vL3 endpoint's router is the unit's namespace: the unit is reached at its address.
           ...(spec.provide.vl3ipam ? { kind: 'vl3', vl3: { ipam: spec.provide.vl3ipam, ownNetns: false } } : {}),
+          ...(spec.provide.dns ? { dns: [spec.provide.dns] } : {}),
         };
         try {
           await this.parts.endpoints.addEndpoint(cfg);

@@ -228,3 +228,28 @@ describe('domain and interdomain', () => {
     expect(() => parseConfig({ interdomain: { timeout: 'soon' } })).toThrow(/interdomain\.timeout/);
   });
 });
+
+describe('endpoints[].dns', () => {
+  const ep = (dns: unknown) => parseConfig({ endpoints: [{ name: 'e', services: ['s'], cidr: '172.16.1.0/24', dns }] });
+
+  it('is absent unless given; searchDomains default to none', () => {
+    expect(ep(undefined).endpoints[0]!.dns).toBeUndefined();
+    expect(ep([{ servers: ['172.16.1.100', '2001:db8::53'], searchDomains: ['my.coredns.service'] }, { servers: ['10.0.0.53'] }]).endpoints[0]!.dns).toEqual([
+      { servers: ['172.16.1.100', '2001:db8::53'], searchDomains: ['my.coredns.service'] },
+      { servers: ['10.0.0.53'], searchDomains: [] },
+    ]);
+    const vl3 = parseConfig({ endpoints: [{ name: 'v', services: ['s'], vl3: { ipam: ['tcp://10.0.0.1:5006'] }, dns: [{ servers: ['10.0.0.53'] }] }] });
+    expect(vl3.endpoints[0]!.dns).toEqual([{ servers: ['10.0.0.53'], searchDomains: [] }]);
+  });
+
+  it('names the key of a bad server or search domain', () => {
+    expectConfigError(() => ep([{ servers: ['172.16.1.100', 'dns.example'] }]), 'endpoints[0].dns[0].servers[1]', /"dns\.example" is not an IPv4 or IPv6 address/);
+    expectConfigError(() => ep([{ servers: ['10.0.0.1:53'] }]), 'endpoints[0].dns[0].servers[0]', /not an IPv4 or IPv6 address/);
+    expectConfigError(() => ep([{ servers: ['10.0.0.1'] }, { servers: ['10.0.0.2'], searchDomains: ['bad domain'] }]), 'endpoints[0].dns[1].searchDomains[0]', /"bad domain" is not a domain name/);
+    expectConfigError(() => ep([{ servers: ['10.0.0.1'], searchDomains: ['a..b'] }]), 'endpoints[0].dns[0].searchDomains[0]', /not a domain name/);
+    expectConfigError(() => ep([{ servers: [] }]), 'endpoints[0].dns[0].servers', /at least 1 item/);
+    expectConfigError(() => ep([{ searchDomains: ['x'] }]), 'endpoints[0].dns[0].servers', /is required/);
+    expectConfigError(() => ep([{ servers: ['10.0.0.1'], search: ['x'] }]), 'endpoints[0].dns[0].search', /unknown key/);
+    expectConfigError(() => ep({ servers: ['10.0.0.1'] }), 'endpoints[0].dns', /must be a list/);
+  });
+});

@@ -174,6 +174,28 @@ describe('[X-NetworkServiceMesh]', () => {
     bad({ vl3ipam: ['tcp://10.0.0.1:5006'] }, /VL3IPAM= without Provide=/);
   });
 
+  it('hands DNS= and DNSSearch= to the endpoint as one DNS config', () => {
+    const base = { unit: 'dns.service', namespace: 'private' as const, connect: [], provide: ['app'], addressPool: ['172.16.1.0/24'], vl3ipam: [], files: [] };
+    const decl = collectDecl('dns.service', [
+      { key: 'DNS', value: '172.16.1.100, 2001:db8::53', file: 'f', line: 1 },
+      { key: 'DNSSearch', value: 'my.coredns.service', file: 'f', line: 2 },
+    ]);
+    expect([decl.dns, decl.dnsSearch]).toEqual([['172.16.1.100', '2001:db8::53'], ['my.coredns.service']]);
+    expect(checkDecl({ ...base, dns: decl.dns, dnsSearch: decl.dnsSearch }).provide?.dns).toEqual({
+      servers: ['172.16.1.100', '2001:db8::53'],
+      searchDomains: ['my.coredns.service'],
+    });
+    expect(checkDecl(base).provide?.dns).toBeUndefined();
+    expect(() => checkDecl({ ...base, dns: ['dns.example'] })).toThrow(/DNS=: "dns\.example" is not an IPv4 or IPv6 address/);
+    expect(() => checkDecl({ ...base, dns: ['10.0.0.1'], dnsSearch: ['bad_domain!'] })).toThrow(/DNSSearch=: "bad_domain!" is not a domain name/);
+    expect(() => checkDecl({ ...base, dnsSearch: ['x.y'] })).toThrow(/DNSSearch= needs DNS=/);
+    expect(() => checkDecl({ ...base, provide: [], addressPool: [], dns: ['10.0.0.1'] })).toThrow(/DNS= without Provide=/);
+    // what the helper sends over the systemd socket is checked the same way
+    const spec = checkDecl({ ...base, dns: ['10.0.0.1'] });
+    expect(checkSpec(JSON.parse(JSON.stringify(spec))).provide?.dns).toEqual({ servers: ['10.0.0.1'], searchDomains: [] });
+    expect(() => checkSpec({ ...spec, provide: { ...spec.provide, dns: { servers: ['nope'] } } })).toThrow(/not an IPv4 or IPv6 address/);
+  });
+
   it('reads VL3IPAM= as a list', () => {
     const decl = collectDecl('v.service', [
       { key: 'Provide', value: 'app', file: 'f', line: 1 },

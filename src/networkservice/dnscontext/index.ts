@@ -1,0 +1,1 @@
+export { dnsContextServer, dnsContextServer as newServer, sameDnsConfig } from './server';
