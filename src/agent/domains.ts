@@ -32,7 +32,7 @@ export class DomainRegistries {
     readonly cfg: AgentConfig['interdomain'],
     private readonly opts: DomainRegistriesOptions,
   ) {
-    this.resolver = new DomainResolver({ clock: opts.clock, servers: cfg.dns, timeoutMs: cfg.timeoutMs });
+    this.resolver = new DomainResolver({ clock: opts.clock, servers: cfg.dnsServers, timeoutMs: cfg.timeoutMs });
   }
 
   /** The registry of `domain`: resolved (cached for its TTL) and dialed (once per address). */

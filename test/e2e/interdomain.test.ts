@@ -77,7 +77,7 @@ run('interdomain: icmp@domain across registries found by DNS', () => {
       `--srv-host=registry.nsm-system.down.test,x.down.test,5999`,
       `--host-record=registry.nsm-system.down.test,${c!.ip}`,
     ]);
-    const common = (i: number) => ({ identity: identity(i), registry: { url: 'embedded' }, interdomain: { dns: [c!.ip], timeout: '2s' }, wireguard: { spares: 0 } });
+    const common = (i: number) => ({ identity: identity(i), registry: { url: 'embedded' }, interdomain: { dnsServers: [c!.ip], timeout: '2s' }, wireguard: { spares: 0 } });
     await mesh.start(0, {
       ...common(0),
       domain: 'domain-a.test',

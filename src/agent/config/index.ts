@@ -90,7 +90,7 @@ export interface AgentConfig {
   /** This site's domain (`name@<domain>` is served here), if it names one. */
   domain?: string;
   /** Other domains' registries: DNS servers to ask (empty: the system's) and the lookup + find timeout. */
-  interdomain: { dns: string[]; timeoutMs: number };
+  interdomain: { dnsServers: string[]; timeoutMs: number };
   /** Local UDP ports for WireGuard ends (inclusive) and which implementation to use. */
   /** spares: devices kept started ahead of need once WireGuard is in use. */
   wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go'; spares: number };
@@ -228,11 +228,11 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   }
   const interdomainTimeout = parseDuration(raw.interdomain?.timeout ?? '3s');
   if (interdomainTimeout === undefined) throw new ConfigError(file, 'interdomain.timeout', 'must be a positive duration');
-  for (const [i, server] of (raw.interdomain?.dns ?? []).entries()) {
+  for (const [i, server] of (raw.interdomain?.dnsServers ?? []).entries()) {
     try {
       new dnsPromises.Resolver().setServers([server]);
     } catch {
-      throw new ConfigError(file, `interdomain.dns[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
+      throw new ConfigError(file, `interdomain.dnsServers[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
     }
   }
   if (raw.metrics?.mtls && raw.metrics?.tls === false) throw new ConfigError(file, 'metrics.mtls', 'needs metrics.tls (mTLS is TLS with client certificates)');
@@ -295,7 +295,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
     ...(raw.domain ? { domain: raw.domain } : {}),
-    interdomain: { dns: raw.interdomain?.dns ?? [], timeoutMs: interdomainTimeout },
+    interdomain: { dnsServers: raw.interdomain?.dnsServers ?? [], timeoutMs: interdomainTimeout },
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
     maxTokenLifetimeMs: lifetime,
     heal: { livenessIntervalMs: livenessInterval, livenessTimeoutMs: livenessTimeout, maxChecksPerSecond: raw.heal?.maxChecksPerSecond ?? 200 },

@@ -31,7 +31,7 @@ export const AGENT_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        dns: { type: 'array', items: { type: 'string', minLength: 1 } },
+        dnsServers: { type: 'array', items: { type: 'string', minLength: 1 } },
         timeout: duration,
       },
     },

@@ -213,17 +213,17 @@ describe('domain and interdomain', () => {
   it('defaults: no domain, the system resolver, 3 s', () => {
     const c = parseConfig({});
     expect(c.domain).toBeUndefined();
-    expect(c.interdomain).toEqual({ dns: [], timeoutMs: 3000 });
+    expect(c.interdomain).toEqual({ dnsServers: [], timeoutMs: 3000 });
   });
 
   it('reads domain, DNS servers and the timeout', () => {
-    const c = parseConfig({ domain: 'site-b.example', interdomain: { dns: ['10.0.0.53', '10.0.0.54:5353', '[fd00::53]:53'], timeout: '500ms' } });
+    const c = parseConfig({ domain: 'site-b.example', interdomain: { dnsServers: ['10.0.0.53', '10.0.0.54:5353', '[fd00::53]:53'], timeout: '500ms' } });
     expect(c.domain).toBe('site-b.example');
-    expect(c.interdomain).toEqual({ dns: ['10.0.0.53', '10.0.0.54:5353', '[fd00::53]:53'], timeoutMs: 500 });
+    expect(c.interdomain).toEqual({ dnsServers: ['10.0.0.53', '10.0.0.54:5353', '[fd00::53]:53'], timeoutMs: 500 });
   });
 
   it('refuses a DNS server that is not an address, naming the key', () => {
-    expect(() => parseConfig({ interdomain: { dns: ['10.0.0.53', 'dns.example'] } })).toThrow(/interdomain\.dns\[1\]: dns\.example is not IP/);
+    expect(() => parseConfig({ interdomain: { dnsServers: ['10.0.0.53', 'dns.example'] } })).toThrow(/interdomain\.dnsServers\[1\]: dns\.example is not IP/);
     expect(() => parseConfig({ domain: 'bad domain' })).toThrow(ConfigError);
     expect(() => parseConfig({ interdomain: { timeout: 'soon' } })).toThrow(/interdomain\.timeout/);
   });
