@@ -17,6 +17,7 @@ import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { AddressPool } from '../../networkservice/ipam/pool';
 import { parseNsURL } from '../../networkservice/nsurl';
 import { validateId, validateLabels } from '../../core/validate';
+import { domainOf, sameDomain } from '../../core/domain';
 import { idMatcher, trustDomainName } from '../../spire/id';
 import { endpointTarget } from '../../spire/endpoint';
 import { routerNetnsName } from '../endpoints/vl3/names';
@@ -251,6 +252,12 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const endpoints: EndpointConfig[] = (raw.endpoints ?? []).map((e: any, i: number) => {
     const key = `endpoints[${i}]`;
     if (names.has(e.name)) throw new ConfigError(file, `${key}.name`, `duplicate endpoint name ${e.name}`);
+    (e.services as string[]).forEach((svc, j) => {
+      const d = domainOf(svc);
+      if (d !== undefined && !sameDomain(d, raw.domain)) {
+        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} names domain ${d}, not this agent's (domain: ${raw.domain ?? 'none'}); registering into another domain's registry is not supported`);
+      }
+    });
     names.add(e.name);
     const dns = parseDns(file, key, e.dns);
     if (e.vl3) return { ...vl3Endpoint(file, key, e), ...dns };

@@ -227,6 +227,13 @@ describe('domain and interdomain', () => {
     expect(() => parseConfig({ domain: 'bad domain' })).toThrow(ConfigError);
     expect(() => parseConfig({ interdomain: { timeout: 'soon' } })).toThrow(/interdomain\.timeout/);
   });
+
+  it('an endpoint serves services of its own domain only', () => {
+    const ep = (services: string[], domain?: string) => parseConfig({ ...(domain ? { domain } : {}), endpoints: [{ name: 'e', services, cidr: '172.16.1.0/31' }] });
+    expect(ep(['icmp@site-b.example'], 'site-b.example').endpoints[0]!.services).toEqual(['icmp@site-b.example']);
+    expect(() => ep(['icmp', 'icmp@site-a.example'], 'site-b.example')).toThrow(/endpoints\[0\]\.services\[1\]: icmp@site-a\.example names domain site-a\.example/);
+    expect(() => ep(['icmp@site-a.example'])).toThrow(/not this agent's \(domain: none\)/);
+  });
 });
 
 describe('endpoints[].dns', () => {
