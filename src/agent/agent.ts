@@ -49,7 +49,7 @@ import { NamespaceDns } from './dns';
 import { prepareHost } from './host';
 import { advertisedUrl, Listeners, registryListenAddress, type Served } from './listeners';
 import { openMechanisms, registerReapers, type Mechanisms } from './mechanisms';
-import { openRegistry, registryLabel, type RegistryAccess } from './registry-access';
+import { openRegistry, registryLabel, withOtherDomains, type RegistryAccess } from './registry-access';
 import { readFigures, readTrafficViews, type TrafficView } from './metrics/traffic';
 import type { HealCause, RunningMetrics } from './metrics';
 import { startTracing, tracingSettings, type RunningTracing } from './tracing';
@@ -125,7 +125,8 @@ export class Agent {
     this.listeners = new Listeners(this.identity, this.log);
     this.url = `unix://${cfg.listen.unix}`;
     const selfId = () => this.selfId();
-    this.reg = openRegistry(cfg.registry, { clock: this.clock, log: this.log, identity: this.identity, tokens: this.tokens, selfId });
+    const regOpts = { clock: this.clock, log: this.log, identity: this.identity, tokens: this.tokens, selfId };
+    this.reg = withOtherDomains(openRegistry(cfg.registry, regOpts), cfg, regOpts);
     this.endpoints = new HostedEndpoints({
       nodeName: cfg.name,
       url: () => this.url,
@@ -264,6 +265,7 @@ export class Agent {
     const observer = this.metrics?.observer;
     this.server = serverChain({
       name: cfg.name,
+      domain: cfg.domain,
       tokens: this.tokens,
       selfId,
       policy: cfg.policy,

@@ -2,7 +2,7 @@
  * The agent's chains, each an ordered list read top to bottom, as NSM's chains/nsmgr keeps
  * them apart from the daemon that runs them. Pure assembly: every dependency is an argument.
  *
- *   server chain:   [trace] → updatepath → stats → begin → updatetoken → authorize → metadata → timeout
+ *   server chain:   [trace] → updatepath → stats → interdomainbypass → begin → updatetoken → authorize → metadata → timeout
  *                   → monitor → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN}
  *                   → preferLocalVl3 → discover
  *                   → roundrobin → connect
@@ -26,6 +26,7 @@ import { clientInfoServer } from '../networkservice/clientinfo';
 import { connectServer } from '../networkservice/connect';
 import { preferLocalVl3Server, type LocalVl3Endpoint } from './endpoints/vl3/prefer-local';
 import { discoverServer } from '../networkservice/discover';
+import { interdomainBypassServer } from '../networkservice/interdomainbypass';
 import { healClient, kernelLivenessCheck, type HealObserver, type HealOptions } from '../networkservice/heal';
 import { mechanismsServer } from '../networkservice/mechanisms';
 import { metadataClient, metadataServer } from '../networkservice/metadata';
@@ -45,6 +46,8 @@ import { ChannelPool, dialClient } from './grpc/dial';
 export interface ServerChainDeps {
   /** The agent's name: its path segment and the clients' nodeName label. */
   name: string;
+  /** This site's domain: Requests for `name@<domain>` are served here, the suffix stripped. */
+  domain?: string | undefined;
   tokens: TokenSource;
   /** This agent's SPIFFE ID (undefined until the identity is loaded). */
   selfId: () => string | undefined;
@@ -76,6 +79,7 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     ...(d.tracer ? [traceServer(d.tracer, d.name)] : []),
     updatePathServer(d.name, { requireConnectionId: true }),
     ...(d.stats ? [statsServer(d.stats)] : []),
+    interdomainBypassServer({ ownDomain: d.domain, hosts: (name) => d.local(name) !== undefined }),
     beginServer(),
     updateTokenServer(d.tokens, { trustLocalCallers: true, self: d.selfId }),
     authorizeServer({ servicePolicy: new ServicePolicy(d.policy), self: d.selfId }),

@@ -7,6 +7,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { NsRegistry, NseRegistry } from '../core/registry';
+import { chainNseRegistry, chainNsRegistry } from '../core/registry';
+import { proxyDnsNseRegistry, proxyDnsNsRegistry } from '../registry/common/proxydns';
 import { nseQueryCache, nsQueryCache } from '../registry/querycache';
 import { newRegistryServer, RegistryServer } from '../registry/server';
 import { EtcdStore } from '../registry/store/etcd';
@@ -14,6 +16,7 @@ import { grpcNseRegistry, grpcNsRegistry, newRegistryClients } from '../registry
 import type { TokenSource } from '../core/token';
 import { channelCredentials, type X509Source } from '../spire';
 import type { AgentConfig } from './config';
+import { DomainRegistries } from './domains';
 import { healthWatched, RegistryHealth } from './registry-health';
 
 export interface RegistryAccess {
@@ -72,6 +75,24 @@ export function openRegistry(registry: AgentConfig['registry'], opts: RegistryAc
       ns.close();
       nse.close();
       clients.close();
+    },
+  };
+}
+
+/**
+ * `access` with names of the form `name@domain` served by that domain's registry (proxydns):
+ * what the agent's discover, its hosted endpoints and its registry listeners use.
+ */
+export function withOtherDomains(access: RegistryAccess, cfg: Pick<AgentConfig, 'domain' | 'interdomain'>, opts: RegistryAccessOptions): RegistryAccess {
+  const domains = new DomainRegistries(cfg.interdomain, opts);
+  const proxy = { ownDomain: cfg.domain, registryOf: domains.registryOf.bind(domains), timeoutMs: cfg.interdomain.timeoutMs };
+  return {
+    ...access,
+    ns: chainNsRegistry(proxyDnsNsRegistry(proxy), access.ns),
+    nse: chainNseRegistry(proxyDnsNseRegistry(proxy), access.nse),
+    close: () => {
+      domains.close();
+      access.close();
     },
   };
 }

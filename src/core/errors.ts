@@ -29,10 +29,12 @@ export const ERROR_CODES = {
   SERVICE_NOT_FOUND: Status.NOT_FOUND, // no such network service in the registry
   NO_CANDIDATES: Status.NOT_FOUND, // the service exists but no endpoint matches
   NETNS_NOT_FOUND: Status.NOT_FOUND, // the requested network namespace does not exist
+  DOMAIN_NOT_FOUND: Status.NOT_FOUND, // DNS names no registry for the domain of a `name@domain`
   ALREADY_EXISTS: Status.ALREADY_EXISTS,
   SOCKET_IN_USE: Status.ALREADY_EXISTS, // another running agent answers on the socket this one was given
   POOL_EXHAUSTED: Status.RESOURCE_EXHAUSTED, // an address pool (endpoint) or prefix pool (vl3-ipam) has nothing free
   PERMISSION_DENIED: Status.PERMISSION_DENIED,
+  FOREIGN_DOMAIN: Status.PERMISSION_DENIED, // a name carries the suffix of a domain that does not own it
   UNAUTHENTICATED: Status.UNAUTHENTICATED,
   FAILED_PRECONDITION: Status.FAILED_PRECONDITION,
   UNAVAILABLE: Status.UNAVAILABLE, // a peer (endpoint, registry, agent) cannot be reached

@@ -105,6 +105,7 @@ class SpiffeConnector implements grpc.experimental.SecureConnector {
     const authorize = opts.authorize ?? authorizeAny();
     const clock = opts.clock ?? realClock;
     let peer: PeerIdentity | undefined;
+    let identityError: AgentError | undefined;
     return new Promise((resolve, reject) => {
       const tlsSocket = tls.connect(
         {
@@ -112,7 +113,10 @@ class SpiffeConnector implements grpc.experimental.SecureConnector {
           secureContext: tls.createSecureContext({ cert: m.cert, key: m.key, ca: m.ca, minVersion: 'TLSv1.2' }),
           ...(this.servername ? { servername: this.servername } : {}),
           ALPNProtocols: ['h2'],
-          rejectUnauthorized: true, // never false: checkServerIdentity's verdict would be ignored
+          // The callback below refuses and destroys every connection that is not authorized
+          // (chain or SPIFFE checks), before anything is sent on it; false only so that the
+          // certificate of a server whose chain OpenSSL refused can still be read, to name it.
+          rejectUnauthorized: false,
           // Called after OpenSSL verified the chain against the trusted roots; the SPIFFE checks.
           checkServerIdentity: (_host, cert) => {
             try {
@@ -120,7 +124,8 @@ class SpiffeConnector implements grpc.experimental.SecureConnector {
               peer = peerFromCertificate(verified.chain[0] as X509Certificate);
               return undefined;
             } catch (err) {
-              return AgentError.from(err, 'UNAUTHENTICATED');
+              identityError = AgentError.from(err, 'UNAUTHENTICATED');
+              return identityError;
             }
           },
         },
@@ -128,7 +133,10 @@ class SpiffeConnector implements grpc.experimental.SecureConnector {
           tlsSocket.off('close', onClose);
           tlsSocket.off('error', onError);
           if (!tlsSocket.authorized || !peer) {
-            reject(tlsSocket.authorizationError ?? new AgentError('UNAUTHENTICATED', 'server not authenticated'));
+            const why = String(tlsSocket.authorizationError ?? 'server not authenticated');
+            const err = identityError ?? untrustedServer(tlsSocket, why) ?? new AgentError('UNAUTHENTICATED', `server not authenticated: ${why}`);
+            tlsSocket.destroy();
+            reject(err);
             return;
           }
           this.handshake = { presented: m.svid, peer };
@@ -152,6 +160,25 @@ class SpiffeConnector implements grpc.experimental.SecureConnector {
   }
 
   destroy(): void {}
+}
+
+/**
+ * A server whose chain OpenSSL refused (e.g. its CA is in no bundle this agent has): the error
+ * names the server's SPIFFE ID and trust domain, read from the certificate it sent.
+ */
+function untrustedServer(socket: tls.TLSSocket, why: string): AgentError | undefined {
+  let san: string | undefined;
+  try {
+    san = socket.getPeerCertificate(false)?.subjectaltname;
+  } catch {
+    return undefined;
+  }
+  const id = /URI:(spiffe:\/\/([^/,\s]+)[^,\s]*)/.exec(san ?? '');
+  if (!id) return undefined;
+  return new AgentError(
+    'UNAUTHENTICATED',
+    `server ${id[1]} of trust domain ${id[2]} is not trusted: its chain does not verify against the bundles this agent has (its own trust domain's and the federated ones): ${why}`,
+  );
 }
 
 /**

@@ -5,6 +5,7 @@
  * exits non-zero before touching the host.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { promises as dnsPromises } from 'node:dns';
 import os from 'node:os';
 import path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
@@ -16,6 +17,7 @@ import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { AddressPool } from '../../networkservice/ipam/pool';
 import { parseNsURL } from '../../networkservice/nsurl';
 import { validateId, validateLabels } from '../../core/validate';
+import { domainOf, sameDomain } from '../../core/domain';
 import { idMatcher, trustDomainName } from '../../spire/id';
 import { endpointTarget } from '../../spire/endpoint';
 import { routerNetnsName } from '../endpoints/vl3/names';
@@ -86,6 +88,10 @@ export interface AgentConfig {
   /** allowUids: besides root and the agent's own user, who may use the local socket. */
   listen: { unix: string; tcp?: string; allowUids: number[] };
   tunnelIP: string;
+  /** This site's domain (`name@<domain>` is served here), if it names one. */
+  domain?: string;
+  /** Other domains' registries: DNS servers to ask (empty: the system's) and the lookup + find timeout. */
+  interdomain: { dnsServers: string[]; timeoutMs: number };
   /** Local UDP ports for WireGuard ends (inclusive) and which implementation to use. */
   /** spares: devices kept started ahead of need once WireGuard is in use. */
   wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go'; spares: number };
@@ -221,6 +227,15 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   if (raw.registry?.store === 'etcd' && !(raw.registry?.etcd ?? []).length) {
     throw new ConfigError(file, 'registry.etcd', 'the etcd store needs at least one endpoint');
   }
+  const interdomainTimeout = parseDuration(raw.interdomain?.timeout ?? '3s');
+  if (interdomainTimeout === undefined) throw new ConfigError(file, 'interdomain.timeout', 'must be a positive duration');
+  for (const [i, server] of (raw.interdomain?.dnsServers ?? []).entries()) {
+    try {
+      new dnsPromises.Resolver().setServers([server]);
+    } catch {
+      throw new ConfigError(file, `interdomain.dnsServers[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
+    }
+  }
   if (raw.metrics?.mtls && raw.metrics?.tls === false) throw new ConfigError(file, 'metrics.mtls', 'needs metrics.tls (mTLS is TLS with client certificates)');
   const stateDir: string = raw.stateDir ?? '/var/lib/nsm-agent';
   const identity = parseIdentity(file, raw.identity ?? {}, stateDir);
@@ -237,6 +252,12 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const endpoints: EndpointConfig[] = (raw.endpoints ?? []).map((e: any, i: number) => {
     const key = `endpoints[${i}]`;
     if (names.has(e.name)) throw new ConfigError(file, `${key}.name`, `duplicate endpoint name ${e.name}`);
+    (e.services as string[]).forEach((svc, j) => {
+      const d = domainOf(svc);
+      if (d !== undefined && !sameDomain(d, raw.domain)) {
+        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} names domain ${d}, not this agent's (domain: ${raw.domain ?? 'none'}); registering into another domain's registry is not supported`);
+      }
+    });
     names.add(e.name);
     const dns = parseDns(file, key, e.dns);
     if (e.vl3) return { ...vl3Endpoint(file, key, e), ...dns };
@@ -280,6 +301,8 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     stateDir,
     listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
+    ...(raw.domain ? { domain: raw.domain } : {}),
+    interdomain: { dnsServers: raw.interdomain?.dnsServers ?? [], timeoutMs: interdomainTimeout },
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
     maxTokenLifetimeMs: lifetime,
     heal: { livenessIntervalMs: livenessInterval, livenessTimeoutMs: livenessTimeout, maxChecksPerSecond: raw.heal?.maxChecksPerSecond ?? 200 },

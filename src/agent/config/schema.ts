@@ -24,6 +24,17 @@ export const AGENT_SCHEMA = {
       },
     },
     tunnelIP: { type: 'string', minLength: 1 },
+    // this site's domain: its agents accept `name@<domain>` (docs/interdomain.md)
+    domain: { type: 'string', pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$' },
+    // how other domains' registries are found (docs/interdomain.md); servers checked in index.ts
+    interdomain: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        dnsServers: { type: 'array', items: { type: 'string', minLength: 1 } },
+        timeout: duration,
+      },
+    },
     wireguard: {
       type: 'object',
       additionalProperties: false,

@@ -209,6 +209,33 @@ describe('the configuration file `run` reads', () => {
   });
 });
 
+describe('domain and interdomain', () => {
+  it('defaults: no domain, the system resolver, 3 s', () => {
+    const c = parseConfig({});
+    expect(c.domain).toBeUndefined();
+    expect(c.interdomain).toEqual({ dnsServers: [], timeoutMs: 3000 });
+  });
+
+  it('reads domain, DNS servers and the timeout', () => {
+    const c = parseConfig({ domain: 'site-b.example', interdomain: { dnsServers: ['10.0.0.53', '10.0.0.54:5353', '[fd00::53]:53'], timeout: '500ms' } });
+    expect(c.domain).toBe('site-b.example');
+    expect(c.interdomain).toEqual({ dnsServers: ['10.0.0.53', '10.0.0.54:5353', '[fd00::53]:53'], timeoutMs: 500 });
+  });
+
+  it('refuses a DNS server that is not an address, naming the key', () => {
+    expect(() => parseConfig({ interdomain: { dnsServers: ['10.0.0.53', 'dns.example'] } })).toThrow(/interdomain\.dnsServers\[1\]: dns\.example is not IP/);
+    expect(() => parseConfig({ domain: 'bad domain' })).toThrow(ConfigError);
+    expect(() => parseConfig({ interdomain: { timeout: 'soon' } })).toThrow(/interdomain\.timeout/);
+  });
+
+  it('an endpoint serves services of its own domain only', () => {
+    const ep = (services: string[], domain?: string) => parseConfig({ ...(domain ? { domain } : {}), endpoints: [{ name: 'e', services, cidr: '172.16.1.0/31' }] });
+    expect(ep(['icmp@site-b.example'], 'site-b.example').endpoints[0]!.services).toEqual(['icmp@site-b.example']);
+    expect(() => ep(['icmp', 'icmp@site-a.example'], 'site-b.example')).toThrow(/endpoints\[0\]\.services\[1\]: icmp@site-a\.example names domain site-a\.example/);
+    expect(() => ep(['icmp@site-a.example'])).toThrow(/not this agent's \(domain: none\)/);
+  });
+});
+
 describe('endpoints[].dns', () => {
   const ep = (dns: unknown) => parseConfig({ endpoints: [{ name: 'e', services: ['s'], cidr: '172.16.1.0/24', dns }] });
 

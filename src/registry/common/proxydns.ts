@@ -1,0 +1,213 @@
+/**
+ * proxydns (NS and NSE registry elements), as upstream NSM's registry-proxy-dns: a name of the
+ * form `name@domain` is served by that domain's registry.
+ *
+ * - Find: a query whose name (NSE: its name, else the first service name with a domain) names
+ *   another domain goes to that domain's registry with the `@domain` suffix stripped from every
+ *   name of that domain; the answers come back with it restored (names, service names, the
+ *   keys of network_service_labels). An answer whose name already has a domain claims a third
+ *   domain: it is dropped and logged. A query without a foreign domain goes to the next element
+ *   (this agent's registry), this domain's own suffix stripped.
+ * - Register / Unregister: this domain's suffix is stripped towards the registry and restored
+ *   in the answer; another domain's suffix is FOREIGN_DOMAIN (registering into another domain's
+ *   registry, upstream's floating registry, is not done here).
+ * - Errors of a foreign registry name it and the domain; a find that gets no answer within the
+ *   timeout is UNAVAILABLE rather than an empty answer.
+ */
+import type { NetworkService, NetworkServiceEndpoint } from '../../api';
+import type { Ctx } from '../../core/ctx';
+import { domainOf, sameDomain, splitDomain, stripDomain, withDomain } from '../../core/domain';
+import { AgentError, COMPONENT } from '../../core/errors';
+import { nextNseRegistry, nextNsRegistry, NseRegistry, NsRegistry } from '../../core/registry';
+
+/** A foreign domain's registry, resolved and dialed. */
+export interface DomainRegistry {
+  ns: NsRegistry;
+  nse: NseRegistry;
+  /** How errors name it: `tcp://host:port`. */
+  url: string;
+}
+
+export interface ProxyDnsOptions {
+  /** This agent's domain (agent.yaml `domain`), if it names one. */
+  ownDomain?: string | undefined;
+  /** The registry of a foreign domain; throws DOMAIN_NOT_FOUND when DNS has none. */
+  registryOf: (ctx: Ctx, domain: string) => Promise<DomainRegistry>;
+  /** A find in a foreign registry, at most. */
+  timeoutMs: number;
+}
+
+function isForeign(domain: string | undefined, own: string | undefined): domain is string {
+  return domain !== undefined && !sameDomain(domain, own);
+}
+
+function refuseForeign(kind: string, name: string, domain: string, own: string | undefined): AgentError {
+  const mine = own ? `this registry's domain is ${own}` : 'this agent names no domain';
+  return new AgentError(
+    'FOREIGN_DOMAIN',
+    `${kind} ${name} names domain ${domain}, which does not own it (${mine}); registering into another domain's registry is not supported`,
+  );
+}
+
+function stripOwn(name: string | undefined, own: string | undefined): string | undefined {
+  return name !== undefined && own !== undefined ? stripDomain(name, own) : name;
+}
+
+/** `list` with `@domain` added to each name; names already carrying a domain stay as they are. */
+function addDomain(names: string[] | undefined, domain: string): string[] | undefined {
+  return names?.map((n) => (domainOf(n) === undefined ? withDomain(n, domain) : n));
+}
+
+function restoreNse(nse: NetworkServiceEndpoint, domain: string): NetworkServiceEndpoint {
+  const labels = nse.network_service_labels
+    ? Object.fromEntries(Object.entries(nse.network_service_labels).map(([svc, l]) => [withDomain(svc, domain), l]))
+    : undefined;
+  return {
+    ...nse,
+    name: withDomain(nse.name ?? '', domain),
+    network_service_names: addDomain(nse.network_service_names, domain) ?? [],
+    ...(labels ? { network_service_labels: labels } : {}),
+  };
+}
+
+/** Runs a find in a foreign registry under the timeout, its errors naming the domain. */
+async function* foreignFind<T>(
+  ctx: Ctx,
+  opts: ProxyDnsOptions,
+  domain: string,
+  watch: boolean,
+  find: (reg: DomainRegistry, ctx: Ctx) => AsyncIterable<T>,
+): AsyncIterable<T> {
+  const reg = await opts.registryOf(ctx, domain);
+  // A watch lasts as long as its caller's ctx; a one-shot find gets the timeout.
+  const [sub, cancel] = watch ? [ctx, () => {}] : ctx.withTimeout(opts.timeoutMs);
+  try {
+    for await (const r of find(reg, sub)) yield r;
+    if (!watch && sub.signal.aborted && !ctx.signal.aborted) {
+      throw new AgentError('UNAVAILABLE', `the registry of domain ${domain} at ${reg.url} gave no answer within ${opts.timeoutMs} ms`, {
+        component: COMPONENT.registry(reg.url),
+      });
+    }
+  } catch (err) {
+    throw AgentError.at(AgentError.wrap(err, `find in the registry of domain ${domain}`, 'UNAVAILABLE'), COMPONENT.registry(reg.url));
+  } finally {
+    cancel();
+  }
+}
+
+export function proxyDnsNsRegistry(opts: ProxyDnsOptions): NsRegistry {
+  const own = opts.ownDomain;
+  const checked = (ns: NetworkService): NetworkService => {
+    const domain = domainOf(ns.name);
+    if (isForeign(domain, own)) throw refuseForeign('network service', ns.name ?? '', domain, own);
+    return { ...ns, name: stripOwn(ns.name, own) ?? '' };
+  };
+  return {
+    async register(ctx, ns) {
+      const stored = await nextNsRegistry(ctx).register(ctx, checked(ns));
+      return { ...stored, name: ns.name ?? '' };
+    },
+    unregister: (ctx, ns) => nextNsRegistry(ctx).unregister(ctx, checked(ns)),
+    find(ctx, query) {
+      const name = query.network_service?.name;
+      const domain = domainOf(name);
+      if (!isForeign(domain, own)) {
+        if (domain === undefined) return nextNsRegistry(ctx).find(ctx, query);
+        const stripped = { ...query, network_service: { ...query.network_service, name: stripOwn(name, own) ?? '' } };
+        return restoredNs(nextNsRegistry(ctx).find(ctx, stripped), domain);
+      }
+      const local = splitDomain(name!).local;
+      const q = { ...query, network_service: { ...query.network_service, name: local } };
+      return restoredNs(
+        foreignFind(ctx, opts, domain, !!query.watch, (reg, sub) => reg.ns.find(sub, q)),
+        domain,
+        ctx,
+      );
+    },
+  };
+}
+
+async function* restoredNs<T extends { network_service?: NetworkService | null }>(it: AsyncIterable<T>, domain: string, ctx?: Ctx): AsyncIterable<T> {
+  for await (const r of it) {
+    const ns = r.network_service;
+    if (ns && domainOf(ns.name) !== undefined) {
+      ctx?.log.warn('proxydns: dropped a network service naming a third domain', { domain, name: ns.name });
+      continue;
+    }
+    yield ns ? { ...r, network_service: { ...ns, name: withDomain(ns.name ?? '', domain) } } : r;
+  }
+}
+
+async function* restoredNse<T extends { network_service_endpoint?: NetworkServiceEndpoint | null }>(
+  it: AsyncIterable<T>,
+  domain: string,
+  ctx?: Ctx,
+): AsyncIterable<T> {
+  for await (const r of it) {
+    const nse = r.network_service_endpoint;
+    if (nse && domainOf(nse.name) !== undefined) {
+      ctx?.log.warn('proxydns: dropped an endpoint naming a third domain', { domain, name: nse.name });
+      continue;
+    }
+    yield nse ? { ...r, network_service_endpoint: restoreNse(nse, domain) } : r;
+  }
+}
+
+/** The domain an NSE query or registration is about: its name's, else its first service's. */
+function nseDomain(name: string | undefined, services: string[] | undefined): string | undefined {
+  return domainOf(name) ?? (services ?? []).map((s) => domainOf(s)).find((d) => d !== undefined);
+}
+
+export function proxyDnsNseRegistry(opts: ProxyDnsOptions): NseRegistry {
+  const own = opts.ownDomain;
+  const checked = (nse: NetworkServiceEndpoint): NetworkServiceEndpoint => {
+    for (const n of [nse.name ?? '', ...(nse.network_service_names ?? [])]) {
+      const domain = domainOf(n);
+      if (isForeign(domain, own)) throw refuseForeign('network service endpoint', nse.name ?? '', domain, own);
+    }
+    if (own === undefined) return nse;
+    const labels = nse.network_service_labels
+      ? Object.fromEntries(Object.entries(nse.network_service_labels).map(([svc, l]) => [stripDomain(svc, own), l]))
+      : undefined;
+    return {
+      ...nse,
+      name: stripDomain(nse.name ?? '', own),
+      network_service_names: (nse.network_service_names ?? []).map((s) => stripDomain(s, own)),
+      ...(labels ? { network_service_labels: labels } : {}),
+    };
+  };
+  return {
+    async register(ctx, nse) {
+      const sent = checked(nse);
+      const stored = await nextNseRegistry(ctx).register(ctx, sent);
+      if (sent === nse) return stored;
+      return {
+        ...stored,
+        name: nse.name ?? '',
+        network_service_names: nse.network_service_names ?? [],
+        ...(nse.network_service_labels ? { network_service_labels: nse.network_service_labels } : {}),
+      };
+    },
+    unregister: (ctx, nse) => nextNseRegistry(ctx).unregister(ctx, checked(nse)),
+    find(ctx, query) {
+      const q = query.network_service_endpoint ?? {};
+      const domain = nseDomain(q.name ?? undefined, q.network_service_names ?? undefined);
+      if (domain === undefined) return nextNseRegistry(ctx).find(ctx, query);
+      const strip = (n: string) => stripDomain(n, domain);
+      const stripped = {
+        ...query,
+        network_service_endpoint: {
+          ...q,
+          ...(q.name ? { name: strip(q.name) } : {}),
+          ...(q.network_service_names ? { network_service_names: q.network_service_names.map(strip) } : {}),
+        },
+      };
+      if (!isForeign(domain, own)) return restoredNse(nextNseRegistry(ctx).find(ctx, stripped), domain);
+      return restoredNse(
+        foreignFind(ctx, opts, domain, !!query.watch, (reg, sub) => reg.nse.find(sub, stripped)),
+        domain,
+        ctx,
+      );
+    },
+  };
+}
