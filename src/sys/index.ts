@@ -45,7 +45,7 @@ export {
   validateIfName,
 } from './link';
 export type { LinkStats } from './linkstats';
-export { listLinkStats, parseLinkStats } from './linkstats';
+export { getLinkStats, listLinkStats, parseLinkStats, readLinkStats } from './linkstats';
 export type { VethEnd, VethPair } from './veth';
 export { createVethPair, createVethPairNow } from './veth';
 export type { VxlanSpec } from './vxlan';
