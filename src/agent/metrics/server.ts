@@ -18,7 +18,8 @@ export interface MetricsListenConfig {
 }
 
 export interface MetricsPage {
-  metrics(): Promise<string>;
+  /** The page's body (text format, UTF-8). */
+  page(): Promise<Buffer>;
   readonly contentType: string;
 }
 
@@ -59,8 +60,8 @@ export async function listenMetrics(cfg: MetricsListenConfig, page: MetricsPage,
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the metrics are on /metrics\n');
       return;
     }
-    page.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': page.contentType }).end(text),
+    page.page().then(
+      (body) => res.writeHead(200, { 'content-type': page.contentType, 'content-length': body.length }).end(body),
       (err: Error) => {
         opts.log.warn('metrics scrape failed', { error: err });
         res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`);
