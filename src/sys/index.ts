@@ -24,7 +24,7 @@ export {
   sameNetns,
   withNetns,
 } from './netns';
-export { Rtnl } from './rtnl';
+export { Rtnl, linkChanges } from './rtnl';
 export type { RtnlAnswer, RtnlRequest } from './rtnl';
 export type { LinkInfo } from './link';
 export {

@@ -5,7 +5,7 @@
  *  - every link of a namespace ({@link listLinkStats}): the counters from an RTM_GETSTATS dump
  *    asking only for IFLA_STATS_LINK_64, joined by ifindex with the links' names, which only
  *    an RTM_GETLINK dump gives (with every other attribute of every link: several times the
- *    kernel's work) and which are therefore kept per namespace while no link was added;
+ *    kernel's work) and which are therefore kept per namespace while no link changed;
  *  - a few named links ({@link getLinkStats}): one RTM_GETLINK per name, sent together, so
  *    that reading one connection's interfaces does not walk a namespace of a thousand links.
  * Replies are read from the raw buffers, only the attributes used.
@@ -13,7 +13,7 @@
  */
 import { FlagsGet, putString, putU32, readS32, readU16, readU32, rt, writeU32 } from 'netlink';
 import { ifinfo, IFLA } from './link';
-import type { Rtnl } from './rtnl';
+import { linkChanges, type Rtnl } from './rtnl';
 
 export interface LinkStats {
   index: number;
@@ -102,16 +102,18 @@ function parseIndexAndName(payload: Buffer): { index: number; name: string } {
   return { index, name: '' };
 }
 
-/** A namespace's link names by ifindex, as of a name dump (performance.now()). */
+/** A namespace's link names by ifindex, as of a name dump: when (performance.now()), and linkChanges() then. */
 interface LinkNames {
   byIndex: Map<number, string>;
   at: number;
+  changes: number;
 }
 
 /** The latest link names of each namespace (its socket), for {@link listLinkStats}. */
 const namesOf = new WeakMap<Rtnl, LinkNames>();
 
 async function dumpNames(rtnl: Rtnl): Promise<LinkNames> {
+  const changes = linkChanges();
   const links = await rtnl.request(
     rt.MessageType.GETLINK,
     (out) => {
@@ -125,17 +127,24 @@ async function dumpNames(rtnl: Rtnl): Promise<LinkNames> {
     const { index, name } = parseIndexAndName(payload);
     byIndex.set(index, name);
   }
-  return { byIndex, at: performance.now() };
+  return { byIndex, at: performance.now(), changes };
+}
+
+/** Whether `names` still name the links of the RTM_GETSTATS dump `stats` (see listLinkStats). */
+function namesHold(names: LinkNames | undefined, stats: Buffer[]): names is LinkNames {
+  if (names === undefined || names.changes !== linkChanges() || performance.now() - names.at > LINK_NAMES_MAX_AGE_MS) return false;
+  return stats.every((p) => p.length < IF_STATS_MSG_LEN || names.byIndex.has(s32.call(p, 4)));
 }
 
 /**
  * The counters of every link of the rtnetlink socket's namespace, by name.
  *
  * The counters come from an RTM_GETSTATS dump; the names from the namespace's latest name
- * dump, made again when the counters show a link it does not have (made since) or when it is
- * older than {@link LINK_NAMES_MAX_AGE_MS}. Until the next one, a link renamed since, or one
- * that took the ifindex of a link deleted since (a link moved in from another namespace keeps
- * its index when it is free), shows under the name of that dump.
+ * dump, made again when this process has made, renamed, moved or deleted a link since
+ * (linkChanges), when the counters show a link the dump does not have, or when it is older
+ * than {@link LINK_NAMES_MAX_AGE_MS}. So only a link that another process renamed, or moved
+ * in with the ifindex of a link deleted since (a moved link keeps its index when it is free),
+ * can show under its former name, until the next dump.
  */
 export async function listLinkStats(rtnl: Rtnl): Promise<Map<string, LinkStats>> {
   const stats = await rtnl.request(
@@ -148,7 +157,7 @@ export async function listLinkStats(rtnl: Rtnl): Promise<Map<string, LinkStats>>
     { flags: FlagsGet.DUMP },
   );
   let names = namesOf.get(rtnl);
-  if (names === undefined || performance.now() - names.at > LINK_NAMES_MAX_AGE_MS || stats.some((p) => p.length >= IF_STATS_MSG_LEN && !names!.byIndex.has(s32.call(p, 4)))) {
+  if (!namesHold(names, stats)) {
     names = await dumpNames(rtnl);
     namesOf.set(rtnl, names);
   }

@@ -77,6 +77,20 @@ const NLM_F_REQUEST = 1;
 const NLM_F_ACK = 4;
 const align4 = (n: number) => (n + 3) & ~3;
 
+/** Requests that may make, change (rename, move) or delete a link. */
+const LINK_CHANGES = new Set<number>([rt.MessageType.NEWLINK, rt.MessageType.DELLINK, rt.MessageType.SETLINK]);
+let linkChangesSent = 0;
+
+/**
+ * Counts the requests that may make, rename, move or delete a link, on any socket of this
+ * process, when they are sent and again when they are answered (or failed): what was learnt
+ * about links (their names by ifindex) before a change was answered holds while this stays
+ * the same.
+ */
+export function linkChanges(): number {
+  return linkChangesSent;
+}
+
 interface Sent {
   q: Queued;
   seq: number;
@@ -273,6 +287,7 @@ export class Rtnl {
       } catch (err) {
         const first = sent[0];
         const error = toSysError(err, { syscall: first?.syscall, path: first?.q.options.subject });
+        if (LINK_CHANGES.has(q.type)) linkChangesSent++;
         this.closeSlow(); // a failed transport: the next slow request opens a fresh socket
         for (const s of sent) s.q.reject(error);
         return;
@@ -331,6 +346,7 @@ export class Rtnl {
         q.reject(err);
         continue;
       }
+      if (LINK_CHANGES.has(q.type)) linkChangesSent++;
       const seq = this.seq;
       this.seq = (this.seq % 0xffffffff) + 1;
       const len = NLMSG_HDRLEN + payload.length;
@@ -348,6 +364,7 @@ export class Rtnl {
 
   /** Matches the replies to the requests by seq and settles each (one loop turn later, unless `now`). */
   private settle(sent: Sent[], replies: Buffer, now = false): void {
+    for (const s of sent) if (LINK_CHANGES.has(s.q.type)) linkChangesSent++;
     const bySeq = new Map(sent.map((s) => [s.seq, s]));
     for (let off = 0; off + NLMSG_HDRLEN <= replies.length; ) {
       const len = readU32.call(replies, off);

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Root only: interface counters read as listLinkStats (RTM_GETSTATS, names kept) and
-// getLinkStats (by name) do, against a full RTM_GETLINK dump's IFLA_STATS64; links made and
-// deleted between reads.
+// getLinkStats (by name) do, against a full RTM_GETLINK dump's IFLA_STATS64; links made,
+// deleted and renamed between reads.
 import { FlagsGet, rt } from 'netlink';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Rtnl, createVethPair, deleteLink, getLink, getLinkStats, icmpEcho, listLinkStats, parseLinkStats, readLinkStats, setLinkUp, type LinkStats } from '../../../src/sys';
+import { Rtnl, createVethPair, deleteLink, getLink, renameLink, getLinkStats, icmpEcho, listLinkStats, parseLinkStats, readLinkStats, setLinkUp, type LinkStats } from '../../../src/sys';
 import { tempNetns } from '../../helpers/netns';
 
 const root = process.getuid?.() === 0;
@@ -45,7 +45,7 @@ describe.skipIf(!root)('link counters', () => {
     expect((await readLinkStats(ra, ['nsmt-sa'])).get('nsmt-sa')).toEqual(full.get('nsmt-sa'));
   });
 
-  it('names a link made after an earlier read, and leaves out a deleted one', async () => {
+  it('names a link made or renamed after an earlier read, and leaves out a deleted one', async () => {
     const a = await tmp.create('c');
     const b = await tmp.create('d');
     const ra = Rtnl.for(a);
@@ -59,5 +59,9 @@ describe.skipIf(!root)('link counters', () => {
     expect([...after.keys()].sort()).toEqual(['lo', 'nsmt-s2']);
     expect(after.get('nsmt-s2')).toMatchObject({ index: second.a.index, name: 'nsmt-s2' });
     expect(after).toEqual(await fullDump(ra));
+
+    // A rename keeps the ifindex: the link is found under its new name at once.
+    await renameLink(ra, second.a.index, 'nsmt-s3');
+    expect([...(await listLinkStats(ra)).keys()].sort()).toEqual(['lo', 'nsmt-s3']);
   });
 });
