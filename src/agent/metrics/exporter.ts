@@ -183,12 +183,15 @@ export class Exporter implements Observer {
         out.byte(NEWLINE);
       }
       const now = s.now();
+      const tunnels: [string, Record<string, unknown>][] = [];
+      for (const conn of conns) {
+        const device = s.tunnelOf(conn.id ?? '').device;
+        if (device?.['type'] === 'WIREGUARD') tunnels.push([conn.id ?? '', device]);
+      }
       await Promise.all(
-        conns.map(async (conn) => {
-          const device = s.tunnelOf(conn.id ?? '').device;
-          if (device?.['type'] !== 'WIREGUARD') return;
+        tunnels.map(async ([id, device]) => {
           const ms = await handshakeAgeMs(device, now);
-          if (ms !== undefined) handshake.set({ connection_id: conn.id ?? '' }, ms / 1000);
+          if (ms !== undefined) handshake.set({ connection_id: id }, ms / 1000);
         }),
       );
     };
