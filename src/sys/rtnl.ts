@@ -35,7 +35,8 @@
  * the event loop alive.
  */
 import { closeSync } from 'node:fs';
-import { AttrStream, readS32, readU16, readU32, rt, writeU16, writeU32 } from 'netlink';
+import * as nl from 'netlink';
+import { AttrStream, rt } from 'netlink';
 import { SysError, errnoCode, rethrow, toSysError } from './errors';
 import { native } from './native';
 import { Netns, hostNetns, sameNetns } from './netns';
@@ -76,6 +77,13 @@ const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 1;
 const NLM_F_ACK = 4;
 const align4 = (n: number) => (n + 3) & ~3;
+// The netlink package's host-order readers and writers, taken once: its module exports them
+// through getters, a cost per call when reading a dump of thousands of messages.
+const readS32: (this: Buffer, at: number) => number = nl.readS32;
+const readU16: (this: Buffer, at: number) => number = nl.readU16;
+const readU32: (this: Buffer, at: number) => number = nl.readU32;
+const writeU16: (this: Buffer, value: number, at: number) => number = nl.writeU16;
+const writeU32: (this: Buffer, value: number, at: number) => number = nl.writeU32;
 
 /** Requests that may make, change (rename, move) or delete a link. */
 const LINK_CHANGES = new Set<number>([rt.MessageType.NEWLINK, rt.MessageType.DELLINK, rt.MessageType.SETLINK]);
