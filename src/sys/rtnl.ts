@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+// Over 400 lines: one class for a socket's whole life (open, batch, transactNow, the slow path, settling).
 /**
  * One rtnetlink socket per network namespace.
  *
