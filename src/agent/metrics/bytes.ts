@@ -7,8 +7,13 @@ export class ByteWriter {
   private buf: Buffer;
   private at = 0;
 
-  constructor(sizeHint = 64 * 1024) {
-    this.buf = Buffer.allocUnsafe(Math.max(1024, sizeHint));
+  /**
+   * Writes into `reuse` (a buffer of an earlier page no longer in use) while it is big enough,
+   * else into a buffer of its own of at least `sizeHint` bytes. Never a slice of Node's shared
+   * pool: the whole buffer may be handed out again (see {@link whole}).
+   */
+  constructor(sizeHint = 64 * 1024, reuse?: Buffer) {
+    this.buf = reuse && reuse.length >= sizeHint ? reuse : Buffer.allocUnsafeSlow(Math.max(1024, sizeHint));
   }
 
   /** Bytes written so far. */
@@ -18,7 +23,7 @@ export class ByteWriter {
 
   private room(n: number): void {
     if (this.at + n <= this.buf.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
+    const grown = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.at + n));
     this.buf.copy(grown, 0, 0, this.at);
     this.buf = grown;
   }
@@ -56,4 +61,9 @@ export class ByteWriter {
   done(): Buffer {
     return this.buf.subarray(0, this.at);
   }
+}
+
+/** The whole buffer a ByteWriter's done() is a view of, to write into again. */
+export function whole(written: Buffer): Buffer {
+  return Buffer.from(written.buffer, written.byteOffset, written.buffer.byteLength - written.byteOffset);
 }

@@ -11,7 +11,7 @@ import client from 'prom-client';
 import type { Connection } from '../../api';
 import { stateName } from '../../api';
 import type { SideFigures } from '../../networkservice/stats';
-import { ByteWriter } from './bytes';
+import { ByteWriter, whole } from './bytes';
 import { handshakeAgeMs, readFigures, type ConnectionInterfaces } from './traffic';
 import type { MetricsSources, Observer, HealCause } from './types';
 
@@ -66,6 +66,8 @@ export class Exporter implements Observer {
   private readTraffic!: (conns: readonly Connection[], out: ByteWriter) => Promise<void>;
   /** The size of the latest page, to size the next one's buffer. */
   private lastSize = 0;
+  /** The buffer of a page that was sent (see recycle), for the next page to be written into. */
+  private spare: Buffer | undefined;
   /** The connections of the scrape in progress (the latest one's), for the gauges' collect. */
   private scraped: readonly Connection[] = [];
   /** Each connection's traffic label set (`{...} `, UTF-8), by id, with what it was made of: kept while unchanged. */
@@ -134,11 +136,21 @@ export class Exporter implements Observer {
   async page(): Promise<Buffer> {
     const conns = this.s.connections();
     this.scraped = conns;
-    const out = new ByteWriter(this.lastSize + 64 * 1024);
+    const out = new ByteWriter(this.lastSize + 64 * 1024, this.spare);
+    this.spare = undefined;
     await this.readTraffic(conns, out);
     out.text(await this.registry.metrics());
     this.lastSize = out.length;
     return out.done();
+  }
+
+  /**
+   * Takes back a page once it is sent and no longer referenced, for the next page to be written
+   * into: a page of a thousand connections is over a megabyte, and a new one per scrape would
+   * make the garbage collector sweep the whole heap every few scrapes.
+   */
+  recycle(page: Buffer): void {
+    this.spare = whole(page);
   }
 
   /** {@link page} as a string. */

@@ -20,6 +20,8 @@ export interface MetricsListenConfig {
 export interface MetricsPage {
   /** The page's body (text format, UTF-8). */
   page(): Promise<Buffer>;
+  /** Called with a body once it is sent (and no longer referenced by the response). */
+  recycle?(body: Buffer): void;
   readonly contentType: string;
 }
 
@@ -61,7 +63,7 @@ export async function listenMetrics(cfg: MetricsListenConfig, page: MetricsPage,
       return;
     }
     page.page().then(
-      (body) => res.writeHead(200, { 'content-type': page.contentType, 'content-length': body.length }).end(body),
+      (body) => res.writeHead(200, { 'content-type': page.contentType, 'content-length': body.length }).end(body, () => page.recycle?.(body)),
       (err: Error) => {
         opts.log.warn('metrics scrape failed', { error: err });
         res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`);
