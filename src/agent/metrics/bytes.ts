@@ -42,11 +42,24 @@ export class ByteWriter {
     return this;
   }
 
-  /** A number as String(n) writes it (ASCII). */
+  /** A number as String(n) writes it (ASCII): the digits of a safe non-negative integer directly. */
   number(n: number): this {
-    const s = String(n);
-    this.room(s.length);
-    this.at += this.buf.write(s, this.at, 'latin1');
+    if (!Number.isSafeInteger(n) || n < 0) {
+      const s = String(n);
+      this.room(s.length);
+      this.at += this.buf.write(s, this.at, 'latin1');
+      return this;
+    }
+    let digits = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    this.room(digits);
+    let x = n;
+    for (let i = this.at + digits - 1; i >= this.at; i--) {
+      const q = Math.floor(x / 10);
+      this.buf[i] = 0x30 + (x - q * 10);
+      x = q;
+    }
+    this.at += digits;
     return this;
   }
 
