@@ -48,9 +48,12 @@ const TRAFFIC = (['server', 'client'] as const).flatMap((side) =>
 
 const NEWLINE = 0x0a;
 
+/** A connection's traffic label set (`{...} ` as UTF-8) and the values it was made of (its id aside). */
 interface KeptLabels {
-  /** The label values it was made of. */
-  of: string;
+  service: string;
+  nsc: string;
+  nscIf: string;
+  nseIf: string;
   bytes: Buffer;
 }
 
@@ -211,19 +214,20 @@ export class Exporter implements Observer {
 
   /** The label set of a connection's traffic series (`{...} `): the kept one if its labels are unchanged; recorded in `keep`. */
   private trafficLabels(conn: Connection, ifs: ConnectionInterfaces, keep: Map<string, KeptLabels>): Buffer {
-    const labels: TrafficLabels = {
-      connection_id: conn.id ?? '',
-      network_service: conn.network_service ?? '',
-      nsc: conn.path?.path_segments?.[0]?.name ?? '',
-      nsc_interface: ifs.server?.ifname ?? '',
-      nse_interface: ifs.client?.ifname ?? '',
-    };
-    const of = `${labels.network_service}\0${labels.nsc}\0${labels.nsc_interface}\0${labels.nse_interface}`;
-    const kept = this.labelsById.get(labels.connection_id);
-    const entry = kept?.of === of ? kept : { of, bytes: Buffer.from(`${labelText(labels)} `) };
-    keep.set(labels.connection_id, entry);
+    const id = conn.id ?? '';
+    const service = conn.network_service ?? '';
+    const nsc = conn.path?.path_segments?.[0]?.name ?? '';
+    const nscIf = ifs.server?.ifname ?? '';
+    const nseIf = ifs.client?.ifname ?? '';
+    let entry = this.labelsById.get(id);
+    if (entry === undefined || entry.service !== service || entry.nsc !== nsc || entry.nscIf !== nscIf || entry.nseIf !== nseIf) {
+      const text = labelText({ connection_id: id, network_service: service, nsc, nsc_interface: nscIf, nse_interface: nseIf });
+      entry = { service, nsc, nscIf, nseIf, bytes: Buffer.from(`${text} `) };
+    }
+    keep.set(id, entry);
     return entry.bytes;
   }
+
 
   private identityGauges(registers: client.Registry[]): void {
     const s = this.s;
