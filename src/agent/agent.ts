@@ -233,7 +233,7 @@ export class Agent {
     this.metrics = await startMetrics(
       cfg,
       {
-        connections: () => this.hub.connections(),
+        connections: () => this.hub.stored(),
         interfacesOf: (conn) => this.mechanisms?.interfacesOf(conn) ?? {},
         tunnelOf: (id) => this.mechanisms?.tunnelOf(id) ?? {},
         svidExpiresAt: () => (this.identity.current() ? this.identity.svid().expiresAt : undefined),
@@ -288,7 +288,7 @@ export class Agent {
         : undefined,
       tracer: this.tracing?.tracer,
       stats: {
-        known: (id) => this.hub.get(id) !== undefined,
+        known: (id) => this.hub.has(id),
         figures: async (conn) => (await readFigures([conn], mech.interfacesOf))[0]?.figures ?? {},
         ...(observer ? { requested: (conn: Connection, seconds: number) => observer.requested(conn, seconds) } : {}),
       },

@@ -24,7 +24,7 @@ export {
   sameNetns,
   withNetns,
 } from './netns';
-export { Rtnl } from './rtnl';
+export { Rtnl, linkChanges } from './rtnl';
 export type { RtnlAnswer, RtnlRequest } from './rtnl';
 export type { LinkInfo } from './link';
 export {
@@ -45,7 +45,7 @@ export {
   validateIfName,
 } from './link';
 export type { LinkStats } from './linkstats';
-export { listLinkStats, parseLinkStats } from './linkstats';
+export { getLinkStats, listLinkStats, parseLinkStats, readLinkStats } from './linkstats';
 export type { VethEnd, VethPair } from './veth';
 export { createVethPair, createVethPairNow } from './veth';
 export type { VxlanSpec } from './vxlan';

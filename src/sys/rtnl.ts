@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+// Over 400 lines: one class for a socket's whole life (open, batch, transactNow, the slow path, settling).
 /**
  * One rtnetlink socket per network namespace.
  *
@@ -35,7 +36,8 @@
  * the event loop alive.
  */
 import { closeSync } from 'node:fs';
-import { AttrStream, readS32, readU16, readU32, rt, writeU16, writeU32 } from 'netlink';
+import * as nl from 'netlink';
+import { AttrStream, rt } from 'netlink';
 import { SysError, errnoCode, rethrow, toSysError } from './errors';
 import { native } from './native';
 import { Netns, hostNetns, sameNetns } from './netns';
@@ -76,6 +78,27 @@ const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 1;
 const NLM_F_ACK = 4;
 const align4 = (n: number) => (n + 3) & ~3;
+// The netlink package's host-order readers and writers, taken once: its module exports them
+// through getters, a cost per call when reading a dump of thousands of messages.
+const readS32: (this: Buffer, at: number) => number = nl.readS32;
+const readU16: (this: Buffer, at: number) => number = nl.readU16;
+const readU32: (this: Buffer, at: number) => number = nl.readU32;
+const writeU16: (this: Buffer, value: number, at: number) => number = nl.writeU16;
+const writeU32: (this: Buffer, value: number, at: number) => number = nl.writeU32;
+
+/** Requests that may make, change (rename, move) or delete a link. */
+const LINK_CHANGES = new Set<number>([rt.MessageType.NEWLINK, rt.MessageType.DELLINK, rt.MessageType.SETLINK]);
+let linkChangesSent = 0;
+
+/**
+ * Counts the requests that may make, rename, move or delete a link, on any socket of this
+ * process, when they are sent and again when they are answered (or failed): what was learnt
+ * about links (their names by ifindex) before a change was answered holds while this stays
+ * the same.
+ */
+export function linkChanges(): number {
+  return linkChangesSent;
+}
 
 interface Sent {
   q: Queued;
@@ -273,6 +296,7 @@ export class Rtnl {
       } catch (err) {
         const first = sent[0];
         const error = toSysError(err, { syscall: first?.syscall, path: first?.q.options.subject });
+        if (LINK_CHANGES.has(q.type)) linkChangesSent++;
         this.closeSlow(); // a failed transport: the next slow request opens a fresh socket
         for (const s of sent) s.q.reject(error);
         return;
@@ -331,6 +355,7 @@ export class Rtnl {
         q.reject(err);
         continue;
       }
+      if (LINK_CHANGES.has(q.type)) linkChangesSent++;
       const seq = this.seq;
       this.seq = (this.seq % 0xffffffff) + 1;
       const len = NLMSG_HDRLEN + payload.length;
@@ -348,6 +373,7 @@ export class Rtnl {
 
   /** Matches the replies to the requests by seq and settles each (one loop turn later, unless `now`). */
   private settle(sent: Sent[], replies: Buffer, now = false): void {
+    for (const s of sent) if (LINK_CHANGES.has(s.q.type)) linkChangesSent++;
     const bySeq = new Map(sent.map((s) => [s.seq, s]));
     for (let off = 0; off + NLMSG_HDRLEN <= replies.length; ) {
       const len = readU32.call(replies, off);

@@ -11,7 +11,8 @@ import client from 'prom-client';
 import type { Connection } from '../../api';
 import { stateName } from '../../api';
 import type { SideFigures } from '../../networkservice/stats';
-import { handshakeAgeMs, readFigures } from './traffic';
+import { ByteWriter, whole } from './bytes';
+import { handshakeAgeMs, readFigures, type ConnectionInterfaces } from './traffic';
 import type { MetricsSources, Observer, HealCause } from './types';
 
 type TrafficLabels = Record<'connection_id' | 'network_service' | 'nsc' | 'nsc_interface' | 'nse_interface', string>;
@@ -31,6 +32,31 @@ const FIGURES: [keyof SideFigures, string][] = [
   ['drops', 'drops'],
 ];
 
+/** The ten traffic counters, in the order they are written: each side's five figures. */
+const TRAFFIC = (['server', 'client'] as const).flatMap((side) =>
+  FIGURES.map(([key, suffix]) => {
+    const name = `${side}_${suffix}_total`;
+    const what = suffix.split('_').join(' ');
+    return {
+      side,
+      key,
+      name: Buffer.from(name),
+      header: Buffer.from(`# HELP ${name} ${side === 'server' ? 'Client' : 'Endpoint'}-side interface ${what} as the forwarder counts them (rx: from the interface's owner).\n# TYPE ${name} counter\n`),
+    };
+  }),
+);
+
+const NEWLINE = 0x0a;
+
+/** A connection's traffic label set (`{...} ` as UTF-8) and the values it was made of (its id aside). */
+interface KeptLabels {
+  service: string;
+  nsc: string;
+  nscIf: string;
+  nseIf: string;
+  bytes: Buffer;
+}
+
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const HEAL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -39,13 +65,20 @@ export class Exporter implements Observer {
   private readonly requests: client.Histogram<'endpoint' | 'mechanism'>;
   private readonly heals: client.Counter<'cause'>;
   private readonly healDuration: client.Histogram<'cause' | 'reselected'>;
-  /** Reads every connection's counters into trafficText (set by trafficCounters). */
-  private readTraffic!: () => Promise<void>;
-  /** The per-connection traffic counters in the text format, as of the latest read. */
-  private trafficText = '';
+  /** Reads the counters of `conns` and writes their series to `out` (set by trafficCounters). */
+  private readTraffic!: (conns: readonly Connection[], out: ByteWriter) => Promise<void>;
+  /** The size of the latest page, to size the next one's buffer. */
+  private lastSize = 0;
+  /** The buffer of a page that was sent (see recycle), for the next page to be written into. */
+  private spare: Buffer | undefined;
+  /** The connections of the scrape in progress (the latest one's), for the gauges' collect. */
+  private scraped: readonly Connection[] = [];
+  /** Each connection's traffic label set (`{...} `, UTF-8), by id, with what it was made of: kept while unchanged. */
+  private labelsById = new Map<string, KeptLabels>();
 
   constructor(private readonly s: MetricsSources) {
     const registers = [this.registry];
+    const scraped = () => this.scraped; // for the gauges' collect(), where `this` is the gauge
     client.collectDefaultMetrics({ register: this.registry, prefix: 'nsm_agent_' });
     this.requests = new client.Histogram({
       name: 'nsm_agent_request_duration_seconds',
@@ -76,7 +109,7 @@ export class Exporter implements Observer {
       collect() {
         this.reset();
         const counts = new Map<string, number>();
-        for (const c of s.connections()) {
+        for (const c of scraped()) {
           const key = `${stateName(c.state)}\0${c.mechanism?.type ?? ''}`;
           counts.set(key, (counts.get(key) ?? 0) + 1);
         }
@@ -102,10 +135,30 @@ export class Exporter implements Observer {
     this.healDuration.observe({ cause, reselected: String(reselected) }, seconds);
   }
 
-  /** The Prometheus text of every metric, the per-connection ones read from the kernel now. */
+  /** The Prometheus text of every metric, the per-connection ones read from the kernel now, as UTF-8: what `/metrics` serves. */
+  async page(): Promise<Buffer> {
+    const conns = this.s.connections();
+    this.scraped = conns;
+    const out = new ByteWriter(this.lastSize + 64 * 1024, this.spare);
+    this.spare = undefined;
+    await this.readTraffic(conns, out);
+    out.text(await this.registry.metrics());
+    this.lastSize = out.length;
+    return out.done();
+  }
+
+  /**
+   * Takes back a page once it is sent and no longer referenced, for the next page to be written
+   * into: a page of a thousand connections is over a megabyte, and a new one per scrape would
+   * make the garbage collector sweep the whole heap every few scrapes.
+   */
+  recycle(page: Buffer): void {
+    this.spare = whole(page);
+  }
+
+  /** {@link page} as a string. */
   async metrics(): Promise<string> {
-    await this.readTraffic();
-    return this.trafficText + (await this.registry.metrics());
+    return (await this.page()).toString();
   }
 
   get contentType(): string {
@@ -121,46 +174,60 @@ export class Exporter implements Observer {
       registers,
     });
     // prom-client collects metrics concurrently, so the reading is done before it starts:
-    // every connection's counters at once (a dump per namespace) for all ten counters. The ten
-    // counters' text is written here rather than by prom-client: with a series per connection
-    // and counter, its per-series cost would make a scrape of a thousand connections slow.
-    this.readTraffic = async () => {
+    // every connection's counters at once (once per namespace) for all ten counters. The ten
+    // counters' text is written here rather than by prom-client, whose cost per series (a
+    // labels object hashed for each) would make a scrape of a thousand connections slow; a
+    // connection's label text is made once and kept while its labels stay the same.
+    this.readTraffic = async (conns, out) => {
       handshake.reset();
-      const conns = s.connections();
       const read = await readFigures(conns, s.interfacesOf);
-      const blocks = new Map<string, string[]>();
-      for (const side of ['server', 'client'] as const) for (const [, suffix] of FIGURES) blocks.set(`${side}_${suffix}`, []);
+      const labels: (Buffer | undefined)[] = [];
+      const labelsById = new Map<string, KeptLabels>();
       conns.forEach((conn, i) => {
         const r = read[i];
-        if (!r) return;
-        const labels = labelText({
-          connection_id: conn.id ?? '',
-          network_service: conn.network_service ?? '',
-          nsc: conn.path?.path_segments?.[0]?.name ?? '',
-          nsc_interface: r.ifs.server?.ifname ?? '',
-          nse_interface: r.ifs.client?.ifname ?? '',
-        });
-        for (const side of ['server', 'client'] as const) {
-          const f = r.figures[side];
-          if (!f) continue;
-          for (const [key, suffix] of FIGURES) blocks.get(`${side}_${suffix}`)?.push(`${side}_${suffix}_total${labels} ${f[key]}`);
-        }
+        if (r && (r.figures.server || r.figures.client)) labels[i] = this.trafficLabels(conn, r.ifs, labelsById);
       });
-      let text = '';
-      for (const [name, lines] of blocks) {
-        const [side, ...rest] = name.split('_');
-        text += `# HELP ${name}_total ${side === 'server' ? 'Client' : 'Endpoint'}-side interface ${rest.join(' ')} as the forwarder counts them (rx: from the interface's owner).\n# TYPE ${name}_total counter\n`;
-        text += lines.length ? `${lines.join('\n')}\n\n` : '\n';
+      this.labelsById = labelsById;
+      for (const t of TRAFFIC) {
+        out.bytes(t.header);
+        conns.forEach((_, i) => {
+          const f = read[i]?.figures[t.side];
+          const l = labels[i];
+          if (f && l) out.bytes(t.name).bytes(l).number(f[t.key]).byte(NEWLINE);
+        });
+        out.byte(NEWLINE);
       }
-      this.trafficText = text;
+      const now = s.now();
+      const tunnels: [string, Record<string, unknown>][] = [];
+      for (const conn of conns) {
+        const device = s.tunnelOf(conn.id ?? '').device;
+        if (device?.['type'] === 'WIREGUARD') tunnels.push([conn.id ?? '', device]);
+      }
       await Promise.all(
-        conns.map(async (conn) => {
-          const ms = await handshakeAgeMs(s.tunnelOf(conn.id ?? '').device, s.now());
-          if (ms !== undefined) handshake.set({ connection_id: conn.id ?? '' }, ms / 1000);
+        tunnels.map(async ([id, device]) => {
+          const ms = await handshakeAgeMs(device, now);
+          if (ms !== undefined) handshake.set({ connection_id: id }, ms / 1000);
         }),
       );
     };
   }
+
+  /** The label set of a connection's traffic series (`{...} `): the kept one if its labels are unchanged; recorded in `keep`. */
+  private trafficLabels(conn: Connection, ifs: ConnectionInterfaces, keep: Map<string, KeptLabels>): Buffer {
+    const id = conn.id ?? '';
+    const service = conn.network_service ?? '';
+    const nsc = conn.path?.path_segments?.[0]?.name ?? '';
+    const nscIf = ifs.server?.ifname ?? '';
+    const nseIf = ifs.client?.ifname ?? '';
+    let entry = this.labelsById.get(id);
+    if (entry === undefined || entry.service !== service || entry.nsc !== nsc || entry.nscIf !== nscIf || entry.nseIf !== nseIf) {
+      const text = labelText({ connection_id: id, network_service: service, nsc, nsc_interface: nscIf, nse_interface: nseIf });
+      entry = { service, nsc, nscIf, nseIf, bytes: Buffer.from(`${text} `) };
+    }
+    keep.set(id, entry);
+    return entry.bytes;
+  }
+
 
   private identityGauges(registers: client.Registry[]): void {
     const s = this.s;

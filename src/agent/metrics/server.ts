@@ -18,7 +18,10 @@ export interface MetricsListenConfig {
 }
 
 export interface MetricsPage {
-  metrics(): Promise<string>;
+  /** The page's body (text format, UTF-8). */
+  page(): Promise<Buffer>;
+  /** Called with a body once it is sent (and no longer referenced by the response). */
+  recycle?(body: Buffer): void;
   readonly contentType: string;
 }
 
@@ -59,8 +62,8 @@ export async function listenMetrics(cfg: MetricsListenConfig, page: MetricsPage,
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the metrics are on /metrics\n');
       return;
     }
-    page.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': page.contentType }).end(text),
+    page.page().then(
+      (body) => res.writeHead(200, { 'content-type': page.contentType, 'content-length': body.length }).end(body, () => page.recycle?.(body)),
       (err: Error) => {
         opts.log.warn('metrics scrape failed', { error: err });
         res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`);

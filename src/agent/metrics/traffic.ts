@@ -1,6 +1,6 @@
 /**
  * The traffic figures of connections: which interfaces a connection has at this host, and their
- * kernel counters read through src/sys (one RTM_GETLINK dump per namespace). Shared by the
+ * kernel counters read through src/sys (sys.readLinkStats, once per namespace). Shared by the
  * stats element (path segment metrics), the Prometheus exporter and `nsm-agent status`.
  */
 import type { Connection } from '../../api';
@@ -35,23 +35,30 @@ export function forwarderFigures(s: sys.LinkStats): SideFigures {
 
 const keyOf = (ns: sys.Netns | string): string => (typeof ns === 'string' ? sys.netnsPath(ns) : `${ns.dev}:${ns.inode}`);
 
-/** The counters of each interface (undefined where the namespace or the link is gone), in order. */
+/**
+ * The counters of each interface (undefined where the namespace or the link is gone), in order:
+ * the links of each namespace read in one go (see sys.readLinkStats).
+ */
 export async function readInterfaces(refs: InterfaceRef[]): Promise<(sys.LinkStats | undefined)[]> {
-  const byNs = new Map<string, { ns: sys.Netns | string; links?: Map<string, sys.LinkStats> }>();
-  for (const r of refs) {
+  const byNs = new Map<string, { ns: sys.Netns | string; names: Set<string>; links?: Map<string, sys.LinkStats> }>();
+  const entries = refs.map((r) => {
+    let key: string;
     try {
-      const key = keyOf(r.netns);
-      if (!byNs.has(key)) byNs.set(key, { ns: r.netns });
+      key = keyOf(r.netns);
     } catch {
-      // a malformed namespace name: nothing to read
+      return undefined; // a malformed namespace name: nothing to read
     }
-  }
+    let entry = byNs.get(key);
+    if (entry === undefined) byNs.set(key, (entry = { ns: r.netns, names: new Set() }));
+    entry.names.add(r.ifname);
+    return entry;
+  });
   await Promise.all(
     [...byNs.values()].map(async (entry) => {
       let opened: sys.Netns | undefined;
       try {
         const ns = typeof entry.ns === 'string' ? (opened = sys.openNetns(entry.ns)) : entry.ns;
-        entry.links = await sys.listLinkStats(sys.Rtnl.for(ns));
+        entry.links = await sys.readLinkStats(sys.Rtnl.for(ns), entry.names);
       } catch {
         // the namespace is gone (or not ours to read): its interfaces have no figures
       } finally {
@@ -59,17 +66,11 @@ export async function readInterfaces(refs: InterfaceRef[]): Promise<(sys.LinkSta
       }
     }),
   );
-  return refs.map((r) => {
-    try {
-      return byNs.get(keyOf(r.netns))?.links?.get(r.ifname);
-    } catch {
-      return undefined;
-    }
-  });
+  return refs.map((r, i) => entries[i]?.links?.get(r.ifname));
 }
 
 /** The figures of each connection's sides, in order. */
-export async function readFigures(conns: Connection[], interfacesOf: InterfacesOf): Promise<{ ifs: ConnectionInterfaces; figures: ConnectionFigures }[]> {
+export async function readFigures(conns: readonly Connection[], interfacesOf: InterfacesOf): Promise<{ ifs: ConnectionInterfaces; figures: ConnectionFigures }[]> {
   const ifs = conns.map((c) => {
     try {
       return interfacesOf(c);

@@ -14,8 +14,8 @@ export interface Observer {
 }
 
 export interface MetricsSources {
-  /** The server chain's connections (the monitor hub). */
-  connections(): Connection[];
+  /** The server chain's connections (the monitor hub), to be read, not changed. */
+  connections(): readonly Connection[];
   interfacesOf: InterfacesOf;
   tunnelOf(id: string): { mechanism?: Mechanism; device?: Record<string, unknown> };
   /** The SVID's NotAfter (ms since the epoch), undefined before the identity is loaded. */

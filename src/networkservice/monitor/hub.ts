@@ -123,6 +123,15 @@ export class MonitorHub {
     return [...this.conns.values()].filter((c) => matchesSelector(c, selector)).map((c) => clone(c));
   }
 
+  /**
+   * The stored connections themselves, not copies, for a reader that only reads them (the
+   * metrics exporter, scraping thousands): an update replaces a stored connection, it never
+   * changes one, so what this returns stays as it was.
+   */
+  stored(): readonly Readonly<Connection>[] {
+    return [...this.conns.values()];
+  }
+
   /** The stored connection with this id (a copy). */
   get(id: string): Connection | undefined {
     const c = this.conns.get(id);

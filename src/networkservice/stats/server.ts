@@ -59,12 +59,14 @@ export function statsServer(opts: StatsOptions): NetworkServiceServer {
       const conn = await nextServer(ctx).request(ctx, req);
       const figures: ConnectionFigures = again ? await opts.figures(conn).catch(() => ({})) : {};
       const seg = conn.path?.path_segments?.[conn.path.index ?? 0];
-      if (seg) {
+      if (seg && (figures.server || figures.client)) {
         seg.metrics = {
           ...(seg.metrics ?? {}),
           ...(figures.server ? segmentEntries('server', figures.server) : {}),
           ...(figures.client ? segmentEntries('client', figures.client) : {}),
         };
+      } else if (seg) {
+        seg.metrics ??= {};
       }
       opts.requested?.(conn, (now() - started) / 1000);
       return conn;
