@@ -388,9 +388,11 @@ export class Agent {
    */
   async stop(opts: { cleanup: boolean } = { cleanup: true }): Promise<void> {
     this.health.shutdown();
-    await this.held?.stop(opts);
     // Even when connections stay up for the next run: nobody answers at 127.0.0.1 meanwhile.
+    // Before the connections close (cleanup), so that it is a stop for the units' files too:
+    // they stay, with the host's resolvers, for the units that run on (dns/unitresolvconf.ts).
     await this.dns.stop();
+    await this.held?.stop(opts);
     await this.endpoints.stopAll(opts);
     if (opts.cleanup) {
       for (const conn of this.hub.connections()) {
