@@ -407,7 +407,7 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     expect(show('nsm-agent', 'StatusText')).toMatch(/1 endpoint, 0 connections/);
   }, T);
 
-  it('a vL3 network under systemd: two member units reach each other and the endpoint unit', async () => {
+  it('a vL3 network under systemd: member units reach each other and the endpoint unit, and resolve each other by name', async () => {
     const conf = ct().path('etc/nsm-agent/agent.yaml');
     writeFileSync(conf, readFileSync(conf, 'utf8') + 'vl3ipam: {listen: "unix:///run/nsm-agent/vl3ipam.sock", prefix: 172.16.200.0/22, clientPrefixLength: 24}\n');
     // the host's resolv.conf: never written (contents, inode, mtime)
