@@ -46,6 +46,7 @@ import { ChannelPool } from './grpc/dial';
 import { HealthService } from './grpc/health';
 import { HeldConnectionManager, type HeldRecord } from './held';
 import { NamespaceDns } from './dns';
+import { unitResolvConfFiles } from './dns/unitresolvconf';
 import { prepareHost } from './host';
 import { advertisedUrl, Listeners, registryListenAddress, type Served } from './listeners';
 import { openMechanisms, registerReapers, type Mechanisms } from './mechanisms';
@@ -114,7 +115,9 @@ export class Agent {
   constructor(readonly cfg: AgentConfig, opts: AgentOptions = {}) {
     this.clock = opts.clock ?? realClock;
     this.log = opts.log ?? silentLogger;
-    this.dns = new NamespaceDns({ log: this.log });
+    // units' resolv.conf files beside the agent's socket: /run/nsm-agent/dns for the packaged
+    // agent, where the generator's drop-ins look for them
+    this.dns = new NamespaceDns({ log: this.log, unitFiles: unitResolvConfFiles(path.join(path.dirname(cfg.listen.unix), 'dns')) });
     this.started = this.clock.now();
     this.journal = new ConnectionJournal(this.clock);
     this.hub.subscribe(null, (event) => this.journal.follow(event));
@@ -385,9 +388,11 @@ export class Agent {
    */
   async stop(opts: { cleanup: boolean } = { cleanup: true }): Promise<void> {
     this.health.shutdown();
-    await this.held?.stop(opts);
     // Even when connections stay up for the next run: nobody answers at 127.0.0.1 meanwhile.
+    // Before the connections close (cleanup), so that it is a stop for the units' files too:
+    // they stay, with the host's resolvers, for the units that run on (dns/unitresolvconf.ts).
     await this.dns.stop();
+    await this.held?.stop(opts);
     await this.endpoints.stopAll(opts);
     if (opts.cleanup) {
       for (const conn of this.hub.connections()) {

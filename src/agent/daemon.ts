@@ -133,7 +133,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   // packages do it when the agent is removed); a flag older than this start is stale.
   const cleanupFlag = path.join(runtimeDir, 'cleanup-on-exit');
   rmSync(cleanupFlag, { force: true });
-  const parts = { endpoints: agent.endpoints, held: agent.held, served: agent.hub };
+  const parts = { endpoints: agent.endpoints, held: agent.held, served: agent.hub, dns: agent.dns };
   const units = new UnitManager(parts, { dir: path.join(runtimeDir, 'units'), log, nodeName: cfg.name });
   const reloader = new ConfigReloader(parts, cfg, {
     log,

@@ -12,6 +12,8 @@ export interface AgentParts {
   held: HeldConnections;
   /** The server chain's connections (the monitor hub). */
   served: { connections(): Connection[] };
+  /** Namespace DNS: settled() waits until the resolv.conf files of the connections so far are written. */
+  dns?: { settled(): Promise<void> };
 }
 
 /** Closes every connection that reaches endpoint `name` (held ones and clients'); returns their ids. */

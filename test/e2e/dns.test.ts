@@ -4,10 +4,11 @@
  * namespace (`connect --netns`) then resolves and pings that name through the agent's
  * resolver, still resolves what its own resolver knows, and gets its resolv.conf back, byte
  * for byte, when the connection goes. Bad packets and dead servers do not stop the resolver.
+ * A systemd unit's namespace gets its file in the agent's runtime directory instead.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { startAgent, stopAll, type RunningAgent } from '../harness/agent.mjs';
 import { isRoot, sh, uniq, until } from '../harness/exec.mjs';
 import { addNetns, delNetns, ping } from '../harness/netns.mjs';
@@ -205,5 +206,35 @@ print('dead', rcode, 'fast' if took < 4.5 else 'slow %.1f' % took)`,
     agent = await startAgent({ name: 'host-c' });
     expect(readFileSync(`/etc/netns/${nsc}/resolv.conf`, 'utf8')).toBe(originalText);
     expect(existsSync(`/etc/netns/${nsc}/resolv.conf.nsm-agent-original`)).toBe(false);
+  }, 60_000);
+
+  it('a systemd unit\'s namespace: its own file in the runtime directory, rewritten in place, kept over an agent stop', async () => {
+    await agent.stop();
+    agent = await startAgent({ name: 'host-d', endpoints: [{ name: 'dns-nse-d', services: ['dns-svc'], cidr: '172.16.1.100/31', netns: nse, dns: [{ servers: ['172.16.1.100'], searchDomains: ['my.coredns.service'] }] }] });
+    // the unit manager's names: namespace nsm-<unit>, connection ids <unit>.service/<ifname>
+    const unit = uniq('u');
+    const ns = `nsm-${unit}`;
+    addNetns(ns);
+    const file = `${agent.dir}/dns/${ns}.resolv.conf`;
+    const hostBefore = readFileSync('/etc/resolv.conf');
+    try {
+      agent.cliJson(['connect', 'kernel://dns-svc/nsm-1', '--netns', ns, '--id', `${unit}.service/nsm-1`]);
+      const wired = readFileSync(file, 'utf8');
+      expect(wired).toMatch(/^# nsm-agent resolver for the namespace of a systemd unit;/);
+      expect(wired).toContain('\nnameserver 127.0.0.1\nsearch my.coredns.service');
+      expect(existsSync(`/etc/netns/${ns}`)).toBe(false);
+      // as the unit sees it: the file bound over /etc/resolv.conf in its namespace
+      const inUnit = () => sh('ip', ['netns', 'exec', ns, 'sh', '-c', `mount --bind ${file} /etc/resolv.conf && getent hosts my.coredns.service`]).stdout.trim().split(/\s+/)[0];
+      expect(await until(() => inUnit() === '172.16.1.100', 5_000)).toBe(true);
+      const ino = statSync(file).ino;
+      await agent.stop('SIGTERM', true); // keeps its directory (afterAll removes it)
+      // the unit runs on: the same file (its bind mount), now with the host's resolvers
+      expect(statSync(file).ino).toBe(ino);
+      expect(readFileSync(file, 'utf8')).toBe(`# nsm-agent: no resolver in this namespace now; the host resolv.conf follows\n${hostBefore}`);
+      expect(readFileSync('/etc/resolv.conf').equals(hostBefore)).toBe(true);
+    } finally {
+      delNetns(ns);
+      rmSync(file, { force: true });
+    }
   }, 60_000);
 });

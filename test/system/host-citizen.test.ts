@@ -7,7 +7,8 @@
  * readiness; units with [X-NetworkServiceMesh] (provider, consumer that pings it, a unit asking
  * for a service that does not exist, daemon-reload picking up an edited unit); agent restarts
  * (clean, and SIGKILL + Restart=) with the consumer still running on its interface; reload of
- * agent.yaml; stopping units; upgrade keeping the edited agent.yaml; remove and purge.
+ * agent.yaml; stopping units; a vL3 network of units, one member resolving the others by name
+ * while the container's /etc/resolv.conf stays as it was; upgrade keeping the edited agent.yaml; remove and purge.
  *
  * Needs root (mounts, nspawn); skipped otherwise. The debootstrap root is cached under
  * /var/cache/nsm-agent-test (about 35 s the first time on a machine).
@@ -71,6 +72,22 @@ Connect=kernel://no-such-service/nsm-1
 
 [Service]
 ExecStart=/bin/sleep infinity
+`;
+
+// A member that, once up, resolves the other members by name in its own namespace (where the
+// agent's resolv.conf is bound over /etc/resolv.conf): <name>.<service>, <name> through the
+// search domain, and pings one by name.
+const VL3_RESOLVER = `[Unit]
+Description=nsmt member of nsmt-vl3 that resolves the others
+After=nsmt-vl3.service
+
+[X-NetworkServiceMesh]
+Connect=kernel://nsmt-vl3/nsm-1
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'cat /etc/resolv.conf > /run/nsmt-m3.resolv; getent ahostsv4 nsmt-m2.nsmt-vl3 > /run/nsmt-m3.out && getent ahostsv4 nsmt-m1 >> /run/nsmt-m3.out && ping -c1 -W2 nsmt-m2.nsmt-vl3'
 `;
 
 // A vL3 endpoint unit: its namespace is the router; members connect to the service.
@@ -390,9 +407,12 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     expect(show('nsm-agent', 'StatusText')).toMatch(/1 endpoint, 0 connections/);
   }, T);
 
-  it('a vL3 network under systemd: two member units reach each other and the endpoint unit', async () => {
+  it('a vL3 network under systemd: member units reach each other and the endpoint unit, and resolve each other by name', async () => {
     const conf = ct().path('etc/nsm-agent/agent.yaml');
     writeFileSync(conf, readFileSync(conf, 'utf8') + 'vl3ipam: {listen: "unix:///run/nsm-agent/vl3ipam.sock", prefix: 172.16.200.0/22, clientPrefixLength: 24}\n');
+    // the host's resolv.conf: never written (contents, inode, mtime)
+    const hostResolv = () => ct().exec(['sh', '-c', 'cat /etc/resolv.conf; stat -L -c "%i %s %Y" /etc/resolv.conf']);
+    const resolvBefore = hostResolv();
     ct().sh('systemctl restart nsm-agent');
     writeUnit('nsmt-vl3.service', VL3_ROUTER);
     writeUnit('nsmt-m1.service', VL3_MEMBER);
@@ -411,8 +431,27 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     expect(ct().test('ip netns exec nsm-nsmt-m1 ping -c1 -W2 172.16.200.0')).toBe(0);
     const ep = cliJson('status').endpoints.find((e: { name: string }) => e.name === 'vm-nsmt-vl3');
     expect(ep.vl3).toMatchObject({ prefixes: ['172.16.200.0/24'], addresses: ['172.16.200.0/32'], members: 2 });
-    ct().sh('systemctl stop nsmt-m1 nsmt-m2 nsmt-vl3');
-    await until('vL3 units gone', () => !/nsm-nsmt-(m1|m2|vl3)/.test(netnsList()) && !cliJson('endpoints').some((e: { name: string }) => e.name === 'vm-nsmt-vl3'));
+
+    // a third member resolves the others by name from inside its unit
+    writeUnit('nsmt-m3.service', VL3_RESOLVER);
+    ct().sh('systemctl daemon-reload');
+    const m3 = ct().exec(['systemctl', 'start', 'nsmt-m3']);
+    const why = () => `${m3.stderr}\n${ct().exec(['cat', '/run/nsmt-m3.resolv']).stdout}\n${ct().exec(['journalctl', '-u', 'nsmt-m3', '-u', 'nsm-agent', '--no-pager', '-n', '40']).stdout}`;
+    expect(m3.code, why()).toBe(0);
+    const resolvM3 = ct().sh('cat /run/nsmt-m3.resolv');
+    expect(resolvM3).toMatch(/^nameserver 127\.0\.0\.1$/m);
+    expect(resolvM3).toMatch(/^search nsmt-vl3( |$)/m);
+    const out = ct().sh('cat /run/nsmt-m3.out');
+    expect(out).toContain(`${m2} `);
+    expect(out).toContain(`${m1} `);
+    expect(ct().test('test -e /run/nsm-agent/dns/nsm-nsmt-m3.resolv.conf')).toBe(0);
+    // unit namespaces are wired through the runtime directory only
+    expect(ct().test('test -e /etc/netns/nsm-nsmt-m3')).not.toBe(0);
+
+    ct().sh('systemctl stop nsmt-m3 nsmt-m1 nsmt-m2 nsmt-vl3');
+    await until('vL3 units gone', () => !/nsm-nsmt-(m1|m2|m3|vl3)/.test(netnsList()) && !cliJson('endpoints').some((e: { name: string }) => e.name === 'vm-nsmt-vl3'));
+    await until('unit resolv.conf removed', () => ct().test('test -e /run/nsm-agent/dns/nsm-nsmt-m3.resolv.conf') !== 0);
+    expect(hostResolv()).toEqual(resolvBefore);
   }, T);
 
   it('upgrade to a higher version keeps the edited agent.yaml and restarts the agent', () => {

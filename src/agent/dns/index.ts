@@ -9,6 +9,10 @@
  * the agent stops, the resolver closes and the original file comes back; files a crashed run
  * left are put back at start (repair).
  *
+ * The private namespace of a systemd unit (nsm-<unit>, whose connections have the unit's ids)
+ * gets its file in the agent's runtime directory instead (./unitresolvconf.ts), which the
+ * generator binds over the unit's /etc/resolv.conf; /etc/netns is not written for it.
+ *
  * Not wired here: `netns: host` connections and namespaces named by a path.
  */
 import { isIP } from 'node:net';
@@ -19,11 +23,14 @@ import { NETNS_RUN_DIR, Rtnl, openNetns, setLinkUp, type Netns } from '../../sys
 import { Forwarder } from './forwarder';
 import { serveResolver, RESOLVER_ADDRESS, type ResolverSockets } from './listener';
 import { resolvConfFiles, type ResolvConf, type ResolvConfFiles } from './resolvconf';
+import { unitResolvConfFiles, type UnitResolvConfFiles } from './unitresolvconf';
 import { UdpUpstream } from './upstream';
 
 export interface NamespaceDnsOptions {
   log: Logger;
   files?: ResolvConfFiles;
+  /** The files of systemd units' namespaces. */
+  unitFiles?: UnitResolvConfFiles;
   /** The resolver's port (53; tests may choose another). */
   port?: number;
 }
@@ -35,6 +42,7 @@ interface Active {
   forwarder: Forwarder;
   defaults: ResolvConf;
   search: string[];
+  files: ResolvConfFiles;
 }
 
 interface NamespaceState {
@@ -43,6 +51,19 @@ interface NamespaceState {
   active?: Active;
   /** Changes are applied one after another. */
   queue: Promise<void>;
+  /** The private namespace of a systemd unit (its connections have the unit's ids). */
+  unit: boolean;
+}
+
+/**
+ * True if connection `id` is one of a systemd unit's in that unit's private namespace `netns`:
+ * the unit manager names them `<unit>.service/<ifname>`, the namespace `nsm-<unit>`.
+ */
+export function isUnitConnection(id: string, netns: string): boolean {
+  const slash = id.indexOf('/');
+  if (slash <= 0) return false;
+  const unit = id.slice(0, slash);
+  return unit.endsWith('.service') && netns === `nsm-${unit.slice(0, -'.service'.length)}`;
 }
 
 /** The namespace name a held connection's `netns` stands for, if it is a named one. */
@@ -90,10 +111,12 @@ export class NamespaceDns {
   /** Connections with DNS configs in a namespace that gets no resolver (logged once each). */
   private readonly unwired = new Set<string>();
   private readonly files: ResolvConfFiles;
+  private readonly unitFiles: UnitResolvConfFiles;
   private stopped = false;
 
   constructor(private readonly opts: NamespaceDnsOptions) {
     this.files = opts.files ?? resolvConfFiles();
+    this.unitFiles = opts.unitFiles ?? unitResolvConfFiles();
   }
 
   /** Puts back the files a dead agent left (call before any connection is made). */
@@ -105,6 +128,16 @@ export class NamespaceDns {
         this.opts.log.info('resolv.conf of a previous run restored', { netns: name });
       } catch (err) {
         this.opts.log.warn('cannot restore resolv.conf', { netns: name, error: err });
+      }
+    }
+    for (const { name, pid } of this.unitFiles.ours()) {
+      if (pid !== undefined && pid !== process.pid && alive(pid)) continue;
+      try {
+        // kept: the unit may still run, and gets the resolver back when its connections do
+        this.unitFiles.release(name, true);
+        this.opts.log.info('resolv.conf of a unit namespace of a previous run released', { netns: name });
+      } catch (err) {
+        this.opts.log.warn('cannot release resolv.conf', { netns: name, error: err });
       }
     }
   }
@@ -130,7 +163,7 @@ export class NamespaceDns {
     }
     let state = this.namespaces.get(name);
     if (!configs.length && !state?.conns.has(id)) return;
-    if (!state) this.namespaces.set(name, (state = { conns: new Map(), queue: Promise.resolve() }));
+    if (!state) this.namespaces.set(name, (state = { conns: new Map(), queue: Promise.resolve(), unit: isUnitConnection(id, name) }));
     if (configs.length) {
       state.conns.set(id, configs);
       this.netnsOf.set(id, name);
@@ -189,7 +222,7 @@ export class NamespaceDns {
     }
     const { search } = this.upstreams(state);
     if (search.join(' ') !== state.active.search.join(' ')) {
-      this.files.update(name, search);
+      state.active.files.update(name, search);
       state.active.search = search;
     }
     state.active.forwarder.flush();
@@ -198,22 +231,23 @@ export class NamespaceDns {
   private async activate(name: string, state: NamespaceState): Promise<void> {
     const ns = openNetns(name);
     const upstream = new UdpUpstream(ns);
+    const files = state.unit ? this.unitFiles : this.files;
     try {
       // 127.0.0.1 is there only with the loopback up
       await setLinkUp(Rtnl.for(ns), 'lo', true);
       const search = unique([...state.conns.values()].flat().flatMap((c) => c.search_domains ?? []));
-      const defaults = this.files.wire(name, search);
+      const defaults = files.wire(name, search);
       const forwarder = new Forwarder({ exchange: upstream.exchange, upstreams: () => this.upstreams(state) });
-      state.active = { ns, upstream, forwarder, defaults, search, sockets: undefined as unknown as ResolverSockets };
+      state.active = { ns, upstream, forwarder, defaults, search, files, sockets: undefined as unknown as ResolverSockets };
       const all = this.upstreams(state).search;
-      if (all.join(' ') !== search.join(' ')) this.files.update(name, all);
+      if (all.join(' ') !== search.join(' ')) files.update(name, all);
       state.active.search = all;
       state.active.sockets = await serveResolver(ns, forwarder, this.opts.port);
       this.opts.log.info('DNS resolver serving in namespace', { netns: name, ...this.upstreams(state) });
     } catch (err) {
       state.active = undefined;
       upstream.close();
-      this.files.restore(name);
+      files.restore(name);
       ns.close();
       throw err;
     }
@@ -227,7 +261,9 @@ export class NamespaceDns {
     } finally {
       a.upstream.close();
       a.ns.close();
-      this.files.restore(name);
+      // a unit's file stays over an agent stop: the unit runs on, the next agent wires it again
+      if (a.files === this.unitFiles) this.unitFiles.release(name, this.stopped);
+      else a.files.restore(name);
       this.opts.log.info('DNS resolver of namespace closed, resolv.conf restored', { netns: name });
     }
   }

@@ -8,6 +8,10 @@
  *                                                                interfaces are up, and fails if
  *                                                                they cannot be made)
  *     [Service]  NetworkNamespacePath=/run/netns/nsm-%N          (Namespace=private, the default)
+ *                BindReadOnlyPaths=-<UNIT_RESOLV_DIR>/nsm-%N.resolv.conf:/etc/resolv.conf
+ *                                                                (the agent's resolver while the
+ *                                                                unit's connections carry DNS;
+ *                                                                without the file: the host's)
  *
  *   nsm-connect@<N>.service.d/50-nsm-agent.conf                 (not for templates)
  *     [Unit]     PartOf=<unit>                                   (stop and restart of the unit
@@ -24,6 +28,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { UNIT_RESOLV_DIR } from '../dns/unitresolvconf';
 import { collectDecl, SECTION, unitBase } from './declaration';
 import { findUnitFiles, isTemplate, listServiceUnits, sectionOf, UnitFiles, unitSearchPath } from './unitfile';
 
@@ -49,7 +54,10 @@ export function unitDropIn(unit: string, namespace: 'private' | 'host', source: 
     'Requires=nsm-connect@%N.service',
     'After=nsm-connect@%N.service',
   ];
-  if (namespace === 'private') lines.push('', '[Service]', 'NetworkNamespacePath=/run/netns/nsm-%N');
+  if (namespace === 'private') {
+    // The leading '-': a unit whose connections carry no DNS keeps the host's resolv.conf.
+    lines.push('', '[Service]', 'NetworkNamespacePath=/run/netns/nsm-%N', `BindReadOnlyPaths=-${UNIT_RESOLV_DIR}/nsm-%N.resolv.conf:/etc/resolv.conf`);
+  }
   return lines.join('\n') + '\n';
 }
 

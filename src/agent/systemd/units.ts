@@ -206,6 +206,9 @@ export class UnitManager {
       if (old && JSON.stringify(old) === JSON.stringify(spec) && this.isUp(old)) return this.state(old);
       if (old) await this.teardown(old);
       await this.apply(spec, { atomic: true });
+      // the unit's resolv.conf (bound over its /etc/resolv.conf when its process starts) is
+      // written before `unit start` returns
+      await this.parts.dns?.settled();
       this.specs.set(spec.unit, spec);
       this.save(spec);
       this.opts.log.info('unit started', { unit: spec.unit, netns: spec.netns, connections: spec.connect.length, endpoint: spec.provide ? this.endpointName(spec.unit) : undefined });

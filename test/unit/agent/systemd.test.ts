@@ -229,10 +229,12 @@ describe('generator', () => {
     expect(consumer).toMatch(/^Requires=nsm-connect@%N\.service$/m);
     expect(consumer).toMatch(/^After=nsm-connect@%N\.service$/m);
     expect(consumer).toMatch(/^NetworkNamespacePath=\/run\/netns\/nsm-%N$/m);
+    // the agent's per-unit resolv.conf over the unit's own, the host's file when there is none
+    expect(consumer).toMatch(/^BindReadOnlyPaths=-\/run\/nsm-agent\/dns\/nsm-%N\.resolv\.conf:\/etc\/resolv\.conf$/m);
     const helper = readFileSync(path.join(out, 'nsm-connect@consumer.service.d', DROP_IN), 'utf8');
     expect(helper).toMatch(/^PartOf=consumer\.service$/m);
     expect(helper).toMatch(/^After=provider\.service network\.target$/m);
-    expect(readFileSync(path.join(out, 'hostnet.service.d', DROP_IN), 'utf8')).not.toMatch(/NetworkNamespacePath/);
+    expect(readFileSync(path.join(out, 'hostnet.service.d', DROP_IN), 'utf8')).not.toMatch(/NetworkNamespacePath|BindReadOnlyPaths|resolv\.conf/);
     expect(existsSync(path.join(out, 'tmpl@.service.d', DROP_IN))).toBe(true);
     expect(existsSync(path.join(out, 'nsm-connect@tmpl@.service.d'))).toBe(false);
     expect(existsSync(path.join(out, 'plain.service.d'))).toBe(false);
