@@ -47,6 +47,7 @@ import { HealthService } from './grpc/health';
 import { HeldConnectionManager, type HeldRecord } from './held';
 import { NamespaceDns } from './dns';
 import { unitResolvConfFiles } from './dns/unitresolvconf';
+import { dnsAnswers } from './dns/counts';
 import { prepareHost } from './host';
 import { advertisedUrl, Listeners, registryListenAddress, type Served } from './listeners';
 import { openMechanisms, registerReapers, type Mechanisms } from './mechanisms';
@@ -242,6 +243,12 @@ export class Agent {
         svidExpiresAt: () => (this.identity.current() ? this.identity.svid().expiresAt : undefined),
         bundleExpiries: () => this.bundleExpiries(),
         registryHealth: () => (this.reg.health ? { ...this.reg.health.view(), failures: this.reg.health.failures } : undefined),
+        vl3Members: () =>
+          this.endpoints.list().flatMap((e) => {
+            const members = e.cfg.vl3 ? e.kind?.status?.()['members'] : undefined;
+            return typeof members === 'number' ? [[e.cfg.name, members] as [string, number]] : [];
+          }),
+        dnsAnswers: () => dnsAnswers.entries(),
         now: () => this.clock.now(),
       },
       { identity: this.identity, log: this.log },

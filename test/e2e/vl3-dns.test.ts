@@ -38,6 +38,7 @@ run('vL3 member names across hosts', () => {
     return {
       identity: { source: 'spiffe', socket: spire[i]!.address },
       listen: { tcp: `${h.ip}:5001` },
+      metrics: { listen: '127.0.0.1:9464' },
       registry: i === 0 ? { url: 'embedded', listen: `${a}:5002` } : { url: `tcp://${a}:5002` },
       ...(i === 0 ? { vl3ipam: { listen: `${a}:5006`, prefix: '172.16.0.0/16', clientPrefixLength: 24 } } : {}),
       endpoints: [{ name: `vl3d-${h.name}`, services: [SERVICE], vl3: { ipam: [`tcp://${a}:5006`] }, netns: routers[i] }],
@@ -100,6 +101,17 @@ run('vL3 member names across hosts', () => {
     const t0 = Date.now();
     expect(getent(a, `nobody.${SERVICE}`)).toEqual([]);
     expect(Date.now() - t0).toBeLessThan(4_000);
+  });
+
+  it('counts the members and the DNS answers in the metrics', () => {
+    const metrics = sh('ip', ['netns', 'exec', mesh.hosts[0]!.netns, 'curl', '-sf', 'http://127.0.0.1:9464/metrics']);
+    expect(metrics.code, metrics.stderr).toBe(0);
+    expect(metrics.stdout).toMatch(new RegExp(`^nsm_agent_vl3_members\\{endpoint="vl3d-${mesh.hosts[0]!.name}"\\} 1$`, 'm'));
+    // the test above resolved names through this host's client resolver and its endpoint
+    for (const server of ['resolver', 'vl3']) {
+      const m = new RegExp(`^nsm_agent_dns_answers_total\\{server="${server}",rcode="NOERROR"\\} (\\d+)$`, 'm').exec(metrics.stdout);
+      expect(Number(m?.[1] ?? 0), server).toBeGreaterThan(0);
+    }
   });
 
   it('a name appears within 1 s of a join and is gone within 1 s of a leave, on the other host', async () => {

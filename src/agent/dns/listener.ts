@@ -10,6 +10,7 @@ import type { Server, Socket } from 'node:net';
 import type { Netns } from '../../sys';
 import { tcpServerInNetns, udpSocketInNetns } from '../../sys';
 import type { Forwarder } from './forwarder';
+import { dnsAnswers, type DnsServerKind } from './counts';
 
 export const RESOLVER_ADDRESS = '127.0.0.1';
 const TCP_IDLE_MS = 10_000;
@@ -35,11 +36,19 @@ export interface ResolverSockets {
 export type Answerer = (query: Buffer, maxSize: number) => Promise<Buffer | undefined>;
 
 export function serveResolver(netns: Netns, forwarder: Forwarder, port = 53): Promise<ResolverSockets> {
-  return serveDns(netns, RESOLVER_ADDRESS, port, (q, max) => forwarder.answer(q, max));
+  return serveDns(netns, RESOLVER_ADDRESS, port, (q, max) => forwarder.answer(q, max), 'resolver');
 }
 
-/** UDP and TCP DNS on `address`:`port` inside `netns`, each query handed to `answer`. */
-export async function serveDns(netns: Netns, address: string, port: number, answer: Answerer): Promise<ResolverSockets> {
+/**
+ * UDP and TCP DNS on `address`:`port` inside `netns`, each query handed to `answer`; each one
+ * handled is counted for `server` (dnsAnswers).
+ */
+export async function serveDns(netns: Netns, address: string, port: number, answerQuery: Answerer, server: DnsServerKind): Promise<ResolverSockets> {
+  const answer: Answerer = async (query, maxSize) => {
+    const out = await answerQuery(query, maxSize);
+    dnsAnswers.count(server, out);
+    return out;
+  };
   const udp: UdpSocket = await udpSocketInNetns(netns, address, port);
   udp.on('error', () => {});
   udp.on('message', (msg, rinfo) => {

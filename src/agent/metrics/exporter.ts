@@ -121,6 +121,32 @@ export class Exporter implements Observer {
     });
     this.identityGauges(registers);
     if (s.registryHealth()) this.registryGauges(registers);
+    this.vl3AndDns(registers);
+  }
+
+  /** vL3 members per endpoint, and the queries the agent's DNS servers answered. */
+  private vl3AndDns(registers: client.Registry[]): void {
+    const s = this.s;
+    new client.Gauge({
+      name: 'nsm_agent_vl3_members',
+      help: 'Members (clients) of each vL3 endpoint this agent hosts.',
+      labelNames: ['endpoint'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [endpoint, n] of s.vl3Members()) this.set({ endpoint }, n);
+      },
+    });
+    new client.Counter({
+      name: 'nsm_agent_dns_answers_total',
+      help: 'DNS queries handled by the agent: server (resolver: in a client namespace; vl3: a vL3 endpoint\'s names) and the answer\'s response code (DROPPED: none sent).',
+      labelNames: ['server', 'rcode'],
+      registers,
+      collect() {
+        this.reset();
+        for (const e of s.dnsAnswers()) this.inc({ server: e.server, rcode: e.rcode }, e.n);
+      },
+    });
   }
 
   requested(conn: Connection, seconds: number): void {

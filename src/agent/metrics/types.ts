@@ -24,6 +24,10 @@ export interface MetricsSources {
   bundleExpiries(): [string, number][];
   /** A remote registry's reachability; undefined when embedded. */
   registryHealth(): (RegistryHealthView & { failures: number }) | undefined;
+  /** Members of each vL3 endpoint hosted here, by endpoint name. */
+  vl3Members(): [string, number][];
+  /** Queries the agent's DNS servers handled, by server and response code (totals since start). */
+  dnsAnswers(): { server: string; rcode: string; n: number }[];
   /** ms since the epoch. */
   now(): number;
 }

@@ -17,6 +17,8 @@ describe('Exporter traffic labels', () => {
       svidExpiresAt: () => undefined,
       bundleExpiries: () => [],
       registryHealth: () => undefined,
+      vl3Members: () => [],
+      dnsAnswers: () => [],
       now: () => Date.now(),
     });
     expect(await e.metrics()).toMatch(/^server_rx_bytes_total\{connection_id="c1",network_service="svc",nsc="nsc-host",nsc_interface="lo",nse_interface=""\} \d+$/m);

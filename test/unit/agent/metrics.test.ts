@@ -32,6 +32,8 @@ function sources(conns: Connection[], over: Partial<MetricsSources> = {}): Metri
     svidExpiresAt: () => 1_800_000_000_000,
     bundleExpiries: () => [['nsm.local', 1_900_000_000_000]],
     registryHealth: () => undefined,
+    vl3Members: () => [],
+    dnsAnswers: () => [],
     now: () => Date.now(),
     ...over,
   };
@@ -54,6 +56,22 @@ describe('Exporter', () => {
     text = await e.metrics();
     expect(text).not.toMatch(/connection_id="c1"/);
     expect(text).not.toMatch(/^nsm_agent_connections\{/m);
+  });
+
+  it('counts vL3 members per endpoint and DNS answers by server and response code', async () => {
+    const e = new Exporter(
+      sources([], {
+        vl3Members: () => [['vl3-a', 3]],
+        dnsAnswers: () => [
+          { server: 'resolver', rcode: 'NOERROR', n: 5 },
+          { server: 'vl3', rcode: 'NXDOMAIN', n: 2 },
+        ],
+      }),
+    );
+    const text = await e.metrics();
+    expect(text).toMatch(/^nsm_agent_vl3_members\{endpoint="vl3-a"\} 3$/m);
+    expect(text).toMatch(/^nsm_agent_dns_answers_total\{server="resolver",rcode="NOERROR"\} 5$/m);
+    expect(text).toMatch(/^nsm_agent_dns_answers_total\{server="vl3",rcode="NXDOMAIN"\} 2$/m);
   });
 
   it('escapes label values as the text format wants', async () => {

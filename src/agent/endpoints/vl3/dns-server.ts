@@ -63,7 +63,7 @@ export class Vl3Dns {
       if (this.sockets.has(addr)) continue;
       this.ns ??= openNetns(this.o.netnsPath);
       try {
-        this.sockets.set(addr, await serveDns(this.ns, addr, this.o.port ?? 53, this.answer));
+        this.sockets.set(addr, await serveDns(this.ns, addr, this.o.port ?? 53, this.answer, 'vl3'));
         this.o.log.info('vL3 DNS serving', { zone: this.o.names.zone, address: addr });
       } catch (err) {
         this.o.log.warn('vL3 DNS not served on this address', { zone: this.o.names.zone, address: addr, error: err });
