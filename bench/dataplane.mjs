@@ -36,6 +36,18 @@ export async function waitSock(dev) {
   }
 }
 
+/**
+ * A hand-made device's wireguard-go in `netns`, in a session of its own as under systemd (a
+ * wg-quick@ unit's) and as the agent starts its own: with the kernel's autogroups
+ * (sched_autogroup_enabled), a process sharing the benchmark's session would share its CPU
+ * with iperf3's as one group's threads instead of getting a group's share of its own.
+ */
+export async function startWireguardGo(scope, netns, dev) {
+  const p = scope.proc(spawn('ip', ['netns', 'exec', netns, 'wireguard-go', dev], { stdio: 'ignore', detached: true, env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } }));
+  await waitSock(dev);
+  return p;
+}
+
 /** A wireguard-go tunnel by hand between nsc (via host-a) and nse (via host-b), as the agent builds it. */
 export async function handWireguard(scope, dir, mesh, nsc, nse) {
   const hosts = mesh.hosts;
@@ -47,9 +59,7 @@ export async function handWireguard(scope, dir, mesh, nsc, nse) {
   ];
   const procs = [];
   for (const e of ends) {
-    const p = scope.proc(spawn('ip', ['netns', 'exec', e.h.netns, 'wireguard-go', e.dev], { stdio: 'ignore', env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } }));
-    procs.push(p);
-    await waitSock(e.dev);
+    procs.push(await startWireguardGo(scope, e.h.netns, e.dev));
     // The MTU first, in wireguard-go's own namespace: it learns a link's MTU only there, and
     // pads by its default (1420) otherwise, which fragments full-size packets on the underlay.
     await ip(['-n', e.h.netns, 'link', 'set', e.dev, 'mtu', '1440']);
@@ -135,7 +145,7 @@ if (import.meta.url === `file://${process.argv[1]}`)
       }
     },
     async nebula() {
-      const procs = ['b', 'a'].map((h) => scope.proc(spawn('ip', ['netns', 'exec', neb.hosts[h].netns, 'nebula', '-config', neb.files[h]], { stdio: 'ignore' })));
+      const procs = ['b', 'a'].map((h) => scope.proc(spawn('ip', ['netns', 'exec', neb.hosts[h].netns, 'nebula', '-config', neb.files[h]], { stdio: 'ignore', detached: true })));
       try {
         await pingA.ping(neb.ips.b, 15_000);
         return await iperf(hosts[0].netns, hosts[1].netns, neb.ips.b, SECONDS);
@@ -144,7 +154,7 @@ if (import.meta.url === `file://${process.argv[1]}`)
       }
     },
     async tinc() {
-      const procs = [1, 0].map((i) => scope.proc(spawn('ip', ['netns', 'exec', hosts[i].netns, 'tincd', '-c', tinc['ab'[i]], `--pidfile=${tinc['ab'[i]]}/pid`, '-D', '-d0'], { stdio: 'ignore' })));
+      const procs = [1, 0].map((i) => scope.proc(spawn('ip', ['netns', 'exec', hosts[i].netns, 'tincd', '-c', tinc['ab'[i]], `--pidfile=${tinc['ab'[i]]}/pid`, '-D', '-d0'], { stdio: 'ignore', detached: true })));
       try {
         await pingA.ping('10.97.0.2', 15_000);
         return await iperf(hosts[0].netns, hosts[1].netns, '10.97.0.2', SECONDS);
@@ -188,7 +198,9 @@ if (import.meta.url === `file://${process.argv[1]}`)
     `iperf3 TCP, ${SECONDS} s, one stream, median of ${ROUNDS} rounds; the paths take turns within each round (order rotated).`,
     'Two hosts (namespaces on a bridge) running `nsm-agent run`. The agent and hand-made WireGuard rows go from the client',
     'namespace to the endpoint namespace (devices made in the host namespaces and moved in, wireguard-go, MTU 1440); nebula',
-    '(MTU 1300) and tinc 1.0 (router mode) run as users run them, daemon and tun device in each host namespace. All of them',
+    '(MTU 1300) and tinc 1.0 (router mode) run as users run them, daemon and tun device in each host namespace. Every daemon',
+    '(the agent\'s and the hand-made wireguard-go, nebula, tincd) runs in a session of its own, as under systemd: with the',
+    'kernel\'s autogroups on, a daemon sharing the benchmark\'s session would share one CPU share with iperf3. All of them',
     'are userspace tunnels sharing the same 2 cores with iperf3, so read them as ratios. Gbit/s:',
     '',
     table(

@@ -16,7 +16,6 @@
 //
 // Usage (root): npm run build && node bench/vl3.mjs [--hosts 5] [--clients 20] [--seconds 3] [--rounds 3]
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { ROOT, ip, run, sleep } from '../test/harness/exec.mjs';
@@ -25,7 +24,7 @@ import { NsmClient, kernelRequest } from '../test/harness/clients.mjs';
 import { iperfThroughput } from '../test/harness/traffic.mjs';
 import { args, TAG, summary, ms, f1, mib, table, machine, versions, writeSection, date, mono, median, rssKiB, cpuMs } from './lib.mjs';
 import { main } from './scope.mjs';
-import { handWireguard, waitSock } from './dataplane.mjs';
+import { handWireguard, startWireguardGo } from './dataplane.mjs';
 
 const opt = args();
 const HOSTS = Number(opt.hosts ?? 5);
@@ -47,9 +46,7 @@ async function handMesh(scope, dir, hosts, members) {
   const procs = [];
   const ends = hosts.map((h, i) => ({ h, ns: members[i], dev: `${P}hm${i}`, port: 53011 + i, net: `172.30.${i + 1}` }));
   for (const e of ends) {
-    const p = scope.proc(spawn('ip', ['netns', 'exec', e.h.netns, 'wireguard-go', e.dev], { stdio: 'ignore', env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } }));
-    procs.push(p);
-    await waitSock(e.dev);
+    procs.push(await startWireguardGo(scope, e.h.netns, e.dev));
   }
   for (const [i, e] of ends.entries()) {
     const other = ends[1 - i];
@@ -214,7 +211,7 @@ main(async (scope) => {
       ],
     ),
     '',
-    'The hand-made mesh is what an operator would build for the same two members: a veth from each client namespace to its host namespace, forwarding on, wireguard-go between the hosts (MTU 1440 as the vL3), routes. The straight tunnel is one wireguard-go device per side moved into the two client namespaces (as bench/dataplane.mjs builds it): no router hop at all.',
+    'The hand-made mesh is what an operator would build for the same two members: a veth from each client namespace to its host namespace, forwarding on, wireguard-go between the hosts (MTU 1440 as the vL3, each process in a session of its own as under systemd, like the agent's), routes. The straight tunnel is one wireguard-go device per side moved into the two client namespaces (as bench/dataplane.mjs builds it): no router hop at all.',
   ].join('\n');
   console.log(body);
   writeSection('vl3', body);
