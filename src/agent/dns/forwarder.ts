@@ -84,6 +84,30 @@ interface Cached {
   expires: number;
 }
 
+/** A query decoded, with its one question. */
+export type ParsedQuery = { decoded: packet.DecodedPacket; question: packet.Question };
+
+/**
+ * Reads a query as both of the agent's DNS servers take them: a response or something shorter
+ * than a header is dropped (undefined); an opcode other than QUERY is NOTIMP, anything that does
+ * not decode to exactly one question FORMERR (the answer, a Buffer).
+ */
+export function parseQuery(query: Buffer): ParsedQuery | Buffer | undefined {
+  if (query.length < HEADER) return undefined;
+  const flags = query.readUInt16BE(2);
+  if (flags & QR) return undefined;
+  if ((flags >> 11) & 0x0f) return headerAnswer(query, RCODE.NOTIMP);
+  let decoded: packet.DecodedPacket;
+  try {
+    decoded = packet.decode(query);
+  } catch {
+    return headerAnswer(query, RCODE.FORMERR);
+  }
+  const question = decoded.questions?.[0];
+  if (decoded.questions?.length !== 1 || !question || questionEnd(query) < 0) return headerAnswer(query, RCODE.FORMERR);
+  return { decoded, question };
+}
+
 export class Forwarder {
   private readonly cache = new Map<string, Cached>();
   private readonly inFlight = new Set<string>();
@@ -105,18 +129,9 @@ export class Forwarder {
    * the client asks again over TCP); undefined: drop the query, answer nothing.
    */
   async answer(query: Buffer, maxSize = 512): Promise<Buffer | undefined> {
-    if (query.length < HEADER) return undefined;
-    const flags = query.readUInt16BE(2);
-    if (flags & QR) return undefined;
-    if ((flags >> 11) & 0x0f) return headerAnswer(query, RCODE.NOTIMP);
-    let decoded: packet.DecodedPacket;
-    try {
-      decoded = packet.decode(query);
-    } catch {
-      return headerAnswer(query, RCODE.FORMERR);
-    }
-    const q = decoded.questions?.[0];
-    if (decoded.questions?.length !== 1 || !q || questionEnd(query) < 0) return headerAnswer(query, RCODE.FORMERR);
+    const parsed = parseQuery(query);
+    if (parsed === undefined || Buffer.isBuffer(parsed)) return parsed;
+    const { decoded, question: q } = parsed;
     const loopKey = `${query.readUInt16BE(0)}|${q.name.toLowerCase()}|${q.type}|${q.class}`;
     if (this.inFlight.has(loopKey) || this.inFlight.size >= MAX_IN_FLIGHT) return undefined;
     this.inFlight.add(loopKey);

@@ -18,11 +18,10 @@
  */
 import * as packet from 'dns-packet';
 import { isIP } from 'node:net';
-import { headerAnswer, questionEnd, rcodeOf, RCODE } from '../../dns/forwarder';
+import { headerAnswer, parseQuery, rcodeOf, RCODE } from '../../dns/forwarder';
 import { contains, formatIp, parseIp, parsePrefix } from '../../../networkservice/ipam/cidr';
 
 const HEADER = 12;
-const QR = 0x8000;
 const AA = 0x0400;
 const RD = 0x0100;
 const TC = 0x0200;
@@ -162,18 +161,9 @@ export async function answerMemberQuery(names: MemberNames, query: Buffer, peers
 }
 
 async function answerOf(names: MemberNames, query: Buffer, peers?: AskPeers): Promise<Buffer | undefined> {
-  if (query.length < HEADER) return undefined;
-  const flags = query.readUInt16BE(2);
-  if (flags & QR) return undefined;
-  if ((flags >> 11) & 0x0f) return headerAnswer(query, RCODE.NOTIMP);
-  let decoded: packet.DecodedPacket;
-  try {
-    decoded = packet.decode(query);
-  } catch {
-    return headerAnswer(query, RCODE.FORMERR);
-  }
-  const q = decoded.questions?.[0];
-  if (decoded.questions?.length !== 1 || !q || questionEnd(query) < 0) return headerAnswer(query, RCODE.FORMERR);
+  const parsed = parseQuery(query);
+  if (parsed === undefined || Buffer.isBuffer(parsed)) return parsed;
+  const { decoded, question: q } = parsed;
   const fqdn = q.name.toLowerCase().replace(/\.$/, '');
   const reverse = /\.(in-addr|ip6)\.arpa$/.test(fqdn);
   if (reverse ? !names.inReverseZone(fqdn) : !names.inZone(fqdn)) return headerAnswer(query, RCODE.REFUSED);
@@ -199,6 +189,7 @@ async function answerOf(names: MemberNames, query: Buffer, peers?: AskPeers): Pr
   }
   // The zone itself exists (no data), so that search-domain handling sees NOERROR for it.
   if (found || fqdn === names.zone) return encodeAnswer(query, decoded, RCODE.NOERROR, answers);
+  const flags = query.readUInt16BE(2);
   if (flags & RD && peers) {
     const ask = Buffer.from(query);
     ask.writeUInt16BE(flags & ~RD, 2);
