@@ -211,7 +211,7 @@ main(async (scope) => {
       ],
     ),
     '',
-    'The hand-made mesh is what an operator would build for the same two members: a veth from each client namespace to its host namespace, forwarding on, wireguard-go between the hosts (MTU 1440 as the vL3, each process in a session of its own as under systemd, like the agent's), routes. The straight tunnel is one wireguard-go device per side moved into the two client namespaces (as bench/dataplane.mjs builds it): no router hop at all.',
+    'The hand-made mesh is what an operator would build for the same two members: a veth from each client namespace to its host namespace, forwarding on, wireguard-go between the hosts (MTU 1440 as the vL3, each process in a session of its own as under systemd, as the agent runs its own), routes. The straight tunnel is one wireguard-go device per side moved into the two client namespaces (as bench/dataplane.mjs builds it): no router hop at all.',
   ].join('\n');
   console.log(body);
   writeSection('vl3', body);
