@@ -70,8 +70,8 @@ export interface IdentityConfig {
   files?: { cert: string; key: string; bundle: string; federated: Record<string, string> };
   /** Always filled (defaults: caDir <stateDir>/dev-ca, trustDomain nsm.local). */
   dev: { caDir: string; trustDomain: string; allowNonLoopback: boolean };
-  /** Other trust domains' SPIFFE bundle endpoints (src/spire/federation.ts); [] when none. */
-  federation: FederationSettings[];
+  /** Other trust domains' SPIFFE bundle endpoints (src/spire/federation.ts); absent when none. */
+  federation?: FederationSettings[];
   /** Serve the own trust domain's bundle (src/spire/bundle-endpoint.ts). */
   bundleEndpoint?: { listen: string; refreshHintS: number };
 }
@@ -433,7 +433,7 @@ function parseIdentity(file: string, id: Record<string, any>, stateDir: string):
     bundleEndpoint = { listen: id.bundleEndpoint.listen, refreshHintS: Math.round(hint / 1000) };
   }
   return {
-    federation,
+    ...(federation.length ? { federation } : {}),
     ...(bundleEndpoint ? { bundleEndpoint } : {}),
     source,
     socket: id.socket,
