@@ -319,7 +319,11 @@ export class BundleEndpointClient {
 export class FederatedX509Source extends EventEmitter implements X509Source {
   private readonly clients: BundleEndpointClient[];
   private merged: { base: X509Context; ctx: X509Context } | undefined;
-  private readonly onBaseUpdate = () => this.changed();
+  private started = false;
+  private readonly onBaseUpdate = () => {
+    this.start();
+    this.changed();
+  };
   private readonly onBaseProblem = (err: AgentError) => this.emit('problem', err);
 
   constructor(
@@ -336,13 +340,14 @@ export class FederatedX509Source extends EventEmitter implements X509Source {
     );
     base.on('update', this.onBaseUpdate);
     base.on('problem', this.onBaseProblem);
-    // The endpoints may need the source's bundles to be authenticated: start once it has them.
-    base.ready().then(
-      () => {
-        for (const c of this.clients) void c.refresh();
-      },
-      () => {},
-    );
+    if (base.current()) this.start();
+  }
+
+  /** The endpoints may need the source's bundles to be authenticated: fetching starts with its first state. */
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    for (const c of this.clients) void c.refresh();
   }
 
   get kind(): SourceKind {
@@ -394,6 +399,7 @@ export class FederatedX509Source extends EventEmitter implements X509Source {
 
   /** Fetches every bundle now; resolves when all settled. */
   async refreshAll(): Promise<void> {
+    this.started = true;
     await Promise.all(this.clients.map((c) => c.refresh()));
   }
 

@@ -206,6 +206,23 @@ describe('FederatedX509Source with a bundle endpoint', () => {
     expect(source.bundle('domain-b.org')).toHaveLength(2);
   });
 
+  it('fetching starts with the identity source\'s first state', async () => {
+    const b = await hostB();
+    const base = new StaticSource();
+    const source = new FederatedX509Source(
+      base,
+      [{ trustDomain: 'domain-b.org', bundleEndpoint: b.url, endpointId: 'spiffe://domain-b.org/host-b', bundle: '/b.pem' }],
+      { clock: new FakeClock(Date.now()), readFile: async () => Buffer.from(toPem(caB.bundle())) },
+    );
+    cleanups.push(() => source.close());
+    expect(source.current()).toBeUndefined();
+    expect(source.federation()[0]!.state).toBe('pending');
+    const fetched = new Promise<void>((r) => source.on('update', (ctx) => ctx.bundles.has('domain-b.org') && r()));
+    base.set(contextOf(svidA, caA));
+    await fetched;
+    expect(source.federation()[0]!.state).toBe('ok');
+  });
+
   it('without a bootstrap file or a held bundle for the endpoint trust domain: refused, naming what to give', async () => {
     const b = await hostB();
     const base = new StaticSource(contextOf(svidA, caA));
