@@ -8,17 +8,16 @@
  * `spiffe_sequence` starts at the start time in seconds and goes up by one on every change of
  * the served authorities, so it keeps growing across restarts of an agent whose clock does.
  */
-import type { AddressInfo } from 'node:net';
+import type { X509Certificate } from 'node:crypto';
 import * as https from 'node:https';
-import type { Clock } from '../core/clock';
-import { realClock } from '../core/clock';
+import type { AddressInfo } from 'node:net';
+import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
 import { hostOf } from './dev';
 import { sameAuthorities, serializeSpiffeBundle } from './jwks';
 import { watchSource } from './mtls';
 import type { X509Source } from './source';
-import type { X509Certificate } from 'node:crypto';
 import { toPem } from './x509';
 
 export interface BundleEndpointOptions {
