@@ -21,6 +21,7 @@ import { setMaxListeners } from 'node:events';
 import path from 'node:path';
 import { Clock, realClock } from '../core/clock';
 import { Ctx } from '../core/ctx';
+import { domainOf, isOtherDomain } from '../core/domain';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
 import type { NetworkServiceServer } from '../core/networkservice';
@@ -136,8 +137,10 @@ export class Agent {
       url: () => this.url,
       tokens: this.tokens,
       ipamRecords: () => this.ipamRecords,
-      registry: this.reg,
-      heal: !this.reg.embedded,
+      registry: this.reg.hosted ?? this.reg,
+      // An endpoint registered into another domain's registry (floating) is healed like one
+      // in a remote registry of this domain.
+      heal: (name) => !this.reg.embedded || isOtherDomain(domainOf(name), cfg.domain),
       ctx: () => this.ctx(),
       signal: this.life.signal,
       log: this.log,
@@ -283,6 +286,7 @@ export class Agent {
       mechanisms: mech.handlers,
       registry: this.reg,
       local: (name) => this.endpoints.chain(name),
+      hosted: (name) => this.endpoints.registration(name),
       localVl3: (service) => this.endpoints.vl3EndpointFor(service),
       remote: this.underlay
         ? remoteClientChain({

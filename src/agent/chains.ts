@@ -15,7 +15,7 @@
  *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
  *                   (in-process; heal watches this agent's own monitor hub and pings)
  */
-import type { Connection } from '../api';
+import type { Connection, NetworkServiceEndpoint } from '../api';
 import type { Logger } from '../core/log';
 import { chainClient, chainServer, serverToClient, NetworkServiceClient, NetworkServiceServer } from '../core/networkservice';
 import type { NsRegistry, NseRegistry } from '../core/registry';
@@ -58,6 +58,8 @@ export interface ServerChainDeps {
   registry: { ns: NsRegistry; nse: NseRegistry };
   /** The chain of a hosted endpoint, by its name. */
   local: (endpoint: string) => NetworkServiceServer | undefined;
+  /** The registration of a hosted endpoint, by its name (a floating one is found by it). */
+  hosted?: (endpoint: string) => NetworkServiceEndpoint | undefined;
   /** The chain to endpoints on other hosts; without it, only hosted endpoints are reached. */
   remote?: NetworkServiceClient;
   /** The hosted vL3 endpoint serving a service, if any (requests for it go there). */
@@ -90,7 +92,7 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     clientInfoServer({ nodeName: d.name }),
     traced(d.tracer, 'mechanisms', mechanismsServer(d.mechanisms)),
     preferLocalVl3Server(d.localVl3 ?? (() => undefined)),
-    traced(d.tracer, 'discover', discoverServer(d.registry.ns, d.registry.nse)),
+    traced(d.tracer, 'discover', discoverServer(d.registry.ns, d.registry.nse, { hosted: d.hosted })),
     roundRobinServer(),
     traced(d.tracer, 'connect', connectServer({ local: d.local, remote: d.remote })),
   );

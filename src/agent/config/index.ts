@@ -17,7 +17,7 @@ import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { AddressPool } from '../../networkservice/ipam/pool';
 import { parseNsURL } from '../../networkservice/nsurl';
 import { validateId, validateLabels } from '../../core/validate';
-import { domainOf, sameDomain } from '../../core/domain';
+import { domainOf, isOtherDomain, sameDomain } from '../../core/domain';
 import { idMatcher, trustDomainName } from '../../spire/id';
 import { endpointTarget } from '../../spire/endpoint';
 import { routerNetnsName } from '../endpoints/vl3/names';
@@ -252,12 +252,19 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const endpoints: EndpointConfig[] = (raw.endpoints ?? []).map((e: any, i: number) => {
     const key = `endpoints[${i}]`;
     if (names.has(e.name)) throw new ConfigError(file, `${key}.name`, `duplicate endpoint name ${e.name}`);
+    // A name of another domain makes the endpoint floating: registered into that domain's
+    // registry, so its services must all carry that domain too.
+    const floating = isOtherDomain(domainOf(e.name), raw.domain) ? domainOf(e.name) : undefined;
     (e.services as string[]).forEach((svc, j) => {
       const d = domainOf(svc);
-      if (d !== undefined && !sameDomain(d, raw.domain)) {
-        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} names domain ${d}, not this agent's (domain: ${raw.domain ?? 'none'}); registering into another domain's registry is not supported`);
+      if (floating !== undefined && !sameDomain(d, floating)) {
+        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} is not of domain ${floating}: a floating endpoint (name ${e.name}) registers into that domain's registry, so every service names it`);
+      }
+      if (floating === undefined && isOtherDomain(d, raw.domain)) {
+        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} names domain ${d}, not this agent's (domain: ${raw.domain ?? 'none'}); to register into ${d}'s registry (floating), name the endpoint ${e.name}@${d} too`);
       }
     });
+    if (floating !== undefined && e.vl3) throw new ConfigError(file, `${key}.name`, `a vL3 endpoint cannot be floating (${e.name})`);
     names.add(e.name);
     const dns = parseDns(file, key, e.dns);
     if (e.vl3) return { ...vl3Endpoint(file, key, e), ...dns };

@@ -137,7 +137,8 @@ export const AGENT_SCHEMA = {
         additionalProperties: false,
         required: ['name', 'services'],
         properties: {
-          name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },
+          // `name@domain`: registered into that domain's registry (floating; docs/interdomain.md)
+          name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(@[A-Za-z0-9]([A-Za-z0-9.:-]{0,251}[A-Za-z0-9])?)?$' },
           services: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
           labels,
           cidr: { type: 'string', minLength: 1 },

@@ -110,8 +110,8 @@ export interface HostedEndpointsOptions {
   /** The state directory's address reservations (all endpoints; scoped per endpoint here). */
   ipamRecords: () => Records<IpamRecord>;
   registry: { ns: NsRegistry; nse: NseRegistry };
-  /** Re-register after the registry lost a registration (a remote registry that restarted). */
-  heal: boolean;
+  /** Re-register after the registry lost a registration (a remote registry that restarted): for all endpoints, or those named. */
+  heal: boolean | ((name: string) => boolean);
   ctx: () => Ctx;
   /** The agent's lifetime: the registrations' refreshes end with it. */
   signal: AbortSignal;
@@ -161,6 +161,11 @@ export class HostedEndpoints implements EndpointHost {
   /** The endpoint chain of a hosted endpoint (connect's local next hop). */
   chain(name: string): NetworkServiceServer | undefined {
     return this.endpoints.get(name)?.chain;
+  }
+
+  /** The registration of a hosted endpoint (as the registry answered it), by name. */
+  registration(name: string): NetworkServiceEndpoint | undefined {
+    return this.endpoints.get(name)?.registration;
   }
 
   list(): HostedEndpoint[] {
