@@ -197,7 +197,7 @@ export class Agent {
       ctx: () => this.ctx(),
     };
     await this.listeners.local(cfg.listen, served);
-    this.url = advertisedUrl(cfg.listen, this.underlay?.ip);
+    this.url = advertisedUrl(cfg.listen, this.underlay?.ip, cfg.publicIP);
     // vl3-ipam before the endpoints: a vL3 endpoint of this agent may lease from it.
     if (cfg.vl3ipam) this.vl3ipam = (await this.listeners.vl3ipam(cfg.vl3ipam, cfg.listen.allowUids)).server;
     // Endpoints are registered before other hosts can reach this agent: after a restart, their
@@ -276,6 +276,7 @@ export class Agent {
     const mech = openMechanisms({ underlay: this.underlay, wireguard: cfg.wireguard, wireguardKernel, store, log: this.log });
     this.mechanisms = mech;
     const observer = this.metrics?.observer;
+    const nat = cfg.publicIP ? { publicIP: cfg.publicIP, privateIP: () => this.underlay?.ip } : undefined;
     this.server = serverChain({
       name: cfg.name,
       domain: cfg.domain,
@@ -297,9 +298,11 @@ export class Agent {
             pool: this.pool,
             selfId,
             log: this.log,
+            nat,
             tracer: this.tracing?.tracer,
           })
         : undefined,
+      nat,
       tracer: this.tracing?.tracer,
       stats: {
         known: (id) => this.hub.has(id),

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { promises as dnsPromises } from 'node:dns';
 import os from 'node:os';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { lazyModule } from '../../core/lazy';
@@ -88,6 +89,8 @@ export interface AgentConfig {
   /** allowUids: besides root and the agent's own user, who may use the local socket. */
   listen: { unix: string; tcp?: string; allowUids: number[] };
   tunnelIP: string;
+  /** Behind NAT: the address advertised for this host's tunnels and URL instead of its own (upstream swapip). */
+  publicIP?: string;
   /** This site's domain (`name@<domain>` is served here), if it names one. */
   domain?: string;
   /** Other domains' registries: DNS servers to ask (empty: the system's) and the lookup + find timeout. */
@@ -236,6 +239,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       throw new ConfigError(file, `interdomain.dnsServers[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
     }
   }
+  if (raw.publicIP !== undefined && isIP(raw.publicIP) === 0) throw new ConfigError(file, 'publicIP', `${raw.publicIP} is not an IP address`);
   if (raw.metrics?.mtls && raw.metrics?.tls === false) throw new ConfigError(file, 'metrics.mtls', 'needs metrics.tls (mTLS is TLS with client certificates)');
   const stateDir: string = raw.stateDir ?? '/var/lib/nsm-agent';
   const identity = parseIdentity(file, raw.identity ?? {}, stateDir);
@@ -308,6 +312,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     stateDir,
     listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
+    ...(raw.publicIP ? { publicIP: raw.publicIP } : {}),
     ...(raw.domain ? { domain: raw.domain } : {}),
     interdomain: { dnsServers: raw.interdomain?.dnsServers ?? [], timeoutMs: interdomainTimeout },
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
