@@ -141,6 +141,7 @@ export class Agent {
       // An endpoint registered into another domain's registry (floating) is healed like one
       // in a remote registry of this domain.
       heal: (name) => !this.reg.embedded || isOtherDomain(domainOf(name), cfg.domain),
+      floating: (name) => isOtherDomain(domainOf(name), cfg.domain),
       ctx: () => this.ctx(),
       signal: this.life.signal,
       log: this.log,
