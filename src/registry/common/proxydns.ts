@@ -124,9 +124,9 @@ export function proxyDnsNsRegistry(opts: ProxyDnsOptions): NsRegistry {
   return {
     async register(ctx, ns) {
       const domain = floatingDomain(ns);
-      const sent = { ...ns, name: splitDomain(ns.name ?? '').local };
+      const local = splitDomain(ns.name ?? '').local;
       const stored = domain
-        ? await foreignCall(ctx, opts, domain, `register network service ${sent.name}`, (reg, c) => reg.ns.register(c, sent))
+        ? await foreignCall(ctx, opts, domain, `register network service ${local}`, (reg, c) => reg.ns.register(c, { ...ns, name: local }))
         : await nextNsRegistry(ctx).register(ctx, checked(ns));
       return { ...stored, name: ns.name ?? '' };
     },
