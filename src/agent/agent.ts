@@ -21,6 +21,7 @@ import { setMaxListeners } from 'node:events';
 import path from 'node:path';
 import { Clock, realClock } from '../core/clock';
 import { Ctx } from '../core/ctx';
+import { domainOf, isOtherDomain } from '../core/domain';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
 import type { NetworkServiceServer } from '../core/networkservice';
@@ -138,8 +139,11 @@ export class Agent {
       url: () => this.url,
       tokens: this.tokens,
       ipamRecords: () => this.ipamRecords,
-      registry: this.reg,
-      heal: !this.reg.embedded,
+      registry: this.reg.hosted ?? this.reg,
+      // An endpoint registered into another domain's registry (floating) is healed like one
+      // in a remote registry of this domain.
+      heal: (name) => !this.reg.embedded || isOtherDomain(domainOf(name), cfg.domain),
+      floating: (name) => isOtherDomain(domainOf(name), cfg.domain),
       ctx: () => this.ctx(),
       signal: this.life.signal,
       log: this.log,
@@ -196,7 +200,7 @@ export class Agent {
       ctx: () => this.ctx(),
     };
     await this.listeners.local(cfg.listen, served);
-    this.url = advertisedUrl(cfg.listen, this.underlay?.ip);
+    this.url = advertisedUrl(cfg.listen, this.underlay?.ip, cfg.publicIP);
     // vl3-ipam before the endpoints: a vL3 endpoint of this agent may lease from it.
     if (cfg.vl3ipam) this.vl3ipam = (await this.listeners.vl3ipam(cfg.vl3ipam, cfg.listen.allowUids)).server;
     // Endpoints are registered before other hosts can reach this agent: after a restart, their
@@ -279,6 +283,7 @@ export class Agent {
     const mech = openMechanisms({ underlay: this.underlay, wireguard: cfg.wireguard, wireguardKernel, store, log: this.log });
     this.mechanisms = mech;
     const observer = this.metrics?.observer;
+    const nat = cfg.publicIP ? { publicIP: cfg.publicIP, privateIP: () => this.underlay?.ip } : undefined;
     this.server = serverChain({
       name: cfg.name,
       domain: cfg.domain,
@@ -289,6 +294,7 @@ export class Agent {
       mechanisms: mech.handlers,
       registry: this.reg,
       local: (name) => this.endpoints.chain(name),
+      hosted: (name) => this.endpoints.registration(name),
       localVl3: (service) => this.endpoints.vl3EndpointFor(service),
       remote: this.underlay
         ? remoteClientChain({
@@ -299,9 +305,11 @@ export class Agent {
             pool: this.pool,
             selfId,
             log: this.log,
+            nat,
             tracer: this.tracing?.tracer,
           })
         : undefined,
+      nat,
       tracer: this.tracing?.tracer,
       stats: {
         known: (id) => this.hub.has(id),

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { promises as dnsPromises } from 'node:dns';
 import os from 'node:os';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { lazyModule } from '../../core/lazy';
@@ -17,7 +18,7 @@ import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { AddressPool } from '../../networkservice/ipam/pool';
 import { parseNsURL } from '../../networkservice/nsurl';
 import { validateId, validateLabels } from '../../core/validate';
-import { domainOf, sameDomain } from '../../core/domain';
+import { domainOf, isOtherDomain, sameDomain } from '../../core/domain';
 import { idMatcher, parseWorkloadId, trustDomainName } from '../../spire/id';
 import type { FederationSettings } from '../../spire/federation';
 import { endpointTarget } from '../../spire/endpoint';
@@ -93,6 +94,8 @@ export interface AgentConfig {
   /** allowUids: besides root and the agent's own user, who may use the local socket. */
   listen: { unix: string; tcp?: string; allowUids: number[] };
   tunnelIP: string;
+  /** Behind NAT: the address advertised for this host's tunnels and URL instead of its own (upstream swapip). */
+  publicIP?: string;
   /** This site's domain (`name@<domain>` is served here), if it names one. */
   domain?: string;
   /** Other domains' registries: DNS servers to ask (empty: the system's) and the lookup + find timeout. */
@@ -241,6 +244,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       throw new ConfigError(file, `interdomain.dnsServers[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
     }
   }
+  if (raw.publicIP !== undefined && isIP(raw.publicIP) === 0) throw new ConfigError(file, 'publicIP', `${raw.publicIP} is not an IP address`);
   if (raw.metrics?.mtls && raw.metrics?.tls === false) throw new ConfigError(file, 'metrics.mtls', 'needs metrics.tls (mTLS is TLS with client certificates)');
   const stateDir: string = raw.stateDir ?? '/var/lib/nsm-agent';
   const identity = parseIdentity(file, raw.identity ?? {}, stateDir);
@@ -257,12 +261,19 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const endpoints: EndpointConfig[] = (raw.endpoints ?? []).map((e: any, i: number) => {
     const key = `endpoints[${i}]`;
     if (names.has(e.name)) throw new ConfigError(file, `${key}.name`, `duplicate endpoint name ${e.name}`);
+    // A name of another domain makes the endpoint floating: registered into that domain's
+    // registry, so its services must all carry that domain too.
+    const floating = isOtherDomain(domainOf(e.name), raw.domain) ? domainOf(e.name) : undefined;
     (e.services as string[]).forEach((svc, j) => {
       const d = domainOf(svc);
-      if (d !== undefined && !sameDomain(d, raw.domain)) {
-        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} names domain ${d}, not this agent's (domain: ${raw.domain ?? 'none'}); registering into another domain's registry is not supported`);
+      if (floating !== undefined && !sameDomain(d, floating)) {
+        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} is not of domain ${floating}: a floating endpoint (name ${e.name}) registers into that domain's registry, so every service names it`);
+      }
+      if (floating === undefined && isOtherDomain(d, raw.domain)) {
+        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} names domain ${d}, not this agent's (domain: ${raw.domain ?? 'none'}); to register into ${d}'s registry (floating), name the endpoint ${e.name}@${d} too`);
       }
     });
+    if (floating !== undefined && e.vl3) throw new ConfigError(file, `${key}.name`, `a vL3 endpoint cannot be floating (${e.name})`);
     names.add(e.name);
     const dns = parseDns(file, key, e.dns);
     if (e.vl3) return { ...vl3Endpoint(file, key, e), ...dns };
@@ -306,6 +317,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     stateDir,
     listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
+    ...(raw.publicIP ? { publicIP: raw.publicIP } : {}),
     ...(raw.domain ? { domain: raw.domain } : {}),
     interdomain: { dnsServers: raw.interdomain?.dnsServers ?? [], timeoutMs: interdomainTimeout },
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },

@@ -24,6 +24,8 @@ export const AGENT_SCHEMA = {
       },
     },
     tunnelIP: { type: 'string', minLength: 1 },
+    // behind NAT: the address other hosts reach this one at (checked in index.ts; docs/interdomain.md)
+    publicIP: { type: 'string', minLength: 1 },
     // this site's domain: its agents accept `name@<domain>` (docs/interdomain.md)
     domain: { type: 'string', pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$' },
     // how other domains' registries are found (docs/interdomain.md); servers checked in index.ts
@@ -161,7 +163,8 @@ export const AGENT_SCHEMA = {
         additionalProperties: false,
         required: ['name', 'services'],
         properties: {
-          name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },
+          // `name@domain`: registered into that domain's registry (floating; docs/interdomain.md)
+          name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(@[A-Za-z0-9]([A-Za-z0-9.:-]{0,251}[A-Za-z0-9])?)?$' },
           services: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
           labels,
           cidr: { type: 'string', minLength: 1 },
