@@ -38,6 +38,8 @@ export const ERROR_CODES = {
   UNAUTHENTICATED: Status.UNAUTHENTICATED,
   FAILED_PRECONDITION: Status.FAILED_PRECONDITION,
   UNAVAILABLE: Status.UNAVAILABLE, // a peer (endpoint, registry, agent) cannot be reached
+  UNIT_START_FAILED: Status.UNAVAILABLE, // an OnDemand=yes unit did not start or did not register its endpoint in time
+  ENDPOINT_STARTING: Status.UNAVAILABLE, // a supplier started its unit for another host's client: request again
   DEADLINE_EXCEEDED: Status.DEADLINE_EXCEEDED,
   CANCELLED: Status.CANCELLED,
   DATAPLANE: Status.INTERNAL, // the kernel refused an operation (message carries errno)
