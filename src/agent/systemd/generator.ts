@@ -19,6 +19,9 @@
  *                After= the unit's own After= list               (a consumer's connections are
  *                                                                made after its providers)
  *
+ * An OnDemand=yes unit gets the same drop-ins and nothing more: no Wants= or WantedBy= is
+ * written for any unit, so it stays inactive until the agent starts it (src/agent/systemd/ondemand.ts).
+ *
  * nsm-connect@.service (packaging/systemd) runs `nsm-agent unit start|stop`. Specifiers (%N)
  * make one drop-in serve every instance of a template. Nothing else is touched, and a unit
  * whose section is invalid still gets its drop-ins, so that it fails to start with the reason
