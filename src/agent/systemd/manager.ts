@@ -1,8 +1,21 @@
 /**
  * systemd's manager over D-Bus (org.freedesktop.systemd1): start and stop a unit, and read the
  * state of one, as the on-demand supplier needs them. Every call goes through SystemBus.call.
+ *
+ * systemd lets only root (or whom polkit allows) start and stop units: the packaged agent runs
+ * as its own user, and a host may have no polkit. When StartUnit or StopUnit is refused, the
+ * request goes to nsm-ondemand.socket instead, whose root helper (nsm-ondemand@.service)
+ * queues the job for units declared OnDemand=yes, and only for those. Reading a unit's state
+ * needs no privilege.
  */
-import type { DbusCall } from './dbus';
+import net from 'node:net';
+import { existsSync } from 'node:fs';
+import { DbusError, type DbusCall } from './dbus';
+
+/** The socket of the packaged nsm-ondemand.socket. */
+export const ONDEMAND_SOCKET = '/run/nsm-ondemand.sock';
+const HELPER_TIMEOUT_MS = 10_000;
+const REFUSED = /AccessDenied|InteractiveAuthorizationRequired/;
 
 const SYSTEMD = 'org.freedesktop.systemd1';
 const MANAGER_PATH = '/org/freedesktop/systemd1';
@@ -43,18 +56,29 @@ function num(v: unknown): number {
 }
 
 export class SystemdManager {
-  constructor(private readonly bus: Bus) {}
+  constructor(
+    private readonly bus: Bus,
+    /** The root helper's socket, used when systemd refuses a start or stop; undefined: none. */
+    private readonly helperSocket: string | undefined = ONDEMAND_SOCKET,
+  ) {}
 
-  /** StartUnit(unit, "replace"): queues the start job; resolves with the job's object path. */
-  async start(unit: string): Promise<string> {
-    const [job] = await this.bus.call({ destination: SYSTEMD, path: MANAGER_PATH, interface: MANAGER, member: 'StartUnit', signature: 'ss', body: [unit, 'replace'] });
-    return String(job ?? '');
+  /** StartUnit(unit, "replace"): queues the start job. */
+  start(unit: string): Promise<void> {
+    return this.job('StartUnit', 'start', unit);
   }
 
   /** StopUnit(unit, "replace"): queues the stop job. */
-  async stop(unit: string): Promise<string> {
-    const [job] = await this.bus.call({ destination: SYSTEMD, path: MANAGER_PATH, interface: MANAGER, member: 'StopUnit', signature: 'ss', body: [unit, 'replace'] });
-    return String(job ?? '');
+  stop(unit: string): Promise<void> {
+    return this.job('StopUnit', 'stop', unit);
+  }
+
+  private async job(member: string, verb: 'start' | 'stop', unit: string): Promise<void> {
+    try {
+      await this.bus.call({ destination: SYSTEMD, path: MANAGER_PATH, interface: MANAGER, member, signature: 'ss', body: [unit, 'replace'] });
+    } catch (err) {
+      if (!(err instanceof DbusError) || !REFUSED.test(err.name) || !this.helperSocket || !existsSync(this.helperSocket)) throw err;
+      await helperRequest(this.helperSocket, verb, unit);
+    }
   }
 
   /** The unit's state (LoadUnit: an inactive unit is loaded to be read). */
@@ -85,4 +109,34 @@ export class SystemdManager {
       activeEnterMonoUs: num(props.get('ActiveEnterTimestampMonotonic')),
     };
   }
+}
+
+/**
+ * One request to nsm-ondemand.socket: "<verb> <unit>\n", answered by systemctl's output and
+ * the end of the stream; an empty answer means the job was queued.
+ */
+export function helperRequest(socketPath: string, verb: 'start' | 'stop', unit: string, timeoutMs = HELPER_TIMEOUT_MS): Promise<void> {
+  const what = `${socketPath} (${verb} ${unit})`;
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection(socketPath);
+    let answer = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new DbusError('org.freedesktop.DBus.Error.Timeout', `${what}: no answer within ${timeoutMs} ms`, what));
+    }, timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write(`${verb} ${unit}\n`));
+    sock.on('data', (d) => (answer += d));
+    sock.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new DbusError('org.freedesktop.DBus.Error.Failed', `${what}: ${err.message}`, what));
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      const text = answer.trim();
+      if (!text) return resolve();
+      const name = /not found|does not exist|not loaded/i.test(text) ? 'org.freedesktop.systemd1.NoSuchUnit' : 'org.freedesktop.DBus.Error.Failed';
+      reject(new DbusError(name, `${what}: ${text}`, what));
+    });
+  });
 }

@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -181,7 +182,7 @@ function setup(units: Record<string, Behaviour>, opts: { startTimeoutMs?: number
     },
   );
   let now = 0;
-  const od = new OnDemandUnits({ systemd: new SystemdManager(bus), endpoints: host, endpointName: epName, log, now: () => now, pollMs: 5, ...opts });
+  const od = new OnDemandUnits({ systemd: new SystemdManager(bus, undefined), endpoints: host, endpointName: epName, log, now: () => now, pollMs: 5, ...opts });
   onSync = (unit) => void od.sync(unit);
   return { host, bus, od, advance: (ms: number) => (now += ms), realNow: () => now };
 }
@@ -331,9 +332,42 @@ describe('OnDemandUnits', () => {
 });
 
 describe('SystemdManager', () => {
+  it('asks the root helper on nsm-ondemand.socket when systemd refuses StartUnit or StopUnit', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'nsm-ondemand-sock-'));
+    const sock = path.join(dir, 'ondemand.sock');
+    const asked: string[] = [];
+    const server = net.createServer((c) => {
+      c.setEncoding('utf8');
+      c.once('data', (line: string) => {
+        asked.push(line);
+        c.end(line.includes('gone.service') ? 'Failed to start gone.service: Unit gone.service not found.\n' : '');
+      });
+    });
+    await new Promise<void>((r) => server.listen(sock, r));
+    const refusing = {
+      async call(c: DbusCall): Promise<unknown[]> {
+        throw new DbusError('org.freedesktop.DBus.Error.AccessDenied', `${c.member}: Permission denied`, c.member);
+      },
+    };
+    try {
+      const m = new SystemdManager(refusing, sock);
+      await m.start('p.service');
+      await m.stop('p.service');
+      const err = await m.start('gone.service').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DbusError);
+      expect((err as DbusError).name).toBe('org.freedesktop.systemd1.NoSuchUnit');
+      expect(asked).toEqual(['start p.service\n', 'stop p.service\n', 'start gone.service\n']);
+      // without a helper socket, systemd's refusal is the error
+      await expect(new SystemdManager(refusing, path.join(dir, 'absent.sock')).start('p.service')).rejects.toMatchObject({ name: 'org.freedesktop.DBus.Error.AccessDenied' });
+    } finally {
+      await new Promise((r) => server.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('reads a unit\'s state from the variants the bus hands', async () => {
     const bus = new FakeSystemdBus({ 'p.service': 'ok' }, () => {}, () => {});
-    const st = await new SystemdManager(bus).status('p.service');
+    const st = await new SystemdManager(bus, undefined).status('p.service');
     expect(st).toEqual({ load: 'loaded', active: 'inactive', sub: 'dead', job: false, result: 'success', inactiveExitMonoUs: 1_000_000, activeEnterMonoUs: 1_250_000 });
   });
 });
