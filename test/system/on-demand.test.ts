@@ -224,6 +224,16 @@ run('units started on demand (system test)', () => {
     expect(active('nsmt-plain')).toBe('inactive');
     expect(show('nsmt-plain', 'InactiveExitTimestampMonotonic')).toBe('0');
     expect(journal('nsm-agent')).not.toMatch(/starting on-demand unit.*nsmt-plain/);
+    // The root helper starts only what the generator listed, whatever it is asked.
+    expect(show('nsm-ondemand@x.service', 'Environment')).toBe('"NSM_ONDEMAND_UNITS=nsmt-od-broken.service nsmt-od-provider.service"');
+    const ask = (line: string) =>
+      ct().exec(['/usr/lib/nsm-agent/bin/node', '-e', `const s=require('net').connect('/run/nsm-ondemand.sock');s.on('connect',()=>s.write(${JSON.stringify(line + '
+')}));s.pipe(process.stdout)`]).stdout;
+    expect(ask('start nsmt-plain.service')).toMatch(/nsmt-plain\.service does not declare OnDemand=yes/);
+    expect(ask('start nsm-agent.service x')).toMatch(/does not declare OnDemand=yes/);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(active('nsmt-plain')).toBe('inactive');
+    expect(ct().exec(['stat', '-c', '%U %a', '/run/nsm-ondemand.sock']).stdout.trim()).toBe('nsm-agent 600');
     ct().exec(['systemctl', 'reset-failed']);
   }, T);
 
