@@ -227,8 +227,7 @@ run('units started on demand (system test)', () => {
     // The root helper starts only what the generator listed, whatever it is asked.
     expect(show('nsm-ondemand@x.service', 'Environment')).toBe('"NSM_ONDEMAND_UNITS=nsmt-od-broken.service nsmt-od-provider.service"');
     const ask = (line: string) =>
-      ct().exec(['/usr/lib/nsm-agent/bin/node', '-e', `const s=require('net').connect('/run/nsm-ondemand.sock');s.on('connect',()=>s.write(${JSON.stringify(line + '
-')}));s.pipe(process.stdout)`]).stdout;
+      ct().exec(['/usr/lib/nsm-agent/bin/node', '-e', `const s=require('net').connect('/run/nsm-ondemand.sock');s.on('connect',()=>s.write(${JSON.stringify(line + '\n')}));s.pipe(process.stdout)`]).stdout;
     expect(ask('start nsmt-plain.service')).toMatch(/nsmt-plain\.service does not declare OnDemand=yes/);
     expect(ask('start nsm-agent.service x')).toMatch(/does not declare OnDemand=yes/);
     await new Promise((r) => setTimeout(r, 500));
