@@ -149,7 +149,8 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   notifier.status('starting: restoring units');
   await units.restore().catch((err) => log.warn('restoring units failed', { error: err }));
   // After the restore: an on-demand unit that runs has its endpoint back, and no supplier.
-  onDemand = new OnDemandUnits({ systemd: new SystemdManager(new SystemBus()), endpoints: agent.endpoints, endpointName: (unit) => units.endpointName(unit), log });
+  const systemBus = new SystemBus();
+  onDemand = new OnDemandUnits({ systemd: new SystemdManager(systemBus), endpoints: agent.endpoints, endpointName: (unit) => units.endpointName(unit), log });
   units.onChange((unit) => void onDemand?.sync(unit));
   await onDemand.set(readOnDemandUnits(log)).catch((err) => log.warn('on-demand units not set up', { error: err }));
   onDemand.start();
@@ -219,6 +220,8 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       (async () => {
         await control?.close();
         await onDemand?.close().catch((err) => log.warn('closing on-demand units failed', { error: err }));
+        // an open bus connection would keep the process from exiting
+        systemBus.close();
         const cleanup = opts.cleanupOnExit || existsSync(cleanupFlag);
         rmSync(cleanupFlag, { force: true });
         if (cleanup) log.info('removing every vWire before exiting');

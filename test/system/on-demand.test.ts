@@ -7,7 +7,8 @@
  *   agent started over D-Bus (its own endpoint then replaces the supplier);
  * - after the consumer stops and `IdleStopSec=`, the provider is inactive again;
  * - a provider whose start fails gives the consumer UNIT_START_FAILED naming the unit;
- * - a provider without `OnDemand=` is never started by the agent.
+ * - a provider without `OnDemand=` is never started by the agent, nor by the root helper;
+ * - the agent stops promptly (no bus connection left open).
  *
  * With NSM_BENCH_OUT set, also measures `nsm-agent connect` to UP with the provider inactive
  * against active (bench/ondemand.mjs) and writes the figures there.
@@ -234,6 +235,15 @@ run('units started on demand (system test)', () => {
     expect(active('nsmt-plain')).toBe('inactive');
     expect(ct().exec(['stat', '-c', '%U %a', '/run/nsm-ondemand.sock']).stdout.trim()).toBe('nsm-agent 600');
     ct().exec(['systemctl', 'reset-failed']);
+  }, T);
+
+  it('the agent stops promptly after using the bus, and leaves the on-demand units as they are', () => {
+    const t0 = Date.now();
+    ct().sh('systemctl stop nsm-agent');
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(show('nsm-agent', 'Result')).toBe('success');
+    ct().sh('systemctl start nsm-agent');
+    expect(active('nsm-agent')).toBe('active');
   }, T);
 
   it.runIf(!!process.env['NSM_BENCH_OUT'])('bench: connect to UP with the provider inactive, then active', async () => {
