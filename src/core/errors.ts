@@ -42,6 +42,8 @@ export const ERROR_CODES = {
   BUNDLE_ENDPOINT_UNTRUSTED: Status.UNAUTHENTICATED, // a bundle endpoint's certificate is not an SVID of its endpointId
   BUNDLE_ENDPOINT_UNAVAILABLE: Status.UNAVAILABLE, // a bundle endpoint cannot be reached or answered other than 200
   UNAVAILABLE: Status.UNAVAILABLE, // a peer (endpoint, registry, agent) cannot be reached
+  UNIT_START_FAILED: Status.UNAVAILABLE, // an OnDemand=yes unit did not start or did not register its endpoint in time
+  ENDPOINT_STARTING: Status.UNAVAILABLE, // a supplier started its unit for another host's client: request again
   DEADLINE_EXCEEDED: Status.DEADLINE_EXCEEDED,
   CANCELLED: Status.CANCELLED,
   DATAPLANE: Status.INTERNAL, // the kernel refused an operation (message carries errno)

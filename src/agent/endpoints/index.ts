@@ -68,6 +68,24 @@ export function hostEndpoint(
   };
 }
 
+/** An endpoint registered as cfg says and served by `chain`: no kind, nothing of its own to run. */
+function standIn(cfg: EndpointConfig, chain: NetworkServiceServer, nodeName: string, url: string): HostedEndpoint {
+  const labels = { ...cfg.labels, nodeName };
+  return {
+    cfg,
+    chain,
+    registration: {
+      name: cfg.name,
+      network_service_names: cfg.services,
+      network_service_labels: Object.fromEntries(cfg.services.map((s) => [s, { labels }])),
+      url,
+    },
+    connectionCount: () => 0,
+    release: () => {},
+    kind: { elements: [], connectionCount: () => 0, release: () => {} },
+  };
+}
+
 /** The kind's elements, after the one that hands the endpoint's DNS configs to its clients. */
 function dnsFirst(cfg: EndpointConfig, elements: NetworkServiceServer[]): NetworkServiceServer[] {
   return cfg.dns?.length ? [dnsContextServer(cfg.dns.map(toDnsConfig)), ...elements] : elements;
@@ -95,8 +113,12 @@ export async function registerServices(ctx: Ctx, ep: HostedEndpoint, ns: NsRegis
 
 /** What reload and units use of the hosted endpoints. */
 export interface EndpointHost {
-  /** Hosts one more endpoint and registers it (kept registered until removeEndpoint or stop). */
-  addEndpoint(cfg: EndpointConfig): Promise<HostedEndpoint>;
+  /**
+   * Hosts one more endpoint and registers it (kept registered until removeEndpoint or stop).
+   * With opts.chain, a stand-in: registered as cfg says, served by that chain instead of a kind's
+   * (an OnDemand=yes unit's supplier, which serves from the unit's own endpoint).
+   */
+  addEndpoint(cfg: EndpointConfig, opts?: { chain?: NetworkServiceServer }): Promise<HostedEndpoint>;
   /** Unregisters an endpoint and stops hosting it. Close its connections first. */
   removeEndpoint(name: string): Promise<void>;
   has(name: string): boolean;
@@ -223,9 +245,9 @@ export class HostedEndpoints implements EndpointHost {
     }
   }
 
-  async addEndpoint(cfg: EndpointConfig): Promise<HostedEndpoint> {
+  async addEndpoint(cfg: EndpointConfig, opts: { chain?: NetworkServiceServer } = {}): Promise<HostedEndpoint> {
     if (this.endpoints.has(cfg.name)) throw new AgentError('ALREADY_EXISTS', `endpoint ${cfg.name} already exists`);
-    const ep = this.host(cfg);
+    const ep = opts.chain ? standIn(cfg, opts.chain, this.opts.nodeName, this.opts.url()) : this.host(cfg);
     this.endpoints.set(cfg.name, ep);
     try {
       await ep.kind.start?.();
