@@ -5,8 +5,9 @@
  * systemd lets only root (or whom polkit allows) start and stop units: the packaged agent runs
  * as its own user, and a host may have no polkit. When StartUnit or StopUnit is refused, the
  * request goes to nsm-ondemand.socket instead, whose root helper (nsm-ondemand@.service)
- * queues the job for units declared OnDemand=yes, and only for those. Reading a unit's state
- * needs no privilege.
+ * queues the job for units declared OnDemand=yes, and only for those. A refusal is remembered:
+ * the agent's user does not change, so later starts and stops go to the helper directly.
+ * Reading a unit's state needs no privilege.
  */
 import net from 'node:net';
 import { existsSync } from 'node:fs';
@@ -37,7 +38,7 @@ export interface UnitStatus {
   sub: string;
   /** Whether a job (start, stop) is queued or running for the unit. */
   job: boolean;
-  /** The service's Result= (success, exit-code, timeout, start-limit-hit, ...). */
+  /** The service's Result= (success, exit-code, timeout, start-limit-hit, ...); '' while active or on its way there. */
   result: string;
   /** CLOCK_MONOTONIC µs when the unit last left inactive and entered active (0: never). */
   inactiveExitMonoUs: number;
@@ -56,6 +57,11 @@ function num(v: unknown): number {
 }
 
 export class SystemdManager {
+  /** systemd refused a job to this process once: jobs go to the root helper from then on. */
+  private refused = false;
+  /** Unit object paths by unit name (stable for a name while systemd runs). */
+  private readonly paths = new Map<string, string>();
+
   constructor(
     private readonly bus: Bus,
     /** The root helper's socket, used when systemd refuses a start or stop; undefined: none. */
@@ -73,34 +79,53 @@ export class SystemdManager {
   }
 
   private async job(member: string, verb: 'start' | 'stop', unit: string): Promise<void> {
+    const helper = this.helperSocket && existsSync(this.helperSocket) ? this.helperSocket : undefined;
+    if (this.refused && helper) return helperRequest(helper, verb, unit);
     try {
       await this.bus.call({ destination: SYSTEMD, path: MANAGER_PATH, interface: MANAGER, member, signature: 'ss', body: [unit, 'replace'] });
     } catch (err) {
-      if (!(err instanceof DbusError) || !REFUSED.test(err.name) || !this.helperSocket || !existsSync(this.helperSocket)) throw err;
-      await helperRequest(this.helperSocket, verb, unit);
+      if (!(err instanceof DbusError) || !REFUSED.test(err.name) || !helper) throw err;
+      this.refused = true;
+      await helperRequest(helper, verb, unit);
     }
   }
 
-  /** The unit's state (LoadUnit: an inactive unit is loaded to be read). */
+  /**
+   * The unit's state (LoadUnit: an inactive unit is loaded to be read). The service's Result= is
+   * read only when the unit is neither active nor on its way there (it says why not).
+   */
   async status(unit: string): Promise<UnitStatus> {
-    const [path] = await this.bus.call({ destination: SYSTEMD, path: MANAGER_PATH, interface: MANAGER, member: 'LoadUnit', signature: 's', body: [unit] });
-    const p = String(path ?? '');
-    const [all] = await this.bus.call({ destination: SYSTEMD, path: p, interface: PROPERTIES, member: 'GetAll', signature: 's', body: [UNIT] });
+    let p = this.paths.get(unit);
+    if (!p) {
+      const [path] = await this.bus.call({ destination: SYSTEMD, path: MANAGER_PATH, interface: MANAGER, member: 'LoadUnit', signature: 's', body: [unit] });
+      p = String(path ?? '');
+      this.paths.set(unit, p);
+    }
+    let all: unknown;
+    try {
+      [all] = await this.bus.call({ destination: SYSTEMD, path: p, interface: PROPERTIES, member: 'GetAll', signature: 's', body: [UNIT] });
+    } catch (err) {
+      this.paths.delete(unit);
+      throw err;
+    }
     const props = new Map<string, unknown>();
     for (const entry of (all as unknown[]) ?? []) {
       if (Array.isArray(entry)) props.set(String(entry[0]), variantValue(entry[1]));
     }
+    const active = String(props.get('ActiveState') ?? '');
     let result = '';
-    try {
-      const [r] = await this.bus.call({ destination: SYSTEMD, path: p, interface: PROPERTIES, member: 'Get', signature: 'ss', body: [SERVICE, 'Result'] });
-      result = String(variantValue(r) ?? '');
-    } catch {
-      /* not a service, or not loaded */
+    if (active !== 'active' && active !== 'activating' && active !== 'reloading') {
+      try {
+        const [r] = await this.bus.call({ destination: SYSTEMD, path: p, interface: PROPERTIES, member: 'Get', signature: 'ss', body: [SERVICE, 'Result'] });
+        result = String(variantValue(r) ?? '');
+      } catch {
+        /* not a service, or not loaded */
+      }
     }
     const job = props.get('Job');
     return {
       load: String(props.get('LoadState') ?? ''),
-      active: String(props.get('ActiveState') ?? ''),
+      active,
       sub: String(props.get('SubState') ?? ''),
       // Job is (uo): (0, "/") when there is none.
       job: Array.isArray(job) ? num(job[0]) !== 0 : false,

@@ -40,7 +40,10 @@ import { checkDecl, onDemandOf } from './units';
 export const START_TIMEOUT_MS = 30_000;
 /** How often idle units are looked for. */
 export const IDLE_CHECK_MS = 1_000;
+/** How often a starting unit's state is read while its endpoint is not hosted yet (failures show there). */
 const POLL_MS = 50;
+/** How often once its endpoint is hosted: the unit is then about to be forked by systemd. */
+const HOSTED_POLL_MS = 10;
 const STOP_TIMEOUT_MS = 30_000;
 
 export interface OnDemandUnit {
@@ -79,6 +82,8 @@ export class OnDemandUnits {
   private readonly units = new Map<string, Entry>();
   private timer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
+  /** Per unit, the starts waiting for its next change (sync()). */
+  private readonly waiters = new Map<string, Set<() => void>>();
 
   constructor(private readonly opts: OnDemandOptions) {
     this.now = opts.now ?? Date.now;
@@ -113,6 +118,7 @@ export class OnDemandUnits {
   sync(unit: string): Promise<void> {
     const e = this.units.get(unit);
     if (!e) return Promise.resolve();
+    for (const wake of this.waiters.get(unit) ?? []) wake();
     e.sync = e.sync.then(async () => {
       if (this.units.get(unit) !== e) return;
       const up = this.opts.endpoints.has(this.opts.endpointName(unit));
@@ -213,13 +219,31 @@ export class OnDemandUnits {
       const st = await this.opts.systemd.status(unit).catch((err: Error) => {
         throw this.failure(e.def, `its state cannot be read: ${err.message}`);
       });
-      if (this.hosted(unit) && st.active === 'active') return;
+      const hosted = !!this.hosted(unit);
+      if (hosted && st.active === 'active') return;
       if (!st.job && st.active !== 'active' && st.active !== 'activating' && st.active !== 'reloading') throw this.failure(e.def, notStarted(unit, st));
       if (this.now() >= deadline) {
         throw this.failure(e.def, `its endpoint was not registered within ${Math.round((this.opts.startTimeoutMs ?? START_TIMEOUT_MS) / 1000)} s (ActiveState ${st.active}/${st.sub})`);
       }
-      await sleep(this.opts.pollMs ?? POLL_MS);
+      const pollMs = this.opts.pollMs ?? POLL_MS;
+      await this.changeOrSleep(unit, hosted ? Math.min(pollMs, HOSTED_POLL_MS) : pollMs);
     }
+  }
+
+  /** Resolves at the unit's next change (its endpoint hosted or gone) or after ms. */
+  private changeOrSleep(unit: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const set = this.waiters.get(unit) ?? new Set<() => void>();
+      this.waiters.set(unit, set);
+      const wake = (): void => {
+        clearTimeout(timer);
+        set.delete(wake);
+        if (!set.size && this.waiters.get(unit) === set) this.waiters.delete(unit);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      set.add(wake);
+    });
   }
 
   private async stopUnit(unit: string): Promise<void> {

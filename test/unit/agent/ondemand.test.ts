@@ -168,7 +168,7 @@ const localReq = (endpoint: string, index = 1): NetworkServiceRequest => ({
   connection: { id: 'c1', network_service: 'svc', network_service_endpoint_name: endpoint, path: { index, path_segments: [{ name: 'client' }, { name: 'node' }, { name: 'other' }].slice(0, index + 1) } },
 });
 
-function setup(units: Record<string, Behaviour>, opts: { startTimeoutMs?: number } = {}) {
+function setup(units: Record<string, Behaviour>, opts: { startTimeoutMs?: number; pollMs?: number } = {}) {
   const host = new FakeHost();
   let onSync: (unit: string) => void = () => {};
   const bus = new FakeSystemdBus(
@@ -222,6 +222,17 @@ describe('OnDemandUnits', () => {
     // the endpoint is up: the supplier is gone, and a second Request would not start anything
     await new Promise((r) => setTimeout(r, 20));
     expect(host.has(sup.cfg.name)).toBe(false);
+  });
+
+  it('serves the Request as soon as the endpoint is hosted and the unit active, not at the next slow poll', async () => {
+    const { host, od } = setup({ 'p.service': 'ok' }, { pollMs: 60_000 });
+    cleanups.push(() => od.close());
+    await od.set([def('p.service')]);
+    const sup = host.eps.get(supplierName(epName('p.service')))!;
+    const t0 = Date.now();
+    const conn = await sup.chain.request(Ctx.background(), localReq(sup.cfg.name));
+    expect(conn.state).toBe('UP');
+    expect(Date.now() - t0).toBeLessThan(5_000);
   });
 
   it('shares one start between concurrent Requests', async () => {
@@ -344,8 +355,10 @@ describe('SystemdManager', () => {
       });
     });
     await new Promise<void>((r) => server.listen(sock, r));
+    const busCalls: string[] = [];
     const refusing = {
       async call(c: DbusCall): Promise<unknown[]> {
+        busCalls.push(c.member);
         throw new DbusError('org.freedesktop.DBus.Error.AccessDenied', `${c.member}: Permission denied`, c.member);
       },
     };
@@ -357,6 +370,8 @@ describe('SystemdManager', () => {
       expect(err).toBeInstanceOf(DbusError);
       expect((err as DbusError).name).toBe('org.freedesktop.systemd1.NoSuchUnit');
       expect(asked).toEqual(['start p.service\n', 'stop p.service\n', 'start gone.service\n']);
+      // the refusal is remembered: only the first job was asked of systemd
+      expect(busCalls).toEqual(['StartUnit']);
       // without a helper socket, systemd's refusal is the error
       await expect(new SystemdManager(refusing, path.join(dir, 'absent.sock')).start('p.service')).rejects.toMatchObject({ name: 'org.freedesktop.DBus.Error.AccessDenied' });
     } finally {
