@@ -24,6 +24,7 @@ export {
   sameNetns,
   withNetns,
 } from './netns';
+export { setLoopbackUp } from './loopback';
 export { Rtnl, linkChanges } from './rtnl';
 export type { RtnlAnswer, RtnlRequest } from './rtnl';
 export type { LinkInfo } from './link';

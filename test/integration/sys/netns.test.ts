@@ -14,6 +14,7 @@ import {
   netnsPath,
   openNetns,
   sameNetns,
+  setLoopbackUp,
   withNetns,
 } from '../../../src/sys';
 import { tempNetns } from '../../helpers/netns';
@@ -70,6 +71,17 @@ describe.skipIf(!root)('network namespaces', () => {
     expect(listNetns()).not.toContain(ns.name);
     // The handle keeps the namespace alive after its name is gone.
     expect(withNetns(ns, threadNs)).toBe(ns.inode);
+  });
+
+  it('setLoopbackUp sets lo up (again: a no-op), and names the namespace it cannot enter', async () => {
+    const ns = await tmp.create();
+    expect((await listLinks(Rtnl.for(ns))).find((l) => l.name === 'lo')?.up).toBe(false);
+    setLoopbackUp(ns);
+    setLoopbackUp(ns);
+    expect((await listLinks(Rtnl.for(ns))).find((l) => l.name === 'lo')?.up).toBe(true);
+    const closed = openNetns(ns.path);
+    closed.close();
+    expect(thrown(() => setLoopbackUp(closed))).toBeInstanceOf(SysError);
   });
 
   it('opens /proc paths and the host namespace', () => {
