@@ -7,13 +7,10 @@
  */
 import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
 import { Codecs, decodeMessage, encodeMessage, type DescriptorNode, type MessageType } from '../api/codec';
-import { DEFAULT_SOCKET } from './config';
 import { AgentError, ERROR_CODE_HEADER, ERROR_COMPONENT_HEADER, fromStatus } from '../core/errors';
 import { descriptor } from '../api/descriptor';
 
-export function socketPath(flag?: string): string {
-  return flag || process.env['NSM_AGENT_SOCKET'] || DEFAULT_SOCKET;
-}
+export { socketPath } from './socket-path';
 
 /** One service on the agent's socket, e.g. `nsmagent.v1.Agent`. */
 export interface ServiceClient {

@@ -5,10 +5,12 @@
  */
 import { parseArgs } from 'node:util';
 import { AgentError, describeError } from '../core/errors';
-import { ConfigError } from './config';
-import { socketPath } from './client';
-import * as cmd from './cli/commands';
+import { ConfigError } from './config/error';
+import { socketPath } from './socket-path';
 import { VERSION } from './version';
+
+/** The client commands, loaded by those that use them (`unit start` runs before units: it loads the least). */
+const commands = () => import('./cli/commands');
 
 const USAGE = `usage: nsm-agent <command> [options]
 
@@ -142,12 +144,14 @@ export async function main(argv: string[]): Promise<number> {
       return runDaemon({ configFile: str(values['config']), socket: values.socket, cleanupOnExit: !!values['cleanup-on-exit'] });
     }
     case 'status': {
+      const cmd = await commands();
       const { values } = parse(rest, {});
       const s = await cmd.getStatus(socketPath(values.socket));
       print(values.json, s, () => cmd.printStatus(s));
       return 0;
     }
     case 'connect': {
+      const cmd = await commands();
       const { values, positionals } = parse(rest, { netns: { type: 'string' }, 'netns-path': { type: 'string' }, id: { type: 'string' } });
       const url = positionals[0];
       if (!url || positionals.length > 1) throw new UsageError('connect needs exactly one URL');
@@ -158,6 +162,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'disconnect': {
+      const cmd = await commands();
       const { values, positionals } = parse(rest, {});
       const id = positionals[0];
       if (!id || positionals.length > 1) throw new UsageError('disconnect needs exactly one connection id');
@@ -165,18 +170,21 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'services': {
+      const cmd = await commands();
       const { values } = parse(rest, {});
       const list = await cmd.services(socketPath(values.socket));
       print(values.json, list, () => cmd.printServices(list));
       return 0;
     }
     case 'endpoints': {
+      const cmd = await commands();
       const { values } = parse(rest, {});
       const list = await cmd.endpoints(socketPath(values.socket));
       print(values.json, list, () => cmd.printEndpoints(list));
       return 0;
     }
     case 'apply': {
+      const cmd = await commands();
       const { values, positionals } = parse(rest, { file: { type: 'string', short: 'f' } });
       const file = str(values['file']);
       if (!file || positionals.length) throw new UsageError('apply needs -f FILE');
@@ -185,6 +193,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'delete': {
+      const cmd = await commands();
       const { values, positionals } = parse(rest, { file: { type: 'string', short: 'f' } });
       const file = str(values['file']);
       const [kind, ...names] = positionals;

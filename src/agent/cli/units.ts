@@ -16,11 +16,13 @@
  * (ProtectSystem=strict), so a bind mount under /run/netns made there would not be seen by
  * systemd's NetworkNamespacePath=.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../../core/errors';
-import * as sys from '../../sys';
+// The sys modules themselves, not sys/index: this runs before every unit that declares
+// services, and the index loads the rtnetlink codec, which none of this needs.
+import { setLoopbackUp } from '../../sys/loopback';
+import { createNetns, deleteNetns, listNetns } from '../../sys/netns';
 import type { ReloadResult } from '../reload';
 import { controlCall, controlSocketPath } from '../systemd/control';
 import { readDecl, unitNetnsName } from '../systemd/declaration';
@@ -47,22 +49,24 @@ export function journalForUnit(unit: string, message: string, priority = 3): voi
     `OBJECT_SYSTEMD_UNIT=${unit}`,
     `NSM_UNIT=${unit}`,
   ];
+  // Loaded here, on failure only: node:child_process is costly to load for a helper that succeeds.
+  const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
   spawnSync('logger', ['--journald'], { input: fields.join('\n') + '\n', timeout: 5_000, stdio: ['pipe', 'ignore', 'ignore'] });
 }
 
 async function recreateNetns(name: string): Promise<void> {
-  if (sys.listNetns().includes(name)) await sys.deleteNetns(name);
-  const ns = await sys.createNetns(name);
+  if (listNetns().includes(name)) await deleteNetns(name);
+  const ns = await createNetns(name);
   try {
-    await sys.setLinkUp(sys.Rtnl.for(ns), 'lo', true);
+    setLoopbackUp(ns);
   } finally {
     ns.close();
   }
 }
 
 async function removeNetns(name: string): Promise<boolean> {
-  if (!sys.listNetns().includes(name)) return false;
-  await sys.deleteNetns(name);
+  if (!listNetns().includes(name)) return false;
+  await deleteNetns(name);
   return true;
 }
 
@@ -80,8 +84,6 @@ export async function unitStart(agentSocket: string, name: string): Promise<Unit
     if (spec && spec.netns !== 'host') await removeNetns(spec.netns).catch(() => {});
     journalForUnit(unit, `network service mesh: ${e.message} (${e.code})`);
     throw e;
-  } finally {
-    sys.Rtnl.closeAll();
   }
 }
 

@@ -14,6 +14,8 @@ import { lazyModule } from '../../core/lazy';
 import { AGENT_SCHEMA } from './schema';
 import { yamlErrorText, yamlValueError } from './yaml-error';
 import { parseDuration } from './duration';
+import { ConfigError } from './error';
+import { DEFAULT_SOCKET } from '../socket-path';
 import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { AddressPool } from '../../networkservice/ipam/pool';
 import { parseNsURL } from '../../networkservice/nsurl';
@@ -119,18 +121,7 @@ export interface AgentConfig {
   vl3ipam?: Vl3IpamConfig;
 }
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(
-    readonly file: string,
-    readonly key: string,
-    readonly reason: string,
-  ) {
-    super(key ? `${file}: ${key}: ${reason}` : `${file}: ${reason}`);
-  }
-}
-
-export const DEFAULT_SOCKET = '/run/nsm-agent/agent.sock';
+export { ConfigError, DEFAULT_SOCKET };
 
 function defaultName(): string {
   const h = os.hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-');

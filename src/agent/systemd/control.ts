@@ -19,7 +19,7 @@ import { chmodSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { AgentError, COMPONENT, ErrorCode, ERROR_CODES } from '../../core/errors';
 import type { Logger } from '../../core/log';
-import { peerCredentials } from '../../sys';
+import { peerCredentials } from '../../sys/peercred';
 import type { ReloadResult } from '../reload';
 import type { UnitSpec, UnitState } from './units';
 import { claimSocketPath } from '../socket-claim';
