@@ -15,6 +15,7 @@ import path from 'node:path';
 import { ROOT } from '../test/harness/exec.mjs';
 import { machine, median, ms, table, writeSection } from './lib.mjs';
 
+const load = os.loadavg();
 const dir = mkdtempSync(path.join(os.tmpdir(), 'nsm-ondemand-bench-'));
 const figuresFile = path.join(dir, 'figures.json');
 try {
@@ -41,7 +42,7 @@ try {
     ["the provider unit's own start (systemd timestamps)", ms(unit)],
     ['cold - warm - unit start (target < 300)', ms(overhead)],
     ['  of which its nsm-connect@ helper (`nsm-agent unit start`)', ms(helper)],
-    ['  the rest: StartUnit, root helper, jobs, registration, polling', ms(rest)],
+    ['  the rest: root helper, jobs, unit state', ms(rest)],
   ];
   const out = table(['median of ' + rounds.length + ' rounds', 'ms'], rows);
   console.log(out);
@@ -52,18 +53,22 @@ try {
 Command: \`npm run build && node bench/ondemand.mjs\` (the system test
 \`test/system/on-demand.test.ts\` in a Debian 12 root booted with systemd-nspawn; \`nsm-agent
 connect\` timed from the host through nsenter, CLI start included in both cases).
-Machine: ${machine()}.
+Machine: ${machine()}; load average ${load.map((x) => x.toFixed(1)).join(', ')} at the start.
 
 ${out}
 
-Cold: the Request reaches the unit's supplier, the agent calls StartUnit over D-Bus, systemd runs
-the unit's nsm-connect@ helper (which registers the unit's endpoint through the agent) and then
-the unit; the agent serves the Request once the endpoint is registered and the unit is active.
-The overhead line is what the cold path costs beyond the warm one and the unit's own start (a
-\`Type=simple\` unit is active when forked): the unit's nsm-connect@ helper, a Node CLI that
-systemd runs before the unit and whose start-up time depends on the host's load, and the rest,
-which the agent adds (StartUnit refused to the agent's user, then nsm-ondemand.socket's root
-helper queuing the job, the endpoint's registration, 50 ms polls of the unit's state).`,
+Cold: the Request reaches the unit's supplier, the agent asks systemd to start the unit (the
+packaged agent's user is refused StartUnit, so through nsm-ondemand.socket's root helper, which
+queues the job), systemd runs the unit's nsm-connect@ helper (which makes the unit's namespace
+and registers its endpoint through the agent) and then the unit; the agent serves the Request
+once the endpoint is registered and the unit is active. The overhead line is what the cold path
+costs beyond the warm one and the unit's own start (a \`Type=simple\` unit is active when
+forked): the unit's nsm-connect@ helper, a Node CLI whose start-up time depends on the host's
+load (the endpoint's registration, which it waits for, is a few ms of it), and the rest, which
+the agent and systemd add (the root helper's socket-activated instance and its systemctl, the
+two start jobs, reading the unit's state until systemd reports it active). Both depend on the
+host's load: on these 2 cores, shared with other test runs, the figures move by 100 ms and more
+between runs.`,
   );
 } finally {
   rmSync(dir, { recursive: true, force: true });
