@@ -6,9 +6,10 @@
  */
 import type { Connection, Mechanism } from '../api';
 import type { Logger } from '../core/log';
-import type { NetworkServiceClient, NetworkServiceServer } from '../core/networkservice';
+import { chainServer, type NetworkServiceClient, type NetworkServiceServer } from '../core/networkservice';
 import { kernelSide } from '../mechanisms/kernel/params';
 import { kernelReaper, kernelServer, type KernelVWire } from '../mechanisms/kernel/server';
+import { policyReaper, policyRoutesServer } from '../mechanisms/kernel/iprule';
 import { tunnelClient, TunnelClient } from '../mechanisms/tunnel/client';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import { tunnelServer, TunnelServer } from '../mechanisms/tunnel/server';
@@ -28,6 +29,7 @@ export function registerReapers(store: StateStore): void {
   store.records('wireguard', wireguardReaper);
   store.records('vxlan', vxlanReaper);
   store.records('veth', kernelReaper);
+  store.records('iprule', policyReaper);
 }
 
 export interface Mechanisms {
@@ -57,7 +59,10 @@ export interface MechanismsOptions {
 export function openMechanisms(o: MechanismsOptions): Mechanisms {
   const vwires = new Map<string, KernelVWire>();
   const onChange = (id: string, vwire: KernelVWire | undefined) => (vwire ? vwires.set(id, vwire) : vwires.delete(id));
-  const handlers: Record<string, NetworkServiceServer> = { KERNEL: kernelServer({ records: o.store.records('veth', kernelReaper), onChange }) };
+  // KERNEL: the client's policy routes once its interface is there (a vWire, or a tunnel's end).
+  const handlers: Record<string, NetworkServiceServer> = {
+    KERNEL: chainServer(policyRoutesServer({ records: o.store.records('iprule', policyReaper) }), kernelServer({ records: o.store.records('veth', kernelReaper), onChange })),
+  };
   const translation = mechanismTranslationClient();
   const servers: TunnelServer[] = [];
   const clients: TunnelClient[] = [];
