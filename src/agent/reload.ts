@@ -9,9 +9,9 @@
  *     connect`) is requested again, with new addresses if the pool changed; one that cannot be
  *     made at once is retried in the background (DOWN in `status`), never dropped. The result
  *     lists what happened to each (`connections`);
- *   - an endpoint whose only change is in `routes` or `policies`: it stays registered and
- *     its clients are asked to refresh (REFRESH_REQUESTED), which brings them the new ones; the
- *     client side diffs the policies, so only the changed ones are touched;
+ *   - an endpoint whose only change is in `policies`: it stays registered and its clients are
+ *     asked to refresh (REFRESH_REQUESTED), which brings them the new ones; the client side
+ *     diffs the policies, so only the changed ones are touched;
  *   - a new endpoint: hosted and registered;
  *   - connections, keyed by id (withConnectionIds gives configured ones a stable id): a removed
  *     one is closed, a changed one (url or netns) is closed and requested again, a new one or
@@ -96,13 +96,13 @@ export class ConfigReloader {
 
   /**
    * Asks the clients of endpoint `name` to refresh their connections (REFRESH_REQUESTED), so
-   * that they get its new routes and policies without a reconnect.
+   * that they get its new policies without a reconnect.
    */
   private refreshConnections(name: string, result: ReloadResult): void {
     for (const c of this.parts.served.connections()) {
       if (c.network_service_endpoint_name !== name || !c.id) continue;
       const shown = c.path?.path_segments?.[0]?.id || c.id;
-      if (this.parts.served.refreshRequested?.(c.id)) result.connections.push(`${shown}: refresh requested (routes and policies)`);
+      if (this.parts.served.refreshRequested?.(c.id)) result.connections.push(`${shown}: refresh requested (policies)`);
     }
   }
 
@@ -221,9 +221,12 @@ export class ConfigReloader {
   }
 }
 
-/** An endpoint's configuration but for what a refresh hands its clients anew. */
+/**
+ * An endpoint's configuration but for what a refresh hands its clients anew: the policies
+ * (the client side diffs them on every refresh; plain routes are set when a vWire is made).
+ */
 function withoutRouting(e: AgentConfig['endpoints'][number]): unknown {
-  return { ...e, routes: undefined, policies: undefined };
+  return { ...e, policies: undefined };
 }
 
 /** A connection's addresses on the client's side, e.g. `172.16.1.97/32`. */

@@ -94,7 +94,7 @@ run('policy routes and plain routes (one agent)', () => {
     expect(r.code, r.stderr).toBe(0);
     const res = JSON.parse(r.stdout);
     expect(res.changed).toEqual(['endpoint pbr-ep']);
-    expect(res.connections).toEqual(['pbr-1: refresh requested (routes and policies)']);
+    expect(res.connections).toEqual(['pbr-1: refresh requested (policies)']);
 
     const after = await until(() => {
       const now = policyRules(nsc);

@@ -109,8 +109,8 @@ export interface EndpointHost {
   has(name: string): boolean;
   list(): HostedEndpoint[];
   /**
-   * Takes an endpoint's new configuration that differs only in `routes` and `policies` in
-   * place (no re-registration); false when it hosts no such endpoint.
+   * Takes an endpoint's new configuration that differs only in `policies` in place (no
+   * re-registration); false when it hosts no such endpoint.
    */
   updateRouting?(cfg: EndpointConfig): boolean;
 }
