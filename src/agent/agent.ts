@@ -297,6 +297,7 @@ export class Agent {
           })
         : undefined,
       tracer: this.tracing?.tracer,
+      background: () => this.ctx(),
       stats: {
         known: (id) => this.hub.has(id),
         figures: async (conn) => (await readFigures([conn], mech.interfacesOf))[0]?.figures ?? {},
