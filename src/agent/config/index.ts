@@ -23,7 +23,7 @@ import { endpointTarget } from '../../spire/endpoint';
 import { routerNetnsName } from '../endpoints/vl3/names';
 import { poolSettingsProblem } from '../../vl3/ipam/pool';
 import { dnsSettingsProblem, type DnsSettings } from './dns';
-import { parseRouting } from './routing';
+import { parseRouting, RoutingProblem } from './routing';
 import type { PolicyRoute, Route } from '../../api';
 
 // Loaded on first use: commands that only talk to a running agent import this module for its
@@ -266,7 +266,13 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     });
     names.add(e.name);
     const dns = parseDns(file, key, e.dns);
-    const routing = parseRouting(file, key, e);
+    let routing: ReturnType<typeof parseRouting>;
+    try {
+      routing = parseRouting(key, e);
+    } catch (err) {
+      if (err instanceof RoutingProblem) throw new ConfigError(file, err.key, err.reason);
+      throw err;
+    }
     if (e.vl3) {
       if (Object.keys(routing).length) throw new ConfigError(file, `${key}.${e.policies ? 'policies' : 'routes'}`, 'a vL3 endpoint hands out its own routes: remove it');
       return { ...vl3Endpoint(file, key, e), ...dns };
