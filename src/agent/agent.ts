@@ -32,7 +32,7 @@ import { MonitorHub } from '../networkservice/monitor';
 import { prevSegment } from '../networkservice/utils';
 import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
-import { channelCredentials, createX509Source, SpiffeTokenSource, waitForIdentity, type X509Source } from '../spire';
+import { channelCredentials, createX509Source, FederatedX509Source, serveBundleEndpoint, SpiffeTokenSource, waitForIdentity, type BundleEndpointServer, type X509Source } from '../spire';
 import type { Vl3IpamServer } from '../vl3/ipam/server';
 import { confirmedLiveness, heldClientChain, remoteClientChain, serverChain } from './chains';
 import type { AgentConfig } from './config';
@@ -110,6 +110,8 @@ export class Agent {
   private readonly journal: ConnectionJournal;
   private readonly pool: ChannelPool;
   private readonly listeners: Listeners;
+  /** The SPIFFE bundle endpoint of the own trust domain (identity.bundleEndpoint). */
+  private bundleEndpoint: BundleEndpointServer | undefined;
   /** The URL registered for hosted endpoints: the TCP listener when there is one. */
   private url: string;
 
@@ -205,6 +207,10 @@ export class Agent {
     if (cfg.listen.tcp) await this.listeners.networkService(cfg.listen.tcp, served);
     const registryAddr = this.reg.embedded ? registryListenAddress(cfg) : undefined;
     if (registryAddr) await this.listeners.registry(registryAddr, served);
+    if (cfg.identity.bundleEndpoint) {
+      const { listen, refreshHintS } = cfg.identity.bundleEndpoint;
+      this.bundleEndpoint = await serveBundleEndpoint(this.identity, listen, { refreshHintS, log: this.log, clock: this.clock });
+    }
 
     // resolv.conf files a crashed run left: put back before connections wire them again.
     this.dns.repair();
@@ -378,6 +384,7 @@ export class Agent {
       tunnelIp: this.underlay?.ip ?? '',
       identity: `${svid?.id ?? '(none yet)'} from ${this.identity.kind}`,
       svid: svid ? { id: svid.id, expires: svid.expiresAt, source: this.identity.kind } : { id: '', expires: 0, source: this.identity.kind },
+      federation: this.identity instanceof FederatedX509Source ? this.identity.federation() : [],
       endpoints: this.endpoints.list(),
       connections: this.hub.connections(),
       held: this.held ? this.held.list().map(([, h]) => h) : [],
@@ -417,6 +424,7 @@ export class Agent {
     await this.store?.close();
     this.reg.close();
     this.pool.close();
+    await this.bundleEndpoint?.close();
     this.identity.close();
     await this.listeners.shutdown();
     await this.metrics?.close();

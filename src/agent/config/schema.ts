@@ -103,6 +103,30 @@ export const AGENT_SCHEMA = {
             federated: { type: 'object', additionalProperties: { type: 'string', minLength: 1 } },
           },
         },
+        // other trust domains' bundles from their SPIFFE bundle endpoints (https_spiffe)
+        federation: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['trustDomain', 'bundleEndpoint', 'endpointId'],
+            properties: {
+              trustDomain: { type: 'string', minLength: 1 },
+              bundleEndpoint: { type: 'string', pattern: '^https://' },
+              endpointId: { type: 'string', pattern: '^spiffe://' },
+              bundle: { type: 'string', minLength: 1 },
+              minRefresh: duration,
+              maxRefresh: duration,
+            },
+          },
+        },
+        // serve the own trust domain's bundle (https_spiffe) for other domains to federate with
+        bundleEndpoint: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['listen'],
+          properties: { listen: hostPort, refreshHint: duration },
+        },
         dev: {
           type: 'object',
           additionalProperties: false,
