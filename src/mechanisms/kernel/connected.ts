@@ -14,22 +14,27 @@ export interface ConnectedPrefix {
 
 const LEFT_OUT = ['127.0.0.0/8', '::1/128', 'fe80::/10'].map((p) => parsePrefix(p)!);
 
-export async function connectedPrefixes(netns: string, skipIfname?: string): Promise<ConnectedPrefix[]> {
+/**
+ * The namespace's connected prefixes but for those of interface `skipIfname` and the addresses
+ * in `known` (given by the caller, e.g. its connections' own: they need no interface name).
+ * One address dump, and one link lookup per interface left to name.
+ */
+export async function connectedPrefixes(netns: string, skipIfname?: string, known: ReadonlySet<string> = new Set()): Promise<ConnectedPrefix[]> {
   const ns = requireNetns(netns);
   try {
     const rtnl = sys.Rtnl.for(ns);
-    const [links, addrs] = await Promise.all([sys.listLinks(rtnl), sys.listAddresses(rtnl)]);
-    const names = new Map(links.map((l) => [l.index, l.name]));
-    const out: ConnectedPrefix[] = [];
+    const [own, addrs] = await Promise.all([skipIfname ? sys.getLink(rtnl, skipIfname) : undefined, sys.listAddresses(rtnl)]);
+    const found: { prefix: string; index: number }[] = [];
     for (const a of addrs) {
-      const ifname = names.get(a.index) ?? String(a.index);
-      if (ifname === skipIfname) continue;
+      if (a.index === own?.index || known.has(a.cidr)) continue;
       const p = parsePrefix(a.cidr);
       if (!p || LEFT_OUT.some((x) => within(x, p))) continue;
       const prefix = formatPrefix(masked(p));
-      if (!out.some((o) => o.prefix === prefix)) out.push({ prefix, ifname });
+      if (!found.some((o) => o.prefix === prefix)) found.push({ prefix, index: a.index });
     }
-    return out;
+    const names = new Map<number, string>();
+    for (const index of new Set(found.map((f) => f.index))) names.set(index, (await sys.getLink(rtnl, index))?.name ?? `ifindex ${index}`);
+    return found.map((f) => ({ prefix: f.prefix, ifname: names.get(f.index)! }));
   } finally {
     ns.close();
   }

@@ -32,8 +32,11 @@ export interface ClientSide {
 export interface ExcludedPrefixesOptions {
   /** Where a connection's client side is; undefined: not a connection this element looks after. */
   clientSide(conn: Connection): ClientSide | undefined;
-  /** The namespace's connected prefixes, but for those of interface `skip` (the connection's own). */
-  connected(netns: string, skip: string): Promise<{ prefix: string; ifname: string }[]>;
+  /**
+   * The namespace's connected prefixes, but for those of interface `skip` (the connection's
+   * own); the addresses in `known` may be left out too (they are accounted for already).
+   */
+  connected(netns: string, skip: string, known: ReadonlySet<string>): Promise<{ prefix: string; ifname: string }[]>;
 }
 
 /** A prefix this namespace uses, and whose it is (for messages). */
@@ -69,12 +72,16 @@ export function excludedPrefixesServer(opts: ExcludedPrefixesOptions): NetworkSe
       const text = formatPrefix(parsed);
       if (!used.some((u) => u.prefix === text)) used.push({ prefix: text, parsed, whose });
     };
+    const accounted = new Set<string>();
     for (const [otherId, k] of known) {
-      if (otherId === id || k.key !== side.key) continue;
-      for (const a of k.addrs) add(a, `connection ${k.name}`);
+      if (k.key !== side.key) continue;
+      for (const a of k.addrs) {
+        accounted.add(a);
+        if (otherId !== id) add(a, `connection ${k.name}`);
+      }
     }
     try {
-      for (const c of await opts.connected(side.netns, side.ifname)) add(c.prefix, `interface ${c.ifname}`);
+      for (const c of await opts.connected(side.netns, side.ifname, accounted)) add(c.prefix, `interface ${c.ifname}`);
     } catch (err) {
       // A namespace that is gone fails the Request further on, with its own error.
       ctx.log.debug('excludedprefixes: namespace not read', { netns: side.netns, error: err });
