@@ -123,6 +123,19 @@ describe.skipIf(!root)('iprule element', () => {
     expect(records.map.size).toBe(0);
   });
 
+  it('an IPv6 policy is an inet6 rule and table (upstream policy-based-routing`s v6 case)', async () => {
+    ip(ns.name, ['-6', 'addr', 'add', '2004::3/128', 'dev', 'nsm-2', 'nodad']);
+    policies = [{ from: '2004::3/120', proto: '17', dst_port: '5555', routes: [{ prefix: '2004::5/120', nextHop: '2004::6' }] }];
+    await chain.request(Ctx.background(), { connection: conn('c6', 'nsm-2') });
+    // table 1 holds an IPv4 route: table ids are shared by both families
+    expect(ip(ns.name, ['-6', 'rule', 'show'])).toMatch(/from 2004::\/120 ipproto udp dport 5555 lookup 2\b/);
+    expect(ip(ns.name, ['-6', 'route', 'show', 'table', '2'])).toMatch(/2004::\/120 via 2004::6 dev nsm-2/);
+    expect(ip(ns.name, ['-6', 'route', 'get', '2004::5', 'from', '2004::3', 'ipproto', 'udp', 'dport', '5555'])).toMatch(/table 2\b/);
+    await chain.close(Ctx.background(), conn('c6', 'nsm-2'));
+    expect(ip(ns.name, ['-6', 'rule', 'show'])).not.toMatch(/lookup 2\b/);
+    expect(ip(ns.name, ['-6', 'route', 'show', 'table', '2'])).toBe('');
+  });
+
   it('a new connection whose policies cannot be made is closed, with nothing left', async () => {
     policies = [{ dst_port: '80' }, { dst_port: '81', routes: [{ prefix: '172.16.9.0/24', nextHop: '172.16.2.200' }] }];
     closed.length = 0;
