@@ -60,7 +60,7 @@ export function hostEndpoint(
     network_service_labels: Object.fromEntries(cfg.services.map((s) => [s, { labels }])),
     url: opts.url,
   };
-  const routing: PolicyRouteSettings = { routes: cfg.routes ?? [], policies: cfg.policies ?? [] };
+  const routing: PolicyRouteSettings = { routes: cfg.routes ?? [], policies: cfg.policies ?? [], ownsPolicies: cfg.policies !== undefined };
   return {
     cfg,
     chain: endpointChain(cfg.name, opts.tokens, dnsFirst(cfg, [policyRouteServer(routing), ...parts.elements]), opts.tracer),
@@ -71,6 +71,7 @@ export function hostEndpoint(
     setRouting: (r) => {
       routing.routes = r.routes ?? [];
       routing.policies = r.policies ?? [];
+      routing.ownsPolicies ||= r.policies !== undefined;
     },
   };
 }

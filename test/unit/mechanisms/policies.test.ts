@@ -113,7 +113,7 @@ describe('freeTable', () => {
 
 describe('policyroute server', () => {
   it('sets the endpoint policies (replacing the request ones) and adds its routes once', async () => {
-    const settings = { policies: [tcp6666], routes: [{ prefix: '172.16.5.0/24' }] };
+    const settings = { policies: [tcp6666], routes: [{ prefix: '172.16.5.0/24' }], ownsPolicies: true };
     const chain = chainServer(policyRouteServer(settings), tailServer);
     const ctx = Ctx.background();
     const first = await chain.request(ctx, { connection: { id: 'c', context: { ip_context: { src_routes: [{ prefix: '172.16.2.200/32' }], policies: [{ dst_port: '1' }] } } } });
@@ -124,5 +124,11 @@ describe('policyroute server', () => {
     settings.policies = [];
     const cleared = await chain.request(ctx, { connection: again });
     expect(cleared.context?.ip_context?.policies).toEqual([]);
+  });
+
+  it('an endpoint that never had policies passes those of the request on', async () => {
+    const chain = chainServer(policyRouteServer({ policies: [], routes: [], ownsPolicies: false }), tailServer);
+    const out = await chain.request(Ctx.background(), { connection: { id: 'c', context: { ip_context: { policies: [tcp6666] } } } });
+    expect(out.context?.ip_context?.policies).toEqual([tcp6666]);
   });
 });
