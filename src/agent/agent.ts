@@ -311,6 +311,7 @@ export class Agent {
         : undefined,
       nat,
       tracer: this.tracing?.tracer,
+      background: () => this.ctx(),
       stats: {
         known: (id) => this.hub.has(id),
         figures: async (conn) => (await readFigures([conn], mech.interfacesOf))[0]?.figures ?? {},

@@ -3,14 +3,16 @@
  * them apart from the daemon that runs them. Pure assembly: every dependency is an argument.
  *
  *   server chain:   [trace] → updatepath → stats → interdomainbypass → begin → updatetoken → authorize → metadata → timeout
- *                   → monitor → trimpath → clientinfo → [swapip] → mechanisms{KERNEL, WIREGUARD, VXLAN}
+ *                   → monitor → trimpath → clientinfo → [swapip] → netsvcmonitor
+ *                   → mechanisms{KERNEL, WIREGUARD, VXLAN}
  *                   → preferLocalVl3 → discover
  *                   → roundrobin → connect
+ *                   (KERNEL: excludedprefixes → iprule → the veth vWire)
  *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
  *   remote chain:   mechanismtranslation → next hop recorder (for status) → tunnel clients
  *                   {WIREGUARD, VXLAN} → [swapip, with publicIP] → downstream monitor (DOWN and REFRESH_REQUESTED passed on
  *                   to the hub) → authorize → dial (gRPC)
- *   endpoint chain: updatepath → updatetoken → [dnscontext, with `dns`] → the kind's elements
+ *   endpoint chain: updatepath → updatetoken → [dnscontext, with `dns`] → policyroute → the kind's elements
  *                   (p2p: ipam → KERNEL endpoint side) → trimpath
  *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
  *                   (in-process; heal watches this agent's own monitor hub and pings)
@@ -29,6 +31,8 @@ import { discoverServer } from '../networkservice/discover';
 import { interdomainBypassServer } from '../networkservice/interdomainbypass';
 import { healClient, kernelLivenessCheck, type HealObserver, type HealOptions } from '../networkservice/heal';
 import { mechanismsServer } from '../networkservice/mechanisms';
+import { netsvcmonitorServer } from '../networkservice/netsvcmonitor';
+import type { Ctx } from '../core/ctx';
 import { metadataClient, metadataServer } from '../networkservice/metadata';
 import { MonitorHub, monitorDownstreamClient, monitorServer } from '../networkservice/monitor';
 import { refreshClient } from '../networkservice/refresh';
@@ -71,6 +75,8 @@ export interface ServerChainDeps {
   nat?: SwapIpOptions;
   /** Spans of the hop and of the elements that work (dataplane, registry, next hop), when tracing is on. */
   tracer?: Tracer;
+  /** The Ctx of background work (the agent's lifetime): the services' watches. */
+  background?: () => Ctx;
 }
 
 /** `element` traced as `name` when there is a tracer. */
@@ -94,6 +100,7 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     trimPathServer(),
     clientInfoServer({ nodeName: d.name }),
     ...(d.nat ? [swapIpServer(d.nat)] : []),
+    netsvcmonitorServer({ ns: d.registry.ns, nse: d.registry.nse, ...(d.background ? { background: d.background } : {}) }),
     traced(d.tracer, 'mechanisms', mechanismsServer(d.mechanisms)),
     preferLocalVl3Server(d.localVl3 ?? (() => undefined)),
     traced(d.tracer, 'discover', discoverServer(d.registry.ns, d.registry.nse, { hosted: d.hosted })),

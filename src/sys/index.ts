@@ -70,3 +70,5 @@ export { tcpClientInNetns, tcpServerInNetns, udpSocketInNetns } from './nssocket
 export { liveArgv } from './proc';
 export type { FileOp } from './files';
 export { applyFileOps, tempPathOf } from './files';
+export type { PortRange, RuleInfo, RuleSpec } from './rule';
+export { addRule, delRule, flushTable, listRules, usedTables } from './rule';

@@ -25,6 +25,8 @@ import { endpointTarget } from '../../spire/endpoint';
 import { routerNetnsName } from '../endpoints/vl3/names';
 import { poolSettingsProblem } from '../../vl3/ipam/pool';
 import { dnsSettingsProblem, type DnsSettings } from './dns';
+import { parseRouting, RoutingProblem } from './routing';
+import type { PolicyRoute, Route } from '../../api';
 
 // Loaded on first use: commands that only talk to a running agent import this module for its
 // defaults and ConfigError, and need no YAML parser.
@@ -41,6 +43,10 @@ export interface EndpointConfig {
   /** Endpoint-side interface name; generated per connection when absent. */
   interface?: string;
   excludedPrefixes: string[];
+  /** Routes handed to each client (`src_routes`); absent: none beside the endpoint's address. */
+  routes?: Route[];
+  /** Policy routes handed to each client (`policies`, upstream PolicyRoute); absent: none. */
+  policies?: PolicyRoute[];
   /** The kind of endpoint (src/agent/endpoints/kinds.ts); absent: p2p. Set from the entry's keys (`vl3:` makes a vL3 endpoint). */
   kind?: string;
   /** A vL3 endpoint's settings (kind 'vl3'). */
@@ -276,7 +282,17 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     if (floating !== undefined && e.vl3) throw new ConfigError(file, `${key}.name`, `a vL3 endpoint cannot be floating (${e.name})`);
     names.add(e.name);
     const dns = parseDns(file, key, e.dns);
-    if (e.vl3) return { ...vl3Endpoint(file, key, e), ...dns };
+    let routing: ReturnType<typeof parseRouting>;
+    try {
+      routing = parseRouting(key, e);
+    } catch (err) {
+      if (err instanceof RoutingProblem) throw new ConfigError(file, err.key, err.reason);
+      throw err;
+    }
+    if (e.vl3) {
+      if (Object.keys(routing).length) throw new ConfigError(file, `${key}.${e.policies ? 'policies' : 'routes'}`, 'a vL3 endpoint hands out its own routes: remove it');
+      return { ...vl3Endpoint(file, key, e), ...dns };
+    }
     if (e.cidr === undefined) throw new ConfigError(file, `${key}.cidr`, 'is required (the pool of the endpoint\'s addresses), unless the endpoint is a vL3 one (vl3:)');
     const pools = String(e.cidr).split(',').map((s) => s.trim());
     for (const p of pools) {
@@ -306,6 +322,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       payload: e.payload ?? 'IP',
       interface: e.interface,
       excludedPrefixes: e.excludedPrefixes ?? [],
+      ...routing,
       ...dns,
     };
   });
