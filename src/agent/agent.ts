@@ -34,7 +34,7 @@ import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
 import { channelCredentials, createX509Source, SpiffeTokenSource, waitForIdentity, type X509Source } from '../spire';
 import type { Vl3IpamServer } from '../vl3/ipam/server';
-import { confirmedLiveness, heldClientChain, remoteClientChain, serverChain } from './chains';
+import { confirmedLiveness, heldClientChain, passthroughClientChain, remoteClientChain, serverChain } from './chains';
 import type { AgentConfig } from './config';
 import { HostedEndpoints } from './endpoints';
 import type { Vl3Record } from './endpoints/kind';
@@ -156,6 +156,7 @@ export class Agent {
         this.hub.subscribe(null, (event) => {
           if (event.type === 'UPDATE') for (const conn of Object.values(event.connections ?? {})) cb(conn);
         }),
+      next: (endpoint) => passthroughClientChain({ endpoint, tokens: this.tokens, server: this.server }),
     });
   }
 

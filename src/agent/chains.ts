@@ -142,6 +142,17 @@ export function endpointChain(name: string, tokens: TokenSource, kind: NetworkSe
 }
 
 /**
+ * The client a passthrough endpoint requests its next element with: a path of its own
+ * (beginning with the endpoint's segment) into the server chain, in-process. No refresh and no
+ * heal of its own: each Request of the connection it serves refreshes it.
+ *
+ *   passthrough:    updatepath (the endpoint's name) → updatetoken → server chain
+ */
+export function passthroughClientChain(d: { endpoint: string; tokens: TokenSource; server: NetworkServiceServer }): NetworkServiceClient {
+  return chainClient(updatePathClient(d.endpoint), updateTokenClient(d.tokens), serverToClient(d.server));
+}
+
+/**
  * Back-off of heal re-requests: a next hop that comes back is found within HEAL_RETRY_MAX_MS,
  * so a connection recovers within a second of a remote agent's restart.
  */

@@ -145,6 +145,8 @@ export const AGENT_SCHEMA = {
           payload: { enum: ['IP', 'ETHERNET'] },
           interface: ifname,
           excludedPrefixes: { type: 'array', items: { type: 'string' } },
+          // an element of a composed service: requests its services again with its labels, no cidr (checked in index.ts)
+          passthrough: { type: 'boolean' },
           // DNS servers and search domains handed to every client (checked in dns.ts)
           dns: {
             type: 'array',

@@ -127,6 +127,7 @@ export interface HostedEndpointsOptions {
   tracer?: () => Tracer | undefined;
   requestRefresh?: EndpointKindEnv['requestRefresh'];
   connectionUpdates?: EndpointKindEnv['connectionUpdates'];
+  next?: EndpointKindEnv['next'];
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -255,6 +256,7 @@ export class HostedEndpoints implements EndpointHost {
       tracer: this.opts.tracer?.(),
       requestRefresh: this.opts.requestRefresh,
       connectionUpdates: this.opts.connectionUpdates,
+      next: this.opts.next,
     });
   }
 }

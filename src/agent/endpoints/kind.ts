@@ -6,7 +6,7 @@
 import type { Connection, NetworkServiceEndpoint } from '../../api';
 import type { Ctx } from '../../core/ctx';
 import type { Logger } from '../../core/log';
-import type { NetworkServiceServer } from '../../core/networkservice';
+import type { NetworkServiceClient, NetworkServiceServer } from '../../core/networkservice';
 import type { Records } from '../../core/records';
 import type { NseRegistry } from '../../core/registry';
 import type { IpamRecord } from '../../networkservice/ipam/server';
@@ -64,6 +64,12 @@ export interface EndpointKindEnv {
    * stores it); returns the function that stops it.
    */
   connectionUpdates?: (cb: (conn: Connection) => void) => () => void;
+  /**
+   * The agent's server chain as a client of the endpoint named, for an endpoint that requests
+   * services itself (a passthrough's next element). Called at each request (the server chain
+   * is made after the endpoints are hosted).
+   */
+  next?: (endpoint: string) => NetworkServiceClient;
 }
 
 export interface EndpointKindParts {

@@ -1,0 +1,27 @@
+/**
+ * The passthrough endpoint (agent.yaml `passthrough: true`, a unit's Passthrough=): an element
+ * of a composed service that assigns no addresses. Each connection requests the same service
+ * again with the endpoint's labels (src/networkservice/passthrough), and both of its sides
+ * join one bridge in `netns`, where the endpoint's own program may filter what crosses.
+ */
+import { AgentError } from '../../../core/errors';
+import { bridgeJoint } from '../../../mechanisms/kernel/bridge';
+import { passthroughServer } from '../../../networkservice/passthrough';
+import type { EndpointKind } from '../kind';
+
+export const passthroughEndpoint: EndpointKind = (cfg, env) => {
+  const next = env.next;
+  if (!next) throw new AgentError('INTERNAL', `endpoint ${cfg.name}: a passthrough endpoint needs the agent's server chain`);
+  const server = passthroughServer({
+    endpoint: cfg.name,
+    labels: cfg.labels,
+    netns: env.netnsPath,
+    next: { request: (ctx, req) => next(cfg.name).request(ctx, req), close: (ctx, conn) => next(cfg.name).close(ctx, conn) },
+    joint: bridgeJoint(env.netnsPath),
+  });
+  return {
+    elements: [server],
+    connectionCount: () => server.size(),
+    release: () => {},
+  };
+};

@@ -1,0 +1,1 @@
+export { passthroughServer, type PassthroughJoint, type PassthroughOptions, type PassthroughServer } from './server';

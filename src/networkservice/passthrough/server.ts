@@ -1,0 +1,152 @@
+/**
+ * passthrough: a hosted endpoint that is one element of a composed service, as upstream NSM's
+ * passthrough client (replacelabels + replacensename) inside cmd-nse-firewall-vpp does.
+ *
+ * Request, for service S:
+ * - makes the connection's layer-2 joint (a bridge in the endpoint's namespace) on the first
+ *   Request;
+ * - requests the same S again, as a client of this agent, with the endpoint's own labels in
+ *   place of the client's (so S's matches route by source_selector from element to element)
+ *   and, on a refresh, the next endpoint it got the first time: a refresh never moves to
+ *   another next hop. That interface joins the bridge;
+ * - answers with the next hop's IP context, unchanged (only the last endpoint assigns
+ *   addresses) and its own side: an interface in the same namespace joining the same bridge.
+ * A first Request that fails leaves nothing: the downstream connection is closed and the
+ * bridge removed. Close closes the downstream connection and removes the bridge.
+ *
+ * Placement: the whole of a passthrough endpoint's kind elements (it sets the KERNEL side).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Connection } from '../../api';
+import type { Ctx } from '../../core/ctx';
+import { AgentError } from '../../core/errors';
+import { NetworkServiceClient, NetworkServiceServer, nextServer } from '../../core/networkservice';
+import { defaultIfName, kernelMechanism } from '../../mechanisms/kernel/params';
+import { clone } from '../utils';
+
+/** The layer-2 joint of one connection in the endpoint's namespace. */
+export interface PassthroughJoint {
+  /** Makes it; resolves with the bridge's name. */
+  open(): Promise<string>;
+  /** Removes it; one already gone is not an error. */
+  close(bridge: string): Promise<void>;
+}
+
+export interface PassthroughOptions {
+  /** The endpoint's name (for messages). */
+  endpoint: string;
+  /** The labels it requests with, in place of its client's. */
+  labels: Record<string, string>;
+  /** The endpoint's namespace file: both sides land there. */
+  netns: string;
+  /** Requests the next element (this agent's server chain, in-process). */
+  next: NetworkServiceClient;
+  joint: PassthroughJoint;
+  /** Ids of downstream connections; default: `<endpoint>-<random hex>`. */
+  newId?: () => string;
+}
+
+interface Passage {
+  bridge: string;
+  /** The client-facing interface (the answer's KERNEL side). */
+  upIf: string;
+  /** The downstream connection as last answered (its id, path and next endpoint). */
+  down: Connection;
+}
+
+export interface PassthroughServer extends NetworkServiceServer {
+  /** Connections it passes now. */
+  size(): number;
+  /** The next endpoint of a connection (by this hop's id), for status and tests. */
+  nextHopOf(id: string): string | undefined;
+}
+
+export function passthroughServer(o: PassthroughOptions): PassthroughServer {
+  const passages = new Map<string, Passage>();
+  const newId = o.newId ?? (() => `${o.endpoint}-${randomBytes(8).toString('hex')}`);
+  const labelText = Object.entries(o.labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+
+  /** The Request for the next element: the same service, own labels, pinned next hop. */
+  const downstreamRequest = (conn: Connection, p: Passage): Connection => ({
+    ...clone(p.down),
+    network_service: conn.network_service ?? '',
+    labels: { ...o.labels },
+    payload: conn.payload ?? '',
+    context: clone(conn.context ?? {}),
+  });
+
+  const closeDown = async (ctx: Ctx, p: Passage): Promise<void> => {
+    try {
+      if (p.down.network_service_endpoint_name) await o.next.close(ctx, p.down);
+    } catch (err) {
+      ctx.log.warn('passthrough: downstream close failed', { endpoint: o.endpoint, id: p.down.id, error: err });
+    }
+    await o.joint.close(p.bridge).catch((err) => ctx.log.warn('passthrough: bridge not removed', { endpoint: o.endpoint, bridge: p.bridge, error: err }));
+  };
+
+  return {
+    size: () => passages.size,
+    nextHopOf: (id) => passages.get(id)?.down.network_service_endpoint_name || undefined,
+
+    async request(ctx, req) {
+      const conn = clone(req.connection ?? {});
+      const id = conn.id ?? '';
+      const service = conn.network_service ?? '';
+      let p = passages.get(id);
+      const fresh = !p;
+      if (!p) {
+        const bridge = await o.joint.open();
+        p = {
+          bridge,
+          upIf: defaultIfName(service),
+          down: { id: newId(), mechanism: kernelMechanism({ netns: o.netns, ifname: defaultIfName(service), bridge }) },
+        };
+      }
+      const passage = p;
+      let down: Connection;
+      try {
+        const wanted = downstreamRequest(conn, passage);
+        down = await o.next.request(ctx, { connection: wanted, mechanism_preferences: [clone(wanted.mechanism ?? {})] });
+      } catch (err) {
+        if (fresh) await o.joint.close(passage.bridge).catch(() => {});
+        throw explain(err, service);
+      }
+      passage.down = down;
+      passages.set(id, passage);
+
+      conn.context = clone(down.context ?? {});
+      conn.mechanism = kernelMechanism({ netns: o.netns, ifname: passage.upIf, bridge: passage.bridge });
+      try {
+        return await nextServer(ctx).request(ctx, { ...req, connection: conn });
+      } catch (err) {
+        if (fresh) {
+          passages.delete(id);
+          const [closeCtx, done] = ctx.detached(5_000);
+          await closeDown(closeCtx, passage);
+          done();
+        }
+        throw err;
+      }
+    },
+
+    async close(ctx, conn) {
+      const id = conn.id ?? '';
+      const p = passages.get(id);
+      passages.delete(id);
+      if (p) await closeDown(ctx, p);
+      await nextServer(ctx).close(ctx, conn);
+    },
+  };
+
+  /** No next element for S from here: the error names the endpoint, the service and its labels. */
+  function explain(err: unknown, service: string): AgentError {
+    const e = AgentError.from(err);
+    if (e.code !== 'NO_CANDIDATES' && e.code !== 'SERVICE_NOT_FOUND') return e;
+    return new AgentError(e.code, `passthrough endpoint ${o.endpoint}: no next endpoint of ${service} for its labels {${labelText}} (the service's matches must lead on from them): ${e.message}`, {
+      cause: e,
+      component: e.component,
+    });
+  }
+}
