@@ -11,6 +11,7 @@
  *   another next hop. That interface joins the bridge;
  * - answers with the next hop's IP context, unchanged (only the last endpoint assigns
  *   addresses) and its own side: an interface in the same namespace joining the same bridge.
+ * A Request whose matches lead back to this endpoint in this process fails with NO_CANDIDATES.
  * A first Request that fails leaves nothing: the downstream connection is closed and the
  * bridge removed. Close closes the downstream connection and removes the bridge.
  *
@@ -18,7 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Connection } from '../../api';
-import type { Ctx } from '../../core/ctx';
+import { Key, type Ctx } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceClient, NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { defaultIfName, kernelMechanism } from '../../mechanisms/kernel/params';
@@ -45,6 +46,12 @@ export interface PassthroughOptions {
   /** Ids of downstream connections; default: `<endpoint>-<random hex>`. */
   newId?: () => string;
 }
+
+/**
+ * The passthrough endpoints a Request is passing through in this process: a service whose
+ * matches lead from an endpoint back to itself fails at once instead of recursing.
+ */
+const PASSING = new Key<ReadonlySet<string>>('passthrough.passing');
 
 interface Passage {
   bridge: string;
@@ -79,12 +86,15 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
 
   const closeDown = async (ctx: Ctx, p: Passage): Promise<void> => {
     try {
-      if (p.down.network_service_endpoint_name) await o.next.close(ctx, p.down);
+      if (p.down.network_service_endpoint_name) await o.next.close(ctx.withoutValues(), p.down);
     } catch (err) {
       ctx.log.warn('passthrough: downstream close failed', { endpoint: o.endpoint, id: p.down.id, error: err });
     }
-    await o.joint.close(p.bridge).catch((err) => ctx.log.warn('passthrough: bridge not removed', { endpoint: o.endpoint, bridge: p.bridge, error: err }));
+    await removeJoint(ctx, p.bridge);
   };
+
+  const removeJoint = (ctx: Ctx, bridge: string): Promise<void> =>
+    o.joint.close(bridge).catch((err) => ctx.log.warn('passthrough: bridge not removed', { endpoint: o.endpoint, bridge, error: err }));
 
   return {
     size: () => passages.size,
@@ -94,6 +104,10 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
       const conn = clone(req.connection ?? {});
       const id = conn.id ?? '';
       const service = conn.network_service ?? '';
+      const passing = ctx.get(PASSING);
+      if (passing?.has(o.endpoint)) {
+        throw new AgentError('NO_CANDIDATES', `the matches of ${service} lead back to passthrough endpoint ${o.endpoint}`);
+      }
       let p = passages.get(id);
       const fresh = !p;
       if (!p) {
@@ -108,9 +122,12 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
       let down: Connection;
       try {
         const wanted = downstreamRequest(conn, passage);
-        down = await o.next.request(ctx, { connection: wanted, mechanism_preferences: [clone(wanted.mechanism ?? {})] });
+        // A call of its own: the values of the Request it serves (its candidates, its vWire's
+        // slot) are not the downstream one's.
+        const inner = ctx.withoutValues().with(PASSING, new Set([...(passing ?? []), o.endpoint]));
+        down = await o.next.request(inner, { connection: wanted, mechanism_preferences: [clone(wanted.mechanism ?? {})] });
       } catch (err) {
-        if (fresh) await o.joint.close(passage.bridge).catch(() => {});
+        if (fresh) await removeJoint(ctx, passage.bridge);
         throw explain(err, service);
       }
       passage.down = down;

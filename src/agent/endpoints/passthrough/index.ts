@@ -12,15 +12,26 @@ import type { EndpointKind } from '../kind';
 export const passthroughEndpoint: EndpointKind = (cfg, env) => {
   const next = env.next;
   if (!next) throw new AgentError('INTERNAL', `endpoint ${cfg.name}: a passthrough endpoint needs the agent's server chain`);
+  const joint = bridgeJoint(env.netnsPath);
   const server = passthroughServer({
     endpoint: cfg.name,
     labels: cfg.labels,
     netns: env.netnsPath,
     next: { request: (ctx, req) => next(cfg.name).request(ctx, req), close: (ctx, conn) => next(cfg.name).close(ctx, conn) },
-    joint: bridgeJoint(env.netnsPath),
+    joint,
   });
   return {
     elements: [server],
+    // The kernel hooks an nftables `bridge` table into the bridges of a namespace only if a
+    // bridge existed there when the table was loaded: one made and removed here lets the
+    // endpoint's program load its rules any time after the endpoint is hosted.
+    async start() {
+      try {
+        await joint.close(await joint.open());
+      } catch (err) {
+        env.log.warn('passthrough endpoint: namespace not prepared for bridge filters', { endpoint: cfg.name, netns: env.netnsPath, error: err });
+      }
+    },
     connectionCount: () => server.size(),
     release: () => {},
   };
