@@ -1,0 +1,146 @@
+import { describe, it, expect } from 'vitest';
+import type { Connection, NetworkServiceRequest } from '../../../src/api';
+import { Ctx } from '../../../src/core/ctx';
+import { AgentError } from '../../../src/core/errors';
+import { chainServer, serverToClient, type NetworkServiceServer } from '../../../src/core/networkservice';
+import { passthroughServer, type PassthroughJoint } from '../../../src/networkservice/passthrough';
+import { recorder } from './helpers';
+
+/** A joint that records the bridges it holds. */
+function fakeJoint(): PassthroughJoint & { open_: string[] } {
+  let n = 0;
+  const open_: string[] = [];
+  return {
+    open_,
+    open: async () => {
+      const name = `br-${++n}`;
+      open_.push(name);
+      return name;
+    },
+    close: async (bridge) => {
+      const i = open_.indexOf(bridge);
+      if (i >= 0) open_.splice(i, 1);
+    },
+  };
+}
+
+/**
+ * The next element as the server chain would answer it: selects `endpoints[i]` (in turn) when
+ * the request names none, and gives an IP context; `fail` makes it throw.
+ */
+function nextHop(endpoints: string[], fail?: () => AgentError | undefined): NetworkServiceServer & { requests: NetworkServiceRequest[]; closes: Connection[] } {
+  let i = 0;
+  const requests: NetworkServiceRequest[] = [];
+  const closes: Connection[] = [];
+  return {
+    requests,
+    closes,
+    async request(_ctx, req) {
+      requests.push(structuredClone(req));
+      const err = fail?.();
+      if (err) throw err;
+      const conn = structuredClone(req.connection ?? {});
+      conn.network_service_endpoint_name ||= endpoints[i++ % endpoints.length]!;
+      conn.context = { ip_context: { src_ip_addrs: ['172.16.1.101/32'], dst_ip_addrs: ['172.16.1.100/32'] }, MTU: 1450 };
+      return conn;
+    },
+    async close(_ctx, conn) {
+      closes.push(structuredClone(conn));
+    },
+  };
+}
+
+function setup(next: ReturnType<typeof nextHop>) {
+  const joint = fakeJoint();
+  let ids = 0;
+  const pt = passthroughServer({ endpoint: 'firewall', labels: { app: 'firewall' }, netns: '/run/netns/fw', next: serverToClient(next), joint, newId: () => `down-${++ids}` });
+  const rec = recorder();
+  return { pt, joint, rec, chain: chainServer(pt, rec) };
+}
+
+const request = (labels: Record<string, string>): NetworkServiceRequest => ({
+  connection: { id: 'up-1', network_service: 'secure-intranet', labels, payload: 'IP', context: {} },
+});
+
+describe('passthrough server', () => {
+  it('requests the same service with its own labels in place of the client\'s, and passes the IP context back', async () => {
+    const next = nextHop(['gateway']);
+    const { chain, joint, rec, pt } = setup(next);
+    const out = await chain.request(Ctx.background(), request({ version: 'v1.1', podName: 'x' }));
+    const down = next.requests[0]!.connection!;
+    expect(down.network_service).toBe('secure-intranet');
+    expect(down.labels).toEqual({ app: 'firewall' });
+    expect(down.network_service_endpoint_name ?? '').toBe('');
+    expect(down.id).toBe('down-1');
+    expect(down.mechanism?.parameters).toMatchObject({ name: expect.any(String), inodeURL: 'file:///run/netns/fw', bridge: 'br-1' });
+    // Upstream: the client's labels kept, the next hop's addresses, its own side on the same bridge.
+    const up = rec.requests[0]!.connection!;
+    expect(up.labels).toEqual({ version: 'v1.1', podName: 'x' });
+    expect(up.context?.ip_context?.dst_ip_addrs).toEqual(['172.16.1.100/32']);
+    expect(up.context?.MTU).toBe(1450);
+    expect(up.mechanism?.parameters).toMatchObject({ inodeURL: 'file:///run/netns/fw', bridge: 'br-1' });
+    expect(up.mechanism?.parameters?.['name']).not.toBe(down.mechanism?.parameters?.['name']);
+    expect(out.labels).toEqual({ version: 'v1.1', podName: 'x' });
+    expect(joint.open_).toEqual(['br-1']);
+    expect(pt.nextHopOf('up-1')).toBe('gateway');
+  });
+
+  it('keeps the next hop, the downstream id and the interfaces on a refresh', async () => {
+    const next = nextHop(['gw-1', 'gw-2']);
+    const { chain, joint, rec, pt } = setup(next);
+    await chain.request(Ctx.background(), request({ version: 'v1.1' }));
+    await chain.request(Ctx.background(), request({ version: 'v1.1' }));
+    await chain.request(Ctx.background(), request({ version: 'v1.1' }));
+    expect(next.requests.map((r) => r.connection!.network_service_endpoint_name ?? '')).toEqual(['', 'gw-1', 'gw-1']);
+    expect(next.requests.map((r) => r.connection!.id)).toEqual(['down-1', 'down-1', 'down-1']);
+    expect(new Set(next.requests.map((r) => r.connection!.mechanism?.parameters?.['name'])).size).toBe(1);
+    expect(new Set(rec.requests.map((r) => r.connection!.mechanism?.parameters?.['name'])).size).toBe(1);
+    expect(next.requests.every((r) => r.connection!.labels?.['app'] === 'firewall')).toBe(true);
+    expect(pt.nextHopOf('up-1')).toBe('gw-1');
+    expect(joint.open_).toEqual(['br-1']);
+  });
+
+  it('closes the downstream connection and removes the bridge on close', async () => {
+    const next = nextHop(['gateway']);
+    const { chain, joint, pt } = setup(next);
+    const out = await chain.request(Ctx.background(), request({}));
+    await chain.close(Ctx.background(), out);
+    expect(next.closes.map((c) => [c.id, c.network_service_endpoint_name])).toEqual([['down-1', 'gateway']]);
+    expect(joint.open_).toEqual([]);
+    expect(pt.size()).toBe(0);
+  });
+
+  it('names the service and its labels when nothing leads on, and leaves no bridge', async () => {
+    const next = nextHop([], () => new AgentError('NO_CANDIDATES', 'network service endpoint candidates not found for secure-intranet'));
+    const { chain, joint, pt } = setup(next);
+    const err = await chain.request(Ctx.background(), request({})).catch((e) => e);
+    expect(err).toBeInstanceOf(AgentError);
+    expect(err.code).toBe('NO_CANDIDATES');
+    expect(err.message).toMatch(/^passthrough endpoint firewall: no next endpoint of secure-intranet for its labels \{app=firewall\}/);
+    expect(joint.open_).toEqual([]);
+    expect(pt.size()).toBe(0);
+  });
+
+  it('closes what it made when the rest of its own chain fails on a first request', async () => {
+    const next = nextHop(['gateway']);
+    const joint = fakeJoint();
+    const pt = passthroughServer({ endpoint: 'fw', labels: {}, netns: '/run/netns/fw', next: serverToClient(next), joint, newId: () => 'd' });
+    const chain = chainServer(pt, { request: async () => Promise.reject(new AgentError('DATAPLANE', 'no veth')), close: async () => {} });
+    await expect(chain.request(Ctx.background(), request({}))).rejects.toThrow(/no veth/);
+    expect(next.closes.map((c) => c.id)).toEqual(['d']);
+    expect(joint.open_).toEqual([]);
+    expect(pt.size()).toBe(0);
+  });
+
+  it('refuses matches that lead back to itself instead of recursing', async () => {
+    const joint = fakeJoint();
+    let pt: NetworkServiceServer | undefined;
+    // The next element is the passthrough itself (the server chain would select it again).
+    const loop: NetworkServiceServer = { request: (ctx, req) => chainServer(pt!).request(ctx, { ...req, connection: { ...req.connection, id: `${req.connection?.id}-again` } }), close: async () => {} };
+    pt = passthroughServer({ endpoint: 'fw', labels: { app: 'fw' }, netns: '/run/netns/fw', next: serverToClient(loop), joint });
+    const err = await chainServer(pt).request(Ctx.background(), request({})).catch((e) => e);
+    expect(err.code).toBe('NO_CANDIDATES');
+    expect(err.message).toMatch(/lead back to passthrough endpoint fw/);
+    expect(joint.open_).toEqual([]);
+  });
+});
