@@ -54,6 +54,8 @@ export interface PassthroughOptions {
 const PASSING = new Key<ReadonlySet<string>>('passthrough.passing');
 
 interface Passage {
+  /** The connection it serves, as this endpoint's chain last saw it. */
+  up: Connection;
   bridge: string;
   /** The client-facing interface (the answer's KERNEL side). */
   upIf: string;
@@ -66,6 +68,11 @@ export interface PassthroughServer extends NetworkServiceServer {
   size(): number;
   /** The next endpoint of a connection (by this hop's id), for status and tests. */
   nextHopOf(id: string): string | undefined;
+  /**
+   * The connection served through a downstream one, given the downstream connection as any hop
+   * of its path sees it (its first segment is this endpoint's): for a heal to begin upstream.
+   */
+  servedThrough(down: Connection): Connection | undefined;
 }
 
 export function passthroughServer(o: PassthroughOptions): PassthroughServer {
@@ -99,6 +106,12 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
   return {
     size: () => passages.size,
     nextHopOf: (id) => passages.get(id)?.down.network_service_endpoint_name || undefined,
+    servedThrough(down) {
+      const first = down.path?.path_segments?.[0];
+      if (first?.name !== o.endpoint) return undefined;
+      for (const p of passages.values()) if (p.down.id === first.id) return clone(p.up);
+      return undefined;
+    },
 
     async request(ctx, req) {
       const conn = clone(req.connection ?? {});
@@ -113,6 +126,7 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
       if (!p) {
         const bridge = await o.joint.open();
         p = {
+          up: conn,
           bridge,
           upIf: defaultIfName(service),
           down: { id: newId(), mechanism: kernelMechanism({ netns: o.netns, ifname: defaultIfName(service), bridge }) },
@@ -131,6 +145,7 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
         throw explain(err, service);
       }
       passage.down = down;
+      passage.up = conn;
       passages.set(id, passage);
 
       conn.context = clone(down.context ?? {});

@@ -100,6 +100,17 @@ describe('passthrough server', () => {
     expect(joint.open_).toEqual(['br-1']);
   });
 
+  it('finds the connection it serves from its downstream one, as another hop reports it', async () => {
+    const next = nextHop(['gateway']);
+    const { chain, pt } = setup(next);
+    await chain.request(Ctx.background(), { connection: { ...request({}).connection, path: { index: 1, path_segments: [{ name: 'agent', id: 'a-1' }, { name: 'firewall', id: 'up-1' }] } } });
+    const seen = { id: 'hop-9', state: 'DOWN' as const, path: { index: 1, path_segments: [{ name: 'firewall', id: 'down-1' }, { name: 'agent', id: 'hop-9' }] } };
+    expect(pt.servedThrough(seen)?.id).toBe('up-1');
+    expect(pt.servedThrough(seen)?.path?.path_segments?.[0]?.id).toBe('a-1');
+    expect(pt.servedThrough({ ...seen, path: { index: 0, path_segments: [{ name: 'other', id: 'down-1' }] } })).toBeUndefined();
+    expect(pt.servedThrough({ ...seen, path: { index: 0, path_segments: [{ name: 'firewall', id: 'down-2' }] } })).toBeUndefined();
+  });
+
   it('closes the downstream connection and removes the bridge on close', async () => {
     const next = nextHop(['gateway']);
     const { chain, joint, pt } = setup(next);

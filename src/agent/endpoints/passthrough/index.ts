@@ -20,6 +20,7 @@ export const passthroughEndpoint: EndpointKind = (cfg, env) => {
     next: { request: (ctx, req) => next(cfg.name).request(ctx, req), close: (ctx, conn) => next(cfg.name).close(ctx, conn) },
     joint,
   });
+  let unsubscribe: (() => void) | undefined;
   return {
     elements: [server],
     // The kernel hooks an nftables `bridge` table into the bridges of a namespace only if a
@@ -31,6 +32,18 @@ export const passthroughEndpoint: EndpointKind = (cfg, env) => {
       } catch (err) {
         env.log.warn('passthrough endpoint: namespace not prepared for bridge filters', { endpoint: cfg.name, netns: env.netnsPath, error: err });
       }
+      // The downstream connection has no heal of its own: when its next hop reports it down,
+      // the client of the connection it serves is asked to refresh, which requests it again
+      // (same next hop), as a heal does.
+      unsubscribe = env.connectionUpdates?.((conn) => {
+        if (conn.state !== 'DOWN') return;
+        const up = server.servedThrough(conn);
+        if (up) env.requestRefresh?.(up);
+      });
+    },
+    async stop() {
+      unsubscribe?.();
+      unsubscribe = undefined;
     },
     connectionCount: () => server.size(),
     release: () => {},
