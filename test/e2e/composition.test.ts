@@ -12,7 +12,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { startAgent, stopAll, type RunningAgent } from '../harness/agent.mjs';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
-import { uniq, isRoot } from '../harness/exec.mjs';
+import { uniq, isRoot, until } from '../harness/exec.mjs';
 import { addNetns, delNetns, links, addrs, ping } from '../harness/netns.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 
@@ -159,6 +159,7 @@ run('a three-element chain across two hosts (nse-composition)', () => {
   let gw: string;
   let listener: ChildProcess | undefined;
   let dir: string;
+  let hostB: Record<string, unknown>;
   const spire: FakeWorkloadApi[] = [];
 
   beforeAll(async () => {
@@ -171,7 +172,7 @@ run('a three-element chain across two hosts (nse-composition)', () => {
     gw = mesh.netns('gw');
     dir = mkdtempSync(path.join(os.tmpdir(), 'nsmt-composition-'));
     const [a, b] = mesh.hosts;
-    await mesh.start(1, {
+    await mesh.start(1, (hostB = {
       identity: { source: 'spiffe', socket: spire[1]!.address },
       listen: { tcp: `${b!.ip}:5001` },
       registry: { url: 'embedded', listen: `${b!.ip}:5002` },
@@ -179,7 +180,7 @@ run('a three-element chain across two hosts (nse-composition)', () => {
         { name: 'firewall', services: ['nse-composition'], passthrough: true, netns: fw, labels: { app: 'firewall' } },
         { name: 'gateway', services: ['nse-composition'], cidr: '172.16.1.100/31', netns: gw, labels: { app: 'gateway' } },
       ],
-    });
+    }));
     await mesh.start(0, {
       identity: { source: 'spiffe', socket: spire[0]!.address },
       listen: { tcp: `${a!.ip}:5001` },
@@ -212,6 +213,22 @@ run('a three-element chain across two hosts (nse-composition)', () => {
     expect(tcpOpens(nsc, '172.16.1.100', 8080)).toBe(true);
     expect(tcpOpens(nsc, '172.16.1.100', 80)).toBe(false);
     expect(dropped(fw)).toBeGreaterThan(0);
+
+    // host-b's agent killed and started again: the chain is served again (its two hops there
+    // UP), with the same addresses, and the firewall still filters.
+    const b = mesh.hosts[1]!;
+    const bDir = b.agent!.dir;
+    await b.agent!.stop('SIGKILL', true);
+    await mesh.start(1, hostB, { dir: bDir });
+    const served = () => {
+      const conns = mesh.hosts[1]!.agent!.cliJson(['status']).connections;
+      return conns.length === 2 && conns.every((x: any) => x.state === 'UP');
+    };
+    expect(await until(served, 15_000, 200)).toBe(true);
+    expect(ping(nsc, '172.16.1.100')).toBe(true);
+    expect(tcpOpens(nsc, '172.16.1.100', 8080)).toBe(true);
+    expect(tcpOpens(nsc, '172.16.1.100', 80)).toBe(false);
+    expect(a.cliJson(['status']).connections.find((x: any) => x.clientId === 'comp-1')).toMatchObject({ state: 'UP', srcIps: c.srcIps, dstIps: c.dstIps });
 
     expect(a.cli(['disconnect', 'comp-1']).code).toBe(0);
     for (const ns of [nsc, ptA, fw, gw]) expect(ownLinks(ns), ns).toEqual([]);

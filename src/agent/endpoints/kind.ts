@@ -10,6 +10,7 @@ import type { NetworkServiceClient, NetworkServiceServer } from '../../core/netw
 import type { Records } from '../../core/records';
 import type { NseRegistry } from '../../core/registry';
 import type { IpamRecord } from '../../networkservice/ipam/server';
+import type { PassthroughRecord } from '../../networkservice/passthrough';
 import type { TokenSource } from '../../core/token';
 import type { EndpointConfig } from '../config';
 import type { HeldConnections } from '../held';
@@ -41,6 +42,8 @@ export interface EndpointKindEnv {
   netnsPath: string;
   /** Address reservations of this endpoint, kept across agent restarts. */
   ipamRecords: Records<IpamRecord>;
+  /** A passthrough endpoint's passages, kept across agent restarts; absent: not kept. */
+  passthroughRecords?: Records<PassthroughRecord>;
   log: Logger;
   ctx: () => Ctx;
   /** The registry of endpoints (a vL3 endpoint finds and watches its peers there). */

@@ -12,6 +12,8 @@ import { inNetns } from './vwire';
 export interface BridgeJoint {
   /** Makes a new bridge (up) in the namespace; resolves with its name. */
   open(): Promise<string>;
+  /** True if the bridge is in the namespace. */
+  has(bridge: string): Promise<boolean>;
   /** Deletes the bridge; one already gone (or its namespace) is not an error. */
   close(bridge: string): Promise<void>;
 }
@@ -28,6 +30,7 @@ export function bridgeJoint(netns: string): BridgeJoint {
         }
         return name;
       }),
+    has: (bridge) => inNetns(netns, async (ns) => (await sys.getLink(sys.Rtnl.for(ns), bridge)) !== undefined),
     close: async (bridge) => {
       try {
         await inNetns(netns, async (ns) => {
@@ -42,3 +45,9 @@ export function bridgeJoint(netns: string): BridgeJoint {
     },
   };
 }
+
+/** The reaper of passthrough records (StateStore kind options): the bridge goes at expiry. */
+export const passthroughReaper = {
+  expiresOf: (r: { expires: number }) => r.expires,
+  reap: (_key: string, r: { netns: string; bridge: string }) => bridgeJoint(r.netns).close(r.bridge),
+};

@@ -1,1 +1,1 @@
-export { passthroughServer, type PassthroughJoint, type PassthroughOptions, type PassthroughServer } from './server';
+export { passthroughServer, type PassthroughJoint, type PassthroughRecord, type PassthroughOptions, type PassthroughServer } from './server';

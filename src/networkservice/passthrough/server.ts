@@ -15,6 +15,8 @@
  * A first Request that fails leaves nothing: the downstream connection is closed and the
  * bridge removed. Close closes the downstream connection and removes the bridge.
  *
+ * With records, a restarted agent takes each passage back on the connection's next Request.
+ *
  * Placement: the whole of a passthrough endpoint's kind elements (it sets the KERNEL side).
  */
 import { randomBytes } from 'node:crypto';
@@ -22,13 +24,16 @@ import type { Connection } from '../../api';
 import { Key, type Ctx } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceClient, NetworkServiceServer, nextServer } from '../../core/networkservice';
+import { noRecords, type Records } from '../../core/records';
 import { defaultIfName, kernelMechanism } from '../../mechanisms/kernel/params';
-import { clone } from '../utils';
+import { clone, recordExpiry } from '../utils';
 
 /** The layer-2 joint of one connection in the endpoint's namespace. */
 export interface PassthroughJoint {
   /** Makes it; resolves with the bridge's name. */
   open(): Promise<string>;
+  /** True if the bridge is still there. */
+  has(bridge: string): Promise<boolean>;
   /** Removes it; one already gone is not an error. */
   close(bridge: string): Promise<void>;
 }
@@ -45,6 +50,22 @@ export interface PassthroughOptions {
   joint: PassthroughJoint;
   /** Ids of downstream connections; default: `<endpoint>-<random hex>`. */
   newId?: () => string;
+  /** Where each passage is recorded (by the served connection's id) for a restarted agent. */
+  records?: Records<PassthroughRecord>;
+}
+
+/**
+ * A passage as recorded: a restarted agent takes it back on the connection's next Request
+ * (same bridge, interfaces, downstream id and next hop); one nobody takes back is reaped at
+ * its expiry (its bridge deleted).
+ */
+export interface PassthroughRecord {
+  expires: number;
+  /** The endpoint's namespace file and the connection's bridge there. */
+  netns: string;
+  bridge: string;
+  upIf: string;
+  down: Connection;
 }
 
 /**
@@ -77,6 +98,16 @@ export interface PassthroughServer extends NetworkServiceServer {
 
 export function passthroughServer(o: PassthroughOptions): PassthroughServer {
   const passages = new Map<string, Passage>();
+  const records = o.records ?? noRecords<PassthroughRecord>();
+
+  /** The passage of `id` a previous run left, if its bridge is still there. */
+  const adopt = async (id: string, conn: Connection): Promise<Passage | undefined> => {
+    const r = records.claim(id);
+    if (!r) return undefined;
+    if (await o.joint.has(r.bridge).catch(() => false)) return { up: conn, bridge: r.bridge, upIf: r.upIf, down: r.down };
+    records.delete(id);
+    return undefined;
+  };
   const newId = o.newId ?? (() => `${o.endpoint}-${randomBytes(8).toString('hex')}`);
   const labelText = Object.entries(o.labels)
     .map(([k, v]) => `${k}=${v}`)
@@ -121,7 +152,7 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
       if (passing?.has(o.endpoint)) {
         throw new AgentError('NO_CANDIDATES', `the matches of ${service} lead back to passthrough endpoint ${o.endpoint}`);
       }
-      let p = passages.get(id);
+      let p = passages.get(id) ?? (await adopt(id, conn));
       const fresh = !p;
       if (!p) {
         const bridge = await o.joint.open();
@@ -147,6 +178,7 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
       passage.down = down;
       passage.up = conn;
       passages.set(id, passage);
+      records.put(id, { expires: recordExpiry(conn, ctx.clock.now()), netns: o.netns, bridge: passage.bridge, upIf: passage.upIf, down });
 
       conn.context = clone(down.context ?? {});
       conn.mechanism = kernelMechanism({ netns: o.netns, ifname: passage.upIf, bridge: passage.bridge });
@@ -155,6 +187,7 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
       } catch (err) {
         if (fresh) {
           passages.delete(id);
+          records.delete(id);
           const [closeCtx, done] = ctx.detached(5_000);
           await closeDown(closeCtx, passage);
           done();
@@ -167,6 +200,7 @@ export function passthroughServer(o: PassthroughOptions): PassthroughServer {
       const id = conn.id ?? '';
       const p = passages.get(id);
       passages.delete(id);
+      records.delete(id);
       if (p) await closeDown(ctx, p);
       await nextServer(ctx).close(ctx, conn);
     },

@@ -17,6 +17,7 @@ function fakeJoint(): PassthroughJoint & { open_: string[] } {
       open_.push(name);
       return name;
     },
+    has: async (bridge) => open_.includes(bridge),
     close: async (bridge) => {
       const i = open_.indexOf(bridge);
       if (i >= 0) open_.splice(i, 1);

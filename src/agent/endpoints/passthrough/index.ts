@@ -19,6 +19,7 @@ export const passthroughEndpoint: EndpointKind = (cfg, env) => {
     netns: env.netnsPath,
     next: { request: (ctx, req) => next(cfg.name).request(ctx, req), close: (ctx, conn) => next(cfg.name).close(ctx, conn) },
     joint,
+    ...(env.passthroughRecords ? { records: env.passthroughRecords } : {}),
   });
   let unsubscribe: (() => void) | undefined;
   return {
