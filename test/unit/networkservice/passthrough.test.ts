@@ -3,7 +3,8 @@ import type { Connection, NetworkServiceRequest } from '../../../src/api';
 import { Ctx } from '../../../src/core/ctx';
 import { AgentError } from '../../../src/core/errors';
 import { chainServer, serverToClient, type NetworkServiceServer } from '../../../src/core/networkservice';
-import { passthroughServer, type PassthroughJoint } from '../../../src/networkservice/passthrough';
+import { passthroughServer, type PassthroughJoint, type PassthroughRecord } from '../../../src/networkservice/passthrough';
+import type { Records } from '../../../src/core/records';
 import { recorder } from './helpers';
 
 /** A joint that records the bridges it holds. */
@@ -110,6 +111,33 @@ describe('passthrough server', () => {
     expect(pt.servedThrough(seen)?.path?.path_segments?.[0]?.id).toBe('a-1');
     expect(pt.servedThrough({ ...seen, path: { index: 0, path_segments: [{ name: 'other', id: 'down-1' }] } })).toBeUndefined();
     expect(pt.servedThrough({ ...seen, path: { index: 0, path_segments: [{ name: 'firewall', id: 'down-2' }] } })).toBeUndefined();
+  });
+
+  it('records each passage; a restarted agent takes it back (same bridge, interfaces, next hop)', async () => {
+    const store = new Map<string, PassthroughRecord>();
+    const records: Records<PassthroughRecord> = {
+      put: (k, v) => void store.set(k, structuredClone(v)),
+      delete: (k) => void store.delete(k),
+      claim: (k) => store.get(k),
+      leftovers: () => [...store],
+    };
+    const next = nextHop(['gw-1', 'gw-2']);
+    const joint = fakeJoint();
+    const make = () => passthroughServer({ endpoint: 'fw', labels: { app: 'fw' }, netns: '/run/netns/fw', next: serverToClient(next), joint, newId: () => `d-${next.requests.length}`, records });
+    const first = await chainServer(make()).request(Ctx.background(), request({}));
+    expect(store.get('up-1')).toMatchObject({ netns: '/run/netns/fw', bridge: 'br-1', down: { id: 'd-0', network_service_endpoint_name: 'gw-1' } });
+    // The restarted agent: a new element, the same records and bridge.
+    const again = await chainServer(make()).request(Ctx.background(), request({}));
+    expect(next.requests[1]!.connection).toMatchObject({ id: 'd-0', network_service_endpoint_name: 'gw-1' });
+    expect(again.mechanism?.parameters).toEqual(first.mechanism?.parameters);
+    expect(joint.open_).toEqual(['br-1']);
+    // A bridge that is gone is not taken back: a new passage.
+    await joint.close('br-1');
+    const fresh = make();
+    await chainServer(fresh).request(Ctx.background(), request({}));
+    expect(joint.open_).toEqual(['br-2']);
+    await chainServer(fresh).close(Ctx.background(), { id: 'up-1' });
+    expect(store.size).toBe(0);
   });
 
   it('closes the downstream connection and removes the bridge on close', async () => {
