@@ -7,6 +7,7 @@
 //
 // Usage (root): npm run build && node bench/composition.mjs [runs]
 import { writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { NsmClient, kernelRequest } from '../test/harness/clients.mjs';
 import { args, summary, ms, table, machine, writeSection, TAG, date } from './lib.mjs';
@@ -81,7 +82,7 @@ main(async (scope) => {
     '## Connect through a passthrough endpoint (issue 25)',
     '',
     `Command: \`node bench/composition.mjs ${N}\` (after \`npm run build\`), ${date()}.`,
-    `Machine: ${machine()}.`,
+    `Machine: ${machine()}; load average ${os.loadavg()[0].toFixed(1)} at the end (other work on the host).`,
     '',
     'One agent; one connect = NSM `Request` over its unix socket (grpc-js client) for a kernel interface in a client',
     'namespace, until the answer. Direct: to a point-to-point endpoint (one veth pair). Through a passthrough: the',
