@@ -154,6 +154,7 @@ run('selective composition (one agent)', () => {
 run('a three-element chain across two hosts (nse-composition)', () => {
   let mesh: Mesh;
   let nsc: string;
+  let nscB: string;
   let ptA: string;
   let fw: string;
   let gw: string;
@@ -161,12 +162,20 @@ run('a three-element chain across two hosts (nse-composition)', () => {
   let dir: string;
   let hostB: Record<string, unknown>;
   const spire: FakeWorkloadApi[] = [];
+  // host-b's registry keeps the service in memory: applied again after host-b restarts.
+  const applyComposition = () =>
+    applyService(mesh.hosts[1]!.agent!, dir, 'nse-composition', [
+      route({ app: 'passthrough-1' }, 'firewall'),
+      route({ app: 'firewall' }, 'gateway'),
+      route({}, 'passthrough-1'),
+    ]);
 
   beforeAll(async () => {
     const first = await FakeWorkloadApi.start({ trustDomains: ['example.org'], entries: [{ id: 'spiffe://example.org/host-a', ttlMs: 600_000 }] });
     spire.push(first, await FakeWorkloadApi.start({ sameCasAs: first, entries: [{ id: 'spiffe://example.org/host-b', ttlMs: 600_000 }] }));
     mesh = await buildHosts(2, 'cp');
     nsc = mesh.netns('nsc');
+    nscB = mesh.netns('nscb');
     ptA = mesh.netns('pta');
     fw = mesh.netns('fw');
     gw = mesh.netns('gw');
@@ -187,11 +196,7 @@ run('a three-element chain across two hosts (nse-composition)', () => {
       registry: { url: `tcp://${b!.ip}:5002` },
       endpoints: [{ name: 'passthrough-1', services: ['nse-composition'], passthrough: true, netns: ptA, labels: { app: 'passthrough-1' } }],
     });
-    applyService(mesh.hosts[1]!.agent!, dir, 'nse-composition', [
-      route({ app: 'passthrough-1' }, 'firewall'),
-      route({ app: 'firewall' }, 'gateway'),
-      route({}, 'passthrough-1'),
-    ]);
+    applyComposition();
     listener = await listenTcp(gw, [80, 8080]);
     dropTcpPort(fw, 80);
   }, 120_000);
@@ -233,5 +238,20 @@ run('a three-element chain across two hosts (nse-composition)', () => {
     expect(a.cli(['disconnect', 'comp-1']).code).toBe(0);
     for (const ns of [nsc, ptA, fw, gw]) expect(ownLinks(ns), ns).toEqual([]);
     expect(mesh.hosts[1]!.agent!.cliJson(['status']).connections).toEqual([]);
+  }, 60_000);
+
+  it('refuses a WireGuard vWire into a passthrough (IP service, client on another host) and leaves nothing', async () => {
+    applyComposition();
+    const b = mesh.hosts[1]!.agent!;
+    const r = b.cli(['connect', 'kernel://nse-composition/nsm-1', '--netns', nscB, '--id', 'comp-wg']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/UNSUPPORTED_MECHANISM/);
+    expect(r.stderr).toMatch(/must join bridge nsmbr-\w+ \(a passthrough endpoint\), which a WireGuard vWire cannot/);
+    // The client's side may keep WireGuard spares (nsmwg*) waiting in its namespace; no
+    // interface of the connection is left anywhere.
+    expect(ownLinks(nscB).filter((l) => !l.ifname.startsWith('nsmwg'))).toEqual([]);
+    for (const ns of [ptA, fw, gw]) expect(ownLinks(ns).map((l) => l.ifname), ns).toEqual([]);
+    expect(b.cliJson(['status']).connections).toEqual([]);
+    expect(mesh.hosts[0]!.agent!.cliJson(['status']).connections).toEqual([]);
   }, 60_000);
 });
