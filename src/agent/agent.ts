@@ -35,7 +35,9 @@ import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
 import { channelCredentials, createX509Source, FederatedX509Source, serveBundleEndpoint, SpiffeTokenSource, waitForIdentity, type BundleEndpointServer, type X509Source } from '../spire';
 import type { Vl3IpamServer } from '../vl3/ipam/server';
-import { confirmedLiveness, heldClientChain, remoteClientChain, serverChain } from './chains';
+import type { PassthroughRecord } from '../networkservice/passthrough';
+import { passthroughReaper } from '../mechanisms/kernel/bridge';
+import { confirmedLiveness, heldClientChain, passthroughClientChain, remoteClientChain, serverChain } from './chains';
 import type { AgentConfig } from './config';
 import { HostedEndpoints } from './endpoints';
 import type { Vl3Record } from './endpoints/kind';
@@ -105,6 +107,7 @@ export class Agent {
   private store: StateStore | undefined;
   private ipamRecords: Records<IpamRecord> = noRecords();
   private vl3Records: Records<Vl3Record> = noRecords();
+  private passthroughRecords: Records<PassthroughRecord> = noRecords();
   private readonly life = new AbortController();
   private readonly health = new HealthService();
   /** Connection ages, next hop URLs and last heals, for status. */
@@ -150,6 +153,7 @@ export class Agent {
       held: () => this.held,
       leasePrefix: (url, previous) => leasePrefix(url, { previous, identity: this.identity, log: this.log }),
       vl3Records: () => this.vl3Records,
+      passthroughRecords: () => this.passthroughRecords,
       meshMtu: () => (this.underlay ? wireguardMtu(this.underlay.mtu, this.underlay.family) : undefined),
       tracer: () => this.tracing?.tracer,
       // The endpoint chain runs in-process after the server chain: the hop before the
@@ -162,6 +166,7 @@ export class Agent {
         this.hub.subscribe(null, (event) => {
           if (event.type === 'UPDATE') for (const conn of Object.values(event.connections ?? {})) cb(conn);
         }),
+      next: (endpoint) => passthroughClientChain({ endpoint, tokens: this.tokens, server: this.server }),
     });
   }
 
@@ -238,6 +243,8 @@ export class Agent {
     this.ipamRecords = store.records<IpamRecord>('ipam');
     // A vL3 endpoint that no configuration names any more: its router namespace goes at expiry.
     this.vl3Records = store.records<Vl3Record>('vl3', { expiresOf: (r) => r.expires, reap: (key) => removeRouterNetns(key) });
+    // A passthrough's bridge that no restarted endpoint takes back goes at expiry.
+    this.passthroughRecords = store.records<PassthroughRecord>('passthrough', passthroughReaper);
     registerReapers(store);
     return store;
   }

@@ -13,7 +13,9 @@
  *                   {WIREGUARD, VXLAN} → [swapip, with publicIP] → downstream monitor (DOWN and REFRESH_REQUESTED passed on
  *                   to the hub) → authorize → dial (gRPC)
  *   endpoint chain: updatepath → updatetoken → [dnscontext, with `dns`] → policyroute → the kind's elements
- *                   (p2p: ipam → KERNEL endpoint side) → trimpath
+ *                   (p2p: ipam → KERNEL endpoint side; passthrough: passthrough, which requests
+ *                   the same service through the passthrough client) → trimpath
+ *   passthrough:    updatepath (the endpoint's name) → updatetoken → server chain (in-process)
  *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
  *                   (in-process; heal watches this agent's own monitor hub and pings)
  */
@@ -155,6 +157,15 @@ export function remoteClientChain(d: RemoteChainDeps): NetworkServiceClient {
 /** The endpoint chain of a hosted endpoint: the frame every kind shares around its elements. */
 export function endpointChain(name: string, tokens: TokenSource, kind: NetworkServiceServer[], tracer?: Tracer): NetworkServiceServer {
   return chainServer(...(tracer ? [traceServer(tracer, name)] : []), updatePathServer(name), updateTokenServer(tokens), ...kind, trimPathServer());
+}
+
+/**
+ * The client a passthrough endpoint requests its next element with: a path of its own
+ * (beginning with the endpoint's segment) into the server chain, in-process. No refresh and no
+ * heal of its own: each Request of the connection it serves refreshes it.
+ */
+export function passthroughClientChain(d: { endpoint: string; tokens: TokenSource; server: NetworkServiceServer }): NetworkServiceClient {
+  return chainClient(updatePathClient(d.endpoint), updateTokenClient(d.tokens), serverToClient(d.server));
 }
 
 /**

@@ -30,6 +30,7 @@ export type { LinkInfo } from './link';
 export {
   createBridge,
   setMaster,
+  setMasterUpRequest,
   deleteLink,
   getLink,
   getLinkRequest,

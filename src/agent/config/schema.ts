@@ -197,6 +197,8 @@ export const AGENT_SCHEMA = {
               },
             },
           },
+          // an element of a composed service: requests its services again with its labels, no cidr (checked in index.ts)
+          passthrough: { type: 'boolean' },
           // DNS servers and search domains handed to every client (checked in dns.ts)
           dns: {
             type: 'array',

@@ -15,6 +15,7 @@ import { chainNseRegistry, findAll, NsRegistry, NseRegistry } from '../../core/r
 import type { Records } from '../../core/records';
 import { scopedRecords } from '../../core/records';
 import type { IpamRecord } from '../../networkservice/ipam/server';
+import type { PassthroughRecord } from '../../networkservice/passthrough';
 import type { TokenSource } from '../../core/token';
 import { refreshNseClient } from '../../registry/client';
 import { netnsPath } from '../../sys';
@@ -171,6 +172,9 @@ export interface HostedEndpointsOptions {
   tracer?: () => Tracer | undefined;
   requestRefresh?: EndpointKindEnv['requestRefresh'];
   connectionUpdates?: EndpointKindEnv['connectionUpdates'];
+  next?: EndpointKindEnv['next'];
+  /** The state directory's passthrough passages (all endpoints; scoped per endpoint here). */
+  passthroughRecords?: () => Records<PassthroughRecord>;
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -326,6 +330,7 @@ export class HostedEndpoints implements EndpointHost {
       url: this.opts.url(),
       tokens: this.opts.tokens,
       ipamRecords: scopedRecords(this.opts.ipamRecords(), `${cfg.name}/`),
+      ...(this.opts.passthroughRecords ? { passthroughRecords: scopedRecords(this.opts.passthroughRecords(), `${cfg.name}/`) } : {}),
       log: this.opts.log,
       ctx: this.opts.ctx,
       nse: this.opts.registry.nse,
@@ -336,6 +341,7 @@ export class HostedEndpoints implements EndpointHost {
       tracer: this.opts.tracer?.(),
       requestRefresh: this.opts.requestRefresh,
       connectionUpdates: this.opts.connectionUpdates,
+      next: this.opts.next,
     });
   }
 }

@@ -314,3 +314,30 @@ describe('endpoints[].routes and policies', () => {
     expect(err({ policies: [{}], vl3: { ipam: ['tcp://1.2.3.4:5006'] }, cidr: undefined })).toBe('agent.yaml: endpoints[0].policies: a vL3 endpoint hands out its own routes: remove it');
   });
 });
+
+describe('agent.yaml passthrough endpoints', () => {
+  const ep = (extra: object) => ({ endpoints: [{ name: 'fw', services: ['secure-intranet'], labels: { app: 'firewall' }, netns: 'fw', passthrough: true, ...extra }] });
+
+  it('makes a passthrough endpoint without a pool', () => {
+    expect(parseConfig(ep({})).endpoints[0]).toEqual({
+      name: 'fw',
+      services: ['secure-intranet'],
+      labels: { app: 'firewall' },
+      cidr: '',
+      netns: 'fw',
+      payload: 'IP',
+      excludedPrefixes: [],
+      kind: 'passthrough',
+    });
+    expect(parseConfig(ep({ passthrough: false, cidr: '10.0.0.0/30' })).endpoints[0]!.kind).toBeUndefined();
+  });
+
+  it('refuses what a passthrough endpoint does not use', () => {
+    expectConfigError(() => parseConfig(ep({ cidr: '10.0.0.0/30' })), 'endpoints[0].cidr', /assigns no addresses/);
+    expectConfigError(() => parseConfig(ep({ excludedPrefixes: ['10.0.0.0/31'] })), 'endpoints[0].excludedPrefixes', /assigns no addresses/);
+    expectConfigError(() => parseConfig(ep({ interface: 'x' })), 'endpoints[0].interface', /two interfaces per connection/);
+    expectConfigError(() => parseConfig(ep({ dns: [{ servers: ['10.0.0.53'] }] })), 'endpoints[0].dns', /remove dns/);
+    expectConfigError(() => parseConfig(ep({ vl3: { ipam: ['tcp://10.0.0.1:5006'] } })), 'endpoints[0].passthrough', /cannot be a passthrough/);
+    expectConfigError(() => parseConfig(ep({ passthrough: 'yes' })), 'endpoints[0].passthrough', /boolean/);
+  });
+});
