@@ -26,13 +26,13 @@ const run = isRoot ? describe : describe.skip;
 
 const T = 240_000;
 
-async function until(what: string, cond: () => boolean, ms = 20_000, step = 200): Promise<void> {
+async function until(what: string, cond: () => boolean, ms = 20_000, step = 200, detail: () => string = () => ''): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (cond()) return;
     await new Promise((r) => setTimeout(r, step));
   }
-  if (!cond()) throw new Error(`timed out waiting for: ${what}`);
+  if (!cond()) throw new Error(`timed out waiting for: ${what}\n${detail()}`);
 }
 
 /** Two endpoints in nsmt-ep, each handing out the dnsmasq there (on its own address) for mesh.test. */
@@ -70,6 +70,8 @@ run('host DNS through systemd-resolved (system test)', () => {
   const linkDns = (ifname: string) => ct().exec(['resolvectl', 'dns', ifname]);
   const allLinkDns = () => ct().exec(['resolvectl', 'dns']).stdout;
   let connId = '';
+  /** What a failed wait shows: host DNS in status, the agent's last lines. */
+  const why = () => `${cli('status').stdout}\n${journal()}`;
 
   beforeAll(async () => {
     const missing = missingTools();
@@ -110,7 +112,9 @@ run('host DNS through systemd-resolved (system test)', () => {
     const conn = cliJson('connect', 'kernel://dns-svc/nsm-dns');
     connId = conn.id;
     expect(conn).toMatchObject({ state: 'UP', interface: 'nsm-dns' });
-    await until('host DNS wired', () => hostDns()[0]?.wired === true);
+    // the package's polkit rule lets the agent's user set link DNS (resolved asks polkit)
+    expect(ct().test('test -f /usr/share/polkit-1/rules.d/60-nsm-agent.rules')).toBe(0);
+    await until('host DNS wired', () => hostDns()[0]?.wired === true, 20_000, 200, why);
     expect(hostDns()).toEqual([{ connectionId: connId, interface: 'nsm-dns', servers: ['172.16.90.100'], domains: ['mesh.test'], wired: true, reason: '' }]);
     expect(linkDns('nsm-dns').stdout).toMatch(/172\.16\.90\.100/);
     expect(ct().sh('resolvectl domain nsm-dns')).toMatch(/~mesh\.test/);
@@ -134,7 +138,7 @@ run('host DNS through systemd-resolved (system test)', () => {
     expect(ct().test('ip link show dev nsm-dns')).toBe(0);
     expect(linkDns('nsm-dns').stdout).not.toMatch(/172\.16\.90\.100/);
     ct().sh('systemctl start nsm-agent');
-    await until('host DNS wired again', () => hostDns()[0]?.wired === true && /172\.16\.90\.100/.test(linkDns('nsm-dns').stdout), 30_000);
+    await until('host DNS wired again', () => hostDns()[0]?.wired === true && /172\.16\.90\.100/.test(linkDns('nsm-dns').stdout), 30_000, 200, why);
     expect(ct().sh('getent hosts web.mesh.test')).toMatch(/^10\.99\.0\.7\s/);
   }, T);
 
@@ -145,7 +149,7 @@ run('host DNS through systemd-resolved (system test)', () => {
       const now = ct().exec(['systemctl', 'show', '-p', 'MainPID', '--value', 'nsm-agent']).stdout.trim();
       return now !== pid && now !== '0' && ct().exec(['systemctl', 'is-active', 'nsm-agent']).stdout.trim() === 'active';
     }, 30_000);
-    await until('host DNS wired after the crash', () => hostDns()[0]?.wired === true, 30_000);
+    await until('host DNS wired after the crash', () => hostDns()[0]?.wired === true, 30_000, 200, why);
     expect(linkDns('nsm-dns').stdout).toMatch(/172\.16\.90\.100/);
 
     const before = hostResolv();
@@ -162,7 +166,7 @@ run('host DNS through systemd-resolved (system test)', () => {
   it('without systemd-resolved: status and log say host DNS is not wired and why; the agent serves on; wired once resolved is back', async () => {
     ct().sh('systemctl stop systemd-resolved');
     const conn = cliJson('connect', 'kernel://dns-svc/nsm-dns');
-    await until('not wired reported', () => hostDns()[0]?.reason !== '' && hostDns()[0] !== undefined);
+    await until('not wired reported', () => !!hostDns()[0]?.reason, 20_000, 200, why);
     const [h] = hostDns();
     expect(h).toMatchObject({ connectionId: conn.id, interface: 'nsm-dns', wired: false });
     expect(h!.reason).toMatch(/resolved not running/);
@@ -177,7 +181,7 @@ run('host DNS through systemd-resolved (system test)', () => {
 
     // tried again (every 30 s): wired once resolved runs
     ct().sh('systemctl start systemd-resolved');
-    await until('wired after resolved came back', () => hostDns()[0]?.wired === true, 45_000, 1_000);
+    await until('wired after resolved came back', () => hostDns()[0]?.wired === true, 45_000, 1_000, why);
     expect(ct().sh('getent hosts web.mesh.test')).toMatch(/^10\.99\.0\.7\s/);
     expect(cli('disconnect', conn.id).code).toBe(0);
     await until('link DNS gone', () => !/172\.16\.90\.100/.test(allLinkDns()));

@@ -64,7 +64,8 @@ export function classify(err: unknown, member: string): ResolvedError {
   const fail = (why: ResolvedFailure, detail: string) => new ResolvedError(why, `systemd-resolved ${member}: ${why}: ${detail}`, err);
   if (err instanceof DbusError) {
     if (NOT_RUNNING.has(err.name)) return fail('resolved not running', err.name);
-    if (REFUSED.has(err.name)) return fail('call refused', err.message);
+    // resolved lets root callers through and asks polkit about the others
+    if (REFUSED.has(err.name)) return fail('call refused', `${err.message} (callers other than root need polkit: polkitd and the package's rule)`);
     if (err.name === 'org.freedesktop.DBus.Error.Disconnected') return fail('system bus absent', err.message);
     return fail('call failed', err.message);
   }

@@ -22,7 +22,7 @@ export const CACHE_DIR = '/var/cache/nsm-agent-test';
  * systemd-resolved (host DNS of `netns: host` connections) and dnsmasq's binary (an endpoint's
  * DNS server; dnsmasq-base has no service that would start at boot).
  */
-export const INCLUDE = ['systemd', 'systemd-sysv', 'dbus', 'iproute2', 'iputils-ping', 'systemd-resolved', 'dnsmasq-base'];
+export const INCLUDE = ['systemd', 'systemd-sysv', 'dbus', 'iproute2', 'iputils-ping', 'systemd-resolved', 'dnsmasq-base', 'polkitd'];
 const SUITE = 'bookworm';
 
 export interface Result {
