@@ -16,6 +16,7 @@ const quick = Boolean(opt.quick);
 const benches = {
   'connect-local': quick ? ['50', '--concurrent', '50', '--rounds', '1'] : ['200'],
   remote: quick ? ['20', '--peer-runs', '5'] : ['200', '--peer-runs', '30'],
+  interdomain: quick ? ['30', '--fresh', '1'] : ['100', '--fresh', '3'],
   coldstart: quick ? ['5'] : ['20'],
   cli: quick ? ['10'] : ['30'],
   rss: quick ? ['1'] : ['3'],

@@ -127,6 +127,8 @@ function stage(dest, o, layout) {
   put('usr/sbin/nsm-agent', `#!/bin/sh\n# nsm-agent ${o.version}: its own Node runtime, so the host needs none.\nexec /${APP}/bin/node /${APP}/dist/agent/main.js "$@"\n`, 0o755);
   put(`${layout.unitDir}/nsm-agent.service`, src('systemd/nsm-agent.service'));
   put(`${layout.unitDir}/nsm-connect@.service`, src('systemd/nsm-connect@.service'));
+  put(`${layout.unitDir}/nsm-ondemand.socket`, src('systemd/nsm-ondemand.socket'));
+  put(`${layout.unitDir}/nsm-ondemand@.service`, src('systemd/nsm-ondemand@.service'));
   put(`${layout.generatorDir}/nsm-agent-generator`, src('systemd/nsm-agent-generator'), 0o755);
   put('usr/lib/sysusers.d/nsm-agent.conf', src('systemd/nsm-agent.sysusers'));
   put('usr/lib/sysctl.d/60-nsm-agent.conf', src('sysctl/60-nsm-agent.conf'));

@@ -21,6 +21,7 @@ import { setMaxListeners } from 'node:events';
 import path from 'node:path';
 import { Clock, realClock } from '../core/clock';
 import { Ctx } from '../core/ctx';
+import { domainOf, isOtherDomain } from '../core/domain';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
 import type { NetworkServiceServer } from '../core/networkservice';
@@ -32,7 +33,7 @@ import { MonitorHub } from '../networkservice/monitor';
 import { prevSegment } from '../networkservice/utils';
 import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
-import { channelCredentials, createX509Source, SpiffeTokenSource, waitForIdentity, type X509Source } from '../spire';
+import { channelCredentials, createX509Source, FederatedX509Source, serveBundleEndpoint, SpiffeTokenSource, waitForIdentity, type BundleEndpointServer, type X509Source } from '../spire';
 import type { Vl3IpamServer } from '../vl3/ipam/server';
 import { confirmedLiveness, heldClientChain, remoteClientChain, serverChain } from './chains';
 import type { AgentConfig } from './config';
@@ -113,6 +114,8 @@ export class Agent {
   private readonly journal: ConnectionJournal;
   private readonly pool: ChannelPool;
   private readonly listeners: Listeners;
+  /** The SPIFFE bundle endpoint of the own trust domain (identity.bundleEndpoint). */
+  private bundleEndpoint: BundleEndpointServer | undefined;
   /** The URL registered for hosted endpoints: the TCP listener when there is one. */
   private url: string;
 
@@ -141,8 +144,11 @@ export class Agent {
       url: () => this.url,
       tokens: this.tokens,
       ipamRecords: () => this.ipamRecords,
-      registry: this.reg,
-      heal: !this.reg.embedded,
+      registry: this.reg.hosted ?? this.reg,
+      // An endpoint registered into another domain's registry (floating) is healed like one
+      // in a remote registry of this domain.
+      heal: (name) => !this.reg.embedded || isOtherDomain(domainOf(name), cfg.domain),
+      floating: (name) => isOtherDomain(domainOf(name), cfg.domain),
       ctx: () => this.ctx(),
       signal: this.life.signal,
       log: this.log,
@@ -199,7 +205,7 @@ export class Agent {
       ctx: () => this.ctx(),
     };
     await this.listeners.local(cfg.listen, served);
-    this.url = advertisedUrl(cfg.listen, this.underlay?.ip);
+    this.url = advertisedUrl(cfg.listen, this.underlay?.ip, cfg.publicIP);
     // vl3-ipam before the endpoints: a vL3 endpoint of this agent may lease from it.
     if (cfg.vl3ipam) this.vl3ipam = (await this.listeners.vl3ipam(cfg.vl3ipam, cfg.listen.allowUids)).server;
     // Endpoints are registered before other hosts can reach this agent: after a restart, their
@@ -210,6 +216,10 @@ export class Agent {
     if (cfg.listen.tcp) await this.listeners.networkService(cfg.listen.tcp, served);
     const registryAddr = this.reg.embedded ? registryListenAddress(cfg) : undefined;
     if (registryAddr) await this.listeners.registry(registryAddr, served);
+    if (cfg.identity.bundleEndpoint) {
+      const { listen, refreshHintS } = cfg.identity.bundleEndpoint;
+      this.bundleEndpoint = await serveBundleEndpoint(this.identity, listen, { refreshHintS, log: this.log, clock: this.clock });
+    }
 
     // resolv.conf files a crashed run left: put back before connections wire them again.
     this.dns.repair();
@@ -279,6 +289,7 @@ export class Agent {
     const mech = openMechanisms({ underlay: this.underlay, wireguard: cfg.wireguard, wireguardKernel, store, log: this.log });
     this.mechanisms = mech;
     const observer = this.metrics?.observer;
+    const nat = cfg.publicIP ? { publicIP: cfg.publicIP, privateIP: () => this.underlay?.ip } : undefined;
     this.server = serverChain({
       name: cfg.name,
       domain: cfg.domain,
@@ -289,6 +300,7 @@ export class Agent {
       mechanisms: mech.handlers,
       registry: this.reg,
       local: (name) => this.endpoints.chain(name),
+      hosted: (name) => this.endpoints.registration(name),
       localVl3: (service) => this.endpoints.vl3EndpointFor(service),
       remote: this.underlay
         ? remoteClientChain({
@@ -299,9 +311,11 @@ export class Agent {
             pool: this.pool,
             selfId,
             log: this.log,
+            nat,
             tracer: this.tracing?.tracer,
           })
         : undefined,
+      nat,
       tracer: this.tracing?.tracer,
       stats: {
         known: (id) => this.hub.has(id),
@@ -387,6 +401,7 @@ export class Agent {
       tunnelIp: this.underlay?.ip ?? '',
       identity: `${svid?.id ?? '(none yet)'} from ${this.identity.kind}`,
       svid: svid ? { id: svid.id, expires: svid.expiresAt, source: this.identity.kind } : { id: '', expires: 0, source: this.identity.kind },
+      federation: this.identity instanceof FederatedX509Source ? this.identity.federation() : [],
       endpoints: this.endpoints.list(),
       connections: this.hub.connections(),
       held: this.held ? this.held.list().map(([, h]) => h) : [],
@@ -428,6 +443,7 @@ export class Agent {
     await this.store?.close();
     this.reg.close();
     this.pool.close();
+    await this.bundleEndpoint?.close();
     this.identity.close();
     await this.listeners.shutdown();
     await this.metrics?.close();

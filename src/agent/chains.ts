@@ -3,19 +3,19 @@
  * them apart from the daemon that runs them. Pure assembly: every dependency is an argument.
  *
  *   server chain:   [trace] → updatepath → stats → interdomainbypass → begin → updatetoken → authorize → metadata → timeout
- *                   → monitor → trimpath → clientinfo → mechanisms{KERNEL, WIREGUARD, VXLAN}
+ *                   → monitor → trimpath → clientinfo → [swapip] → mechanisms{KERNEL, WIREGUARD, VXLAN}
  *                   → preferLocalVl3 → discover
  *                   → roundrobin → connect
  *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
  *   remote chain:   mechanismtranslation → next hop recorder (for status) → tunnel clients
- *                   {WIREGUARD, VXLAN} → downstream monitor (DOWN and REFRESH_REQUESTED passed on
+ *                   {WIREGUARD, VXLAN} → [swapip, with publicIP] → downstream monitor (DOWN and REFRESH_REQUESTED passed on
  *                   to the hub) → authorize → dial (gRPC)
  *   endpoint chain: updatepath → updatetoken → [dnscontext, with `dns`] → the kind's elements
  *                   (p2p: ipam → KERNEL endpoint side) → trimpath
  *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
  *                   (in-process; heal watches this agent's own monitor hub and pings)
  */
-import type { Connection } from '../api';
+import type { Connection, NetworkServiceEndpoint } from '../api';
 import type { Logger } from '../core/log';
 import { chainClient, chainServer, serverToClient, NetworkServiceClient, NetworkServiceServer } from '../core/networkservice';
 import type { NsRegistry, NseRegistry } from '../core/registry';
@@ -34,6 +34,7 @@ import { MonitorHub, monitorDownstreamClient, monitorServer } from '../networkse
 import { refreshClient } from '../networkservice/refresh';
 import { roundRobinServer } from '../networkservice/roundrobin';
 import { statsServer, type StatsOptions } from '../networkservice/stats';
+import { swapIpClient, swapIpServer, type SwapIpOptions } from '../networkservice/swapip';
 import { traceServer, tracedClient, tracedServer, type Tracer } from '../networkservice/trace';
 import { timeoutServer } from '../networkservice/timeout';
 import { trimPathServer } from '../networkservice/trimpath';
@@ -58,12 +59,16 @@ export interface ServerChainDeps {
   registry: { ns: NsRegistry; nse: NseRegistry };
   /** The chain of a hosted endpoint, by its name. */
   local: (endpoint: string) => NetworkServiceServer | undefined;
+  /** The registration of a hosted endpoint, by its name (a floating one is found by it). */
+  hosted?: (endpoint: string) => NetworkServiceEndpoint | undefined;
   /** The chain to endpoints on other hosts; without it, only hosted endpoints are reached. */
   remote?: NetworkServiceClient;
   /** The hosted vL3 endpoint serving a service, if any (requests for it go there). */
   localVl3?: (service: string) => LocalVl3Endpoint | undefined;
   /** Traffic figures for the path segment metrics, and the Request timing; absent: no stats element. */
   stats?: StatsOptions;
+  /** Behind NAT: the public address answered in REMOTE mechanisms (swapip). */
+  nat?: SwapIpOptions;
   /** Spans of the hop and of the elements that work (dataplane, registry, next hop), when tracing is on. */
   tracer?: Tracer;
 }
@@ -88,9 +93,10 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     monitorServer(d.hub),
     trimPathServer(),
     clientInfoServer({ nodeName: d.name }),
+    ...(d.nat ? [swapIpServer(d.nat)] : []),
     traced(d.tracer, 'mechanisms', mechanismsServer(d.mechanisms)),
     preferLocalVl3Server(d.localVl3 ?? (() => undefined)),
-    traced(d.tracer, 'discover', discoverServer(d.registry.ns, d.registry.nse)),
+    traced(d.tracer, 'discover', discoverServer(d.registry.ns, d.registry.nse, { hosted: d.hosted })),
     roundRobinServer(),
     traced(d.tracer, 'connect', connectServer({ local: d.local, remote: d.remote })),
   );
@@ -107,6 +113,8 @@ export interface RemoteChainDeps {
   log: Logger;
   /** Records each connection's next hop URL, for status. */
   nextHops?: NetworkServiceClient;
+  /** Behind NAT: the public address offered in REMOTE mechanisms (swapip). */
+  nat?: SwapIpOptions;
   tracer?: Tracer;
 }
 
@@ -116,6 +124,7 @@ export function remoteClientChain(d: RemoteChainDeps): NetworkServiceClient {
     d.translation,
     ...(d.nextHops ? [d.nextHops] : []),
     ...d.tunnels,
+    ...(d.nat ? [swapIpClient(d.nat)] : []),
     // A broken monitor stream to the next host, or its DOWN/DELETE, is DOWN here too: the
     // heal of whoever holds the connection (held connections, local NSCs) takes it from there.
     monitorDownstreamClient({

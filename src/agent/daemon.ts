@@ -3,12 +3,13 @@
  *
  *   1. validates agent.yaml before touching anything (exit 2 on errors, from the CLI);
  *   2. STATUS=starting, then starts the agent (listeners, identity, endpoints, connections);
- *   3. restores the units that declared services (<runtime dir>/units), opens the systemd
+ *   3. restores the units that declared services (<runtime dir>/units), registers the
+ *      suppliers of OnDemand=yes units (src/agent/systemd/ondemand.ts), opens the systemd
  *      socket (reload, unit start/stop), then READY=1 with a STATUS= line, and WATCHDOG=1 pings
  *      when WatchdogSec= is set;
  *   4. keeps STATUS= current (endpoints, connections, registry reachability);
- *   5. SIGHUP or `nsm-agent reload`: RELOADING=1, re-reads agent.yaml, applies endpoint and
- *      connection changes (src/agent/reload.ts), READY=1;
+ *   5. SIGHUP or `nsm-agent reload`: RELOADING=1, re-reads the OnDemand=yes units and
+ *      agent.yaml, applies endpoint and connection changes (src/agent/reload.ts), READY=1;
  *   6. SIGTERM/SIGINT: STOPPING=1, closes connections and unregisters endpoints, exits 0.
  *      The units' specs stay, so that the next start restores them.
  */
@@ -25,6 +26,9 @@ import { ConfigReloader, ReloadResult, withConnectionIds } from './reload';
 import { Notifier } from './systemd/notify';
 import { controlSocketPath, ControlServer, listenControl } from './systemd/control';
 import { UnitManager } from './systemd/units';
+import { OnDemandUnits, readOnDemandUnits } from './systemd/ondemand';
+import { SystemdManager } from './systemd/manager';
+import { SystemBus } from './systemd/dbus';
 import { socketAnswers } from './socket-claim';
 import { statusLine } from './status';
 
@@ -134,7 +138,8 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   const cleanupFlag = path.join(runtimeDir, 'cleanup-on-exit');
   rmSync(cleanupFlag, { force: true });
   const parts = { endpoints: agent.endpoints, held: agent.held, served: agent.hub, dns: agent.dns };
-  const units = new UnitManager(parts, { dir: path.join(runtimeDir, 'units'), log, nodeName: cfg.name });
+  let onDemand: OnDemandUnits | undefined;
+  const units = new UnitManager(parts, { dir: path.join(runtimeDir, 'units'), log, nodeName: cfg.name, outOfTurn: (unit) => onDemand?.has(unit) ?? false });
   const reloader = new ConfigReloader(parts, cfg, {
     log,
     adjust,
@@ -143,6 +148,12 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   });
   notifier.status('starting: restoring units');
   await units.restore().catch((err) => log.warn('restoring units failed', { error: err }));
+  // After the restore: an on-demand unit that runs has its endpoint back, and no supplier.
+  const systemBus = new SystemBus();
+  onDemand = new OnDemandUnits({ systemd: new SystemdManager(systemBus), endpoints: agent.endpoints, endpointName: (unit) => units.endpointName(unit), log });
+  units.onChange((unit) => void onDemand?.sync(unit));
+  await onDemand.set(readOnDemandUnits(log)).catch((err) => log.warn('on-demand units not set up', { error: err }));
+  onDemand.start();
   await agent.held.resume().catch((err) => log.warn('re-establishing connections failed', { error: err }));
 
   let registryDown = false;
@@ -153,6 +164,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
     log.info('reloading', { file: reloader.config.file, trigger: why });
     notifier.reloading();
     try {
+      await onDemand?.set(readOnDemandUnits(log)).catch((err) => log.warn('on-demand units not updated', { error: err }));
       const r = await reloader.reload();
       note = r.errors.length ? `last reload: ${r.errors.length} error(s)` : r.restartNeeded.length ? `restart needed for ${r.restartNeeded.join(',')}` : undefined;
       return r;
@@ -207,6 +219,9 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       process.off('SIGHUP', onHup);
       (async () => {
         await control?.close();
+        await onDemand?.close().catch((err) => log.warn('closing on-demand units failed', { error: err }));
+        // an open bus connection would keep the process from exiting
+        systemBus.close();
         const cleanup = opts.cleanupOnExit || existsSync(cleanupFlag);
         rmSync(cleanupFlag, { force: true });
         if (cleanup) log.info('removing every vWire before exiting');

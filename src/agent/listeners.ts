@@ -154,11 +154,12 @@ export class Listeners {
 
 /**
  * The URL other hosts reach this agent's endpoints at: the TCP listener (its host, or the
- * underlay address when it listens on every address), else the unix socket.
+ * underlay address when it listens on every address; behind NAT the public address, with the
+ * listener's port, as upstream's registry swapip rewrites NSE URLs), else the unix socket.
  */
-export function advertisedUrl(listen: AgentConfig['listen'], underlayIp: string | undefined): string {
+export function advertisedUrl(listen: AgentConfig['listen'], underlayIp: string | undefined, publicIP?: string): string {
   if (listen.tcp) {
-    const host = listenHost(listen.tcp) || underlayIp;
+    const host = publicIP || listenHost(listen.tcp) || underlayIp;
     if (host) return `tcp://${bracket(host)}:${listenPort(listen.tcp)}`;
   }
   return `unix://${listen.unix}`;

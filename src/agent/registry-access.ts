@@ -26,6 +26,11 @@ export interface RegistryAccess {
   embedded?: RegistryServer;
   /** A remote registry's reachability, as the agent's calls find it. */
   health?: RegistryHealth;
+  /**
+   * What this agent's own endpoints register through: ns and nse, and besides, a name of
+   * another domain registers into that domain's registry (floating). Absent: ns and nse.
+   */
+  hosted?: { ns: NsRegistry; nse: NseRegistry };
   close(): void;
 }
 
@@ -81,15 +86,18 @@ export function openRegistry(registry: AgentConfig['registry'], opts: RegistryAc
 
 /**
  * `access` with names of the form `name@domain` served by that domain's registry (proxydns):
- * what the agent's discover, its hosted endpoints and its registry listeners use.
+ * what the agent's discover and its registry listeners use; its hosted endpoints use `hosted`,
+ * which also registers a name of another domain into that domain's registry (floating).
  */
 export function withOtherDomains(access: RegistryAccess, cfg: Pick<AgentConfig, 'domain' | 'interdomain'>, opts: RegistryAccessOptions): RegistryAccess {
   const domains = new DomainRegistries(cfg.interdomain, opts);
   const proxy = { ownDomain: cfg.domain, registryOf: domains.registryOf.bind(domains), timeoutMs: cfg.interdomain.timeoutMs };
+  const floating = { ...proxy, floating: true };
   return {
     ...access,
     ns: chainNsRegistry(proxyDnsNsRegistry(proxy), access.ns),
     nse: chainNseRegistry(proxyDnsNseRegistry(proxy), access.nse),
+    hosted: { ns: chainNsRegistry(proxyDnsNsRegistry(floating), access.ns), nse: chainNseRegistry(proxyDnsNseRegistry(floating), access.nse) },
     close: () => {
       domains.close();
       access.close();

@@ -41,7 +41,7 @@ export interface ReloadResult {
 }
 
 /** Keys a reload does not apply. */
-const RESTART_KEYS = ['name', 'logLevel', 'stateDir', 'listen', 'tunnelIP', 'maxTokenLifetimeMs', 'identity', 'registry', 'policy', 'domain', 'interdomain', 'vl3ipam', 'metrics', 'telemetry'] as const;
+const RESTART_KEYS = ['name', 'logLevel', 'stateDir', 'listen', 'tunnelIP', 'publicIP', 'maxTokenLifetimeMs', 'identity', 'registry', 'policy', 'domain', 'interdomain', 'vl3ipam', 'metrics', 'telemetry'] as const;
 
 /** Gives every configured connection without an id a stable one (from its url and netns). */
 export function withConnectionIds(cfg: AgentConfig): AgentConfig {

@@ -11,6 +11,7 @@ import type { LastHeal } from './journal';
 import type { RegistryHealthView } from './registry-health';
 import type { TrafficView } from './metrics/traffic';
 import type { HostDnsView } from './dns/hostdns';
+import type { FederationStatus } from '../spire/federation';
 
 export interface StatusSources {
   name: string;
@@ -26,6 +27,8 @@ export interface StatusSources {
   identity: string;
   /** The agent's X.509-SVID (id '' and expires 0 until loaded). */
   svid: { id: string; expires: number; source: string };
+  /** The bundle endpoints of identity.federation. */
+  federation?: FederationStatus[];
   endpoints: HostedEndpoint[];
   /** The server chain's connections (the monitor hub). */
   connections: Connection[];
@@ -116,6 +119,18 @@ export function projectStatus(s: StatusSources) {
     identity: s.identity,
     host_dns: (s.hostDns ?? []).map((h) => ({ ...h, servers: [...h.servers], domains: [...h.domains] })),
     svid: { spiffe_id: s.svid.id, expires: s.svid.expires ? toTimestamp(s.svid.expires) : null, source: s.svid.source },
+    federation: (s.federation ?? []).map((f) => ({
+      trust_domain: f.trustDomain,
+      url: f.url,
+      endpoint_id: f.endpointId,
+      state: f.state,
+      authorities: f.authorities,
+      sequence: String(f.sequence ?? 0),
+      fetched: f.fetched !== undefined ? toTimestamp(f.fetched) : null,
+      error: f.lastError?.message ?? '',
+      error_code: f.lastError?.code ?? '',
+      next_refresh: f.nextRefresh !== undefined ? toTimestamp(f.nextRefresh) : null,
+    })),
     endpoints: s.endpoints.map((e) => ({
       name: e.cfg.name,
       services: e.cfg.services,

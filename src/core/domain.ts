@@ -37,3 +37,8 @@ export function stripDomain(name: string, domain: string): string {
 export function sameDomain(a: string | undefined, b: string | undefined): boolean {
   return a !== undefined && b !== undefined && a.toLowerCase() === b.toLowerCase();
 }
+
+/** True when `domain` is set and is not `own` (a name of another domain). */
+export function isOtherDomain(domain: string | undefined, own: string | undefined): domain is string {
+  return domain !== undefined && !sameDomain(domain, own);
+}

@@ -37,7 +37,13 @@ export const ERROR_CODES = {
   FOREIGN_DOMAIN: Status.PERMISSION_DENIED, // a name carries the suffix of a domain that does not own it
   UNAUTHENTICATED: Status.UNAUTHENTICATED,
   FAILED_PRECONDITION: Status.FAILED_PRECONDITION,
+  BUNDLE_INVALID: Status.INVALID_ARGUMENT, // a SPIFFE bundle document that does not parse (JSON, JWK set, x5c)
+  BUNDLE_WRONG_TRUST_DOMAIN: Status.INVALID_ARGUMENT, // a bundle endpoint served the bundle of another trust domain
+  BUNDLE_ENDPOINT_UNTRUSTED: Status.UNAUTHENTICATED, // a bundle endpoint's certificate is not an SVID of its endpointId
+  BUNDLE_ENDPOINT_UNAVAILABLE: Status.UNAVAILABLE, // a bundle endpoint cannot be reached or answered other than 200
   UNAVAILABLE: Status.UNAVAILABLE, // a peer (endpoint, registry, agent) cannot be reached
+  UNIT_START_FAILED: Status.UNAVAILABLE, // an OnDemand=yes unit did not start or did not register its endpoint in time
+  ENDPOINT_STARTING: Status.UNAVAILABLE, // a supplier started its unit for another host's client: request again
   DEADLINE_EXCEEDED: Status.DEADLINE_EXCEEDED,
   CANCELLED: Status.CANCELLED,
   DATAPLANE: Status.INTERNAL, // the kernel refused an operation (message carries errno)

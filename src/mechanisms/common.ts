@@ -6,6 +6,9 @@ export const PARAM = {
   INODE_URL: 'inodeURL',
   SRC_IP: 'src_ip',
   DST_IP: 'dst_ip',
+  /** A host behind NAT: its own (private) address, when `src_ip` / `dst_ip` carry the public one (upstream swapip). */
+  SRC_ORIGINAL_IP: 'orig_src_ip',
+  DST_ORIGINAL_IP: 'orig_dst_ip',
   SRC_PORT: 'src_port',
   DST_PORT: 'dst_port',
   SRC_PUBLIC_KEY: 'src_public_key',

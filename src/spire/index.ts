@@ -7,6 +7,7 @@ import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import type { Logger } from '../core/log';
 import { DevX509Source } from './dev';
+import { FederatedX509Source, type FederationSettings } from './federation';
 import { FileX509Source } from './files';
 import type { X509Source } from './source';
 import type { X509Context } from './svid';
@@ -16,6 +17,9 @@ export type { X509Source, SourceKind } from './source';
 export type { X509Svid, X509Context, Bundles } from './svid';
 export { WorkloadApiClient, WorkloadX509Source, endpointTarget, ENDPOINT_ENV } from './workload';
 export { FileX509Source } from './files';
+export { FederatedX509Source, fetchSpiffeBundle, type FederationSettings, type FederationStatus } from './federation';
+export { serveBundleEndpoint, type BundleEndpointServer } from './bundle-endpoint';
+export { parseSpiffeBundle, serializeSpiffeBundle, type SpiffeBundle } from './jwks';
 export { DevX509Source, isLoopbackHost } from './dev';
 export { LocalCa } from './ca';
 export { parseSpiffeId, isSpiffeId, idMatcher, trustDomainName } from './id';
@@ -41,10 +45,17 @@ export interface IdentitySettings {
   socket?: string;
   files?: { cert: string; key: string; bundle: string; federated?: Record<string, string> };
   dev: { caDir: string; trustDomain: string; allowNonLoopback: boolean };
+  /** Other trust domains' bundle endpoints; the source is wrapped in a FederatedX509Source when any. */
+  federation?: readonly FederationSettings[];
 }
 
 /** The X509Source for agent.yaml's `identity`. `name` makes the dev identity's ID. */
 export function createX509Source(cfg: IdentitySettings, opts: { name: string; log?: Logger; clock?: Clock }): X509Source {
+  const base = baseSource(cfg, opts);
+  return cfg.federation?.length ? new FederatedX509Source(base, cfg.federation, opts) : base;
+}
+
+function baseSource(cfg: IdentitySettings, opts: { name: string; log?: Logger; clock?: Clock }): X509Source {
   switch (cfg.source) {
     case 'spiffe':
       return new WorkloadX509Source({ address: cfg.socket, log: opts.log });

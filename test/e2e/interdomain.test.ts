@@ -14,38 +14,18 @@
  * trust each other's bundle (identity.files.federated), a does not trust c's.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { toPem } from '../../src/spire/x509';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
-import { isRoot, sh, until } from '../harness/exec.mjs';
+import { hasDnsmasq, startDnsmasq } from '../harness/dnsmasq.mjs';
+import { isRoot, until } from '../harness/exec.mjs';
 import { addrs, links, ping } from '../harness/netns.mjs';
 
-const run = isRoot && sh('test', ['-x', '/usr/sbin/dnsmasq']).code === 0 ? describe : describe.skip;
-
-/** dnsmasq in `netns`, answering on `ip` from the given options only; stopped by PID. */
-async function startDnsmasq(netns: string, ip: string, records: string[]): Promise<ChildProcess> {
-  const args = [
-    'netns', 'exec', netns, '/usr/sbin/dnsmasq',
-    '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--pid-file=',
-    '--bind-interfaces', `--listen-address=${ip}`, '--port=53', '--user=root', '--group=root',
-    // authoritative for *.test: unknown names are NXDOMAIN, never forwarded
-    '--local=/test/', '--local-ttl=30',
-    ...records,
-  ];
-  const p = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  p.stderr!.on('data', (d) => (err += String(d)));
-  const listening = () => sh('ip', ['netns', 'exec', netns, 'ss', '-lnu', `sport = :53`]).stdout.includes(ip);
-  if (!(await until(() => listening() || p.exitCode !== null, 5_000)) || p.exitCode !== null) {
-    p.kill('SIGKILL');
-    throw new Error(`dnsmasq did not start: ${err}`);
-  }
-  return p;
-}
+const run = isRoot && hasDnsmasq() ? describe : describe.skip;
 
 run('interdomain: icmp@domain across registries found by DNS', () => {
   let mesh: Mesh;

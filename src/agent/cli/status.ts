@@ -20,6 +20,8 @@ export interface StatusView {
   identity: string;
   /** The agent's X.509-SVID; spiffeId '' and expires undefined until it is loaded. */
   svid: { spiffeId: string; expires: number | undefined; source: string };
+  /** identity.federation: each trust domain's bundle endpoint and the bundle in use ([] when none). */
+  federation: FederationView[];
   endpoints: { name: string; services: string[]; cidr: string; netns: string; url: string; labels: Record<string, string>; connections: number }[];
   connections: ConnectionView[];
   /** Connections held for the host namespace that carry DNS: wired into systemd-resolved or why not. */
@@ -35,6 +37,21 @@ export interface HostDnsLineView {
   wired: boolean;
   /** Why it is not wired; '' when wired or not tried yet. */
   reason: string;
+}
+
+export interface FederationView {
+  trustDomain: string;
+  url: string;
+  endpointId: string;
+  /** pending, ok or failing (the last good bundle stays in use). */
+  state: string;
+  authorities: number;
+  sequence: number;
+  fetched: number | undefined;
+  /** The last failure while failing: its stable code and message; '' otherwise. */
+  errorCode: string;
+  error: string;
+  nextRefresh: number | undefined;
 }
 
 export interface RouteView {
@@ -199,6 +216,18 @@ export function viewStatus(s: any): StatusView {
     tunnelIP: s.tunnel_ip,
     identity: s.identity,
     svid: { spiffeId: s.svid?.spiffe_id ?? '', expires: fromTimestamp(s.svid?.expires), source: s.svid?.source ?? '' },
+    federation: (s.federation ?? []).map((f: any) => ({
+      trustDomain: f.trust_domain ?? '',
+      url: f.url ?? '',
+      endpointId: f.endpoint_id ?? '',
+      state: f.state ?? '',
+      authorities: f.authorities ?? 0,
+      sequence: Number(f.sequence ?? 0),
+      fetched: fromTimestamp(f.fetched),
+      errorCode: f.error_code ?? '',
+      error: f.error ?? '',
+      nextRefresh: fromTimestamp(f.next_refresh),
+    })),
     endpoints: s.endpoints,
     connections: (s.connections ?? []).map(viewConnection),
     hostDns: (s.host_dns ?? []).map((h: any) => ({
@@ -223,6 +252,13 @@ function expiry(ms: number, now: number): string {
 function identityLine(s: StatusView, now: number): string {
   if (!s.svid?.spiffeId) return s.identity;
   return `${s.svid.spiffeId} from ${s.svid.source}${s.svid.expires ? `, ${expiry(s.svid.expires, now)}` : ''}`;
+}
+
+/** `domain-b.org from https://..., ok, 1 authority (sequence 7) fetched 2m ago` or its failure. */
+function federationLine(f: FederationView, now: number): string {
+  const held = f.fetched ? `${f.authorities} ${f.authorities === 1 ? 'authority' : 'authorities'}${f.sequence ? ` (sequence ${f.sequence})` : ''} fetched ${age(f.fetched, now)} ago` : 'no bundle fetched yet';
+  const failing = f.state === 'failing' ? `, FAILING: ${f.error} (${f.errorCode})` : '';
+  return `${f.trustDomain} from ${f.url}, ${f.state}, ${held}${failing}`;
 }
 
 function registryLine(s: StatusView, now: number): string {
@@ -318,6 +354,7 @@ export function printStatus(s: StatusView, now = Date.now()): string {
     `agent ${s.name} (nsm-agent ${s.version}), up ${s.started ? age(s.started, now) : '?'}`,
     `identity:  ${identityLine(s, now)}`,
     `registry:  ${registryLine(s, now)}`,
+    ...(s.federation ?? []).map((f) => `federated: ${federationLine(f, now)}`),
     `listening: ${s.listen.join(', ')}`,
     `endpoints registered as: ${s.url}${s.tunnelIP ? `, tunnel IP ${s.tunnelIP}` : ''}`,
     ...(s.hostDns ?? []).flatMap(hostDnsLines),

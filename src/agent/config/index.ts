@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { promises as dnsPromises } from 'node:dns';
 import os from 'node:os';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { lazyModule } from '../../core/lazy';
@@ -17,8 +18,9 @@ import { parsePrefix } from '../../networkservice/ipam/cidr';
 import { AddressPool } from '../../networkservice/ipam/pool';
 import { parseNsURL } from '../../networkservice/nsurl';
 import { validateId, validateLabels } from '../../core/validate';
-import { domainOf, sameDomain } from '../../core/domain';
-import { idMatcher, trustDomainName } from '../../spire/id';
+import { domainOf, isOtherDomain, sameDomain } from '../../core/domain';
+import { idMatcher, parseWorkloadId, trustDomainName } from '../../spire/id';
+import type { FederationSettings } from '../../spire/federation';
 import { endpointTarget } from '../../spire/endpoint';
 import { routerNetnsName } from '../endpoints/vl3/names';
 import { poolSettingsProblem } from '../../vl3/ipam/pool';
@@ -69,6 +71,10 @@ export interface IdentityConfig {
   files?: { cert: string; key: string; bundle: string; federated: Record<string, string> };
   /** Always filled (defaults: caDir <stateDir>/dev-ca, trustDomain nsm.local). */
   dev: { caDir: string; trustDomain: string; allowNonLoopback: boolean };
+  /** Other trust domains' SPIFFE bundle endpoints (src/spire/federation.ts); absent when none. */
+  federation?: FederationSettings[];
+  /** Serve the own trust domain's bundle (src/spire/bundle-endpoint.ts). */
+  bundleEndpoint?: { listen: string; refreshHintS: number };
 }
 
 /** This agent serves vl3-ipam: leases of /clientPrefixLength prefixes of `prefix` to vL3 endpoints. */
@@ -88,6 +94,8 @@ export interface AgentConfig {
   /** allowUids: besides root and the agent's own user, who may use the local socket. */
   listen: { unix: string; tcp?: string; allowUids: number[] };
   tunnelIP: string;
+  /** Behind NAT: the address advertised for this host's tunnels and URL instead of its own (upstream swapip). */
+  publicIP?: string;
   /** This site's domain (`name@<domain>` is served here), if it names one. */
   domain?: string;
   /** Other domains' registries: DNS servers to ask (empty: the system's) and the lookup + find timeout. */
@@ -236,6 +244,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       throw new ConfigError(file, `interdomain.dnsServers[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
     }
   }
+  if (raw.publicIP !== undefined && isIP(raw.publicIP) === 0) throw new ConfigError(file, 'publicIP', `${raw.publicIP} is not an IP address`);
   if (raw.metrics?.mtls && raw.metrics?.tls === false) throw new ConfigError(file, 'metrics.mtls', 'needs metrics.tls (mTLS is TLS with client certificates)');
   const stateDir: string = raw.stateDir ?? '/var/lib/nsm-agent';
   const identity = parseIdentity(file, raw.identity ?? {}, stateDir);
@@ -252,12 +261,19 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   const endpoints: EndpointConfig[] = (raw.endpoints ?? []).map((e: any, i: number) => {
     const key = `endpoints[${i}]`;
     if (names.has(e.name)) throw new ConfigError(file, `${key}.name`, `duplicate endpoint name ${e.name}`);
+    // A name of another domain makes the endpoint floating: registered into that domain's
+    // registry, so its services must all carry that domain too.
+    const floating = isOtherDomain(domainOf(e.name), raw.domain) ? domainOf(e.name) : undefined;
     (e.services as string[]).forEach((svc, j) => {
       const d = domainOf(svc);
-      if (d !== undefined && !sameDomain(d, raw.domain)) {
-        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} names domain ${d}, not this agent's (domain: ${raw.domain ?? 'none'}); registering into another domain's registry is not supported`);
+      if (floating !== undefined && !sameDomain(d, floating)) {
+        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} is not of domain ${floating}: a floating endpoint (name ${e.name}) registers into that domain's registry, so every service names it`);
+      }
+      if (floating === undefined && isOtherDomain(d, raw.domain)) {
+        throw new ConfigError(file, `${key}.services[${j}]`, `${svc} names domain ${d}, not this agent's (domain: ${raw.domain ?? 'none'}); to register into ${d}'s registry (floating), name the endpoint ${e.name}@${d} too`);
       }
     });
+    if (floating !== undefined && e.vl3) throw new ConfigError(file, `${key}.name`, `a vL3 endpoint cannot be floating (${e.name})`);
     names.add(e.name);
     const dns = parseDns(file, key, e.dns);
     if (e.vl3) return { ...vl3Endpoint(file, key, e), ...dns };
@@ -301,6 +317,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     stateDir,
     listen: { unix: raw.listen?.unix ?? DEFAULT_SOCKET, tcp: raw.listen?.tcp, allowUids: raw.listen?.allowUids ?? [] },
     tunnelIP: raw.tunnelIP ?? 'auto',
+    ...(raw.publicIP ? { publicIP: raw.publicIP } : {}),
     ...(raw.domain ? { domain: raw.domain } : {}),
     interdomain: { dnsServers: raw.interdomain?.dnsServers ?? [], timeoutMs: interdomainTimeout },
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
@@ -419,7 +436,17 @@ function parseIdentity(file: string, id: Record<string, any>, stateDir: string):
       throw new ConfigError(file, `identity.files.federated.${td}`, (err as Error).message);
     }
   }
+  const federated = new Set(Object.keys(id.files?.federated ?? {}).map((td) => trustDomainName(td)));
+  const federation = ((id.federation ?? []) as Record<string, any>[]).map((f, i) => parseFederation(file, f, i, federated));
+  let bundleEndpoint: IdentityConfig['bundleEndpoint'];
+  if (id.bundleEndpoint) {
+    const hint = parseDuration(id.bundleEndpoint.refreshHint ?? '5m');
+    if (hint === undefined || hint < 1000) throw new ConfigError(file, 'identity.bundleEndpoint.refreshHint', 'must be at least 1s');
+    bundleEndpoint = { listen: id.bundleEndpoint.listen, refreshHintS: Math.round(hint / 1000) };
+  }
   return {
+    ...(federation.length ? { federation } : {}),
+    ...(bundleEndpoint ? { bundleEndpoint } : {}),
     source,
     socket: id.socket,
     files: id.files ? { cert: id.files.cert, key: id.files.key, bundle: id.files.bundle, federated: id.files.federated ?? {} } : undefined,
@@ -428,6 +455,47 @@ function parseIdentity(file: string, id: Record<string, any>, stateDir: string):
       trustDomain: id.dev?.trustDomain ?? 'nsm.local',
       allowNonLoopback: id.dev?.allowNonLoopback ?? false,
     },
+  };
+}
+
+function parseFederation(file: string, f: Record<string, any>, i: number, federated: Set<string>): FederationSettings {
+  const key = `identity.federation[${i}]`;
+  let trustDomain: string;
+  try {
+    trustDomain = trustDomainName(f.trustDomain);
+  } catch (err) {
+    throw new ConfigError(file, `${key}.trustDomain`, (err as Error).message);
+  }
+  if (federated.has(trustDomain)) throw new ConfigError(file, `${key}.trustDomain`, `${trustDomain} also has a bundle file in identity.files.federated: give one or the other`);
+  federated.add(trustDomain);
+  try {
+    const u = new URL(f.bundleEndpoint);
+    if (u.protocol !== 'https:' || !u.hostname) throw new Error('is not an https://host[:port]/path URL');
+  } catch (err) {
+    throw new ConfigError(file, `${key}.bundleEndpoint`, (err as Error).message.startsWith('is ') ? (err as Error).message : `${f.bundleEndpoint} is not a URL`);
+  }
+  try {
+    parseWorkloadId(f.endpointId);
+  } catch (err) {
+    throw new ConfigError(file, `${key}.endpointId`, (err as Error).message);
+  }
+  // unset bounds take federation.ts's defaults (5s, 1h)
+  const bound = (name: 'minRefresh' | 'maxRefresh') => {
+    if (f[name] === undefined) return undefined;
+    const ms = parseDuration(f[name]);
+    if (ms === undefined || ms < 1000) throw new ConfigError(file, `${key}.${name}`, 'must be at least 1s');
+    return ms;
+  };
+  const minRefreshMs = bound('minRefresh');
+  const maxRefreshMs = bound('maxRefresh');
+  if ((maxRefreshMs ?? 3_600_000) < (minRefreshMs ?? 5_000)) throw new ConfigError(file, `${key}.maxRefresh`, 'is below minRefresh');
+  return {
+    trustDomain,
+    bundleEndpoint: f.bundleEndpoint,
+    endpointId: f.endpointId,
+    ...(f.bundle ? { bundle: f.bundle } : {}),
+    ...(minRefreshMs !== undefined ? { minRefreshMs } : {}),
+    ...(maxRefreshMs !== undefined ? { maxRefreshMs } : {}),
   };
 }
 

@@ -24,6 +24,8 @@ export const AGENT_SCHEMA = {
       },
     },
     tunnelIP: { type: 'string', minLength: 1 },
+    // behind NAT: the address other hosts reach this one at (checked in index.ts; docs/interdomain.md)
+    publicIP: { type: 'string', minLength: 1 },
     // this site's domain: its agents accept `name@<domain>` (docs/interdomain.md)
     domain: { type: 'string', pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$' },
     // how other domains' registries are found (docs/interdomain.md); servers checked in index.ts
@@ -95,6 +97,30 @@ export const AGENT_SCHEMA = {
             federated: { type: 'object', additionalProperties: { type: 'string', minLength: 1 } },
           },
         },
+        // other trust domains' bundles from their SPIFFE bundle endpoints (https_spiffe)
+        federation: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['trustDomain', 'bundleEndpoint', 'endpointId'],
+            properties: {
+              trustDomain: { type: 'string', minLength: 1 },
+              bundleEndpoint: { type: 'string', pattern: '^https://' },
+              endpointId: { type: 'string', pattern: '^spiffe://' },
+              bundle: { type: 'string', minLength: 1 },
+              minRefresh: duration,
+              maxRefresh: duration,
+            },
+          },
+        },
+        // serve the own trust domain's bundle (https_spiffe) for other domains to federate with
+        bundleEndpoint: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['listen'],
+          properties: { listen: hostPort, refreshHint: duration },
+        },
         dev: {
           type: 'object',
           additionalProperties: false,
@@ -137,7 +163,8 @@ export const AGENT_SCHEMA = {
         additionalProperties: false,
         required: ['name', 'services'],
         properties: {
-          name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },
+          // `name@domain`: registered into that domain's registry (floating; docs/interdomain.md)
+          name: { type: 'string', pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(@[A-Za-z0-9]([A-Za-z0-9.:-]{0,251}[A-Za-z0-9])?)?$' },
           services: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
           labels,
           cidr: { type: 'string', minLength: 1 },

@@ -19,6 +19,8 @@
  */
 import * as packet from 'dns-packet';
 
+import { readPlainQuery, ttlMap } from './wire';
+
 /** Sends `query` to `server` (an IP address, port 53) and resolves with its answer. */
 export type Exchange = (server: string, query: Buffer, timeoutMs: number) => Promise<Buffer>;
 
@@ -80,6 +82,8 @@ export function headerAnswer(query: Buffer, rcode: number, extraFlags = 0): Buff
 
 interface Cached {
   raw: Buffer;
+  /** Where raw's TTLs are (counted down when served). */
+  ttlOffsets: number[];
   stored: number;
   expires: number;
 }
@@ -129,28 +133,27 @@ export class Forwarder {
    * the client asks again over TCP); undefined: drop the query, answer nothing.
    */
   async answer(query: Buffer, maxSize = 512): Promise<Buffer | undefined> {
-    const parsed = parseQuery(query);
-    if (parsed === undefined || Buffer.isBuffer(parsed)) return parsed;
-    const { decoded, question: q } = parsed;
-    const loopKey = `${query.readUInt16BE(0)}|${q.name.toLowerCase()}|${q.type}|${q.class}`;
+    const asked = readQuery(query);
+    if (asked === undefined || Buffer.isBuffer(asked)) return asked;
+    const key = `${asked.name.toLowerCase()}|${asked.type}|${asked.class}`;
+    const loopKey = `${query.readUInt16BE(0)}|${key}`;
     if (this.inFlight.has(loopKey) || this.inFlight.size >= MAX_IN_FLIGHT) return undefined;
     this.inFlight.add(loopKey);
     try {
-      const out = (await this.resolve(query, decoded, q)) ?? headerAnswer(query, RCODE.SERVFAIL);
+      const out = (await this.resolve(query, asked, key)) ?? headerAnswer(query, RCODE.SERVFAIL);
       return out.length <= Math.max(512, maxSize) ? out : truncated(query, out);
     } finally {
       this.inFlight.delete(loopKey);
     }
   }
 
-  private async resolve(query: Buffer, decoded: packet.DecodedPacket, q: packet.Question): Promise<Buffer | undefined> {
-    const cacheKey = `${q.name.toLowerCase()}|${q.type}|${q.class}`;
+  private async resolve(query: Buffer, asked: AskedQuery, cacheKey: string): Promise<Buffer | undefined> {
     const hit = this.fromCache(cacheKey, query);
     if (hit) return hit;
     const { servers, search } = this.opts.upstreams();
     if (servers.length === 0) return undefined;
     const deadline = this.now() + this.timeoutMs;
-    const name = q.name.replace(/\.$/, '');
+    const name = asked.name.replace(/\.$/, '');
     const lower = name.toLowerCase();
     const reverse = /\.(in-addr|ip6)\.arpa$/.test(lower);
     const names = [name, ...(reverse ? [] : search.filter((d) => d && lower !== d.toLowerCase() && !lower.endsWith(`.${d.toLowerCase()}`)).map((d) => `${name}.${d}`))];
@@ -158,11 +161,11 @@ export class Forwarder {
     for (const variant of names) {
       const left = deadline - this.now();
       if (left <= 0) return undefined;
-      const ask = variant === name ? query : withName(decoded, variant);
+      const ask = variant === name ? query : withName(asked.decoded(), variant);
       if (!ask) continue;
       const got = await fanout(this.opts.exchange, servers, ask, Math.min(left, TRY_MS));
       if (got.ok) {
-        const out = variant === name ? got.ok : renamed(got.ok, variant, q.name);
+        const out = variant === name ? got.ok : renamed(got.ok, variant, asked.name);
         if (!out) return undefined;
         out.writeUInt16BE(query.readUInt16BE(0), 0);
         this.store(cacheKey, out);
@@ -178,6 +181,7 @@ export class Forwarder {
     return undefined;
   }
 
+  /** A copy of the cached answer with the query's id and the TTLs counted down. */
   private fromCache(key: string, query: Buffer): Buffer | undefined {
     const c = this.cache.get(key);
     if (!c) return undefined;
@@ -186,34 +190,51 @@ export class Forwarder {
       this.cache.delete(key);
       return undefined;
     }
-    try {
-      const p = packet.decode(c.raw);
-      const gone = Math.floor((now - c.stored) / 1000);
-      for (const r of [...(p.answers ?? []), ...(p.authorities ?? []), ...(p.additionals ?? [])]) {
-        if (r.type !== 'OPT' && typeof (r as { ttl?: number }).ttl === 'number') (r as { ttl: number }).ttl = Math.max(0, (r as { ttl: number }).ttl - gone);
-      }
-      const out = packet.encode({ ...p, id: query.readUInt16BE(0) });
-      return out;
-    } catch {
-      this.cache.delete(key);
-      return undefined;
-    }
+    const out = Buffer.from(c.raw);
+    out.writeUInt16BE(query.readUInt16BE(0), 0);
+    const gone = Math.floor((now - c.stored) / 1000);
+    if (gone > 0) for (const at of c.ttlOffsets) out.writeUInt32BE(Math.max(0, c.raw.readUInt32BE(at) - gone), at);
+    return out;
   }
 
   private store(key: string, raw: Buffer): void {
-    let ttl = Infinity;
-    try {
-      const p = packet.decode(raw);
-      if (rcodeOf(raw) !== RCODE.NOERROR || !p.answers?.length) return;
-      for (const r of p.answers) ttl = Math.min(ttl, (r as { ttl?: number }).ttl ?? 0);
-    } catch {
-      return;
-    }
+    if (rcodeOf(raw) !== RCODE.NOERROR) return;
+    const ttls = ttlMap(raw);
+    if (!ttls || ttls.answers === 0) return;
+    const ttl = ttls.minAnswerTtl;
     if (!(ttl > 0)) return;
     if (this.cache.size >= CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
     const now = this.now();
-    this.cache.set(key, { raw: Buffer.from(raw), stored: now, expires: now + Math.min(ttl, MAX_CACHE_TTL_S) * 1000 });
+    this.cache.set(key, { raw: Buffer.from(raw), ttlOffsets: ttls.offsets, stored: now, expires: now + Math.min(ttl, MAX_CACHE_TTL_S) * 1000 });
   }
+}
+
+/** A query as the forwarder needs it: its question, and the whole message decoded on demand. */
+interface AskedQuery {
+  name: string;
+  type: number;
+  class: number;
+  decoded: () => packet.DecodedPacket;
+}
+
+/**
+ * parseQuery's outcome without decoding the common query (one question, at most EDNS): read
+ * in place; anything else goes through parseQuery, so both paths accept and refuse alike.
+ */
+function readQuery(query: Buffer): AskedQuery | Buffer | undefined {
+  if (query.length < HEADER) return undefined;
+  const flags = query.readUInt16BE(2);
+  if (flags & QR) return undefined;
+  if ((flags >> 11) & 0x0f) return headerAnswer(query, RCODE.NOTIMP);
+  const plain = readPlainQuery(query);
+  if (plain) {
+    let decoded: packet.DecodedPacket | undefined;
+    return { name: plain.name, type: plain.type, class: plain.class, decoded: () => (decoded ??= packet.decode(query)) };
+  }
+  const parsed = parseQuery(query);
+  if (parsed === undefined || Buffer.isBuffer(parsed)) return parsed;
+  const qEnd = questionEnd(query);
+  return { name: parsed.question.name, type: query.readUInt16BE(qEnd - 4), class: query.readUInt16BE(qEnd - 2), decoded: () => parsed.decoded };
 }
 
 /** The query asking for `name` instead (same id, flags and additional records, e.g. EDNS). */

@@ -16,14 +16,30 @@ import { questionEnd, type Exchange } from './forwarder';
 const DNS_PORT = 53;
 /** Queries waiting for answers at once, per namespace. */
 const MAX_PENDING = 4_096;
+/**
+ * A server the kernel refused to send to (no route from the namespace, typically a default
+ * resolver that only the host reaches) is not asked again for this long: each try would fail
+ * the same way, and costs the other servers' answers time.
+ */
+const SEND_FAILED_MS = 1_000;
+
+/** Spellings already made canonical, a bounded few (servers are few; answers come from them). */
+const canonicalSeen = new Map<string, string>();
+const CANONICAL_SEEN_MAX = 256;
 
 /** One spelling per address (2001:db8:0::1 and 2001:db8::1 are the same server). */
 function canonical(ip: string): string {
+  const seen = canonicalSeen.get(ip);
+  if (seen !== undefined) return seen;
+  let out: string;
   try {
-    return formatIp(parseIp(ip.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1')).bytes);
+    out = formatIp(parseIp(ip.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1')).bytes);
   } catch {
-    return ip;
+    out = ip;
   }
+  if (canonicalSeen.size >= CANONICAL_SEEN_MAX) canonicalSeen.clear();
+  canonicalSeen.set(ip, out);
+  return out;
 }
 
 interface Pending {
@@ -35,6 +51,8 @@ interface Pending {
 export class UdpUpstream {
   private readonly sockets = new Map<4 | 6, Promise<Socket>>();
   private readonly pending = new Map<number, Pending>();
+  /** Servers whose last send failed, and until when they are skipped. */
+  private readonly sendFailed = new Map<string, { until: number; error: Error }>();
   private closed = false;
 
   constructor(private readonly netns: Netns) {}
@@ -91,6 +109,11 @@ export class UdpUpstream {
     const qEnd = questionEnd(query);
     if (qEnd < 0) throw new Error('query without a question');
     if (this.pending.size >= MAX_PENDING) throw new Error('too many queries waiting');
+    const failed = this.sendFailed.get(server);
+    if (failed) {
+      if (Date.now() < failed.until) throw failed.error;
+      this.sendFailed.delete(server);
+    }
     const sock = await this.socket(family);
     let id = randomInt(0x10000);
     while (this.pending.has(id)) id = randomInt(0x10000);
@@ -112,6 +135,7 @@ export class UdpUpstream {
       });
       sock.send(out, DNS_PORT, server, (err) => {
         if (!err) return;
+        this.sendFailed.set(server, { until: Date.now() + SEND_FAILED_MS, error: err });
         clearTimeout(timer);
         this.pending.delete(id);
         reject(err);

@@ -5,6 +5,7 @@
  * and removed when it stops or the endpoint is removed.
  */
 import type { Tracer } from '../../networkservice/trace';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NetworkServiceEndpoint } from '../../api';
 import type { Ctx } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
@@ -67,6 +68,24 @@ export function hostEndpoint(
   };
 }
 
+/** An endpoint registered as cfg says and served by `chain`: no kind, nothing of its own to run. */
+function standIn(cfg: EndpointConfig, chain: NetworkServiceServer, nodeName: string, url: string): HostedEndpoint {
+  const labels = { ...cfg.labels, nodeName };
+  return {
+    cfg,
+    chain,
+    registration: {
+      name: cfg.name,
+      network_service_names: cfg.services,
+      network_service_labels: Object.fromEntries(cfg.services.map((s) => [s, { labels }])),
+      url,
+    },
+    connectionCount: () => 0,
+    release: () => {},
+    kind: { elements: [], connectionCount: () => 0, release: () => {} },
+  };
+}
+
 /** The kind's elements, after the one that hands the endpoint's DNS configs to its clients. */
 function dnsFirst(cfg: EndpointConfig, elements: NetworkServiceServer[]): NetworkServiceServer[] {
   return cfg.dns?.length ? [dnsContextServer(cfg.dns.map(toDnsConfig)), ...elements] : elements;
@@ -94,8 +113,12 @@ export async function registerServices(ctx: Ctx, ep: HostedEndpoint, ns: NsRegis
 
 /** What reload and units use of the hosted endpoints. */
 export interface EndpointHost {
-  /** Hosts one more endpoint and registers it (kept registered until removeEndpoint or stop). */
-  addEndpoint(cfg: EndpointConfig): Promise<HostedEndpoint>;
+  /**
+   * Hosts one more endpoint and registers it (kept registered until removeEndpoint or stop).
+   * With opts.chain, a stand-in: registered as cfg says, served by that chain instead of a kind's
+   * (an OnDemand=yes unit's supplier, which serves from the unit's own endpoint).
+   */
+  addEndpoint(cfg: EndpointConfig, opts?: { chain?: NetworkServiceServer }): Promise<HostedEndpoint>;
   /** Unregisters an endpoint and stops hosting it. Close its connections first. */
   removeEndpoint(name: string): Promise<void>;
   has(name: string): boolean;
@@ -110,8 +133,13 @@ export interface HostedEndpointsOptions {
   /** The state directory's address reservations (all endpoints; scoped per endpoint here). */
   ipamRecords: () => Records<IpamRecord>;
   registry: { ns: NsRegistry; nse: NseRegistry };
-  /** Re-register after the registry lost a registration (a remote registry that restarted). */
-  heal: boolean;
+  /** Re-register after the registry lost a registration (a remote registry that restarted): for all endpoints, or those named. */
+  heal: boolean | ((name: string) => boolean);
+  /**
+   * True for an endpoint registered into another domain's registry (floating): at start, its
+   * failed registration is logged and retried in the background rather than failing the start.
+   */
+  floating?: (name: string) => boolean;
   ctx: () => Ctx;
   /** The agent's lifetime: the registrations' refreshes end with it. */
   signal: AbortSignal;
@@ -163,6 +191,11 @@ export class HostedEndpoints implements EndpointHost {
     return this.endpoints.get(name)?.chain;
   }
 
+  /** The registration of a hosted endpoint (as the registry answered it), by name. */
+  registration(name: string): NetworkServiceEndpoint | undefined {
+    return this.endpoints.get(name)?.registration;
+  }
+
   list(): HostedEndpoint[] {
     return [...this.endpoints.values()];
   }
@@ -183,14 +216,38 @@ export class HostedEndpoints implements EndpointHost {
     for (const cfg of cfgs) this.endpoints.set(cfg.name, this.host(cfg));
     for (const ep of this.endpoints.values()) await ep.kind.start?.();
     for (const ep of this.endpoints.values()) {
-      await registerEndpoint(this.opts.ctx(), ep, { ns: this.opts.registry.ns, nse: this.registrar });
+      try {
+        await registerEndpoint(this.opts.ctx(), ep, { ns: this.opts.registry.ns, nse: this.registrar });
+      } catch (err) {
+        if (!this.opts.floating?.(ep.cfg.name)) throw err;
+        // Another domain's registry must not keep this agent (and its vWires) from starting.
+        this.opts.log.error('floating endpoint not registered; retrying in the background', { endpoint: ep.cfg.name, error: err });
+        void this.registerLater(ep);
+        continue;
+      }
       this.opts.log.info('endpoint registered', { endpoint: ep.cfg.name, services: ep.cfg.services.join(','), url: this.opts.url() });
     }
   }
 
-  async addEndpoint(cfg: EndpointConfig): Promise<HostedEndpoint> {
+  /** Registers `ep` with a back-off (1 s doubling to 30 s) until it works, it is removed, or the agent stops. */
+  private async registerLater(ep: HostedEndpoint): Promise<void> {
+    const signal = this.opts.signal;
+    for (let wait = 1_000; !signal.aborted; wait = Math.min(2 * wait, 30_000)) {
+      await sleep(wait, undefined, { signal }).catch(() => {});
+      if (signal.aborted || this.endpoints.get(ep.cfg.name) !== ep) return;
+      try {
+        await registerEndpoint(this.opts.ctx(), ep, { ns: this.opts.registry.ns, nse: this.registrar });
+        this.opts.log.info('endpoint registered', { endpoint: ep.cfg.name, services: ep.cfg.services.join(','), url: this.opts.url() });
+        return;
+      } catch (err) {
+        this.opts.log.warn('floating endpoint still not registered', { endpoint: ep.cfg.name, error: err, retryInMs: Math.min(2 * wait, 30_000) });
+      }
+    }
+  }
+
+  async addEndpoint(cfg: EndpointConfig, opts: { chain?: NetworkServiceServer } = {}): Promise<HostedEndpoint> {
     if (this.endpoints.has(cfg.name)) throw new AgentError('ALREADY_EXISTS', `endpoint ${cfg.name} already exists`);
-    const ep = this.host(cfg);
+    const ep = opts.chain ? standIn(cfg, opts.chain, this.opts.nodeName, this.opts.url()) : this.host(cfg);
     this.endpoints.set(cfg.name, ep);
     try {
       await ep.kind.start?.();

@@ -9,6 +9,8 @@
  *   DNS=172.16.1.100                                     # DNS servers handed to the endpoint's clients
  *   DNSSearch=my.service                                 # and their search domains
  *   Namespace=private                                    # private (default) or host
+ *   OnDemand=yes                                         # with Provide=: started by the agent on a Request
+ *   IdleStopSec=5min                                     # and stopped after this long without connections
  *
  * Connect=, Provide=, AddressPool=, VL3IPAM=, DNS= and DNSSearch= are lists: several values on one line (blank-separated)
  * or several lines add up, and an empty assignment resets the list, as with systemd's own
@@ -31,6 +33,10 @@ export interface RawDecl {
   /** DNS servers and search domains of the unit's endpoint (one DNS config); absent: none. */
   dns?: string[];
   dnsSearch?: string[];
+  /** OnDemand=: the agent starts the unit when a Request for its service arrives (a supplier). */
+  onDemand?: boolean;
+  /** IdleStopSec= as written (a systemd time span); absent: the default. */
+  idleStopSec?: string;
   /** Where the section was read from (fragment and drop-ins that have it). */
   files: string[];
 }
@@ -52,11 +58,26 @@ export function collectDecl(unit: string, assignments: Assignment[]): RawDecl {
       if (a.value === '' || a.value === 'private') decl.namespace = 'private';
       else if (a.value === 'host') decl.namespace = 'host';
       else throw new UnitFileError(a.file, a.line, `Namespace= must be private or host, not ${JSON.stringify(a.value)}`);
+    } else if (a.key === 'OnDemand') {
+      const b = parseBoolean(a.value);
+      if (b === undefined) throw new UnitFileError(a.file, a.line, `OnDemand= must be a boolean (yes or no), not ${JSON.stringify(a.value)}`);
+      decl.onDemand = b;
+    } else if (a.key === 'IdleStopSec') {
+      if (a.value === '') delete decl.idleStopSec;
+      else decl.idleStopSec = a.value;
     } else {
-      throw new UnitFileError(a.file, a.line, `unknown key ${a.key}= in [${SECTION}] (known: Connect, Provide, AddressPool, VL3IPAM, DNS, DNSSearch, Namespace)`);
+      throw new UnitFileError(a.file, a.line, `unknown key ${a.key}= in [${SECTION}] (known: Connect, Provide, AddressPool, VL3IPAM, DNS, DNSSearch, Namespace, OnDemand, IdleStopSec)`);
     }
   }
   return decl;
+}
+
+/** systemd's booleans (1/yes/true/on, 0/no/false/off); an empty value is false. */
+function parseBoolean(v: string): boolean | undefined {
+  const x = v.toLowerCase();
+  if (['', '0', 'no', 'false', 'off', 'n', 'f'].includes(x)) return false;
+  if (['1', 'yes', 'true', 'on', 'y', 't'].includes(x)) return true;
+  return undefined;
 }
 
 /** The unit's declaration from its files, or undefined if no file has the section. */

@@ -1,3 +1,4 @@
+// Over 400 lines: the declaration's checks and the manager that applies them are one contract.
 /**
  * Units that declare network services (`[X-NetworkServiceMesh]`), on the agent's side.
  *
@@ -26,6 +27,10 @@ import { closeEndpointConnections, type AgentParts } from '../parts';
 import { RawDecl, unitBase, unitNetnsName } from './declaration';
 import { isValidUnitName } from './unitfile';
 import { dnsSettingsProblem, type DnsSettings } from '../config/dns';
+import { parseTimeSpan } from './timespan';
+
+/** How long an OnDemand=yes unit's endpoint may serve no connection before the agent stops it. */
+export const DEFAULT_IDLE_STOP_MS = 5 * 60_000;
 
 export interface UnitSpec {
   unit: string;
@@ -110,7 +115,31 @@ export function checkDecl(decl: RawDecl): UnitSpec {
   } else if (decl.vl3ipam.length) {
     throw invalid(unit, 'VL3IPAM= without Provide=');
   }
+  onDemandOf(decl);
   return { unit, netns, connect, provide };
+}
+
+/**
+ * OnDemand= and IdleStopSec= of a declaration: undefined for a unit that is not on demand;
+ * throws INVALID_ARGUMENT for keys that do not fit (IdleStopSec= alone, OnDemand= without
+ * Provide=, with VL3IPAM=, or on a template).
+ */
+export function onDemandOf(decl: RawDecl): { idleStopMs: number } | undefined {
+  const { unit } = decl;
+  if (!decl.onDemand) {
+    if (decl.idleStopSec !== undefined) throw invalid(unit, 'IdleStopSec= without OnDemand=yes');
+    return undefined;
+  }
+  if (!decl.provide.length) throw invalid(unit, 'OnDemand=yes without Provide= (the service whose Requests start the unit)');
+  if (decl.vl3ipam.length) throw invalid(unit, 'OnDemand=yes is not supported with VL3IPAM=');
+  if (/@\.service$/.test(unit)) throw invalid(unit, 'OnDemand=yes on a template: declare it in an instance (e.g. a drop-in of name@instance.service)');
+  let idleStopMs = DEFAULT_IDLE_STOP_MS;
+  if (decl.idleStopSec !== undefined) {
+    const ms = parseTimeSpan(decl.idleStopSec);
+    if (ms === undefined || ms < 1000) throw invalid(unit, `IdleStopSec=${decl.idleStopSec} is not a time span of at least 1s (e.g. 30s, 5min)`);
+    idleStopMs = ms;
+  }
+  return { idleStopMs };
 }
 
 /**
@@ -168,11 +197,52 @@ export class UnitManager {
   private readonly specs = new Map<string, UnitSpec>();
   /** One operation at a time: unit start/stop/restore and reload never interleave. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Per unit, the operations of units that go out of turn (see opts.outOfTurn). */
+  private readonly unitQueues = new Map<string, Promise<unknown>>();
+  private readonly listeners = new Set<(unit: string) => void>();
 
   constructor(
     private readonly parts: AgentParts,
-    private readonly opts: { dir: string; log: Logger; nodeName: string },
+    private readonly opts: {
+      dir: string;
+      log: Logger;
+      nodeName: string;
+      /**
+       * Units whose start and stop do not wait for the operations queued before them, only for
+       * their own: an OnDemand=yes unit is started while a consumer's `unit start` (queued
+       * first) waits for its endpoint.
+       */
+      outOfTurn?: (unit: string) => boolean;
+    },
   ) {}
+
+  /** Calls cb with the unit's name after each unit start or stop; returns the function that stops it. */
+  onChange(cb: (unit: string) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  private changed(unit: string): void {
+    for (const cb of this.listeners) {
+      try {
+        cb(unit);
+      } catch (err) {
+        this.opts.log.warn('unit change listener failed', { unit, error: err });
+      }
+    }
+  }
+
+  /** Runs an operation on `unit` in turn, or after the unit's own ones only (opts.outOfTurn). */
+  private turn<T>(unit: string, fn: () => Promise<T>): Promise<T> {
+    if (!this.opts.outOfTurn?.(unit)) return this.serial(fn);
+    const run = (this.unitQueues.get(unit) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.catch(() => {});
+    this.unitQueues.set(unit, tail);
+    void tail.then(() => {
+      if (this.unitQueues.get(unit) === tail) this.unitQueues.delete(unit);
+    });
+    return run;
+  }
 
   /** Serializes `fn` after every operation already queued (also used by the reloader). */
   serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -200,7 +270,8 @@ export class UnitManager {
 
   /** Applies a unit (all or nothing); the same spec again is a no-op, a changed one replaces it. */
   start(sent: UnitSpec): Promise<UnitState> {
-    return this.serial(async () => {
+    const name = typeof sent?.unit === 'string' ? sent.unit : '';
+    return this.turn(name, async () => {
       const spec = checkSpec(sent);
       const old = this.specs.get(spec.unit);
       if (old && JSON.stringify(old) === JSON.stringify(spec) && this.isUp(old)) return this.state(old);
@@ -212,17 +283,19 @@ export class UnitManager {
       this.specs.set(spec.unit, spec);
       this.save(spec);
       this.opts.log.info('unit started', { unit: spec.unit, netns: spec.netns, connections: spec.connect.length, endpoint: spec.provide ? this.endpointName(spec.unit) : undefined });
+      this.changed(spec.unit);
       return this.state(spec);
     });
   }
 
   stop(unit: string): Promise<boolean> {
-    return this.serial(async () => {
+    return this.turn(unit, async () => {
       const spec = this.specs.get(unit) ?? this.load(unit);
       this.forget(unit);
       if (!spec) return false;
       await this.teardown(spec);
       this.opts.log.info('unit stopped', { unit });
+      this.changed(unit);
       return true;
     });
   }

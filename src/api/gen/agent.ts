@@ -26,6 +26,7 @@ import type { ConnectRequest as _nsmagent_v1_ConnectRequest, ConnectRequest__Out
 import type { ConnectionStatus as _nsmagent_v1_ConnectionStatus, ConnectionStatus__Output as _nsmagent_v1_ConnectionStatus__Output } from './nsmagent/v1/ConnectionStatus';
 import type { DisconnectRequest as _nsmagent_v1_DisconnectRequest, DisconnectRequest__Output as _nsmagent_v1_DisconnectRequest__Output } from './nsmagent/v1/DisconnectRequest';
 import type { EndpointStatus as _nsmagent_v1_EndpointStatus, EndpointStatus__Output as _nsmagent_v1_EndpointStatus__Output } from './nsmagent/v1/EndpointStatus';
+import type { FederationStatus as _nsmagent_v1_FederationStatus, FederationStatus__Output as _nsmagent_v1_FederationStatus__Output } from './nsmagent/v1/FederationStatus';
 import type { HealStatus as _nsmagent_v1_HealStatus, HealStatus__Output as _nsmagent_v1_HealStatus__Output } from './nsmagent/v1/HealStatus';
 import type { HostDnsStatus as _nsmagent_v1_HostDnsStatus, HostDnsStatus__Output as _nsmagent_v1_HostDnsStatus__Output } from './nsmagent/v1/HostDnsStatus';
 import type { RegistryHealth as _nsmagent_v1_RegistryHealth, RegistryHealth__Output as _nsmagent_v1_RegistryHealth__Output } from './nsmagent/v1/RegistryHealth';
@@ -78,6 +79,7 @@ export interface ProtoGrpcType {
       ConnectionStatus: MessageTypeDefinition<_nsmagent_v1_ConnectionStatus, _nsmagent_v1_ConnectionStatus__Output>
       DisconnectRequest: MessageTypeDefinition<_nsmagent_v1_DisconnectRequest, _nsmagent_v1_DisconnectRequest__Output>
       EndpointStatus: MessageTypeDefinition<_nsmagent_v1_EndpointStatus, _nsmagent_v1_EndpointStatus__Output>
+      FederationStatus: MessageTypeDefinition<_nsmagent_v1_FederationStatus, _nsmagent_v1_FederationStatus__Output>
       HealStatus: MessageTypeDefinition<_nsmagent_v1_HealStatus, _nsmagent_v1_HealStatus__Output>
       HostDnsStatus: MessageTypeDefinition<_nsmagent_v1_HostDnsStatus, _nsmagent_v1_HostDnsStatus__Output>
       RegistryHealth: MessageTypeDefinition<_nsmagent_v1_RegistryHealth, _nsmagent_v1_RegistryHealth__Output>

@@ -6,6 +6,9 @@
  * - network_service_endpoint_name set (a refresh, or a caller that chose): that endpoint's URL
  *   becomes the client URL (NOT_FOUND "network service endpoint X is not found" if it is gone
  *   or expired);
+ *   an endpoint of another domain's registry (floating, `nse@domain`) that this agent hosts is
+ *   not looked up: its registration here gives the URL, so a Request for it does not depend on
+ *   that registry (as upstream's interdomainbypass forwards by the URL it stored at Register);
  * - otherwise: find the network service (SERVICE_NOT_FOUND "network service X is not found")
  *   and, at the same time, its endpoints; copy the service's payload into the connection, drop
  *   expired endpoints (ctx.clock),
@@ -19,6 +22,7 @@
 import type { Connection, NetworkService, NetworkServiceEndpoint } from '../../api';
 import { fromTimestamp } from '../../api/time';
 import type { Ctx } from '../../core/ctx';
+import { domainOf } from '../../core/domain';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { findAll, NseRegistry, NsRegistry } from '../../core/registry';
@@ -50,7 +54,19 @@ async function findService(ctx: Ctx, reg: NsRegistry, conn: Connection): Promise
   return ns;
 }
 
-export function discoverServer(nsRegistry: NsRegistry, nseRegistry: NseRegistry): NetworkServiceServer {
+export interface DiscoverOptions {
+  /** The registration of an endpoint this agent hosts, by name. */
+  hosted?: (name: string) => NetworkServiceEndpoint | undefined;
+}
+
+/** A hosted endpoint registered into another domain's registry, known here without asking it. */
+function hostedFloating(opts: DiscoverOptions, name: string): NetworkServiceEndpoint | undefined {
+  if (domainOf(name) === undefined) return undefined;
+  const nse = opts.hosted?.(name);
+  return nse?.url ? nse : undefined;
+}
+
+export function discoverServer(nsRegistry: NsRegistry, nseRegistry: NseRegistry, opts: DiscoverOptions = {}): NetworkServiceServer {
   return {
     async request(ctx, req) {
       if (clientURL(ctx)) return nextServer(ctx).request(ctx, req);
@@ -58,7 +74,7 @@ export function discoverServer(nsRegistry: NsRegistry, nseRegistry: NseRegistry)
 
       const nseName = conn.network_service_endpoint_name;
       if (nseName) {
-        const nse = await findEndpoint(ctx, nseRegistry, nseName, true);
+        const nse = hostedFloating(opts, nseName) ?? (await findEndpoint(ctx, nseRegistry, nseName, true));
         const next = withClientURL(ctx, parseClientURL(nse.url ?? ''));
         return nextServer(next).request(next, req);
       }
@@ -93,7 +109,7 @@ export function discoverServer(nsRegistry: NsRegistry, nseRegistry: NseRegistry)
       if (clientURL(ctx) || !nseName) return nextServer(ctx).close(ctx, conn);
       let next = ctx;
       try {
-        const nse = await findEndpoint(ctx, nseRegistry, nseName, false);
+        const nse = hostedFloating(opts, nseName) ?? (await findEndpoint(ctx, nseRegistry, nseName, false));
         next = withClientURL(ctx, parseClientURL(nse.url ?? ''));
       } catch (err) {
         ctx.log.warn('discover: endpoint of a closing connection not found', { id: conn.id, endpoint: nseName, err });

@@ -6,6 +6,9 @@
  * `domain`, or when the endpoint named is one this agent hosts (the caller found it in this
  * domain's registry under any name of the domain, e.g. its `IP:port`).
  *
+ * An endpoint this agent hosts under a name of another domain (floating: registered into that
+ * domain's registry) is known by its whole name: nothing is stripped.
+ *
  * Refused with FOREIGN_DOMAIN: a service and an endpoint name of different domains (an
  * endpoint name spoofing another domain's suffix). Names of other domains go on unchanged
  * (discover asks their registry, through proxydns).
@@ -63,6 +66,9 @@ export interface InterdomainBypassOptions {
 
 /** The domain of `conn`'s names that is this one's, if any. */
 function ownDomainOf(conn: Connection, opts: InterdomainBypassOptions): string | undefined {
+  // An endpoint hosted here under a name of another domain (floating) keeps its names whole,
+  // as upstream's home proxy forwards them to the endpoint it registered.
+  if (conn.network_service_endpoint_name && opts.hosts?.(conn.network_service_endpoint_name)) return undefined;
   const svc = domainOf(conn.network_service ?? undefined);
   const nse = splitDomain(conn.network_service_endpoint_name ?? '');
   if (sameDomain(svc, opts.ownDomain) || sameDomain(nse.domain, opts.ownDomain)) return opts.ownDomain;

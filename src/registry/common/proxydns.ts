@@ -9,16 +9,19 @@
  *   domain: it is dropped and logged. A query without a foreign domain goes to the next element
  *   (this agent's registry), this domain's own suffix stripped.
  * - Register / Unregister: this domain's suffix is stripped towards the registry and restored
- *   in the answer; another domain's suffix is FOREIGN_DOMAIN (registering into another domain's
- *   registry, upstream's floating registry, is not done here).
+ *   in the answer. Another domain's suffix is FOREIGN_DOMAIN, unless `floating` is set (the
+ *   chain of this agent's own endpoints): then an NSE whose name and every service name carry
+ *   the same other domain, or an NS of that domain, is registered into that domain's registry
+ *   (upstream's floating registry, as registry-proxy-dns registers it), the suffix stripped
+ *   there and restored in the answer.
  * - Errors of a foreign registry name it and the domain; a find that gets no answer within the
  *   timeout is UNAVAILABLE rather than an empty answer.
  */
 import type { NetworkService, NetworkServiceEndpoint } from '../../api';
 import type { Ctx } from '../../core/ctx';
-import { domainOf, sameDomain, splitDomain, stripDomain, withDomain } from '../../core/domain';
+import { domainOf, isOtherDomain, sameDomain, splitDomain, stripDomain, withDomain } from '../../core/domain';
 import { AgentError, COMPONENT } from '../../core/errors';
-import { nextNseRegistry, nextNsRegistry, NseRegistry, NsRegistry } from '../../core/registry';
+import { nextNseRegistry, nextNsRegistry, NSE_REGISTRY, NS_REGISTRY, NseRegistry, NsRegistry, tailNseRegistry, tailNsRegistry } from '../../core/registry';
 
 /** A foreign domain's registry, resolved and dialed. */
 export interface DomainRegistry {
@@ -35,18 +38,31 @@ export interface ProxyDnsOptions {
   registryOf: (ctx: Ctx, domain: string) => Promise<DomainRegistry>;
   /** A find in a foreign registry, at most. */
   timeoutMs: number;
+  /** Registrations naming another domain go to that domain's registry (floating). */
+  floating?: boolean;
 }
 
-function isForeign(domain: string | undefined, own: string | undefined): domain is string {
-  return domain !== undefined && !sameDomain(domain, own);
-}
-
-function refuseForeign(kind: string, name: string, domain: string, own: string | undefined): AgentError {
+function refuseForeign(kind: string, name: string, domain: string, own: string | undefined, why?: string): AgentError {
   const mine = own ? `this registry's domain is ${own}` : 'this agent names no domain';
   return new AgentError(
     'FOREIGN_DOMAIN',
-    `${kind} ${name} names domain ${domain}, which does not own it (${mine}); registering into another domain's registry is not supported`,
+    `${kind} ${name} names domain ${domain}, which does not own it (${mine}); ${why ?? "only this agent's own endpoints register into another domain's registry"}`,
   );
+}
+
+/** `ctx` for a call into another registry: that registry's chain ends there, not in this one. */
+function outside(ctx: Ctx): Ctx {
+  return ctx.with(NS_REGISTRY.key, tailNsRegistry).with(NSE_REGISTRY.key, tailNseRegistry);
+}
+
+/** Runs a registry call in a foreign domain's registry, its errors naming the domain. */
+async function foreignCall<T>(ctx: Ctx, opts: ProxyDnsOptions, domain: string, what: string, call: (reg: DomainRegistry, ctx: Ctx) => Promise<T>): Promise<T> {
+  const reg = await opts.registryOf(ctx, domain);
+  try {
+    return await call(reg, outside(ctx));
+  } catch (err) {
+    throw AgentError.at(AgentError.wrap(err, `${what} in the registry of domain ${domain}`, 'UNAVAILABLE'), COMPONENT.registry(reg.url));
+  }
 }
 
 function stripOwn(name: string | undefined, own: string | undefined): string | undefined {
@@ -82,7 +98,7 @@ async function* foreignFind<T>(
   // A watch lasts as long as its caller's ctx; a one-shot find gets the timeout.
   const [sub, cancel] = watch ? [ctx, () => {}] : ctx.withTimeout(opts.timeoutMs);
   try {
-    for await (const r of find(reg, sub)) yield r;
+    for await (const r of find(reg, outside(sub))) yield r;
     if (!watch && sub.signal.aborted && !ctx.signal.aborted) {
       throw new AgentError('UNAVAILABLE', `the registry of domain ${domain} at ${reg.url} gave no answer within ${opts.timeoutMs} ms`, {
         component: COMPONENT.registry(reg.url),
@@ -97,21 +113,33 @@ async function* foreignFind<T>(
 
 export function proxyDnsNsRegistry(opts: ProxyDnsOptions): NsRegistry {
   const own = opts.ownDomain;
-  const checked = (ns: NetworkService): NetworkService => {
+  /** The domain whose registry a registration goes to when it is another's (floating). */
+  const floatingDomain = (ns: NetworkService): string | undefined => {
     const domain = domainOf(ns.name);
-    if (isForeign(domain, own)) throw refuseForeign('network service', ns.name ?? '', domain, own);
-    return { ...ns, name: stripOwn(ns.name, own) ?? '' };
+    if (!isOtherDomain(domain, own)) return undefined;
+    if (!opts.floating) throw refuseForeign('network service', ns.name ?? '', domain, own);
+    return domain;
   };
+  const checked = (ns: NetworkService): NetworkService => ({ ...ns, name: stripOwn(ns.name, own) ?? '' });
   return {
     async register(ctx, ns) {
-      const stored = await nextNsRegistry(ctx).register(ctx, checked(ns));
+      const domain = floatingDomain(ns);
+      const local = splitDomain(ns.name ?? '').local;
+      const stored = domain
+        ? await foreignCall(ctx, opts, domain, `register network service ${local}`, (reg, c) => reg.ns.register(c, { ...ns, name: local }))
+        : await nextNsRegistry(ctx).register(ctx, checked(ns));
       return { ...stored, name: ns.name ?? '' };
     },
-    unregister: (ctx, ns) => nextNsRegistry(ctx).unregister(ctx, checked(ns)),
+    async unregister(ctx, ns) {
+      const domain = floatingDomain(ns);
+      if (!domain) return nextNsRegistry(ctx).unregister(ctx, checked(ns));
+      const sent = { ...ns, name: splitDomain(ns.name!).local };
+      await foreignCall(ctx, opts, domain, `unregister network service ${sent.name}`, (reg, c) => reg.ns.unregister(c, sent));
+    },
     find(ctx, query) {
       const name = query.network_service?.name;
       const domain = domainOf(name);
-      if (!isForeign(domain, own)) {
+      if (!isOtherDomain(domain, own)) {
         if (domain === undefined) return nextNsRegistry(ctx).find(ctx, query);
         const stripped = { ...query, network_service: { ...query.network_service, name: stripOwn(name, own) ?? '' } };
         return restoredNs(nextNsRegistry(ctx).find(ctx, stripped), domain);
@@ -160,35 +188,63 @@ function nseDomain(name: string | undefined, services: string[] | undefined): st
 
 export function proxyDnsNseRegistry(opts: ProxyDnsOptions): NseRegistry {
   const own = opts.ownDomain;
-  const checked = (nse: NetworkServiceEndpoint): NetworkServiceEndpoint => {
-    for (const n of [nse.name ?? '', ...(nse.network_service_names ?? [])]) {
+  /**
+   * The other domain an NSE registers into (floating), or undefined for this domain's registry.
+   * Floating needs the name and every service name to carry that one domain.
+   */
+  const floatingDomain = (nse: NetworkServiceEndpoint): string | undefined => {
+    const name = nse.name ?? '';
+    const nameDomain = domainOf(name);
+    const foreign = isOtherDomain(nameDomain, own) ? nameDomain : undefined;
+    for (const n of [name, ...(nse.network_service_names ?? [])]) {
       const domain = domainOf(n);
-      if (isForeign(domain, own)) throw refuseForeign('network service endpoint', nse.name ?? '', domain, own);
+      if (!isOtherDomain(domain, own)) {
+        if (foreign !== undefined) throw refuseForeign('network service endpoint', name, foreign, own, `its service ${n} is not of that domain (a floating endpoint names one domain everywhere)`);
+        continue;
+      }
+      if (!opts.floating) throw refuseForeign('network service endpoint', name, domain, own);
+      if (foreign === undefined || !sameDomain(domain, foreign)) {
+        throw refuseForeign('network service endpoint', name, domain, own, 'a floating endpoint carries the same domain in its name and every service name');
+      }
     }
-    if (own === undefined) return nse;
+    return foreign;
+  };
+  /** `nse` with `domain` stripped from its names (and its labels' keys). */
+  const withoutDomain = (nse: NetworkServiceEndpoint, domain: string): NetworkServiceEndpoint => {
     const labels = nse.network_service_labels
-      ? Object.fromEntries(Object.entries(nse.network_service_labels).map(([svc, l]) => [stripDomain(svc, own), l]))
+      ? Object.fromEntries(Object.entries(nse.network_service_labels).map(([svc, l]) => [stripDomain(svc, domain), l]))
       : undefined;
     return {
       ...nse,
-      name: stripDomain(nse.name ?? '', own),
-      network_service_names: (nse.network_service_names ?? []).map((s) => stripDomain(s, own)),
+      name: stripDomain(nse.name ?? '', domain),
+      network_service_names: (nse.network_service_names ?? []).map((s) => stripDomain(s, domain)),
       ...(labels ? { network_service_labels: labels } : {}),
     };
   };
+  /** `stored` with the names `nse` was registered with. */
+  const restored = (stored: NetworkServiceEndpoint, nse: NetworkServiceEndpoint): NetworkServiceEndpoint => ({
+    ...stored,
+    name: nse.name ?? '',
+    network_service_names: nse.network_service_names ?? [],
+    ...(nse.network_service_labels ? { network_service_labels: nse.network_service_labels } : {}),
+  });
   return {
     async register(ctx, nse) {
-      const sent = checked(nse);
-      const stored = await nextNseRegistry(ctx).register(ctx, sent);
-      if (sent === nse) return stored;
-      return {
-        ...stored,
-        name: nse.name ?? '',
-        network_service_names: nse.network_service_names ?? [],
-        ...(nse.network_service_labels ? { network_service_labels: nse.network_service_labels } : {}),
-      };
+      const domain = floatingDomain(nse) ?? own;
+      if (domain === undefined) return nextNseRegistry(ctx).register(ctx, nse);
+      const sent = withoutDomain(nse, domain);
+      const stored = sameDomain(domain, own)
+        ? await nextNseRegistry(ctx).register(ctx, sent)
+        : await foreignCall(ctx, opts, domain, `register network service endpoint ${sent.name}`, (reg, c) => reg.nse.register(c, sent));
+      return restored(stored, nse);
     },
-    unregister: (ctx, nse) => nextNseRegistry(ctx).unregister(ctx, checked(nse)),
+    async unregister(ctx, nse) {
+      const domain = floatingDomain(nse) ?? own;
+      if (domain === undefined) return nextNseRegistry(ctx).unregister(ctx, nse);
+      const sent = withoutDomain(nse, domain);
+      if (sameDomain(domain, own)) return nextNseRegistry(ctx).unregister(ctx, sent);
+      await foreignCall(ctx, opts, domain, `unregister network service endpoint ${sent.name}`, (reg, c) => reg.nse.unregister(c, sent));
+    },
     find(ctx, query) {
       const q = query.network_service_endpoint ?? {};
       const domain = nseDomain(q.name ?? undefined, q.network_service_names ?? undefined);
@@ -202,7 +258,7 @@ export function proxyDnsNseRegistry(opts: ProxyDnsOptions): NseRegistry {
           ...(q.network_service_names ? { network_service_names: q.network_service_names.map(strip) } : {}),
         },
       };
-      if (!isForeign(domain, own)) return restoredNse(nextNseRegistry(ctx).find(ctx, stripped), domain);
+      if (!isOtherDomain(domain, own)) return restoredNse(nextNseRegistry(ctx).find(ctx, stripped), domain);
       return restoredNse(
         foreignFind(ctx, opts, domain, !!query.watch, (reg, sub) => reg.nse.find(sub, stripped)),
         domain,

@@ -35,8 +35,8 @@ import { clone } from '../../api/clone';
 export interface RefreshOptions {
   /** The client's lifetime: aborting it stops every refresh and heal. */
   signal?: AbortSignal;
-  /** Watch the own entry and re-register when the watch breaks or reports it deleted. */
-  heal?: boolean;
+  /** Watch the own entry and re-register when the watch breaks or reports it deleted (all names, or those it is true for). */
+  heal?: boolean | ((name: string) => boolean);
   /** Milliseconds before the first retry of a failed re-register; doubles per failure. Default 200. */
   retryInterval?: number;
   /** The longest wait between retries, in milliseconds; default 1 s. */
@@ -82,6 +82,7 @@ export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
     return Math.round(base * (0.8 + 0.4 * random()));
   };
   const tryTimeout = opts.tryTimeout ?? 15_000;
+  const heals = (name: string) => (typeof opts.heal === 'function' ? opts.heal(name) : !!opts.heal);
   const entries = new Map<string, Entry>();
 
   const stop = (e: Entry) => {
@@ -120,7 +121,7 @@ export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
         const resp = await e.next.register(ctx, clone(e.registration));
         e.registration = forRefresh(e.name, resp);
         schedule(e, resp);
-        if (opts.heal && !e.watching) watch(e);
+        if (heals(e.name) && !e.watching) watch(e);
         if (failures > 0) e.base.log.info(`registry reachable again after ${failures} failures`, { nse: e.name, why, failures });
         else e.base.log.debug('re-registered', { nse: e.name, why });
         return;
@@ -189,7 +190,7 @@ export function refreshNseClient(opts: RefreshOptions = {}): NseRegistry {
       };
       entries.set(name, e);
       schedule(e, resp);
-      if (opts.heal) watch(e);
+      if (heals(name)) watch(e);
       return resp;
     },
     find: (ctx, query) => nextNseRegistry(ctx).find(ctx, query),

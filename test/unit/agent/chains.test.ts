@@ -10,13 +10,14 @@ import type { NetworkServiceEndpoint } from '../../../src/api';
 import { FakeClock } from '../../../src/core/clock';
 import { Ctx } from '../../../src/core/ctx';
 import { silentLogger } from '../../../src/core/log';
+import { AgentError } from '../../../src/core/errors';
 import { findAll } from '../../../src/core/registry';
 import { kernelMechanism } from '../../../src/mechanisms/kernel/params';
 import { MonitorHub } from '../../../src/networkservice/monitor';
 import type { TokenSource } from '../../../src/core/token';
 import { newRegistryServer, type RegistryServer } from '../../../src/registry/server';
 import { endpointChain, heldClientChain, serverChain } from '../../../src/agent/chains';
-import { hostEndpoint, HostedEndpoints } from '../../../src/agent/endpoints';
+import { hostEndpoint, HostedEndpoints, type HostedEndpointsOptions } from '../../../src/agent/endpoints';
 import { DEFAULT_ENDPOINT_KIND, ENDPOINT_KINDS } from '../../../src/agent/endpoints/kinds';
 import type { EndpointConfig } from '../../../src/agent/config';
 import { noRecords } from '../../../src/core/records';
@@ -199,4 +200,52 @@ describe('HostedEndpoints', () => {
     expect(after.filter((r) => !r.deleted)).toEqual([]);
     life.abort();
   });
+
+  it('a floating endpoint whose registry does not answer at start: the start goes on, the registration follows', async () => {
+    const clock = new FakeClock();
+    const reg = registry(clock);
+    const life = new AbortController();
+    let refusals = 1;
+    const flaky = {
+      ns: reg.ns,
+      nse: {
+        ...reg.nse,
+        register: async (c: Ctx, nse: NetworkServiceEndpoint) => {
+          if (refusals-- > 0) throw new AgentError('UNAVAILABLE', 'the registry of domain floating.test is down');
+          return reg.nse.register(c, nse);
+        },
+      },
+    };
+    const common: Omit<HostedEndpointsOptions, 'registry'> = {
+      nodeName: 'host-a',
+      url: () => 'tcp://10.0.0.2:5001',
+      tokens,
+      ipamRecords: () => noRecords(),
+      heal: false,
+      ctx: () => Ctx.background({ clock, signal: life.signal }),
+      signal: life.signal,
+      log: silentLogger,
+      held: () => {
+        throw new Error('no held connections here');
+      },
+      leasePrefix: () => {
+        throw new Error('no vl3-ipam here');
+      },
+      vl3Records: () => noRecords(),
+      meshMtu: () => undefined,
+    };
+    const cfg: EndpointConfig = { name: 'ep-f', services: ['svc-f'], labels: {}, cidr: '172.16.0.0/24', netns: 'host', payload: 'IP', excludedPrefixes: [] };
+    // without floating, the failure fails the start
+    await expect(new HostedEndpoints({ ...common, registry: flaky }).start([cfg])).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    refusals = 1;
+    const eps = new HostedEndpoints({ ...common, registry: flaky, floating: (n) => n === 'ep-f' });
+    await eps.start([cfg]);
+    expect(eps.has('ep-f')).toBe(true);
+    const registered = async () => (await findAll(reg.nse.find(common.ctx(), { network_service_endpoint: { name: 'ep-f' }, watch: false }))).length;
+    expect(await registered()).toBe(0);
+    const deadline = Date.now() + 5_000;
+    while ((await registered()) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await registered()).toBe(1);
+    life.abort();
+  }, 10_000);
 });

@@ -234,6 +234,23 @@ describe('domain and interdomain', () => {
     expect(() => ep(['icmp', 'icmp@site-a.example'], 'site-b.example')).toThrow(/endpoints\[0\]\.services\[1\]: icmp@site-a\.example names domain site-a\.example/);
     expect(() => ep(['icmp@site-a.example'])).toThrow(/not this agent's \(domain: none\)/);
   });
+
+  it('publicIP: an IP address, else an error naming the key', () => {
+    expect(parseConfig({ publicIP: '203.0.113.5' }).publicIP).toBe('203.0.113.5');
+    expect(parseConfig({}).publicIP).toBeUndefined();
+    expect(() => parseConfig({ publicIP: 'nat.example' })).toThrow(/publicIP: nat\.example is not an IP address/);
+  });
+
+  it('an endpoint named name@<other domain> is floating: every service carries that domain', () => {
+    const ep = (name: string, services: string[]) => parseConfig({ domain: 'site-b.example', endpoints: [{ name, services, cidr: '172.16.1.0/31' }] });
+    const c = ep('nse-b@floating.example', ['svc@floating.example']);
+    expect(c.endpoints[0]).toMatchObject({ name: 'nse-b@floating.example', services: ['svc@floating.example'] });
+    expect(() => ep('nse-b@floating.example', ['svc@floating.example', 'icmp'])).toThrow(
+      /endpoints\[0\]\.services\[1\]: icmp is not of domain floating\.example: a floating endpoint/,
+    );
+    expect(() => ep('nse-b', ['svc@floating.example'])).toThrow(/name the endpoint nse-b@floating\.example too/);
+    expect(() => ep('nse b@floating.example', ['svc@floating.example'])).toThrow(ConfigError);
+  });
 });
 
 describe('endpoints[].dns', () => {

@@ -14,6 +14,11 @@ describe('advertisedUrl', () => {
     expect(advertisedUrl({ unix, tcp: '[::]:5001', allowUids: [] }, 'fd00::1')).toBe('tcp://[fd00::1]:5001');
     expect(advertisedUrl({ unix, tcp: ':5001', allowUids: [] }, undefined)).toBe(`unix://${unix}`);
   });
+  it('behind NAT (publicIP) is the public address with the listener\'s port', () => {
+    expect(advertisedUrl({ unix, tcp: '192.168.1.5:5001', allowUids: [] }, '192.168.1.5', '203.0.113.5')).toBe('tcp://203.0.113.5:5001');
+    expect(advertisedUrl({ unix, tcp: '[::]:5001', allowUids: [] }, 'fd00::1', '2001:db8::5')).toBe('tcp://[2001:db8::5]:5001');
+    expect(advertisedUrl({ unix, allowUids: [] }, '192.168.1.5', '203.0.113.5')).toBe(`unix://${unix}`);
+  });
 });
 
 describe('registryListenAddress', () => {

@@ -159,4 +159,23 @@ describe('status table', () => {
     expect(printStatus(viewStatus(requesting()), NOW)).not.toContain('host DNS');
     expect(viewStatus(requesting()).hostDns).toEqual([]);
   });
+
+  it('each federated bundle endpoint: the bundle in use, and a failure with its code', () => {
+    const federation = [
+      { trustDomain: 'domain-b.org', url: 'https://10.0.0.2:8443/bundle', endpointId: 'spiffe://domain-b.org/host-b', state: 'ok' as const, authorities: 1, sequence: 7, fetched: NOW - 20_000, nextRefresh: NOW + 30_000 },
+      {
+        trustDomain: 'domain-c.org', url: 'https://10.0.0.3:8443/', endpointId: 'spiffe://domain-c.org/host-c', state: 'failing' as const, authorities: 0,
+        lastError: { code: 'BUNDLE_ENDPOINT_UNAVAILABLE', message: 'cannot fetch: connect ECONNREFUSED', at: NOW - 1_000 }, nextRefresh: NOW + 5_000,
+      },
+    ];
+    const v = viewStatus(projectStatus(sources({ federation })));
+    expect(v.federation).toEqual([
+      { trustDomain: 'domain-b.org', url: 'https://10.0.0.2:8443/bundle', endpointId: 'spiffe://domain-b.org/host-b', state: 'ok', authorities: 1, sequence: 7, fetched: NOW - 20_000, errorCode: '', error: '', nextRefresh: NOW + 30_000 },
+      { trustDomain: 'domain-c.org', url: 'https://10.0.0.3:8443/', endpointId: 'spiffe://domain-c.org/host-c', state: 'failing', authorities: 0, sequence: 0, fetched: undefined, errorCode: 'BUNDLE_ENDPOINT_UNAVAILABLE', error: 'cannot fetch: connect ECONNREFUSED', nextRefresh: NOW + 5_000 },
+    ]);
+    const out = printStatus(v, NOW);
+    expect(out).toContain('federated: domain-b.org from https://10.0.0.2:8443/bundle, ok, 1 authority (sequence 7) fetched 20s ago');
+    expect(out).toContain('federated: domain-c.org from https://10.0.0.3:8443/, failing, no bundle fetched yet, FAILING: cannot fetch: connect ECONNREFUSED (BUNDLE_ENDPOINT_UNAVAILABLE)');
+    expect(viewStatus(projectStatus(sources({}))).federation).toEqual([]);
+  });
 });

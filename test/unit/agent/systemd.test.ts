@@ -239,6 +239,21 @@ describe('generator', () => {
     expect(existsSync(path.join(out, 'nsm-connect@tmpl@.service.d'))).toBe(false);
     expect(existsSync(path.join(out, 'plain.service.d'))).toBe(false);
     expect(existsSync(path.join(out, 'nsm-agent.service.d'))).toBe(false);
+    // no unit is on demand: the root helper may start none
+    expect(readFileSync(path.join(out, 'nsm-ondemand@.service.d', DROP_IN), 'utf8')).toMatch(/^Environment="NSM_ONDEMAND_UNITS="$/m);
+  });
+
+  it('names the OnDemand=yes units, and only them, in the drop-in of nsm-ondemand@.service', () => {
+    const units = tmp();
+    const out = tmp();
+    put(units, 'od.service', '[X-NetworkServiceMesh]\nProvide=svc\nAddressPool=10.0.0.0/29\nOnDemand=yes\n[Service]\nExecStart=/bin/true\n');
+    put(units, 'od2.service', '[X-NetworkServiceMesh]\nProvide=svc2\nAddressPool=10.0.1.0/29\nOnDemand=true\n[Service]\nExecStart=/bin/true\n');
+    put(units, 'plain.service', '[X-NetworkServiceMesh]\nProvide=svc3\nAddressPool=10.0.2.0/29\n[Service]\nExecStart=/bin/true\n');
+    put(units, 'noprov.service', '[X-NetworkServiceMesh]\nConnect=kernel://svc/nsm-1\nOnDemand=yes\n[Service]\nExecStart=/bin/true\n');
+    generate(out, [units]);
+    expect(readFileSync(path.join(out, 'nsm-ondemand@.service.d', DROP_IN), 'utf8')).toMatch(/^Environment="NSM_ONDEMAND_UNITS=od\.service od2\.service"$/m);
+    // an on-demand unit gets the same drop-ins as any other, and nothing that pulls it in
+    expect(readFileSync(path.join(out, 'od.service.d', DROP_IN), 'utf8')).not.toMatch(/Wants|WantedBy/);
   });
 
   const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).status === 0;
@@ -249,10 +264,10 @@ describe('generator', () => {
     put(units, 'consumer.service', '[Unit]\nDescription=c\n[X-NetworkServiceMesh]\nConnect=kernel://svc/nsm-1\n[Service]\nExecStart=/bin/true\n');
     generate(out, [units]);
     // The packaged units with the launcher path pointed at something that exists here.
-    for (const f of ['nsm-agent.service', 'nsm-connect@.service']) {
+    for (const f of ['nsm-agent.service', 'nsm-connect@.service', 'nsm-ondemand.socket', 'nsm-ondemand@.service']) {
       put(units, f, readFileSync(path.join(root, 'packaging/systemd', f), 'utf8').replace(/\/usr\/sbin\/nsm-agent/g, '/bin/true'));
     }
-    const r = spawnSync('systemd-analyze', ['verify', '--man=no', 'consumer.service', 'nsm-connect@consumer.service', 'nsm-agent.service'], {
+    const r = spawnSync('systemd-analyze', ['verify', '--man=no', 'consumer.service', 'nsm-connect@consumer.service', 'nsm-agent.service', 'nsm-ondemand.socket', 'nsm-ondemand@x.service'], {
       encoding: 'utf8',
       env: { ...process.env, SYSTEMD_UNIT_PATH: `${out}:${units}:` },
     });

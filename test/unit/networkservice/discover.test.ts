@@ -149,6 +149,21 @@ describe('discover', () => {
     ).rejects.toMatchObject({ code: 'NOT_FOUND', message: 'network service endpoint gone is not found' });
   });
 
+  it('an endpoint hosted here under another domain\'s name (floating) is not looked up; others are', async () => {
+    const reg = registries([], [endpoint('b')]);
+    const rec = recorder();
+    const hosted = (n: string) => (n === 'nse-b@floating.test' || n === 'b' ? { name: n, url: 'tcp://10.0.0.2:5001' } : undefined);
+    const chain = chainServer(discoverServer(reg.ns, reg.nse, { hosted }), rec);
+    const conn = { id: 'x', network_service: 'svc@floating.test', network_service_endpoint_name: 'nse-b@floating.test' };
+    await chain.request(Ctx.background(), { connection: conn });
+    expect(clientURL(rec.ctxs[0]!)?.href).toBe('tcp://10.0.0.2:5001');
+    await chain.close(Ctx.background(), conn);
+    expect(reg.calls.nse).toHaveLength(0);
+    // a hosted endpoint of this domain is found in the registry as before
+    await chain.request(Ctx.background(), { connection: { id: 'y', network_service: 'icmp', network_service_endpoint_name: 'b' } });
+    expect(reg.calls.nse).toHaveLength(1);
+  });
+
   it('skips discovery when a client URL is already chosen', async () => {
     const reg = registries([], []);
     const rec = recorder();

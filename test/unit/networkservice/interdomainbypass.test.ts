@@ -36,6 +36,15 @@ describe('interdomainbypass (server)', () => {
     expect(rec.requests[1]!.connection?.network_service).toBe('icmp@10.0.0.2:5002');
   });
 
+  it('keeps the whole names of an endpoint hosted here under another domain (floating)', async () => {
+    const rec = recorder();
+    const chain = chainServer(interdomainBypassServer({ ownDomain: 'b.test', hosts: (n) => n === 'nse-b@floating.test' }), rec);
+    const conn = { id: 'c', network_service: 'svc@floating.test', network_service_endpoint_name: 'nse-b@floating.test' };
+    const answer = await chain.request(ctx(), { connection: conn });
+    expect(rec.requests[0]!.connection).toMatchObject({ network_service: 'svc@floating.test', network_service_endpoint_name: 'nse-b@floating.test' });
+    expect(answer).toMatchObject({ network_service: 'svc@floating.test', network_service_endpoint_name: 'nse-b@floating.test' });
+  });
+
   it('leaves names of other domains and plain names alone', async () => {
     const rec = recorder();
     const chain = chainServer(interdomainBypassServer({ ownDomain: 'b.test' }), rec);

@@ -8,16 +8,18 @@ import { memoryNseRegistry, memoryNsRegistry } from '../../../src/registry/store
 
 const ctx = () => Ctx.background();
 
+/** A registry of its own (a chain ending in its store), as a dialed registry is. */
 function domainRegistry(url: string): DomainRegistry {
-  return { ns: memoryNsRegistry(), nse: memoryNseRegistry(), url };
+  return { ns: chainNsRegistry(memoryNsRegistry()), nse: chainNseRegistry(memoryNseRegistry()), url };
 }
 
-function setup(ownDomain?: string) {
+function setup(ownDomain?: string, floating = false) {
   const local = { ns: memoryNsRegistry(), nse: memoryNseRegistry() };
   const remote = domainRegistry('tcp://10.0.0.2:5002');
   const asked: string[] = [];
   const opts = {
     ownDomain,
+    floating,
     timeoutMs: 200,
     registryOf: async (_ctx: Ctx, domain: string) => {
       asked.push(domain);
@@ -89,6 +91,38 @@ describe('proxydns (upstream registry-proxy-dns)', () => {
     expect(stored.name).toBe('mine@a.test');
     const inLocal = await findAll(s.local.nse.find(ctx(), { network_service_endpoint: { name: 'mine' } }));
     expect(inLocal.map((r) => r.network_service_endpoint?.network_service_names)).toEqual([['icmp']]);
+  });
+
+  it('floating: an endpoint of name and services @b.test registers into b.test\'s registry, stripped there', async () => {
+    const s = setup('a.test', true);
+    const nse = { ...nseB, name: 'nse-1@b.test', network_service_names: ['icmp@b.test'], network_service_labels: { 'icmp@b.test': { labels: { app: 'x' } } } };
+    await s.ns.register(ctx(), { name: 'icmp@b.test', payload: 'IP' });
+    const stored = await s.nse.register(ctx(), nse);
+    expect(stored.name).toBe('nse-1@b.test');
+    expect(stored.network_service_names).toEqual(['icmp@b.test']);
+    const there = await findAll(s.remote.nse.find(ctx(), { network_service_endpoint: { name: 'nse-1' } }));
+    expect(there.map((r) => r.network_service_endpoint)).toMatchObject([
+      { name: 'nse-1', network_service_names: ['icmp'], network_service_labels: { icmp: { labels: { app: 'x' } } }, url: 'tcp://10.0.0.5:5001' },
+    ]);
+    expect((await findAll(s.remote.ns.find(ctx(), { network_service: { name: 'icmp' } }))).length).toBe(1);
+    expect(await findAll(s.local.nse.find(ctx(), { network_service_endpoint: {} }))).toEqual([]);
+    // any client finds it by the floating domain's names
+    const found = await findAll(s.nse.find(ctx(), { network_service_endpoint: { network_service_names: ['icmp@b.test'] } }));
+    expect(found.map((r) => r.network_service_endpoint?.name)).toEqual(['nse-1@b.test']);
+    await s.nse.unregister(ctx(), nse);
+    expect(await findAll(s.remote.nse.find(ctx(), { network_service_endpoint: { name: 'nse-1' } }))).toEqual([]);
+  });
+
+  it('floating: names of two domains, or a domain DNS does not know, are refused', async () => {
+    const s = setup('a.test', true);
+    const mixed = (await s.nse.register(ctx(), { ...nseB, name: 'nse-1@b.test', network_service_names: ['icmp'] }).catch((e) => e)) as AgentError;
+    expect(mixed.code).toBe('FOREIGN_DOMAIN');
+    expect(mixed.message).toContain('its service icmp is not of that domain');
+    const svcOnly = (await s.nse.register(ctx(), { ...nseB, network_service_names: ['icmp@b.test'] }).catch((e) => e)) as AgentError;
+    expect(svcOnly.code).toBe('FOREIGN_DOMAIN');
+    const nx = (await s.nse.register(ctx(), { ...nseB, name: 'nse-1@nx.test', network_service_names: ['icmp@nx.test'] }).catch((e) => e)) as AgentError;
+    expect(nx.code).toBe('DOMAIN_NOT_FOUND');
+    expect(await findAll(s.remote.nse.find(ctx(), { network_service_endpoint: {} }))).toEqual([]);
   });
 
   it('a domain DNS does not know: its DOMAIN_NOT_FOUND', async () => {

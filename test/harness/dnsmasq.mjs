@@ -1,0 +1,33 @@
+// @ts-check
+/** Debian's dnsmasq as the DNS server of a test, in a namespace of its own choosing. */
+import { spawn } from 'node:child_process';
+import { sh, until } from './exec.mjs';
+
+export const hasDnsmasq = () => sh('test', ['-x', '/usr/sbin/dnsmasq']).code === 0;
+
+/**
+ * dnsmasq in `netns`, answering on `ip` from the given options only (authoritative for *.test:
+ * unknown names are NXDOMAIN, never forwarded); stop it by PID (kill the returned process).
+ * @param {string} netns
+ * @param {string} ip
+ * @param {string[]} records  dnsmasq options (--srv-host=..., --host-record=...)
+ * @returns {Promise<import('node:child_process').ChildProcess>}
+ */
+export async function startDnsmasq(netns, ip, records) {
+  const args = [
+    'netns', 'exec', netns, '/usr/sbin/dnsmasq',
+    '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--pid-file=',
+    '--bind-interfaces', `--listen-address=${ip}`, '--port=53', '--user=root', '--group=root',
+    '--local=/test/', '--local-ttl=30',
+    ...records,
+  ];
+  const p = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr?.on('data', (d) => (err += String(d)));
+  const listening = () => sh('ip', ['netns', 'exec', netns, 'ss', '-lnu', `sport = :53`]).stdout.includes(ip);
+  if (!(await until(() => listening() || p.exitCode !== null, 5_000)) || p.exitCode !== null) {
+    p.kill('SIGKILL');
+    throw new Error(`dnsmasq did not start: ${err}`);
+  }
+  return p;
+}
