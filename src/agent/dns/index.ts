@@ -13,7 +13,8 @@
  * gets its file in the agent's runtime directory instead (./unitresolvconf.ts), which the
  * generator binds over the unit's /etc/resolv.conf; /etc/netns is not written for it.
  *
- * Not wired here: `netns: host` connections and namespaces named by a path.
+ * Not wired here: `netns: host` connections (./hostdns.ts: systemd-resolved per-link DNS) and
+ * namespaces named by a path.
  */
 import { isIP } from 'node:net';
 import type { DNSConfig } from '../../api';
@@ -154,7 +155,8 @@ export class NamespaceDns {
     }
     const configs = usableConfigs(conn?.configs ?? []);
     if (name === undefined) {
-      if (conn && configs.length && !this.unwired.has(id)) {
+      // `host`: ./hostdns.ts wires those through systemd-resolved
+      if (conn && conn.netns !== 'host' && configs.length && !this.unwired.has(id)) {
         this.unwired.add(id);
         this.opts.log.info('DNS configs of a connection not wired: only named namespaces (/run/netns/NAME) get a resolver', { id, netns: conn.netns });
       }
