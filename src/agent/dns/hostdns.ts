@@ -20,6 +20,7 @@ import { Rtnl, getLink, hostNetns } from '../../sys';
 import { SystemBus } from '../systemd/dbus';
 import { usableConfigs } from './index';
 import { classify, ResolvedClient, ResolvedError, type LinkDns } from './resolved';
+import { anotherLiveAgent } from './owner';
 
 /** How often links that could not be wired are tried again. */
 export const RETRY_MS = 30_000;
@@ -78,15 +79,6 @@ export function linkDnsOf(configs: readonly DNSConfig[]): LinkDns | undefined {
   };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
-  }
-}
-
 export class HostDns {
   private readonly links = new Map<string, HostLink>();
   private readonly resolved: Pick<ResolvedClient, 'setLink' | 'revertLink'> & { close?(): void };
@@ -112,7 +104,7 @@ export class HostDns {
     } catch {
       return;
     }
-    if (recorded.pid !== undefined && recorded.pid !== process.pid && alive(recorded.pid)) return;
+    if (anotherLiveAgent(recorded.pid)) return;
     for (const r of recorded.links ?? []) {
       try {
         // the same interface still (an ifindex of a removed link may be taken by another)
