@@ -10,10 +10,12 @@
 //   - throughput: WINDOW queries outstanding for SECONDS, new names (forwarded) and the same
 //     name (cached), against dnsmasq directly too; answered per second, and queries that got no
 //     answer within 1 s (lost);
-//   - the agent's RSS before and after.
+//   - the agent's RSS before and after;
+//   - the memory of the names of 1,000 vL3 members (A, AAAA, PTR) and of a full resolver cache,
+//     measured in a child process (--expose-gc): heap used after a collection, before and after.
 //
 // Usage (root): npm run build && node bench/dns.mjs [--queries 1000] [--seconds 5] [--window 32]
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { ROOT, sleep } from '../test/harness/exec.mjs';
@@ -86,6 +88,29 @@ async function throughput(c, server, nameOf) {
   return { qps: answered / ((mono() - t0) / 1000), lost };
 }
 
+/** Heap bytes held by 1,000 vL3 members' names and by a resolver cache filled to its limit. */
+function namesMemory() {
+  const script = `
+const { MemberNames } = require(${JSON.stringify(path.join(ROOT, 'dist/agent/endpoints/vl3/names-dns.js'))});
+const { Forwarder } = require(${JSON.stringify(path.join(ROOT, 'dist/agent/dns/forwarder.js'))});
+const packet = require('dns-packet');
+const used = () => { gc(); gc(); return process.memoryUsage().heapUsed; };
+(async () => {
+  const base = used();
+  const names = new MemberNames('marshas-app-connectivity');
+  for (let i = 0; i < 1000; i++) names.set('conn-' + i, 'member-' + i, ['172.16.' + (i >> 8) + '.' + (i & 255) + '/32', 'fd00::' + i.toString(16) + '/128']);
+  const withNames = used();
+  const answer = (q) => { const d = packet.decode(q); return packet.encode({ type: 'response', id: d.id, flags: 0x8180, questions: d.questions, answers: [{ type: 'A', name: d.questions[0].name, ttl: 60, data: '172.16.1.100' }] }); };
+  const f = new Forwarder({ exchange: async (_s, q) => answer(q), upstreams: () => ({ servers: ['172.16.1.100'], search: [] }) });
+  for (let i = 0; i < 1000; i++) await f.answer(packet.encode({ type: 'query', id: i, flags: 256, questions: [{ type: 'A', name: 'n' + i + '.my.coredns.service' }] }));
+  const withCache = used();
+  console.log(JSON.stringify({ names: withNames - base, cache: withCache - withNames, keep: [names, f].length }));
+})();`;
+  const r = spawnSync(process.execPath, ['--expose-gc', '-e', script], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`names memory: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
 main(async (scope) => {
   const dir = scope.dir('nsmb-dns-');
   for (const n of [NSE, NSC]) await scope.netns(n);
@@ -131,6 +156,7 @@ main(async (scope) => {
   };
   const rssAfter = rssKiB(agent.pid);
   const s = { fwd: summary(lat.fwd), cached: summary(lat.cached), direct: summary(lat.direct), relay: summary(lat.relay) };
+  const mem = namesMemory();
   const v = await versions(['dnsmasq']);
   const body = `## DNS resolver in a client namespace (issue 23)
 
@@ -157,7 +183,9 @@ ${(s.cached.p50 / s.direct.p50).toFixed(2)}x. A forwarded query takes two hops m
 resolver to dnsmasq and back, back to the client: four process wake-ups, not two), whatever
 the resolver is written in; the forwarding dnsmasq row measures that floor. Answers per
 second: target >= 5,000 on one core (the agent runs on one thread). Agent RSS
-${mib(rssBefore)} MiB before, ${mib(rssAfter)} MiB after the runs (heap grown by the load).
+${mib(rssBefore)} MiB before, ${mib(rssAfter)} MiB after the runs (heap grown by the load). Memory with 1,000
+members: their names (A, AAAA and PTR of a vL3 endpoint's name server) hold ${(mem.names / 1024).toFixed(0)} KiB of heap, a
+resolver cache full at its 1,000 answers ${(mem.cache / 1024).toFixed(0)} KiB.
 `;
   console.log(body);
   writeSection('dns', body);

@@ -132,6 +132,7 @@ function stage(dest, o, layout) {
   put(`${layout.generatorDir}/nsm-agent-generator`, src('systemd/nsm-agent-generator'), 0o755);
   put('usr/lib/sysusers.d/nsm-agent.conf', src('systemd/nsm-agent.sysusers'));
   put('usr/lib/sysctl.d/60-nsm-agent.conf', src('sysctl/60-nsm-agent.conf'));
+  put('usr/share/polkit-1/rules.d/60-nsm-agent.rules', src('polkit/60-nsm-agent.rules'));
   if (layout.preset) put('usr/lib/systemd/system-preset/80-nsm-agent.preset', src('systemd/nsm-agent.preset'));
   put('etc/nsm-agent/agent.yaml', src('agent.yaml'));
   put('usr/share/man/man8/nsm-agent.8.gz', gzipSync(src('nsm-agent.8'), { level: 9 }));

@@ -35,7 +35,9 @@ import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
 import { channelCredentials, createX509Source, FederatedX509Source, serveBundleEndpoint, SpiffeTokenSource, waitForIdentity, type BundleEndpointServer, type X509Source } from '../spire';
 import type { Vl3IpamServer } from '../vl3/ipam/server';
-import { confirmedLiveness, heldClientChain, remoteClientChain, serverChain } from './chains';
+import type { PassthroughRecord } from '../networkservice/passthrough';
+import { passthroughReaper } from '../mechanisms/kernel/bridge';
+import { confirmedLiveness, heldClientChain, passthroughClientChain, remoteClientChain, serverChain } from './chains';
 import type { AgentConfig } from './config';
 import { HostedEndpoints } from './endpoints';
 import type { Vl3Record } from './endpoints/kind';
@@ -47,6 +49,7 @@ import { ChannelPool } from './grpc/dial';
 import { HealthService } from './grpc/health';
 import { HeldConnectionManager, type HeldRecord } from './held';
 import { NamespaceDns } from './dns';
+import { HostDns } from './dns/hostdns';
 import { unitResolvConfFiles } from './dns/unitresolvconf';
 import { dnsAnswers } from './dns/counts';
 import { prepareHost } from './host';
@@ -86,6 +89,8 @@ export class Agent {
   held!: HeldConnectionManager;
   /** Resolvers of client namespaces whose connections carry DNS. */
   readonly dns: NamespaceDns;
+  /** DNS of `netns: host` connections that carry DNS: systemd-resolved per-link settings. */
+  readonly hostDns: HostDns;
   readonly started: number;
   readonly tokens: TokenSource;
   /** The agent's SPIFFE identity: mTLS on every TCP listener and dial, and the key that signs tokens. */
@@ -105,6 +110,7 @@ export class Agent {
   private store: StateStore | undefined;
   private ipamRecords: Records<IpamRecord> = noRecords();
   private vl3Records: Records<Vl3Record> = noRecords();
+  private passthroughRecords: Records<PassthroughRecord> = noRecords();
   private readonly life = new AbortController();
   private readonly health = new HealthService();
   /** Connection ages, next hop URLs and last heals, for status. */
@@ -121,7 +127,9 @@ export class Agent {
     this.log = opts.log ?? silentLogger;
     // units' resolv.conf files beside the agent's socket: /run/nsm-agent/dns for the packaged
     // agent, where the generator's drop-ins look for them
-    this.dns = new NamespaceDns({ log: this.log, unitFiles: unitResolvConfFiles(path.join(path.dirname(cfg.listen.unix), 'dns')) });
+    const dnsDir = path.join(path.dirname(cfg.listen.unix), 'dns');
+    this.dns = new NamespaceDns({ log: this.log, unitFiles: unitResolvConfFiles(dnsDir) });
+    this.hostDns = new HostDns({ log: this.log, recordFile: path.join(dnsDir, 'host-links.json') });
     this.started = this.clock.now();
     this.journal = new ConnectionJournal(this.clock);
     this.hub.subscribe(null, (event) => this.journal.follow(event));
@@ -150,6 +158,7 @@ export class Agent {
       held: () => this.held,
       leasePrefix: (url, previous) => leasePrefix(url, { previous, identity: this.identity, log: this.log }),
       vl3Records: () => this.vl3Records,
+      passthroughRecords: () => this.passthroughRecords,
       meshMtu: () => (this.underlay ? wireguardMtu(this.underlay.mtu, this.underlay.family) : undefined),
       tracer: () => this.tracing?.tracer,
       // The endpoint chain runs in-process after the server chain: the hop before the
@@ -162,6 +171,7 @@ export class Agent {
         this.hub.subscribe(null, (event) => {
           if (event.type === 'UPDATE') for (const conn of Object.values(event.connections ?? {})) cb(conn);
         }),
+      next: (endpoint) => passthroughClientChain({ endpoint, tokens: this.tokens, server: this.server }),
     });
   }
 
@@ -218,6 +228,7 @@ export class Agent {
 
     // resolv.conf files a crashed run left: put back before connections wire them again.
     this.dns.repair();
+    await this.hostDns.repair();
     // Serving: endpoints registered, listeners up (held connections follow).
     for (const s of [...NETWORK_SERVICE_NAMES, ...REGISTRY_SERVICE_NAMES, 'nsmagent.v1.Agent']) this.health.set(s, 'SERVING');
 
@@ -238,6 +249,8 @@ export class Agent {
     this.ipamRecords = store.records<IpamRecord>('ipam');
     // A vL3 endpoint that no configuration names any more: its router namespace goes at expiry.
     this.vl3Records = store.records<Vl3Record>('vl3', { expiresOf: (r) => r.expires, reap: (key) => removeRouterNetns(key) });
+    // A passthrough's bridge that no restarted endpoint takes back goes at expiry.
+    this.passthroughRecords = store.records<PassthroughRecord>('passthrough', passthroughReaper);
     registerReapers(store);
     return store;
   }
@@ -311,6 +324,7 @@ export class Agent {
         : undefined,
       nat,
       tracer: this.tracing?.tracer,
+      background: () => this.ctx(),
       stats: {
         known: (id) => this.hub.has(id),
         figures: async (conn) => (await readFigures([conn], mech.interfacesOf))[0]?.figures ?? {},
@@ -352,7 +366,11 @@ export class Agent {
       client,
       records: store.records<HeldRecord>('held'),
       closeOther: (ctx, id) => this.closeClientConnection(ctx, id),
-      onChange: (id, h) => this.dns.connectionChanged(id, h && { netns: h.netns, configs: h.conn.context?.dns_context?.configs ?? [] }),
+      onChange: (id, h) => {
+        const configs = h?.conn.context?.dns_context?.configs ?? [];
+        this.dns.connectionChanged(id, h && { netns: h.netns, configs });
+        this.hostDns.connectionChanged(id, h && { netns: h.netns, ifname: h.ifname, configs });
+      },
     });
     // Held connections follow their connection as the server chain last returned it (refresh,
     // heal, reselect), so that a restarted agent asks for the same one.
@@ -399,6 +417,7 @@ export class Agent {
       tunnelOf: (id) => this.mechanisms?.tunnelOf(id) ?? {},
       journal: this.journal,
       traffic: (id) => traffic?.get(id),
+      hostDns: this.hostDns.view(),
     });
   }
 
@@ -414,6 +433,7 @@ export class Agent {
     // Before the connections close (cleanup), so that it is a stop for the units' files too:
     // they stay, with the host's resolvers, for the units that run on (dns/unitresolvconf.ts).
     await this.dns.stop();
+    await this.hostDns.stop();
     await this.held?.stop(opts);
     await this.endpoints.stopAll(opts);
     if (opts.cleanup) {

@@ -3,15 +3,19 @@
  * them apart from the daemon that runs them. Pure assembly: every dependency is an argument.
  *
  *   server chain:   [trace] → updatepath → stats → interdomainbypass → begin → updatetoken → authorize → metadata → timeout
- *                   → monitor → trimpath → clientinfo → [swapip] → mechanisms{KERNEL, WIREGUARD, VXLAN}
+ *                   → monitor → trimpath → clientinfo → [swapip] → netsvcmonitor
+ *                   → mechanisms{KERNEL, WIREGUARD, VXLAN}
  *                   → preferLocalVl3 → discover
  *                   → roundrobin → connect
+ *                   (KERNEL: excludedprefixes → iprule → the veth vWire)
  *   connect:        a hosted endpoint's chain in-process (by endpoint name), or the remote chain
  *   remote chain:   mechanismtranslation → next hop recorder (for status) → tunnel clients
  *                   {WIREGUARD, VXLAN} → [swapip, with publicIP] → downstream monitor (DOWN and REFRESH_REQUESTED passed on
  *                   to the hub) → authorize → dial (gRPC)
- *   endpoint chain: updatepath → updatetoken → [dnscontext, with `dns`] → the kind's elements
- *                   (p2p: ipam → KERNEL endpoint side) → trimpath
+ *   endpoint chain: updatepath → updatetoken → [dnscontext, with `dns`] → policyroute → the kind's elements
+ *                   (p2p: ipam → KERNEL endpoint side; passthrough: passthrough, which requests
+ *                   the same service through the passthrough client) → trimpath
+ *   passthrough:    updatepath (the endpoint's name) → updatetoken → server chain (in-process)
  *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
  *                   (in-process; heal watches this agent's own monitor hub and pings)
  */
@@ -29,6 +33,8 @@ import { discoverServer } from '../networkservice/discover';
 import { interdomainBypassServer } from '../networkservice/interdomainbypass';
 import { healClient, kernelLivenessCheck, type HealObserver, type HealOptions } from '../networkservice/heal';
 import { mechanismsServer } from '../networkservice/mechanisms';
+import { netsvcmonitorServer } from '../networkservice/netsvcmonitor';
+import type { Ctx } from '../core/ctx';
 import { metadataClient, metadataServer } from '../networkservice/metadata';
 import { MonitorHub, monitorDownstreamClient, monitorServer } from '../networkservice/monitor';
 import { refreshClient } from '../networkservice/refresh';
@@ -71,6 +77,8 @@ export interface ServerChainDeps {
   nat?: SwapIpOptions;
   /** Spans of the hop and of the elements that work (dataplane, registry, next hop), when tracing is on. */
   tracer?: Tracer;
+  /** The Ctx of background work (the agent's lifetime): the services' watches. */
+  background?: () => Ctx;
 }
 
 /** `element` traced as `name` when there is a tracer. */
@@ -94,6 +102,7 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     trimPathServer(),
     clientInfoServer({ nodeName: d.name }),
     ...(d.nat ? [swapIpServer(d.nat)] : []),
+    netsvcmonitorServer({ ns: d.registry.ns, nse: d.registry.nse, ...(d.background ? { background: d.background } : {}) }),
     traced(d.tracer, 'mechanisms', mechanismsServer(d.mechanisms)),
     preferLocalVl3Server(d.localVl3 ?? (() => undefined)),
     traced(d.tracer, 'discover', discoverServer(d.registry.ns, d.registry.nse, { hosted: d.hosted })),
@@ -148,6 +157,15 @@ export function remoteClientChain(d: RemoteChainDeps): NetworkServiceClient {
 /** The endpoint chain of a hosted endpoint: the frame every kind shares around its elements. */
 export function endpointChain(name: string, tokens: TokenSource, kind: NetworkServiceServer[], tracer?: Tracer): NetworkServiceServer {
   return chainServer(...(tracer ? [traceServer(tracer, name)] : []), updatePathServer(name), updateTokenServer(tokens), ...kind, trimPathServer());
+}
+
+/**
+ * The client a passthrough endpoint requests its next element with: a path of its own
+ * (beginning with the endpoint's segment) into the server chain, in-process. No refresh and no
+ * heal of its own: each Request of the connection it serves refreshes it.
+ */
+export function passthroughClientChain(d: { endpoint: string; tokens: TokenSource; server: NetworkServiceServer }): NetworkServiceClient {
+  return chainClient(updatePathClient(d.endpoint), updateTokenClient(d.tokens), serverToClient(d.server));
 }
 
 /**

@@ -27,6 +27,7 @@ export class DomainRegistries {
   private readonly resolver: DomainResolver;
   private readonly dialed = new Map<string, DomainRegistry & { close(): void }>();
   private creds: grpc.ChannelCredentials | undefined;
+  private readonly proxiesSeen = new Set<string>();
 
   constructor(
     readonly cfg: AgentConfig['interdomain'],
@@ -54,6 +55,18 @@ export class DomainRegistries {
     const reg = { ns, nse, url: `tcp://${found.address}`, close };
     this.dialed.set(found.address, reg);
     return reg;
+  }
+
+  /** The URL of `domain`'s nsmgr-proxy when DNS publishes one (SRV + A nsmgr-proxy.nsm-system.<domain>). */
+  async proxyOf(ctx: Ctx, domain: string): Promise<string | undefined> {
+    const found = await this.resolver.resolveProxy(domain);
+    if (!found) return undefined;
+    const url = `tcp://${found.address}`;
+    if (!this.proxiesSeen.has(url)) {
+      this.proxiesSeen.add(url);
+      ctx.log.info('interdomain: endpoints of the domain are reached through its nsmgr-proxy', { domain, url, via: found.via });
+    }
+    return url;
   }
 
   close(): void {

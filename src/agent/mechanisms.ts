@@ -4,11 +4,15 @@
  * client (this host dials the next hop) over one dataplane. Each records what it makes in the
  * state directory, for a restarted agent to take back or reap.
  */
+import { statSync } from 'node:fs';
 import type { Connection, Mechanism } from '../api';
 import type { Logger } from '../core/log';
-import type { NetworkServiceClient, NetworkServiceServer } from '../core/networkservice';
+import { chainServer, type NetworkServiceClient, type NetworkServiceServer } from '../core/networkservice';
 import { kernelSide } from '../mechanisms/kernel/params';
 import { kernelReaper, kernelServer, type KernelVWire } from '../mechanisms/kernel/server';
+import { policyReaper, policyRoutesServer } from '../mechanisms/kernel/iprule';
+import { connectedPrefixes } from '../mechanisms/kernel/connected';
+import { excludedPrefixesServer, type ClientSide } from '../networkservice/excludedprefixes';
 import { tunnelClient, TunnelClient } from '../mechanisms/tunnel/client';
 import type { Underlay } from '../mechanisms/tunnel/params';
 import { tunnelServer, TunnelServer } from '../mechanisms/tunnel/server';
@@ -28,6 +32,21 @@ export function registerReapers(store: StateStore): void {
   store.records('wireguard', wireguardReaper);
   store.records('vxlan', vxlanReaper);
   store.records('veth', kernelReaper);
+  store.records('iprule', policyReaper);
+}
+
+/** A KERNEL connection's namespace and interface; the namespace keyed by its inode. */
+function kernelClientSide(conn: Connection): ClientSide | undefined {
+  if (conn.mechanism?.type !== 'KERNEL') return undefined;
+  const side = kernelSide(conn.mechanism);
+  let key = side.netns;
+  try {
+    const st = statSync(side.netns);
+    key = `${st.dev}:${st.ino}`;
+  } catch {
+    /* not there: the kernel server fails the Request with NETNS_NOT_FOUND */
+  }
+  return { ...side, key };
 }
 
 export interface Mechanisms {
@@ -57,7 +76,15 @@ export interface MechanismsOptions {
 export function openMechanisms(o: MechanismsOptions): Mechanisms {
   const vwires = new Map<string, KernelVWire>();
   const onChange = (id: string, vwire: KernelVWire | undefined) => (vwire ? vwires.set(id, vwire) : vwires.delete(id));
-  const handlers: Record<string, NetworkServiceServer> = { KERNEL: kernelServer({ records: o.store.records('veth', kernelReaper), onChange }) };
+  // KERNEL: addresses outside what the client's namespace uses; its policy routes once its
+  // interface is there (a vWire, or a tunnel's end).
+  const handlers: Record<string, NetworkServiceServer> = {
+    KERNEL: chainServer(
+      excludedPrefixesServer({ clientSide: kernelClientSide, connected: connectedPrefixes }),
+      policyRoutesServer({ records: o.store.records('iprule', policyReaper) }),
+      kernelServer({ records: o.store.records('veth', kernelReaper), onChange }),
+    ),
+  };
   const translation = mechanismTranslationClient();
   const servers: TunnelServer[] = [];
   const clients: TunnelClient[] = [];

@@ -11,7 +11,11 @@ export interface AgentParts {
   endpoints: EndpointHost;
   held: HeldConnections;
   /** The server chain's connections (the monitor hub). */
-  served: { connections(): Connection[] };
+  served: {
+    connections(): Connection[];
+    /** Asks the client of connection `id` (this hop's id) to Request it again; false if unknown. */
+    refreshRequested?(id: string): boolean;
+  };
   /** Namespace DNS: settled() waits until the resolv.conf files of the connections so far are written. */
   dns?: { settled(): Promise<void> };
 }

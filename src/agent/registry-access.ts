@@ -91,7 +91,7 @@ export function openRegistry(registry: AgentConfig['registry'], opts: RegistryAc
  */
 export function withOtherDomains(access: RegistryAccess, cfg: Pick<AgentConfig, 'domain' | 'interdomain'>, opts: RegistryAccessOptions): RegistryAccess {
   const domains = new DomainRegistries(cfg.interdomain, opts);
-  const proxy = { ownDomain: cfg.domain, registryOf: domains.registryOf.bind(domains), timeoutMs: cfg.interdomain.timeoutMs };
+  const proxy = { ownDomain: cfg.domain, registryOf: domains.registryOf.bind(domains), proxyOf: domains.proxyOf.bind(domains), timeoutMs: cfg.interdomain.timeoutMs };
   const floating = { ...proxy, floating: true };
   return {
     ...access,

@@ -9,6 +9,9 @@
  *     connect`) is requested again, with new addresses if the pool changed; one that cannot be
  *     made at once is retried in the background (DOWN in `status`), never dropped. The result
  *     lists what happened to each (`connections`);
+ *   - an endpoint whose only change is in `policies`: it stays registered and its clients are
+ *     asked to refresh (REFRESH_REQUESTED), which brings them the new ones; the client side
+ *     diffs the policies, so only the changed ones are touched;
  *   - a new endpoint: hosted and registered;
  *   - connections, keyed by id (withConnectionIds gives configured ones a stable id): a removed
  *     one is closed, a changed one (url or netns) is closed and requested again, a new one or
@@ -91,6 +94,18 @@ export class ConfigReloader {
     return this.opts.serial ? this.opts.serial(run) : run();
   }
 
+  /**
+   * Asks the clients of endpoint `name` to refresh their connections (REFRESH_REQUESTED), so
+   * that they get its new policies without a reconnect.
+   */
+  private refreshConnections(name: string, result: ReloadResult): void {
+    for (const c of this.parts.served.connections()) {
+      if (c.network_service_endpoint_name !== name || !c.id) continue;
+      const shown = c.path?.path_segments?.[0]?.id || c.id;
+      if (this.parts.served.refreshRequested?.(c.id)) result.connections.push(`${shown}: refresh requested (policies)`);
+    }
+  }
+
   /** Applies `next` against what runs now. */
   async apply(next: AgentConfig): Promise<ReloadResult> {
     const log = this.opts.log;
@@ -122,9 +137,16 @@ export class ConfigReloader {
     // 2. endpoints that go or change; remember held connections that went with them
     const reconnect = new Map<string, { url: string; netns: string }>();
     const addressesBefore = new Map<string, string>();
+    const updatedInPlace = new Set<string>();
     for (const [name, e] of oldEps) {
       const n = newEps.get(name);
       if (n && same(n, e)) continue;
+      if (n && same(withoutRouting(n), withoutRouting(e)) && this.parts.endpoints.updateRouting?.(n)) {
+        updatedInPlace.add(name);
+        result.changed.push(`endpoint ${name}`);
+        this.refreshConnections(name, result);
+        continue;
+      }
       const held = new Map(this.parts.held.list());
       const closed = await closeEndpointConnections(this.parts, name, log);
       for (const id of closed) {
@@ -149,7 +171,7 @@ export class ConfigReloader {
     // 3. endpoints that come or changed
     for (const [name, e] of newEps) {
       const o = oldEps.get(name);
-      if (o && same(o, e) && this.parts.endpoints.has(name)) continue;
+      if ((o && same(o, e) && this.parts.endpoints.has(name)) || updatedInPlace.has(name)) continue;
       try {
         await this.parts.endpoints.addEndpoint(e);
         if (!o) result.added.push(`endpoint ${name}`);
@@ -197,6 +219,14 @@ export class ConfigReloader {
     });
     return result;
   }
+}
+
+/**
+ * An endpoint's configuration but for what a refresh hands its clients anew: the policies
+ * (the client side diffs them on every refresh; plain routes are set when a vWire is made).
+ */
+function withoutRouting(e: AgentConfig['endpoints'][number]): unknown {
+  return { ...e, policies: undefined };
 }
 
 /** A connection's addresses on the client's side, e.g. `172.16.1.97/32`. */

@@ -10,6 +10,7 @@ import type { HeldConnection, PendingConnection } from './held';
 import type { LastHeal } from './journal';
 import type { RegistryHealthView } from './registry-health';
 import type { TrafficView } from './metrics/traffic';
+import type { HostDnsView } from './dns/hostdns';
 import type { FederationStatus } from '../spire/federation';
 
 export interface StatusSources {
@@ -41,6 +42,8 @@ export interface StatusSources {
   journal: { since(id: string): number | undefined; nextHop(id: string): string | undefined; lastHeal(id: string): LastHeal | undefined };
   /** The traffic of a connection (by its id at this agent), when it was read. */
   traffic?: (id: string) => TrafficView | undefined;
+  /** `netns: host` connections with DNS and whether systemd-resolved has it (dns/hostdns.ts). */
+  hostDns?: HostDnsView[];
 }
 
 const TUNNELS = new Set(['WIREGUARD', 'VXLAN']);
@@ -114,6 +117,7 @@ export function projectStatus(s: StatusSources) {
     url: s.url,
     tunnel_ip: s.tunnelIp,
     identity: s.identity,
+    host_dns: (s.hostDns ?? []).map((h) => ({ ...h, servers: [...h.servers], domains: [...h.domains] })),
     svid: { spiffe_id: s.svid.id, expires: s.svid.expires ? toTimestamp(s.svid.expires) : null, source: s.svid.source },
     federation: (s.federation ?? []).map((f) => ({
       trust_domain: f.trustDomain,

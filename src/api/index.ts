@@ -24,6 +24,7 @@ export type { MonitorScopeSelector } from './gen/connection/MonitorScopeSelector
 export type { ConnectionContext } from './gen/connectioncontext/ConnectionContext';
 export type { IPContext } from './gen/connectioncontext/IPContext';
 export type { Route } from './gen/connectioncontext/Route';
+export type { PolicyRoute } from './gen/connectioncontext/PolicyRoute';
 export type { IpNeighbor } from './gen/connectioncontext/IpNeighbor';
 export type { DNSConfig } from './gen/connectioncontext/DNSConfig';
 export type { DNSContext } from './gen/connectioncontext/DNSContext';

@@ -45,6 +45,14 @@ export class Ctx {
     return new Ctx(this.signal, this.deadline, this.clock, this.log, { key: key as Key<unknown>, value, parent: this.values });
   }
 
+  /**
+   * A ctx with this one's cancellation, deadline, clock and logger and none of its values: a
+   * new call, as a gRPC client's would be (a Request an element makes of its own chain).
+   */
+  withoutValues(): Ctx {
+    return new Ctx(this.signal, this.deadline, this.clock, this.log, undefined);
+  }
+
   withLog(log: Logger): Ctx {
     return new Ctx(this.signal, this.deadline, this.clock, log, this.values);
   }

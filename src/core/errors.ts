@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   ALREADY_EXISTS: Status.ALREADY_EXISTS,
   SOCKET_IN_USE: Status.ALREADY_EXISTS, // another running agent answers on the socket this one was given
   POOL_EXHAUSTED: Status.RESOURCE_EXHAUSTED, // an address pool (endpoint) or prefix pool (vl3-ipam) has nothing free
+  ADDRESS_OVERLAP: Status.FAILED_PRECONDITION, // the endpoint has no addresses outside what the client's namespace already uses
   PERMISSION_DENIED: Status.PERMISSION_DENIED,
   FOREIGN_DOMAIN: Status.PERMISSION_DENIED, // a name carries the suffix of a domain that does not own it
   UNAUTHENTICATED: Status.UNAUTHENTICATED,

@@ -36,6 +36,10 @@ export interface DomainResolverOptions {
 
 /** The upstream name of a domain's registry service (its SRV and A/AAAA name). */
 export const REGISTRY_SERVICE = 'registry.nsm-system';
+/** The upstream name of a domain's nsmgr-proxy (its SRV and A/AAAA name). */
+export const NSMGR_PROXY_SERVICE = 'nsmgr-proxy.nsm-system';
+/** How long a domain without an nsmgr-proxy record is not asked again. */
+const NO_PROXY_TTL_MS = 30_000;
 /** The SRV name whose target is the registry's host. */
 export const REGISTRY_SRV = '_nsm-registry._tcp';
 const MIN_TTL_MS = 1000;
@@ -76,6 +80,7 @@ function dnsReason(err: unknown): string {
 export class DomainResolver {
   private readonly lookups: DnsLookups;
   private readonly cache = new Map<string, { value: ResolvedRegistry; until: number }>();
+  private readonly proxies = new Map<string, { value: ResolvedRegistry | undefined; until: number }>();
   private readonly servers: string[];
 
   constructor(private readonly opts: DomainResolverOptions) {
@@ -100,6 +105,36 @@ export class DomainResolver {
     if (hit && hit.until > now) return hit.value;
     const { value, ttlMs } = await this.lookup(key);
     this.cache.set(key, { value, until: this.opts.clock.now() + Math.max(ttlMs, MIN_TTL_MS) });
+    return value;
+  }
+
+  /**
+   * The nsmgr-proxy of `domain`, as upstream's registry-proxy-dns finds it: SRV
+   * `nsmgr-proxy.nsm-system.<domain>` for the port, A/AAAA on the same name for the address.
+   * Undefined when DNS has none (or for a domain written as `IP:port`); a domain without one is
+   * not asked again for NO_PROXY_TTL_MS, one with one for the TTL of its address record.
+   */
+  async resolveProxy(domain: string): Promise<ResolvedRegistry | undefined> {
+    if (literalAddress(domain)) return undefined;
+    const key = domain.toLowerCase();
+    const hit = this.proxies.get(key);
+    if (hit && hit.until > this.opts.clock.now()) return hit.value;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Unanswered(`no answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
+    });
+    let value: ResolvedRegistry | undefined;
+    let ttlMs = NO_PROXY_TTL_MS;
+    try {
+      const found = await Promise.race([this.upstreamForm(`${NSMGR_PROXY_SERVICE}.${key}`), timeout]);
+      value = found.value;
+      ttlMs = Math.max(found.ttlMs, MIN_TTL_MS);
+    } catch {
+      value = undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.proxies.set(key, { value, until: this.opts.clock.now() + ttlMs });
     return value;
   }
 

@@ -31,6 +31,7 @@ export type { LinkInfo } from './link';
 export {
   createBridge,
   setMaster,
+  setMasterUpRequest,
   deleteLink,
   getLink,
   getLinkRequest,
@@ -71,3 +72,5 @@ export { tcpClientInNetns, tcpServerInNetns, udpSocketInNetns } from './nssocket
 export { liveArgv } from './proc';
 export type { FileOp } from './files';
 export { applyFileOps, tempPathOf } from './files';
+export type { PortRange, RuleInfo, RuleSpec } from './rule';
+export { addRule, delRule, flushTable, listRules, usedTables } from './rule';

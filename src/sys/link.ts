@@ -398,3 +398,8 @@ export async function createBridge(rtnl: Rtnl, name: string): Promise<LinkInfo> 
 export async function setMaster(rtnl: Rtnl, index: number, master: number): Promise<void> {
   await modify(rtnl, index, undefined, (out) => out.push(IFLA.MASTER, putU32(master)));
 }
+
+/** The request of {@link setMaster}, setting the link up as well (a bridge port that forwards). */
+export function setMasterUpRequest(index: number, master: number): RtnlRequest {
+  return modifyRequest(index, true, (out) => out.push(IFLA.MASTER, putU32(master)));
+}

@@ -14,7 +14,7 @@
  * trust each other's bundle (identity.files.federated), a does not trust c's.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,10 +22,22 @@ import { toPem } from '../../src/spire/x509';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 import { hasDnsmasq, startDnsmasq } from '../harness/dnsmasq.mjs';
-import { isRoot, until } from '../harness/exec.mjs';
+import { isRoot, sh, until } from '../harness/exec.mjs';
 import { addrs, links, ping } from '../harness/netns.mjs';
 
 const run = isRoot && hasDnsmasq() ? describe : describe.skip;
+
+/** Runs a command that must succeed. */
+function must(cmd: string, args: string[], opts: { input?: string } = {}): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** The nsmgr-proxy port of upstream's deployments. */
+const PROXY_PORT = 5004;
+/** A second address of a host on its underlay (10.N.0.X -> 10.N.0.X+100). */
+const proxyIp = (ip: string): string => ip.replace(/\.(\d+)$/, (_, x) => `.${Number(x) + 100}`);
 
 run('interdomain: icmp@domain across registries found by DNS', () => {
   let mesh: Mesh;
@@ -54,6 +66,12 @@ run('interdomain: icmp@domain across registries found by DNS', () => {
       `--srv-host=_nsm-registry._tcp.domain-a.test,reg.domain-a.test,5002`,
       `--host-record=reg.domain-a.test,${a!.ip}`,
       `--srv-host=registry.nsm-system.noaddr.test,x.noaddr.test,5002`,
+      // proxied.test: domain-b's registry, and an nsmgr-proxy record for the domain (host-b's
+      // agent behind a DNAT of PROXY_PORT on a second address of host-b)
+      `--srv-host=registry.nsm-system.proxied.test,ignored.proxied.test,5002`,
+      `--host-record=registry.nsm-system.proxied.test,${b!.ip}`,
+      `--srv-host=nsmgr-proxy.nsm-system.proxied.test,ignored.proxied.test,${PROXY_PORT}`,
+      `--host-record=nsmgr-proxy.nsm-system.proxied.test,${proxyIp(b!.ip)}`,
       `--srv-host=registry.nsm-system.down.test,x.down.test,5999`,
       `--host-record=registry.nsm-system.down.test,${c!.ip}`,
     ]);
@@ -102,6 +120,34 @@ run('interdomain: icmp@domain across registries found by DNS', () => {
     expect(onB[0].service).toBe('icmp');
     expect(a!.agent!.cli(['disconnect', 'ab']).code).toBe(0);
     nothingLeft(nscA);
+  }, 30_000);
+
+  it('a domain that publishes nsmgr-proxy.nsm-system: its endpoints are reached through that proxy (upstream registry-proxy-dns)', () => {
+    const [a, b] = mesh.hosts;
+    const proxy = proxyIp(b!.ip);
+    must('ip', ['-n', b!.netns, 'addr', 'add', `${proxy}/24`, 'dev', 'eth0']);
+    const nft = (rules: string) => must('ip', ['netns', 'exec', b!.netns, 'nft', '-f', '-'], { input: rules });
+    nft(`table ip nsmt-proxy {
+  chain pre {
+    type nat hook prerouting priority dstnat;
+    ip daddr ${proxy} tcp dport ${PROXY_PORT} dnat to ${b!.ip}:5001
+  }
+}
+`);
+    try {
+      const c = a!.agent!.cliJson(['connect', 'kernel://icmp@proxied.test/nsm-1', '--netns', nscA, '--id', 'viaproxy']);
+      expect(c.state).toBe('UP');
+      expect(ping(nscA, '172.16.2.0', 3)).toBe(true);
+      const onA = a!.agent!.cliJson(['status']).connections.find((x: any) => x.clientId === 'viaproxy');
+      expect(onA.endpoint).toBe('icmp-b@proxied.test');
+      // the Request went to the proxy's URL, not the one the endpoint registered
+      expect(JSON.stringify(onA)).toContain(`tcp://${proxy}:${PROXY_PORT}`);
+      expect(a!.agent!.cli(['disconnect', 'viaproxy']).code).toBe(0);
+      nothingLeft(nscA);
+    } finally {
+      sh('ip', ['netns', 'exec', b!.netns, 'nft', 'delete', 'table', 'ip', 'nsmt-proxy']);
+      sh('ip', ['-n', b!.netns, 'addr', 'del', `${proxy}/24`, 'dev', 'eth0']);
+    }
   }, 30_000);
 
   it('the other way: a client in domain-b reaches icmp@domain-a.test (_nsm-registry._tcp form)', () => {

@@ -24,6 +24,19 @@ export interface StatusView {
   federation: FederationView[];
   endpoints: { name: string; services: string[]; cidr: string; netns: string; url: string; labels: Record<string, string>; connections: number }[];
   connections: ConnectionView[];
+  /** Connections held for the host namespace that carry DNS: wired into systemd-resolved or why not. */
+  hostDns: HostDnsLineView[];
+}
+
+export interface HostDnsLineView {
+  connectionId: string;
+  interface: string;
+  servers: string[];
+  /** Routing domains (shown as ~domain). */
+  domains: string[];
+  wired: boolean;
+  /** Why it is not wired; '' when wired or not tried yet. */
+  reason: string;
 }
 
 export interface FederationView {
@@ -217,6 +230,14 @@ export function viewStatus(s: any): StatusView {
     })),
     endpoints: s.endpoints,
     connections: (s.connections ?? []).map(viewConnection),
+    hostDns: (s.host_dns ?? []).map((h: any) => ({
+      connectionId: h.connection_id ?? '',
+      interface: h.interface ?? '',
+      servers: h.servers ?? [],
+      domains: h.domains ?? [],
+      wired: !!h.wired,
+      reason: h.reason ?? '',
+    })),
   };
 }
 
@@ -246,6 +267,13 @@ function registryLine(s: StatusView, now: number): string {
   const since = h.since ? ` for ${age(h.since, now)}` : '';
   if (h.state === 'unreachable') return `${s.registry}, UNREACHABLE${since}: ${h.error}`;
   return `${s.registry}, ${h.state}${since}`;
+}
+
+/** `nsm-1: 172.16.1.100 ~my.service (systemd-resolved)`, or NOT WIRED with the reason under it. */
+function hostDnsLines(h: HostDnsLineView): string[] {
+  const what = `host DNS:  ${h.interface}: ${[...h.servers, ...h.domains.map((d) => `~${d}`)].join(' ')}`;
+  if (h.wired) return [`${what} (systemd-resolved)`];
+  return [`${what} NOT WIRED`, ...(h.reason ? [`${INDENT}${h.reason}`] : [])];
 }
 
 /** `WIREGUARD to host-b`, `veth (local)`. */
@@ -329,6 +357,7 @@ export function printStatus(s: StatusView, now = Date.now()): string {
     ...(s.federation ?? []).map((f) => `federated: ${federationLine(f, now)}`),
     `listening: ${s.listen.join(', ')}`,
     `endpoints registered as: ${s.url}${s.tunnelIP ? `, tunnel IP ${s.tunnelIP}` : ''}`,
+    ...(s.hostDns ?? []).flatMap(hostDnsLines),
     '',
     'ENDPOINTS',
     rowsWithDetails(

@@ -27,6 +27,8 @@ import { endpointTarget } from '../../spire/endpoint';
 import { routerNetnsName } from '../endpoints/vl3/names';
 import { poolSettingsProblem } from '../../vl3/ipam/pool';
 import { dnsSettingsProblem, type DnsSettings } from './dns';
+import { parseRouting, RoutingProblem } from './routing';
+import type { PolicyRoute, Route } from '../../api';
 
 // Loaded on first use: commands that only talk to a running agent import this module for its
 // defaults and ConfigError, and need no YAML parser.
@@ -43,7 +45,11 @@ export interface EndpointConfig {
   /** Endpoint-side interface name; generated per connection when absent. */
   interface?: string;
   excludedPrefixes: string[];
-  /** The kind of endpoint (src/agent/endpoints/kinds.ts); absent: p2p. Set from the entry's keys (`vl3:` makes a vL3 endpoint). */
+  /** Routes handed to each client (`src_routes`); absent: none beside the endpoint's address. */
+  routes?: Route[];
+  /** Policy routes handed to each client (`policies`, upstream PolicyRoute); absent: none. */
+  policies?: PolicyRoute[];
+  /** The kind of endpoint (src/agent/endpoints/kinds.ts); absent: p2p. Set from the entry's keys (`vl3:` makes a vL3 endpoint, `passthrough: true` a passthrough one). */
   kind?: string;
   /** A vL3 endpoint's settings (kind 'vl3'). */
   vl3?: Vl3Config;
@@ -267,7 +273,22 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     if (floating !== undefined && e.vl3) throw new ConfigError(file, `${key}.name`, `a vL3 endpoint cannot be floating (${e.name})`);
     names.add(e.name);
     const dns = parseDns(file, key, e.dns);
-    if (e.vl3) return { ...vl3Endpoint(file, key, e), ...dns };
+    let routing: ReturnType<typeof parseRouting>;
+    try {
+      routing = parseRouting(key, e);
+    } catch (err) {
+      if (err instanceof RoutingProblem) throw new ConfigError(file, err.key, err.reason);
+      throw err;
+    }
+    if (e.passthrough && e.vl3) throw new ConfigError(file, `${key}.passthrough`, 'a vL3 endpoint cannot be a passthrough: remove one of passthrough and vl3');
+    if (e.vl3) {
+      if (Object.keys(routing).length) throw new ConfigError(file, `${key}.${e.policies ? 'policies' : 'routes'}`, 'a vL3 endpoint hands out its own routes: remove it');
+      return { ...vl3Endpoint(file, key, e), ...dns };
+    }
+    if (e.passthrough) {
+      if (Object.keys(routing).length) throw new ConfigError(file, `${key}.${e.policies ? 'policies' : 'routes'}`, "a passthrough endpoint passes on the next endpoint's routes: remove it");
+      return passthroughEndpoint(file, key, e, dns);
+    }
     if (e.cidr === undefined) throw new ConfigError(file, `${key}.cidr`, 'is required (the pool of the endpoint\'s addresses), unless the endpoint is a vL3 one (vl3:)');
     const pools = String(e.cidr).split(',').map((s) => s.trim());
     for (const p of pools) {
@@ -284,10 +305,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
         throw new ConfigError(file, `${key}.cidr`, `${p} can never hold a connection: each needs two free addresses (a /31 or larger IPv4 prefix, a /127 or larger IPv6 one, not all excluded)`);
       }
     }
-    if (e.netns !== undefined && e.netns !== 'host' && !path.isAbsolute(e.netns) && !/^[^/\0]+$/.test(e.netns)) {
-      throw new ConfigError(file, `${key}.netns`, `${JSON.stringify(e.netns)} must be host, a name under /run/netns or an absolute path`);
-    }
-    if (e.netns === '.' || e.netns === '..') throw new ConfigError(file, `${key}.netns`, `${e.netns} is not a namespace name`);
+    checkNetns(file, key, e.netns);
     return {
       name: e.name,
       services: e.services,
@@ -297,6 +315,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       payload: e.payload ?? 'IP',
       interface: e.interface,
       excludedPrefixes: e.excludedPrefixes ?? [],
+      ...routing,
       ...dns,
     };
   });
@@ -367,6 +386,33 @@ function vl3Endpoint(file: string, key: string, e: any): EndpointConfig {
     excludedPrefixes: [],
     kind: 'vl3',
     vl3: { ipam, ownNetns },
+  };
+}
+
+/** An endpoint's `netns`: host, a name under /run/netns or an absolute path (or absent). */
+function checkNetns(file: string, key: string, netns: string | undefined): void {
+  if (netns !== undefined && netns !== 'host' && !path.isAbsolute(netns) && !/^[^/\0]+$/.test(netns)) {
+    throw new ConfigError(file, `${key}.netns`, `${JSON.stringify(netns)} must be host, a name under /run/netns or an absolute path`);
+  }
+  if (netns === '.' || netns === '..') throw new ConfigError(file, `${key}.netns`, `${netns} is not a namespace name`);
+}
+
+/** A passthrough endpoint (`passthrough: true`): no pool, the other keys as for any endpoint. */
+function passthroughEndpoint(file: string, key: string, e: any, dns: { dns?: DnsSettings[] }): EndpointConfig {
+  if (e.cidr !== undefined) throw new ConfigError(file, `${key}.cidr`, 'a passthrough endpoint assigns no addresses (the last endpoint of the chain does): remove cidr');
+  if (e.excludedPrefixes !== undefined) throw new ConfigError(file, `${key}.excludedPrefixes`, 'a passthrough endpoint assigns no addresses: remove excludedPrefixes');
+  if (e.interface !== undefined) throw new ConfigError(file, `${key}.interface`, 'a passthrough endpoint has two interfaces per connection, named for it: remove interface');
+  if (dns.dns) throw new ConfigError(file, `${key}.dns`, 'a passthrough endpoint hands out the DNS configs of the chain\'s last endpoint: remove dns');
+  checkNetns(file, key, e.netns);
+  return {
+    name: e.name,
+    services: e.services,
+    labels: e.labels ?? {},
+    cidr: '',
+    netns: e.netns ?? 'host',
+    payload: e.payload ?? 'IP',
+    excludedPrefixes: [],
+    kind: 'passthrough',
   };
 }
 

@@ -5,6 +5,14 @@
 const duration = { type: 'string', pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h))+$' };
 const labels = { type: 'object', additionalProperties: { type: 'string' } };
 const ifname = { type: 'string', minLength: 1, maxLength: 15, pattern: '^[^\\s/:]+$' };
+// a port or protocol number, or a port range start-end (YAML may give a number)
+const portOrNumber = { anyOf: [{ type: 'string', pattern: '^\\d{1,5}(-\\d{1,5})?$' }, { type: 'integer', minimum: 0, maximum: 65535 }] };
+const route = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['prefix'],
+  properties: { prefix: { type: 'string', minLength: 1 }, nextHop: { type: 'string', minLength: 1 } },
+};
 const hostPort = { type: 'string', pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^\\s:\\[\\]]*):\\d{1,5}$' };
 
 export const AGENT_SCHEMA = {
@@ -172,6 +180,25 @@ export const AGENT_SCHEMA = {
           payload: { enum: ['IP', 'ETHERNET'] },
           interface: ifname,
           excludedPrefixes: { type: 'array', items: { type: 'string' } },
+          // routes in each client's namespace (via the endpoint's address unless nextHop); checked in index.ts
+          routes: { type: 'array', items: route },
+          // policy routes (upstream PolicyRoute): a table and an `ip rule` each in the client's namespace
+          policies: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              properties: {
+                from: { type: 'string', minLength: 1 },
+                proto: portOrNumber,
+                dstPort: portOrNumber,
+                srcPort: portOrNumber,
+                routes: { type: 'array', items: route },
+              },
+            },
+          },
+          // an element of a composed service: requests its services again with its labels, no cidr (checked in index.ts)
+          passthrough: { type: 'boolean' },
           // DNS servers and search domains handed to every client (checked in dns.ts)
           dns: {
             type: 'array',

@@ -13,7 +13,8 @@
  * gets its file in the agent's runtime directory instead (./unitresolvconf.ts), which the
  * generator binds over the unit's /etc/resolv.conf; /etc/netns is not written for it.
  *
- * Not wired here: `netns: host` connections and namespaces named by a path.
+ * Not wired here: `netns: host` connections (./hostdns.ts: systemd-resolved per-link DNS) and
+ * namespaces named by a path.
  */
 import { isIP } from 'node:net';
 import type { DNSConfig } from '../../api';
@@ -25,6 +26,7 @@ import { serveResolver, RESOLVER_ADDRESS, type ResolverSockets } from './listene
 import { resolvConfFiles, type ResolvConf, type ResolvConfFiles } from './resolvconf';
 import { unitResolvConfFiles, type UnitResolvConfFiles } from './unitresolvconf';
 import { UdpUpstream } from './upstream';
+import { anotherLiveAgent } from './owner';
 
 export interface NamespaceDnsOptions {
   log: Logger;
@@ -94,16 +96,6 @@ export function usableConfigs(configs: readonly DNSConfig[]): DNSConfig[] {
   return out;
 }
 
-/** True if a process `pid` exists (another agent that is still serving its namespaces). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
-  }
-}
-
 export class NamespaceDns {
   private readonly namespaces = new Map<string, NamespaceState>();
   /** Which namespace each connection was last seen in. */
@@ -122,7 +114,7 @@ export class NamespaceDns {
   /** Puts back the files a dead agent left (call before any connection is made). */
   repair(): void {
     for (const { name, pid } of this.files.ours()) {
-      if (pid !== undefined && pid !== process.pid && alive(pid)) continue;
+      if (anotherLiveAgent(pid)) continue;
       try {
         this.files.restore(name);
         this.opts.log.info('resolv.conf of a previous run restored', { netns: name });
@@ -131,7 +123,7 @@ export class NamespaceDns {
       }
     }
     for (const { name, pid } of this.unitFiles.ours()) {
-      if (pid !== undefined && pid !== process.pid && alive(pid)) continue;
+      if (anotherLiveAgent(pid)) continue;
       try {
         // kept: the unit may still run, and gets the resolver back when its connections do
         this.unitFiles.release(name, true);
@@ -154,7 +146,8 @@ export class NamespaceDns {
     }
     const configs = usableConfigs(conn?.configs ?? []);
     if (name === undefined) {
-      if (conn && configs.length && !this.unwired.has(id)) {
+      // `host`: ./hostdns.ts wires those through systemd-resolved
+      if (conn && conn.netns !== 'host' && configs.length && !this.unwired.has(id)) {
         this.unwired.add(id);
         this.opts.log.info('DNS configs of a connection not wired: only named namespaces (/run/netns/NAME) get a resolver', { id, netns: conn.netns });
       }

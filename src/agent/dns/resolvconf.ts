@@ -12,7 +12,7 @@
  * namespace's directory (removed again when empty); `pid=` names the agent that wrote it, so
  * that a start repairs only what a dead agent left.
  */
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export const NETNS_ETC_DIR = '/etc/netns';
@@ -97,6 +97,8 @@ export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_C
       let dirMade = false;
       if (!existsSync(f.dir)) {
         mkdirSync(f.dir, { recursive: true, mode: 0o755 });
+        // readable by everyone in the namespace whatever the agent's umask (0027 packaged)
+        chmodSync(f.dir, 0o755);
         dirMade = true;
       }
       if (current !== undefined) {
@@ -108,6 +110,7 @@ export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_C
       const tmp = `${f.file}.${process.pid}.tmp`;
       const before = current ?? readIfExists(hostFile) ?? '';
       writeFileSync(tmp, render(name, header, search, optionLines(before)), { mode: 0o644 });
+      chmodSync(tmp, 0o644);
       renameSync(tmp, f.file);
       return parseResolvConf(before);
     },
@@ -117,6 +120,7 @@ export function resolvConfFiles(etcDir = NETNS_ETC_DIR, hostFile = HOST_RESOLV_C
       if (!isOurs(current)) return;
       const tmp = `${f.file}.${process.pid}.tmp`;
       writeFileSync(tmp, render(name, current!.split('\n')[0]!, search, optionLines(current!)), { mode: 0o644 });
+      chmodSync(tmp, 0o644);
       renameSync(tmp, f.file);
     },
     restore(name) {

@@ -15,11 +15,13 @@ import { chainNseRegistry, findAll, NsRegistry, NseRegistry } from '../../core/r
 import type { Records } from '../../core/records';
 import { scopedRecords } from '../../core/records';
 import type { IpamRecord } from '../../networkservice/ipam/server';
+import type { PassthroughRecord } from '../../networkservice/passthrough';
 import type { TokenSource } from '../../core/token';
 import { refreshNseClient } from '../../registry/client';
 import { netnsPath } from '../../sys';
 import { endpointChain } from '../chains';
 import { dnsContextServer } from '../../networkservice/dnscontext';
+import { policyRouteServer, type PolicyRouteSettings } from '../../networkservice/policyroute';
 import { toDnsConfig } from '../config/dns';
 import type { EndpointConfig } from '../config';
 import type { HeldConnections } from '../held';
@@ -27,7 +29,7 @@ import type { EndpointKindEnv, EndpointKindParts, Vl3Record } from './kind';
 import { endpointKind } from './kinds';
 
 export interface HostedEndpoint {
-  readonly cfg: EndpointConfig;
+  cfg: EndpointConfig;
   readonly chain: NetworkServiceServer;
   registration: NetworkServiceEndpoint;
   /** Connections it serves now. */
@@ -36,6 +38,8 @@ export interface HostedEndpoint {
   release(key: string): void;
   /** The kind's own parts: start, registered, stop, status. */
   readonly kind: EndpointKindParts;
+  /** The routes and policies handed to clients from now on (their next Request or refresh). */
+  setRouting(routing: Pick<EndpointConfig, 'routes' | 'policies'>): void;
 }
 
 export const HOST_NETNS_PATH = '/proc/self/ns/net';
@@ -58,13 +62,19 @@ export function hostEndpoint(
     network_service_labels: Object.fromEntries(cfg.services.map((s) => [s, { labels }])),
     url: opts.url,
   };
+  const routing: PolicyRouteSettings = { routes: cfg.routes ?? [], policies: cfg.policies ?? [], ownsPolicies: cfg.policies !== undefined };
   return {
     cfg,
-    chain: endpointChain(cfg.name, opts.tokens, dnsFirst(cfg, parts.elements), opts.tracer),
+    chain: endpointChain(cfg.name, opts.tokens, dnsFirst(cfg, [policyRouteServer(routing), ...parts.elements]), opts.tracer),
     registration,
     connectionCount: parts.connectionCount,
     release: parts.release,
     kind: parts,
+    setRouting: (r) => {
+      routing.routes = r.routes ?? [];
+      routing.policies = r.policies ?? [];
+      routing.ownsPolicies ||= r.policies !== undefined;
+    },
   };
 }
 
@@ -83,6 +93,8 @@ function standIn(cfg: EndpointConfig, chain: NetworkServiceServer, nodeName: str
     connectionCount: () => 0,
     release: () => {},
     kind: { elements: [], connectionCount: () => 0, release: () => {} },
+    // the unit's own endpoint serves the connections, with its own routes and policies
+    setRouting: () => {},
   };
 }
 
@@ -123,6 +135,11 @@ export interface EndpointHost {
   removeEndpoint(name: string): Promise<void>;
   has(name: string): boolean;
   list(): HostedEndpoint[];
+  /**
+   * Takes an endpoint's new configuration that differs only in `policies` in place (no
+   * re-registration); false when it hosts no such endpoint.
+   */
+  updateRouting?(cfg: EndpointConfig): boolean;
 }
 
 export interface HostedEndpointsOptions {
@@ -155,6 +172,9 @@ export interface HostedEndpointsOptions {
   tracer?: () => Tracer | undefined;
   requestRefresh?: EndpointKindEnv['requestRefresh'];
   connectionUpdates?: EndpointKindEnv['connectionUpdates'];
+  next?: EndpointKindEnv['next'];
+  /** The state directory's passthrough passages (all endpoints; scoped per endpoint here). */
+  passthroughRecords?: () => Records<PassthroughRecord>;
 }
 
 /** The endpoints this agent hosts, by name, and their registrations. */
@@ -273,6 +293,14 @@ export class HostedEndpoints implements EndpointHost {
     this.opts.log.info('endpoint unregistered', { endpoint: name });
   }
 
+  updateRouting(cfg: EndpointConfig): boolean {
+    const ep = this.endpoints.get(cfg.name);
+    if (!ep) return false;
+    ep.setRouting(cfg);
+    ep.cfg = cfg;
+    return true;
+  }
+
   /** Frees an address reservation of a previous run: key `<endpoint>/<connection>`. */
   release(key: string): void {
     const cut = key.indexOf('/');
@@ -302,6 +330,7 @@ export class HostedEndpoints implements EndpointHost {
       url: this.opts.url(),
       tokens: this.opts.tokens,
       ipamRecords: scopedRecords(this.opts.ipamRecords(), `${cfg.name}/`),
+      ...(this.opts.passthroughRecords ? { passthroughRecords: scopedRecords(this.opts.passthroughRecords(), `${cfg.name}/`) } : {}),
       log: this.opts.log,
       ctx: this.opts.ctx,
       nse: this.opts.registry.nse,
@@ -312,6 +341,7 @@ export class HostedEndpoints implements EndpointHost {
       tracer: this.opts.tracer?.(),
       requestRefresh: this.opts.requestRefresh,
       connectionUpdates: this.opts.connectionUpdates,
+      next: this.opts.next,
     });
   }
 }

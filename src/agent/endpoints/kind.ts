@@ -6,10 +6,11 @@
 import type { Connection, NetworkServiceEndpoint } from '../../api';
 import type { Ctx } from '../../core/ctx';
 import type { Logger } from '../../core/log';
-import type { NetworkServiceServer } from '../../core/networkservice';
+import type { NetworkServiceClient, NetworkServiceServer } from '../../core/networkservice';
 import type { Records } from '../../core/records';
 import type { NseRegistry } from '../../core/registry';
 import type { IpamRecord } from '../../networkservice/ipam/server';
+import type { PassthroughRecord } from '../../networkservice/passthrough';
 import type { TokenSource } from '../../core/token';
 import type { EndpointConfig } from '../config';
 import type { HeldConnections } from '../held';
@@ -41,6 +42,8 @@ export interface EndpointKindEnv {
   netnsPath: string;
   /** Address reservations of this endpoint, kept across agent restarts. */
   ipamRecords: Records<IpamRecord>;
+  /** A passthrough endpoint's passages, kept across agent restarts; absent: not kept. */
+  passthroughRecords?: Records<PassthroughRecord>;
   log: Logger;
   ctx: () => Ctx;
   /** The registry of endpoints (a vL3 endpoint finds and watches its peers there). */
@@ -64,6 +67,12 @@ export interface EndpointKindEnv {
    * stores it); returns the function that stops it.
    */
   connectionUpdates?: (cb: (conn: Connection) => void) => () => void;
+  /**
+   * The agent's server chain as a client of the endpoint named, for an endpoint that requests
+   * services itself (a passthrough's next element). Called at each request (the server chain
+   * is made after the endpoints are hosted).
+   */
+  next?: (endpoint: string) => NetworkServiceClient;
 }
 
 export interface EndpointKindParts {

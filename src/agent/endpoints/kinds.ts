@@ -6,10 +6,12 @@ import { AgentError } from '../../core/errors';
 import type { EndpointConfig } from '../config';
 import type { EndpointKind } from './kind';
 import { p2pEndpoint } from './p2p';
+import { passthroughEndpoint } from './passthrough';
 import { vl3Endpoint } from './vl3';
 
 export const ENDPOINT_KINDS: Readonly<Record<string, EndpointKind>> = {
   p2p: p2pEndpoint,
+  passthrough: passthroughEndpoint,
   vl3: vl3Endpoint,
 };
 

@@ -18,7 +18,15 @@ export interface DbusCall {
   /** The D-Bus signature of body, e.g. 'ss' or 'ia(iay)'; omitted when there is no body. */
   signature?: string;
   body?: unknown[];
+  /**
+   * Do not let the bus start the destination by activation (the NO_AUTO_START flag): a call to
+   * a service that is not running fails (org.freedesktop.DBus.Error.ServiceUnknown) instead.
+   */
+  noAutoStart?: boolean;
 }
+
+/** The header flag of a method call that must not start its destination. */
+const NO_AUTO_START = 0x2;
 
 /** A D-Bus error reply: name is the error's D-Bus name (org.freedesktop.systemd1.NoSuchUnit...). */
 export class DbusError extends Error {
@@ -69,6 +77,7 @@ export class SystemBus {
         interface: c.interface,
         member: c.member,
       };
+      if (c.noAutoStart) msg.flags = NO_AUTO_START;
       if (c.signature) {
         msg.signature = c.signature;
         msg.body = c.body ?? [];

@@ -4,6 +4,8 @@
  *   [X-NetworkServiceMesh]
  *   Connect=kernel://db-replication/nsm-1?app=postgres   # one or more NSM client URLs
  *   Provide=db-replication?app=postgres                  # a service this unit serves, with labels
+ *   Passthrough=secure-intranet?app=firewall             # or: a service this unit passes on
+ *                                                        # (an element of a composed service)
  *   AddressPool=172.16.1.0/24                            # the pool of the unit's endpoint
  *   VL3IPAM=tcp://10.0.0.1:5006                          # or: a vL3 endpoint leasing from these
  *   DNS=172.16.1.100                                     # DNS servers handed to the endpoint's clients
@@ -12,7 +14,7 @@
  *   OnDemand=yes                                         # with Provide=: started by the agent on a Request
  *   IdleStopSec=5min                                     # and stopped after this long without connections
  *
- * Connect=, Provide=, AddressPool=, VL3IPAM=, DNS= and DNSSearch= are lists: several values on one line (blank-separated)
+ * Connect=, Provide=, Passthrough=, AddressPool=, VL3IPAM=, DNS= and DNSSearch= are lists: several values on one line (blank-separated)
  * or several lines add up, and an empty assignment resets the list, as with systemd's own
  * list settings. This module only collects the values (no imports beyond unitfile, so the
  * generator stays quick); src/agent/systemd/units.ts checks them.
@@ -27,6 +29,8 @@ export interface RawDecl {
   namespace: 'private' | 'host';
   connect: string[];
   provide: string[];
+  /** Services the unit's endpoint passes on (a passthrough endpoint), with its labels; absent: none. */
+  passthrough?: string[];
   addressPool: string[];
   /** vl3-ipam servers: the unit's endpoint is a vL3 one, its router the unit's namespace. */
   vl3ipam: string[];
@@ -41,13 +45,13 @@ export interface RawDecl {
   files: string[];
 }
 
-const LIST_KEYS = { Connect: 'connect', Provide: 'provide', AddressPool: 'addressPool', VL3IPAM: 'vl3ipam', DNS: 'dns', DNSSearch: 'dnsSearch' } as const;
+const LIST_KEYS = { Connect: 'connect', Provide: 'provide', Passthrough: 'passthrough', AddressPool: 'addressPool', VL3IPAM: 'vl3ipam', DNS: 'dns', DNSSearch: 'dnsSearch' } as const;
 /** List keys whose values may also be comma-separated. */
 const COMMA_LISTS = new Set(['AddressPool', 'VL3IPAM', 'DNS', 'DNSSearch']);
 
 /** Collects the section's assignments; throws UnitFileError naming the file and line. */
 export function collectDecl(unit: string, assignments: Assignment[]): RawDecl {
-  const decl: RawDecl = { unit, namespace: 'private', connect: [], provide: [], addressPool: [], vl3ipam: [], dns: [], dnsSearch: [], files: [] };
+  const decl: RawDecl = { unit, namespace: 'private', connect: [], provide: [], passthrough: [], addressPool: [], vl3ipam: [], dns: [], dnsSearch: [], files: [] };
   for (const a of assignments) {
     if (!decl.files.includes(a.file)) decl.files.push(a.file);
     if (a.key in LIST_KEYS) {
@@ -66,7 +70,7 @@ export function collectDecl(unit: string, assignments: Assignment[]): RawDecl {
       if (a.value === '') delete decl.idleStopSec;
       else decl.idleStopSec = a.value;
     } else {
-      throw new UnitFileError(a.file, a.line, `unknown key ${a.key}= in [${SECTION}] (known: Connect, Provide, AddressPool, VL3IPAM, DNS, DNSSearch, Namespace, OnDemand, IdleStopSec)`);
+      throw new UnitFileError(a.file, a.line, `unknown key ${a.key}= in [${SECTION}] (known: Connect, Provide, Passthrough, AddressPool, VL3IPAM, DNS, DNSSearch, Namespace, OnDemand, IdleStopSec)`);
     }
   }
   return decl;

@@ -37,7 +37,8 @@ export interface UnitSpec {
   /** 'host', or a namespace name under /run/netns. */
   netns: string;
   connect: { url: string; id: string; ifname: string }[];
-  provide?: { services: string[]; labels: Record<string, string>; cidr: string; vl3ipam?: string[]; dns?: DnsSettings };
+  /** The unit's endpoint; passthrough: it passes the services on (Passthrough=), cidr ''. */
+  provide?: { services: string[]; labels: Record<string, string>; cidr: string; vl3ipam?: string[]; dns?: DnsSettings; passthrough?: boolean };
 }
 
 function invalid(unit: string, why: string): AgentError {
@@ -45,6 +46,27 @@ function invalid(unit: string, why: string): AgentError {
 }
 
 const VL3IPAM_URL = /^(tcp:\/\/[^/\s]+:\d{1,5}|unix:\/\/\/\S+)$/;
+
+/** The services and labels of Provide= or Passthrough= values (`service?label=value`). */
+function servicesOf(unit: string, key: string, values: string[]): { services: string[]; labels: Record<string, string> } {
+  const services: string[] = [];
+  const labels: Record<string, string> = {};
+  for (const p of values) {
+    if (p.includes('://') || p.includes('/')) throw invalid(unit, `${key}=${p}: expected service?label=value, without a scheme or interface`);
+    let u;
+    try {
+      u = parseNsURL(p);
+    } catch (err) {
+      throw invalid(unit, `${key}=: ${(err as Error).message}`);
+    }
+    if (!services.includes(u.networkService)) services.push(u.networkService);
+    for (const [k, v] of Object.entries(u.labels)) {
+      if (k in labels && labels[k] !== v) throw invalid(unit, `${key}=${p}: label ${k} is given two values (${labels[k]}, ${v})`);
+      labels[k] = v;
+    }
+  }
+  return { services, labels };
+}
 
 /** Checks a unit's declaration and turns it into what the agent applies. */
 export function checkDecl(decl: RawDecl): UnitSpec {
@@ -70,23 +92,14 @@ export function checkDecl(decl: RawDecl): UnitSpec {
     connect.push({ url: full, id: `${unit}/${ifname}`, ifname });
   }
   let provide: UnitSpec['provide'];
-  if (decl.provide.length) {
-    const services: string[] = [];
-    const labels: Record<string, string> = {};
-    for (const p of decl.provide) {
-      if (p.includes('://') || p.includes('/')) throw invalid(unit, `Provide=${p}: expected service?label=value, without a scheme or interface`);
-      let u;
-      try {
-        u = parseNsURL(p);
-      } catch (err) {
-        throw invalid(unit, `Provide=: ${(err as Error).message}`);
-      }
-      if (!services.includes(u.networkService)) services.push(u.networkService);
-      for (const [k, v] of Object.entries(u.labels)) {
-        if (k in labels && labels[k] !== v) throw invalid(unit, `Provide=${p}: label ${k} is given two values (${labels[k]}, ${v})`);
-        labels[k] = v;
-      }
-    }
+  const passthrough = decl.passthrough ?? [];
+  if (passthrough.length) {
+    if (decl.provide.length) throw invalid(unit, 'Provide= and Passthrough= exclude each other (a unit hosts one endpoint)');
+    if (decl.addressPool.length || decl.vl3ipam.length) throw invalid(unit, `a passthrough endpoint (Passthrough=) assigns no addresses: remove ${decl.addressPool.length ? 'AddressPool=' : 'VL3IPAM='}`);
+    if (dnsServers.length || dnsSearch.length) throw invalid(unit, `${dnsServers.length ? 'DNS' : 'DNSSearch'}= without Provide= (a passthrough endpoint hands out no DNS configs)`);
+    provide = { ...servicesOf(unit, 'Passthrough', passthrough), cidr: '', passthrough: true };
+  } else if (decl.provide.length) {
+    const { services, labels } = servicesOf(unit, 'Provide', decl.provide);
     if (decl.vl3ipam.length) {
       if (decl.addressPool.length) throw invalid(unit, 'AddressPool= and VL3IPAM= exclude each other (a vL3 endpoint leases its addresses)');
       if (services.length !== 1) throw invalid(unit, 'a vL3 endpoint (VL3IPAM=) provides exactly one service');
@@ -117,6 +130,12 @@ export function checkDecl(decl: RawDecl): UnitSpec {
   }
   onDemandOf(decl);
   return { unit, netns, connect, provide };
+}
+
+/** Provide= (or Passthrough=) values that declare `provide`'s services and labels. */
+function serviceValues(provide: { services: unknown[]; labels?: unknown }): string[] {
+  const labels = (provide.labels ?? {}) as Record<string, string>;
+  return provide.services.map((svc) => `${String(svc)}${Object.keys(labels).length ? '?' + new URLSearchParams(labels).toString() : ''}`);
 }
 
 /**
@@ -160,7 +179,8 @@ export function checkSpec(spec: unknown): UnitSpec {
     unit,
     namespace: s!.netns === 'host' ? 'host' : 'private',
     connect: s!.connect.map((c) => (typeof c?.url === 'string' ? c.url : '')),
-    provide: provide ? provide.services.map((svc) => `${String(svc)}${Object.keys(provide.labels ?? {}).length ? '?' + new URLSearchParams(provide.labels as Record<string, string>).toString() : ''}`) : [],
+    provide: provide && !provide.passthrough ? serviceValues(provide) : [],
+    passthrough: provide?.passthrough ? serviceValues(provide) : [],
     addressPool: provide && provide.cidr ? provide.cidr.split(',') : [],
     vl3ipam: provide && Array.isArray(provide.vl3ipam) ? provide.vl3ipam.map(String) : [],
     dns: provide && Array.isArray(provide.dns?.servers) ? provide.dns.servers.map(String) : [],
@@ -360,13 +380,14 @@ export class UnitManager {
           excludedPrefixes: [],
           // A vL3 endpoint's router is the unit's namespace: the unit is reached at its address.
           ...(spec.provide.vl3ipam ? { kind: 'vl3', vl3: { ipam: spec.provide.vl3ipam, ownNetns: false } } : {}),
+          ...(spec.provide.passthrough ? { kind: 'passthrough' } : {}),
           ...(spec.provide.dns ? { dns: [spec.provide.dns] } : {}),
         };
         try {
           await this.parts.endpoints.addEndpoint(cfg);
           endpoint = cfg.name;
         } catch (err) {
-          const e = AgentError.wrap(err, `${spec.unit}: Provide=${spec.provide.services.join(',')}`);
+          const e = AgentError.wrap(err, `${spec.unit}: ${spec.provide.passthrough ? 'Passthrough' : 'Provide'}=${spec.provide.services.join(',')}`);
           if (opts.atomic) throw e;
           log.warn('unit endpoint not restored', { error: e });
         }

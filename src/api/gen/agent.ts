@@ -28,6 +28,7 @@ import type { DisconnectRequest as _nsmagent_v1_DisconnectRequest, DisconnectReq
 import type { EndpointStatus as _nsmagent_v1_EndpointStatus, EndpointStatus__Output as _nsmagent_v1_EndpointStatus__Output } from './nsmagent/v1/EndpointStatus';
 import type { FederationStatus as _nsmagent_v1_FederationStatus, FederationStatus__Output as _nsmagent_v1_FederationStatus__Output } from './nsmagent/v1/FederationStatus';
 import type { HealStatus as _nsmagent_v1_HealStatus, HealStatus__Output as _nsmagent_v1_HealStatus__Output } from './nsmagent/v1/HealStatus';
+import type { HostDnsStatus as _nsmagent_v1_HostDnsStatus, HostDnsStatus__Output as _nsmagent_v1_HostDnsStatus__Output } from './nsmagent/v1/HostDnsStatus';
 import type { RegistryHealth as _nsmagent_v1_RegistryHealth, RegistryHealth__Output as _nsmagent_v1_RegistryHealth__Output } from './nsmagent/v1/RegistryHealth';
 import type { RouteStatus as _nsmagent_v1_RouteStatus, RouteStatus__Output as _nsmagent_v1_RouteStatus__Output } from './nsmagent/v1/RouteStatus';
 import type { StatusRequest as _nsmagent_v1_StatusRequest, StatusRequest__Output as _nsmagent_v1_StatusRequest__Output } from './nsmagent/v1/StatusRequest';
@@ -80,6 +81,7 @@ export interface ProtoGrpcType {
       EndpointStatus: MessageTypeDefinition<_nsmagent_v1_EndpointStatus, _nsmagent_v1_EndpointStatus__Output>
       FederationStatus: MessageTypeDefinition<_nsmagent_v1_FederationStatus, _nsmagent_v1_FederationStatus__Output>
       HealStatus: MessageTypeDefinition<_nsmagent_v1_HealStatus, _nsmagent_v1_HealStatus__Output>
+      HostDnsStatus: MessageTypeDefinition<_nsmagent_v1_HostDnsStatus, _nsmagent_v1_HostDnsStatus__Output>
       RegistryHealth: MessageTypeDefinition<_nsmagent_v1_RegistryHealth, _nsmagent_v1_RegistryHealth__Output>
       RouteStatus: MessageTypeDefinition<_nsmagent_v1_RouteStatus, _nsmagent_v1_RouteStatus__Output>
       StatusRequest: MessageTypeDefinition<_nsmagent_v1_StatusRequest, _nsmagent_v1_StatusRequest__Output>

@@ -49,24 +49,35 @@ export function netnsFromInodeURL(url: string): string {
   throw new AgentError('INVALID_ARGUMENT', `inodeURL ${url} must be a file:// URL`);
 }
 
+/**
+ * This agent's own KERNEL parameter (upstream NSM has none such): the interface joins, as a
+ * port, the bridge of that name in its namespace, and carries no addresses of its own. A
+ * passthrough endpoint asks for it on both of its sides.
+ */
+export const BRIDGE_PARAM = 'bridge';
+
 export interface KernelSide {
   /** Namespace file path. */
   netns: string;
   ifname: string;
+  /** The bridge the interface joins (BRIDGE_PARAM), if any. */
+  bridge?: string;
 }
 
 export function kernelSide(mech: Mechanism | null | undefined): KernelSide {
   const params = mech?.parameters ?? {};
+  const bridge = params[BRIDGE_PARAM];
   return {
     ifname: validateIfName(params[PARAM.NAME] ?? ''),
     netns: netnsFromInodeURL(params[PARAM.INODE_URL] ?? ''),
+    ...(bridge ? { bridge: validateIfName(bridge) } : {}),
   };
 }
 
-export function kernelMechanism(side: { netns: string; ifname: string }): Mechanism {
+export function kernelMechanism(side: { netns: string; ifname: string; bridge?: string | undefined }): Mechanism {
   return {
     cls: CLS.LOCAL,
     type: TYPE.KERNEL,
-    parameters: { [PARAM.NAME]: side.ifname, [PARAM.INODE_URL]: `file://${side.netns}` },
+    parameters: { [PARAM.NAME]: side.ifname, [PARAM.INODE_URL]: `file://${side.netns}`, ...(side.bridge ? { [BRIDGE_PARAM]: side.bridge } : {}) },
   };
 }

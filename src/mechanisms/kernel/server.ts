@@ -171,6 +171,7 @@ export function kernelServer(opts: KernelServerOptions = {}): NetworkServiceServ
         await createVethPair(pair, out.context?.ip_context, {
           mtu: out.context?.MTU || undefined,
           payloadIp: (out.payload || PAYLOAD.IP) === PAYLOAD.IP,
+          bridges: { client: want.bridge, endpoint: ep.bridge },
         });
       } catch (err) {
         if (pair) closePair(pair);

@@ -22,6 +22,17 @@ export interface SideConfig {
   peers: string[];
   /** Routes in this namespace; an empty nextHop means the first peer address of the family. */
   routes: { prefix?: string; nextHop?: string }[];
+  /**
+   * A bridge in this namespace that the end joins as a port (a passthrough endpoint's side):
+   * the end is set up and enslaved, and gets none of the addresses, routes or neighbours above,
+   * which belong to the chain's first client and last endpoint.
+   */
+  bridge?: string;
+}
+
+/** `side` as a port of `bridge` when one is given. */
+export function withBridge(side: SideConfig, bridge: string | undefined): SideConfig {
+  return bridge ? { ...side, bridge } : side;
 }
 
 /** The two sides' configuration from an IP context, NSC (client) side first. */
@@ -89,6 +100,7 @@ function configureSideNow(side: VethSide, index: number, cfg: SideConfig, peerMa
  * link first: that sysctl is written here, before the requests are sent.
  */
 function sideRequests(side: VethSide, index: number, cfg: SideConfig, peerMac: string | undefined, up: boolean): sys.RtnlRequest[] {
+  if (cfg.bridge) return [sys.setMasterUpRequest(index, bridgeIndex(side.netns, cfg.bridge))];
   const own = cfg.addrs.map((a) => parsePrefix(a)).filter((p) => !!p);
   const reqs: sys.RtnlRequest[] = [];
   if (cfg.addrs.some((a) => familyOf(ipOf(a)) === 6)) {
@@ -120,6 +132,14 @@ function sideRequests(side: VethSide, index: number, cfg: SideConfig, peerMac: s
   return reqs;
 }
 
+/** The ifindex of the bridge `name` in `netns`; NOT_FOUND when it is not there. */
+function bridgeIndex(netns: sys.Netns, name: string): number {
+  const [answer] = sys.Rtnl.for(netns).transactNow([sys.getLinkRequest(name)]);
+  const link = answer ? sys.linkOf(answer) : undefined;
+  if (!link) throw new AgentError('NOT_FOUND', `bridge ${name} is not in network namespace ${netns.path}`);
+  return link.index;
+}
+
 export interface VethPair {
   client: VethSide;
   endpoint: VethSide;
@@ -139,7 +159,7 @@ export interface VethPair {
 export async function createVethPair(
   pair: VethPair,
   ipc: IPContext | null | undefined,
-  opts: { mtu?: number; payloadIp: boolean },
+  opts: { mtu?: number; payloadIp: boolean; bridges?: { client?: string | undefined; endpoint?: string | undefined } },
 ): Promise<void> {
   // Sent from the client's namespace, with the client end's read-back in the same send (the
   // socket is needed there anyway, and one send fewer is one syscall fewer on the connect path).
@@ -161,10 +181,14 @@ export async function createVethPair(
     if (code !== 'EINVAL') await deleteVethEnd(pair.client).catch(() => {});
     throw AgentError.wrap(err, 'create veth pair', 'DATAPLANE');
   }
-  const sides = sidesOf(ipc);
+  const plain = sidesOf(ipc);
+  const sides = { client: withBridge(plain.client, opts.bridges?.client), endpoint: withBridge(plain.endpoint, opts.bridges?.endpoint) };
+  // Behind a bridge port the peer is further away than the other end of this pair: its
+  // neighbour is found by ARP, not set to this pair's MAC.
+  const staticNeighbours = opts.payloadIp && !sides.client.bridge && !sides.endpoint.bridge;
   const failure =
-    configureSideNow(pair.client, created.a.index, sides.client, opts.payloadIp ? macs.endpoint : undefined, false) ??
-    configureSideNow(pair.endpoint, created.b.index, sides.endpoint, opts.payloadIp ? macs.client : undefined, true);
+    configureSideNow(pair.client, created.a.index, sides.client, staticNeighbours ? macs.endpoint : undefined, false) ??
+    configureSideNow(pair.endpoint, created.b.index, sides.endpoint, staticNeighbours ? macs.client : undefined, true);
   await loopTurn();
   if (failure) {
     await deleteVethEnd(pair.client).catch(() => {});

@@ -1,7 +1,8 @@
 /**
  * Tunnel mechanism client (the requesting agent's end of a WIREGUARD or VXLAN vWire).
  *
- * Request, for a connection whose payload this mechanism carries:
+ * Request, for a connection whose payload this mechanism carries (any payload is frames when
+ * the local end must join a bridge):
  * - offers the mechanism (`src_*` parameters and MTU) as a preference, or, on a refresh of a
  *   connection that already uses it, refreshes the `src_*` values in conn.mechanism (the
  *   `dst_*` values the server chose stay);
@@ -19,7 +20,7 @@
 import type { Connection, Mechanism } from '../../api';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceClient, nextClient } from '../../core/networkservice';
-import { sidesOf } from '../kernel/vwire';
+import { sidesOf, withBridge } from '../kernel/vwire';
 import { CLS, PAYLOAD } from '../common';
 import type { TunnelDataplane } from './dataplane';
 import { headStart } from './headstart';
@@ -43,7 +44,10 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
 
     async request(ctx, req) {
       const conn: Connection = clone(req.connection ?? {});
-      if ((conn.payload || PAYLOAD.IP) !== dp.payload) return nextClient(ctx).request(ctx, req);
+      const target = ctx.get(LOCAL_TARGET);
+      // A bridge port (a passthrough endpoint's side) carries frames, whatever the payload.
+      const carried = target?.bridge ? PAYLOAD.ETHERNET : conn.payload || PAYLOAD.IP;
+      if (carried !== dp.payload) return nextClient(ctx).request(ctx, req);
       const id = conn.id ?? '';
       const { session: s, fresh } = await sessions.open(id, () => dp.allocate('src', undefined));
       const own = { ...dp.advertise(s.local, 'src'), MTU: String(mtu) };
@@ -56,7 +60,6 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
       }
 
       // A first request starts the local end while the server makes its own.
-      const target = ctx.get(LOCAL_TARGET);
       const head = fresh && target && !s.device ? headStart(dp, { local: s.local, target, mtu }) : undefined;
       let out: Connection;
       try {
@@ -86,7 +89,7 @@ export function tunnelClient<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
             peer,
             target,
             mtu: deviceMtu,
-            side: sidesOf(out.context?.ip_context).client,
+            side: withBridge(sidesOf(out.context?.ip_context).client, target.bridge),
             prepared: await head?.take(),
           });
         }

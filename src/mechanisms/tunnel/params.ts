@@ -29,6 +29,8 @@ export const other = (end: End): End => (end === 'src' ? 'dst' : 'src');
 export interface LocalTarget {
   netns: string;
   ifname: string;
+  /** The bridge the end joins as a port (a passthrough endpoint's side), if any. */
+  bridge?: string;
 }
 export const LOCAL_TARGET = new Key<LocalTarget>('tunnel.local-target');
 

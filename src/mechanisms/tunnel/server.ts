@@ -21,7 +21,7 @@ import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
 import { DOWNSTREAM, DownstreamSlot } from '../../networkservice/connect';
 import { kernelSide } from '../kernel/params';
-import { sidesOf } from '../kernel/vwire';
+import { sidesOf, withBridge } from '../kernel/vwire';
 import type { TunnelDataplane } from './dataplane';
 import { headStart } from './headstart';
 import { TunnelSessions, type Session } from './sessions';
@@ -72,12 +72,13 @@ export function tunnelServer<L, P, D>(dp: TunnelDataplane<L, P, D>, opts: { unde
           if (!slot.conn || !slot.local) {
             throw new AgentError('UNSUPPORTED_MECHANISM', `the ${dp.type} mechanism reaches only endpoints hosted on this agent`);
           }
+          const target = kernelSide(slot.conn.mechanism);
           session.device = await dp.create({
             local: session.local,
             peer,
-            target: kernelSide(slot.conn.mechanism),
+            target,
             mtu: minMtu(out.context?.MTU, mtu),
-            side: sidesOf(out.context?.ip_context).endpoint,
+            side: withBridge(sidesOf(out.context?.ip_context).endpoint, target.bridge),
             prepared: await head?.take(),
           });
         }

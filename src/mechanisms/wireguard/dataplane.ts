@@ -399,6 +399,14 @@ export function wireguardDataplane(opts: WireguardDataplaneOptions): TunnelDatap
     },
 
     async create({ local, peer, target, mtu, side, prepared }: CreateArgs<WgLocal, WgPeer>) {
+      if (side.bridge) {
+        // A WireGuard device carries IP packets, not frames: it cannot be a bridge port.
+        if (prepared) await dropSpare(prepared as Prepared).catch(() => {});
+        throw new AgentError(
+          'UNSUPPORTED_MECHANISM',
+          `${target.ifname} in ${target.netns} must join bridge ${side.bridge} (a passthrough endpoint), which a WireGuard vWire cannot: give the service payload ETHERNET so that other hosts reach it over VXLAN`,
+        );
+      }
       const p = (prepared as Prepared | undefined) ?? (await takeDevice(target.netns, local));
       const d: WgDevice = { dev: p.dev, target, side, peer, prepared: p };
       try {

@@ -4,7 +4,7 @@
  * network address is not skipped (172.16.1.100/31 gives .100 to the endpoint, .101 to the client).
  */
 import { AgentError } from '../../core/errors';
-import { Prefix, parsePrefix, networkOf, sizeOf, contains, parseIp, hostPrefix } from './cidr';
+import { Prefix, parsePrefix, networkOf, sizeOf, contains, parseIp, hostPrefix, overlaps, formatPrefix, masked } from './cidr';
 
 export interface Pair {
   family: 4 | 6;
@@ -39,7 +39,9 @@ export class AddressPool {
   /**
    * Allocates (or returns the existing) pairs for a connection, one per pool prefix. `wanted`
    * are addresses the connection already carries (a refresh, or a restart): they are kept when
-   * they belong to the pool and are free. `excluded` are prefixes the request excludes.
+   * they belong to the pool and are free. `excluded` are prefixes the request excludes: when
+   * they are what leaves no free pair (there would be one without them), ADDRESS_OVERLAP
+   * naming the pool and those of them that overlap it; POOL_EXHAUSTED otherwise.
    */
   allocate(id: string, wanted: { src: string[]; dst: string[] }, excluded: string[] = []): Pair[] {
     const existing = this.used.get(id);
@@ -48,7 +50,7 @@ export class AddressPool {
     const pairs: Pair[] = [];
     try {
       for (const prefix of this.prefixes) {
-        const pair = this.reuse(prefix, wanted) ?? this.fresh(prefix, extra);
+        const pair = this.reuse(prefix, wanted) ?? this.freshOutside(prefix, extra);
         this.taken.add(`${pair.family}:${pair.dst}`);
         this.taken.add(`${pair.family}:${pair.src}`);
         pairs.push(pair);
@@ -88,6 +90,22 @@ export class AddressPool {
     const src = pick(wanted.src);
     if (!dst || !src || dst.value === src.value) return undefined;
     return { family: prefix.family, dst: dst.value, src: src.value };
+  }
+
+  private freshOutside(prefix: Prefix, extra: Prefix[]): Pair {
+    try {
+      return this.fresh(prefix, extra);
+    } catch (err) {
+      if (!extra.length) throw err;
+      try {
+        this.fresh(prefix, []);
+      } catch {
+        throw err; // full even without them
+      }
+      const pool = formatPrefix(masked(prefix));
+      const blocking = extra.filter((x) => overlaps(x, prefix)).map((x) => formatPrefix(x));
+      throw new AgentError('ADDRESS_OVERLAP', `address pool ${pool} has no free address pair outside the prefixes the client excludes: ${blocking.join(', ')}`);
+    }
   }
 
   private fresh(prefix: Prefix, extra: Prefix[]): Pair {

@@ -14,6 +14,9 @@
  *   the same other domain, or an NS of that domain, is registered into that domain's registry
  *   (upstream's floating registry, as registry-proxy-dns registers it), the suffix stripped
  *   there and restored in the answer.
+ * - Endpoints found in another domain's registry are reached through that domain's nsmgr-proxy
+ *   when DNS publishes one (`proxyOf`): their `url` is replaced by the proxy's, as upstream's
+ *   registry-proxy-dns does; without one, their own URLs stand.
  * - Errors of a foreign registry name it and the domain; a find that gets no answer within the
  *   timeout is UNAVAILABLE rather than an empty answer.
  */
@@ -40,6 +43,8 @@ export interface ProxyDnsOptions {
   timeoutMs: number;
   /** Registrations naming another domain go to that domain's registry (floating). */
   floating?: boolean;
+  /** The URL (tcp://IP:port) of a foreign domain's nsmgr-proxy, or undefined when it has none; never rejects. */
+  proxyOf?: (ctx: Ctx, domain: string) => Promise<string | undefined>;
 }
 
 function refuseForeign(kind: string, name: string, domain: string, own: string | undefined, why?: string): AgentError {
@@ -181,6 +186,15 @@ async function* restoredNse<T extends { network_service_endpoint?: NetworkServic
   }
 }
 
+/** Each endpoint with `url` replaced by the domain's nsmgr-proxy URL, when it has one. */
+async function* throughProxy<T extends { network_service_endpoint?: NetworkServiceEndpoint | null }>(it: AsyncIterable<T>, proxy: Promise<string | undefined>): AsyncIterable<T> {
+  for await (const r of it) {
+    const url = await proxy;
+    const nse = r.network_service_endpoint;
+    yield url && nse ? { ...r, network_service_endpoint: { ...nse, url } } : r;
+  }
+}
+
 /** The domain an NSE query or registration is about: its name's, else its first service's. */
 function nseDomain(name: string | undefined, services: string[] | undefined): string | undefined {
   return domainOf(name) ?? (services ?? []).map((s) => domainOf(s)).find((d) => d !== undefined);
@@ -259,10 +273,14 @@ export function proxyDnsNseRegistry(opts: ProxyDnsOptions): NseRegistry {
         },
       };
       if (!isOtherDomain(domain, own)) return restoredNse(nextNseRegistry(ctx).find(ctx, stripped), domain);
-      return restoredNse(
-        foreignFind(ctx, opts, domain, !!query.watch, (reg, sub) => reg.nse.find(sub, stripped)),
-        domain,
-        ctx,
+      const proxy = opts.proxyOf ? opts.proxyOf(ctx, domain).catch(() => undefined) : Promise.resolve(undefined);
+      return throughProxy(
+        restoredNse(
+          foreignFind(ctx, opts, domain, !!query.watch, (reg, sub) => reg.nse.find(sub, stripped)),
+          domain,
+          ctx,
+        ),
+        proxy,
       );
     },
   };

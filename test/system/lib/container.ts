@@ -17,8 +17,13 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const CACHE_DIR = '/var/cache/nsm-agent-test';
-/** What the root has besides minbase: systemd as init, D-Bus, ip and ping for the checks. */
-export const INCLUDE = ['systemd', 'systemd-sysv', 'dbus', 'iproute2', 'iputils-ping'];
+/**
+ * What the root has besides minbase: systemd as init, D-Bus, ip and ping for the checks,
+ * systemd-resolved (host DNS of `netns: host` connections) with polkitd (resolved asks it
+ * about callers other than root; libpam-systemd is the logind it depends on) and dnsmasq's
+ * binary (an endpoint's DNS server; dnsmasq-base has no service that would start at boot).
+ */
+export const INCLUDE = ['systemd', 'systemd-sysv', 'dbus', 'iproute2', 'iputils-ping', 'systemd-resolved', 'dnsmasq-base', 'polkitd', 'libpam-systemd'];
 const SUITE = 'bookworm';
 
 export interface Result {

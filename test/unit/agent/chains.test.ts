@@ -154,7 +154,7 @@ describe('endpoint kinds', () => {
   });
 
   it('refuses a kind nobody registered, naming the endpoint and the kinds known', () => {
-    expect(() => hostEndpoint(cfg({ kind: 'nope' }), opts)).toThrow(/endpoint ep-1: unknown kind "nope" \(known: p2p, vl3\)/);
+    expect(() => hostEndpoint(cfg({ kind: 'nope' }), opts)).toThrow(/endpoint ep-1: unknown kind "nope" \(known: p2p, passthrough, vl3\)/);
     expect(() => hostEndpoint(cfg({ kind: 'toString' }), opts)).toThrow(/unknown kind/);
   });
 });

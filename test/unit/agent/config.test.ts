@@ -277,3 +277,67 @@ describe('endpoints[].dns', () => {
     expectConfigError(() => ep({ servers: ['10.0.0.1'] }), 'endpoints[0].dns', /must be a list/);
   });
 });
+
+describe('endpoints[].routes and policies', () => {
+  const ep = (extra: Record<string, unknown>) => ({ endpoints: [{ name: 'e', services: ['s'], cidr: '172.16.2.200/30', ...extra }] });
+
+  it('are taken in their wire form (PolicyRoute, Route); numbers become text', () => {
+    const cfg = parseConfig(
+      ep({
+        routes: [{ prefix: '172.16.5.0/24' }, { prefix: '172.16.6.0/24', nextHop: '172.16.2.200' }],
+        policies: [{ from: '172.16.2.201/24', proto: 6, dstPort: 6666, routes: [{ prefix: '172.16.3.0/24', nextHop: '172.16.2.200' }] }, { proto: 17, srcPort: '5555-5560' }],
+      }),
+    );
+    expect(cfg.endpoints[0]!.routes).toEqual([{ prefix: '172.16.5.0/24' }, { prefix: '172.16.6.0/24', nextHop: '172.16.2.200' }]);
+    expect(cfg.endpoints[0]!.policies).toEqual([
+      { from: '172.16.2.201/24', proto: '6', dst_port: '6666', routes: [{ prefix: '172.16.3.0/24', nextHop: '172.16.2.200' }] },
+      { proto: '17', src_port: '5555-5560', routes: [] },
+    ]);
+    expect(parseConfig(ep({})).endpoints[0]).not.toHaveProperty('policies');
+  });
+
+  it('errors name the key', () => {
+    const err = (extra: Record<string, unknown>) => {
+      try {
+        parseConfig(ep(extra), 'agent.yaml');
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'no error';
+    };
+    expect(err({ routes: [{ prefix: 'x' }] })).toBe('agent.yaml: endpoints[0].routes[0].prefix: x is not a CIDR prefix');
+    expect(err({ routes: [{ prefix: '10.0.0.0/8', nextHop: 'y' }] })).toBe('agent.yaml: endpoints[0].routes[0].nextHop: y is not an IP address');
+    expect(err({ policies: [{ proto: 300 }] })).toMatch(/^agent\.yaml: endpoints\[0\]\.policies\[0\]: proto "300" is not an IP protocol number/);
+    expect(err({ policies: [{ dstPort: '9-1' }] })).toMatch(/^agent\.yaml: endpoints\[0\]\.policies\[0\]: dst_port "9-1"/);
+    expect(err({ policies: [{ dstPort: 80 }, { dstPort: '80' }] })).toBe('agent.yaml: endpoints[0].policies[1]: matches the same traffic (from, proto, srcPort, dstPort) as an earlier policy');
+    expect(err({ policies: [{ port: 80 }] })).toBe('agent.yaml: endpoints[0].policies[0].port: unknown key');
+    expect(err({ policies: [{}], vl3: { ipam: ['tcp://1.2.3.4:5006'] }, cidr: undefined })).toBe('agent.yaml: endpoints[0].policies: a vL3 endpoint hands out its own routes: remove it');
+  });
+});
+
+describe('agent.yaml passthrough endpoints', () => {
+  const ep = (extra: object) => ({ endpoints: [{ name: 'fw', services: ['secure-intranet'], labels: { app: 'firewall' }, netns: 'fw', passthrough: true, ...extra }] });
+
+  it('makes a passthrough endpoint without a pool', () => {
+    expect(parseConfig(ep({})).endpoints[0]).toEqual({
+      name: 'fw',
+      services: ['secure-intranet'],
+      labels: { app: 'firewall' },
+      cidr: '',
+      netns: 'fw',
+      payload: 'IP',
+      excludedPrefixes: [],
+      kind: 'passthrough',
+    });
+    expect(parseConfig(ep({ passthrough: false, cidr: '10.0.0.0/30' })).endpoints[0]!.kind).toBeUndefined();
+  });
+
+  it('refuses what a passthrough endpoint does not use', () => {
+    expectConfigError(() => parseConfig(ep({ cidr: '10.0.0.0/30' })), 'endpoints[0].cidr', /assigns no addresses/);
+    expectConfigError(() => parseConfig(ep({ excludedPrefixes: ['10.0.0.0/31'] })), 'endpoints[0].excludedPrefixes', /assigns no addresses/);
+    expectConfigError(() => parseConfig(ep({ interface: 'x' })), 'endpoints[0].interface', /two interfaces per connection/);
+    expectConfigError(() => parseConfig(ep({ dns: [{ servers: ['10.0.0.53'] }] })), 'endpoints[0].dns', /remove dns/);
+    expectConfigError(() => parseConfig(ep({ vl3: { ipam: ['tcp://10.0.0.1:5006'] } })), 'endpoints[0].passthrough', /cannot be a passthrough/);
+    expectConfigError(() => parseConfig(ep({ passthrough: 'yes' })), 'endpoints[0].passthrough', /boolean/);
+  });
+});

@@ -146,6 +146,7 @@ class FakeHost implements EndpointHost {
       connectionCount: () => this.count,
       release: () => {},
       kind: { elements: [], connectionCount: () => this.count, release: () => {} },
+      setRouting: () => {},
     } as HostedEndpoint;
     this.eps.set(cfg.name, ep);
     return ep;

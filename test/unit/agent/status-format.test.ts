@@ -142,6 +142,24 @@ describe('status table', () => {
     expect(out).toContain('EXPIRED 1m0s ago');
   });
 
+  it('host DNS: wired through systemd-resolved, or NOT WIRED with the reason under it', () => {
+    const v = viewStatus({
+      ...requesting(),
+      host_dns: [
+        { connection_id: 'c1', interface: 'nsm-1', servers: ['172.16.1.100'], domains: ['my.service'], wired: true, reason: '' },
+        { connection_id: 'c2', interface: 'nsm-2', servers: ['10.0.0.53'], domains: [], wired: false, reason: 'systemd-resolved SetLinkDNS: resolved not running: org.freedesktop.DBus.Error.ServiceUnknown' },
+      ],
+    });
+    expect(v.hostDns[0]).toEqual({ connectionId: 'c1', interface: 'nsm-1', servers: ['172.16.1.100'], domains: ['my.service'], wired: true, reason: '' });
+    const lines = printStatus(v, NOW).split('\n');
+    expect(lines).toContain('host DNS:  nsm-1: 172.16.1.100 ~my.service (systemd-resolved)');
+    const i = lines.indexOf('host DNS:  nsm-2: 10.0.0.53 NOT WIRED');
+    expect(i).toBeGreaterThan(0);
+    expect(lines[i + 1]).toBe('    systemd-resolved SetLinkDNS: resolved not running: org.freedesktop.DBus.Error.ServiceUnknown');
+    expect(printStatus(viewStatus(requesting()), NOW)).not.toContain('host DNS');
+    expect(viewStatus(requesting()).hostDns).toEqual([]);
+  });
+
   it('each federated bundle endpoint: the bundle in use, and a failure with its code', () => {
     const federation = [
       { trustDomain: 'domain-b.org', url: 'https://10.0.0.2:8443/bundle', endpointId: 'spiffe://domain-b.org/host-b', state: 'ok' as const, authorities: 1, sequence: 7, fetched: NOW - 20_000, nextRefresh: NOW + 30_000 },

@@ -355,3 +355,27 @@ describe('unit specs received on the systemd socket', () => {
     expect(() => checkSpec(s)).toThrow(expect.objectContaining({ code: expect.stringMatching(/^INVALID_/) }));
   });
 });
+
+describe('[X-NetworkServiceMesh] Passthrough=', () => {
+  const base = { unit: 'fw.service', namespace: 'private' as const, connect: [], provide: [], addressPool: [], vl3ipam: [], files: [] };
+
+  it('collects Passthrough= and makes a passthrough endpoint with its labels, without a pool', () => {
+    const d = collectDecl('fw.service', [{ key: 'Passthrough', value: 'secure-intranet?app=firewall', file: 'fw.service', line: 3 }]);
+    expect(d.passthrough).toEqual(['secure-intranet?app=firewall']);
+    expect(checkDecl(d).provide).toEqual({ services: ['secure-intranet'], labels: { app: 'firewall' }, cidr: '', passthrough: true });
+  });
+
+  it('refuses it beside Provide=, AddressPool=, VL3IPAM= or DNS=', () => {
+    const p = { passthrough: ['s?app=fw'] };
+    expect(() => checkDecl({ ...base, ...p, provide: ['s'], addressPool: ['10.0.0.0/24'] })).toThrow(/Provide= and Passthrough= exclude each other/);
+    expect(() => checkDecl({ ...base, ...p, addressPool: ['10.0.0.0/24'] })).toThrow(/assigns no addresses: remove AddressPool=/);
+    expect(() => checkDecl({ ...base, ...p, vl3ipam: ['tcp://10.0.0.1:5006'] })).toThrow(/assigns no addresses: remove VL3IPAM=/);
+    expect(() => checkDecl({ ...base, ...p, dns: ['10.0.0.53'] })).toThrow(/DNS= without Provide=/);
+    expect(() => checkDecl({ ...base, passthrough: ['kernel://s/x'] })).toThrow(/Passthrough=kernel:\/\/s\/x: expected service\?label=value/);
+  });
+
+  it('takes a passthrough spec from the socket as checkDecl makes it', () => {
+    const spec = checkDecl({ ...base, passthrough: ['s?app=fw'] });
+    expect(checkSpec(JSON.parse(JSON.stringify(spec)))).toEqual(spec);
+  });
+});

@@ -40,6 +40,21 @@ function zone(records: { srv?: Record<string, Srv[]>; a?: Record<string, string>
 const srv = (name: string, port: number): Srv[] => [{ name, port, priority: 0, weight: 0 }];
 
 describe('DomainResolver (upstream dnsresolve)', () => {
+  it('finds a domain\'s nsmgr-proxy as upstream does; none is remembered for a while, a literal domain has none', async () => {
+    const clock = new FakeClock();
+    const z = zone({ srv: { 'nsmgr-proxy.nsm-system.b.test': srv('ignored', 5004) }, a: { 'nsmgr-proxy.nsm-system.b.test': '10.0.0.4' } });
+    const r = new DomainResolver({ clock, timeoutMs: 1000, lookups: z.lookups });
+    expect(await r.resolveProxy('b.test')).toEqual({ address: '10.0.0.4:5004', via: 'nsmgr-proxy.nsm-system.b.test' });
+    expect(await r.resolveProxy('c.test')).toBeUndefined();
+    const asked = z.asked.length;
+    expect(await r.resolveProxy('c.test')).toBeUndefined();
+    expect(z.asked.length).toBe(asked);
+    clock.advance(31_000);
+    expect(await r.resolveProxy('c.test')).toBeUndefined();
+    expect(z.asked.length).toBeGreaterThan(asked);
+    expect(await r.resolveProxy('10.0.0.2:5002')).toBeUndefined();
+  });
+
   it('takes the port from SRV registry.nsm-system.<domain> and the address from A on the same name, ignoring the target', async () => {
     const z = zone({ srv: { 'registry.nsm-system.b.test': srv('ignored.example', 5002) }, a: { 'registry.nsm-system.b.test': '10.0.0.2' } });
     const r = new DomainResolver({ clock: new FakeClock(), timeoutMs: 1000, lookups: z.lookups });

@@ -13,13 +13,14 @@ function domainRegistry(url: string): DomainRegistry {
   return { ns: chainNsRegistry(memoryNsRegistry()), nse: chainNseRegistry(memoryNseRegistry()), url };
 }
 
-function setup(ownDomain?: string, floating = false) {
+function setup(ownDomain?: string, floating = false, proxyOf?: (ctx: Ctx, domain: string) => Promise<string | undefined>) {
   const local = { ns: memoryNsRegistry(), nse: memoryNseRegistry() };
   const remote = domainRegistry('tcp://10.0.0.2:5002');
   const asked: string[] = [];
   const opts = {
     ownDomain,
     floating,
+    ...(proxyOf ? { proxyOf } : {}),
     timeoutMs: 200,
     registryOf: async (_ctx: Ctx, domain: string) => {
       asked.push(domain);
@@ -60,6 +61,22 @@ describe('proxydns (upstream registry-proxy-dns)', () => {
     const byName = await findAll(s.nse.find(ctx(), { network_service_endpoint: { name: 'nse-1@b.test' } }));
     expect(byName.map((r) => r.network_service_endpoint?.name)).toEqual(['nse-1@b.test']);
     expect(s.asked).toEqual(['b.test', 'b.test', 'b.test']);
+  });
+
+  it('endpoints of another domain are reached through its nsmgr-proxy when DNS publishes one', async () => {
+    const proxied = setup('a.test', false, async (_ctx, domain) => (domain === 'b.test' ? 'tcp://10.0.0.9:5004' : undefined));
+    await proxied.remote.nse.register(ctx(), nseB);
+    const viaProxy = await findAll(proxied.nse.find(ctx(), { network_service_endpoint: { network_service_names: ['icmp@b.test'] } }));
+    expect(viaProxy.map((r) => [r.network_service_endpoint?.name, r.network_service_endpoint?.url])).toEqual([['nse-1@b.test', 'tcp://10.0.0.9:5004']]);
+    // the local registry's own endpoints keep their URLs
+    await proxied.local.nse.register(ctx(), { ...nseB, name: 'nse-a', url: 'tcp://10.0.0.1:5001' });
+    const local = await findAll(proxied.nse.find(ctx(), { network_service_endpoint: { name: 'nse-a' } }));
+    expect(local.map((r) => r.network_service_endpoint?.url)).toEqual(['tcp://10.0.0.1:5001']);
+    // no proxy published: the endpoint's own URL stands
+    const none = setup('a.test', false, async () => undefined);
+    await none.remote.nse.register(ctx(), nseB);
+    const direct = await findAll(none.nse.find(ctx(), { network_service_endpoint: { network_service_names: ['icmp@b.test'] } }));
+    expect(direct.map((r) => r.network_service_endpoint?.url)).toEqual(['tcp://10.0.0.5:5001']);
   });
 
   it('names without a domain stay local; this domain\'s own suffix is stripped towards the local registry', async () => {

@@ -57,6 +57,21 @@ describe('resolv.conf of named namespaces', () => {
     expect(existsSync(path.join(etc, 'kept'))).toBe(true);
     expect(existsSync(path.join(etc, 'kept', 'resolv.conf'))).toBe(false);
   });
+
+  it('our file and directory are readable by everyone whatever the umask (the packaged unit has 0027)', () => {
+    const { etc, files } = setup();
+    const before = process.umask(0o027);
+    try {
+      files.wire('strict', ['x.y']);
+      expect(statSync(path.join(etc, 'strict')).mode & 0o777).toBe(0o755);
+      expect(statSync(path.join(etc, 'strict', 'resolv.conf')).mode & 0o777).toBe(0o644);
+      files.update('strict', ['a.b']);
+      expect(statSync(path.join(etc, 'strict', 'resolv.conf')).mode & 0o777).toBe(0o644);
+      files.restore('strict');
+    } finally {
+      process.umask(before);
+    }
+  });
 });
 
 describe('DNS configs from connections', () => {

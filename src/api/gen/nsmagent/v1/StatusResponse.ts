@@ -6,6 +6,7 @@ import type { ConnectionStatus as _nsmagent_v1_ConnectionStatus, ConnectionStatu
 import type { RegistryHealth as _nsmagent_v1_RegistryHealth, RegistryHealth__Output as _nsmagent_v1_RegistryHealth__Output } from '../../nsmagent/v1/RegistryHealth';
 import type { SvidStatus as _nsmagent_v1_SvidStatus, SvidStatus__Output as _nsmagent_v1_SvidStatus__Output } from '../../nsmagent/v1/SvidStatus';
 import type { FederationStatus as _nsmagent_v1_FederationStatus, FederationStatus__Output as _nsmagent_v1_FederationStatus__Output } from '../../nsmagent/v1/FederationStatus';
+import type { HostDnsStatus as _nsmagent_v1_HostDnsStatus, HostDnsStatus__Output as _nsmagent_v1_HostDnsStatus__Output } from '../../nsmagent/v1/HostDnsStatus';
 
 export interface StatusResponse {
   'name'?: (string);
@@ -21,6 +22,7 @@ export interface StatusResponse {
   'registry_health'?: (_nsmagent_v1_RegistryHealth | null);
   'svid'?: (_nsmagent_v1_SvidStatus | null);
   'federation'?: (_nsmagent_v1_FederationStatus)[];
+  'host_dns'?: (_nsmagent_v1_HostDnsStatus)[];
 }
 
 export interface StatusResponse__Output {
@@ -37,4 +39,5 @@ export interface StatusResponse__Output {
   'registry_health': (_nsmagent_v1_RegistryHealth__Output | null);
   'svid': (_nsmagent_v1_SvidStatus__Output | null);
   'federation': (_nsmagent_v1_FederationStatus__Output)[];
+  'host_dns': (_nsmagent_v1_HostDnsStatus__Output)[];
 }

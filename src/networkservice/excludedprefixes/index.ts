@@ -1,0 +1,1 @@
+export { excludedPrefixesServer, type ClientSide, type ExcludedPrefixesOptions } from './server';

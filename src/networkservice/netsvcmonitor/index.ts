@@ -1,0 +1,1 @@
+export { netsvcmonitorServer } from './server';

@@ -1,0 +1,1 @@
+export { passthroughServer, type PassthroughJoint, type PassthroughRecord, type PassthroughOptions, type PassthroughServer } from './server';

@@ -1,0 +1,1 @@
+export { policyRouteServer, type PolicyRouteSettings } from './server';
