@@ -3,7 +3,8 @@
  * (test/helpers/upstream-nsm.ts), recording what they receive as upstream's code decodes it:
  *
  * - UpstreamRegistry: another domain's registry, as registry-proxy-dns reaches it (names
- *   without `@domain`): one network service served by one endpoint at a given URL.
+ *   without `@domain`): one network service served by one endpoint at a given URL; it accepts
+ *   any registration (a floating endpoint's) and records it.
  * - UpstreamNsmgrProxy: an nsmgr-proxy. As upstream's does, it takes the path on (updatepath:
  *   its own segment after the caller's; updatetoken: the caller's token from the call's metadata
  *   on the caller's segment, its own on its own), strips its `domain` from the NS and NSE names
@@ -49,6 +50,8 @@ function claimsOf(md: grpc.Metadata): JwtClaims | undefined {
 export class UpstreamRegistry {
   readonly nsQueries: { network_service: UpNetworkService; watch: boolean }[] = [];
   readonly nseQueries: { network_service_endpoint: UpNse; watch: boolean }[] = [];
+  /** Register and Unregister calls, with the `path` metadata header (sdk grpcmetadata) as sent. */
+  readonly registrations: { call: 'ns.Register' | 'ns.Unregister' | 'nse.Register' | 'nse.Unregister'; message: any; path: string | undefined }[] = [];
   readonly server = new grpc.Server();
 
   constructor(opts: { service: string; endpoint: string; url: string }) {
@@ -64,14 +67,19 @@ export class UpstreamRegistry {
       url: opts.url,
       expiration_time: { seconds: Math.floor(Date.now() / 1000) + 3600, nanos: 0 },
     });
+    const record = (kind: UpstreamRegistry['registrations'][number]['call'], reply: (m: any) => unknown) => (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
+      const path = call.metadata.get('path')[0];
+      this.registrations.push({ call: kind, message: call.request, path: typeof path === 'string' ? path : undefined });
+      cb(null, reply(call.request));
+    };
     this.server.addService(UpstreamNsRegistry.service, {
       Find: (call: grpc.ServerWritableStream<any, any>) => {
         this.nsQueries.push(call.request);
         const name: string = call.request.network_service?.name ?? '';
         answer(call, name === '' || name === opts.service ? [{ network_service: { name: opts.service, payload: 'IP' } }] : []);
       },
-      Register: (call: any, cb: any) => cb(null, call.request),
-      Unregister: (_call: any, cb: any) => cb(null, {}),
+      Register: record('ns.Register', (m) => m),
+      Unregister: record('ns.Unregister', () => ({})),
     });
     this.server.addService(UpstreamNseRegistry.service, {
       Find: (call: grpc.ServerWritableStream<any, any>) => {
@@ -80,8 +88,9 @@ export class UpstreamRegistry {
         const fits = (!q.name || q.name === opts.endpoint) && (q.network_service_names ?? []).every((s: string) => s === opts.service);
         answer(call, fits ? [{ network_service_endpoint: nse() }] : []);
       },
-      Register: (call: any, cb: any) => cb(null, call.request),
-      Unregister: (_call: any, cb: any) => cb(null, {}),
+      // as upstream's expire server: the registry chooses the expiry when none is sent
+      Register: record('nse.Register', (m) => ({ ...m, expiration_time: m.expiration_time ?? { seconds: Math.floor(Date.now() / 1000) + 60, nanos: 0 } })),
+      Unregister: record('nse.Unregister', () => ({})),
     });
   }
 }
