@@ -190,7 +190,9 @@ run('upstream wire: names, registry queries and Requests across domains against 
       expect(s.token.split('.')).toHaveLength(3);
       expect(s.expires?.seconds).toBeGreaterThan(Date.now() / 1000);
     }
-    // the caller's token, addressed to this proxy as upstream's tokens_chained needs
+    // the caller's token, in the metadata as upstream's token.FromContext reads it, addressed to
+    // this proxy as upstream's tokens_chained needs
+    expect(first.tokenError).toBeUndefined();
     expect(first.token?.sub).toBe(`spiffe://${TD}/host-a`);
     expect(first.token?.aud).toContain(PROXY_ID);
     // mechanism preferences with upstream's parameter names (mechanisms/common, wireguard, vxlan)
@@ -226,6 +228,7 @@ run('upstream wire: names, registry queries and Requests across domains against 
     const closed = proxy.closes[proxy.closes.length - 1]!;
     expect((closed.received as UpConnection).network_service).toBe('icmp@up.test');
     expect(closed.error).toBeUndefined();
+    expect(closed.tokenError).toBeUndefined();
     expect((await cliJson(b!.agent!.socket, ['status'])).connections).toEqual([]);
   }, 45_000);
 
@@ -238,6 +241,7 @@ run('upstream wire: names, registry queries and Requests across domains against 
     expect(ping(nscA, '172.16.2.0', 3)).toBe(true);
     const first = proxy.requests[0]!;
     expect(first.error).toBeUndefined();
+    expect(first.tokenError).toBeUndefined();
     // passed on unchanged, as the client side's proxy does (its interdomainbypass knows the URL)
     expect(first.sent!.network_service).toBe('icmp@domain-b.test');
     expect(first.sent!.network_service_endpoint_name).toBe('icmp-b@domain-b.test');

@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { X509Source } from '../../src/spire';
 import { channelCredentials } from '../../src/spire';
-import { SpiffeTokenSource, TOKEN_HEADER, decodeJwt, type JwtClaims } from '../../src/spire/token';
+import { SpiffeTokenSource, TOKEN_EXPIRES_HEADER, TOKEN_HEADER, decodeJwt, type JwtClaims } from '../../src/spire/token';
 import {
   UpstreamNetworkService,
   UpstreamNseRegistry,
@@ -41,6 +41,9 @@ function split(n: string): [string, string | undefined] {
   const i = n.lastIndexOf('@');
   return i < 0 ? [n, undefined] : [n.slice(0, i), n.slice(i + 1)];
 }
+
+/** Go's time.RFC3339Nano layout, as time.Parse accepts it. */
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/;
 
 function claimsOf(md: grpc.Metadata): JwtClaims | undefined {
   const t = md.get(TOKEN_HEADER)[0];
@@ -107,6 +110,8 @@ export interface Relayed {
   answer?: UpConnection;
   replied?: UpConnection;
   error?: string;
+  /** Why upstream's updatetoken would not take the caller's token from the metadata. */
+  tokenError?: string;
 }
 
 export class UpstreamNsmgrProxy {
@@ -123,7 +128,14 @@ export class UpstreamNsmgrProxy {
       Request: (call: grpc.ServerUnaryCall<UpRequest, UpConnection>, cb: grpc.sendUnaryData<UpConnection>) => {
         const seen: Relayed = { received: call.request, token: claimsOf(call.metadata) };
         this.requests.push(seen);
-        const { conn, index } = this.onward(call.request.connection!, call.metadata);
+        let onward: { conn: UpConnection; index: number };
+        try {
+          onward = this.onward(call.request.connection!, call.metadata, seen);
+        } catch (err) {
+          seen.error = (err as Error).message;
+          return cb({ code: grpc.status.INVALID_ARGUMENT, details: seen.error });
+        }
+        const { conn, index } = onward;
         seen.sent = conn;
         const req = { connection: conn, mechanism_preferences: call.request.mechanism_preferences };
         this.next['Request'](req, { deadline: Date.now() + 15_000 }, (err: grpc.ServiceError | null, res: UpConnection) => {
@@ -139,7 +151,13 @@ export class UpstreamNsmgrProxy {
       Close: (call: grpc.ServerUnaryCall<UpConnection, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         const seen: Relayed = { received: call.request, token: claimsOf(call.metadata) };
         this.closes.push(seen);
-        const { conn } = this.onward(call.request, call.metadata);
+        let conn: UpConnection;
+        try {
+          conn = this.onward(call.request, call.metadata, seen).conn;
+        } catch (err) {
+          seen.error = (err as Error).message;
+          return cb({ code: grpc.status.INVALID_ARGUMENT, details: seen.error });
+        }
         seen.sent = conn;
         this.next['Close'](conn, { deadline: Date.now() + 15_000 }, (err: grpc.ServiceError | null) => {
           if (err) seen.error = err.message;
@@ -153,8 +171,14 @@ export class UpstreamNsmgrProxy {
     closeClient(this.next);
   }
 
-  /** The connection as this proxy passes it on, and the caller's path index. */
-  private onward(conn: UpConnection, md: grpc.Metadata): { conn: UpConnection; index: number } {
+  /**
+   * The connection as this proxy passes it on, and the caller's path index. Refuses what
+   * upstream's updatepath refuses (an index past the path, a connection id other than the
+   * caller's segment's); takes the caller's token only as upstream's token.FromContext does
+   * (exactly one `nsm-client-token` and one RFC 3339 `nsm-client-token-expires`), else records
+   * why in `tokenError`.
+   */
+  private onward(conn: UpConnection, md: grpc.Metadata, seen: Relayed): { conn: UpConnection; index: number } {
     const out: UpConnection = structuredClone(conn);
     const [ns, nsDomain] = split(out.network_service);
     const [nse, nseDomain] = split(out.network_service_endpoint_name);
@@ -163,8 +187,19 @@ export class UpstreamNsmgrProxy {
     const path = out.path ?? { index: 0, path_segments: [] };
     const index = path.index;
     const caller = path.path_segments[index];
-    const token = md.get(TOKEN_HEADER)[0];
-    if (caller && typeof token === 'string') caller.token = token;
+    if (!caller) throw new Error(`path index ${index} is past the path (${path.path_segments.length} segments)`);
+    if (caller.id !== out.id) throw new Error(`the current path segment's id ${caller.id} is not the connection's id ${out.id}`);
+    const tokens = md.get(TOKEN_HEADER);
+    const expires = md.get(TOKEN_EXPIRES_HEADER);
+    if (tokens.length !== 1 || expires.length !== 1) {
+      seen.tokenError = `${tokens.length} ${TOKEN_HEADER} and ${expires.length} ${TOKEN_EXPIRES_HEADER} values, upstream wants one each`;
+    } else if (!RFC3339.test(String(expires[0])) || Number.isNaN(Date.parse(String(expires[0])))) {
+      seen.tokenError = `${TOKEN_EXPIRES_HEADER} ${String(expires[0])} is not RFC 3339`;
+    } else {
+      caller.token = String(tokens[0]);
+      const ms = Date.parse(String(expires[0]));
+      caller.expires = { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+    }
     if (path.path_segments[index + 1]?.name !== this.opts.segment) {
       path.path_segments = [...path.path_segments.slice(0, index + 1), { name: this.opts.segment, id: randomUUID(), token: '', expires: null, metrics: {} }];
     }
