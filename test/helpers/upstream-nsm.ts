@@ -81,11 +81,19 @@ export interface UpNse {
   path_ids: string[];
 }
 
-/** A unary call of an upstream client as a promise. */
-export function unary<T>(client: grpc.Client & Record<string, any>, method: string, req: unknown, timeoutMs = 15_000, md = new grpc.Metadata()): Promise<T> {
-  return new Promise((resolve, reject) =>
-    client[method](req, md, { deadline: Date.now() + timeoutMs }, (err: Error | null, res: T) => (err ? reject(err) : resolve(res))),
-  );
+/** A unary call of an upstream client as a promise; `headers` gets the response headers. */
+export function unary<T>(
+  client: grpc.Client & Record<string, any>,
+  method: string,
+  req: unknown,
+  opts: { timeoutMs?: number; metadata?: grpc.Metadata; headers?: (md: grpc.Metadata) => void } = {},
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const call = client[method](req, opts.metadata ?? new grpc.Metadata(), { deadline: Date.now() + (opts.timeoutMs ?? 15_000) }, (err: Error | null, res: T) =>
+      err ? reject(err) : resolve(res),
+    );
+    if (opts.headers) call.on('metadata', opts.headers);
+  });
 }
 
 /** Every answer of a server-streaming Find (watch false) of an upstream client. */
