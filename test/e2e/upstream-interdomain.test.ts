@@ -153,7 +153,7 @@ run('upstream wire: names, registry queries and Requests across domains against 
     for (const step of steps) await Promise.resolve().then(step).catch(() => {});
   });
 
-  /** The WireGuard preference of a Request as upstream decodes it. */
+  /** The mechanism preferences of a Request as upstream decodes them, each of class REMOTE. */
   const mechanismOf = (r: UpRequest) => {
     expect(r.mechanism_preferences.length).toBeGreaterThan(0);
     for (const m of r.mechanism_preferences) expect(m.cls).toBe('REMOTE');
