@@ -184,6 +184,20 @@ run('interdomain: a site\'s nsmgr-proxy relays Requests to its endpoint hosts', 
     expect(ping(nseC, '172.16.7.1', 2)).toBe(true);
   }, 90_000);
 
+  it('the endpoint host restarts: the proxy\'s monitor reports it down, the client heals through the proxy', async () => {
+    const [a, b, c] = mesh.hosts;
+    const before = relayLines().length;
+    const dir = c!.agent!.dir;
+    await c!.agent!.stop('SIGKILL', true);
+    expect(await until(() => b!.agent!.logs.join('').includes('relay: the inner agent reports the connection down') || undefined, 10_000, 100)).toBe(true);
+    await mesh.start(2, c!.config!, { dir });
+    expect(await until(() => relayLines().length > before || undefined, 30_000, 250)).toBe(true);
+    const held = () => a!.agent!.cliJson(['status']).connections.find((x: any) => x.clientId === 'relayed');
+    expect(await until(() => held().state === 'UP' || undefined, 20_000, 250)).toBe(true);
+    expect(ping(nscA, '172.16.7.0', 2)).toBe(true);
+    expect(ping(nseC, '172.16.7.1', 2)).toBe(true);
+  }, 90_000);
+
   it('Close goes through the proxy: nothing left on either side', async () => {
     const [a, , c] = mesh.hosts;
     expect(a!.agent!.cli(['disconnect', 'relayed']).code).toBe(0);
