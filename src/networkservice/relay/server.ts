@@ -13,10 +13,12 @@
  * answers as it always did. A name of another domain is refused (FOREIGN_DOMAIN): this relay
  * serves its own domain only.
  *
+ * The inner agent is the one the registry names; for a connection relayed before (a refresh, a
+ * Close) whose endpoint the registry does not have or cannot say, the one it went to.
+ *
  * relayServer, the relay chain's last element: puts the inner agent's URL in the Ctx for the
- * client chain after it (a Request uses the one the dispatcher found, a Close the one the
- * Request went to, else asks the registry), remembers it for Close and refresh, and names
- * the relay, the endpoint and the inner URL in the errors it passes back.
+ * client chain after it (a Close goes where the Request went), remembers it, and names the
+ * relay, the endpoint and the inner URL in the errors it passes back.
  */
 import type { Connection, NetworkServiceEndpoint } from '../../api';
 import { fromTimestamp } from '../../api/time';
@@ -66,7 +68,7 @@ export interface RelayingServerOptions extends RelayIdentity {
 
 export function relayingServer(o: RelayingServerOptions): NetworkServiceServer {
   /** The inner URL when `conn` is to be relayed; undefined: the own chain serves it. */
-  const route = async (ctx: Ctx, conn: Connection, closing: boolean): Promise<string | undefined> => {
+  const route = async (ctx: Ctx, conn: Connection): Promise<string | undefined> => {
     const endpoint = conn.network_service_endpoint_name ?? '';
     if (!ctx.get(PEER) || !endpoint || o.hosts(endpoint)) return undefined;
     const { local, domain } = splitDomain(endpoint);
@@ -78,26 +80,29 @@ export function relayingServer(o: RelayingServerOptions): NetworkServiceServer {
     }
     if (o.hosts(local)) return undefined;
     let url: string | undefined;
+    let failed: AgentError | undefined;
     try {
       url = await registeredUrl(ctx, o.nse, local);
     } catch (err) {
-      if (!closing) throw AgentError.wrap(err, `${relayName(o)}: finding endpoint ${local} in the registry of ${o.domain}`, 'UNAVAILABLE');
+      failed = AgentError.wrap(err, `${relayName(o)}: finding endpoint ${local} in the registry of ${o.domain}`, 'UNAVAILABLE');
     }
-    if (!url && closing) url = connectionUrl(o.table, conn);
+    // A connection relayed before (a refresh, a Close) goes on to the same agent while the
+    // registry cannot say: the endpoint's agent answers for its endpoint itself.
+    url ??= connectionUrl(o.table, conn);
     if (!url) {
-      throw new AgentError('NOT_FOUND', `${relayName(o)}: endpoint ${local} is not found in the registry of ${o.domain}`);
+      throw failed ?? new AgentError('NOT_FOUND', `${relayName(o)}: endpoint ${local} is not found in the registry of ${o.domain}`);
     }
     return url === o.selfUrl() ? undefined : url;
   };
   return {
     async request(ctx, req) {
-      const url = await route(ctx, req.connection ?? {}, false);
+      const url = await route(ctx, req.connection ?? {});
       if (url === undefined) return o.own.request(ctx, req);
       const rctx = ctx.with(INNER_URL, url);
       return o.relay.request(rctx, req);
     },
     async close(ctx, conn) {
-      const url = await route(ctx, conn, true);
+      const url = await route(ctx, conn);
       if (url === undefined) return o.own.close(ctx, conn);
       const rctx = ctx.with(INNER_URL, url);
       return o.relay.close(rctx, conn);

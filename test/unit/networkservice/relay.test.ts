@@ -121,6 +121,17 @@ describe('relay (nsmgr-proxy role)', () => {
     expect(err.message).toContain('nsmgr-proxy host-b of domain-b.test: finding endpoint icmp-c in the registry of domain-b.test: registry down');
   });
 
+  it('a refresh while the registry is down goes to the agent the Request went to', async () => {
+    const s = setup();
+    const answer = await s.server.request(remote(), { connection: conn('icmp-c@domain-b.test') });
+    const down = setup({ fail: new AgentError('UNAVAILABLE', 'registry down') });
+    const server = relayingServer({ name: 'host-b', domain: 'domain-b.test', hosts: () => false, nse: down.reg, selfUrl: () => SELF, table: s.table, relay: chainServer(interdomainBypassServer({ ownDomain: 'domain-b.test' }), relayServer({ name: 'host-b', domain: 'domain-b.test', table: s.table, client: chainClient(s.inner) })), own: s.own });
+    // the caller's refresh carries the path the answer had, the relay's segment in it
+    await server.request(remote(), { connection: { ...answer, id: 'p1' } });
+    expect(s.urls.all).toEqual([INNER, INNER]);
+    s.table.close();
+  });
+
   it('a Close after the endpoint left the registry goes to the URL the Request went to', async () => {
     const entries = [{ name: 'icmp-c', url: INNER }];
     const s = setup({ entries });
