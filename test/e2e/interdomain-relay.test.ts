@@ -98,7 +98,9 @@ run('interdomain: a site\'s nsmgr-proxy relays Requests to its endpoint hosts', 
       listen: { tcp: `${PRIVATE_C}:5001` },
       endpoints: [{ name: 'icmp-c', services: ['icmp'], cidr: '172.16.7.0/31', netns: nseC }],
     });
-    await mesh.start(0, { ...common, identity: identity(0), domain: 'domain-a.test', registry: { url: 'embedded' }, listen: { tcp: `${a!.ip}:5001` } });
+    // short tokens: the client refreshes its connection every few seconds (long enough that
+    // the endpoint's agent keeps it while the proxy restarts)
+    await mesh.start(0, { ...common, identity: identity(0), domain: 'domain-a.test', registry: { url: 'embedded' }, listen: { tcp: `${a!.ip}:5001` }, maxTokenLifetime: '20s' });
   }, 90_000);
 
   afterAll(async () => {
@@ -133,6 +135,14 @@ run('interdomain: a site\'s nsmgr-proxy relays Requests to its endpoint hosts', 
     const onC = c!.agent!.cliJson(['status']).connections;
     expect(onC).toHaveLength(1);
     expect(onC[0].service).toBe('icmp');
+  }, 30_000);
+
+  it('the client\'s refreshes go through the proxy too', async () => {
+    const first = relayLines().length;
+    expect(await until(() => relayLines().length >= first + 1 || undefined, 20_000, 250)).toBe(true);
+    const a = mesh.hosts[0]!;
+    expect(a.agent!.cliJson(['status']).connections.find((x: any) => x.clientId === 'relayed').state).toBe('UP');
+    expect(ping(nscA, '172.16.7.0', 2)).toBe(true);
   }, 30_000);
 
   it('a Request for an endpoint the site does not have: NOT_FOUND naming the proxy and the endpoint', () => {
