@@ -108,7 +108,8 @@ export interface AgentConfig {
   /** This site's domain (`name@<domain>` is served here), if it names one. */
   domain?: string;
   /** Other domains' registries: DNS servers to ask (empty: the system's) and the lookup + find timeout. */
-  interdomain: { dnsServers: string[]; timeoutMs: number };
+  /** relay: this agent relays other domains' Requests to its domain's endpoints (nsmgr-proxy). */
+  interdomain: { dnsServers: string[]; timeoutMs: number; relay?: true };
   /** Local UDP ports for WireGuard ends (inclusive) and which implementation to use. */
   /** spares: devices kept started ahead of need once WireGuard is in use. */
   wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go'; spares: number };
@@ -242,6 +243,8 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       throw new ConfigError(file, `interdomain.dnsServers[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
     }
   }
+  if (raw.interdomain?.relay && !raw.domain) throw new ConfigError(file, 'interdomain.relay', 'needs domain: the relay serves the names of its own domain');
+  if (raw.interdomain?.relay && !raw.listen?.tcp) throw new ConfigError(file, 'interdomain.relay', 'needs listen.tcp: other domains reach the relay there');
   if (raw.publicIP !== undefined && isIP(raw.publicIP) === 0) throw new ConfigError(file, 'publicIP', `${raw.publicIP} is not an IP address`);
   if (raw.metrics?.mtls && raw.metrics?.tls === false) throw new ConfigError(file, 'metrics.mtls', 'needs metrics.tls (mTLS is TLS with client certificates)');
   const stateDir: string = raw.stateDir ?? '/var/lib/nsm-agent';
@@ -330,7 +333,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     tunnelIP: raw.tunnelIP ?? 'auto',
     ...(raw.publicIP ? { publicIP: raw.publicIP } : {}),
     ...(raw.domain ? { domain: raw.domain } : {}),
-    interdomain: { dnsServers: raw.interdomain?.dnsServers ?? [], timeoutMs: interdomainTimeout },
+    interdomain: { dnsServers: raw.interdomain?.dnsServers ?? [], timeoutMs: interdomainTimeout, ...(raw.interdomain?.relay ? { relay: true as const } : {}) },
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
     maxTokenLifetimeMs: lifetime,
     heal: { livenessIntervalMs: livenessInterval, livenessTimeoutMs: livenessTimeout, maxChecksPerSecond: raw.heal?.maxChecksPerSecond ?? 200 },
