@@ -33,7 +33,7 @@ import { MonitorHub } from '../networkservice/monitor';
 import { prevSegment } from '../networkservice/utils';
 import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
-import { channelCredentials, createX509Source, FederatedX509Source, serveBundleEndpoint, SpiffeTokenSource, waitForIdentity, type BundleEndpointServer, type X509Source } from '../spire';
+import { channelCredentials, createX509Source, FederatedX509Source, serveBundleEndpoint, SpiffeTokenSource, trustedBundles, waitForIdentity, type BundleEndpointServer, type X509Source } from '../spire';
 import type { Vl3IpamServer } from '../vl3/ipam/server';
 import type { PassthroughRecord } from '../networkservice/passthrough';
 import { passthroughReaper } from '../mechanisms/kernel/bridge';
@@ -301,10 +301,13 @@ export class Agent {
     this.mechanisms = mech;
     const observer = this.metrics?.observer;
     const nat = cfg.publicIP ? { publicIP: cfg.publicIP, privateIP: () => this.underlay?.ip } : undefined;
+    // the trust domains whose peers mTLS accepts: a token from any other is refused too
+    const trusts = (td: string) => trustedBundles(this.identity).has(td);
     const own = serverChain({
       name: cfg.name,
       domain: cfg.domain,
       tokens: this.tokens,
+      trusts,
       selfId,
       policy: cfg.policy,
       hub: this.hub,
@@ -341,6 +344,7 @@ export class Agent {
             name: cfg.name,
             domain: cfg.domain,
             tokens: this.tokens,
+            trusts,
             selfId,
             nse: this.reg.nse,
             hosts: (name) => this.endpoints.chain(name) !== undefined,

@@ -62,6 +62,8 @@ export interface ServerChainDeps {
   tokens: TokenSource;
   /** This agent's SPIFFE ID (undefined until the identity is loaded). */
   selfId: () => string | undefined;
+  /** Whether this agent holds a bundle for a trust domain (its own or a federated one). */
+  trusts: (trustDomain: string) => boolean;
   policy: AgentConfig['policy'];
   hub: MonitorHub;
   /** The mechanism handlers, by mechanism type (KERNEL, and WIREGUARD and VXLAN with an underlay). */
@@ -99,7 +101,7 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     interdomainBypassServer({ ownDomain: d.domain, hosts: (name) => d.local(name) !== undefined }),
     beginServer(),
     updateTokenServer(d.tokens, { trustLocalCallers: true, self: d.selfId }),
-    authorizeServer({ servicePolicy: new ServicePolicy(d.policy), self: d.selfId }),
+    authorizeServer({ servicePolicy: new ServicePolicy(d.policy), self: d.selfId, trusts: d.trusts }),
     metadataServer(),
     timeoutServer(),
     monitorServer(d.hub),
@@ -241,6 +243,7 @@ export interface RelayChainDeps {
   domain: string;
   tokens: TokenSource;
   selfId: () => string | undefined;
+  trusts: (trustDomain: string) => boolean;
   /** This domain's registry, where the inner agents' endpoints are found. */
   nse: NseRegistry;
   /** True for an endpoint this agent hosts (whole name or name in this domain). */
@@ -277,7 +280,7 @@ export function relayingServerChain(d: RelayChainDeps): NetworkServiceServer {
   const relay = chainServer(
     updatePathServer(d.name),
     updateTokenServer(d.tokens),
-    authorizeServer({ self: d.selfId }),
+    authorizeServer({ self: d.selfId, trusts: d.trusts }),
     monitorServer(d.table.hub),
     interdomainBypassServer({ ownDomain: d.domain }),
     relayServer({ name: d.name, domain: d.domain, table: d.table, client }),
