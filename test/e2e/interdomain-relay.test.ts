@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { toPem } from '../../src/spire/x509';
 import { callFrom } from '../harness/clients.mjs';
-import { hasDnsmasq, startDnsmasq } from '../harness/dnsmasq.mjs';
+import { hasDnsmasq, nsmSystemRecords, startDnsmasq } from '../harness/dnsmasq.mjs';
 import { isRoot, sh, sleep, until } from '../harness/exec.mjs';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { links, ping } from '../harness/netns.mjs';
@@ -76,10 +76,8 @@ run('interdomain: a site\'s nsmgr-proxy relays Requests to its endpoint hosts', 
 }
 `);
     dnsmasq = await startDnsmasq(d!.netns, d!.ip, [
-      `--srv-host=registry.nsm-system.domain-b.test,ignored.domain-b.test,5002`,
-      `--host-record=registry.nsm-system.domain-b.test,${b!.ip}`,
-      `--srv-host=nsmgr-proxy.nsm-system.domain-b.test,ignored.domain-b.test,5001`,
-      `--host-record=nsmgr-proxy.nsm-system.domain-b.test,${b!.ip}`,
+      ...nsmSystemRecords('registry', 'domain-b.test', b!.ip, 5002),
+      ...nsmSystemRecords('nsmgr-proxy', 'domain-b.test', b!.ip, 5001),
     ]);
     const common = { interdomain: { dnsServers: [d!.ip], timeout: '2s' }, wireguard: { spares: 0 } };
     await mesh.start(1, {

@@ -17,7 +17,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
-import { hasDnsmasq, startDnsmasq } from '../harness/dnsmasq.mjs';
+import { hasDnsmasq, nsmSystemRecords, startDnsmasq } from '../harness/dnsmasq.mjs';
 import { isRoot, sh } from '../harness/exec.mjs';
 import { ping } from '../harness/netns.mjs';
 import { execFile, type ChildProcess } from 'node:child_process';
@@ -111,14 +111,10 @@ run('upstream wire: names, registry queries and Requests across domains against 
     const regPort = await serve(registry.server);
     const proxyPort = await serve(proxy.server);
     dnsmasq = await startDnsmasq(c!.netns, c!.ip, [
-      `--srv-host=registry.nsm-system.up.test,ignored.up.test,${regPort}`,
-      `--host-record=registry.nsm-system.up.test,${ourIp}`,
-      `--srv-host=nsmgr-proxy.nsm-system.up.test,ignored.up.test,${proxyPort}`,
-      `--host-record=nsmgr-proxy.nsm-system.up.test,${ourIp}`,
-      `--srv-host=registry.nsm-system.domain-b.test,ignored.domain-b.test,5002`,
-      `--host-record=registry.nsm-system.domain-b.test,${b!.ip}`,
-      `--srv-host=nsmgr-proxy.nsm-system.domain-b.test,ignored.domain-b.test,${proxyPort}`,
-      `--host-record=nsmgr-proxy.nsm-system.domain-b.test,${ourIp}`,
+      ...nsmSystemRecords('registry', 'up.test', ourIp, regPort),
+      ...nsmSystemRecords('nsmgr-proxy', 'up.test', ourIp, proxyPort),
+      ...nsmSystemRecords('registry', 'domain-b.test', b!.ip, 5002),
+      ...nsmSystemRecords('nsmgr-proxy', 'domain-b.test', ourIp, proxyPort),
     ]);
     const common = (i: number) => ({
       identity: { source: 'spiffe', socket: spire[i]!.address },
