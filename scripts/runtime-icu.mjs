@@ -18,8 +18,9 @@
 // transliterators, the CJK/Thai/Lao/Khmer/Burmese word dictionaries, character names, gender
 // lists.
 //
-// Needs icupkg and genrb (Debian's icu-devtools; any ICU version reads and writes the package
-// format of later ones).
+// Needs icupkg and genrb (Debian's icu-devtools). The package and resource bundle formats are
+// stable across ICU versions, so the build host's tools handle a runtime's newer ICU data; the
+// check at the end (checkEnglishRuntime) runs the result.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
