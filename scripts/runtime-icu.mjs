@@ -143,7 +143,14 @@ export function installedLocales(resIndex) {
   return table(installed[1]).map(([k]) => k);
 }
 
-const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 2 ** 20, ...opts });
+function run(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 2 ** 20 });
+  } catch (err) {
+    if (err.code === 'ENOENT') throw new Error(`${cmd} not found: install icu-devtools (it cuts the runtime's ICU data)`);
+    throw err;
+  }
+}
 
 /** The item names a tree's res_index.res gives as locales, e.g. 'coll/de.res' for tree 'coll/'. */
 function localeItems(dir, dat, prefix) {
@@ -173,6 +180,7 @@ export function englishPackage(dat) {
     const list = path.join(dir, 'remove.txt');
     writeFileSync(list, [...remove].join('\n') + '\n');
     const r = spawnSync('icupkg', ['-r', list, dat], { encoding: 'utf8' });
+    if (r.error) throw r.error;
     if (r.status === 0) break;
     const missing = [...r.stderr.matchAll(/^Item (\S+) depends on missing item (\S+)/gm)].map((m) => ({ item: m[1], needs: m[2] }));
     const unmet = missing.filter((d) => !MAY_BE_MISSING.some((re) => re.test(d.needs)));
