@@ -6,8 +6,10 @@
 //   node scripts/package.mjs [--deb] [--rpm] [--version V] [--out DIR] [--fast] [--node PATH]
 //
 // --fast uses quick compression (tests); the layout and contents are the same.
-// Needs: dpkg-deb, dpkg-shlibdeps (dpkg-dev), rpmbuild (rpm), strip (binutils), ldd.
+// Needs: dpkg-deb, dpkg-shlibdeps (dpkg-dev), rpmbuild (rpm), strip (binutils), ldd, and icupkg and
+// genrb (icu-devtools) for the runtime's English-only ICU data.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
@@ -15,6 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { checkEnglishRuntime, trimRuntimeIcu } from './runtime-icu.mjs';
+import { shipsModuleFile } from './package-prune.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PKG = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
@@ -63,6 +67,9 @@ function walk(dir) {
   });
 }
 
+/** 'node_modules/a/node_modules/@s/b' -> '@s/b' */
+const moduleName = (dir) => dir.split(path.sep).join('/').replace(/^.*node_modules\//, '');
+
 function productionModules() {
   // npm ls exits non-zero on tree problems (e.g. an extraneous module) but still lists the tree.
   const r = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 * 2 ** 20 });
@@ -75,15 +82,27 @@ function productionModules() {
     .map((l) => path.relative(ROOT, l));
 }
 
+/**
+ * The runtime both packages ship, made once in `work`: the build host's node, stripped (.dynsym
+ * stays: addons bind N-API through it), with English-only ICU data (scripts/runtime-icu.mjs),
+ * checked against the original.
+ */
+function prepareRuntime(o, work) {
+  const node = path.join(work, 'node');
+  copyFileSync(o.node, node);
+  chmodSync(node, 0o755);
+  run('strip', ['--strip-unneeded', node]);
+  if (trimRuntimeIcu(node)) checkEnglishRuntime(o.node, node);
+  return node;
+}
+
 /** The file tree both packages install, under `dest`; layout differs only in the unit dirs. */
 function stage(dest, o, layout) {
   const app = path.join(dest, APP);
   mkdirSync(path.join(app, 'bin'), { recursive: true });
-  // The runtime: the build host's node, stripped (.dynsym stays: addons bind N-API through it).
   const node = path.join(app, 'bin/node');
-  copyFileSync(o.node, node);
+  copyFileSync(o.runtime, node);
   chmodSync(node, 0o755);
-  run('strip', ['--strip-unneeded', node]);
 
   // The application: compiled JS, the .proto files it loads at run time, the addon.
   cpSync(path.join(ROOT, 'dist'), path.join(app, 'dist'), { recursive: true, filter: (s) => statSync(s).isDirectory() || s.endsWith('.js') || s.endsWith('.json') });
@@ -95,18 +114,11 @@ function stage(dest, o, layout) {
   const meta = { name: PKG.name, version: o.version, description: PKG.description, license: PKG.license, private: true, main: 'dist/agent/main.js', dependencies: PKG.dependencies };
   writeFileSync(path.join(app, 'package.json'), JSON.stringify(meta, null, 2) + '\n');
 
-  // Production dependencies only, without other architectures' prebuilt addons, maps and docs.
+  // Production dependencies only, and of them only what Node loads (scripts/package-prune.mjs).
   for (const mod of productionModules()) {
     cpSync(path.join(ROOT, mod), path.join(app, mod), {
       recursive: true,
-      filter: (s) => {
-        const rel = path.relative(path.join(ROOT, mod), s);
-        if (rel.split(path.sep)[0] === 'node_modules') return false; // nested ones are listed on their own
-        if (/(^|\/)prebuilds\/(?!linux-x64)[^/]+/.test(rel)) return false;
-        if (path.basename(s).startsWith('.')) return false; // .npmignore, .eslintrc.yml, .gitattributes ...
-        if (/\.(map|ts|mts|cts|md|markdown)$/.test(s) && !/LICEN[CS]E/i.test(path.basename(s)) && !statSync(s).isDirectory()) return false;
-        return true;
-      },
+      filter: (s) => shipsModuleFile(moduleName(mod), path.relative(path.join(ROOT, mod), s).split(path.sep).join('/'), statSync(s).isDirectory()),
     });
   }
   // Every ELF file must run on a bare base system.
@@ -191,12 +203,14 @@ function buildDeb(o, work) {
   }
   const sums = walk(tree)
     .filter((f) => !f.startsWith(deb + path.sep) && !f.startsWith(path.join(tree, 'etc') + path.sep))
-    .map((f) => `${run('md5sum', [f]).split(' ')[0]}  ${path.relative(tree, f)}`);
+    .map((f) => `${createHash('md5').update(readFileSync(f)).digest('hex')}  ${path.relative(tree, f)}`);
   writeFileSync(path.join(deb, 'md5sums'), sums.join('\n') + '\n');
   chmodSync(path.join(deb, 'md5sums'), 0o644);
 
   const file = path.join(o.out, `nsm-agent_${o.version}_amd64.deb`);
-  const z = o.fast ? ['-Zgzip', '-z1'] : ['-Zxz', '-z6'];
+  // xz -9 with its extreme strategy: the smallest deb dpkg-deb makes (it needs ~700 MiB of memory
+  // per compressing thread; unpacking needs 65 MiB).
+  const z = o.fast ? ['-Zgzip', '-z1'] : ['-Zxz', '-z9', '-Sextreme'];
   run('dpkg-deb', ['--root-owner-group', ...z, '--build', tree, file], { env: { ...process.env, SOURCE_DATE_EPOCH: dateEpoch() } });
   return file;
 }
@@ -221,7 +235,7 @@ function buildRpm(o, work) {
       '--define', `_topdir ${top}`,
       '--define', `pkgversion ${rpmVersion}`,
       '--define', `stagedir ${tree}`,
-      '--define', `payload ${o.fast ? 'w1.gzdio' : 'w6T.xzdio'}`,
+      '--define', `payload ${o.fast ? 'w1.gzdio' : 'w9T.xzdio'}`,
       '--define', '_build_id_links none',
       '-bb', path.join(ROOT, 'packaging/rpm/nsm-agent.spec'),
     ],
@@ -241,6 +255,7 @@ export function main(argv) {
   const work = mkdtempSync(path.join(os.tmpdir(), 'nsm-package-'));
   const made = [];
   try {
+    o.runtime = prepareRuntime(o, work);
     if (o.deb) made.push(buildDeb(o, work));
     if (o.rpm) made.push(buildRpm(o, work));
   } finally {
