@@ -7,7 +7,8 @@
 import { X509Certificate } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
 import * as tls from 'node:tls';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../api/grpc-js';
 import { realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
@@ -143,7 +144,7 @@ export async function listenMtls(server: grpc.Server, address: string, source: X
       return;
     }
     keepPeerCertificate(socket);
-    const c: Conn = { socket, injector: server.createConnectionInjector(grpc.ServerCredentials.createInsecure()), stop: () => {}, retired: false };
+    const c: Conn = { socket, injector: server.createConnectionInjector(grpcJs.ServerCredentials.createInsecure()), stop: () => {}, retired: false };
     conns.add(c);
     socket.once('close', () => forget(c));
     // The peer's tokens on this connection are signed with the certificate it presented and
