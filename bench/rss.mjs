@@ -53,8 +53,9 @@ main(async (scope) => {
         waitReady: false,
         env: { ...process.env, NOTIFY_SOCKET: notifyFile },
       });
+      const exited = new Promise((_, reject) => ag.proc.once('exit', (code) => reject(new Error(`the agent exited (${code}) before READY=1`))));
       for (;;) {
-        const m = await notify.next();
+        const m = await Promise.race([notify.next(), exited]);
         if (/(^| )READY=1/.test(m.msg) && m.msg.includes(`MAINPID=${ag.pid}`)) break;
       }
       await sleep(IDLE_MS);

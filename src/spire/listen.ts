@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import type * as grpc from '@grpc/grpc-js';
 import { grpcJs } from '../api/grpc-js';
 import { realClock } from '../core/clock';
@@ -17,6 +17,9 @@ import { chainOf, MtlsOptions, tlsMaterial, trustedBundles, watchSource } from '
 import type { X509Source } from './source';
 import { authorizeAny, verifyAndAuthorize } from './verify';
 import { notAfter } from './x509';
+
+/** node:tls, loaded by the first TLS listener: an agent without one does not load it. */
+const tlsModule = () => require('node:tls') as typeof tls;
 
 /**
  * Handlers find their caller through grpc-js's getAuthContext() (peerFromCall), which asks the
@@ -29,7 +32,7 @@ import { notAfter } from './x509';
  */
 function keepPeerCertificate(socket: tls.TLSSocket): void {
   socket.disableRenegotiation();
-  const build = tls.TLSSocket.prototype.getPeerCertificate;
+  const build = tlsModule().TLSSocket.prototype.getPeerCertificate;
   const kept = build.call(socket, false);
   socket.getPeerCertificate = ((detailed?: boolean) => (detailed ? build.call(socket, true) : kept)) as tls.TLSSocket['getPeerCertificate'];
 }
@@ -102,7 +105,7 @@ export async function listenMtls(server: grpc.Server, address: string, source: X
   };
 
   const initial = tlsMaterial(source, opts.federatesWith);
-  const tlsServer = tls.createServer({
+  const tlsServer = tlsModule().createServer({
     requestCert: true,
     rejectUnauthorized: true,
     ALPNProtocols: ['h2'],
