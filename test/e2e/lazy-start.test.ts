@@ -50,7 +50,9 @@ run('an idle agent loads gRPC on its first connection', () => {
 
   it('has loaded neither grpc-js, http2 nor the D-Bus client before a client connects', () => {
     const names = loaded();
-    expect(names.some((n) => n.includes('/dist/agent/agent.js'))).toBe(true);
+    // the recorder sees the agent's modules (node:dgram: its netlink and DNS sockets)
+    expect(names).toContain('dgram');
+    // http2 too, so that this holds however the agent's own modules are packaged
     expect(names.filter((n) => n.includes('/@grpc/') || n === 'http2' || n.includes('/@homebridge/dbus-native/'))).toEqual([]);
   });
 
@@ -66,6 +68,6 @@ run('an idle agent loads gRPC on its first connection', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout).endpoints.map((e: { name: string }) => e.name)).toEqual(['lazy-ep']);
     }
-    expect(loaded().some((n) => n.includes('/@grpc/grpc-js/'))).toBe(true);
+    expect(loaded()).toContain('http2');
   });
 });
