@@ -33,11 +33,12 @@ import { MonitorHub } from '../networkservice/monitor';
 import { prevSegment } from '../networkservice/utils';
 import type { TokenSource } from '../core/token';
 import { REGISTRY_SERVICE_NAMES } from '../registry/grpc';
-import { channelCredentials, createX509Source, FederatedX509Source, serveBundleEndpoint, SpiffeTokenSource, waitForIdentity, type BundleEndpointServer, type X509Source } from '../spire';
+import { channelCredentials, createX509Source, FederatedX509Source, serveBundleEndpoint, SpiffeTokenSource, trustedBundles, waitForIdentity, type BundleEndpointServer, type X509Source } from '../spire';
 import type { Vl3IpamServer } from '../vl3/ipam/server';
 import type { PassthroughRecord } from '../networkservice/passthrough';
 import { passthroughReaper } from '../mechanisms/kernel/bridge';
-import { confirmedLiveness, heldClientChain, passthroughClientChain, remoteClientChain, serverChain } from './chains';
+import { confirmedLiveness, heldClientChain, passthroughClientChain, relayingServerChain, remoteClientChain, serverChain } from './chains';
+import { RelayTable } from '../networkservice/relay';
 import type { AgentConfig } from './config';
 import { HostedEndpoints } from './endpoints';
 import type { Vl3Record } from './endpoints/kind';
@@ -47,6 +48,7 @@ import { wireguardMtu } from '../mechanisms/wireguard/names';
 import { ConnectionJournal } from './journal';
 import { ChannelPool } from './grpc/dial';
 import { HealthService } from './grpc/health';
+import { mergedMonitor } from './grpc/networkservice';
 import { HeldConnectionManager, type HeldRecord } from './held';
 import { NamespaceDns } from './dns';
 import { HostDns } from './dns/hostdns';
@@ -121,6 +123,8 @@ export class Agent {
   private bundleEndpoint: BundleEndpointServer | undefined;
   /** The URL registered for hosted endpoints: the TCP listener when there is one. */
   private url: string;
+  /** The connections relayed as the site's nsmgr-proxy (`interdomain.relay`). */
+  private readonly relayed = new RelayTable();
 
   constructor(readonly cfg: AgentConfig, opts: AgentOptions = {}) {
     this.clock = opts.clock ?? realClock;
@@ -203,7 +207,7 @@ export class Agent {
 
     const served: Served = {
       server: this.server,
-      hub: this.hub,
+      hub: cfg.interdomain.relay ? mergedMonitor(this.hub, this.relayed.hub) : this.hub,
       registry: this.reg,
       control: { status: async () => this.status(await this.traffic()), connections: this.held },
       health: this.health,
@@ -297,10 +301,13 @@ export class Agent {
     this.mechanisms = mech;
     const observer = this.metrics?.observer;
     const nat = cfg.publicIP ? { publicIP: cfg.publicIP, privateIP: () => this.underlay?.ip } : undefined;
-    this.server = serverChain({
+    // the trust domains whose peers mTLS accepts: a token from any other is refused too
+    const trusts = (td: string) => trustedBundles(this.identity).has(td);
+    const own = serverChain({
       name: cfg.name,
       domain: cfg.domain,
       tokens: this.tokens,
+      trusts,
       selfId,
       policy: cfg.policy,
       hub: this.hub,
@@ -331,6 +338,23 @@ export class Agent {
         ...(observer ? { requested: (conn: Connection, seconds: number) => observer.requested(conn, seconds) } : {}),
       },
     });
+    this.server =
+      cfg.interdomain.relay && cfg.domain
+        ? relayingServerChain({
+            name: cfg.name,
+            domain: cfg.domain,
+            tokens: this.tokens,
+            trusts,
+            selfId,
+            nse: this.reg.nse,
+            hosts: (name) => this.endpoints.chain(name) !== undefined,
+            selfUrl: () => this.url,
+            pool: this.pool,
+            log: this.log,
+            table: this.relayed,
+            own,
+          })
+        : own;
     const heal = cfg.heal;
     const client = heldClientChain({
       name: cfg.name,
@@ -451,6 +475,7 @@ export class Agent {
     await this.store?.close();
     this.reg.close();
     this.pool.close();
+    this.relayed.close();
     await this.bundleEndpoint?.close();
     this.identity.close();
     await this.listeners.shutdown();

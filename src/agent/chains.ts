@@ -18,6 +18,9 @@
  *   passthrough:    updatepath (the endpoint's name) → updatetoken → server chain (in-process)
  *   held conns:     updatepath → begin → metadata → refresh → heal → updatetoken → server chain
  *                   (in-process; heal watches this agent's own monitor hub and pings)
+ *   relay (interdomain.relay, the site's nsmgr-proxy): relayingServer picks, per call, the
+ *                   server chain or: updatepath → updatetoken → authorize → monitor (the relay's
+ *                   hub) → interdomainbypass → relay → downstream monitor → authorize → dial
  */
 import type { Connection, NetworkServiceEndpoint } from '../api';
 import type { Logger } from '../core/log';
@@ -49,6 +52,7 @@ import type { TokenSource } from '../core/token';
 import { updateTokenClient, updateTokenServer } from '../networkservice/updatetoken';
 import type { AgentConfig } from './config';
 import { ChannelPool, dialClient } from './grpc/dial';
+import { relayingServer, relayServer, RelayTable } from '../networkservice/relay';
 
 export interface ServerChainDeps {
   /** The agent's name: its path segment and the clients' nodeName label. */
@@ -58,6 +62,8 @@ export interface ServerChainDeps {
   tokens: TokenSource;
   /** This agent's SPIFFE ID (undefined until the identity is loaded). */
   selfId: () => string | undefined;
+  /** Whether this agent holds a bundle for a trust domain (its own or a federated one). */
+  trusts: (trustDomain: string) => boolean;
   policy: AgentConfig['policy'];
   hub: MonitorHub;
   /** The mechanism handlers, by mechanism type (KERNEL, and WIREGUARD and VXLAN with an underlay). */
@@ -95,7 +101,7 @@ export function serverChain(d: ServerChainDeps): NetworkServiceServer {
     interdomainBypassServer({ ownDomain: d.domain, hosts: (name) => d.local(name) !== undefined }),
     beginServer(),
     updateTokenServer(d.tokens, { trustLocalCallers: true, self: d.selfId }),
-    authorizeServer({ servicePolicy: new ServicePolicy(d.policy), self: d.selfId }),
+    authorizeServer({ servicePolicy: new ServicePolicy(d.policy), self: d.selfId, trusts: d.trusts }),
     metadataServer(),
     timeoutServer(),
     monitorServer(d.hub),
@@ -229,4 +235,55 @@ export function confirmedLiveness(heal: AgentConfig['heal'], log: Logger): (conn
     await new Promise((r) => setTimeout(r, heal.livenessIntervalMs));
     return check(conn);
   };
+}
+
+export interface RelayChainDeps {
+  name: string;
+  /** This site's domain: the relay serves its names only. */
+  domain: string;
+  tokens: TokenSource;
+  selfId: () => string | undefined;
+  trusts: (trustDomain: string) => boolean;
+  /** This domain's registry, where the inner agents' endpoints are found. */
+  nse: NseRegistry;
+  /** True for an endpoint this agent hosts (whole name or name in this domain). */
+  hosts: (endpoint: string) => boolean;
+  /** This agent's own URL. */
+  selfUrl: () => string | undefined;
+  pool: ChannelPool;
+  log: Logger;
+  table: RelayTable;
+  /** The agent's own server chain, for every call that is not relayed. */
+  own: NetworkServiceServer;
+}
+
+/**
+ * The server of an agent that is its site's nsmgr-proxy: Requests and Closes from other hosts
+ * for endpoints of the domain hosted by other agents go on to them (control plane only); every
+ * other call goes to the agent's own server chain.
+ */
+export function relayingServerChain(d: RelayChainDeps): NetworkServiceServer {
+  const client = chainClient(
+    monitorDownstreamClient({
+      monitor: (_ctx, url, selector, onEvent, onError) => d.pool.monitor(url, selector, onEvent, onError),
+      onDown: (id, why) => {
+        d.log.warn('relay: the inner agent reports the connection down', { id, why });
+        d.table.down(id);
+      },
+      onRefresh: (id) => {
+        d.table.hub.refreshRequested(id);
+      },
+    }),
+    authorizeClient({ self: d.selfId }),
+    dialClient(d.pool),
+  );
+  const relay = chainServer(
+    updatePathServer(d.name),
+    updateTokenServer(d.tokens),
+    authorizeServer({ self: d.selfId, trusts: d.trusts }),
+    monitorServer(d.table.hub),
+    interdomainBypassServer({ ownDomain: d.domain }),
+    relayServer({ name: d.name, domain: d.domain, table: d.table, client }),
+  );
+  return relayingServer({ name: d.name, domain: d.domain, hosts: d.hosts, nse: d.nse, selfUrl: d.selfUrl, table: d.table, relay, own: d.own });
 }

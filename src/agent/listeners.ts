@@ -11,14 +11,13 @@ import type { Ctx } from '../core/ctx';
 import type { Logger } from '../core/log';
 import type { NetworkServiceServer } from '../core/networkservice';
 import type { NsRegistry, NseRegistry } from '../core/registry';
-import type { MonitorHub } from '../networkservice/monitor';
 import { addRegistryServices } from '../registry/grpc';
 import { listenMtls, type MtlsListener, type X509Source } from '../spire';
 import { Vl3IpamServer } from '../vl3/ipam/server';
 import type { AgentConfig, Vl3IpamConfig } from './config';
 import { addControl, type ControlTarget } from './grpc/control';
 import type { HealthService } from './grpc/health';
-import { addMonitor, addNetworkService } from './grpc/networkservice';
+import { addMonitor, addNetworkService, type MonitorSource } from './grpc/networkservice';
 import { listenLocal, type LocalSocket } from './local-socket';
 
 /** Port of the embedded registry on a networked agent without `registry.listen`. */
@@ -27,7 +26,8 @@ const REGISTRY_PORT = 5002;
 /** What the listeners serve. */
 export interface Served {
   server: NetworkServiceServer;
-  hub: MonitorHub;
+  /** The connections' monitor: the agent's hub, with its relay's when it relays. */
+  hub: MonitorSource;
   registry: { ns: NsRegistry; nse: NseRegistry };
   control: ControlTarget;
   health: HealthService;

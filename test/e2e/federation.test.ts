@@ -19,7 +19,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { cli } from '../harness/agent.mjs';
-import { hasDnsmasq, startDnsmasq } from '../harness/dnsmasq.mjs';
+import { hasDnsmasq, nsmSystemRecords, startDnsmasq } from '../harness/dnsmasq.mjs';
 import { isRoot, until } from '../harness/exec.mjs';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { links, ping } from '../harness/netns.mjs';
@@ -90,12 +90,9 @@ run('interdomain across trust domains federated by SPIFFE bundle endpoints', () 
     nseB = mesh.netns('nseb');
     nseC = mesh.netns('nsec');
     dnsmasq = await startDnsmasq(c!.netns, c!.ip, [
-      `--srv-host=registry.nsm-system.domain-a.test,ignored.domain-a.test,5002`,
-      `--host-record=registry.nsm-system.domain-a.test,${a!.ip}`,
-      `--srv-host=registry.nsm-system.domain-b.test,ignored.domain-b.test,5002`,
-      `--host-record=registry.nsm-system.domain-b.test,${b!.ip}`,
-      `--srv-host=registry.nsm-system.domain-c.test,ignored.domain-c.test,5002`,
-      `--host-record=registry.nsm-system.domain-c.test,${c!.ip}`,
+      ...nsmSystemRecords('registry', 'domain-a.test', a!.ip, 5002),
+      ...nsmSystemRecords('registry', 'domain-b.test', b!.ip, 5002),
+      ...nsmSystemRecords('registry', 'domain-c.test', c!.ip, 5002),
     ]);
     const common = { registry: { url: 'embedded' }, interdomain: { dnsServers: [c!.ip], timeout: '2s' }, wireguard: { spares: 0 } };
     await mesh.start(0, {

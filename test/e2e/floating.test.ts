@@ -16,7 +16,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { writeAgentConfig } from '../harness/agent.mjs';
-import { hasDnsmasq, startDnsmasq } from '../harness/dnsmasq.mjs';
+import { hasDnsmasq, nsmSystemRecords, startDnsmasq } from '../harness/dnsmasq.mjs';
 import { isRoot, until } from '../harness/exec.mjs';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { links, ping } from '../harness/netns.mjs';
@@ -42,10 +42,8 @@ run('floating registry: svc@floating.test registered by domain-b into floating.t
     nse = mesh.netns('nse');
     nsx = mesh.netns('nsx');
     dnsmasq = await startDnsmasq(c!.netns, c!.ip, [
-      `--srv-host=registry.nsm-system.floating.test,registry.nsm-system.floating.test,5002`,
-      `--host-record=registry.nsm-system.floating.test,${c!.ip}`,
-      `--srv-host=registry.nsm-system.down.test,x.down.test,5999`,
-      `--host-record=registry.nsm-system.down.test,${c!.ip}`,
+      ...nsmSystemRecords('registry', 'floating.test', c!.ip, 5002),
+      ...nsmSystemRecords('registry', 'down.test', c!.ip, 5999),
     ]);
     const common = (i: number, host: { ip: string }) => ({
       identity: { source: 'spiffe', socket: spire[i]!.address },

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { toPem } from '../../src/spire/x509';
 import { buildHosts, type Mesh } from '../harness/hosts.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
-import { hasDnsmasq, startDnsmasq } from '../harness/dnsmasq.mjs';
+import { hasDnsmasq, nsmSystemRecords, startDnsmasq } from '../harness/dnsmasq.mjs';
 import { isRoot, sh, until } from '../harness/exec.mjs';
 import { addrs, links, ping } from '../harness/netns.mjs';
 
@@ -61,19 +61,15 @@ run('interdomain: icmp@domain across registries found by DNS', () => {
     nseA = mesh.netns('nsea');
     nseB = mesh.netns('nseb');
     dnsmasq = await startDnsmasq(c!.netns, c!.ip, [
-      `--srv-host=registry.nsm-system.domain-b.test,ignored.domain-b.test,5002`,
-      `--host-record=registry.nsm-system.domain-b.test,${b!.ip}`,
+      ...nsmSystemRecords('registry', 'domain-b.test', b!.ip, 5002),
       `--srv-host=_nsm-registry._tcp.domain-a.test,reg.domain-a.test,5002`,
       `--host-record=reg.domain-a.test,${a!.ip}`,
       `--srv-host=registry.nsm-system.noaddr.test,x.noaddr.test,5002`,
       // proxied.test: domain-b's registry, and an nsmgr-proxy record for the domain (host-b's
       // agent behind a DNAT of PROXY_PORT on a second address of host-b)
-      `--srv-host=registry.nsm-system.proxied.test,ignored.proxied.test,5002`,
-      `--host-record=registry.nsm-system.proxied.test,${b!.ip}`,
-      `--srv-host=nsmgr-proxy.nsm-system.proxied.test,ignored.proxied.test,${PROXY_PORT}`,
-      `--host-record=nsmgr-proxy.nsm-system.proxied.test,${proxyIp(b!.ip)}`,
-      `--srv-host=registry.nsm-system.down.test,x.down.test,5999`,
-      `--host-record=registry.nsm-system.down.test,${c!.ip}`,
+      ...nsmSystemRecords('registry', 'proxied.test', b!.ip, 5002),
+      ...nsmSystemRecords('nsmgr-proxy', 'proxied.test', proxyIp(b!.ip), PROXY_PORT),
+      ...nsmSystemRecords('registry', 'down.test', c!.ip, 5999),
     ]);
     const common = (i: number) => ({ identity: identity(i), registry: { url: 'embedded' }, interdomain: { dnsServers: [c!.ip], timeout: '2s' }, wireguard: { spares: 0 } });
     await mesh.start(0, {

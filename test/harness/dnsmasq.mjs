@@ -31,3 +31,18 @@ export async function startDnsmasq(netns, ip, records) {
   }
   return p;
 }
+
+/**
+ * dnsmasq options publishing one of a domain's NSM services as upstream's dnsresolve looks it
+ * up: SRV `<service>.nsm-system.<domain>` for the port (its target is ignored) and an A record
+ * on the same name for the address.
+ * @param {'registry' | 'nsmgr-proxy'} service
+ * @param {string} domain
+ * @param {string} ip
+ * @param {number | string} port
+ * @returns {string[]}
+ */
+export function nsmSystemRecords(service, domain, ip, port) {
+  const name = `${service}.nsm-system.${domain}`;
+  return [`--srv-host=${name},ignored.${domain},${port}`, `--host-record=${name},${ip}`];
+}

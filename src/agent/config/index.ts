@@ -1,4 +1,5 @@
-// Over 400 lines: every key of agent.yaml is checked here, next to the messages that name it.
+// Over 400 lines: parseConfig checks every key of agent.yaml next to the message that names it
+// (endpoint kinds and identity have their own modules: ./endpoint-kinds.ts, ./identity.ts).
 /**
  * agent.yaml: read, validated against AGENT_SCHEMA and a few semantic rules, and filled with
  * defaults. Every error names the file, the key (dotted path) and what is wrong; the caller
@@ -21,12 +22,12 @@ import { AddressPool } from '../../networkservice/ipam/pool';
 import { parseNsURL } from '../../networkservice/nsurl';
 import { validateId, validateLabels } from '../../core/validate';
 import { domainOf, isOtherDomain, sameDomain } from '../../core/domain';
-import { idMatcher, parseWorkloadId, trustDomainName } from '../../spire/id';
+import { idMatcher } from '../../spire/id';
 import type { FederationSettings } from '../../spire/federation';
-import { endpointTarget } from '../../spire/endpoint';
-import { routerNetnsName } from '../endpoints/vl3/names';
 import { poolSettingsProblem } from '../../vl3/ipam/pool';
-import { dnsSettingsProblem, type DnsSettings } from './dns';
+import type { DnsSettings } from './dns';
+import { checkNetns, parseDns, passthroughEndpoint, vl3Endpoint } from './endpoint-kinds';
+import { parseIdentity } from './identity';
 import { parseRouting, RoutingProblem } from './routing';
 import type { PolicyRoute, Route } from '../../api';
 
@@ -107,7 +108,8 @@ export interface AgentConfig {
   /** This site's domain (`name@<domain>` is served here), if it names one. */
   domain?: string;
   /** Other domains' registries: DNS servers to ask (empty: the system's) and the lookup + find timeout. */
-  interdomain: { dnsServers: string[]; timeoutMs: number };
+  /** relay: this agent relays other domains' Requests to its domain's endpoints (nsmgr-proxy). */
+  interdomain: { dnsServers: string[]; timeoutMs: number; relay?: true };
   /** Local UDP ports for WireGuard ends (inclusive) and which implementation to use. */
   /** spares: devices kept started ahead of need once WireGuard is in use. */
   wireguard: { portMin: number; portMax: number; implementation: 'auto' | 'kernel' | 'wireguard-go'; spares: number };
@@ -241,6 +243,8 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
       throw new ConfigError(file, `interdomain.dnsServers[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
     }
   }
+  if (raw.interdomain?.relay && !raw.domain) throw new ConfigError(file, 'interdomain.relay', 'needs domain: the relay serves the names of its own domain');
+  if (raw.interdomain?.relay && !raw.listen?.tcp) throw new ConfigError(file, 'interdomain.relay', 'needs listen.tcp: other domains reach the relay there');
   if (raw.publicIP !== undefined && isIP(raw.publicIP) === 0) throw new ConfigError(file, 'publicIP', `${raw.publicIP} is not an IP address`);
   if (raw.metrics?.mtls && raw.metrics?.tls === false) throw new ConfigError(file, 'metrics.mtls', 'needs metrics.tls (mTLS is TLS with client certificates)');
   const stateDir: string = raw.stateDir ?? '/var/lib/nsm-agent';
@@ -329,7 +333,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
     tunnelIP: raw.tunnelIP ?? 'auto',
     ...(raw.publicIP ? { publicIP: raw.publicIP } : {}),
     ...(raw.domain ? { domain: raw.domain } : {}),
-    interdomain: { dnsServers: raw.interdomain?.dnsServers ?? [], timeoutMs: interdomainTimeout },
+    interdomain: { dnsServers: raw.interdomain?.dnsServers ?? [], timeoutMs: interdomainTimeout, ...(raw.interdomain?.relay ? { relay: true as const } : {}) },
     wireguard: { ...portRange(file, raw.wireguard?.ports ?? '51820-52819'), implementation: raw.wireguard?.implementation ?? 'auto', spares: raw.wireguard?.spares ?? 2 },
     maxTokenLifetimeMs: lifetime,
     heal: { livenessIntervalMs: livenessInterval, livenessTimeoutMs: livenessTimeout, maxChecksPerSecond: raw.heal?.maxChecksPerSecond ?? 200 },
@@ -351,71 +355,6 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
 }
 
 /** An endpoint's `dns` list, checked: `{ dns }` when given, else nothing to add. */
-function parseDns(file: string, key: string, list: { servers: string[]; searchDomains?: string[] }[] | undefined): { dns?: DnsSettings[] } {
-  if (list === undefined) return {};
-  return {
-    dns: list.map((d, j) => {
-      const problem = dnsSettingsProblem(d);
-      if (problem) throw new ConfigError(file, `${key}.dns[${j}].${problem.key}`, problem.reason);
-      return { servers: d.servers, searchDomains: d.searchDomains ?? [] };
-    }),
-  };
-}
-
-/** A vL3 endpoint entry: `vl3.ipam` instead of `cidr`; its router namespace by default. */
-function vl3Endpoint(file: string, key: string, e: any): EndpointConfig {
-  if (e.cidr !== undefined) throw new ConfigError(file, `${key}.cidr`, 'a vL3 endpoint leases its addresses from vl3.ipam: remove cidr');
-  if (e.services.length !== 1) throw new ConfigError(file, `${key}.services`, 'a vL3 endpoint serves exactly one network service');
-  if (e.payload === 'ETHERNET') throw new ConfigError(file, `${key}.payload`, 'a vL3 network is IP: payload must be IP');
-  const ipam: string[] = e.vl3.ipam;
-  ipam.forEach((url, j) => {
-    if (!/^(tcp:\/\/[^/\s]+:\d{1,5}|unix:\/\/\/\S+)$/.test(url)) {
-      throw new ConfigError(file, `${key}.vl3.ipam[${j}]`, `${JSON.stringify(url)} is not a vl3-ipam URL (tcp://host:port or unix:///path)`);
-    }
-  });
-  if (new Set(ipam).size !== ipam.length) throw new ConfigError(file, `${key}.vl3.ipam`, 'names the same server twice');
-  const ownNetns = e.netns === undefined;
-  return {
-    name: e.name,
-    services: e.services,
-    labels: e.labels ?? {},
-    cidr: '',
-    netns: ownNetns ? routerNetnsName(e.name) : e.netns,
-    payload: 'IP',
-    interface: e.interface,
-    excludedPrefixes: [],
-    kind: 'vl3',
-    vl3: { ipam, ownNetns },
-  };
-}
-
-/** An endpoint's `netns`: host, a name under /run/netns or an absolute path (or absent). */
-function checkNetns(file: string, key: string, netns: string | undefined): void {
-  if (netns !== undefined && netns !== 'host' && !path.isAbsolute(netns) && !/^[^/\0]+$/.test(netns)) {
-    throw new ConfigError(file, `${key}.netns`, `${JSON.stringify(netns)} must be host, a name under /run/netns or an absolute path`);
-  }
-  if (netns === '.' || netns === '..') throw new ConfigError(file, `${key}.netns`, `${netns} is not a namespace name`);
-}
-
-/** A passthrough endpoint (`passthrough: true`): no pool, the other keys as for any endpoint. */
-function passthroughEndpoint(file: string, key: string, e: any, dns: { dns?: DnsSettings[] }): EndpointConfig {
-  if (e.cidr !== undefined) throw new ConfigError(file, `${key}.cidr`, 'a passthrough endpoint assigns no addresses (the last endpoint of the chain does): remove cidr');
-  if (e.excludedPrefixes !== undefined) throw new ConfigError(file, `${key}.excludedPrefixes`, 'a passthrough endpoint assigns no addresses: remove excludedPrefixes');
-  if (e.interface !== undefined) throw new ConfigError(file, `${key}.interface`, 'a passthrough endpoint has two interfaces per connection, named for it: remove interface');
-  if (dns.dns) throw new ConfigError(file, `${key}.dns`, 'a passthrough endpoint hands out the DNS configs of the chain\'s last endpoint: remove dns');
-  checkNetns(file, key, e.netns);
-  return {
-    name: e.name,
-    services: e.services,
-    labels: e.labels ?? {},
-    cidr: '',
-    netns: e.netns ?? 'host',
-    payload: e.payload ?? 'IP',
-    excludedPrefixes: [],
-    kind: 'passthrough',
-  };
-}
-
 /** Upstream cmd-ipam-vl3's default client prefix length. */
 const VL3IPAM_CLIENT_PREFIX_LENGTH = 24;
 
@@ -454,86 +393,6 @@ function checkConnection(file: string, i: number, c: ConnectionConfig): Connecti
     }
   }
   return c;
-}
-
-function parseIdentity(file: string, id: Record<string, any>, stateDir: string): IdentityConfig {
-  const source: IdentityConfig['source'] = id.source ?? 'dev';
-  if (source === 'files' && !id.files) throw new ConfigError(file, 'identity.files', 'is required with identity.source files');
-  if (id.socket !== undefined) {
-    try {
-      endpointTarget(id.socket);
-    } catch (err) {
-      throw new ConfigError(file, 'identity.socket', (err as Error).message);
-    }
-  }
-  for (const td of Object.keys(id.files?.federated ?? {})) {
-    try {
-      trustDomainName(td);
-    } catch (err) {
-      throw new ConfigError(file, `identity.files.federated.${td}`, (err as Error).message);
-    }
-  }
-  const federated = new Set(Object.keys(id.files?.federated ?? {}).map((td) => trustDomainName(td)));
-  const federation = ((id.federation ?? []) as Record<string, any>[]).map((f, i) => parseFederation(file, f, i, federated));
-  let bundleEndpoint: IdentityConfig['bundleEndpoint'];
-  if (id.bundleEndpoint) {
-    const hint = parseDuration(id.bundleEndpoint.refreshHint ?? '5m');
-    if (hint === undefined || hint < 1000) throw new ConfigError(file, 'identity.bundleEndpoint.refreshHint', 'must be at least 1s');
-    bundleEndpoint = { listen: id.bundleEndpoint.listen, refreshHintS: Math.round(hint / 1000) };
-  }
-  return {
-    ...(federation.length ? { federation } : {}),
-    ...(bundleEndpoint ? { bundleEndpoint } : {}),
-    source,
-    socket: id.socket,
-    files: id.files ? { cert: id.files.cert, key: id.files.key, bundle: id.files.bundle, federated: id.files.federated ?? {} } : undefined,
-    dev: {
-      caDir: id.dev?.caDir ?? path.join(stateDir, 'dev-ca'),
-      trustDomain: id.dev?.trustDomain ?? 'nsm.local',
-      allowNonLoopback: id.dev?.allowNonLoopback ?? false,
-    },
-  };
-}
-
-function parseFederation(file: string, f: Record<string, any>, i: number, federated: Set<string>): FederationSettings {
-  const key = `identity.federation[${i}]`;
-  let trustDomain: string;
-  try {
-    trustDomain = trustDomainName(f.trustDomain);
-  } catch (err) {
-    throw new ConfigError(file, `${key}.trustDomain`, (err as Error).message);
-  }
-  if (federated.has(trustDomain)) throw new ConfigError(file, `${key}.trustDomain`, `${trustDomain} also has a bundle file in identity.files.federated: give one or the other`);
-  federated.add(trustDomain);
-  try {
-    const u = new URL(f.bundleEndpoint);
-    if (u.protocol !== 'https:' || !u.hostname) throw new Error('is not an https://host[:port]/path URL');
-  } catch (err) {
-    throw new ConfigError(file, `${key}.bundleEndpoint`, (err as Error).message.startsWith('is ') ? (err as Error).message : `${f.bundleEndpoint} is not a URL`);
-  }
-  try {
-    parseWorkloadId(f.endpointId);
-  } catch (err) {
-    throw new ConfigError(file, `${key}.endpointId`, (err as Error).message);
-  }
-  // unset bounds take federation.ts's defaults (5s, 1h)
-  const bound = (name: 'minRefresh' | 'maxRefresh') => {
-    if (f[name] === undefined) return undefined;
-    const ms = parseDuration(f[name]);
-    if (ms === undefined || ms < 1000) throw new ConfigError(file, `${key}.${name}`, 'must be at least 1s');
-    return ms;
-  };
-  const minRefreshMs = bound('minRefresh');
-  const maxRefreshMs = bound('maxRefresh');
-  if ((maxRefreshMs ?? 3_600_000) < (minRefreshMs ?? 5_000)) throw new ConfigError(file, `${key}.maxRefresh`, 'is below minRefresh');
-  return {
-    trustDomain,
-    bundleEndpoint: f.bundleEndpoint,
-    endpointId: f.endpointId,
-    ...(f.bundle ? { bundle: f.bundle } : {}),
-    ...(minRefreshMs !== undefined ? { minRefreshMs } : {}),
-    ...(maxRefreshMs !== undefined ? { maxRefreshMs } : {}),
-  };
 }
 
 /** The namespace file of an endpoint's `netns` (host: none to check). */

@@ -43,6 +43,8 @@ export const AGENT_SCHEMA = {
       properties: {
         dnsServers: { type: 'array', items: { type: 'string', minLength: 1 } },
         timeout: duration,
+        // this agent is its site's nsmgr-proxy (docs/interdomain.md); needs domain and listen.tcp
+        relay: { type: 'boolean' },
       },
     },
     wireguard: {

@@ -21,7 +21,7 @@ import type { DNSConfig } from '../../api';
 import { isDomainName } from '../config/dns';
 import type { Logger } from '../../core/log';
 import { NETNS_RUN_DIR, Rtnl, openNetns, setLinkUp, type Netns } from '../../sys';
-import { Forwarder } from './forwarder';
+import { Forwarder, type Upstreams } from './forwarder';
 import { serveResolver, RESOLVER_ADDRESS, type ResolverSockets } from './listener';
 import { resolvConfFiles, type ResolvConf, type ResolvConfFiles } from './resolvconf';
 import { unitResolvConfFiles, type UnitResolvConfFiles } from './unitresolvconf';
@@ -55,7 +55,10 @@ interface NamespaceState {
   queue: Promise<void>;
   /** The private namespace of a systemd unit (its connections have the unit's ids). */
   unit: boolean;
+  /** Servers and search domains as the forwarder asks for them on every query; cleared on any change. */
+  upstreams?: Upstreams;
 }
+
 
 /**
  * True if connection `id` is one of a systemd unit's in that unit's private namespace `netns`:
@@ -190,10 +193,16 @@ export class NamespaceDns {
   private schedule(name: string): void {
     const state = this.namespaces.get(name);
     if (!state) return;
+    // every change of a namespace's connections comes through here
+    state.upstreams = undefined;
     state.queue = state.queue.then(() => this.sync(name, state)).catch((err) => this.opts.log.warn('namespace DNS not applied', { netns: name, error: err }));
   }
 
-  private upstreams(state: NamespaceState): { servers: string[]; search: string[] } {
+  private upstreams(state: NamespaceState): Upstreams {
+    return (state.upstreams ??= this.computeUpstreams(state));
+  }
+
+  private computeUpstreams(state: NamespaceState): Upstreams {
     const configs = [...state.conns.values()].flat();
     const defaults = state.active?.defaults ?? { nameservers: [], search: [] };
     return {
@@ -232,6 +241,7 @@ export class NamespaceDns {
       const defaults = files.wire(name, search);
       const forwarder = new Forwarder({ exchange: upstream.exchange, upstreams: () => this.upstreams(state) });
       state.active = { ns, upstream, forwarder, defaults, search, files, sockets: undefined as unknown as ResolverSockets };
+      state.upstreams = undefined; // the namespace's own resolvers are known now
       const all = this.upstreams(state).search;
       if (all.join(' ') !== search.join(' ')) files.update(name, all);
       state.active.search = all;
@@ -239,6 +249,7 @@ export class NamespaceDns {
       this.opts.log.info('DNS resolver serving in namespace', { netns: name, ...this.upstreams(state) });
     } catch (err) {
       state.active = undefined;
+      state.upstreams = undefined;
       upstream.close();
       files.restore(name);
       ns.close();
@@ -249,6 +260,7 @@ export class NamespaceDns {
   private async deactivate(name: string, state: NamespaceState): Promise<void> {
     const a = state.active!;
     state.active = undefined;
+    state.upstreams = undefined;
     try {
       await a.sockets.close();
     } finally {

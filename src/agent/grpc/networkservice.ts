@@ -12,6 +12,19 @@ export interface MonitorSource {
   subscribe(selector: MonitorScopeSelector, onEvent: (e: ConnectionEvent) => void): () => void;
 }
 
+/**
+ * One MonitorConnections source over several hubs (the agent's own and its relay's): each
+ * subscriber gets every hub's events, an initial state transfer from each.
+ */
+export function mergedMonitor(...sources: MonitorSource[]): MonitorSource {
+  return {
+    subscribe(selector, onEvent) {
+      const ends = sources.map((s) => s.subscribe(selector, onEvent));
+      return () => ends.forEach((end) => end());
+    },
+  };
+}
+
 export function addNetworkService(server: grpc.Server, chain: NetworkServiceServer, base: () => Ctx): void {
   server.addService(api().ns.networkservice.NetworkService.service, {
     Request: unary<NetworkServiceRequest, Connection>(base, (ctx, req) => chain.request(ctx, req)),

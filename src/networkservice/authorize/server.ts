@@ -13,6 +13,11 @@
  *   authenticated by socket permissions: neither check applies.
  * - Close runs the same policies except tokens_expired: a Close must always be able to tear
  *   down what a Request set up (the timeout element closes connections near expiry).
+ * - Every token of the left part must come from a trust domain this agent trusts (its own or a
+ *   federated one; `trusts`): a federated peer cannot bring in a path started in a trust domain
+ *   this agent was never given a bundle for. Upstream checks only the previous hop's token
+ *   against the TLS peer; the stricter rule refuses nothing upstream's own hops send, since
+ *   each of them is in a trust domain the next hop trusts.
  * Refusals are PERMISSION_DENIED with a message naming the requester, the TLS peer and this
  * agent, and a warning log line with the same fields.
  */
@@ -20,6 +25,7 @@ import type { Connection } from '../../api';
 import type { Ctx } from '../../core/ctx';
 import { AgentError } from '../../core/errors';
 import { NetworkServiceServer, nextServer } from '../../core/networkservice';
+import { isSpiffeId, parseSpiffeId } from '../../spire/id';
 import { PEER, PeerIdentity } from '../../spire/peer';
 import { evaluate, Policy, SERVER_POLICIES, subjectOf, tokensExpired } from './policies';
 import { ServicePolicy } from './policy';
@@ -31,6 +37,19 @@ export interface AuthorizeServerOptions {
   servicePolicy?: ServicePolicy;
   /** This agent's SPIFFE ID, for messages (e.g. () => source.svid().id). */
   self?: () => string | undefined;
+  /** Whether this agent holds a bundle for a trust domain (own or federated); unset: all. */
+  trusts?: (trustDomain: string) => boolean;
+}
+
+/** The first token of the left part whose subject is in a trust domain not trusted. */
+function untrustedToken(tokens: string[], trusts: (td: string) => boolean): string | undefined {
+  for (let i = 0; i < tokens.length; i++) {
+    const sub = subjectOf(tokens[i]);
+    if (!isSpiffeId(sub)) continue; // what the token policies already refuse or leave
+    const td = parseSpiffeId(sub).trustDomain;
+    if (!trusts(td)) return `the token of path segment ${i} is from ${sub}, of trust domain ${td}, which this agent does not trust (no bundle: not federated)`;
+  }
+  return undefined;
 }
 
 function leftSide(conn: Connection): { index: number; tokens: string[] } {
@@ -62,7 +81,7 @@ export function authorizeServer(opts: AuthorizeServerOptions = {}): NetworkServi
     if (!peer) return; // local caller
     const side = leftSide(conn);
     const requester = subjectOf(side.tokens[0]) || peer.id;
-    const why = evaluate(list, { ...side, peer, now: ctx.clock.now() });
+    const why = evaluate(list, { ...side, peer, now: ctx.clock.now() }) ?? (opts.trusts ? untrustedToken(side.tokens, opts.trusts) : undefined);
     if (why !== undefined) throw deny(ctx, opts, conn, peer, requester, why);
     const svc = conn.network_service ?? '';
     if (service && opts.servicePolicy && !opts.servicePolicy.allows(svc, requester)) {

@@ -51,6 +51,7 @@ async function setup() {
     name: 'host-a',
     tokens,
     selfId: () => 'spiffe://nsm.local/nsm-agent/host-a',
+    trusts: () => true,
     policy: [],
     hub,
     mechanisms: { KERNEL: kernel },

@@ -222,6 +222,13 @@ describe('domain and interdomain', () => {
     expect(c.interdomain).toEqual({ dnsServers: ['10.0.0.53', '10.0.0.54:5353', '[fd00::53]:53'], timeoutMs: 500 });
   });
 
+  it('reads interdomain.relay, which needs domain and listen.tcp', () => {
+    const c = parseConfig({ domain: 'site-b.example', listen: { tcp: '10.0.0.1:5001' }, interdomain: { relay: true } });
+    expect(c.interdomain).toEqual({ dnsServers: [], timeoutMs: 3000, relay: true });
+    expect(() => parseConfig({ listen: { tcp: '10.0.0.1:5001' }, interdomain: { relay: true } })).toThrow(/interdomain\.relay: needs domain/);
+    expect(() => parseConfig({ domain: 'site-b.example', interdomain: { relay: true } })).toThrow(/interdomain\.relay: needs listen\.tcp/);
+  });
+
   it('refuses a DNS server that is not an address, naming the key', () => {
     expect(() => parseConfig({ interdomain: { dnsServers: ['10.0.0.53', 'dns.example'] } })).toThrow(/interdomain\.dnsServers\[1\]: dns\.example is not IP/);
     expect(() => parseConfig({ domain: 'bad domain' })).toThrow(ConfigError);

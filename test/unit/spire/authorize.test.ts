@@ -109,6 +109,21 @@ describe('authorize server', () => {
     // Close is not subject to the service policy
     await expect(guarded.close(ctx, path([tok(X, A), tok(A, B), tok(B, A)]))).resolves.toBeUndefined();
   });
+
+  it('refuses a path started in a trust domain this agent holds no bundle for, naming it', async () => {
+    const evil = LocalCa.create({ trustDomain: 'evil.example' });
+    const E = evil.issue('spiffe://evil.example/ns/db/client');
+    const strict = chainServer(authorizeServer({ self: () => B.id, trusts: (td) => td === 'example.org' }));
+    const { ctx, lines } = ctxWith(A);
+    // the federated peer A passes on a Request that a client of evil.example started
+    const err = await denied(strict.request(ctx, { connection: path([tok(E, A), tok(A, B), tok(B, A)]) }));
+    expect(err.message).toContain(`${E.id} (via ${A.id}) refused by ${B.id}`);
+    expect(err.message).toContain('path segment 0');
+    expect(err.message).toContain('trust domain evil.example, which this agent does not trust');
+    expect(lines.some((l) => /request refused/.test(l) && l.includes('evil.example'))).toBe(true);
+    // paths of trusted trust domains pass as before
+    await expect(strict.request(ctx, { connection: goodPath() })).resolves.toBeTruthy();
+  });
 });
 
 describe('service policy', () => {
