@@ -4,7 +4,7 @@
  * agent runs. Repeated finds are answered from memory kept current by watches (querycache), as
  * for this domain's own remote registry.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../core/clock';
 import type { Ctx } from '../core/ctx';
 import type { Logger } from '../core/log';

@@ -4,7 +4,8 @@
  * the registry on TCP (`registry.listen`, default port 5002); with `vl3ipam`, the vl3-ipam
  * server. Every TCP listener is mutual TLS with the agent's SPIFFE identity.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../api/grpc-js';
 import { SERVER_OPTIONS } from '../api';
 import type { Ctx } from '../core/ctx';
 import type { Logger } from '../core/log';
@@ -50,20 +51,24 @@ export class Listeners {
 
   /** The unix socket: NSM APIs, registry, control API and health, for local callers. */
   async local(listen: AgentConfig['listen'], s: Served): Promise<void> {
-    const server = new grpc.Server(SERVER_OPTIONS);
-    addNetworkService(server, s.server, s.ctx);
-    addMonitor(server, s.hub);
-    addRegistryServices(server, s.registry, s.ctx());
-    addControl(server, s.control, s.ctx);
-    s.health.addTo(server);
-    this.servers.push(server);
-    this.localSocket = await listenLocal(server, listen.unix, { allowUids: listen.allowUids, log: this.log });
+    // Built on the first connection (listenLocal): an agent nobody talks to loads no grpc-js.
+    const build = () => {
+      const server = new grpcJs.Server(SERVER_OPTIONS);
+      addNetworkService(server, s.server, s.ctx);
+      addMonitor(server, s.hub);
+      addRegistryServices(server, s.registry, s.ctx());
+      addControl(server, s.control, s.ctx);
+      s.health.addTo(server);
+      this.servers.push(server);
+      return server;
+    };
+    this.localSocket = await listenLocal(build, listen.unix, { allowUids: listen.allowUids, log: this.log });
     this.listening.push(`unix://${listen.unix}`);
   }
 
   /** The NSM APIs for other hosts' agents. */
   async networkService(addr: string, s: Served): Promise<void> {
-    const server = new grpc.Server(SERVER_OPTIONS);
+    const server = new grpcJs.Server(SERVER_OPTIONS);
     addNetworkService(server, s.server, s.ctx);
     addMonitor(server, s.hub);
     s.health.addTo(server);
@@ -72,7 +77,7 @@ export class Listeners {
 
   /** The embedded registry for other hosts. */
   async registry(addr: string, s: Served): Promise<void> {
-    const server = new grpc.Server(SERVER_OPTIONS);
+    const server = new grpcJs.Server(SERVER_OPTIONS);
     addRegistryServices(server, s.registry, s.ctx());
     s.health.addTo(server);
     await this.tcp(server, addr);
@@ -86,12 +91,12 @@ export class Listeners {
    */
   async vl3ipam(cfg: Vl3IpamConfig, allowUids: number[]): Promise<{ server: Vl3IpamServer; url: string }> {
     const ipam = new Vl3IpamServer({ prefix: cfg.prefix, clientPrefixLength: cfg.clientPrefixLength, log: this.log });
-    const server = new grpc.Server(SERVER_OPTIONS);
+    const server = new grpcJs.Server(SERVER_OPTIONS);
     ipam.addTo(server);
     let url: string;
     if (cfg.listen.startsWith('unix://')) {
       const socketPath = cfg.listen.slice('unix://'.length);
-      const socket = await listenLocal(server, socketPath, { allowUids, log: this.log, what: 'the vl3-ipam socket' });
+      const socket = await listenLocal(() => server, socketPath, { allowUids, log: this.log, what: 'the vl3-ipam socket' });
       this.vl3 = { server, socket };
       url = cfg.listen;
     } else {

@@ -3,7 +3,7 @@
  * a remote one reached over gRPC, whose finds are answered from memory kept current by
  * watches (src/registry/querycache.ts).
  */
-import * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../api/grpc-js';
 import type { Clock } from '../core/clock';
 import type { Logger } from '../core/log';
 import type { NsRegistry, NseRegistry } from '../core/registry';
@@ -66,7 +66,7 @@ export function openRegistry(registry: AgentConfig['registry'], opts: RegistryAc
   }
   const u = new URL(registry.url);
   const target = u.protocol === 'unix:' ? `unix://${u.pathname}` : u.host;
-  const creds = u.protocol === 'tcp:' ? channelCredentials(opts.identity, { tokens: opts.tokens }).credentials : grpc.credentials.createInsecure();
+  const creds = u.protocol === 'tcp:' ? channelCredentials(opts.identity, { tokens: opts.tokens }).credentials : grpcJs.credentials.createInsecure();
   const clients = newRegistryClients(target, creds);
   const cache = { clock: opts.clock, log: opts.log };
   const health = new RegistryHealth(registry.url, opts.clock);

@@ -6,8 +6,9 @@
  * `MTU`. Chain elements work on the permissive (input) types, where every field is optional;
  * decoded messages always carry every field (proto-loader `defaults: true`).
  */
-import * as protoLoader from '@grpc/proto-loader';
-import * as grpc from '@grpc/grpc-js';
+import type * as ProtoLoader from '@grpc/proto-loader';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from './grpc-js';
 import { descriptor } from './descriptor';
 import type { ProtoGrpcType as NsType } from './gen/networkservice';
 import type { ProtoGrpcType as RegType } from './gen/registry';
@@ -43,7 +44,7 @@ export type { PrefixResponse, PrefixResponse__Output } from './gen/ipam/PrefixRe
 export type { IPAMClient } from './gen/ipam/IPAM';
 
 /** Proto-loader options shared by the runtime and the generator (scripts/gen-proto.mjs). */
-export const LOADER_OPTIONS: protoLoader.Options = {
+export const LOADER_OPTIONS: ProtoLoader.Options = {
   keepCase: true,
   longs: String,
   enums: String,
@@ -51,14 +52,15 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-type Loaded = { ns: NsType; reg: RegType; health: HealthType; agent: AgentType; ipam: IpamType; defs: protoLoader.PackageDefinition };
+type Loaded = { ns: NsType; reg: RegType; health: HealthType; agent: AgentType; ipam: IpamType; defs: ProtoLoader.PackageDefinition };
 let cached: Loaded | undefined;
 
 /** Loads the .proto files once and returns the grpc-js service constructors and message types. */
 export function api(): Loaded {
   if (!cached) {
+    const protoLoader = require('@grpc/proto-loader') as typeof ProtoLoader;
     const defs = protoLoader.fromJSON(descriptor(), LOADER_OPTIONS);
-    const loaded = grpc.loadPackageDefinition(defs);
+    const loaded = grpcJs.loadPackageDefinition(defs);
     cached = {
       ns: loaded as unknown as NsType,
       reg: loaded as unknown as RegType,

@@ -11,7 +11,8 @@
  *
  * Also re-exports the refresh/heal client element (common/refresh.ts).
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../api/grpc-js';
 import { CHANNEL_OPTIONS, api } from '../api';
 import type { NetworkServiceRegistryClient } from '../api/gen/registry/NetworkServiceRegistry';
 import type { NetworkServiceEndpointRegistryClient } from '../api/gen/registry/NetworkServiceEndpointRegistry';
@@ -78,7 +79,7 @@ async function unary<Res>(
 ): Promise<Res> {
   ctx.throwIfAborted();
   const path = ctx.get(REGISTRY_PATH) ?? emptyPath();
-  const md = new grpc.Metadata();
+  const md = new grpcJs.Metadata();
   md.set(PATH_HEADER, formatPath(path));
   return new Promise<Res>((resolve, reject) => {
     const onAbort = () => call.cancel();

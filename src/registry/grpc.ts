@@ -13,7 +13,8 @@
  *   without bound); the stream ends when the iterable does, or with the error's status.
  * - Errors become gRPC statuses here only, through toStatus.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../api/grpc-js';
 import { api } from '../api';
 import type { NetworkServiceRegistryHandlers } from '../api/gen/registry/NetworkServiceRegistry';
 import type { NetworkServiceEndpointRegistryHandlers } from '../api/gen/registry/NetworkServiceEndpointRegistry';
@@ -90,7 +91,7 @@ function unary<Req, Res>(
       .then(
         (res) => {
           if (path) {
-            const md = new grpc.Metadata();
+            const md = new grpcJs.Metadata();
             md.set(PATH_HEADER, formatPath(path));
             call.sendMetadata(md);
           }

@@ -9,7 +9,7 @@
  * the served authorities, so it keeps growing across restarts of an agent whose clock does.
  */
 import type { X509Certificate } from 'node:crypto';
-import * as https from 'node:https';
+import type * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
@@ -19,6 +19,9 @@ import { sameAuthorities, serializeSpiffeBundle } from './jwks';
 import { watchSource } from './mtls';
 import type { X509Source } from './source';
 import { toPem } from './x509';
+
+/** node:https, loaded when the bundle endpoint is served. */
+const httpsModule = () => require('node:https') as typeof https;
 
 export interface BundleEndpointOptions {
   /** `spiffe_refresh_hint` of the served bundle, seconds (default 300). */
@@ -65,7 +68,7 @@ export async function serveBundleEndpoint(source: X509Source, address: string, o
     return { cert: toPem(svid.chain), key: svid.key.export({ type: 'pkcs8', format: 'pem' }) as string };
   };
 
-  const server = https.createServer({ ...credentials(), minVersion: 'TLSv1.2', requestCert: false }, (req, res) => {
+  const server = httpsModule().createServer({ ...credentials(), minVersion: 'TLSv1.2', requestCert: false }, (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;

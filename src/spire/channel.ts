@@ -8,7 +8,8 @@
 import { X509Certificate } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
 import * as tls from 'node:tls';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../api/grpc-js';
 import { realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import type { TokenSource } from '../core/token';
@@ -48,7 +49,7 @@ interface Handshake {
  * connection presented. grpc-js makes one connector per subchannel and asks it for the call
  * credentials of every call after the subchannel is connected.
  */
-class SpiffeChannelCredentials extends grpc.ChannelCredentials {
+class SpiffeChannelCredentials extends grpcJs.ChannelCredentials {
   last: Handshake | undefined;
 
   constructor(
@@ -77,7 +78,7 @@ function targetHost(target: unknown, options: grpc.ChannelOptions): string | und
   if (typeof override === 'string') return override;
   const path = (target as { path?: unknown } | undefined)?.path;
   if (typeof path !== 'string') return undefined;
-  const hp = grpc.experimental.splitHostPort(path);
+  const hp = grpcJs.experimental.splitHostPort(path);
   const host = hp?.host ?? path;
   return host && !isIP(host) && !host.startsWith('/') ? host : undefined;
 }
@@ -94,7 +95,7 @@ class SpiffeConnector implements grpc.experimental.SecureConnector {
     const { tokens, clock } = parent.opts;
     const own = tokens
       ? tokenCallCredentials(tokens, () => this.handshake?.peer, clock ?? realClock, () => this.handshake?.presented)
-      : grpc.credentials.createEmpty();
+      : grpcJs.credentials.createEmpty();
     this.callCredentials = outer ? outer.compose(own) : own;
   }
 

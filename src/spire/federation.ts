@@ -21,7 +21,7 @@
 import { EventEmitter } from 'node:events';
 import type { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import * as https from 'node:https';
+import type * as https from 'node:https';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Clock, realClock } from '../core/clock';
@@ -34,6 +34,9 @@ import { chainOf } from './mtls';
 import type { SourceKind, X509Source } from './source';
 import type { X509Context, X509Svid } from './svid';
 import { verifyX509Svid } from './verify';
+
+/** node:https, loaded by the first bundle fetch: an agent without federation does not load it. */
+const httpsModule = () => require('node:https') as typeof https;
 
 /** One `identity.federation` entry. */
 export interface FederationSettings {
@@ -138,7 +141,7 @@ export function fetchSpiffeBundle(url: string, opts: FetchOptions): Promise<Spif
       req.destroy();
       reject(err);
     };
-    const req = https.request({
+    const req = httpsModule().request({
       host,
       port: u.port || 443,
       path: `${u.pathname}${u.search}`,

@@ -6,8 +6,9 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
-import * as tls from 'node:tls';
-import * as grpc from '@grpc/grpc-js';
+import type * as tls from 'node:tls';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../api/grpc-js';
 import { realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
@@ -16,6 +17,9 @@ import { chainOf, MtlsOptions, tlsMaterial, trustedBundles, watchSource } from '
 import type { X509Source } from './source';
 import { authorizeAny, verifyAndAuthorize } from './verify';
 import { notAfter } from './x509';
+
+/** node:tls, loaded by the first TLS listener: an agent without one does not load it. */
+const tlsModule = () => require('node:tls') as typeof tls;
 
 /**
  * Handlers find their caller through grpc-js's getAuthContext() (peerFromCall), which asks the
@@ -28,7 +32,7 @@ import { notAfter } from './x509';
  */
 function keepPeerCertificate(socket: tls.TLSSocket): void {
   socket.disableRenegotiation();
-  const build = tls.TLSSocket.prototype.getPeerCertificate;
+  const build = tlsModule().TLSSocket.prototype.getPeerCertificate;
   const kept = build.call(socket, false);
   socket.getPeerCertificate = ((detailed?: boolean) => (detailed ? build.call(socket, true) : kept)) as tls.TLSSocket['getPeerCertificate'];
 }
@@ -101,7 +105,7 @@ export async function listenMtls(server: grpc.Server, address: string, source: X
   };
 
   const initial = tlsMaterial(source, opts.federatesWith);
-  const tlsServer = tls.createServer({
+  const tlsServer = tlsModule().createServer({
     requestCert: true,
     rejectUnauthorized: true,
     ALPNProtocols: ['h2'],
@@ -143,7 +147,7 @@ export async function listenMtls(server: grpc.Server, address: string, source: X
       return;
     }
     keepPeerCertificate(socket);
-    const c: Conn = { socket, injector: server.createConnectionInjector(grpc.ServerCredentials.createInsecure()), stop: () => {}, retired: false };
+    const c: Conn = { socket, injector: server.createConnectionInjector(grpcJs.ServerCredentials.createInsecure()), stop: () => {}, retired: false };
     conns.add(c);
     socket.once('close', () => forget(c));
     // The peer's tokens on this connection are signed with the certificate it presented and

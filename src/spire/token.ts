@@ -12,7 +12,8 @@
  * Expiry = min(now + maxTokenLifetime, own SVID NotAfter, peer certificate NotAfter).
  */
 import { KeyObject, sign, verify } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../api/grpc-js';
 import { rfc3339Nano } from '../api/time';
 import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
@@ -204,7 +205,7 @@ export class SpiffeTokenSource implements TokenSource {
 }
 
 /** The two headers that carry a token on an NSM call. */
-export function tokenMetadata(t: Token, md = new grpc.Metadata()): grpc.Metadata {
+export function tokenMetadata(t: Token, md = new grpcJs.Metadata()): grpc.Metadata {
   md.set(TOKEN_HEADER, t.token);
   md.set(TOKEN_EXPIRES_HEADER, rfc3339Nano(t.expires));
   return md;
@@ -222,7 +223,7 @@ export function tokenCallCredentials(
   /** The SVID this side presented on the connection; SpiffeTokenSource signs with it. */
   presented?: () => X509Svid | undefined,
 ): grpc.CallCredentials {
-  return grpc.credentials.createFromMetadataGenerator((_params, cb) => {
+  return grpcJs.credentials.createFromMetadataGenerator((_params, cb) => {
     try {
       const p = peer();
       const svid = presented?.();

@@ -16,8 +16,9 @@
  * - any other code (INVALID_ARGUMENT, UNIMPLEMENTED, ...) is final: no retry, `ready()` fails.
  */
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../api/grpc-js';
+import type * as ProtoLoader from '@grpc/proto-loader';
 import { CHANNEL_OPTIONS, LOADER_OPTIONS } from '../api';
 import type { ProtoGrpcType } from '../api/gen/workload';
 import type { SpiffeWorkloadAPIClient } from '../api/gen/SpiffeWorkloadAPI';
@@ -36,14 +37,9 @@ import type { X509Certificate } from 'node:crypto';
 
 export const SECURITY_HEADER = 'workload.spiffe.io';
 
-/** Codes after which a stream is reopened; OK is a clean end by the server. */
+/** Codes after which a stream is reopened; OK is a clean end by the server. (Numbers: grpc-js is loaded on first use.) */
 export const RETRY_CODES: ReadonlySet<grpc.status> = new Set([
-  grpc.status.OK,
-  grpc.status.UNAVAILABLE,
-  grpc.status.PERMISSION_DENIED,
-  grpc.status.UNKNOWN,
-  grpc.status.INTERNAL,
-  grpc.status.DEADLINE_EXCEEDED,
+  0 /* OK */, 14 /* UNAVAILABLE */, 7 /* PERMISSION_DENIED */, 2 /* UNKNOWN */, 13 /* INTERNAL */, 4 /* DEADLINE_EXCEEDED */,
 ]);
 
 
@@ -51,11 +47,12 @@ let loaded: ProtoGrpcType | undefined;
 /** proto/spiffe sits two levels above both src/spire and dist/spire. */
 function proto(): ProtoGrpcType {
   if (!loaded) {
+    const protoLoader = require('@grpc/proto-loader') as typeof ProtoLoader;
     const defs = protoLoader.loadSync('workload.proto', {
       ...LOADER_OPTIONS,
       includeDirs: [path.resolve(__dirname, '..', '..', 'proto', 'spiffe')],
     });
-    loaded = grpc.loadPackageDefinition(defs) as unknown as ProtoGrpcType;
+    loaded = grpcJs.loadPackageDefinition(defs) as unknown as ProtoGrpcType;
   }
   return loaded;
 }
@@ -66,7 +63,7 @@ export function workloadServiceDefinition(): grpc.ServiceDefinition {
 }
 
 export function securityMetadata(): grpc.Metadata {
-  const md = new grpc.Metadata();
+  const md = new grpcJs.Metadata();
   md.set(SECURITY_HEADER, 'true');
   return md;
 }
@@ -156,7 +153,7 @@ export class WorkloadApiClient {
     this.log = opts.log ?? silentLogger;
     this.initialMs = opts.backoff?.initialMs ?? 1000;
     this.maxMs = opts.backoff?.maxMs ?? 30_000;
-    this.client = new (proto().SpiffeWorkloadAPI)(this.target, grpc.credentials.createInsecure(), {
+    this.client = new (proto().SpiffeWorkloadAPI)(this.target, grpcJs.credentials.createInsecure(), {
       ...CHANNEL_OPTIONS,
       'grpc.enable_retries': 0,
       // The channel's own reconnect back-off (grpc-js default: up to 120 s) must not outlast
@@ -257,12 +254,12 @@ export class WorkloadApiClient {
         );
         if (signal.aborted) return;
         const err =
-          st.code === grpc.status.OK
+          st.code === grpcJs.status.OK
             ? new AgentError('UNAVAILABLE', `${method}: the Workload API ended the stream`)
-            : fromStatus(st.code, `${method}: ${st.details || grpc.status[st.code]}`);
+            : fromStatus(st.code, `${method}: ${st.details || grpcJs.status[st.code]}`);
         if (!RETRY_CODES.has(st.code)) throw err;
         const wait = Math.round(delay * (0.8 + Math.random() * 0.4));
-        this.log.debug('Workload API stream ended, reopening', { method, code: grpc.status[st.code], details: st.details, waitMs: wait });
+        this.log.debug('Workload API stream ended, reopening', { method, code: grpcJs.status[st.code], details: st.details, waitMs: wait });
         handlers.problem?.(err, true);
         await this.sleep(wait, signal);
         delay = Math.min(delay * 2, this.maxMs);
@@ -311,8 +308,8 @@ export class WorkloadApiClient {
       if (result) return result.value;
       if (bad) throw bad;
       if (signal.aborted) throw AgentError.from(signal.reason ?? new AgentError('CANCELLED', 'cancelled'), 'CANCELLED');
-      if (st.code === grpc.status.OK) throw new AgentError('UNAVAILABLE', `${method}: the stream ended without a message`);
-      throw fromStatus(st.code, `${method}: ${st.details || grpc.status[st.code]}`);
+      if (st.code === grpcJs.status.OK) throw new AgentError('UNAVAILABLE', `${method}: the stream ended without a message`);
+      throw fromStatus(st.code, `${method}: ${st.details || grpcJs.status[st.code]}`);
     } finally {
       signal.removeEventListener('abort', onAbort);
       release();

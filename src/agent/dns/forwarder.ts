@@ -17,9 +17,12 @@
  * search domain need not know the others'. Anything else that finds no answer (timeouts,
  * SERVFAIL, REFUSED) is SERVFAIL, within `timeoutMs` of the query's arrival.
  */
-import * as packet from 'dns-packet';
-
+import type * as Packet from 'dns-packet';
+import { lazyModule } from '../../core/lazy';
 import { readPlainQuery, ttlMap } from './wire';
+
+/** dns-packet, loaded by the first message that needs it: an agent whose connections carry no DNS never does. */
+const packet = lazyModule(() => require('dns-packet') as typeof Packet);
 
 /** Sends `query` to `server` (an IP address, port 53) and resolves with its answer. */
 export type Exchange = (server: string, query: Buffer, timeoutMs: number) => Promise<Buffer>;
@@ -89,7 +92,7 @@ interface Cached {
 }
 
 /** A query decoded, with its one question. */
-export type ParsedQuery = { decoded: packet.DecodedPacket; question: packet.Question };
+export type ParsedQuery = { decoded: Packet.DecodedPacket; question: Packet.Question };
 
 /**
  * Reads a query as both of the agent's DNS servers take them: a response or something shorter
@@ -101,7 +104,7 @@ export function parseQuery(query: Buffer): ParsedQuery | Buffer | undefined {
   const flags = query.readUInt16BE(2);
   if (flags & QR) return undefined;
   if ((flags >> 11) & 0x0f) return headerAnswer(query, RCODE.NOTIMP);
-  let decoded: packet.DecodedPacket;
+  let decoded: Packet.DecodedPacket;
   try {
     decoded = packet.decode(query);
   } catch {
@@ -214,7 +217,7 @@ interface AskedQuery {
   name: string;
   type: number;
   class: number;
-  decoded: () => packet.DecodedPacket;
+  decoded: () => Packet.DecodedPacket;
 }
 
 /**
@@ -228,7 +231,7 @@ function readQuery(query: Buffer): AskedQuery | Buffer | undefined {
   if ((flags >> 11) & 0x0f) return headerAnswer(query, RCODE.NOTIMP);
   const plain = readPlainQuery(query);
   if (plain) {
-    let decoded: packet.DecodedPacket | undefined;
+    let decoded: Packet.DecodedPacket | undefined;
     return { name: plain.name, type: plain.type, class: plain.class, decoded: () => (decoded ??= packet.decode(query)) };
   }
   const parsed = parseQuery(query);
@@ -238,7 +241,7 @@ function readQuery(query: Buffer): AskedQuery | Buffer | undefined {
 }
 
 /** The query asking for `name` instead (same id, flags and additional records, e.g. EDNS). */
-function withName(decoded: packet.DecodedPacket, name: string): Buffer | undefined {
+function withName(decoded: Packet.DecodedPacket, name: string): Buffer | undefined {
   try {
     return packet.encode({ ...decoded, questions: decoded.questions!.map((q) => ({ ...q, name })) });
   } catch {

@@ -1,7 +1,7 @@
 /**
  * nsmagent.v1.Agent, the CLI's control API, served on the unix socket only.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { api } from '../../api';
 import { toTimestamp } from '../../api/time';
 import { Ctx } from '../../core/ctx';

@@ -9,7 +9,8 @@
  * that cannot be reached within the dial timeout is UNAVAILABLE naming the URL; statuses the
  * peer returns keep their code, with the URL added to the message.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../../api/grpc-js';
 import { CHANNEL_OPTIONS, api, type Connection, type ConnectionEvent, type MonitorScopeSelector, type NetworkServiceRequest } from '../../api';
 import { rfc3339Nano } from '../../api/time';
 import type { Ctx } from '../../core/ctx';
@@ -65,7 +66,7 @@ export class ChannelPool {
     if (!d) {
       const Ctor = api().ns.networkservice.NetworkService as unknown as typeof grpc.Client;
       const tls = this.opts.credentials?.(url);
-      const stub = new Ctor(grpcTarget(url), tls?.credentials ?? grpc.credentials.createInsecure(), {
+      const stub = new Ctor(grpcTarget(url), tls?.credentials ?? grpcJs.credentials.createInsecure(), {
         ...CHANNEL_OPTIONS,
         ...tls?.options,
         'grpc.keepalive_time_ms': 30_000,
@@ -109,12 +110,12 @@ export class ChannelPool {
     const d = this.get(url);
     const Ctor = api().ns.connection.MonitorConnection as unknown as typeof grpc.Client;
     // channelOverride: the NetworkService stub's channel (its mTLS credentials, its connection).
-    d.monitor ??= new Ctor(grpcTarget(url), d.tls?.credentials ?? grpc.credentials.createInsecure(), {
+    d.monitor ??= new Ctor(grpcTarget(url), d.tls?.credentials ?? grpcJs.credentials.createInsecure(), {
       channelOverride: d.stub.getChannel(),
     }) as MonitorStub;
     const where = url.host || url.pathname;
     let done = false;
-    const call = d.monitor.MonitorConnections(selector, new grpc.Metadata());
+    const call = d.monitor.MonitorConnections(selector, new grpcJs.Metadata());
     const cancel = () => {
       if (done) return;
       done = true;
@@ -133,8 +134,8 @@ export class ChannelPool {
       // Our own cancel is never reported, so CANCELLED here is the peer's doing (a grpc-js
       // server's forceShutdown): the peer went away, as UNAVAILABLE says.
       const e =
-        st.code === grpc.status.OK || st.code === grpc.status.CANCELLED
-          ? new AgentError('UNAVAILABLE', st.code === grpc.status.OK ? 'monitor stream ended' : `monitor stream cancelled by the peer: ${st.details}`)
+        st.code === grpcJs.status.OK || st.code === grpcJs.status.CANCELLED
+          ? new AgentError('UNAVAILABLE', st.code === grpcJs.status.OK ? 'monitor stream ended' : `monitor stream cancelled by the peer: ${st.details}`)
           : fromStatus(st.code, st.details);
       onError(new AgentError(e.code, `${where}: ${e.message}`));
     });
@@ -143,14 +144,14 @@ export class ChannelPool {
 
   close(): void {
     for (const cancel of [...this.streams]) cancel();
-    for (const d of this.clients.values()) grpc.Client.prototype.close.call(d.stub);
+    for (const d of this.clients.values()) grpcJs.Client.prototype.close.call(d.stub);
     this.clients.clear();
   }
 }
 
 /** Token headers for a plain channel (an mTLS channel's credentials add their own), and the trace context. */
 function metadataOf(ctx: Ctx, d: Dialed): grpc.Metadata {
-  const md = new grpc.Metadata();
+  const md = new grpcJs.Metadata();
   const t = ctx.get(INCOMING_TOKEN);
   if (t && !d.tls) {
     md.set('nsm-client-token', t.token);

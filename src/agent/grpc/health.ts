@@ -2,7 +2,8 @@
  * grpc.health.v1.Health: every served service is reported SERVING once its handlers are
  * registered, as NSM components do; the empty name means the whole server.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../../api/grpc-js';
 import { api } from '../../api';
 
 type Status = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
@@ -25,7 +26,7 @@ export class HealthService {
     server.addService(api().health.grpc.health.v1.Health.service, {
       Check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         const status = this.statuses.get(call.request.service);
-        if (!status) cb({ code: grpc.status.NOT_FOUND, details: `unknown service ${call.request.service}` });
+        if (!status) cb({ code: grpcJs.status.NOT_FOUND, details: `unknown service ${call.request.service}` });
         else cb(null, { status });
       },
       Watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {

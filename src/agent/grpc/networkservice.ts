@@ -2,7 +2,7 @@
  * Serves networkservice.NetworkService and connection.MonitorConnection from a server chain
  * and a monitor hub. Chain errors become gRPC statuses here and nowhere else.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { api, Connection, ConnectionEvent, MonitorScopeSelector, NetworkServiceRequest } from '../../api';
 import { Ctx } from '../../core/ctx';
 import type { NetworkServiceServer } from '../../core/networkservice';

@@ -1,9 +1,11 @@
 /**
  * The agent's one door to the system D-Bus (systemd's manager, systemd-resolved): method calls
  * with promises, over @homebridge/dbus-native. One connection, opened on first use; a
- * connection that fails or closes is dropped, and the next call opens a new one.
+ * connection that fails or closes is dropped, and the next call opens a new one. The D-Bus
+ * client library is loaded by that first call: an agent with no on-demand unit and no host DNS
+ * never loads it.
  */
-import * as dbus from '@homebridge/dbus-native';
+import type * as dbus from '@homebridge/dbus-native';
 
 import { AgentError } from '../../core/errors';
 
@@ -41,7 +43,7 @@ export class DbusError extends Error {
 
 type Bus = ReturnType<typeof dbus.systemBus>;
 /** createClient is in the library but not in its type declarations. */
-const createClient = (dbus as unknown as { createClient(opts: { busAddress: string }): Bus }).createClient;
+const createClient = (opts: { busAddress: string }): Bus => (require('@homebridge/dbus-native') as { createClient(opts: { busAddress: string }): Bus }).createClient(opts);
 
 export class SystemBus {
   private bus: Bus | undefined;

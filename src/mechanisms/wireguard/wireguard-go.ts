@@ -21,7 +21,7 @@
  *    re-adds addresses and routes: they died with the old link) and emits
  *    'restarted'.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -430,6 +430,8 @@ export class WireguardGo extends EventEmitter implements WireguardDevice {
     const out = openSync(log, 'w', 0o600);
     let child: ChildProcess;
     try {
+      // node:child_process is loaded by the first wireguard-go started, not at the agent's start.
+      const { spawn } = require('node:child_process') as typeof import('node:child_process');
       child = spawn(this.options.binary ?? 'wireguard-go', [name], {
         env: { ...process.env, WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: this.options.logLevel ?? 'error' },
         stdio: ['ignore', out, out],

@@ -11,7 +11,8 @@
  * first or differs from the one before. A run of failures is logged once at warn when it
  * starts, then at most every failureLogIntervalMs with the count so far, and its end at info.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../../api/grpc-js';
 import { api, CHANNEL_OPTIONS, type IPAMClient, type PrefixRequest, type PrefixResponse__Output } from '../../api';
 import { realClock, type Clock } from '../../core/clock';
 import { AgentError, fromStatus } from '../../core/errors';
@@ -111,7 +112,7 @@ export class PrefixLease {
     if (this.state !== 'idle') return;
     const ch = this.opts.channel(this.target);
     const Ctor = api().ipam.ipam.IPAM as unknown as new (target: string, creds: grpc.ChannelCredentials, options: grpc.ChannelOptions) => IPAMClient;
-    this.client = new Ctor(grpcTarget(this.target), ch?.credentials ?? grpc.credentials.createInsecure(), {
+    this.client = new Ctor(grpcTarget(this.target), ch?.credentials ?? grpcJs.credentials.createInsecure(), {
       ...CHANNEL_OPTIONS,
       ...ch?.options,
       // A restarted server is found again within a second, whatever our own back-off.
@@ -219,7 +220,7 @@ export class PrefixLease {
       if (attempt !== this.attempt) return;
       this.call = undefined;
       const e =
-        st.code === grpc.status.OK
+        st.code === grpcJs.status.OK
           ? new AgentError('UNAVAILABLE', 'vl3-ipam ended the stream')
           : AgentError.wrap(fromStatus(st.code, st.details), `vl3-ipam at ${this.opts.url}`);
       this.failed(e, answered);

@@ -13,7 +13,7 @@
  * - However the stream ends (the client half-closes or cancels, the connection drops, an
  *   error), every prefix it holds goes back to the pool.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { api, type PrefixRequest__Output, type PrefixResponse } from '../../api';
 import { AgentError } from '../../core/errors';
 import { silentLogger, type Logger } from '../../core/log';

@@ -16,10 +16,14 @@
  * Bad input as the client resolver treats it: too short or a response: dropped; not parsable
  * or other than one question: FORMERR; opcodes other than QUERY: NOTIMP.
  */
-import * as packet from 'dns-packet';
+import type * as Packet from 'dns-packet';
+import { lazyModule } from '../../../core/lazy';
 import { isIP } from 'node:net';
 import { headerAnswer, parseQuery, rcodeOf, RCODE } from '../../dns/forwarder';
 import { contains, formatIp, parseIp, parsePrefix } from '../../../networkservice/ipam/cidr';
+
+/** dns-packet, loaded by the first message that needs it: an agent whose connections carry no DNS never does. */
+const packet = lazyModule(() => require('dns-packet') as typeof Packet);
 
 const HEADER = 12;
 const AA = 0x0400;
@@ -168,7 +172,7 @@ async function answerOf(names: MemberNames, query: Buffer, peers?: AskPeers): Pr
   const reverse = /\.(in-addr|ip6)\.arpa$/.test(fqdn);
   if (reverse ? !names.inReverseZone(fqdn) : !names.inZone(fqdn)) return headerAnswer(query, RCODE.REFUSED);
   const type = q.type as string;
-  const answers: packet.Answer[] = [];
+  const answers: Packet.Answer[] = [];
   let found = false;
   if (reverse) {
     const name = names.nameOf(fqdn);
@@ -204,7 +208,7 @@ async function answerOf(names: MemberNames, query: Buffer, peers?: AskPeers): Pr
   return encodeAnswer(query, decoded, RCODE.NXDOMAIN, []);
 }
 
-function encodeAnswer(query: Buffer, decoded: packet.DecodedPacket, rcode: number, answers: packet.Answer[]): Buffer {
+function encodeAnswer(query: Buffer, decoded: Packet.DecodedPacket, rcode: number, answers: Packet.Answer[]): Buffer {
   try {
     const flags = AA | ((decoded.flags ?? 0) & RD) | rcode;
     return packet.encode({ id: decoded.id, type: 'response', flags, questions: decoded.questions, answers });
