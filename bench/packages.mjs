@@ -36,8 +36,8 @@ try {
 
   const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
   const rows = [
-    ['nsm-agent_<v>_amd64.deb (xz -6)', `${mib(statSync(deb).size)} MiB`],
-    ['nsm-agent-<v>-1.x86_64.rpm (xz -6)', `${mib(statSync(rpm).size)} MiB`],
+    ['nsm-agent_<v>_amd64.deb (xz -9, extreme)', `${mib(statSync(deb).size)} MiB`],
+    ['nsm-agent-<v>-1.x86_64.rpm (xz -9)', `${mib(statSync(rpm).size)} MiB`],
     ['installed size (dpkg Installed-Size)', `${(f.installedKiB / 1024).toFixed(1)} MiB`],
     ['  of which the Node runtime (stripped)', `${mib(nodeSize(deb))} MiB`],
     ['idle RSS of nsm-agent.service (VmRSS, 5 s after start)', `${(f.idleRssKiB / 1024).toFixed(1)} MiB`],

@@ -9,6 +9,7 @@ const NOT_RUNTIME_DIRS = new Set(['test', 'tests', '__tests__', 'spec', 'example
 /** File names never loaded by Node. */
 const NOT_RUNTIME_FILES = [
   /\.(map|ts|mts|cts)$/, // source maps, TypeScript sources and declarations (.d.ts)
+  /\.mjs$/, // ES module builds: the agent is CommonJS and require() takes the .js/.cjs ones
   /\.(md|markdown|html|htm)$/i, // documentation
   /^(readme|changelog|changes|history|authors|contributors|contributing)(\.|$)/i,
   /\.(h|hh|hpp|c|cc|cpp|gyp|gypi)$/, // sources and build files of native addons (built already)
@@ -20,6 +21,23 @@ const NOT_RUNTIME_PATHS = new Set([
   'xml2js/lib/xml2js.bc.js', // a js_of_ocaml build shipped in xml2js 0.6.x; lib/xml2js.js never loads it
 ]);
 
+/**
+ * Directories of a module that Node's require() never reaches: ESM and browser builds beside
+ * the CommonJS one that `main`/`exports` give for require, and command-line tools.
+ */
+const NOT_RUNTIME_SUBDIRS = [
+  (mod, rel) => mod.startsWith('@opentelemetry/') && /^build\/(esm|esnext)(\/|$)/.test(rel),
+  (mod, rel) => mod === 'protobufjs' && /^dist(\/|$)/.test(rel), // browser bundles; require('protobufjs') is src/
+  (mod, rel) => mod === 'yaml' && /^browser(\/|$)/.test(rel), // exports: node -> dist/
+  (mod, rel) => mod === '@grpc/proto-loader' && /^build\/bin(\/|$)/.test(rel), // the type generator CLI
+];
+
+/**
+ * Whole modules that only build or command-line tools use: yargs (proto-loader's type generator
+ * CLI) and node-addon-api (headers for building netlink, which ships prebuilt).
+ */
+const NOT_RUNTIME_MODULES = new Set(['yargs', 'yargs-parser', 'node-addon-api']);
+
 const LICENSE = /^(licen[cs]e|copying|notice)/i;
 
 /**
@@ -27,7 +45,8 @@ const LICENSE = /^(licen[cs]e|copying|notice)/i;
  * separators) of the module `mod` (e.g. 'xml2js', '@grpc/grpc-js') goes into the package.
  */
 export function shipsModuleFile(mod, rel, isDirectory) {
-  if (rel === '') return true;
+  if (rel === '') return !NOT_RUNTIME_MODULES.has(mod);
+  if (NOT_RUNTIME_SUBDIRS.some((f) => f(mod, rel))) return false;
   const parts = rel.split('/');
   const name = parts[parts.length - 1];
   if (parts[0] === 'node_modules') return false; // nested modules are staged on their own

@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { checkEnglishRuntime, trimRuntimeIcu } from './runtime-icu.mjs';
 import { shipsModuleFile } from './package-prune.mjs';
+import { minifyTree } from './package-minify.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PKG = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
@@ -121,6 +122,9 @@ function stage(dest, o, layout) {
       filter: (s) => shipsModuleFile(moduleName(mod), path.relative(path.join(ROOT, mod), s).split(path.sep).join('/'), statSync(s).isDirectory()),
     });
   }
+  // The JavaScript without comments and whitespace (scripts/package-minify.mjs).
+  minifyTree(path.join(app, 'dist'));
+  minifyTree(path.join(app, 'node_modules'));
   // Every ELF file must run on a bare base system.
   const elves = walk(app).filter((f) => readFileSync(f).subarray(0, 4).toString('latin1') === '\x7fELF');
   for (const f of elves) {

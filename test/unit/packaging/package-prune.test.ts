@@ -40,6 +40,13 @@ describe('package pruning', () => {
     expect(ships('yaml', 'LICENSE', false)).toBe(true);
     expect(ships('ajv', 'package.json', false)).toBe(true);
     expect(ships('protobufjs', 'google/protobuf/descriptor.proto', false)).toBe(true);
+    // builds require() never takes, and tools' modules
+    expect(ships('@opentelemetry/api', 'build/esm/index.js', false)).toBe(false);
+    expect(ships('@opentelemetry/api', 'build/src/index.js', false)).toBe(true);
+    expect(ships('protobufjs', 'dist/protobuf.min.js', false)).toBe(false);
+    expect(ships('@opentelemetry/semantic-conventions', 'dist/index.mjs', false)).toBe(false);
+    expect(ships('@opentelemetry/semantic-conventions', 'dist/index.cjs', false)).toBe(true);
+    expect(ships('yargs', '', true)).toBe(false);
   });
 
   it.skipIf(!existsSync(path.join(ROOT, 'dist/agent/main.js')))(
@@ -55,6 +62,9 @@ describe('package pruning', () => {
         logLevel: 'silent',
         outdir: path.join(ROOT, 'out/prune-check'),
         external: ['*.node'],
+        // resolve as Node's require() does: no "module" condition or field (esbuild's defaults)
+        conditions: ['node'],
+        mainFields: ['main'],
       });
       const reached = Object.keys(result.metafile.inputs).filter((i) => i.includes('node_modules/'));
       expect(reached.length).toBeGreaterThan(100);
