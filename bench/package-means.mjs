@@ -39,7 +39,7 @@ try {
 
   const appParts = ['dist', 'node_modules', 'proto', 'native', 'package.json'].map((p) => path.join(APP, p)).join(' ');
   const bundle = path.join(dir, 'bundle/main.js');
-  const b = spawnSync('npx', ['esbuild', path.join(dir, APP, 'dist/agent/main.js'), '--bundle', '--platform=node', '--target=node20', '--minify', '--legal-comments=external', '--log-level=error', `--outfile=${bundle}`], { encoding: 'utf8' });
+  const b = spawnSync('npx', ['esbuild', path.join(dir, APP, 'dist/agent/main.js'), '--bundle', '--platform=node', '--target=node20', '--conditions=node', '--main-fields=main', '--minify', '--legal-comments=external', '--log-level=error', `--outfile=${bundle}`], { encoding: 'utf8' });
   if (b.status !== 0) throw new Error(`esbuild: ${b.stderr}`);
   // what a bundle cannot hold: the addons and the .proto files read at run time
   const rest = `${path.join(APP, 'native')} ${path.join(APP, 'proto')} $(find ${path.join(APP, 'node_modules')} -name '*.node' -o -name '*.proto')`;
@@ -58,7 +58,7 @@ try {
     [`Node runtime as packaged: English-only ICU (${icu.english.items} ICU items)`, mib(runtimeEnglish)],
     ['ICU data package alone, full', mib(icuFull)],
     ['ICU data package alone, English-only', mib(icuEnglish)],
-    ['application as shipped: dist/, pruned node_modules/, proto/, addon (tar)', mib(appShipped)],
+    ['application as shipped: dist/, pruned node_modules/ (minified), proto/, addon (tar)', mib(appShipped)],
     ['application as one esbuild bundle + addons + .proto files (tar)', mib(appBundle)],
   ];
   const out = table(['part (xz -6 unless said)', 'MiB'], rows);
