@@ -58,7 +58,7 @@ Machine: ${machine()}.
 ${out}
 
 Release build of both packages: ${buildS.toFixed(0)} s; the system test on them: ${testS.toFixed(0)} s.
-The packages carry the build host's Node ${process.version} (stripped), which is most of their size.`,
+The packages carry the build host's Node ${process.version} (stripped, its ICU data cut to English), which is most of their size.`,
   );
 } finally {
   rmSync(dir, { recursive: true, force: true });
