@@ -24,7 +24,9 @@ import { execFile, type ChildProcess } from 'node:child_process';
 import { BIN } from '../harness/agent.mjs';
 import { FakeWorkloadApi } from '../helpers/spire/workload-api';
 import { StaticSource, contextOf } from '../helpers/spire/static-source';
-import { channelCredentials, listenMtls, type MtlsListener } from '../../src/spire';
+import { listenMtls, type MtlsListener } from '../../src/spire';
+// ./channel directly: the barrel's lazy require() of it works in the built agent, not under vitest
+import { channelCredentials } from '../../src/spire/channel';
 import { SpiffeTokenSource } from '../../src/spire/token';
 import { UpstreamNsmgrProxy, UpstreamRegistry, closeClient } from '../helpers/upstream-proxies';
 import {

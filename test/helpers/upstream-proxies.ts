@@ -17,7 +17,8 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { X509Source } from '../../src/spire';
-import { channelCredentials } from '../../src/spire';
+// ./channel directly: the barrel's lazy require() of it works in the built agent, not under vitest
+import { channelCredentials } from '../../src/spire/channel';
 import { SpiffeTokenSource, TOKEN_EXPIRES_HEADER, TOKEN_HEADER, decodeJwt, type JwtClaims } from '../../src/spire/token';
 import {
   UpstreamNetworkService,
