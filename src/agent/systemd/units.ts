@@ -16,6 +16,7 @@
  * unregisters it, then forgets the spec.
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { AgentError } from '../../core/errors';
 import { validateLabels } from '../../core/validate';
@@ -309,6 +310,7 @@ export class UnitManager {
   }
 
   stop(unit: string): Promise<boolean> {
+    if (!isValidUnitName(unit)) return Promise.reject(new AgentError('INVALID_ARGUMENT', `${JSON.stringify(unit).slice(0, 300)} is not a service unit name`));
     return this.turn(unit, async () => {
       const spec = this.specs.get(unit) ?? this.load(unit);
       this.forget(unit);
@@ -328,8 +330,8 @@ export class UnitManager {
     return this.serial(async () => {
       const specs: UnitSpec[] = [];
       for (const f of this.files()) {
-        const spec = this.load(f.slice(0, -'.json'.length));
-        if (!spec) continue;
+        const spec = this.read(path.join(this.opts.dir, f));
+        if (!spec || !isValidUnitName(spec.unit) || this.file(spec.unit) !== path.join(this.opts.dir, f)) continue;
         this.specs.set(spec.unit, spec);
         specs.push(spec);
       }
@@ -423,8 +425,14 @@ export class UnitManager {
     }
   }
 
+  /**
+   * The state file of a unit. A unit name may be 255 characters, so a long one is cut and a
+   * hash of the whole name added to stay within the file system's name limit.
+   */
   private file(unit: string): string {
-    return path.join(this.opts.dir, `${unit}.json`);
+    if (unit.length <= 240) return path.join(this.opts.dir, `${unit}.json`);
+    const hash = createHash('sha256').update(unit).digest('hex').slice(0, 16);
+    return path.join(this.opts.dir, `${unit.slice(0, 200)}~${hash}.service.json`);
   }
 
   private files(): string[] {
@@ -443,8 +451,12 @@ export class UnitManager {
   }
 
   private load(unit: string): UnitSpec | undefined {
+    return this.read(this.file(unit));
+  }
+
+  private read(file: string): UnitSpec | undefined {
     try {
-      return JSON.parse(readFileSync(this.file(unit), 'utf8')) as UnitSpec;
+      return JSON.parse(readFileSync(file, 'utf8')) as UnitSpec;
     } catch {
       return undefined;
     }
