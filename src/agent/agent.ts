@@ -73,6 +73,8 @@ export interface AgentOptions {
 
 /** How long start() waits for a SPIFFE identity before giving up with the reason. */
 const IDENTITY_WAIT_MS = 30_000;
+/** How long a refresh asked by an endpoint waits for a connection still being answered. */
+const REFRESH_WAIT_MS = 15_000;
 const NETWORK_SERVICE_NAMES = ['networkservice.NetworkService', 'connection.MonitorConnection'];
 const HEAL_CAUSE: Record<HealTrigger, HealCause> = {
   'data plane check failed': 'liveness',
@@ -166,10 +168,12 @@ export class Agent {
       meshMtu: () => (this.underlay ? wireguardMtu(this.underlay.mtu, this.underlay.family) : undefined),
       tracer: () => this.tracing?.tracer,
       // The endpoint chain runs in-process after the server chain: the hop before the
-      // endpoint's is this agent's, whose id keys the connection in the hub.
+      // endpoint's is this agent's, whose id keys the connection in the hub. A connection the
+      // endpoint has answered may not be in the hub yet (the answer is still on its way back
+      // through the forwarder): the refresh then waits for it.
       requestRefresh: (conn) => {
         const hop = prevSegment(conn)?.id;
-        if (hop && !this.hub.refreshRequested(hop)) this.log.debug('refresh not requested: connection unknown', { id: hop });
+        if (hop && !this.hub.refreshRequested(hop, REFRESH_WAIT_MS)) this.log.debug('refresh waits for the connection to be answered', { id: hop });
       },
       connectionUpdates: (cb) =>
         this.hub.subscribe(null, (event) => {

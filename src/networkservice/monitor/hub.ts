@@ -7,7 +7,12 @@
  *   connections. Events with no matching connection are not delivered.
  * - UPDATE stores the connections, DELETE removes them; both are then fanned out.
  * - refreshRequested() sends an UPDATE with a stored connection in state REFRESH_REQUESTED
- *   (its client is to Request it again, as NSM's vl3mtu asks) without storing that state.
+ *   (its client is to Request it again, as NSM's vl3mtu asks) without storing that state. The
+ *   refresh stays pending until the connection's next UPDATE (its next Request answered): a
+ *   subscriber that comes in the meantime (a client opens its watch only once its Request is
+ *   answered) gets the connection in that state in its INITIAL_STATE_TRANSFER. Asked with
+ *   waitMs for a connection not stored yet (its Request is on its way back), the refresh is
+ *   sent right after the UPDATE that stores it, if that comes within waitMs.
  * - Subscribers get their own copies. A subscriber whose callback throws is dropped.
  * - Subscribers whose selector names a path segment id (heal's and the downstream monitor's:
  *   one per connection) are indexed by that id, so an event reaches only them and the
@@ -42,6 +47,11 @@ export class MonitorHub {
   private readonly bySegment = new Map<string, Set<Subscriber>>();
   /** Subscribers without one (they see every event). */
   private readonly unindexed = new Set<Subscriber>();
+  /** Stored connections with a refresh pending (asked, not Requested again yet). */
+  private readonly refreshing = new Set<string>();
+  /** Refreshes asked for connections not stored yet: until when they wait, by id. */
+  private readonly waiting = new Map<string, number>();
+  constructor(private readonly now: () => number = Date.now) {}
 
   /** The subscribers an event about these connections may concern. */
   private candidates(conns: Connection[]): Set<Subscriber> {
@@ -76,21 +86,37 @@ export class MonitorHub {
 
   /** Stores (UPDATE) or forgets (DELETE) the connections, then delivers the event. */
   publish(type: 'UPDATE' | 'DELETE', conns: Connection[]): void {
+    const asked: string[] = [];
     for (const c of conns) {
       const id = c.id ?? '';
-      if (type === 'UPDATE') this.conns.set(id, clone(c));
-      else this.conns.delete(id);
+      this.refreshing.delete(id);
+      const until = this.waiting.get(id);
+      this.waiting.delete(id);
+      if (type === 'UPDATE') {
+        this.conns.set(id, clone(c));
+        if (until !== undefined && until >= this.now()) asked.push(id);
+      } else this.conns.delete(id);
     }
     this.fanOut(type, conns);
+    for (const id of asked) this.refreshRequested(id);
   }
 
   /**
    * Asks the client of the stored connection `id` to Request it again: an UPDATE with it in
-   * state REFRESH_REQUESTED; the stored connection is unchanged. False if none is stored.
+   * state REFRESH_REQUESTED, pending until its next UPDATE; the stored connection is unchanged.
+   * False if none is stored; with waitMs, the refresh then waits that long for it to be stored.
    */
-  refreshRequested(id: string): boolean {
+  refreshRequested(id: string, waitMs?: number): boolean {
     const c = this.conns.get(id);
-    if (!c) return false;
+    if (!c) {
+      if (waitMs) {
+        const now = this.now();
+        for (const [other, until] of this.waiting) if (until < now) this.waiting.delete(other);
+        this.waiting.set(id, now + waitMs);
+      }
+      return false;
+    }
+    this.refreshing.add(id);
     this.fanOut('UPDATE', [{ ...c, state: 'REFRESH_REQUESTED' }]);
     return true;
   }
@@ -114,7 +140,8 @@ export class MonitorHub {
       if (!set) this.bySegment.set(key, (set = new Set()));
       set.add(sub);
     }
-    this.deliver(sub, { type: 'INITIAL_STATE_TRANSFER', connections: filtered(this.conns.values(), sub.selector) });
+    const current = [...this.conns.values()].map((c) => (this.refreshing.has(c.id ?? '') ? { ...c, state: 'REFRESH_REQUESTED' as const } : c));
+    this.deliver(sub, { type: 'INITIAL_STATE_TRANSFER', connections: filtered(current, sub.selector) });
     return () => this.remove(sub);
   }
 

@@ -64,6 +64,46 @@ describe('MonitorHub', () => {
   });
 });
 
+describe('MonitorHub refreshes', () => {
+  const states = (events: ConnectionEvent[]) => events.map((e) => `${e.type}:${Object.values(e.connections ?? {}).map((c) => c.state ?? '').join(',')}`);
+
+  it('keeps a refresh pending until the next UPDATE: a later subscriber sees it in its initial transfer', () => {
+    const hub = new MonitorHub();
+    hub.update({ ...conn('a', 'ns1', 'nsc', 'mgr'), state: 'UP' });
+    const early = collect(hub, {});
+    expect(hub.refreshRequested('a')).toBe(true);
+    expect(states(early)).toEqual(['INITIAL_STATE_TRANSFER:UP', 'UPDATE:REFRESH_REQUESTED']);
+    expect(hub.get('a')?.state).toBe('UP');
+    expect(states(collect(hub, {}))).toEqual(['INITIAL_STATE_TRANSFER:REFRESH_REQUESTED']);
+    hub.update({ ...conn('a', 'ns1', 'nsc', 'mgr'), state: 'UP' }); // the client Requested again
+    expect(states(collect(hub, {}))).toEqual(['INITIAL_STATE_TRANSFER:UP']);
+  });
+
+  it('with waitMs, asks for a connection not stored yet right after the UPDATE that stores it, within the wait only', () => {
+    let now = 1_000;
+    const hub = new MonitorHub(() => now);
+    const events = collect(hub, {});
+    expect(hub.refreshRequested('a')).toBe(false);
+    expect(hub.refreshRequested('b', 5_000)).toBe(false);
+    expect(hub.refreshRequested('c', 5_000)).toBe(false);
+    expect(hub.refreshRequested('d', 5_000)).toBe(false);
+    hub.update({ ...conn('a', 'ns1', 'nsc', 'mgr'), state: 'UP' });
+    hub.update({ ...conn('b', 'ns1', 'nsc', 'mgr'), state: 'UP' });
+    hub.delete(conn('c', 'ns1', 'nsc', 'mgr'));
+    hub.update({ ...conn('c', 'ns1', 'nsc', 'mgr'), state: 'UP' });
+    now += 6_000;
+    hub.update({ ...conn('d', 'ns1', 'nsc', 'mgr'), state: 'UP' });
+    expect(events.slice(1).map((e) => `${Object.keys(e.connections ?? {})}:${states([e])}`)).toEqual([
+      'a:UPDATE:UP',
+      'b:UPDATE:UP',
+      'b:UPDATE:REFRESH_REQUESTED',
+      'c:DELETE:DOWN',
+      'c:UPDATE:UP',
+      'd:UPDATE:UP',
+    ]);
+  });
+});
+
 describe('matchesSelector', () => {
   const c = conn('a', 'ns1', 'nsc', 'mgr', 'fwd', 'nse');
   it.each<[string, MonitorScopeSelector, boolean]>([
