@@ -186,6 +186,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
         unitStart: (spec) => units.start(spec).finally(refresh),
         unitStop: (unit) => units.stop(unit).finally(refresh),
         units: () => units.states(),
+        status: async () => (await import('./status-wire')).statusAsOnTheWire(agent.status(await agent.traffic())),
       },
       { log },
     );

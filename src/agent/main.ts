@@ -159,10 +159,10 @@ export async function main(argv: string[]): Promise<number> {
       return runDaemon({ configFile: str(values['config']), socket: values.socket, cleanupOnExit: !!values['cleanup-on-exit'] });
     }
     case 'status': {
-      const cmd = await commands();
       const { values } = parse(rest, {});
-      const s = await cmd.getStatus(socketPath(values.socket));
-      print(values.json, s, () => cmd.printStatus(s));
+      const { getStatus, printStatus } = await import('./cli/status-call');
+      const s = await getStatus(socketPath(values.socket));
+      print(values.json, s, () => printStatus(s));
       return 0;
     }
     case 'connect': {

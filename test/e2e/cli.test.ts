@@ -1,10 +1,10 @@
 /**
  * The CLI as an operator uses it, against a real agent (root, namespaces): every subcommand's
- * --help, global flags before or after the command, apply's created / configured / unchanged,
+ * --help, global flags before or after the command, status on the systemd socket and over gRPC, apply's created / configured / unchanged,
  * delete, reload --json on failure, and endpoint namespaces checked at start and on reload.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -64,6 +64,35 @@ run('the CLI against an agent', () => {
       const r = cli(undefined, args);
       expect(r.code, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout).name).toBe('host-cli');
+    }
+  });
+
+  it('status answers the same on the systemd socket as over gRPC, which it falls back to', () => {
+    const nsc = uniq('clic');
+    addNetns(nsc);
+    try {
+      const c = cli(agent.socket, ['connect', 'kernel://clisvc/nsm-1', '--netns', nsc, '--id', `${nsc}-c`]);
+      expect(c.code, c.stderr).toBe(0);
+      // Counters move between two calls; everything else is the same.
+      const status = () => {
+        const r = cli(agent.socket, ['status', '--json']);
+        expect(r.code, r.stderr).toBe(0);
+        const s = JSON.parse(r.stdout);
+        for (const conn of s.connections) conn.traffic = conn.traffic && { side: conn.traffic.side };
+        return s;
+      };
+      const onSystemdSocket = status();
+      expect(onSystemdSocket.connections.map((x: { id: string; state: string }) => [x.id, x.state])).toEqual([[`${nsc}-c`, 'UP']]);
+      const systemdSocket = path.join(path.dirname(agent.socket), 'systemd.sock');
+      renameSync(systemdSocket, `${systemdSocket}.away`);
+      try {
+        expect(status()).toEqual(onSystemdSocket);
+      } finally {
+        renameSync(`${systemdSocket}.away`, systemdSocket);
+      }
+      expect(cli(agent.socket, ['disconnect', `${nsc}-c`]).code).toBe(0);
+    } finally {
+      delNetns(nsc);
     }
   });
 

@@ -293,7 +293,7 @@ run('fuzz', () => {
         which === 0 ? f.string().replace(/\n/g, ' ')
         : which === 1 ? JSON.stringify(f.value())
         : which === 2 ? JSON.stringify(f.mutate({ op: 'unit-start', spec }))
-        : JSON.stringify(f.mutate({ op: f.pick(['unit-stop', 'units', 'nope']), unit: `${tag}.service` }));
+        : JSON.stringify(f.mutate({ op: f.pick(['unit-stop', 'units', 'status', 'nope']), unit: `${tag}.service` }));
       const started = Date.now();
       const answer = await ask(msg);
       if (process.env['FUZZ_DEBUG'] && Date.now() - started > 1000) process.stdout.write(`slow ${Date.now() - started} ms: ${msg.slice(0, 300)} -> ${answer}\n`);

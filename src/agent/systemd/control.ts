@@ -7,45 +7,38 @@
  *   {"op":"unit-start","spec":{...}}   apply a unit's declaration        -> UnitState
  *   {"op":"unit-stop","unit":"x.service"}                                -> {"stopped":bool}
  *   {"op":"units"}                                                       -> UnitState[]
+ *   {"op":"status"}                    what nsmagent.v1.Agent Status answers, as the CLI
+ *                                      decodes it from the wire                -> StatusResponse
  *
  * One JSON request line, one JSON answer line ({"ok":true,"result":...} or
  * {"ok":false,"code":"...","message":"..."}), then the server closes. Mode 0600, and only root
  * and the agent's own user pass the SO_PEERCRED check: these operations change what the host
- * serves. (The gRPC control API stays what the CLI uses for everything else; this socket is
- * deliberately tiny and separate so that systemd's helpers need no gRPC.)
+ * serves. It needs no gRPC on either side: systemd's helpers use it, and `nsm-agent status`
+ * asks it first (a CLI that loads neither HTTP/2 nor the codecs, and an agent that loads no
+ * gRPC for it); the gRPC control API stays what the CLI uses for everything else, and for
+ * status where this socket cannot be used (another user, an older agent).
  */
 import net from 'node:net';
 import { chmodSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { AgentError, COMPONENT, ErrorCode, ERROR_CODES } from '../../core/errors';
+import { AgentError } from '../../core/errors';
 import type { Logger } from '../../core/log';
 import { peerCredentials } from '../../sys/peercred';
 import type { ReloadResult } from '../reload';
 import type { UnitSpec, UnitState } from './units';
 import { claimSocketPath } from '../socket-claim';
+import type { ControlRequest } from './control-client';
 
-export const CONTROL_SOCKET = 'systemd.sock';
-const DEFAULT_AGENT_SOCKET_NAME = 'agent.sock';
+export { CONTROL_SOCKET, controlCall, controlSocketPath, type ControlRequest } from './control-client';
+
 const MAX_REQUEST = 1 << 20;
-
-/**
- * The systemd socket of the agent listening on `agentSocket`, next to it and named after it, so
- * that agents whose sockets share a directory each have their own.
- */
-export function controlSocketPath(agentSocket: string): string {
-  const dir = path.dirname(agentSocket);
-  const name = path.basename(agentSocket);
-  if (name === DEFAULT_AGENT_SOCKET_NAME) return path.join(dir, CONTROL_SOCKET);
-  return path.join(dir, `${name.replace(/\.sock$/, '')}-${CONTROL_SOCKET}`);
-}
-
-export type ControlRequest = { op: 'reload' } | { op: 'unit-start'; spec: UnitSpec } | { op: 'unit-stop'; unit: string } | { op: 'units' };
 
 export interface ControlHandlers {
   reload(): Promise<ReloadResult>;
   unitStart(spec: UnitSpec): Promise<UnitState>;
   unitStop(unit: string): Promise<boolean>;
   units(): UnitState[];
+  /** The Status answer as it is on the wire (decoded as a gRPC client decodes it). */
+  status(): Promise<unknown>;
 }
 
 export interface ControlServer {
@@ -65,6 +58,8 @@ async function dispatch(req: ControlRequest, h: ControlHandlers): Promise<unknow
       return { stopped: await h.unitStop(req.unit) };
     case 'units':
       return h.units();
+    case 'status':
+      return h.status();
     default:
       throw new AgentError('INVALID_ARGUMENT', `unknown op ${JSON.stringify((req as { op?: unknown })?.op)}`);
   }
@@ -133,45 +128,4 @@ export async function listenControl(socketPath: string, handlers: ControlHandler
         rmSync(socketPath, { force: true });
       }),
   };
-}
-
-/** Sends one request and waits for the answer; failures are AgentErrors. */
-export function controlCall<T>(socketPath: string, req: ControlRequest, timeoutMs = 120_000): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const socket = net.createConnection(socketPath);
-    let buf = '';
-    let settled = false;
-    const finish = (err: unknown, value?: T) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (err) reject(err);
-      else resolve(value as T);
-    };
-    const timer = setTimeout(() => finish(new AgentError('DEADLINE_EXCEEDED', `no answer from the agent at ${socketPath} within ${timeoutMs} ms`)), timeoutMs);
-    socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(JSON.stringify(req) + '\n'));
-    socket.on('data', (d: string) => (buf += d));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      const unreachable = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
-      finish(
-        unreachable
-          ? new AgentError('UNAVAILABLE', `cannot reach the agent at ${socketPath} (is nsm-agent.service running?)`, { component: COMPONENT.agent(socketPath) })
-          : new AgentError('UNAVAILABLE', `${socketPath}: ${err.message}`, { component: COMPONENT.agent(socketPath) }),
-      );
-    });
-    socket.on('end', () => {
-      const line = buf.split('\n')[0] ?? '';
-      let answer: { ok: boolean; result?: T; code?: string; message?: string; component?: string };
-      try {
-        answer = JSON.parse(line);
-      } catch {
-        return finish(new AgentError('UNAVAILABLE', `the agent at ${socketPath} closed without an answer`));
-      }
-      if (answer.ok) return finish(undefined, answer.result);
-      const code = (answer.code && answer.code in ERROR_CODES ? answer.code : 'UNKNOWN') as ErrorCode;
-      finish(new AgentError(code, String(answer.message ?? 'failed'), { component: typeof answer.component === 'string' ? answer.component : undefined }));
-    });
-  });
 }

@@ -36,6 +36,7 @@ function handlers(name: string): ControlHandlers {
     },
     unitStop: async () => false,
     units: () => [],
+    status: async () => ({ name }),
   };
 }
 
