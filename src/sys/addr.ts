@@ -4,7 +4,7 @@
  * given in CIDR form ('10.0.0.1/24', 'fd00::1/64'; a bare address is a host
  * prefix).
  */
-import { FlagsGet, FlagsNew, putU32, rt } from 'netlink';
+import { FlagsGet, FlagsNew, putU32, rt } from './netlink-lib';
 import { IpFamily, addressFamily, formatIp, parseCidr } from './ip';
 import type { Rtnl, RtnlRequest } from './rtnl';
 

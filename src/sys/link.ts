@@ -5,7 +5,7 @@
  * Links are addressed by ifindex, which is only meaningful within that
  * namespace.
  */
-import { AttrStream, FlagsGet, FlagsNew, putString, putU32, readS32, readU16, readU32, rt, writeU32 } from 'netlink';
+import { AttrStream, FlagsGet, FlagsNew, putString, putU32, readS32, readU16, readU32, rt, writeU32 } from './netlink-lib';
 import { randomInt } from 'node:crypto';
 import { invalidArgument, SysError } from './errors';
 import { formatMac } from './ip';

@@ -11,7 +11,7 @@
  * Replies are read from the raw buffers, only the attributes used.
  * Counters are as the kernel keeps them for the interface: rx is what the interface received.
  */
-import { FlagsGet, putString, putU32, readS32, readU16, readU32, rt, writeU32 } from 'netlink';
+import { FlagsGet, putString, putU32, readS32, readU16, readU32, rt, writeU32 } from './netlink-lib';
 import { ifinfo, IFLA } from './link';
 import { linkChanges, type Rtnl } from './rtnl';
 

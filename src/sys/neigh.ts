@@ -4,7 +4,7 @@
  * entries let both ends of a point-to-point link talk without waiting for
  * ARP/ND resolution on the first packet.
  */
-import { FlagsGet, FlagsNew, rt } from 'netlink';
+import { FlagsGet, FlagsNew, rt } from './netlink-lib';
 import { IpFamily, addressFamily, formatIp, formatMac, parseIp, parseMac } from './ip';
 import type { Rtnl, RtnlRequest } from './rtnl';
 

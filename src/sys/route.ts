@@ -3,7 +3,7 @@
  * Routes (IPv4 and IPv6), one netlink request per call. replaceRoute is
  * idempotent (NLM_F_CREATE|NLM_F_REPLACE, like `ip route replace`).
  */
-import { FlagsGet, FlagsNew, putU32, readU32, rt, writeU32 } from 'netlink';
+import { FlagsGet, FlagsNew, putU32, readU32, rt, writeU32 } from './netlink-lib';
 import { invalidArgument } from './errors';
 import { IpFamily, IpPrefix, addressFamily, formatIp, parseCidr, parseIp } from './ip';
 import type { RequestBody, Rtnl, RtnlRequest } from './rtnl';

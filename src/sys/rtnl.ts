@@ -36,8 +36,8 @@
  * the event loop alive.
  */
 import { closeSync } from 'node:fs';
-import * as nl from 'netlink';
-import { AttrStream, rt } from 'netlink';
+import * as nl from './netlink-lib';
+import { AttrStream, rt } from './netlink-lib';
 import { SysError, errnoCode, rethrow, toSysError } from './errors';
 import { native } from './native';
 import { Netns, hostNetns, sameNetns } from './netns';

@@ -4,7 +4,7 @@
  * traffic matching a source prefix, an IP protocol and port ranges to a routing table, and
  * the table ids a namespace uses (in rules or routes), to pick a free one.
  */
-import { FlagsGet, FlagsNew, putU32, putU8, rt } from 'netlink';
+import { FlagsGet, FlagsNew, putU32, putU8, rt } from './netlink-lib';
 import { invalidArgument } from './errors';
 import { IpFamily, addressFamily, formatIp, parseCidr } from './ip';
 import type { RequestBody, Rtnl } from './rtnl';

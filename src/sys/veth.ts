@@ -8,7 +8,7 @@
  * follow-up move is needed. Ends can be created up and with a fixed MAC in
  * the same request (see {@link VethEnd.up} for the one exception).
  */
-import { AttrStream, FlagsNew, putString, putU32, rt } from 'netlink';
+import { AttrStream, FlagsNew, putString, putU32, rt } from './netlink-lib';
 import { SysError } from './errors';
 import { parseMac } from './ip';
 import { IFLA, IFLA_INFO, LinkInfo, getLinkRequest, ifinfo, linkOf, setLinkUpRequest, validateIfName } from './link';

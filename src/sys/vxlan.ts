@@ -4,7 +4,7 @@
  * is *created* in (the underlay), while the device can be placed in another
  * namespace (the overlay) in the same request via `ns`.
  */
-import { FlagsNew, putString, putU32, putU8, rt } from 'netlink';
+import { FlagsNew, putString, putU32, putU8, rt } from './netlink-lib';
 import { SysError, invalidArgument } from './errors';
 import { parseIp } from './ip';
 import { IFLA, IFLA_INFO, LinkInfo, getLink, ifinfo, validateIfName } from './link';

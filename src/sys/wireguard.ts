@@ -5,7 +5,7 @@
  * namespace it was opened in, so the configuration is sent from a socket opened inside the
  * link's namespace. Failures are SysErrors (a genetlink ERROR reply's errno as `code`).
  */
-import { FlagsNew, createGenericNetlink, genl, putString, rt } from 'netlink';
+import { FlagsNew, createGenericNetlink, genl, putString, rt } from './netlink-lib';
 import { SysError, toSysError } from './errors';
 import { addressFamily, parseCidr } from './ip';
 import { IFLA, IFLA_INFO, ifinfo } from './link';

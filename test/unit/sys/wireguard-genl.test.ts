@@ -7,8 +7,8 @@ import { describe, it, expect, vi } from 'vitest';
 
 /** Generic-netlink sockets that answer GET_FAMILY with family 0x1c and record every request. */
 const sent = vi.hoisted(() => [] as { family: number; cmd: number; version: number; data: Buffer }[]);
-vi.mock('netlink', async (importOriginal) => ({
-  ...(await importOriginal<typeof import('netlink')>()),
+vi.mock('../../../src/sys/netlink-lib', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('../../../src/sys/netlink-lib')>()),
   createGenericNetlink: () => ({
     ctrlRequest: async () => [{ familyId: 0x1c, familyName: 'wireguard' }],
     request: async (family: number, cmd: number, version: number, data: Buffer[]) => {
