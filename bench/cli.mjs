@@ -60,7 +60,8 @@ main(async (scope) => {
     '',
     'From spawning `node bin/nsm-agent ...` (the repository\'s entry; the packages run the same code with their own',
     `Node) to its exit, against \`node -e 0\` on the same Node; \`status\` asks an agent that holds ${CONNECTIONS} connections`,
-    'on its unix socket. Runs interleaved; milliseconds, and the p50 as a multiple of the floor\'s:',
+    'on its systemd socket (as root: JSON, no HTTP/2; see docs/commands.md). Runs interleaved; milliseconds, and the',
+    'p50 as a multiple of the floor\'s:',
     '',
     table(
       ['command', 'runs', 'p50', 'p99', 'p50 / floor'],
