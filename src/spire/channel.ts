@@ -49,27 +49,43 @@ interface Handshake {
  * connection presented. grpc-js makes one connector per subchannel and asks it for the call
  * credentials of every call after the subchannel is connected.
  */
-class SpiffeChannelCredentials extends grpcJs.ChannelCredentials {
+interface SpiffeChannelCredentials extends grpc.ChannelCredentials {
   last: Handshake | undefined;
+  readonly source: X509Source;
+  readonly opts: MtlsOptions & { tokens?: TokenSource };
+}
 
-  constructor(
-    readonly source: X509Source,
-    readonly opts: MtlsOptions & { tokens?: TokenSource },
-  ) {
-    super();
-  }
+type CredentialsClass = new (source: X509Source, opts: MtlsOptions & { tokens?: TokenSource }) => SpiffeChannelCredentials;
+let credentialsClass: CredentialsClass | undefined;
 
-  _isSecure(): boolean {
-    return true;
-  }
+/**
+ * The class, defined on first use: it extends a grpc-js class, and an agent that makes no
+ * mTLS channel (an idle one, a CLI) does not load grpc-js.
+ */
+function spiffeChannelCredentials(): CredentialsClass {
+  credentialsClass ??= class extends grpcJs.ChannelCredentials implements SpiffeChannelCredentials {
+    last: Handshake | undefined;
 
-  _equals(other: grpc.ChannelCredentials): boolean {
-    return (other as unknown) === this;
-  }
+    constructor(
+      readonly source: X509Source,
+      readonly opts: MtlsOptions & { tokens?: TokenSource },
+    ) {
+      super();
+    }
 
-  _createSecureConnector(target: unknown, options: grpc.ChannelOptions, callCredentials?: grpc.CallCredentials): grpc.experimental.SecureConnector {
-    return new SpiffeConnector(this, targetHost(target, options), callCredentials);
-  }
+    _isSecure(): boolean {
+      return true;
+    }
+
+    _equals(other: grpc.ChannelCredentials): boolean {
+      return (other as unknown) === this;
+    }
+
+    _createSecureConnector(target: unknown, options: grpc.ChannelOptions, callCredentials?: grpc.CallCredentials): grpc.experimental.SecureConnector {
+      return new SpiffeConnector(this, targetHost(target, options), callCredentials);
+    }
+  };
+  return credentialsClass;
 }
 
 /** The TLS server name: grpc.ssl_target_name_override, else the target's host unless it is an IP. */
@@ -192,7 +208,7 @@ function untrustedServer(socket: tls.TLSSocket, why: string): AgentError | undef
  * Use one SpiffeChannel per target: `peer()` is the server of the latest handshake.
  */
 export function channelCredentials(source: X509Source, opts: MtlsOptions & { tokens?: TokenSource } = {}): SpiffeChannel {
-  const creds = new SpiffeChannelCredentials(source, opts);
+  const creds = new (spiffeChannelCredentials())(source, opts);
   return {
     credentials: creds,
     peer: () => creds.last?.peer,

@@ -25,13 +25,7 @@ export { LocalCa } from './ca';
 export { parseSpiffeId, isSpiffeId, idMatcher, trustDomainName } from './id';
 export { PEER, SERVER_PEER, peerFromCall, peerFromCertificate, type PeerIdentity, type PeerSlot } from './peer';
 export { trustedBundles, type MtlsOptions } from './mtls';
-import type { SpiffeChannel } from './channel';
-export type { SpiffeChannel };
-
-/** channelCredentials of ./channel, whose grpc-js subclass is defined when first needed. */
-export function channelCredentials(...args: Parameters<typeof import('./channel').channelCredentials>): SpiffeChannel {
-  return (require('./channel') as typeof import('./channel')).channelCredentials(...args);
-}
+export { channelCredentials, type SpiffeChannel } from './channel';
 export { listenMtls, type MtlsListener, type ListenMtlsOptions } from './listen';
 export {
   SpiffeTokenSource,
