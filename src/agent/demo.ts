@@ -9,12 +9,12 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import YAML from 'yaml';
 import * as sys from '../sys';
 import { LocalCa, writeAtomic } from '../spire/ca';
 import { toPem } from '../spire/x509';
 import { connect, getStatus, printStatus } from './cli/commands';
+import { controlCall, controlSocketPath } from './systemd/control-client';
 
 const PREFIX = 'nsm-demo';
 const UNDERLAY = `${PREFIX}-ul`;
@@ -103,19 +103,20 @@ function startAgent(h: DemoHost, dir: string, identity: Record<string, unknown>,
   }
 }
 
+/**
+ * Waits until the agent has started: its systemd socket answers, which it opens last, once its
+ * endpoints are registered (its gRPC socket accepts connections earlier than that).
+ */
 async function waitServing(h: DemoHost, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     if (h.proc?.exitCode !== null && h.proc?.exitCode !== undefined) throw new Error(`the agent of ${h.name} exited with ${h.proc.exitCode}`);
     if (existsSync(h.socket)) {
-      const ready = await new Promise<boolean>((resolve) => {
-        const c = new grpc.Client(`unix://${h.socket}`, grpc.credentials.createInsecure());
-        c.waitForReady(Date.now() + 500, (err) => {
-          c.close();
-          resolve(!err);
-        });
-      });
-      if (ready) return;
+      const started = await controlCall(controlSocketPath(h.socket), { op: 'units' }, 2_000).then(
+        () => true,
+        () => false,
+      );
+      if (started) return;
     }
     if (Date.now() > end) throw new Error(`the agent of ${h.name} did not start`);
     await new Promise((r) => setTimeout(r, 50));
