@@ -12,7 +12,7 @@
  * Workload API test double. Persisted as `ca.pem` + `ca.key` (PKCS#8 PEM, mode 0600) in a
  * directory of mode 0700.
  */
-import { createPrivateKey, generateKeyPairSync, KeyObject, X509Certificate } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../core/errors';
@@ -22,9 +22,23 @@ import { certificatesFromPem, createCertificate, inspect, KU, notAfter, OID } fr
 
 export type KeyType = 'ec-p256' | 'ec-p384' | 'rsa-2048';
 
+const DER = { privateKeyEncoding: { type: 'pkcs8', format: 'der' }, publicKeyEncoding: { type: 'spki', format: 'der' } } as const;
+
+/**
+ * A fresh key pair. The generator's output is encoded and imported anew: in Node 20 the key
+ * objects generateKeyPair(Sync) returns share a lock with the generator's job, and a garbage
+ * collection that frees the job while a key method holds that lock (asymmetricKeyDetails,
+ * export) deadlocks the process. Imported keys have locks of their own.
+ */
 export function generateKey(type: KeyType = 'ec-p256'): { publicKey: KeyObject; privateKey: KeyObject } {
-  if (type === 'rsa-2048') return generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return generateKeyPairSync('ec', { namedCurve: type === 'ec-p384' ? 'P-384' : 'P-256' });
+  const der: { privateKey: Buffer; publicKey: Buffer } =
+    type === 'rsa-2048'
+      ? generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: DER.privateKeyEncoding, publicKeyEncoding: DER.publicKeyEncoding })
+      : generateKeyPairSync('ec', { namedCurve: type === 'ec-p384' ? 'P-384' : 'P-256', privateKeyEncoding: DER.privateKeyEncoding, publicKeyEncoding: DER.publicKeyEncoding });
+  return {
+    privateKey: createPrivateKey({ key: der.privateKey, format: 'der', type: 'pkcs8' }),
+    publicKey: createPublicKey({ key: der.publicKey, format: 'der', type: 'spki' }),
+  };
 }
 
 /** SPIRE back-dates NotBefore by 10 s to tolerate clock skew between hosts. */

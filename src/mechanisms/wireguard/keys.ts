@@ -31,15 +31,21 @@ const KEY_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 // import a JWK private key without its public part.
 const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
-/** A fresh key pair (one per connection; the caller keeps it across refreshes). */
+/**
+ * A fresh key pair (one per connection; the caller keeps it across refreshes). Taken from the
+ * generator's DER output, never from its key objects: in Node 20 those share a lock with the
+ * generator's job, and a garbage collection that frees the job while a key method holds that
+ * lock deadlocks the process. The raw keys are the last 32 bytes of PKCS#8 and SPKI (RFC 8410).
+ */
 export function generateKeyPair(): WgKeyPair {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  const d = privateKey.export({ format: 'jwk' }).d;
-  const x = publicKey.export({ format: 'jwk' }).x;
-  if (d === undefined || x === undefined) throw new AgentError('INTERNAL', 'x25519 key export failed');
+  const { privateKey, publicKey } = generateKeyPairSync('x25519', {
+    privateKeyEncoding: { type: 'pkcs8', format: 'der' },
+    publicKeyEncoding: { type: 'spki', format: 'der' },
+  });
+  if (privateKey.length !== PKCS8_X25519_PREFIX.length + 32 || publicKey.length < 32) throw new AgentError('INTERNAL', 'x25519 key encoding is not RFC 8410');
   return {
-    privateKey: Buffer.from(d, 'base64url').toString('base64'),
-    publicKey: Buffer.from(x, 'base64url').toString('base64'),
+    privateKey: privateKey.subarray(privateKey.length - 32).toString('base64'),
+    publicKey: publicKey.subarray(publicKey.length - 32).toString('base64'),
   };
 }
 

@@ -21,11 +21,11 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { generateKeyPairSync, KeyObject, randomBytes } from 'node:crypto';
+import { KeyObject, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
-import { KeyType, LocalCa } from '../../../src/spire/ca';
+import { generateKey, KeyType, LocalCa } from '../../../src/spire/ca';
 import type { X509Svid } from '../../../src/spire/svid';
 import { SECURITY_HEADER, workloadServiceDefinition } from '../../../src/spire/workload';
 import { isSpiffeId } from '../../../src/spire/id';
@@ -106,7 +106,7 @@ export class FakeWorkloadApi {
     if (this.tds.has(td)) return;
     const root = LocalCa.create({ trustDomain: td });
     const issuer = this.opts.intermediate ? root.intermediate() : root;
-    const jwt = { kid: randomBytes(16).toString('hex'), key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey };
+    const jwt = { kid: randomBytes(16).toString('hex'), key: generateKey().privateKey };
     this.tds.set(td, { issuer, roots: root.bundle(), jwt });
   }
 

@@ -3,12 +3,12 @@
  */
 import { describe, it, expect, afterEach, vi } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { LocalCa } from '../../../src/spire/ca';
+import { generateKey, LocalCa } from '../../../src/spire/ca';
 import { DevX509Source } from '../../../src/spire/dev';
 import { peerFromCall } from '../../../src/spire/peer';
 import type { X509Source } from '../../../src/spire/source';
@@ -150,7 +150,7 @@ describe('mTLS with SVIDs', () => {
     const server = pair(a, SERVER_ID, [b]); // federated with other.org
     const { port, seen } = await serve(server);
     // other.org's CA signs a certificate claiming an example.org ID
-    const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keys = generateKey();
     const now = Date.now();
     const forged = createCertificate({
       subject: { C: 'US', O: 'SPIRE' }, publicKey: keys.publicKey, issuer: b.cert, signingKey: b.key,
@@ -182,7 +182,7 @@ describe('mTLS with SVIDs', () => {
       ['no URI', { uris: [], dnsNames: ['client.example.org'] }, /0 URI SANs/],
     ];
     for (const [name, change, msg] of variants) {
-      const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const keys = generateKey();
       const cert = createCertificate({
         subject: { C: 'US', O: 'SPIRE' }, publicKey: keys.publicKey, issuer: ca.cert, signingKey: ca.key,
         notBefore: now - 10_000, notAfter: now + 600_000, isCa: false,
@@ -348,7 +348,7 @@ describe('mTLS with SVIDs', () => {
       const a = LocalCa.create({ trustDomain: TD });
       const b = LocalCa.create({ trustDomain: 'other.org' });
       const { port, seen } = await serveInjected(pair(a, SERVER_ID, [b]), { authorize: (p) => (p.id === 'spiffe://example.org/banned' ? 'banned' : undefined) });
-      const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const keys = generateKey();
       const now = Date.now();
       const forged = createCertificate({
         subject: { C: 'US', O: 'SPIRE' }, publicKey: keys.publicKey, issuer: b.cert, signingKey: b.key,

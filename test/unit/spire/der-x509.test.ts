@@ -1,6 +1,7 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
+import { generateKey } from '../../../src/spire/ca';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const now = Date.now();
 function makeCa(curve = 'P-256') {
-  const keys = generateKeyPairSync('ec', { namedCurve: curve });
+  const keys = generateKey(curve === 'P-384' ? 'ec-p384' : 'ec-p256');
   const cert = createCertificate({
     subject: { C: 'US', O: 'SPIFFE' },
     publicKey: keys.publicKey,
@@ -53,7 +54,7 @@ describe('der', () => {
 describe('x509', () => {
   it('builds a CA and an SVID that openssl verifies, with the SPIFFE profile', () => {
     const ca = makeCa();
-    const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keys = generateKey();
     const leaf = createCertificate({
       subject: { C: 'US', O: 'SPIRE' },
       publicKey: keys.publicKey,
@@ -91,7 +92,7 @@ describe('x509', () => {
 
   it('signs with P-384 and RSA issuers, and certifies RSA subject keys', () => {
     const ca = makeCa('P-384');
-    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const rsa = generateKey('rsa-2048');
     const leaf = createCertificate({
       subject: {}, publicKey: rsa.publicKey, issuer: ca.cert, signingKey: ca.key,
       notBefore: now, notAfter: now + 1000_000, isCa: false, keyUsage: [KU.digitalSignature], uris: ['spiffe://example.org/rsa'],

@@ -1,7 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { generateKeyPairSync } from 'node:crypto';
 import { idMatcher, isSpiffeId, parseSpiffeId, trustDomainName } from '../../../src/spire/id';
-import { LocalCa } from '../../../src/spire/ca';
+import { generateKey, LocalCa } from '../../../src/spire/ca';
 import { makeSvid, pickSvid, svidFromDer } from '../../../src/spire/svid';
 import { authorizeMatching, authorizeMemberOf, authorizeOneOf, verifyAndAuthorize, verifyX509Svid } from '../../../src/spire/verify';
 import { createCertificate, KU, OID, toDer } from '../../../src/spire/x509';
@@ -54,7 +53,7 @@ const ca = LocalCa.create({ trustDomain: 'example.org' });
 const ID = 'spiffe://example.org/w';
 
 function leafWith(change: Partial<Parameters<typeof createCertificate>[0]>, issuer = ca) {
-  const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const keys = generateKey();
   const cert = createCertificate({
     subject: { C: 'US', O: 'SPIRE' }, publicKey: keys.publicKey, issuer: issuer.cert, signingKey: issuer.key,
     notBefore: now - 10_000, notAfter: now + 600_000, isCa: false,
@@ -87,7 +86,7 @@ describe('SVID validation', () => {
       expect(() => makeSvid([cert], key)).toThrow(msg);
     }
     const { cert } = leafWith({});
-    expect(() => makeSvid([cert], generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey)).toThrow(/does not match/);
+    expect(() => makeSvid([cert], generateKey().privateKey)).toThrow(/does not match/);
     const notCa = leafWith({ uris: ['spiffe://example.org/x'] });
     const good = leafWith({});
     expect(() => makeSvid([good.cert, notCa.cert], good.key)).toThrow(/not a CA/);
