@@ -42,6 +42,11 @@ export interface UnitSpec {
   provide?: { services: string[]; labels: Record<string, string>; cidr: string; vl3ipam?: string[]; dns?: DnsSettings; passthrough?: boolean };
 }
 
+/** A name that is not a service unit's (cut: a caller of the systemd socket may send anything). */
+function notAUnitName(unit: string): AgentError {
+  return new AgentError('INVALID_ARGUMENT', `${JSON.stringify(unit).slice(0, 300)} is not a service unit name`);
+}
+
 function invalid(unit: string, why: string): AgentError {
   return new AgentError('INVALID_ARGUMENT', `${unit}: [X-NetworkServiceMesh] ${why}`);
 }
@@ -74,7 +79,7 @@ export function checkDecl(decl: RawDecl): UnitSpec {
   const { unit } = decl;
   const dnsServers = decl.dns ?? [];
   const dnsSearch = decl.dnsSearch ?? [];
-  if (!isValidUnitName(unit)) throw new AgentError('INVALID_ARGUMENT', `${JSON.stringify(unit)} is not a service unit name`);
+  if (!isValidUnitName(unit)) throw notAUnitName(unit);
   const netns = decl.namespace === 'host' ? 'host' : unitNetnsName(unit);
   const connect: UnitSpec['connect'] = [];
   const ifnames = new Set<string>();
@@ -169,7 +174,7 @@ export function onDemandOf(decl: RawDecl): { idleStopMs: number } | undefined {
 export function checkSpec(spec: unknown): UnitSpec {
   const s = spec as Partial<UnitSpec> | null;
   const unit = typeof s?.unit === 'string' ? s.unit : '';
-  if (!isValidUnitName(unit)) throw new AgentError('INVALID_ARGUMENT', `${JSON.stringify(unit).slice(0, 300)} is not a service unit name`);
+  if (!isValidUnitName(unit)) throw notAUnitName(unit);
   if (s!.netns !== 'host' && s!.netns !== unitNetnsName(unit)) throw invalid(unit, `namespace must be host or ${unitNetnsName(unit)}`);
   if (!Array.isArray(s!.connect)) throw invalid(unit, 'connect must be a list');
   const provide = s!.provide;
@@ -310,7 +315,7 @@ export class UnitManager {
   }
 
   stop(unit: string): Promise<boolean> {
-    if (!isValidUnitName(unit)) return Promise.reject(new AgentError('INVALID_ARGUMENT', `${JSON.stringify(unit).slice(0, 300)} is not a service unit name`));
+    if (!isValidUnitName(unit)) return Promise.reject(notAUnitName(unit));
     return this.turn(unit, async () => {
       const spec = this.specs.get(unit) ?? this.load(unit);
       this.forget(unit);
@@ -330,8 +335,9 @@ export class UnitManager {
     return this.serial(async () => {
       const specs: UnitSpec[] = [];
       for (const f of this.files()) {
-        const spec = this.read(path.join(this.opts.dir, f));
-        if (!spec || !isValidUnitName(spec.unit) || this.file(spec.unit) !== path.join(this.opts.dir, f)) continue;
+        const file = path.join(this.opts.dir, f);
+        const spec = this.read(file);
+        if (!spec || !isValidUnitName(spec.unit) || this.file(spec.unit) !== file) continue;
         this.specs.set(spec.unit, spec);
         specs.push(spec);
       }

@@ -140,7 +140,9 @@ export class MonitorHub {
       if (!set) this.bySegment.set(key, (set = new Set()));
       set.add(sub);
     }
-    const current = [...this.conns.values()].map((c) => (this.refreshing.has(c.id ?? '') ? { ...c, state: 'REFRESH_REQUESTED' as const } : c));
+    const current = this.refreshing.size
+      ? [...this.conns.values()].map((c) => (this.refreshing.has(c.id ?? '') ? { ...c, state: 'REFRESH_REQUESTED' as const } : c))
+      : this.conns.values();
     this.deliver(sub, { type: 'INITIAL_STATE_TRANSFER', connections: filtered(current, sub.selector) });
     return () => this.remove(sub);
   }
