@@ -86,10 +86,10 @@ function parseBoolean(v: string): boolean | undefined {
 
 /** The unit's declaration from its files, or undefined if no file has the section. */
 export function readDecl(unit: string, files: UnitFiles = findUnitFiles(unit, unitSearchPath())): RawDecl | undefined {
-  const assignments = sectionOf(files, SECTION);
+  // most units on a host have no such section: their files are not parsed
   const has = [files.fragment, ...files.dropIns].some((f) => f && hasSection(f));
   if (!has) return undefined;
-  return collectDecl(unit, assignments);
+  return collectDecl(unit, sectionOf(files, SECTION));
 }
 
 function hasSection(file: string): boolean {

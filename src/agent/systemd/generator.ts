@@ -40,7 +40,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UNIT_RESOLV_DIR } from '../dns/unitresolvconf';
 import { collectDecl, SECTION, unitBase } from './declaration';
-import { findUnitFiles, isTemplate, listServiceUnits, sectionOf, UnitFiles, unitSearchPath } from './unitfile';
+import { findUnitFiles, isTemplate, listServiceUnits, sectionOf, UnitDirListing, UnitFiles, unitSearchPath } from './unitfile';
 
 export const DROP_IN = '50-nsm-agent.conf';
 
@@ -109,11 +109,12 @@ export function unitAfter(files: UnitFiles): string[] {
 export function generate(outDir: string, searchPath: string[] = unitSearchPath()): GeneratedUnit[] {
   const out: GeneratedUnit[] = [];
   const onDemand: string[] = [];
-  for (const unit of listServiceUnits(searchPath)) {
+  const listing = new UnitDirListing();
+  for (const unit of listServiceUnits(searchPath, listing)) {
     if (ours(unit)) continue;
     let files;
     try {
-      files = findUnitFiles(unit, searchPath);
+      files = findUnitFiles(unit, searchPath, listing);
     } catch {
       continue;
     }

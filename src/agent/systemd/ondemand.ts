@@ -33,7 +33,7 @@ import type { EndpointHost, HostedEndpoint } from '../endpoints';
 import { DbusError } from './dbus';
 import { readDecl } from './declaration';
 import type { SystemdManager, UnitStatus } from './manager';
-import { findUnitFiles, isTemplate, listServiceUnits, unitSearchPath } from './unitfile';
+import { findUnitFiles, isTemplate, listServiceUnits, UnitDirListing, unitSearchPath } from './unitfile';
 import { checkDecl, onDemandOf } from './units';
 
 /** How long a local Request waits for an on-demand unit's endpoint, at most. */
@@ -336,10 +336,11 @@ function raceSignal<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => Error)
  */
 export function readOnDemandUnits(log: Logger, searchPath: string[] = unitSearchPath()): OnDemandUnit[] {
   const out: OnDemandUnit[] = [];
-  for (const unit of listServiceUnits(searchPath)) {
+  const listing = new UnitDirListing();
+  for (const unit of listServiceUnits(searchPath, listing)) {
     if (isTemplate(unit) || unit === 'nsm-agent.service' || unit.startsWith('nsm-connect@')) continue;
     try {
-      const files = findUnitFiles(unit, searchPath);
+      const files = findUnitFiles(unit, searchPath, listing);
       if (files.masked) continue;
       const decl = readDecl(unit, files);
       if (!decl?.onDemand) continue;

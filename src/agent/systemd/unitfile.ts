@@ -139,11 +139,41 @@ export function isValidUnitName(unit: string): boolean {
   return unit.length <= 255 && /^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\@-]*)?\.service$/.test(unit);
 }
 
+/** A link to /dev/null or an empty file masks a unit (the link is resolved only if it is one). */
 function isMasked(file: string): boolean {
   try {
+    const st = lstatSync(file);
+    if (!st.isSymbolicLink()) return st.size === 0;
     return realpathSync(file) === '/dev/null' || statSync(file).size === 0;
   } catch {
     return false;
+  }
+}
+
+/**
+ * The entries of the search path's directories, each read once: a scan over every unit asks it
+ * which names exist instead of trying each name in each directory (most of which have neither
+ * the unit nor its `.d`).
+ */
+export class UnitDirListing {
+  private readonly dirs = new Map<string, ReadonlySet<string>>();
+
+  /** The directory's entry names; none if it cannot be read. */
+  entries(dir: string): ReadonlySet<string> {
+    let set = this.dirs.get(dir);
+    if (!set) {
+      try {
+        set = new Set(readdirSync(dir));
+      } catch {
+        set = new Set();
+      }
+      this.dirs.set(dir, set);
+    }
+    return set;
+  }
+
+  has(dir: string, name: string): boolean {
+    return this.entries(dir).has(name);
   }
 }
 
@@ -156,15 +186,19 @@ export interface UnitFiles {
   masked: boolean;
 }
 
-/** Finds the fragment and drop-ins of `unit` along the search path. */
-export function findUnitFiles(unit: string, searchPath: string[] = unitSearchPath()): UnitFiles {
+/**
+ * Finds the fragment and drop-ins of `unit` along the search path. `listing`: directory
+ * entries read beforehand (a scan over many units); without it each name is looked up.
+ */
+export function findUnitFiles(unit: string, searchPath: string[] = unitSearchPath(), listing?: UnitDirListing): UnitFiles {
+  const may = (dir: string, name: string) => listing?.has(dir, name) ?? true;
   const template = templateOf(unit);
   let fragment: string | undefined;
   let masked = false;
   for (const name of template ? [unit, template] : [unit]) {
     for (const dir of searchPath) {
       const p = path.join(dir, name);
-      if (!lstatSync(p, { throwIfNoEntry: false })) continue;
+      if (!may(dir, name) || !lstatSync(p, { throwIfNoEntry: false })) continue;
       if (isMasked(p)) masked = true;
       else fragment = p;
       break;
@@ -174,6 +208,7 @@ export function findUnitFiles(unit: string, searchPath: string[] = unitSearchPat
   const byName = new Map<string, string>();
   for (const dir of searchPath) {
     for (const name of template ? [unit, template] : [unit]) {
+      if (!may(dir, `${name}.d`)) continue;
       const d = path.join(dir, `${name}.d`);
       let entries: string[];
       try {
@@ -205,16 +240,10 @@ export function sectionOf(files: UnitFiles, section: string): Assignment[] {
 }
 
 /** Every `.service` unit name (fragments, templates and drop-in-only names) along the path. */
-export function listServiceUnits(searchPath: string[] = unitSearchPath()): string[] {
+export function listServiceUnits(searchPath: string[] = unitSearchPath(), listing = new UnitDirListing()): string[] {
   const names = new Set<string>();
   for (const dir of searchPath) {
-    let entries: string[];
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      continue;
-    }
-    for (const e of entries) {
+    for (const e of listing.entries(dir)) {
       const name = e.endsWith('.service.d') ? e.slice(0, -2) : e;
       if (name.endsWith('.service') && isValidUnitName(name)) names.add(name);
     }

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { parseUnitText, findUnitFiles, templateOf, isTemplate, listServiceUnits, UnitFileError, unitSearchPath } from '../../../src/agent/systemd/unitfile';
+import { parseUnitText, findUnitFiles, templateOf, isTemplate, listServiceUnits, UnitDirListing, UnitFileError, unitSearchPath } from '../../../src/agent/systemd/unitfile';
 import { collectDecl, readDecl, unitNetnsName } from '../../../src/agent/systemd/declaration';
 import { checkDecl, checkSpec, unitEndpointName } from '../../../src/agent/systemd/units';
 import { generate, DROP_IN } from '../../../src/agent/systemd/generator';
@@ -85,15 +85,22 @@ describe('unit files', () => {
     put(etc, 'b@one.service.d/y.conf', '[Unit]\n');
     put(lib, 'c.service', '[Unit]\n');
     symlinkSync('/dev/null', path.join(etc, 'c.service'));
+    put(lib, 'd.service', '[Unit]\n');
+    put(etc, 'd.service', ''); // an empty file masks too
     const sp = [etc, lib];
-    const a = findUnitFiles('a.service', sp);
-    expect(a.fragment).toBe(path.join(etc, 'a.service'));
-    expect(a.dropIns).toEqual([path.join(lib, 'a.service.d/05-y.conf'), path.join(etc, 'a.service.d/10-x.conf')]);
-    const b = findUnitFiles('b@one.service', sp);
-    expect(b.fragment).toBe(path.join(lib, 'b@.service'));
-    expect(b.dropIns.sort()).toEqual([path.join(lib, 'b@.service.d/x.conf'), path.join(etc, 'b@one.service.d/y.conf')].sort());
-    expect(findUnitFiles('c.service', sp).masked).toBe(true);
-    expect(listServiceUnits(sp)).toEqual(['a.service', 'b@.service', 'b@one.service', 'c.service']);
+    // looked up name by name, and from directory listings read once (a scan over every unit)
+    for (const listing of [undefined, new UnitDirListing()]) {
+      const a = findUnitFiles('a.service', sp, listing);
+      expect(a.fragment).toBe(path.join(etc, 'a.service'));
+      expect(a.dropIns).toEqual([path.join(lib, 'a.service.d/05-y.conf'), path.join(etc, 'a.service.d/10-x.conf')]);
+      const b = findUnitFiles('b@one.service', sp, listing);
+      expect(b.fragment).toBe(path.join(lib, 'b@.service'));
+      expect(b.dropIns.sort()).toEqual([path.join(lib, 'b@.service.d/x.conf'), path.join(etc, 'b@one.service.d/y.conf')].sort());
+      expect(findUnitFiles('c.service', sp, listing).masked).toBe(true);
+      expect(findUnitFiles('d.service', sp, listing).masked).toBe(true);
+      expect(findUnitFiles('e.service', sp, listing)).toEqual({ unit: 'e.service', fragment: undefined, dropIns: [], masked: false });
+      expect(listServiceUnits(sp, listing)).toEqual(['a.service', 'b@.service', 'b@one.service', 'c.service', 'd.service']);
+    }
   });
 
   it('takes the search path from SYSTEMD_UNIT_PATH, an empty element meaning the defaults', () => {
@@ -130,6 +137,9 @@ describe('[X-NetworkServiceMesh]', () => {
     put(dir, 'plain.service', '[Unit]\nDescription=plain\n');
     expect(readDecl('c.service', findUnitFiles('c.service', [dir]))?.connect).toEqual(['kernel://svc/nsm-1', 'kernel://svc2/nsm-2']);
     expect(readDecl('plain.service', findUnitFiles('plain.service', [dir]))).toBeUndefined();
+    // a unit without the section is not parsed, so what systemd would say of its syntax is not ours to say
+    put(dir, 'odd.service', '[Unit]\nnot an assignment\n');
+    expect(readDecl('odd.service', findUnitFiles('odd.service', [dir]))).toBeUndefined();
   });
 
   it('checks the declaration: URLs, interface names, labels, pools', () => {
