@@ -2,6 +2,10 @@
 // the license texts. Tests, examples, benchmarks, documentation, TypeScript sources and
 // declarations, source maps and the C/C++ inputs of addon builds stay out.
 // test/unit/package-prune.test.ts checks that nothing the application can reach is left out.
+// Of dist/, the JavaScript files the packaged entry points reach: the daemon is one bundle
+// (scripts/bundle-daemon.mjs), so the files it was made of are not needed at run time.
+import path from 'node:path';
+import { buildSync } from 'esbuild';
 
 /** Directory names that hold a package's tests, examples or benchmarks, at any depth in it. */
 const NOT_RUNTIME_DIRS = new Set(['test', 'tests', '__tests__', 'spec', 'example', 'examples', 'bench', 'benchmark', 'benchmarks', 'coverage']);
@@ -57,4 +61,29 @@ export function shipsModuleFile(mod, rel, isDirectory) {
   if (LICENSE.test(name)) return true;
   if (NOT_RUNTIME_PATHS.has(`${mod}/${rel}`)) return false;
   return !NOT_RUNTIME_FILES.some((re) => re.test(name));
+}
+
+/** The scripts the packages run: the CLI (and through it the daemon's bundle) and the generator. */
+export const ENTRY_POINTS = ['dist/agent/main.js', 'dist/agent/systemd/generator.js'];
+
+/**
+ * The .js files of `root`/dist that the entry points reach through relative requires (as
+ * esbuild follows them; dependencies are not followed): absolute paths.
+ */
+export function reachedDistFiles(root) {
+  const result = buildSync({
+    entryPoints: ENTRY_POINTS.map((e) => path.join(root, e)),
+    absWorkingDir: root,
+    bundle: true,
+    write: false,
+    platform: 'node',
+    target: 'node20',
+    outdir: path.join(root, 'out/dist-reach'),
+    packages: 'external',
+    external: ['*.node'],
+    metafile: true,
+    logLevel: 'silent',
+  });
+  const dist = path.join(root, 'dist') + path.sep;
+  return new Set(Object.keys(result.metafile.inputs).map((i) => path.resolve(root, i)).filter((f) => f.startsWith(dist) && f.endsWith('.js')));
 }

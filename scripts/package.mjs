@@ -18,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { checkEnglishRuntime, trimRuntimeIcu } from './runtime-icu.mjs';
-import { shipsModuleFile } from './package-prune.mjs';
+import { reachedDistFiles, shipsModuleFile } from './package-prune.mjs';
 import { minifyTree } from './package-minify.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -105,8 +105,11 @@ function stage(dest, o, layout) {
   copyFileSync(o.runtime, node);
   chmodSync(node, 0o755);
 
-  // The application: compiled JS, the .proto files it loads at run time, the addon.
-  cpSync(path.join(ROOT, 'dist'), path.join(app, 'dist'), { recursive: true, filter: (s) => statSync(s).isDirectory() || s.endsWith('.js') || s.endsWith('.json') });
+  // The application: the compiled JS its entry points reach (scripts/package-prune.mjs), the
+  // data files beside it, the .proto files it loads at run time, the addon.
+  const shipped = [...reachedDistFiles(ROOT), ...walk(path.join(ROOT, 'dist')).filter((f) => f.endsWith('.json'))];
+  const ships = (s) => shipped.includes(s) || shipped.some((f) => f.startsWith(s + path.sep)); // no empty directories
+  cpSync(path.join(ROOT, 'dist'), path.join(app, 'dist'), { recursive: true, filter: ships });
   cpSync(path.join(ROOT, 'proto'), path.join(app, 'proto'), { recursive: true });
   const addon = path.join(ROOT, 'native/build/Release/nsm_native.node');
   if (!existsSync(addon)) throw new Error('native/build/Release/nsm_native.node is missing: run npm ci (or npm run build:native)');

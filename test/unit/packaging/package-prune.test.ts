@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
-import { shipsModuleFile } from '../../../scripts/package-prune.mjs';
+import { reachedDistFiles, shipsModuleFile } from '../../../scripts/package-prune.mjs';
 
 const ROOT = path.resolve(__dirname, '../../..');
 const ships = shipsModuleFile as (mod: string, rel: string, isDirectory: boolean) => boolean;
@@ -47,6 +47,16 @@ describe('package pruning', () => {
     expect(ships('@opentelemetry/semantic-conventions', 'dist/index.mjs', false)).toBe(false);
     expect(ships('@opentelemetry/semantic-conventions', 'dist/index.cjs', false)).toBe(true);
     expect(ships('yargs', '', true)).toBe(false);
+  });
+
+  it.skipIf(!existsSync(path.join(ROOT, 'dist/agent/main.js')))('ships of dist/ what the CLI, the daemon bundle and the generator reach', () => {
+    const reached = (reachedDistFiles as (root: string) => Set<string>)(ROOT);
+    const has = (f: string) => reached.has(path.join(ROOT, 'dist', f));
+    for (const f of ['agent/main.js', 'agent/daemon.js', 'agent/systemd/generator.js', 'agent/cli/commands.js']) expect(has(f), f).toBe(true);
+    // required by the bundle from outside it
+    for (const f of ['core/errors.js', 'agent/config/error.js', 'api/descriptor.js']) expect(has(f), f).toBe(true);
+    // inside the bundle only
+    expect(has('agent/agent.js')).toBe(false);
   });
 
   it.skipIf(!existsSync(path.join(ROOT, 'dist/agent/main.js')))(
