@@ -9,7 +9,10 @@
 //   node:   `node -e 0` spawn -> exit, the runtime's own floor.
 // Each agent run ends with SIGTERM (its connections closed), not timed.
 //
-// Usage (root): npm run build && node bench/coldstart.mjs [runs]
+//   also:   with --also FILE, the idle scenario again with another build's entry (e.g. one whose
+//           dist/ has no daemon bundle: scripts/bundle-daemon.mjs), interleaved with the rest.
+//
+// Usage (root): npm run build && node bench/coldstart.mjs [runs] [--also FILE]
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -67,17 +70,19 @@ main(async (scope) => {
       if (name && name !== 'lo') await ip(['-n', ns, 'link', 'del', name]).catch(() => {});
     }
   };
+  const idle = async (bin) => {
+    const t0 = mono();
+    const ag = await scope.agent({ dir, name: 'idle', bin, env, waitReady: false, config: { endpoints: [endpoint] } });
+    const ready = untilReady(t0, ag.pid);
+    await waitServing(ag.socket, ag.proc);
+    const serving = mono() - t0;
+    const r = { serving, ready: await ready };
+    await ag.stop('SIGTERM', true); // keeps its stateDir (the dev CA) for the next run
+    return r;
+  };
   const cold = {
-    async idle() {
-      const t0 = mono();
-      const ag = await scope.agent({ dir, name: 'idle', env, waitReady: false, config: { endpoints: [endpoint] } });
-      const ready = untilReady(t0, ag.pid);
-      await waitServing(ag.socket, ag.proc);
-      const serving = mono() - t0;
-      const r = { serving, ready: await ready };
-      await ag.stop('SIGTERM', true); // keeps its stateDir (the dev CA) for the next run
-      return r;
-    },
+    idle: () => idle(undefined),
+    ...(opt.also ? { also: () => idle(opt.also) } : {}),
     async local() {
       const t0 = mono();
       const ping = pingL.ping('10.200.0.0', 30_000); // the endpoint side of the pool's first pair
@@ -120,7 +125,7 @@ main(async (scope) => {
   const body = [
     '## Cold start',
     '',
-    `Command: \`node bench/coldstart.mjs ${N}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
+    `Command: \`node bench/coldstart.mjs ${N}${opt.also ? ` --also ${opt.also}` : ''}\` (after \`npm run build\`; part of \`npm run bench\`), ${date()}.`,
     `Machine: ${machine()}.`,
     '',
     'From spawning `nsm-agent run --config FILE` (a fresh Node process, dist/ in the page cache) to: its gRPC server',
@@ -139,6 +144,9 @@ main(async (scope) => {
         row('with a local vWire: first ping', S['local.ping']),
         row('with a WireGuard vWire to host-b: READY=1', S['remote.ready']),
         row('with a WireGuard vWire to host-b: first ping', S['remote.ping']),
+        ...(opt.also
+          ? [row('one endpoint, the `--also` build: serving', S['also.serving']), row('one endpoint, the `--also` build: READY=1', S['also.ready'])]
+          : []),
         row('`node -e 0` (runtime floor)', S['node.exit']),
       ],
     ),
