@@ -16,7 +16,7 @@
 //     has one instance of each (main.js's `instanceof ConfigError` sees the daemon's errors);
 //   - dist/api/descriptor.js, which reads descriptor.json beside it.
 // Bundled modules run with dist/agent as their __dirname; those that use it must find their
-// files from there too (DIRNAME_OK), which the build checks.
+// files from there too (DIRNAME_OK), which the build checks for every module it bundles.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -43,8 +43,8 @@ function loadedByMain() {
 const BESIDE = ['api/descriptor.js'];
 /** Bundled files that use __dirname correctly from dist/agent too, and why. */
 const DIRNAME_OK = {
-  'sys/native.js': 'looks for native/build in each parent directory',
-  'spire/workload.js': 'proto/ is two levels up, as from any directory of dist/',
+  'dist/sys/native.js': 'looks for native/build in each parent directory',
+  'dist/spire/workload.js': 'proto/ is two levels up, as from any directory of dist/',
 };
 
 const shared = new Set([...loadedByMain(), ...BESIDE.map((f) => path.join(DIST, f))]);
@@ -99,7 +99,7 @@ const result = await build({
   // Without whitespace and comments, and ASCII only: V8 keeps the source of a script for its
   // lazily compiled functions, and one character outside Latin-1 would make it two bytes per
   // character. Names stay (logs and errors show function and class names); the source map
-  // leads stack traces back to dist/ (node --enable-source-maps).
+  // leads stack traces back to src/ (node --enable-source-maps).
   minifyWhitespace: true,
   minifySyntax: true,
   keepNames: true,
@@ -113,9 +113,9 @@ const result = await build({
   metafile: true,
 });
 for (const input of Object.keys(result.metafile.inputs)) {
-  const rel = path.relative(DIST, path.resolve(ROOT, input));
-  if (rel.startsWith('..') || rel === 'agent/daemon.js' || DIRNAME_OK[rel]) continue;
-  if (readFileSync(path.join(DIST, rel), 'utf8').includes('__dirname')) throw new Error(`dist/${rel} uses __dirname and would be bundled into dist/agent: keep it out (BESIDE) or list it in DIRNAME_OK`);
+  const rel = path.relative(ROOT, path.resolve(ROOT, input));
+  if (DIRNAME_OK[rel] || !readFileSync(path.join(ROOT, rel), 'utf8').includes('__dirname')) continue;
+  throw new Error(`${rel} uses __dirname and would be bundled into dist/agent: keep it out (BESIDE, PACKAGE_FILES_KEPT) or list it in DIRNAME_OK`);
 }
 renameSync(tmp, ENTRY);
 renameSync(`${tmp}.map`, `${ENTRY}.map`);
