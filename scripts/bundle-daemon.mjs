@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Part of `npm run build`: dist/agent/daemon.js (tsc's output, what `nsm-agent run` loads) is
 // replaced by one esbuild bundle of it, the dist/ modules it reaches and the `yaml` and
-// `netlink` packages.
+// `netlink` packages; then its V8 code cache is written beside it (daemon.js.cache, used by
+// src/agent/daemon-load.ts).
 //
 // Why: `nsm-agent run` loads some 370 CommonJS files before it is ready, and Node's loader
 // spends a fixed cost on each (resolving the name, reading the file, wrapping and compiling
@@ -18,6 +19,7 @@
 // Bundled modules run with dist/agent as their __dirname; those that use it must find their
 // files from there too (DIRNAME_OK), which the build checks for every module it bundles.
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
@@ -25,7 +27,8 @@ import { build } from 'esbuild';
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const DIST = path.join(ROOT, 'dist');
 const ENTRY = path.join(DIST, 'agent', 'daemon.js');
-const MARK = '// nsm-agent daemon bundle (scripts/bundle-daemon.mjs)';
+// The bundle's first line, then the module wrapped as src/agent/daemon-load.ts compiles it.
+const { BUNDLE_MARK: MARK } = createRequire(import.meta.url)(path.join(DIST, 'agent', 'daemon-load.js'));
 /** Dependencies inlined into the bundle: many files, all loaded at start. */
 const INLINED_PACKAGES = new Set(['yaml', 'netlink']);
 /** Their files that stay out (by the name to require them with), and why. */
@@ -106,7 +109,8 @@ const result = await build({
   charset: 'ascii',
   legalComments: 'none',
   sourcemap: 'linked',
-  banner: { js: MARK },
+  banner: { js: `${MARK}\n(function (exports, require, module, __filename, __dirname) {` },
+  footer: { js: '})' },
   plugins: [keepShared],
   absWorkingDir: ROOT,
   logLevel: 'warning',
@@ -122,3 +126,8 @@ renameSync(`${tmp}.map`, `${ENTRY}.map`);
 rmSync(TMP_DIR, { recursive: true });
 const inputs = Object.keys(result.metafile.inputs).length;
 console.log(`bundled ${path.relative(ROOT, ENTRY)}: ${inputs} modules in, ${shared.size} dist/ modules kept out`);
+
+// Its V8 code cache (src/agent/daemon-load.ts), made in a fresh Node with the daemon's flags.
+const LOADER = path.join(DIST, 'agent', 'daemon-load.js');
+const bytes = execFileSync(process.execPath, ['-e', `const l = require(${JSON.stringify(LOADER)}); l.prepareV8(); process.stdout.write(String(l.writeDaemonCache()))`], { encoding: 'utf8' });
+console.log(`wrote ${path.relative(ROOT, ENTRY)}.cache: ${bytes} bytes`);

@@ -6,8 +6,11 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { transformSync } from 'esbuild';
 
-/** Every .js and .cjs file below `dir`, rewritten in place; returns bytes before and after. */
-export function minifyTree(dir) {
+/**
+ * Every .js and .cjs file below `dir`, rewritten in place, but those whose text `keep` says to
+ * leave (a file minified already, whose first line matters); returns bytes before and after.
+ */
+export function minifyTree(dir, keep = () => false) {
   let before = 0;
   let after = 0;
   const walk = (d) => {
@@ -16,6 +19,7 @@ export function minifyTree(dir) {
       if (e.isDirectory()) walk(p);
       else if (e.isFile() && /\.c?js$/.test(e.name)) {
         const src = readFileSync(p, 'utf8');
+        if (keep(src)) continue;
         let code;
         try {
           // no format: a CommonJS file stays CommonJS, nothing is wrapped or hoisted

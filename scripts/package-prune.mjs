@@ -63,8 +63,8 @@ export function shipsModuleFile(mod, rel, isDirectory) {
   return !NOT_RUNTIME_FILES.some((re) => re.test(name));
 }
 
-/** The scripts the packages run: the CLI (and through it the daemon's bundle) and the generator. */
-export const ENTRY_POINTS = ['dist/agent/main.js', 'dist/agent/systemd/generator.js'];
+/** The scripts the packages run: the CLI, the daemon's bundle (which the CLI loads by its path) and the generator. */
+export const ENTRY_POINTS = ['dist/agent/main.js', 'dist/agent/daemon.js', 'dist/agent/systemd/generator.js'];
 
 /**
  * The .js files of `root`/dist that the entry points reach through relative requires (as

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import {
   chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,8 +127,23 @@ function stage(dest, o, layout) {
     });
   }
   // The JavaScript without comments and whitespace (scripts/package-minify.mjs).
-  minifyTree(path.join(app, 'dist'));
+  // the daemon's bundle is minified already, and its first line is how the loader knows it
+  const { BUNDLE_MARK } = createRequire(import.meta.url)(path.join(ROOT, 'dist/agent/daemon-load.js'));
+  minifyTree(path.join(app, 'dist'), (text) => text.startsWith(BUNDLE_MARK));
   minifyTree(path.join(app, 'node_modules'));
+  // The daemon's V8 code cache is not shipped (it would not fit the size budget): the service
+  // writes it into its CacheDirectory= after its first start. Checked here with the runtime the
+  // package carries: a cache written in one start is used by the next (src/agent/daemon-load.ts).
+  const cacheDir = mkdtempSync(path.join(os.tmpdir(), 'nsm-pkg-cache-'));
+  try {
+    const loader = JSON.stringify(path.join(app, 'dist/agent/daemon-load.js'));
+    const start = `const l = require(${loader}); l.prepareV8(); const d = l.loadDaemon(); d.saveCache(); process.stdout.write(d.cache)`;
+    const env = { ...process.env, CACHE_DIRECTORY: cacheDir };
+    const uses = [run(node, ['-e', start], { env }), run(node, ['-e', start], { env })].map((u) => u.trim());
+    if (uses.join(' ') !== 'none used') throw new Error(`the packaged daemon's code cache: ${uses.join(', then ')} (expected none, then used)`);
+  } finally {
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
   // Every ELF file must run on a bare base system.
   const elves = walk(app).filter((f) => readFileSync(f).subarray(0, 4).toString('latin1') === '\x7fELF');
   for (const f of elves) {

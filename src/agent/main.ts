@@ -95,19 +95,8 @@ Prints the version.`,
 
 class UsageError extends Error {}
 
-/**
- * The daemon's young generation stays at V8's initial size instead of growing (up to 16 MiB per
- * semi-space) when much survives a scavenge, as loading its modules and a burst of calls do: a
- * long-running agent keeps little young garbage, and the grown space is resident memory it
- * rarely gives back. A semi-space's maximum size is only read at V8's start (a command-line
- * flag), but the growth factor is read at each growth, so setting it here, before the daemon's
- * modules load, takes effect. NODE_OPTIONS=--max-semi-space-size=N still sets a larger space.
- */
-function youngGenerationAtInitialSize(): void {
-  if (!/--max-semi-space-size/.test(process.env['NODE_OPTIONS'] ?? '') && !process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
-    (require('node:v8') as typeof import('node:v8')).setFlagsFromString('--semi-space-growth-factor=1');
-  }
-}
+/** When `run` writes the daemon's code cache if it had none that fits (src/agent/daemon-load.ts). */
+const CACHE_AFTER_MS = 10_000;
 
 interface Parsed {
   values: Record<string, string | boolean | undefined> & { socket?: string; json?: boolean };
@@ -154,8 +143,12 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'run': {
       const { values } = parse(rest, { config: { type: 'string', short: 'c' }, 'cleanup-on-exit': { type: 'boolean' } });
-      youngGenerationAtInitialSize();
-      const { runDaemon } = await import('./daemon');
+      const { prepareV8, loadDaemon } = await import('./daemon-load');
+      prepareV8();
+      const loaded = loadDaemon();
+      // once started: the cache then holds what the start compiled too
+      if (loaded.cache !== 'used') setTimeout(() => loaded.saveCache(), CACHE_AFTER_MS).unref();
+      const { runDaemon } = loaded.daemon;
       return runDaemon({ configFile: str(values['config']), socket: values.socket, cleanupOnExit: !!values['cleanup-on-exit'] });
     }
     case 'status': {

@@ -474,7 +474,7 @@ run('host citizen: packages, systemd units, sd_notify (system test)', () => {
     expect(readFileSync(ct().path('etc/nsm-agent/agent.yaml'), 'utf8')).toMatch(/name: reload-ep/);
     const purge = ct().exec(['dpkg', '-P', 'nsm-agent']);
     expect(purge.code, purge.stderr).toBe(0);
-    for (const p of ['/etc/nsm-agent', '/var/lib/nsm-agent', '/run/nsm-agent', '/usr/lib/nsm-agent']) {
+    for (const p of ['/etc/nsm-agent', '/var/lib/nsm-agent', '/var/cache/nsm-agent', '/run/nsm-agent', '/usr/lib/nsm-agent']) {
       expect(ct().test(`test -e ${p}`), p).not.toBe(0);
     }
     expect(ct().sh('find /etc/systemd /lib/systemd /usr/lib/systemd -name "*nsm-agent*" -o -name "nsm-connect*"').trim()).toBe('');

@@ -5,7 +5,8 @@
  * fail for the daemon's errors (a configuration error would exit 1 instead of 2).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -29,5 +30,47 @@ describe.runIf(existsSync(DAEMON))('the daemon bundle', () => {
   it('leaves gRPC and the other dependencies to be loaded on use', () => {
     expect(text).not.toContain('"node_modules/@grpc/');
     expect(text).toContain('require("@grpc/grpc-js")');
+  });
+});
+
+describe.runIf(existsSync(`${DAEMON}.cache`))("the daemon bundle's code cache (src/agent/daemon-load.ts)", () => {
+  const load = (prepare: boolean, file = DAEMON, env: NodeJS.ProcessEnv = {}) =>
+    execFileSync(
+      process.execPath,
+      ['-e', `const l = require(${JSON.stringify(path.join(ROOT, 'dist/agent/daemon-load.js'))}); ${prepare ? 'l.prepareV8();' : ''} const r = l.loadDaemon(${JSON.stringify(file)}); r.saveCache(); process.stdout.write(r.cache + ' ' + typeof r.daemon.runDaemon)`],
+      { encoding: 'utf8', env: { ...process.env, CACHE_DIRECTORY: '', ...env } },
+    );
+
+  it('is used with the flags the daemon runs with, and rejected (not used) with others', () => {
+    expect(load(true)).toBe('used function');
+    expect(load(false)).toBe('rejected function');
+  });
+
+  it("under systemd (CACHE_DIRECTORY) the agent writes its own, and the next start uses it", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'nsmu-cache-'));
+    try {
+      expect(load(true, DAEMON, { CACHE_DIRECTORY: dir })).toBe('none function');
+      expect(statSync(path.join(dir, 'daemon.js.cache')).mode & 0o777).toBe(0o600);
+      expect(load(true, DAEMON, { CACHE_DIRECTORY: dir })).toBe('used function');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is not used for another bundle of the same length', () => {
+    // beside the bundle, so that its relative requires resolve
+    const file = path.join(ROOT, 'dist/agent', `.daemon-test-${process.pid}.js`);
+    try {
+      const text = readFileSync(DAEMON, 'utf8');
+      // the same length, one character changed
+      const other = text.replace('__name(runDaemon,"runDaemon")', '__name(runDaemon,"runDaemoN")');
+      expect(other).not.toBe(text);
+      writeFileSync(file, other);
+      copyFileSync(`${DAEMON}.cache`, `${file}.cache`);
+      expect(load(true, file)).toMatch(/^stale /);
+    } finally {
+      rmSync(file, { force: true });
+      rmSync(`${file}.cache`, { force: true });
+    }
   });
 });

@@ -1,0 +1,151 @@
+/**
+ * How `nsm-agent run` loads the daemon: dist/agent/daemon.js, one bundle made by
+ * scripts/bundle-daemon.mjs, compiled with a V8 code cache when one fits. With the cache V8
+ * neither pre-parses the whole bundle nor compiles again the functions an earlier start
+ * compiled, which is about half of the time the bundle takes to load. (Node 22's
+ * module.enableCompileCache does this for every module; Node 20 has no such thing.)
+ *
+ * Where the cache is: in systemd's CacheDirectory= (CACHE_DIRECTORY: /var/cache/nsm-agent for
+ * the packaged service), written by the agent itself a while after it started when the cache
+ * was missing or did not fit; otherwise beside the bundle, where `npm run build` writes it.
+ *
+ * The cache file is the SHA-256 of the bundle it was made from (32 bytes), then V8's data. V8
+ * itself checks only the source's length, its own version and its flags, so a cache of another
+ * bundle of the same length would run that bundle's code: hence the hash. The flags are those
+ * prepareV8() sets, when the cache is made and when it is used; with others (a user's
+ * --max-semi-space-size) V8 rejects the cache and compiles as without one. A missing, stale or
+ * rejected cache costs only the time it would have saved.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import Module from 'node:module';
+import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+type Daemon = typeof import('./daemon');
+
+/** The parts of Node's CommonJS loader used to run the bundle as the module it is. */
+const loader = Module as unknown as typeof Module & { _nodeModulePaths(dir: string): string[]; _cache: Record<string, Module> };
+
+const HASH_BYTES = 32;
+
+/**
+ * The daemon's V8 settings that must be made before its code is compiled.
+ *
+ * The young generation stays at V8's initial size instead of growing (up to 16 MiB per
+ * semi-space) when much survives a scavenge, as loading the modules and a burst of calls do: a
+ * long-running agent keeps little young garbage, and the grown space is resident memory it
+ * rarely gives back. A semi-space's maximum size is only read at V8's start (a command-line
+ * flag), but the growth factor is read at each growth, so setting it here takes effect.
+ * NODE_OPTIONS=--max-semi-space-size=N still sets a larger space.
+ */
+export function prepareV8(): void {
+  if (!/--max-semi-space-size/.test(process.env['NODE_OPTIONS'] ?? '') && !process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
+    v8.setFlagsFromString('--semi-space-growth-factor=1');
+  }
+}
+
+export const daemonFile = (): string => require.resolve('./daemon');
+
+/** The cache of the bundle `file`: in CACHE_DIRECTORY (its first entry) when set, else beside it. */
+export function cacheFileOf(file: string, env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env['CACHE_DIRECTORY']?.split(':')[0];
+  return dir ? path.join(dir, `${path.basename(file)}.cache`) : `${file}.cache`;
+}
+
+export type CacheUse = 'used' | 'rejected' | 'stale' | 'none';
+
+/**
+ * The first line of the bundle. What follows is the module already wrapped as Node's loader
+ * wraps one (`(function (exports, require, module, __filename, __dirname) {...})`): the file is
+ * compiled as it is read, with no wrapped copy made of a source this size, which would stay in
+ * memory beside the original until a full collection.
+ */
+export const BUNDLE_MARK = '// nsm-agent daemon bundle (scripts/bundle-daemon.mjs)';
+
+function compile(file: string, source: string, cachedData?: Buffer): vm.Script {
+  return new vm.Script(source, { filename: file, ...(cachedData ? { cachedData } : {}) });
+}
+
+/** Runs the compiled bundle as the CommonJS module `file` (in require's cache) and returns its exports. */
+function run(script: vm.Script, file: string): Daemon {
+  const m = new Module(file, module);
+  m.filename = file;
+  m.paths = loader._nodeModulePaths(path.dirname(file));
+  loader._cache[file] = m;
+  try {
+    (script.runInThisContext() as (...a: unknown[]) => void)(m.exports, Module.createRequire(file), m, file, path.dirname(file));
+  } catch (err) {
+    delete loader._cache[file];
+    throw err;
+  }
+  m.loaded = true;
+  return m.exports as Daemon;
+}
+
+export interface LoadedDaemon {
+  daemon: Daemon;
+  cache: CacheUse;
+  /**
+   * Writes the cache (what is compiled by now) into CACHE_DIRECTORY unless it was used there;
+   * false where it is not written. Without CACHE_DIRECTORY nothing is written: the build's cache
+   * beside the bundle is shared by every agent started from that tree.
+   */
+  saveCache(): boolean;
+}
+
+/** Loads the daemon, with its code cache when there is one that fits; says what became of the cache. */
+export function loadDaemon(file: string = daemonFile()): LoadedDaemon {
+  const source = readFileSync(file, 'utf8');
+  // a tree built without the bundle step: its daemon.js is a module like any other
+  if (!source.startsWith(BUNDLE_MARK)) return { daemon: require(file) as Daemon, cache: 'none', saveCache: () => false };
+  const hash = sha256(source);
+  const cacheFile = cacheFileOf(file);
+  let cache: Buffer | undefined;
+  try {
+    cache = readFileSync(cacheFile);
+  } catch {
+    /* none yet */
+  }
+  const fits = !!cache && cache.length > HASH_BYTES && cache.subarray(0, HASH_BYTES).equals(hash);
+  const script = compile(file, source, fits ? cache!.subarray(HASH_BYTES) : undefined);
+  const use: CacheUse = !cache ? 'none' : !fits ? 'stale' : script.cachedDataRejected ? 'rejected' : 'used';
+  const daemon = run(script, file);
+  // the script is kept (by the saver) only where a cache is to be written
+  const saveCache = use === 'used' || !process.env['CACHE_DIRECTORY'] ? () => false : cacheSaver(script, hash, cacheFile);
+  return { daemon, cache: use, saveCache };
+}
+
+function cacheSaver(script: vm.Script, hash: Buffer, cacheFile: string): () => boolean {
+  return () => {
+    // written aside and renamed: an agent starting meanwhile reads the old file or the new one
+    const aside = `${cacheFile}.${process.pid}`;
+    try {
+      writeFileSync(aside, Buffer.concat([hash, script.createCachedData()]), { mode: 0o600 });
+      renameSync(aside, cacheFile);
+      return true;
+    } catch {
+      rmSync(aside, { force: true });
+      return false;
+    }
+  };
+}
+
+/**
+ * Writes the code cache of the bundle `file` beside it: run in a fresh process (the build does),
+ * after prepareV8(), so that it carries the daemon's flags and holds what loading compiles.
+ */
+export function writeDaemonCache(file: string = daemonFile()): number {
+  const source = readFileSync(file, 'utf8');
+  if (!source.startsWith(BUNDLE_MARK)) throw new Error(`${file} is not the daemon's bundle`);
+  const script = compile(file, source);
+  run(script, file); // the module bodies run now are compiled into the cache too
+  const data = Buffer.concat([sha256(source), script.createCachedData()]);
+  writeFileSync(`${file}.cache`, data);
+  return data.length;
+}
+
+function sha256(source: string): Buffer {
+  return createHash('sha256').update(source, 'utf8').digest();
+}
