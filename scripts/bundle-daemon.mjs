@@ -20,7 +20,7 @@
 // files from there too (DIRNAME_OK), which the build checks for every module it bundles.
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
 
@@ -129,5 +129,5 @@ console.log(`bundled ${path.relative(ROOT, ENTRY)}: ${inputs} modules in, ${shar
 
 // Its V8 code cache (src/agent/daemon-load.ts), made in a fresh Node with the daemon's flags.
 const LOADER = path.join(DIST, 'agent', 'daemon-load.js');
-const bytes = execFileSync(process.execPath, ['-e', `const l = require(${JSON.stringify(LOADER)}); l.prepareV8(); process.stdout.write(String(l.writeDaemonCache()))`], { encoding: 'utf8' });
-console.log(`wrote ${path.relative(ROOT, ENTRY)}.cache: ${bytes} bytes`);
+execFileSync(process.execPath, ['-e', `const l = require(${JSON.stringify(LOADER)}); l.prepareV8(); l.writeDaemonCache()`]);
+console.log(`wrote ${path.relative(ROOT, ENTRY)}.cache: ${statSync(`${ENTRY}.cache`).size} bytes`);

@@ -48,12 +48,6 @@ export function prepareV8(): void {
 
 export const daemonFile = (): string => require.resolve('./daemon');
 
-/** The cache of the bundle `file`: in CACHE_DIRECTORY (its first entry) when set, else beside it. */
-export function cacheFileOf(file: string, env: NodeJS.ProcessEnv = process.env): string {
-  const dir = env['CACHE_DIRECTORY']?.split(':')[0];
-  return dir ? path.join(dir, `${path.basename(file)}.cache`) : `${file}.cache`;
-}
-
 export type CacheUse = 'used' | 'rejected' | 'stale' | 'none';
 
 /**
@@ -101,7 +95,9 @@ export function loadDaemon(file: string = daemonFile()): LoadedDaemon {
   // a tree built without the bundle step: its daemon.js is a module like any other
   if (!source.startsWith(BUNDLE_MARK)) return { daemon: require(file) as Daemon, cache: 'none', saveCache: () => false };
   const hash = sha256(source);
-  const cacheFile = cacheFileOf(file);
+  // systemd's CacheDirectory= (its first entry) when set, else beside the bundle
+  const cacheDir = process.env['CACHE_DIRECTORY']?.split(':')[0];
+  const cacheFile = cacheDir ? path.join(cacheDir, `${path.basename(file)}.cache`) : `${file}.cache`;
   let cache: Buffer | undefined;
   try {
     cache = readFileSync(cacheFile);
@@ -113,37 +109,33 @@ export function loadDaemon(file: string = daemonFile()): LoadedDaemon {
   const use: CacheUse = !cache ? 'none' : !fits ? 'stale' : script.cachedDataRejected ? 'rejected' : 'used';
   const daemon = run(script, file);
   // the script is kept (by the saver) only where a cache is to be written
-  const saveCache = use === 'used' || !process.env['CACHE_DIRECTORY'] ? () => false : cacheSaver(script, hash, cacheFile);
+  const saveCache = use === 'used' || !cacheDir ? () => false : () => writeCache(script, hash, cacheFile);
   return { daemon, cache: use, saveCache };
 }
 
-function cacheSaver(script: vm.Script, hash: Buffer, cacheFile: string): () => boolean {
-  return () => {
-    // written aside and renamed: an agent starting meanwhile reads the old file or the new one
-    const aside = `${cacheFile}.${process.pid}`;
-    try {
-      writeFileSync(aside, Buffer.concat([hash, script.createCachedData()]), { mode: 0o600 });
-      renameSync(aside, cacheFile);
-      return true;
-    } catch {
-      rmSync(aside, { force: true });
-      return false;
-    }
-  };
+/** Writes the cache aside and renames it: an agent starting meanwhile reads the old file or the new one. */
+function writeCache(script: vm.Script, hash: Buffer, cacheFile: string): boolean {
+  const aside = `${cacheFile}.${process.pid}`;
+  try {
+    writeFileSync(aside, Buffer.concat([hash, script.createCachedData()]), { mode: 0o600 });
+    renameSync(aside, cacheFile);
+    return true;
+  } catch {
+    rmSync(aside, { force: true });
+    return false;
+  }
 }
 
 /**
  * Writes the code cache of the bundle `file` beside it: run in a fresh process (the build does),
  * after prepareV8(), so that it carries the daemon's flags and holds what loading compiles.
  */
-export function writeDaemonCache(file: string = daemonFile()): number {
+export function writeDaemonCache(file: string = daemonFile()): void {
   const source = readFileSync(file, 'utf8');
   if (!source.startsWith(BUNDLE_MARK)) throw new Error(`${file} is not the daemon's bundle`);
   const script = compile(file, source);
   run(script, file); // the module bodies run now are compiled into the cache too
-  const data = Buffer.concat([sha256(source), script.createCachedData()]);
-  writeFileSync(`${file}.cache`, data);
-  return data.length;
+  if (!writeCache(script, sha256(source), `${file}.cache`)) throw new Error(`cannot write ${file}.cache`);
 }
 
 function sha256(source: string): Buffer {

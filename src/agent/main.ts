@@ -147,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
       prepareV8();
       const loaded = loadDaemon();
       // once started: the cache then holds what the start compiled too
-      if (loaded.cache !== 'used') setTimeout(() => loaded.saveCache(), CACHE_AFTER_MS).unref();
+      setTimeout(() => loaded.saveCache(), CACHE_AFTER_MS).unref();
       const { runDaemon } = loaded.daemon;
       return runDaemon({ configFile: str(values['config']), socket: values.socket, cleanupOnExit: !!values['cleanup-on-exit'] });
     }

@@ -191,14 +191,13 @@ export interface UnitFiles {
  * entries read beforehand (a scan over many units); without it each name is looked up.
  */
 export function findUnitFiles(unit: string, searchPath: string[] = unitSearchPath(), listing?: UnitDirListing): UnitFiles {
-  const may = (dir: string, name: string) => listing?.has(dir, name) ?? true;
   const template = templateOf(unit);
   let fragment: string | undefined;
   let masked = false;
   for (const name of template ? [unit, template] : [unit]) {
     for (const dir of searchPath) {
       const p = path.join(dir, name);
-      if (!may(dir, name) || !lstatSync(p, { throwIfNoEntry: false })) continue;
+      if (listing ? !listing.has(dir, name) : !lstatSync(p, { throwIfNoEntry: false })) continue;
       if (isMasked(p)) masked = true;
       else fragment = p;
       break;
@@ -208,7 +207,7 @@ export function findUnitFiles(unit: string, searchPath: string[] = unitSearchPat
   const byName = new Map<string, string>();
   for (const dir of searchPath) {
     for (const name of template ? [unit, template] : [unit]) {
-      if (!may(dir, `${name}.d`)) continue;
+      if (listing && !listing.has(dir, `${name}.d`)) continue;
       const d = path.join(dir, `${name}.d`);
       let entries: string[];
       try {
