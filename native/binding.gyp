@@ -22,7 +22,8 @@
             "src/icmp.cc",
             "src/nssocket.cc",
             "src/rtnl.cc",
-            "src/files.cc"
+            "src/files.cc",
+            "src/memory.cc"
           ]
         }, {
           "sources": ["src/unsupported.cc"]

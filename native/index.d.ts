@@ -52,6 +52,12 @@ export interface NsmNative {
   deleteNetns(path: string): void;
   /** Create/attach a TUN or TAP (always IFF_NO_PI) in the calling thread's netns. */
   openTun(name: string, flags?: TunFlags): TunHandle;
+  /**
+   * Give back to the kernel what the process holds and no longer uses: a V8 collection with
+   * memory reduction (blocks for it, tens of milliseconds), then malloc_trim(0). True when
+   * malloc_trim released pages.
+   */
+  releaseMemory(): boolean;
   /** Send `state` to $NOTIFY_SOCKET; false if the variable is unset or empty. */
   sdNotify(state: string): boolean;
   /** One datagram to the unix datagram socket at `path` (journald's native protocol). */

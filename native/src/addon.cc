@@ -25,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("rtnlTransact", Napi::Function::New(env, nsm::RtnlTransact, "rtnlTransact"));
   exports.Set("rtnlTransactAsync", Napi::Function::New(env, nsm::RtnlTransactAsync, "rtnlTransactAsync"));
   exports.Set("fileOpsAsync", Napi::Function::New(env, nsm::FileOpsAsync, "fileOpsAsync"));
+  exports.Set("releaseMemory", Napi::Function::New(env, nsm::ReleaseMemory, "releaseMemory"));
   exports.Set("homeNetnsFd", Napi::Number::New(env, nsm::HomeNetnsFd()));
   return exports;
 }

@@ -41,4 +41,7 @@ Napi::Value RtnlTransactAsync(const Napi::CallbackInfo& info);
 // files.cc: batches of small file writes (temporary + rename) and removals on the libuv pool.
 Napi::Value FileOpsAsync(const Napi::CallbackInfo& info);
 
+// memory.cc
+Napi::Value ReleaseMemory(const Napi::CallbackInfo& info);
+
 }  // namespace nsm

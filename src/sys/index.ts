@@ -65,6 +65,7 @@ export { getSysctl, setSysctl, sysctlPath } from './sysctl';
 export type { TunFlags, TunHandle } from './tun';
 export { openTun } from './tun';
 export { sdNotify, sendDatagram } from './notify';
+export { releaseMemory, type ReleaseOptions } from './memory';
 export { peerCredentials } from './peercred';
 export type { PeerCredentials } from './peercred';
 export { icmpEcho, type IcmpEchoOptions } from './icmp';
