@@ -39,11 +39,34 @@ const HASH_BYTES = 32;
  * rarely gives back. A semi-space's maximum size is only read at V8's start (a command-line
  * flag), but the growth factor is read at each growth, so setting it here takes effect.
  * NODE_OPTIONS=--max-semi-space-size=N still sets a larger space.
+ *
+ * The optimizing compiler (TurboFan) is off until startDone(): the start runs its code once
+ * (parsing agent.yaml, validating it, setting up the modules), and what TurboFan would make of
+ * the loops that run hot there is never used again, while the compiler's own code, once run,
+ * stays resident in the process (some 4 MiB of the node binary).
  */
 export function prepareV8(): void {
   if (!/--max-semi-space-size/.test(process.env['NODE_OPTIONS'] ?? '') && !process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
     v8.setFlagsFromString('--semi-space-growth-factor=1');
   }
+  setStartFlags(true);
+}
+
+let startFlags = false;
+
+/**
+ * Sets or unsets the flags of the start (above); V8 reads them when it compiles and tiers up.
+ * A --opt or --no-opt on Node's command line is left as it is.
+ */
+function setStartFlags(on: boolean): void {
+  if (on === startFlags) return;
+  startFlags = on;
+  if (!process.execArgv.some((a) => /^--(no-)?(opt|turbofan)$/.test(a))) v8.setFlagsFromString(on ? '--no-opt --no-sparkplug' : '--opt --sparkplug');
+}
+
+/** The start is over: the optimizing compiler is back for code that runs hot from now on. */
+export function startDone(): void {
+  setStartFlags(false);
 }
 
 export const daemonFile = (): string => require.resolve('./daemon');
@@ -117,7 +140,16 @@ export function loadDaemon(file: string = daemonFile()): LoadedDaemon {
 function writeCache(script: vm.Script, hash: Buffer, cacheFile: string): boolean {
   const aside = `${cacheFile}.${process.pid}`;
   try {
-    writeFileSync(aside, Buffer.concat([hash, script.createCachedData()]), { mode: 0o600 });
+    // V8 stamps the cache with the flags set when it is made: those of the start, when it is used
+    const was = startFlags;
+    setStartFlags(true);
+    let data: Buffer;
+    try {
+      data = script.createCachedData();
+    } finally {
+      setStartFlags(was);
+    }
+    writeFileSync(aside, Buffer.concat([hash, data]), { mode: 0o600 });
     renameSync(aside, cacheFile);
     return true;
   } catch {

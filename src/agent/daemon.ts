@@ -31,11 +31,14 @@ import { SystemdManager } from './systemd/manager';
 import { SystemBus } from './systemd/dbus';
 import { socketAnswers } from './socket-claim';
 import { statusLine } from './status';
+import { releaseMemory } from '../sys/memory';
 
 export interface RunOptions {
   configFile?: string;
   socket?: string;
   cleanupOnExit: boolean;
+  /** Called once, when the start is over (SETTLE_MS after the first READY=1). */
+  onStarted?: () => void;
 }
 
 /**
@@ -46,6 +49,15 @@ export interface RunOptions {
  * generation's size, which only a command-line flag sets).
  */
 const HEAP_GROWING_PERCENT = 33;
+
+/**
+ * How long after READY=1, and after a reload, the agent hands back the memory that the work
+ * just done used and no longer needs (src/sys/memory.ts): by then that work and its garbage
+ * are over, and an idle agent would otherwise keep them resident until the heap next grows.
+ * That includes the code compiled for it (parsing and checking agent.yaml, setting the modules
+ * up), which runs once: what runs again is compiled again, from the source V8 keeps.
+ */
+const SETTLE_MS = 1_000;
 
 /** How often STATUS= is refreshed. */
 const STATUS_EVERY_MS = 10_000;
@@ -174,7 +186,24 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       throw err instanceof ConfigError ? new AgentError('INVALID_ARGUMENT', `configuration error: ${err.message}`) : err;
     } finally {
       notifier.ready(summary(agent, { registryDown, note }));
+      settleLater();
     }
+  };
+
+  let settleTimer: NodeJS.Timeout | undefined;
+  let started = false;
+  const settleLater = () => {
+    clearTimeout(settleTimer);
+    settleTimer = setTimeout(() => {
+      if (!started) opts.onStarted?.();
+      started = true;
+      try {
+        releaseMemory({ compiledCode: true });
+      } catch (err) {
+        log.debug('memory not released', { error: err });
+      }
+    }, SETTLE_MS);
+    settleTimer.unref();
   };
 
   let control: ControlServer | undefined;
@@ -198,6 +227,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   }
 
   notifier.ready(summary(agent));
+  settleLater();
   const watchdogMs = notifier.startWatchdog();
   if (watchdogMs) log.debug('watchdog enabled', { everyMs: watchdogMs });
   const ticker = setInterval(() => {
@@ -217,6 +247,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       log.info('stopping', { signal });
       notifier.stopping();
       clearInterval(ticker);
+      clearTimeout(settleTimer);
       process.off('SIGHUP', onHup);
       (async () => {
         await control?.close();

@@ -95,9 +95,6 @@ Prints the version.`,
 
 class UsageError extends Error {}
 
-/** When `run` writes the daemon's code cache if it had none that fits (src/agent/daemon-load.ts). */
-const CACHE_AFTER_MS = 10_000;
-
 interface Parsed {
   values: Record<string, string | boolean | undefined> & { socket?: string; json?: boolean };
   positionals: string[];
@@ -143,13 +140,17 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'run': {
       const { values } = parse(rest, { config: { type: 'string', short: 'c' }, 'cleanup-on-exit': { type: 'boolean' } });
-      const { prepareV8, loadDaemon } = await import('./daemon-load');
+      const { prepareV8, loadDaemon, startDone } = await import('./daemon-load');
       prepareV8();
       const loaded = loadDaemon();
-      // once started: the cache then holds what the start compiled too
-      setTimeout(() => loaded.saveCache(), CACHE_AFTER_MS).unref();
+      // Once started (before the agent gives back the memory of its start, compiled code
+      // included): the cache then holds what the start compiled too.
+      const onStarted = () => {
+        loaded.saveCache();
+        startDone();
+      };
       const { runDaemon } = loaded.daemon;
-      return runDaemon({ configFile: str(values['config']), socket: values.socket, cleanupOnExit: !!values['cleanup-on-exit'] });
+      return runDaemon({ configFile: str(values['config']), socket: values.socket, cleanupOnExit: !!values['cleanup-on-exit'], onStarted });
     }
     case 'status': {
       const { values } = parse(rest, {});
