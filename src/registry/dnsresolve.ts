@@ -12,7 +12,7 @@
  * MIN_TTL_MS. A failure is DOMAIN_NOT_FOUND naming every DNS name asked and what it answered,
  * within `timeoutMs`; failures are not cached.
  */
-import { promises as dns } from 'node:dns';
+import type { promises as DnsPromises } from 'node:dns';
 import { isIP } from 'node:net';
 import type { Clock } from '../core/clock';
 import { AgentError } from '../core/errors';
@@ -89,7 +89,7 @@ export class DomainResolver {
       this.lookups = opts.lookups;
     } else {
       // Per-query timeout below the overall one: a lost UDP answer is asked again in time.
-      const r = new dns.Resolver({ timeout: Math.max(200, Math.floor(opts.timeoutMs / 3)), tries: 2 });
+      const r = new (require('node:dns') as { promises: typeof DnsPromises }).promises.Resolver({ timeout: Math.max(200, Math.floor(opts.timeoutMs / 3)), tries: 2 });
       if (this.servers.length) r.setServers(this.servers);
       this.lookups = r;
     }

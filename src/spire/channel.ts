@@ -7,7 +7,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import type * as grpc from '@grpc/grpc-js';
 import { grpcJs } from '../api/grpc-js';
 import { realClock } from '../core/clock';
@@ -19,6 +19,9 @@ import type { X509Source } from './source';
 import type { X509Svid } from './svid';
 import { tokenCallCredentials } from './token';
 import { authorizeAny, verifyAndAuthorize } from './verify';
+
+/** node:tls, loaded by the first mTLS connection: an agent that dials no peer does not load it. */
+const tlsModule = () => require('node:tls') as typeof tls;
 
 export interface SpiffeChannel {
   /** For the grpc-js Client constructor. */
@@ -124,10 +127,10 @@ class SpiffeConnector implements grpc.experimental.SecureConnector {
     let peer: PeerIdentity | undefined;
     let identityError: AgentError | undefined;
     return new Promise((resolve, reject) => {
-      const tlsSocket = tls.connect(
+      const tlsSocket = tlsModule().connect(
         {
           socket,
-          secureContext: tls.createSecureContext({ cert: m.cert, key: m.key, ca: m.ca, minVersion: 'TLSv1.2' }),
+          secureContext: tlsModule().createSecureContext({ cert: m.cert, key: m.key, ca: m.ca, minVersion: 'TLSv1.2' }),
           ...(this.servername ? { servername: this.servername } : {}),
           ALPNProtocols: ['h2'],
           // The callback below refuses and destroys every connection that is not authorized

@@ -20,14 +20,13 @@
  */
 import { EventEmitter } from 'node:events';
 import type { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type * as https from 'node:https';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Clock, realClock } from '../core/clock';
 import { AgentError } from '../core/errors';
 import { Logger, silentLogger } from '../core/log';
-import { parseBundle } from './files';
+import { parseBundle, readFileAsync } from './files';
 import { parseWorkloadId } from './id';
 import { parseSpiffeBundle, sameAuthorities, SpiffeBundle } from './jwks';
 import { chainOf } from './mtls';
@@ -253,7 +252,7 @@ export class BundleEndpointClient {
     if (td === this.cfg.trustDomain && this.current?.authorities.length) return this.current.authorities;
     if (this.cfg.bundle) {
       try {
-        const certs = parseBundle(await (this.deps.readFile ?? readFile)(this.cfg.bundle));
+        const certs = parseBundle(await (this.deps.readFile ?? readFileAsync)(this.cfg.bundle));
         if (certs.length) return certs;
       } catch (err) {
         throw new AgentError('BUNDLE_INVALID', `trust domain ${this.cfg.trustDomain}: bootstrap bundle ${this.cfg.bundle}: ${(err as Error).message}`);

@@ -15,7 +15,6 @@
  * (the agent refuses to start); polling goes on, and a later good load clears the failure.
  */
 import { createHash, createPrivateKey, KeyObject, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { AgentError } from '../core/errors';
 import { trustDomainName } from './id';
 import { BaseX509Source, SourceOptions } from './source';
@@ -23,6 +22,9 @@ import { makeSvid, X509Context } from './svid';
 import { assertEs256Key } from './token';
 import { verifyX509Svid } from './verify';
 import { certificatesFromDer, certificatesFromPem } from './x509';
+
+/** fs/promises's readFile, loaded on first use: node:fs/promises loads node:readline too. */
+export const readFileAsync = (file: string): Promise<Buffer> => (require('node:fs/promises') as typeof import('node:fs/promises')).readFile(file);
 
 export interface FilesOptions extends SourceOptions {
   cert: string;
@@ -105,7 +107,7 @@ export class FileX509Source extends BaseX509Source {
       ['bundle', this.files.bundle],
       ...Object.entries(this.files.federated ?? {}).map(([td, f]): [string, string] => [`federated ${td}`, f]),
     ];
-    const read = await Promise.allSettled(names.map(([, f]) => readFile(f)));
+    const read = await Promise.allSettled(names.map(([, f]) => readFileAsync(f)));
     const failed = read.findIndex((r) => r.status === 'rejected'); // the first in config order
     if (failed >= 0) {
       const r = read[failed] as PromiseRejectedResult;

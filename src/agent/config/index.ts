@@ -6,7 +6,6 @@
  * exits non-zero before touching the host.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { promises as dnsPromises } from 'node:dns';
 import os from 'node:os';
 import { isIP } from 'node:net';
 import path from 'node:path';
@@ -238,7 +237,7 @@ export function parseConfig(doc: unknown, file = '<defaults>'): AgentConfig {
   if (interdomainTimeout === undefined) throw new ConfigError(file, 'interdomain.timeout', 'must be a positive duration');
   for (const [i, server] of (raw.interdomain?.dnsServers ?? []).entries()) {
     try {
-      new dnsPromises.Resolver().setServers([server]);
+      new (require('node:dns') as typeof import('node:dns')).promises.Resolver().setServers([server]);
     } catch {
       throw new ConfigError(file, `interdomain.dnsServers[${i}]`, `${server} is not IP, IP:port or [IPv6]:port`);
     }
