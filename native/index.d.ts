@@ -86,8 +86,10 @@ export interface NsmNative {
    * fs.closeSync) in the netns of `netnsFd` (entered and left inside the call,
    * like withNetns; setns errors are thrown with syscall 'setns'), or in the
    * calling thread's netns without it. 1 MiB receive buffer, NETLINK_CAP_ACK.
+   * `protocol` 16 (NETLINK_GENERIC) opens a generic-netlink socket instead,
+   * for requests to its controller that rtnlTransact can carry as well.
    */
-  rtnlOpen(netnsFd?: number): number;
+  rtnlOpen(netnsFd?: number, protocol?: 0 | 16): number;
   /**
    * Sends `request` (one or more netlink messages, each with NLM_F_ACK or a
    * dump) in one send() and reads, on this thread, until each message's seq

@@ -155,8 +155,8 @@ bool Args(const Napi::CallbackInfo& info, const char* usage) {
 namespace {
 
 // A bound NETLINK_ROUTE socket in the calling thread's netns, or -1 with *err and *syscall set.
-int OpenSocket(int* err, const char** syscall) {
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+int OpenSocket(int protocol, int* err, const char** syscall) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
   if (fd < 0) {
     *err = errno;
     *syscall = "socket";
@@ -186,14 +186,21 @@ Napi::Value RtnlOpen(const Napi::CallbackInfo& info) {
   int err = 0;
   const char* syscall = nullptr;
   int fd = -1;
+  int protocol = NETLINK_ROUTE;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    protocol = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : -1;
+    if (protocol != NETLINK_ROUTE && protocol != NETLINK_GENERIC) {
+      return ThrowArgType(env, "rtnlOpen(netnsFd, protocol): protocol must be NETLINK_ROUTE (0) or NETLINK_GENERIC (16)");
+    }
+  }
   if (info.Length() > 0 && !info[0].IsUndefined()) {
     if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 0) {
       return ThrowArgType(env, "rtnlOpen(netnsFd): netnsFd must be a non-negative integer");
     }
     int ns = info[0].As<Napi::Number>().Int32Value();
-    if (int e = InNetns(ns, [&] { fd = OpenSocket(&err, &syscall); }, &syscall)) return ThrowErrno(env, e, syscall);
+    if (int e = InNetns(ns, [&] { fd = OpenSocket(protocol, &err, &syscall); }, &syscall)) return ThrowErrno(env, e, syscall);
   } else {
-    fd = OpenSocket(&err, &syscall);
+    fd = OpenSocket(protocol, &err, &syscall);
   }
   if (fd < 0) return ThrowErrno(env, err, syscall);
   return Napi::Number::New(env, fd);

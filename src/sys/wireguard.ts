@@ -5,7 +5,8 @@
  * namespace it was opened in, so the configuration is sent from a socket opened inside the
  * link's namespace. Failures are SysErrors (a genetlink ERROR reply's errno as `code`).
  */
-import { FlagsNew, createGenericNetlink, genl, putString, rt } from './netlink-lib';
+import { FlagsNew, createGenericNetlink, putString, rt } from './netlink-lib';
+import { genlFamilyId } from './genl';
 import { SysError, toSysError } from './errors';
 import { addressFamily, parseCidr } from './ip';
 import { IFLA, IFLA_INFO, ifinfo } from './link';
@@ -30,28 +31,6 @@ export interface WireguardDeviceSettings {
   listenPort: number;
   /** Replace all the device's peers with these (empty: no peer). */
   peers: WireguardPeerSettings[];
-}
-
-/**
- * The id of the generic-netlink family `name`, undefined if the kernel has none (module neither
- * built in nor loadable). Asked by name, which makes the kernel load the family's module on
- * demand; asked from the calling thread's namespace; any failure counts as none.
- */
-export async function genlFamilyId(name: string): Promise<number | undefined> {
-  const sock = createGenericNetlink();
-  try {
-    const reply = await sock.ctrlRequest(genl.Commands.GET_FAMILY, { familyName: name });
-    return reply[0]?.familyId;
-  } catch {
-    return undefined;
-  } finally {
-    sock.socket.close();
-  }
-}
-
-/** True if the kernel has the generic-netlink family `name` (its module built in or loaded). */
-export async function hasGenlFamily(name: string): Promise<boolean> {
-  return (await genlFamilyId(name)) !== undefined;
 }
 
 /** Creates a `wireguard` link named `name` (down, unconfigured) in the namespace of `rtnl`. EEXIST if taken. */

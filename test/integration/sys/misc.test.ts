@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// Root only: sysctl per namespace, TUN devices, sd_notify. Any user: the process's memory.
+// Root only: sysctl per namespace, TUN devices, sd_notify. Any user: the process's memory,
+// generic netlink's controller.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import v8 from 'node:v8';
-import { Rtnl, SysError, getLink, getSysctl, hostNetns, openTun, releaseMemory, sdNotify, setSysctl, sysctlPath } from '../../../src/sys';
+import { Rtnl, SysError, genlFamilyId, getLink, getSysctl, hostNetns, openTun, releaseMemory, sdNotify, setSysctl, sysctlPath } from '../../../src/sys';
 import { tempNetns } from '../../helpers/netns';
 
 const root = process.getuid?.() === 0;
@@ -145,5 +146,12 @@ describe('releaseMemory', () => {
     const kept = bytecode();
     releaseMemory({ compiledCode: true });
     expect(bytecode()).toBeLessThan(kept * 0.7);
+  });
+});
+
+describe('genlFamilyId', () => {
+  it("asks the kernel's controller: its own family is 0x10, a made-up one has none", async () => {
+    expect(await genlFamilyId('nlctrl')).toBe(0x10);
+    expect(await genlFamilyId('nsm-no-such-family')).toBeUndefined();
   });
 });

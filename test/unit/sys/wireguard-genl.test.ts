@@ -18,6 +18,7 @@ vi.mock('../../../src/sys/netlink-lib', async (importOriginal) => ({
     socket: { close: () => {} },
   }),
 }));
+vi.mock('../../../src/sys/genl', () => ({ genlFamilyId: async () => 0x1c }));
 
 import { NLA_F_NESTED, setDeviceAttrs, setWireguardDevice } from '../../../src/sys/wireguard';
 
