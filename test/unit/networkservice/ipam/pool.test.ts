@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { describe, it, expect } from 'vitest';
 import { AddressPool } from '../../../../src/networkservice/ipam/pool';
 import { parsePrefix, formatIp, parseIp } from '../../../../src/networkservice/ipam/cidr';
@@ -62,5 +63,20 @@ describe('cidr', () => {
     const v6 = parseIp('2001:db8::1')!;
     expect(formatIp(6, v6.value)).toBe('2001:db8::1');
     expect(formatIp(6, parseIp('2001:db8:0:0:1:0:0:1')!.value)).toBe('2001:db8::1:0:0:1');
+  });
+
+  it('takes the IPv6 forms net.isIPv6 takes, but not the embedded IPv4 and zone forms', () => {
+    const v6 = (t: string) => parseIp(t)?.value;
+    expect(v6('::')).toBe(0n);
+    expect(v6('::1')).toBe(1n);
+    expect(v6('1::')).toBe(1n << 112n);
+    expect(v6('1:2:3:4:5:6:7::')).toBe(0x0001_0002_0003_0004_0005_0006_0007_0000n);
+    expect(v6('FE80::aBc')).toBe((0xfe80n << 112n) | 0xabcn);
+    for (const t of ['1:2:3:4:5:6:7:8', '::ffff:0:1', 'fe80::', '2001:db8::1']) expect(parseIp(t)?.family, t).toBe(6);
+    for (const t of [':1::', '1:::2', '1::2::3', '1:2:3:4:5:6:7:8::', '1:2:3:4:5:6:7', '12345::', 'g::', '::ffff:1.2.3.4', 'fe80::1%eth0', '', ':']) {
+      expect(parseIp(t), t).toBeUndefined();
+      // Node agrees, except on the forms left out on purpose
+      if (!t.includes('.') && !t.includes('%')) expect(net.isIPv6(t), t).toBe(false);
+    }
   });
 });
