@@ -30,8 +30,12 @@ const loader = Module as unknown as typeof Module & { _nodeModulePaths(dir: stri
 
 const HASH_BYTES = 32;
 
+/** See prepareV8(). */
+const HEAP_GROWING_PERCENT = 33;
+
 /**
- * The daemon's V8 settings that must be made before its code is compiled.
+ * The daemon's V8 settings that must be made before its code is compiled, and that the code
+ * cache is made with (V8 rejects a cache made with other flags).
  *
  * The young generation stays at V8's initial size instead of growing (up to 16 MiB per
  * semi-space) when much survives a scavenge, as loading the modules and a burst of calls do: a
@@ -40,10 +44,17 @@ const HASH_BYTES = 32;
  * flag), but the growth factor is read at each growth, so setting it here takes effect.
  * NODE_OPTIONS=--max-semi-space-size=N still sets a larger space.
  *
- * The optimizing compiler (TurboFan) is off until startDone(): the start runs its code once
- * (parsing agent.yaml, validating it, setting up the modules), and what TurboFan would make of
- * the loops that run hot there is never used again, while the compiler's own code, once run,
- * stays resident in the process (some 4 MiB of the node binary).
+ * Until startDone() (START_FLAGS):
+ *   - the optimizing compiler (TurboFan) is off: the start runs its code once (parsing
+ *     agent.yaml, validating it, setting up the modules), and what TurboFan would make of the
+ *     loops that run hot there is never used again, while the compiler's own code, once run,
+ *     stays resident in the process (some 4 MiB of the node binary). The baseline compiler
+ *     (Sparkplug) is off with it, for the same reason;
+ *   - the old generation grows by V8's own factor, which saves the start full collections;
+ *     from then on it may grow by HEAP_GROWING_PERCENT over the live heap before a full GC.
+ *     V8's factor goes up to 4x when GC is cheap, which lets an agent holding many refreshed
+ *     connections carry several times its live heap between full GCs; a smaller factor bounds
+ *     the peak for a little more CPU (more full GCs).
  */
 export function prepareV8(): void {
   if (!/--max-semi-space-size/.test(process.env['NODE_OPTIONS'] ?? '') && !process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
@@ -52,19 +63,30 @@ export function prepareV8(): void {
   setStartFlags(true);
 }
 
+/** Each flag (by its names) during the start, and after it: V8's default or the agent's setting. */
+const START_FLAGS: [names: string[], start: string, after: string][] = [
+  [['opt', 'turbofan'], '--no-opt', '--opt'],
+  [['sparkplug'], '--no-sparkplug', '--sparkplug'],
+  [['heap-growing-percent'], '--heap-growing-percent=0', `--heap-growing-percent=${HEAP_GROWING_PERCENT}`],
+];
+
 let startFlags = false;
 
 /**
- * Sets or unsets the flags of the start (above); V8 reads them when it compiles and tiers up.
- * A --opt or --no-opt on Node's command line is left as it is.
+ * Sets the flags of the start (above) or those after it. A flag given on Node's command line
+ * (e.g. --no-opt) is left as it is.
  */
 function setStartFlags(on: boolean): void {
   if (on === startFlags) return;
   startFlags = on;
-  if (!process.execArgv.some((a) => /^--(no-)?(opt|turbofan)$/.test(a))) v8.setFlagsFromString(on ? '--no-opt --no-sparkplug' : '--opt --sparkplug');
+  const given = new Set(process.execArgv.map((a) => a.replace(/^--(no-)?/, '').replace(/=.*/, '').replaceAll('_', '-')));
+  for (const [names, start, after] of START_FLAGS) {
+    if (names.some((n) => given.has(n))) continue;
+    v8.setFlagsFromString(on ? start : after);
+  }
 }
 
-/** The start is over: the optimizing compiler is back for code that runs hot from now on. */
+/** The start is over: the flags after it (START_FLAGS), the optimizing compilers back for code that runs hot from now on. */
 export function startDone(): void {
   setStartFlags(false);
 }
@@ -166,7 +188,8 @@ export function writeDaemonCache(file: string = daemonFile()): void {
   const source = readFileSync(file, 'utf8');
   if (!source.startsWith(BUNDLE_MARK)) throw new Error(`${file} is not the daemon's bundle`);
   const script = compile(file, source);
-  run(script, file); // the module bodies run now are compiled into the cache too
+  // the module bodies run now, and what warmUp() runs, are compiled into the cache too
+  run(script, file).warmUp();
   if (!writeCache(script, sha256(source), `${file}.cache`)) throw new Error(`cannot write ${file}.cache`);
 }
 

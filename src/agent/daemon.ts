@@ -15,11 +15,10 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import v8 from 'node:v8';
 import { createLogger, type LevelRef } from '../core/log';
 import { journaldSink, stderrIsJournal } from './journald';
 import { findAll } from '../core/registry';
-import { checkOnHost, loadConfig, resolveConfigFile, AgentConfig, ConfigError } from './config';
+import { checkOnHost, loadConfig, parseConfigText, resolveConfigFile, AgentConfig, ConfigError } from './config';
 import { AgentError } from '../core/errors';
 import { Agent } from './agent';
 import { ConfigReloader, ReloadResult, withConnectionIds } from './reload';
@@ -39,16 +38,9 @@ export interface RunOptions {
   cleanupOnExit: boolean;
   /** Called once, when the start is over (SETTLE_MS after the first READY=1). */
   onStarted?: () => void;
+  /** What became of the daemon's code cache (src/agent/daemon-load.ts), logged at debug. */
+  codeCache?: string;
 }
-
-/**
- * The V8 old generation may grow by this much over the live heap before a full GC. V8's own
- * factor goes up to 4x when GC is cheap, which lets an agent holding many refreshed
- * connections carry several times its live heap between full GCs; a smaller factor bounds the
- * peak for a little more CPU (more full GCs). Settable at run time (unlike the young
- * generation's size, which only a command-line flag sets).
- */
-const HEAP_GROWING_PERCENT = 33;
 
 /**
  * How long after READY=1, and after a reload, the agent hands back the memory that the work
@@ -83,8 +75,31 @@ async function registryReachable(agent: Agent): Promise<boolean> {
 /** Threads of the libuv pool unless UV_THREADPOOL_SIZE is set (see runDaemon). */
 const UV_THREADPOOL_SIZE = 16;
 
+/** An agent.yaml as hosts have them, for warmUp(). */
+const WARM_UP_CONFIG = `
+name: warm-up
+logLevel: info
+endpoints:
+  - name: db
+    services: [db]
+    labels: { app: db }
+    cidr: 172.16.10.0/24
+    netns: db
+connections:
+  - url: kernel://web/nsm-1?app=web
+    netns: host
+`;
+
+/**
+ * Runs, with no effect, what every start runs first (agent.yaml parsed and checked): the build
+ * writes the bundle's code cache after it (src/agent/daemon-load.ts), so that the cache holds
+ * that code compiled too.
+ */
+export function warmUp(): void {
+  parseConfigText(WARM_UP_CONFIG, '<warm-up>');
+}
+
 export async function runDaemon(opts: RunOptions): Promise<number> {
-  v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   // The libuv pool (read by libuv when it first starts the pool, which nothing has done yet)
   // runs the liveness echoes, the state files and the link deletions and namespace moves,
   // each of which holds a thread through an RCU barrier (one lane per namespace:
@@ -107,6 +122,7 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
   // components do (their SIGUSR1 is TRACE; debug is the agent's most detailed level).
   const level: LevelRef = { current: cfg.logLevel };
   const log = createLogger({ level, fields: { agent: cfg.name }, ...(stderrIsJournal() ? { sink: journaldSink() } : {}) });
+  if (opts.codeCache) log.debug('code cache', { cache: opts.codeCache });
   const onUsr1 = () => {
     level.current = 'debug';
     log.info('log level raised (SIGUSR1)', { level: 'debug' });

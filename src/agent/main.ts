@@ -150,7 +150,7 @@ export async function main(argv: string[]): Promise<number> {
         startDone();
       };
       const { runDaemon } = loaded.daemon;
-      return runDaemon({ configFile: str(values['config']), socket: values.socket, cleanupOnExit: !!values['cleanup-on-exit'], onStarted });
+      return runDaemon({ configFile: str(values['config']), socket: values.socket, cleanupOnExit: !!values['cleanup-on-exit'], onStarted, codeCache: loaded.cache });
     }
     case 'status': {
       const { values } = parse(rest, {});

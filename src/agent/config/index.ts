@@ -442,6 +442,11 @@ export function loadConfig(file?: string): AgentConfig {
   } catch (err) {
     throw new ConfigError(file, '', `cannot read: ${(err as Error).message}`);
   }
+  return parseConfigText(text, file);
+}
+
+/** agent.yaml's text, as read from `file`: parsed and checked (ConfigError naming the key). */
+export function parseConfigText(text: string, file: string): AgentConfig {
   const parsed = YAML.parseDocument(text, { uniqueKeys: true });
   const first = parsed.errors[0];
   if (first) {
