@@ -17,6 +17,7 @@
  * rejected cache costs only the time it would have saved.
  */
 import { createHash } from 'node:crypto';
+import { isAscii } from 'node:buffer';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import Module from 'node:module';
 import path from 'node:path';
@@ -136,10 +137,10 @@ export interface LoadedDaemon {
 
 /** Loads the daemon, with its code cache when there is one that fits; says what became of the cache. */
 export function loadDaemon(file: string = daemonFile()): LoadedDaemon {
-  const source = readFileSync(file, 'utf8');
+  const bundle = readBundle(file);
   // a tree built without the bundle step: its daemon.js is a module like any other
-  if (!source.startsWith(BUNDLE_MARK)) return { daemon: require(file) as Daemon, cache: 'none', saveCache: () => false };
-  const hash = sha256(source);
+  if (!bundle) return { daemon: require(file) as Daemon, cache: 'none', saveCache: () => false };
+  const { source, hash } = bundle;
   // systemd's CacheDirectory= (its first entry) when set, else beside the bundle
   const cacheDir = process.env['CACHE_DIRECTORY']?.split(':')[0];
   const cacheFile = cacheDir ? path.join(cacheDir, `${path.basename(file)}.cache`) : `${file}.cache`;
@@ -185,14 +186,22 @@ function writeCache(script: vm.Script, hash: Buffer, cacheFile: string): boolean
  * after prepareV8(), so that it carries the daemon's flags and holds what loading compiles.
  */
 export function writeDaemonCache(file: string = daemonFile()): void {
-  const source = readFileSync(file, 'utf8');
-  if (!source.startsWith(BUNDLE_MARK)) throw new Error(`${file} is not the daemon's bundle`);
+  const bundle = readBundle(file);
+  if (!bundle) throw new Error(`${file} is not the daemon's bundle`);
+  const { source, hash } = bundle;
   const script = compile(file, source);
   // the module bodies run now, and what warmUp() runs, are compiled into the cache too
   run(script, file).warmUp();
-  if (!writeCache(script, sha256(source), `${file}.cache`)) throw new Error(`cannot write ${file}.cache`);
+  if (!writeCache(script, hash, `${file}.cache`)) throw new Error(`cannot write ${file}.cache`);
 }
 
-function sha256(source: string): Buffer {
-  return createHash('sha256').update(source, 'utf8').digest();
+/**
+ * The bundle's source and the SHA-256 of its bytes; undefined when `file` is not a bundle. The
+ * bytes are hashed as read, and an ASCII file (as the build makes it) becomes a string as Latin-1:
+ * no UTF-8 decoding, nor encoding again for the hash.
+ */
+function readBundle(file: string): { source: string; hash: Buffer } | undefined {
+  const bytes = readFileSync(file);
+  if (!bytes.subarray(0, BUNDLE_MARK.length).equals(Buffer.from(BUNDLE_MARK))) return undefined;
+  return { source: bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8'), hash: createHash('sha256').update(bytes).digest() };
 }
