@@ -2,6 +2,8 @@
 // datagram socket given as NOTIFY_SOCKET, as systemd would) and to its first connected vWire,
 // runs interleaved:
 //   idle:   one hosted endpoint, no connections: spawn -> gRPC serving on the unix socket, -> READY=1
+//   service: the same with CACHE_DIRECTORY, as the packaged service runs it: from the second start on,
+//           the code cache is the one its first start wrote (all the start compiled), -> READY=1
 //   local:  plus `connections: [kernel://bench/nsm-1 into a client namespace]`: spawn -> first ping
 //           from the client namespace over the new vWire answered, -> READY=1
 //   remote: host-a's agent with `connections: [kernel://bench-ip/nsm-1]` for a WireGuard endpoint on
@@ -14,7 +16,7 @@
 //
 // Usage (root): npm run build && node bench/coldstart.mjs [runs] [--also FILE]
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { ip, run, sleep } from '../test/harness/exec.mjs';
@@ -70,18 +72,27 @@ main(async (scope) => {
       if (name && name !== 'lo') await ip(['-n', ns, 'link', 'del', name]).catch(() => {});
     }
   };
-  const idle = async (bin) => {
+  // the packaged service's CacheDirectory=: the first start writes the code cache there, once started
+  const cacheDir = path.join(dir, 'cache');
+  mkdirSync(cacheDir);
+  const idle = async (bin, agentEnv = env) => {
     const t0 = mono();
-    const ag = await scope.agent({ dir, name: 'idle', bin, env, waitReady: false, config: { endpoints: [endpoint] } });
+    const ag = await scope.agent({ dir, name: 'idle', bin, env: agentEnv, waitReady: false, config: { endpoints: [endpoint] } });
     const ready = untilReady(t0, ag.pid);
     await waitServing(ag.socket, ag.proc);
     const serving = mono() - t0;
     const r = { serving, ready: await ready };
+    const cacheFile = agentEnv.CACHE_DIRECTORY && path.join(agentEnv.CACHE_DIRECTORY, 'daemon.js.cache');
+    for (let waited = 0; cacheFile && !existsSync(cacheFile); waited += 100) {
+      if (waited > 10_000) throw new Error(`the agent wrote no ${cacheFile}`);
+      await sleep(100);
+    }
     await ag.stop('SIGTERM', true); // keeps its stateDir (the dev CA) for the next run
     return r;
   };
   const cold = {
     idle: () => idle(undefined),
+    service: () => idle(undefined, { ...env, CACHE_DIRECTORY: cacheDir }),
     ...(opt.also ? { also: () => idle(opt.also) } : {}),
     async local() {
       const t0 = mono();
@@ -132,7 +143,9 @@ main(async (scope) => {
     'answering on the unix socket; `READY=1` arriving on a unix datagram socket passed as `NOTIFY_SOCKET` (what systemd',
     'waits for with `Type=notify`; sent after the configured connections are up); the first ping over the configured vWire',
     '(ICMP echo every 1 ms from the client namespace). `remote`: host-a\'s agent starts cold with a connection to a',
-    'WireGuard endpoint on host-b (whose agent runs all along): join to first packet. Scenarios interleaved run by run;',
+    'WireGuard endpoint on host-b (whose agent runs all along): join to first packet. With CACHE_DIRECTORY (set by the',
+    'packaged service\'s CacheDirectory=), the agent loads the code cache its first start wrote there, which holds all',
+    'the start compiled; without, the one the build wrote. Scenarios interleaved run by run;',
     'each agent is stopped with SIGTERM after its run (not timed). Milliseconds:',
     '',
     table(
@@ -140,6 +153,7 @@ main(async (scope) => {
       [
         row('one endpoint, no connections: serving', S['idle.serving']),
         row('one endpoint, no connections: READY=1', S['idle.ready']),
+        row('the same, with the code cache a first start wrote (CACHE_DIRECTORY): READY=1', S['service.ready']),
         row('with a local vWire: READY=1', S['local.ready']),
         row('with a local vWire: first ping', S['local.ping']),
         row('with a WireGuard vWire to host-b: READY=1', S['remote.ready']),
