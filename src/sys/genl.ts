@@ -6,7 +6,9 @@
  * WireGuard needs (src/sys/wireguard.ts).
  */
 import { closeSync } from 'node:fs';
+import { eachAttr } from './link';
 import { native } from './native';
+import { AttrStream, putString } from './netlink-lib';
 
 const NETLINK_GENERIC = 16;
 /** <linux/netlink.h>, <linux/genetlink.h> */
@@ -20,25 +22,21 @@ const CTRL_ATTR_FAMILY_NAME = 2;
 /** nlmsghdr, then genlmsghdr */
 const NLMSG_HDRLEN = 16;
 const GENL_HDRLEN = 4;
-/** nla_type's flag bits (NLA_F_NESTED, NLA_F_NET_BYTEORDER) */
-const NLA_TYPE_MASK = 0x3fff;
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
 /** CTRL_CMD_GETFAMILY for `name`, with NLM_F_ACK (rtnlTransact reads until the ACK or error). */
 export function familyRequest(name: string): Buffer {
-  const value = Buffer.from(`${name}\0`, 'latin1');
-  const attrLen = 4 + value.length;
-  const buf = Buffer.alloc(NLMSG_HDRLEN + GENL_HDRLEN + align4(attrLen));
+  const attrs = new AttrStream();
+  attrs.push(CTRL_ATTR_FAMILY_NAME, putString(name));
+  const body = Buffer.concat([Buffer.alloc(NLMSG_HDRLEN + GENL_HDRLEN), ...attrs.bufs]);
+  const buf = Buffer.concat([body, Buffer.alloc(align4(body.length) - body.length)]); // the last attribute padded too
   buf.writeUInt32LE(buf.length, 0);
   buf.writeUInt16LE(GENL_ID_CTRL, 4);
   buf.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK, 6);
   buf.writeUInt32LE(1, 8); // seq
   buf.writeUInt8(CTRL_CMD_GETFAMILY, NLMSG_HDRLEN);
   buf.writeUInt8(1, NLMSG_HDRLEN + 1); // version
-  buf.writeUInt16LE(attrLen, NLMSG_HDRLEN + GENL_HDRLEN);
-  buf.writeUInt16LE(CTRL_ATTR_FAMILY_NAME, NLMSG_HDRLEN + GENL_HDRLEN + 2);
-  value.copy(buf, NLMSG_HDRLEN + GENL_HDRLEN + 4);
   return buf;
 }
 
@@ -50,12 +48,11 @@ export function familyIdOf(replies: Buffer): number | undefined {
     const type = replies.readUInt16LE(off + 4);
     if (type === NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 && replies.readInt32LE(off + NLMSG_HDRLEN) < 0) return undefined;
     if (type === GENL_ID_CTRL) {
-      for (let a = off + NLMSG_HDRLEN + GENL_HDRLEN; a + 4 <= off + len; ) {
-        const attrLen = replies.readUInt16LE(a);
-        if (attrLen < 4) break;
-        if ((replies.readUInt16LE(a + 2) & NLA_TYPE_MASK) === CTRL_ATTR_FAMILY_ID && attrLen >= 6) return replies.readUInt16LE(a + 4);
-        a += align4(attrLen);
-      }
+      let id: number | undefined;
+      eachAttr(replies, off + NLMSG_HDRLEN + GENL_HDRLEN, off + len, (t, at, end) => {
+        if (t === CTRL_ATTR_FAMILY_ID && end - at >= 2) id ??= replies.readUInt16LE(at);
+      });
+      if (id !== undefined) return id;
     }
     off += align4(len);
   }

@@ -84,7 +84,7 @@ function cString(buf: Buffer, at: number, end: number): string {
 }
 
 /** Calls fn(type, dataStart, dataEnd) for each netlink attribute in buf[at, end); stops at a malformed one. */
-function eachAttr(buf: Buffer, at: number, end: number, fn: (type: number, start: number, stop: number) => void): void {
+export function eachAttr(buf: Buffer, at: number, end: number, fn: (type: number, start: number, stop: number) => void): void {
   while (at + 4 <= end) {
     const len = readU16.call(buf, at);
     if (len < 4 || at + len > end) return;

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { familyIdOf, familyRequest } from '../../../src/sys/genl';
+import { AttrStream } from '../../../src/sys/netlink-lib';
 
 /** A netlink message of `type` with `payload`, padded to 4 bytes. */
 function message(type: number, payload: Buffer): Buffer {
@@ -15,12 +16,11 @@ function message(type: number, payload: Buffer): Buffer {
   return b;
 }
 
-function attr(type: number, value: Buffer): Buffer {
-  const b = Buffer.alloc((4 + value.length + 3) & ~3);
-  b.writeUInt16LE(4 + value.length, 0);
-  b.writeUInt16LE(type, 2);
-  value.copy(b, 4);
-  return b;
+/** Netlink attributes, as the agent's requests encode them. */
+function attrs(...list: [type: number, value: Buffer][]): Buffer {
+  const out = new AttrStream();
+  for (const [type, value] of list) out.push(type, value);
+  return Buffer.concat(out.bufs);
 }
 
 const u16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
@@ -40,7 +40,7 @@ describe('generic netlink controller messages', () => {
   });
 
   it('finds CTRL_ATTR_FAMILY_ID among the attributes of the reply, whatever comes first', () => {
-    const payload = Buffer.concat([genlHeader, attr(2, Buffer.from('wireguard\0')), attr(1, u16(0x1c)), attr(3, Buffer.alloc(4))]);
+    const payload = Buffer.concat([genlHeader, attrs([2, Buffer.from('wireguard\0')], [1, u16(0x1c)], [3, Buffer.alloc(4)])]);
     const ack = message(2, Buffer.alloc(4)); // NLMSG_ERROR with error 0
     expect(familyIdOf(Buffer.concat([message(0x10, payload), ack]))).toBe(0x1c);
   });
@@ -50,7 +50,7 @@ describe('generic netlink controller messages', () => {
     enoent.writeInt32LE(-2, 0);
     expect(familyIdOf(message(2, enoent))).toBeUndefined();
     expect(familyIdOf(Buffer.alloc(0))).toBeUndefined();
-    const whole = message(0x10, Buffer.concat([genlHeader, attr(1, u16(0x1c))]));
+    const whole = message(0x10, Buffer.concat([genlHeader, attrs([1, u16(0x1c)])]));
     expect(familyIdOf(whole.subarray(0, whole.length - 4))).toBeUndefined();
   });
 });
