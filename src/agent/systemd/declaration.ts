@@ -20,7 +20,7 @@
  * generator stays quick); src/agent/systemd/units.ts checks them.
  */
 import { readFileSync } from 'node:fs';
-import { Assignment, UnitFileError, UnitFiles, findUnitFiles, sectionOf, unitSearchPath } from './unitfile';
+import { Assignment, UnitDirListing, UnitFileError, UnitFiles, findUnitFiles, sectionOf, unitSearchPath } from './unitfile';
 
 export const SECTION = 'X-NetworkServiceMesh';
 
@@ -85,16 +85,19 @@ function parseBoolean(v: string): boolean | undefined {
 }
 
 /** The unit's declaration from its files, or undefined if no file has the section. */
-export function readDecl(unit: string, files: UnitFiles = findUnitFiles(unit, unitSearchPath())): RawDecl | undefined {
+export function readDecl(unit: string, files: UnitFiles = findUnitFiles(unit, unitSearchPath()), listing?: UnitDirListing): RawDecl | undefined {
   // most units on a host have no such section: their files are not parsed
-  const has = [files.fragment, ...files.dropIns].some((f) => f && hasSection(f));
+  const has = [files.fragment, ...files.dropIns].some((f) => f && hasSection(f, listing));
   if (!has) return undefined;
   return collectDecl(unit, sectionOf(files, SECTION));
 }
 
-function hasSection(file: string): boolean {
+const SECTION_HEADER = Buffer.from(`[${SECTION}]`);
+
+/** Whether `file` has the section's header; `listing`: the scan that may have read it already. */
+export function hasSection(file: string, listing?: UnitDirListing): boolean {
   try {
-    return readFileSync(file, 'utf8').includes(`[${SECTION}]`);
+    return (listing?.readBefore(file) ?? readFileSync(file)).includes(SECTION_HEADER);
   } catch {
     return false;
   }

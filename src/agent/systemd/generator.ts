@@ -36,10 +36,10 @@
  *
  * Kept free of heavy imports: it runs on every daemon-reload.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UNIT_RESOLV_DIR } from '../dns/unitresolvconf';
-import { collectDecl, SECTION, unitBase } from './declaration';
+import { collectDecl, hasSection, SECTION, unitBase } from './declaration';
 import { findUnitFiles, isTemplate, listServiceUnits, sectionOf, UnitDirListing, UnitFiles, unitSearchPath } from './unitfile';
 
 export const DROP_IN = '50-nsm-agent.conf';
@@ -120,7 +120,7 @@ export function generate(outDir: string, searchPath: string[] = unitSearchPath()
     }
     if (files.masked) continue;
     const sources = [files.fragment, ...files.dropIns].filter((f): f is string => !!f);
-    const withSection = sources.filter((f) => fileHasSection(f));
+    const withSection = sources.filter((f) => hasSection(f, listing));
     if (!withSection.length) continue;
     let namespace: 'private' | 'host' = 'private';
     let error: string | undefined;
@@ -156,14 +156,6 @@ export function generate(outDir: string, searchPath: string[] = unitSearchPath()
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, DROP_IN), onDemandDropIn(onDemand));
   return out;
-}
-
-function fileHasSection(file: string): boolean {
-  try {
-    return readFileSync(file, 'utf8').includes(`[${SECTION}]`);
-  } catch {
-    return false;
-  }
 }
 
 /** Entry point: `nsm-agent-generator normal-dir [early-dir late-dir]`. */

@@ -342,7 +342,7 @@ export function readOnDemandUnits(log: Logger, searchPath: string[] = unitSearch
     try {
       const files = findUnitFiles(unit, searchPath, listing);
       if (files.masked) continue;
-      const decl = readDecl(unit, files);
+      const decl = readDecl(unit, files, listing);
       if (!decl?.onDemand) continue;
       const spec = checkDecl(decl);
       const od = onDemandOf(decl);

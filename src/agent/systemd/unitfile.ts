@@ -38,13 +38,14 @@ export function unitSearchPath(env: NodeJS.ProcessEnv = process.env): string[] {
   for (const d of dirs) {
     let key = d;
     try {
-      key = realpathSync(d);
+      key = realpathSync.native(d);
     } catch {
       /* missing directories are kept by name */
     }
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push(d);
+    // normalized once here, so that file paths are made from it by concatenation (joinUnitPath)
+    out.push(path.normalize(d).replace(/(.)\/$/, '$1'));
   }
   return out;
 }
@@ -144,7 +145,7 @@ function isMasked(file: string): boolean {
   try {
     const st = lstatSync(file);
     if (!st.isSymbolicLink()) return st.size === 0;
-    return realpathSync(file) === '/dev/null' || statSync(file).size === 0;
+    return realpathSync.native(file) === '/dev/null' || statSync(file).size === 0;
   } catch {
     return false;
   }
@@ -153,28 +154,72 @@ function isMasked(file: string): boolean {
 /**
  * The entries of the search path's directories, each read once: a scan over every unit asks it
  * which names exist instead of trying each name in each directory (most of which have neither
- * the unit nor its `.d`).
+ * the unit nor its `.d`). It also keeps the bytes of the fragments the scan read, so that a
+ * fragment that is a regular file is read once, for both its masking and its section, and not
+ * stat'ed at all.
  */
 export class UnitDirListing {
-  private readonly dirs = new Map<string, ReadonlySet<string>>();
+  /** Per directory: entry name -> whether it is a regular file. */
+  private readonly dirs = new Map<string, ReadonlyMap<string, boolean>>();
+  private readonly contents = new Map<string, Buffer | undefined>();
+
+  private dir(dir: string): ReadonlyMap<string, boolean> {
+    let entries = this.dirs.get(dir);
+    if (!entries) {
+      const found = new Map<string, boolean>();
+      try {
+        for (const e of readdirSync(dir, { withFileTypes: true })) found.set(e.name, e.isFile());
+      } catch {
+        /* a directory that cannot be read has no units */
+      }
+      this.dirs.set(dir, (entries = found));
+    }
+    return entries;
+  }
 
   /** The directory's entry names; none if it cannot be read. */
-  entries(dir: string): ReadonlySet<string> {
-    let set = this.dirs.get(dir);
-    if (!set) {
-      try {
-        set = new Set(readdirSync(dir));
-      } catch {
-        set = new Set();
-      }
-      this.dirs.set(dir, set);
-    }
-    return set;
+  entries(dir: string): Iterable<string> {
+    return this.dir(dir).keys();
   }
 
   has(dir: string, name: string): boolean {
-    return this.entries(dir).has(name);
+    return this.dir(dir).has(name);
   }
+
+  /**
+   * Whether `name` in `dir` masks its unit, or undefined if only a stat can tell (a link,
+   * anything but a regular file). A regular file masks when it is empty; it is read to know.
+   */
+  masks(dir: string, name: string): boolean | undefined {
+    if (!this.dir(dir).get(name)) return undefined;
+    return this.read(joinUnitPath(dir, name))?.length === 0;
+  }
+
+  /** The bytes of a file this listing read (masks()), else undefined. */
+  readBefore(file: string): Buffer | undefined {
+    return this.contents.get(file);
+  }
+
+  private read(file: string): Buffer | undefined {
+    if (!this.contents.has(file)) {
+      let bytes: Buffer | undefined;
+      try {
+        bytes = readFileSync(file);
+      } catch {
+        bytes = undefined;
+      }
+      this.contents.set(file, bytes);
+    }
+    return this.contents.get(file);
+  }
+}
+
+/**
+ * `dir`/`name` for a directory of the search path and a unit or file name (no slashes in it):
+ * a plain concatenation, for scans that ask it of hundreds of units.
+ */
+function joinUnitPath(dir: string, name: string): string {
+  return dir.endsWith('/') ? dir + name : `${dir}/${name}`;
 }
 
 export interface UnitFiles {
@@ -196,9 +241,11 @@ export function findUnitFiles(unit: string, searchPath: string[] = unitSearchPat
   let masked = false;
   for (const name of template ? [unit, template] : [unit]) {
     for (const dir of searchPath) {
-      const p = path.join(dir, name);
-      if (listing ? !listing.has(dir, name) : !lstatSync(p, { throwIfNoEntry: false })) continue;
-      if (isMasked(p)) masked = true;
+      // the listing first: a scan asks for every unit in every directory, and most have none
+      if (listing && !listing.has(dir, name)) continue;
+      const p = joinUnitPath(dir, name);
+      if (!listing && !lstatSync(p, { throwIfNoEntry: false })) continue;
+      if (listing?.masks(dir, name) ?? isMasked(p)) masked = true;
       else fragment = p;
       break;
     }
@@ -208,7 +255,7 @@ export function findUnitFiles(unit: string, searchPath: string[] = unitSearchPat
   for (const dir of searchPath) {
     for (const name of template ? [unit, template] : [unit]) {
       if (listing && !listing.has(dir, `${name}.d`)) continue;
-      const d = path.join(dir, `${name}.d`);
+      const d = joinUnitPath(dir, `${name}.d`);
       let entries: string[];
       try {
         entries = readdirSync(d);
@@ -217,7 +264,7 @@ export function findUnitFiles(unit: string, searchPath: string[] = unitSearchPat
       }
       for (const f of entries) {
         if (!f.endsWith('.conf') || byName.has(f)) continue;
-        byName.set(f, path.join(d, f));
+        byName.set(f, joinUnitPath(d, f));
       }
     }
   }

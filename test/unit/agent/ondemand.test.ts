@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -61,6 +61,19 @@ describe('OnDemand= and IdleStopSec=', () => {
       mkdirSync(path.join(dir, 'other.service.d'));
       put('other.service', '[Service]\nExecStart=/bin/true\n');
       put('other.service.d/x.conf', '[X-NetworkServiceMesh]\nProvide=svc2\nAddressPool=10.0.3.0/29\nOnDemand=on\n');
+      // masked (an empty fragment, a link to /dev/null): left out, whatever their drop-ins say
+      for (const [unit, mask] of [['empty', () => put('empty.service', '')], ['nulled', () => symlinkSync('/dev/null', path.join(dir, 'nulled.service'))]] as const) {
+        mask();
+        mkdirSync(path.join(dir, `${unit}.service.d`));
+        put(`${unit}.service.d/x.conf`, '[X-NetworkServiceMesh]\nProvide=svc3\nAddressPool=10.0.4.0/29\nOnDemand=yes\n');
+      }
+      // a link to a unit file elsewhere is read through
+      const elsewhere = mkdtempSync(path.join(tmpdir(), 'nsm-ondemand-'));
+      writeFileSync(path.join(elsewhere, 'linked.service'), '[X-NetworkServiceMesh]\nProvide=svc4\nAddressPool=10.0.5.0/29\nOnDemand=yes\n');
+      symlinkSync(path.join(elsewhere, 'linked.service'), path.join(dir, 'linked.service'));
+      expect(readOnDemandUnits(log, [`${dir}/`]).map((u) => u.unit)).toEqual(['linked.service', 'od.service', 'other.service']);
+      rmSync(elsewhere, { recursive: true, force: true });
+      rmSync(path.join(dir, 'linked.service'));
       expect(readOnDemandUnits(log, [dir])).toEqual([
         { unit: 'od.service', services: ['svc'], labels: { app: 'od' }, idleStopMs: 3000 },
         { unit: 'other.service', services: ['svc2'], labels: {}, idleStopMs: DEFAULT_IDLE_STOP_MS },

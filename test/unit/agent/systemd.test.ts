@@ -107,6 +107,7 @@ describe('unit files', () => {
     expect(unitSearchPath({ SYSTEMD_UNIT_PATH: '/x:/y' })).toEqual(['/x', '/y']);
     expect(unitSearchPath({ SYSTEMD_UNIT_PATH: '/x:' })[0]).toBe('/x');
     expect(unitSearchPath({ SYSTEMD_UNIT_PATH: '/x:' })).toContain('/etc/systemd/system');
+    expect(unitSearchPath({ SYSTEMD_UNIT_PATH: '/x/:/y//z/../w/:/' })).toEqual(['/x', '/y/w', '/']);
   });
 });
 
