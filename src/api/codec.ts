@@ -1,4 +1,5 @@
-// Over 400 lines: encoder and decoder of one wire format, which must change together.
+// Over 500 lines: encoder, decoder and the round trip between them of one wire format, which
+// must change together.
 /**
  * A protobuf codec driven by the JSON descriptor (src/api/descriptor.ts), for the CLI: it turns
  * plain objects into the bytes protobufjs's `Type.encode(Type.fromObject(o))` gives, and bytes
@@ -438,4 +439,79 @@ function toObject(t: MessageType, m: Decoded): Record<string, unknown> {
 /** The object protobufjs's `toObject(decode(bytes), LOADER_OPTIONS)` gives. */
 export function decodeMessage(t: MessageType, bytes: Buffer): Record<string, unknown> {
   return toObject(t, decodeFields(t, new Reader(bytes)));
+}
+
+// ---- the round trip without the bytes ----
+
+/**
+ * What `decodeMessage(t, encodeMessage(t, obj))` gives, worked out from `obj` without writing
+ * and reading the bytes (which, for a large message, is most of the cost): each value is what
+ * the decoder would read back from what the encoder would write, and what the encoder leaves
+ * out (null, an enum name it does not know) is left out here too.
+ */
+export function reshapeMessage(t: MessageType, obj: Record<string, unknown>): Record<string, unknown> {
+  return toObject(t, asDecoded(t, obj));
+}
+
+function asDecoded(t: MessageType, obj: Record<string, unknown>): Decoded {
+  const m: Decoded = {};
+  for (const f of t.fields) {
+    const v = obj[f.name];
+    if (v == null) continue;
+    if (f.keyType) {
+      if (typeof v !== 'object') throw new TypeError(`.${f.name}: object expected`);
+      const entries = Object.entries(v as Record<string, unknown>);
+      if (!entries.length) continue;
+      const map: Record<string, unknown> = {};
+      for (const [k, x] of entries) map[String(scalarAsRead(f.keyType, k))] = valueAsRead(f, x) ?? defaultScalar(f);
+      m[f.name] = map;
+    } else if (f.repeated) {
+      if (!Array.isArray(v)) throw new TypeError(`.${f.name}: array expected`);
+      const list: unknown[] = [];
+      for (const x of v) {
+        const read = f.packed && f.kind === 'enum' ? (enumNumber(f, x) ?? 0) | 0 : valueAsRead(f, x);
+        if (read !== undefined) list.push(read);
+      }
+      if (list.length) m[f.name] = list;
+    } else {
+      const read = valueAsRead(f, v);
+      if (read === undefined) continue;
+      m[f.name] = read;
+      if (f.oneof) for (const other of t.fields) if (other.oneof === f.oneof && other !== f) delete m[other.name];
+    }
+  }
+  return m;
+}
+
+/** A field's value as decodeFields reads it back; undefined where the encoder writes nothing. */
+function valueAsRead(f: Field, v: unknown): unknown {
+  if (f.kind === 'message') {
+    if (typeof v !== 'object') throw new TypeError(`.${f.name}: object expected`);
+    return asDecoded(f.messageType!, v as Record<string, unknown>);
+  }
+  if (f.kind === 'enum') {
+    const n = enumNumber(f, v);
+    return n === undefined ? undefined : n | 0;
+  }
+  return scalarAsRead(f.kind, v);
+}
+
+const LONE_SURROGATE = /[\uD800-\uDFFF]/;
+
+/** A scalar as readScalar reads back what writeScalar wrote; the common kinds without bytes. */
+function scalarAsRead(kind: string, v: unknown): unknown {
+  switch (kind) {
+    case 'string':
+      if (typeof v === 'string' && !LONE_SURROGATE.test(v)) return v; // encoded as UTF-8 and back unchanged
+      break;
+    case 'bool':
+      return !!v;
+    case 'int32':
+      return Number(v) | 0;
+    case 'uint32':
+      return Number(v) >>> 0;
+  }
+  const w = new Writer();
+  writeScalar(w, kind, v);
+  return readScalar(new Reader(Buffer.from(w.finish())), kind);
 }

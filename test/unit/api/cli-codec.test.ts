@@ -8,7 +8,7 @@ import { describe, it, expect } from 'vitest';
 import * as protoLoader from '@grpc/proto-loader';
 import { LOADER_OPTIONS } from '../../../src/api';
 import { parseProtos } from '../../../src/api/descriptor';
-import { Codecs, decodeMessage, encodeMessage, type DescriptorNode, type MessageType } from '../../../src/api/codec';
+import { Codecs, decodeMessage, encodeMessage, reshapeMessage, type DescriptorNode, type MessageType } from '../../../src/api/codec';
 
 const json = parseProtos();
 const defs = protoLoader.fromJSON(json, LOADER_OPTIONS);
@@ -78,6 +78,9 @@ describe('descriptor-driven protobuf codec', () => {
         const ours = decodeMessage(t, theirs);
         expect(ours).toEqual(de(theirs));
         expect(JSON.stringify(ours)).toBe(JSON.stringify(de(theirs))); // key order too
+        // the round trip without the bytes gives the same object, keys in the same order
+        expect(reshapeMessage(t, obj)).toEqual(ours);
+        expect(JSON.stringify(reshapeMessage(t, obj))).toBe(JSON.stringify(ours));
       }
     }
   });
@@ -87,6 +90,33 @@ describe('descriptor-driven protobuf codec', () => {
     const obj = { url: 'kernel://a/nsm-1', netns: 'host', id: '' };
     const def = (defs['nsmagent.v1.Agent'] as protoLoader.ServiceDefinition)['Connect']!;
     expect(Buffer.from(encodeMessage(t, obj)).equals(def.requestSerialize(obj))).toBe(true);
+  });
+
+  it('reshapes what the encoder converts or leaves out as the round trip through the bytes does', () => {
+    const c = codecs.method('nsmagent.v1.Agent', 'Status')!.res;
+    const status = sample(c, 3, 9);
+    const conn = (status['connections'] as Record<string, unknown>[])[0]!;
+    const inner = conn['connection'] as Record<string, unknown>;
+    const withConn = (c: Record<string, unknown>, traffic: Record<string, unknown> = {}) => ({ ...status, connections: [{ ...conn, connection: { ...inner, ...c }, traffic }] });
+    const odd: Record<string, unknown>[] = [
+      { ...status, name: 'a\uD800b', version: '\uD83D\uDE00', started: null, registry_health: undefined },
+      withConn({ state: 'NO_SUCH_STATE' }),
+      withConn({ state: 2, labels: { a: 1, b: null } }),
+      withConn({ labels: {}, path: { path_segments: [] } }),
+      withConn({ id: 42, payload: true }, { side: 7, rx_bytes: 1.9e12, tx_bytes: '-3', rx_packets: 2.7 }),
+    ];
+    for (const obj of odd) {
+      const roundTrip = decodeMessage(c, Buffer.from(encodeMessage(c, obj)));
+      expect(JSON.stringify(reshapeMessage(c, obj))).toBe(JSON.stringify(roundTrip));
+    }
+    // each message type that has a oneof: two of its members set, the later one kept
+    for (const [service, method] of methods) {
+      for (const t of [codecs.method(service, method)!.req, codecs.method(service, method)!.res]) {
+        const obj = sample(t, 2, 4);
+        expect(JSON.stringify(reshapeMessage(t, obj))).toBe(JSON.stringify(decodeMessage(t, Buffer.from(encodeMessage(t, obj)))));
+      }
+    }
+    expect(() => reshapeMessage(c, { connections: 'x' })).toThrow(TypeError);
   });
 
   it('refuses truncated input', () => {
