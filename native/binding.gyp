@@ -19,6 +19,7 @@
             "src/tun.cc",
             "src/notify.cc",
             "src/peercred.cc",
+            "src/unixcall.cc",
             "src/icmp.cc",
             "src/nssocket.cc",
             "src/rtnl.cc",

@@ -65,6 +65,12 @@ export interface NsmNative {
   /** getsockopt(SO_PEERCRED) on a connected unix socket fd. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /**
+   * One exchange on the unix stream socket at `path`, synchronously: connect, send `request`,
+   * read until the other side closes; all within `timeoutMs` (ETIMEDOUT), an answer of at most
+   * `maxBytes` (EMSGSIZE).
+   */
+  unixCall(path: string, request: Buffer, timeoutMs: number, maxBytes: number): Buffer;
+  /**
    * ICMP/ICMPv6 echo from `src` to `dst` inside netns `netnsFd` (-1: the home
    * ns), on a libuv pool thread: `count` requests spread evenly over
    * `timeoutMs`, stopping at the first matching reply. Resolves to the number

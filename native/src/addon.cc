@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sdNotify", Napi::Function::New(env, nsm::SdNotify, "sdNotify"));
   exports.Set("sendDatagram", Napi::Function::New(env, nsm::SendDatagram, "sendDatagram"));
   exports.Set("peerCredentials", Napi::Function::New(env, nsm::PeerCredentials, "peerCredentials"));
+  exports.Set("unixCall", Napi::Function::New(env, nsm::UnixCall, "unixCall"));
   exports.Set("icmpEcho", Napi::Function::New(env, nsm::IcmpEcho, "icmpEcho"));
   exports.Set("socketInNetns", Napi::Function::New(env, nsm::SocketInNetns, "socketInNetns"));
   exports.Set("rtnlOpen", Napi::Function::New(env, nsm::RtnlOpen, "rtnlOpen"));

@@ -32,6 +32,7 @@ Napi::Value SendDatagram(const Napi::CallbackInfo& info);
 
 // getsockopt(SO_PEERCRED) on a connected unix socket: {pid, uid, gid}.
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info);
+Napi::Value UnixCall(const Napi::CallbackInfo& info);
 
 // rtnl.cc: rtnetlink transactions (synchronous, and on the libuv pool).
 Napi::Value RtnlOpen(const Napi::CallbackInfo& info);

@@ -71,6 +71,7 @@ export { peerCredentials } from './peercred';
 export type { PeerCredentials } from './peercred';
 export { icmpEcho, type IcmpEchoOptions } from './icmp';
 export { tcpClientInNetns, tcpServerInNetns, udpSocketInNetns } from './nssocket';
+export { unixCall } from './unixcall';
 export { liveArgv } from './proc';
 export type { FileOp } from './files';
 export { applyFileOps, tempPathOf } from './files';

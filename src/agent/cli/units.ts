@@ -24,7 +24,7 @@ import { AgentError } from '../../core/errors';
 import { setLoopbackUp } from '../../sys/loopback';
 import { createNetns, deleteNetns, listNetns } from '../../sys/netns';
 import type { ReloadResult } from '../reload';
-import { controlCall, controlSocketPath } from '../systemd/control';
+import { controlCallSync, controlSocketPath } from '../systemd/control-client';
 import { readDecl, unitNetnsName } from '../systemd/declaration';
 import { checkDecl, UnitSpec, UnitState } from '../systemd/units';
 import { isValidUnitName } from '../systemd/unitfile';
@@ -78,7 +78,7 @@ export async function unitStart(agentSocket: string, name: string): Promise<Unit
     if (!raw) throw new AgentError('INVALID_ARGUMENT', `${unit} has no [X-NetworkServiceMesh] section (or no unit file)`);
     spec = checkDecl(raw);
     if (spec.netns !== 'host') await recreateNetns(spec.netns);
-    return await controlCall<UnitState>(controlSocketPath(agentSocket), { op: 'unit-start', spec });
+    return controlCallSync<UnitState>(controlSocketPath(agentSocket), { op: 'unit-start', spec });
   } catch (err) {
     const e = AgentError.from(err, 'INVALID_ARGUMENT');
     if (spec && spec.netns !== 'host') await removeNetns(spec.netns).catch(() => {});
@@ -92,7 +92,7 @@ export async function unitStop(agentSocket: string, name: string): Promise<{ sto
   let stopped = false;
   let agent = true;
   try {
-    stopped = (await controlCall<{ stopped: boolean }>(controlSocketPath(agentSocket), { op: 'unit-stop', unit })).stopped;
+    stopped = controlCallSync<{ stopped: boolean }>(controlSocketPath(agentSocket), { op: 'unit-stop', unit }).stopped;
   } catch (err) {
     if (!(err instanceof AgentError) || err.code !== 'UNAVAILABLE') throw err;
     // The agent is down: forget the unit so that it is not restored, and go on.
@@ -104,7 +104,7 @@ export async function unitStop(agentSocket: string, name: string): Promise<{ sto
 }
 
 export async function unitList(agentSocket: string): Promise<UnitState[]> {
-  return controlCall<UnitState[]>(controlSocketPath(agentSocket), { op: 'units' });
+  return controlCallSync<UnitState[]>(controlSocketPath(agentSocket), { op: 'units' });
 }
 
 export function printUnits(list: UnitState[]): string {
@@ -121,7 +121,7 @@ export function printUnits(list: UnitState[]): string {
 }
 
 export async function reload(agentSocket: string): Promise<ReloadResult> {
-  return controlCall<ReloadResult>(controlSocketPath(agentSocket), { op: 'reload' });
+  return controlCallSync<ReloadResult>(controlSocketPath(agentSocket), { op: 'reload' });
 }
 
 export function printReload(r: ReloadResult): string {

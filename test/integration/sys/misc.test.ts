@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // Root only: sysctl per namespace, TUN devices, sd_notify. Any user: the process's memory,
-// generic netlink's controller.
+// generic netlink's controller, a synchronous exchange on a unix socket.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import v8 from 'node:v8';
-import { Rtnl, SysError, genlFamilyId, getLink, getSysctl, hostNetns, openTun, releaseMemory, sdNotify, setSysctl, sysctlPath } from '../../../src/sys';
+import { Rtnl, SysError, genlFamilyId, getLink, getSysctl, hostNetns, openTun, releaseMemory, sdNotify, setSysctl, sysctlPath, unixCall } from '../../../src/sys';
 import { tempNetns } from '../../helpers/netns';
 
 const root = process.getuid?.() === 0;
@@ -153,5 +153,56 @@ describe('genlFamilyId', () => {
   it("asks the kernel's controller: its own family is 0x10, a made-up one has none", async () => {
     expect(await genlFamilyId('nlctrl')).toBe(0x10);
     expect(await genlFamilyId('nsm-no-such-family')).toBeUndefined();
+  });
+});
+
+describe('unixCall', () => {
+  // The call blocks this process, so the server is another one: python, one thread a client.
+  const SERVER = [
+    'import socket,sys,threading',
+    's=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM); s.bind(sys.argv[1]); s.listen(8)',
+    'u=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM); u.bind(sys.argv[2])  # bound, not listening',
+    "print('ready',flush=True)",
+    'def serve(c):',
+    "  data=b''",
+    "  while not data.endswith(b'\\n'):",
+    '    d=c.recv(4096)',
+    '    if not d: break',
+    '    data+=d',
+    '  try:',
+    "    if data.startswith(b'echo'): c.sendall(data)",
+    "    elif data.startswith(b'big'): c.sendall(b'x'*300000)",
+    "    elif data.startswith(b'hang'): threading.Event().wait(30)",
+    '  except OSError: pass  # the client gave up (EMSGSIZE)',
+    '  c.close()',
+    'while True:',
+    '  c,_=s.accept(); threading.Thread(target=serve,args=(c,),daemon=True).start()',
+  ].join('\n');
+
+  it.skipIf(!existsSync('/usr/bin/python3'))('makes one exchange and says why one cannot be made', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nsmt-unixcall-'));
+    const sock = join(dir, 'server.sock');
+    const refused = join(dir, 'refused.sock');
+    const server = spawn('python3', ['-c', SERVER, sock, refused], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => server.on('exit', resolve));
+    try {
+      await new Promise<void>((resolve) => server.stdout.once('data', () => resolve()));
+      const call = (path: string, text: string, timeoutMs = 5_000, maxBytes = 1 << 20) => unixCall(path, Buffer.from(text), { timeoutMs, maxBytes });
+      expect(call(sock, 'echo hello\n').toString()).toBe('echo hello\n');
+      expect(call(sock, 'big\n').length).toBe(300_000);
+      expect(thrown(() => call(sock, 'big\n', 5_000, 100_000))).toMatchObject({ code: 'EMSGSIZE', path: sock });
+      const t0 = Date.now();
+      expect(thrown(() => call(sock, 'hang\n', 300))).toMatchObject({ code: 'ETIMEDOUT', path: sock });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      expect(thrown(() => call(join(dir, 'none.sock'), 'echo\n'))).toMatchObject({ code: 'ENOENT', syscall: 'connect' });
+      expect(thrown(() => call(refused, 'echo\n'))).toMatchObject({ code: 'ECONNREFUSED', syscall: 'connect' });
+      expect(thrown(() => call(join(dir, 'x'.repeat(120)), 'echo\n'))).toMatchObject({ code: 'ENAMETOOLONG' });
+      expect(thrown(() => call(sock, 'echo\n', 5_000, 1))).toBeInstanceOf(SysError);
+    } finally {
+      server.kill();
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { controlCall, controlSocketPath, listenControl, type ControlHandlers, type ControlServer } from '../../../src/agent/systemd/control';
+import { controlCallSync } from '../../../src/agent/systemd/control-client';
 import { listenLocal, type LocalSocket } from '../../../src/agent/local-socket';
 import { silentLogger } from '../../../src/core/log';
 import type { ReloadResult } from '../../../src/agent/reload';
@@ -101,6 +102,22 @@ describe('control sockets', () => {
     expect(err).toMatchObject({ code: 'SOCKET_IN_USE' });
     expect((err as Error).message).toContain(p);
     expect(await controlCall<{ name: string }>(p, { op: 'reload' })).toEqual({ name: 'first' });
+  });
+
+  it('tell, made synchronously as the CLI makes them, that no agent answers, as the asynchronous call does', async () => {
+    for (const p of [path.join(tmp(), 'missing.sock'), path.join(tmp(), 'stale.sock')]) {
+      if (p.endsWith('stale.sock')) staleSocket(p);
+      const sync = (() => {
+        try {
+          controlCallSync(p, { op: 'units' });
+        } catch (err) {
+          return err;
+        }
+      })();
+      const async = await controlCall(p, { op: 'units' }).catch((err: unknown) => err);
+      expect(sync).toMatchObject({ code: 'UNAVAILABLE', message: `cannot reach the agent at ${p} (is nsm-agent.service running?)` });
+      expect(sync).toEqual(async);
+    }
   });
 
   it('replace a stale control socket', async () => {
