@@ -30,10 +30,6 @@ import { twoAgents } from './remote.mjs';
 const opt = args();
 const N = Number(opt._[0] ?? 20);
 const P = `nsmc${TAG}`;
-// The daemon sends READY=1 a moment before it installs its SIGTERM handler (src/agent/daemon.ts:
-// notifier.ready() comes before process.on('SIGTERM')); a SIGTERM in that window kills it with
-// Node's default action and its vWires stay. The stop is not timed, so wait a little first.
-const STOP_DELAY_MS = 100;
 
 main(async (scope) => {
   const dir = scope.dir('nsmc-');
@@ -100,7 +96,6 @@ main(async (scope) => {
       const ag = await scope.agent({ dir, name: 'local', env, waitReady: false, config: { endpoints: [endpoint], connections: [{ url: 'kernel://bench/nsm-1', netns: nsc }] } });
       const ready = await untilReady(t0, ag.pid);
       const r = { ready, ping: (await ping) - t0 };
-      await sleep(STOP_DELAY_MS);
       await ag.stop('SIGTERM', true); // keeps its stateDir (the dev CA) for the next run
       await leftovers(ag.proc, nsc);
       return r;
@@ -111,7 +106,6 @@ main(async (scope) => {
       const proc = scope.proc(spawn('ip', ['netns', 'exec', mesh.hosts[0].netns, process.execPath, BIN, 'run', '--config', aFile, '--cleanup-on-exit'], { stdio: 'inherit', env }));
       const ready = await untilReady(t0, proc.pid);
       const r = { ready, ping: (await ping) - t0 };
-      await sleep(STOP_DELAY_MS);
       await stopPid(proc, 20_000);
       await leftovers(proc, rnsc);
       return r;
@@ -165,8 +159,8 @@ main(async (scope) => {
       ],
     ),
     '',
-    `Agents that died of SIGTERM instead of handling it (READY=1 is sent just before the handler is installed; each`,
-    `agent here is stopped ${STOP_DELAY_MS} ms after READY to stay out of that window): ${killed}.`,
+    `Agents stopped with SIGTERM right after READY=1 that died of it instead of stopping cleanly (the daemon handles`,
+    `SIGTERM from before it starts: one that arrives while it starts is honoured once started): ${killed}.`,
   ].join('\n');
   console.log(body);
   writeSection('coldstart', body);

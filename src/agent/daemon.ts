@@ -264,7 +264,8 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
       notifier.stopping();
       clearInterval(ticker);
       clearTimeout(settleTimer);
-      process.off('SIGHUP', onHup);
+      // onHup stays (it does nothing now): without a listener a SIGHUP would end the process
+      // half-way through the stop.
       (async () => {
         await control?.close();
         await onDemand?.close().catch((err) => log.warn('closing on-demand units failed', { error: err }));
@@ -284,13 +285,15 @@ export async function runDaemon(opts: RunOptions): Promise<number> {
     const onHup = () => {
       if (!stopping) doReload('SIGHUP').catch(() => {});
     };
-    process.off('SIGHUP', onEarlyHup);
+    // Each running handler is added before its start-up handler is removed: a signal with no
+    // listener at all, even for a moment, meets Node's default action, which ends the process.
     process.on('SIGHUP', onHup);
+    process.off('SIGHUP', onEarlyHup);
     if (earlyHup) onHup();
-    process.off('SIGTERM', onEarlyTerm);
-    process.off('SIGINT', onEarlyInt);
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.off('SIGTERM', onEarlyTerm);
+    process.off('SIGINT', onEarlyInt);
     if (earlyStop) stop(earlyStop);
   });
 }
