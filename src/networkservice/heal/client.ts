@@ -18,7 +18,10 @@
  * A failed attempt is retried after a back-off (100 ms doubling to 1 s by default); before a
  * retry without reselect the data plane is checked again. Once a reselect was needed, every
  * later attempt of that heal reselects. The heal ends with the first successful Request of the
- * connection (the heal's own or any other), which reopens the stream and restarts the checks.
+ * connection made while it runs (the heal's own or any other), which reopens the stream and
+ * restarts the checks. A Request already on its way when the heal started (a refresh) does not
+ * end it: it was made for the connection as it was, and a heal that must reselect would be
+ * over with the data plane still dead.
  * An event with state REFRESH_REQUESTED re-Requests at once (NSM upstreamrefresh).
  *
  * Close stops the stream, the checks, the retries and queued heal events. The per-connection
@@ -153,14 +156,17 @@ class Healer {
     private readonly gone: (h: Healer) => void,
   ) {}
 
-  /** A Request of the connection succeeded at heal's position. */
-  succeeded(ctx: Ctx, factory: EventFactory, conn: Connection): void {
+  /**
+   * A Request of the connection succeeded at heal's position. `healAtStart`: the heal that was
+   * running when that Request reached heal; only a Request made while the heal runs ends it.
+   */
+  succeeded(ctx: Ctx, factory: EventFactory, conn: Connection, healAtStart: Heal | undefined): void {
     this.factory = factory;
     this.conn = conn;
     this.log = ctx.log;
     this.clock = ctx.clock;
     this.valuesCtx = streamCtx(ctx);
-    if (this.heal) this.recovered();
+    if (this.heal && this.heal === healAtStart) this.recovered();
     this.ensureWatch();
     this.scheduleCheck();
   }
@@ -380,6 +386,7 @@ export function healClient(opts: HealOptions): HealClient {
     async request(ctx, req) {
       // Throws if the chain lacks begin: check before anything is set up.
       const factory = eventFactory(ctx);
+      const healAtStart = healers.get(req.connection?.id ?? '')?.heal;
       const conn = await nextClient(ctx).request(ctx, req);
       const id = conn.id || req.connection?.id || '';
       let h = healers.get(id);
@@ -387,7 +394,7 @@ export function healClient(opts: HealOptions): HealClient {
         h = new Healer(id, s, gone);
         healers.set(id, h);
       }
-      h.succeeded(ctx, factory, conn);
+      h.succeeded(ctx, factory, conn, healAtStart);
       return conn;
     },
     async close(ctx, conn) {

@@ -113,6 +113,7 @@ describe('control sockets', () => {
         } catch (err) {
           return err;
         }
+        return undefined;
       })();
       const async = await controlCall(p, { op: 'units' }).catch((err: unknown) => err);
       expect(sync).toMatchObject({ code: 'UNAVAILABLE', message: `cannot reach the agent at ${p} (is nsm-agent.service running?)` });

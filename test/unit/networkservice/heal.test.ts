@@ -33,14 +33,17 @@ interface Stream {
  * The next hop's tail: fails while `failing` > 0, records what passes (in `seen`, in order,
  * with Closes), and picks an endpoint and a mechanism when the request has none (nse-1, nse-2...).
  */
-function endpoint(clock: FakeClock): NetworkServiceServer & { failing: number; attempts: NetworkServiceRequest[]; seen: string[]; requests: NetworkServiceRequest[] } {
+function endpoint(clock: FakeClock): NetworkServiceServer & { failing: number; hold: Promise<void> | undefined; attempts: NetworkServiceRequest[]; seen: string[]; requests: NetworkServiceRequest[] } {
   let n = 0;
   const el = {
     failing: 0,
+    /** While set, each Request waits for it before anything else. */
+    hold: undefined as Promise<void> | undefined,
     attempts: [] as NetworkServiceRequest[],
     requests: [] as NetworkServiceRequest[],
     seen: [] as string[],
     async request(ctx: Ctx, req: NetworkServiceRequest): Promise<Connection> {
+      if (el.hold) await el.hold;
       el.attempts.push(structuredClone(req));
       if (el.failing > 0) {
         el.failing--;
@@ -227,6 +230,28 @@ describe('heal client', () => {
     await t.advance(200);
     expect(t.data.checks).toHaveLength(4); // the checks go on after the heal
     expect(t.data.checks[3]!.network_service_endpoint_name).toBe('nse-2');
+  });
+
+  it('a Request already on its way when a heal starts does not end it: the heal still reselects', async () => {
+    const t = setup();
+    await request(t);
+    let release = () => {};
+    t.ep.hold = new Promise<void>((resolve) => (release = resolve));
+    const refresh = request(t); // another Request of the connection (a refresh) waits at the next hop
+    await flush();
+    t.data.alive = false;
+    await t.advance(200); // the check fails: the heal starts; its reselect waits behind the refresh
+    expect(t.logged('heal: starting')).toHaveLength(1);
+    t.ep.hold = undefined;
+    release();
+    await refresh;
+    await flush();
+    expect(t.ep.seen.slice(1)).toEqual(['request state=UP nse=', 'close nse=nse-2', 'request state=RESELECT_REQUESTED nse=']);
+    expect(t.logged('heal: recovered')).toHaveLength(1);
+    expect(t.logged('heal: recovered')[0]).toContain('reselected=true');
+    t.data.alive = true;
+    await t.advance(1_000);
+    expect(t.logged('heal: starting')).toHaveLength(1); // healed once, for good
   });
 
   it('tells its observer once when a heal starts and once when it recovered, with trigger, reselect and time', async () => {
