@@ -10,7 +10,8 @@
  * - Later finds of the same query are answered from the entry (copies) while its watch lives.
  *   Concurrent first finds share one registry call.
  * - A watch that ends or fails (the registry restarted, the network broke) drops its entry:
- *   the next find asks the registry again. An entry nobody asked for in `idleMs` (default
+ *   the next find asks the registry again; so does a first find that fails or that its caller
+ *   cancelled (CANCELLED to that caller). An entry nobody asked for in `idleMs` (default
  *   60 s) is dropped and its watch cancelled; at most `maxEntries` queries are kept (others
  *   pass through).
  * - Watch finds, register and unregister pass through untouched.
@@ -28,6 +29,7 @@ import type {
 } from '../api';
 import { realClock, type Clock } from '../core/clock';
 import { Ctx } from '../core/ctx';
+import { AgentError } from '../core/errors';
 import type { Logger } from '../core/log';
 import { silentLogger } from '../core/log';
 import type { NseRegistry, NsRegistry } from '../core/registry';
@@ -119,6 +121,10 @@ class QueryCache<Q extends { watch?: boolean }, R extends { deleted?: boolean },
     entry.seeded = (async () => {
       const items = new Map<string, T>();
       for await (const r of next(ctx, query)) this.apply(items, r);
+      // A find its caller cancelled ends early without an error (the remote registry client
+      // ends a cancelled stream as a watch would end): what it gave is not the registry's
+      // answer, and kept it would answer every later find until the entry goes.
+      if (ctx.signal.aborted) throw new AgentError('CANCELLED', `${this.what} find cancelled before the registry answered`);
       for (const r of entry.early.splice(0)) this.apply(items, r);
       entry.items = items;
     })();

@@ -13,7 +13,7 @@ afterEach(() => {
 });
 
 /** A registry server (as a remote one would be) behind a counter of the finds that reach it. */
-function setup(opts: { idleMs?: number; maxEntries?: number } = {}) {
+function setup(opts: { idleMs?: number; maxEntries?: number; endWhenCancelled?: boolean } = {}) {
   const clock = new FakeClock();
   const server: RegistryServer = newRegistryServer({ clock });
   const calls = { find: 0, watch: 0 };
@@ -25,6 +25,8 @@ function setup(opts: { idleMs?: number; maxEntries?: number } = {}) {
     find: (ctx, q) => {
       if (!q.watch) {
         calls.find++;
+        // as the remote registry client does: a cancelled call's stream just ends
+        if (opts.endWhenCancelled && ctx.signal.aborted) return (async function* () {})();
         return server.nse.find(ctx, q);
       }
       calls.watch++;
@@ -64,6 +66,18 @@ describe('registry query cache', () => {
     expect(await byService('other')).toEqual(['c']);
     expect(calls).toEqual({ find: 2, watch: 2 });
     expect(cache.size).toBe(2);
+  });
+
+  it('keeps nothing of a first find its caller cancelled: that caller gets CANCELLED, the next find asks again', async () => {
+    const { server, cache, calls, ctx, byService } = setup({ endWhenCancelled: true });
+    await server.nse.register(ctx, { name: 'a', network_service_names: ['s'] });
+    const [cancelled, release] = ctx.withSignal(AbortSignal.abort());
+    await expect(findAll(cache.find(cancelled, { network_service_endpoint: { network_service_names: ['s'] } }))).rejects.toMatchObject({ code: 'CANCELLED' });
+    release();
+    await flush();
+    expect(cache.size).toBe(0);
+    expect(await byService('s')).toEqual(['a']);
+    expect(calls.find).toBe(2);
   });
 
   it('hands out copies: what a caller changes does not change the entry', async () => {
