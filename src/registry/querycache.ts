@@ -11,8 +11,8 @@
  *   Concurrent first finds share one registry call.
  * - A watch that ends or fails (the registry restarted, the network broke) drops its entry:
  *   the next find asks the registry again; so does a seed that fails. The seed's registry call
- *   is the entry's, not its first caller's: a caller that cancels its find gets CANCELLED
- *   and the call goes on for the finds that share it. An entry nobody asked for in `idleMs` (default
+ *   has its first caller's deadline but not its cancellation: a caller that gives up does not
+ *   cut it short for the finds that share it. An entry nobody asked for in `idleMs` (default
  *   60 s) is dropped and its watch cancelled; at most `maxEntries` queries are kept (others
  *   pass through).
  * - Watch finds, register and unregister pass through untouched.
@@ -46,8 +46,6 @@ export interface QueryCacheOptions {
 }
 
 export const QUERY_CACHE_IDLE_MS = 60_000;
-/** The deadline of the registry call that seeds an entry. */
-export const QUERY_CACHE_SEED_TIMEOUT_MS = 15_000;
 export const QUERY_CACHE_MAX_ENTRIES = 1000;
 
 interface Entry<R, T> {
@@ -100,7 +98,7 @@ class QueryCache<Q extends { watch?: boolean }, R extends { deleted?: boolean },
       entry = this.open(ctx, key, query, next);
     }
     entry.lastUsed = this.clock.now();
-    await untilSeeded(ctx, entry.seeded); // a failed seed throws here, and its entry is gone
+    await entry.seeded; // a failed seed throws here, and its entry is gone
     for (const item of entry.items!.values()) yield this.wrap(clone(item));
   }
 
@@ -121,27 +119,21 @@ class QueryCache<Q extends { watch?: boolean }, R extends { deleted?: boolean },
     // The watch lives with the entry, not with the call that opened it.
     const watchCtx = Ctx.background({ clock: this.clock, log: this.log, signal: stop.signal });
     void this.follow(key, entry, next(watchCtx, { ...query, watch: true }));
-    // The registry call is the entry's, shared by every find of the query that comes while it
-    // runs: it has the first caller's values but not its cancellation (a caller that gives up
-    // stops waiting, the call goes on for the others), and a deadline of its own.
-    const [detached, releaseDetached] = ctx.detached(QUERY_CACHE_SEED_TIMEOUT_MS);
-    const [seedCtx, releaseSeed] = detached.withSignal(stop.signal);
+    // The registry call is shared by every find of the query that comes while it runs: it has
+    // the first caller's values and deadline but not its cancellation, so that a caller giving
+    // up does not cut the call short for the others.
+    const [seedCtx, releaseSeed] = ctx.detached(ctx.remaining());
     entry.seeded = (async () => {
       try {
         const items = new Map<string, T>();
         for await (const r of next(seedCtx, query)) this.apply(items, r);
-        // A cancelled find ends early without an error (the remote registry client ends a
-        // cancelled stream as a watch would end): what it gave is not the registry's answer.
-        if (seedCtx.signal.aborted) {
-          throw stop.signal.aborted
-            ? new AgentError('CANCELLED', `${this.what} find cancelled: the query cache dropped the entry`)
-            : new AgentError('DEADLINE_EXCEEDED', `${this.what} find: no answer from the registry within ${QUERY_CACHE_SEED_TIMEOUT_MS} ms`);
-        }
+        // A call past its deadline ends early without an error (the remote registry client
+        // ends a cancelled stream as a watch would end): what it gave is not the answer.
+        if (seedCtx.signal.aborted) throw new AgentError('DEADLINE_EXCEEDED', `${this.what} find: no answer from the registry in time`);
         for (const r of entry.early.splice(0)) this.apply(items, r);
         entry.items = items;
       } finally {
         releaseSeed();
-        releaseDetached();
       }
     })();
     entry.seeded.catch(() => {
@@ -181,26 +173,6 @@ class QueryCache<Q extends { watch?: boolean }, R extends { deleted?: boolean },
     const now = this.clock.now();
     for (const [key, e] of [...this.entries]) if (now - e.lastUsed >= this.idleMs) this.drop(key);
   }
-}
-
-/** Waits for `seeded` until the caller's ctx is cancelled (CANCELLED to that caller only). */
-function untilSeeded(ctx: Ctx, seeded: Promise<void>): Promise<void> {
-  const cancelled = () => new AgentError('CANCELLED', 'registry find cancelled by its caller');
-  if (ctx.signal.aborted) return Promise.reject(cancelled());
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = () => reject(cancelled());
-    ctx.signal.addEventListener('abort', onAbort, { once: true });
-    seeded.then(
-      () => {
-        ctx.signal.removeEventListener('abort', onAbort);
-        resolve();
-      },
-      (err: unknown) => {
-        ctx.signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 /** One registry API, as NsRegistry and NseRegistry both are. */
